@@ -1,0 +1,57 @@
+"""iaaa — instance-aware automatic augmentation for cell microscopy.
+
+Makes new training images with exact instance masks from a few annotated ones: mask-aware
+augmentation ops, cell removal and background inpainting, corner-matched Gaussian-feathered
+placement of single- and multi-cell objects, and policy search (Greedy AutoAugment).
+
+Public names are imported lazily so ``import iaaa`` stays cheap for the command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    # data model
+    "AnnotatedImage": "iaaa.structures",
+    "CellObject": "iaaa.structures",
+    "as_annotated": "iaaa.structures",
+    "labels_to_masks": "iaaa.structures",
+    "masks_to_labels": "iaaa.structures",
+    "labels_to_boxes": "iaaa.structures",
+    "masks_to_boxes": "iaaa.structures",
+    "relabel_sequential": "iaaa.structures",
+    "labels_to_rle": "iaaa.structures",
+    "rle_to_labels": "iaaa.structures",
+    "to_tv_tensors": "iaaa.structures",
+    "from_tv_tensors": "iaaa.structures",
+    "dtype_range": "iaaa.structures",
+    "to_float": "iaaa.structures",
+    "from_float": "iaaa.structures",
+    # readers / writers
+    "read_label_folder": "iaaa.data",
+    "read_coco": "iaaa.data",
+    "read_dsb": "iaaa.data",
+    "write_label_folder": "iaaa.data",
+    "write_coco": "iaaa.data",
+    # built-in sample data
+    "simulate_cells": "iaaa.datasets",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iaaa' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,439 @@
+"""The data model: annotated images, cell objects, and every conversion between mask formats.
+
+An annotated image is an image tensor ``(C, H, W)`` (uint8, uint16 or float32, any C) plus an
+integer label map ``(H, W)`` where 0 is background and ``k > 0`` is instance ``k``, plus one class
+id per instance. All conversions between label maps, stacked binary masks, boxes, COCO RLE and
+``torchvision.tv_tensors`` live here and nowhere else, so the rest of the library cannot disagree
+about them.
+
+Conventions:
+
+* Instance order is always the sorted order of the non-zero label values present in the map;
+  ``class_ids[i]`` belongs to the ``i``-th instance in that order.
+* Boxes are XYXY with inclusive maxima, exactly as :func:`torchvision.ops.masks_to_boxes`
+  returns them (a one-pixel instance at ``(x, y)`` has box ``(x, y, x, y)``).
+* Label maps are ``torch.int64`` once inside the library (16-bit PNG label maps are read as
+  such), because ``bincount``/``scatter`` indexing wants int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "AnnotatedImage",
+    "CellObject",
+    "as_annotated",
+    "instance_ids",
+    "labels_to_masks",
+    "masks_to_labels",
+    "labels_to_boxes",
+    "masks_to_boxes",
+    "relabel_sequential",
+    "labels_to_rle",
+    "rle_to_labels",
+    "to_tv_tensors",
+    "from_tv_tensors",
+    "dtype_range",
+    "to_float",
+    "from_float",
+    "DEFAULT_CATEGORIES",
+]
+
+DEFAULT_CATEGORIES: dict[int, str] = {1: "cell"}
+
+_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16)
+
+
+# ----------------------------------------------------------------------------- dtype helpers
+
+
+def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
+    """Value range ``(lo, hi)`` of image pixels of ``dtype``: ``(0, 255)`` for uint8,
+    ``(0, 65535)`` for uint16, ``(0, 1)`` for floating point."""
+    if dtype == torch.uint8:
+        return 0.0, 255.0
+    if dtype == torch.uint16:
+        return 0.0, 65535.0
+    if dtype == torch.int16:
+        return -32768.0, 32767.0
+    if dtype == torch.int32:
+        return float(-(2**31)), float(2**31 - 1)
+    if dtype.is_floating_point:
+        return 0.0, 1.0
+    raise TypeError(f"unsupported image dtype {dtype}; use uint8, uint16 or a float dtype")
+
+
+def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Scale an image to floating point in ``[0, 1]`` (float inputs are returned as ``dtype``).
+
+    uint8 and uint16 round-trip exactly through :func:`from_float`."""
+    if image.dtype.is_floating_point:
+        return image.to(dtype)
+    lo, hi = dtype_range(image.dtype)
+    # float32 holds every uint16 value exactly and x / 65535 * 65535 rounds back to x.
+    return (image.to(dtype) - lo) / (hi - lo)
+
+
+def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of :func:`to_float`: clamp to ``[0, 1]``, scale to ``dtype``'s range and round."""
+    if dtype.is_floating_point:
+        return image.to(dtype)
+    lo, hi = dtype_range(dtype)
+    out = (image.clamp(0.0, 1.0) * (hi - lo) + lo).round_()
+    if dtype == torch.uint16:
+        # Not every torch op supports uint16; int32 holds the range exactly.
+        return out.to(torch.int32).to(torch.uint16)
+    return out.to(dtype)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check_labels(labels: torch.Tensor, what: str = "labels") -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.as_tensor(np.asarray(labels))
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dtype.is_complex:
+        if labels.dtype == torch.bool:
+            return labels.to(torch.int64)
+        if labels.dtype.is_floating_point and torch.equal(labels, labels.round()):
+            labels = labels.to(torch.int64)
+        else:
+            raise ValueError(f"{what}: label map must hold integers, got dtype {labels.dtype}")
+    if labels.dtype == torch.uint16:
+        labels = labels.to(torch.int32)
+    labels = labels.to(torch.int64)
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
+    return labels
+
+
+def instance_ids(labels: torch.Tensor) -> torch.Tensor:
+    """Sorted non-zero label values present in ``labels`` (int64, on the labels' device)."""
+    ids = torch.unique(labels)
+    return ids[ids != 0].to(torch.int64)
+
+
+# ----------------------------------------------------------------------------- label map <-> masks / boxes
+
+
+def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a label map ``(H, W)`` into stacked boolean masks ``(N, H, W)``.
+
+    Returns ``(masks, ids)`` with ``masks[i] = labels == ids[i]``; ``ids`` defaults to
+    :func:`instance_ids`."""
+    if labels.ndim != 2:
+        raise ValueError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
+    if ids is None:
+        ids = instance_ids(labels)
+    return labels.unsqueeze(0) == ids.view(-1, 1, 1).to(labels.device, labels.dtype), ids
+
+
+def masks_to_labels(masks: torch.Tensor, ids: torch.Tensor | Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:
+    """Merge stacked masks ``(N, H, W)`` into an int64 label map; mask ``i`` gets ``ids[i]``
+    (default ``i + 1``).
+
+    ``overlap``: ``"error"`` raises when a pixel belongs to two masks; ``"last"`` lets the later
+    mask win; ``"first"`` the earlier one. The choice is explicit because silently resolving
+    overlaps changes instance shapes."""
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
+    n = masks.shape[0]
+    masks = masks.bool()
+    ids_t = torch.arange(1, n + 1, dtype=torch.int64, device=masks.device) if ids is None else torch.as_tensor(ids, dtype=torch.int64, device=masks.device)
+    if ids_t.numel() != n:
+        raise ValueError(f"ids: {ids_t.numel()} ids for {n} masks")
+    if n == 0:
+        return torch.zeros(masks.shape[1:], dtype=torch.int64, device=masks.device)
+    count = masks.sum(0)
+    if overlap == "error" and bool((count > 1).any()):
+        raise ValueError(f"masks overlap at {int((count > 1).sum())} pixels; pass overlap='first' or 'last' to resolve")
+    order = torch.arange(n, device=masks.device).view(-1, 1, 1)
+    if overlap == "first":
+        idx = torch.where(masks, order, n).amin(0)
+    elif overlap in ("last", "error"):
+        idx = torch.where(masks, order, -1).amax(0)
+    else:
+        raise ValueError(f"overlap must be 'error', 'first' or 'last', got {overlap!r}")
+    lut = torch.cat([ids_t, ids_t.new_zeros(1)])  # index n (first) and -1 (last) -> background
+    return lut[idx]
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """XYXY float boxes of stacked masks, identical to :func:`torchvision.ops.masks_to_boxes`
+    (empty masks give all-zero boxes instead of an error)."""
+    if masks.ndim != 3:
+        raise ValueError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
+    m = masks.bool()
+    rows, cols = m.any(2), m.any(1)
+    ar_h = torch.arange(h, device=m.device)
+    ar_w = torch.arange(w, device=m.device)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], 1).float()
+    return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
+
+
+def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """XYXY boxes ``(N, 4)`` float32 of each instance of a label map, in ``ids`` order.
+
+    Computed by scatter-reduce over pixel coordinates, so it never materialises N full masks."""
+    labels = _check_labels(labels)
+    if ids is None:
+        ids = instance_ids(labels)
+    h, w = labels.shape
+    if ids.numel() == 0:
+        return torch.zeros((0, 4), dtype=torch.float32, device=labels.device)
+    size = int(max(int(labels.max()), int(ids.max()))) + 1
+    flat = labels.reshape(-1)
+    ys = torch.arange(h, device=labels.device).repeat_interleave(w)
+    xs = torch.arange(w, device=labels.device).repeat(h)
+    big = h + w + 1
+    mins = torch.full((2, size), big, dtype=torch.int64, device=labels.device)
+    maxs = torch.full((2, size), -1, dtype=torch.int64, device=labels.device)
+    coords = torch.stack([xs, ys])
+    idx = flat.unsqueeze(0).expand(2, -1)
+    mins.scatter_reduce_(1, idx, coords, reduce="amin")
+    maxs.scatter_reduce_(1, idx, coords, reduce="amax")
+    sel = ids.to(labels.device)
+    boxes = torch.stack([mins[0, sel], mins[1, sel], maxs[0, sel], maxs[1, sel]], 1)
+    present = maxs[0, sel] >= 0
+    return torch.where(present.unsqueeze(1), boxes, torch.zeros_like(boxes)).float()
+
+
+def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renumber instances to ``1..N`` keeping their order. Returns ``(new_labels, old_ids)``
+    where ``old_ids[k - 1]`` is the original value of new instance ``k``."""
+    labels = _check_labels(labels)
+    uniq, inverse = torch.unique(labels, return_inverse=True)
+    has_bg = bool(uniq.numel()) and int(uniq[0]) == 0
+    new = inverse if has_bg else inverse + 1
+    old_ids = uniq[1:] if has_bg else uniq
+    return new.to(torch.int64).reshape(labels.shape), old_ids.to(torch.int64)
+
+
+# ----------------------------------------------------------------------------- COCO RLE
+
+
+def labels_to_rle(labels: torch.Tensor, ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
+    """COCO RLE (compressed, ``counts`` as a str so it is JSON-ready) for every instance, in
+    ``ids`` order."""
+    from pycocotools import mask as mask_utils
+
+    labels = _check_labels(labels)
+    masks, ids = labels_to_masks(labels, ids)
+    if masks.shape[0] == 0:
+        return []
+    arr = np.asfortranarray(masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+    rles = mask_utils.encode(arr)
+    for r in rles:
+        r["counts"] = r["counts"].decode("ascii")
+    return list(rles)
+
+
+def rle_to_labels(rles: Sequence[dict[str, Any]], size: tuple[int, int], ids: Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:
+    """Decode COCO RLEs (compressed or uncompressed) into one label map of ``size = (H, W)``."""
+    from pycocotools import mask as mask_utils
+
+    h, w = size
+    if len(rles) == 0:
+        return torch.zeros((h, w), dtype=torch.int64)
+    fixed = []
+    for i, r in enumerate(rles):
+        if tuple(r.get("size", ())) != (h, w):
+            raise ValueError(f"rle {i}: size {r.get('size')} does not match the image size {(h, w)}")
+        if isinstance(r["counts"], list):  # uncompressed RLE
+            r = mask_utils.frPyObjects(r, h, w)
+        fixed.append(r)
+    masks = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(fixed).transpose(2, 0, 1)))
+    return masks_to_labels(masks, ids, overlap=overlap)
+
+
+# ----------------------------------------------------------------------------- annotated image
+
+
+@dataclass
+class AnnotatedImage:
+    """An image with instance annotations.
+
+    Attributes:
+        image: ``(C, H, W)`` tensor, uint8, uint16 or float.
+        labels: ``(H, W)`` int64 label map, 0 = background.
+        class_ids: ``(N,)`` int64, one class id per instance in sorted label order (default all 1).
+        name: an identifier (file stem for data read from disk).
+        categories: class id -> class name (default ``{1: "cell"}``).
+        meta: free-form per-instance or per-image metadata (synthesis records object kind and source).
+
+    Unpacks as ``image, labels = sample`` so code written for plain tuples keeps working.
+    """
+
+    image: torch.Tensor
+    labels: torch.Tensor
+    class_ids: torch.Tensor | None = None
+    name: str = ""
+    categories: dict[int, str] = field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        what = self.name or "sample"
+        if not isinstance(self.image, torch.Tensor):
+            self.image = torch.as_tensor(np.asarray(self.image))
+        if self.image.ndim == 2:
+            self.image = self.image.unsqueeze(0)
+        if self.image.ndim != 3:
+            raise ValueError(f"{what}: image must be (C, H, W), got shape {tuple(self.image.shape)}")
+        self.labels = _check_labels(self.labels, f"{what}: labels")
+        if self.labels.ndim != 2:
+            raise ValueError(f"{what}: labels must be (H, W), got shape {tuple(self.labels.shape)}")
+        if tuple(self.image.shape[-2:]) != tuple(self.labels.shape):
+            raise ValueError(f"{what}: image size {tuple(self.image.shape[-2:])} does not match label map size {tuple(self.labels.shape)}")
+        n = self.num_instances
+        if self.class_ids is None:
+            self.class_ids = torch.ones(n, dtype=torch.int64, device=self.labels.device)
+        else:
+            self.class_ids = torch.as_tensor(self.class_ids, dtype=torch.int64).reshape(-1)
+            if self.class_ids.numel() != n:
+                raise ValueError(f"{what}: {self.class_ids.numel()} class ids for {n} instances")
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield self.image
+        yield self.labels
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """Sorted instance ids present in the label map."""
+        return instance_ids(self.labels)
+
+    @property
+    def num_instances(self) -> int:
+        return int(self.ids.numel())
+
+    @property
+    def masks(self) -> torch.Tensor:
+        """Boolean masks ``(N, H, W)`` in instance order."""
+        return labels_to_masks(self.labels)[0]
+
+    @property
+    def boxes(self) -> torch.Tensor:
+        """XYXY float boxes ``(N, 4)`` in instance order."""
+        return labels_to_boxes(self.labels)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.labels.shape[0]), int(self.labels.shape[1])
+
+    def relabeled(self) -> "AnnotatedImage":
+        """A copy with instances renumbered ``1..N`` (class ids keep their instances)."""
+        new, _ = relabel_sequential(self.labels)
+        return AnnotatedImage(self.image, new, self.class_ids, self.name, dict(self.categories), dict(self.meta))
+
+    def to(self, device: torch.device | str) -> "AnnotatedImage":
+        return AnnotatedImage(self.image.to(device), self.labels.to(device), self.class_ids.to(device), self.name, dict(self.categories), dict(self.meta))
+
+
+def as_annotated(sample: Any, name: str = "") -> AnnotatedImage:
+    """Accept an :class:`AnnotatedImage`, an ``(image, labels)`` or ``(image, labels, class_ids)``
+    tuple, or a ``{"image", "labels"}`` dict, and return an :class:`AnnotatedImage`."""
+    if isinstance(sample, AnnotatedImage):
+        return sample
+    if isinstance(sample, dict):
+        return AnnotatedImage(sample["image"], sample["labels"], sample.get("class_ids"), sample.get("name", name))
+    if isinstance(sample, (tuple, list)) and len(sample) in (2, 3):
+        return AnnotatedImage(sample[0], sample[1], sample[2] if len(sample) == 3 else None, name)
+    raise TypeError(f"{name or 'sample'}: expected an AnnotatedImage or an (image, labels) pair, got {type(sample).__name__}")
+
+
+# ----------------------------------------------------------------------------- tv_tensors
+
+
+def to_tv_tensors(sample: Any) -> tuple[Any, dict[str, Any]]:
+    """Convert to torchvision's detection format: ``(tv_tensors.Image, target)`` with
+    ``target = {"boxes": BoundingBoxes XYXY, "masks": Mask (N, H, W) uint8, "labels": int64 class
+    ids, "label_map": (H, W) int64}``. The image keeps its dtype."""
+    from torchvision import tv_tensors
+
+    s = as_annotated(sample)
+    masks, _ = labels_to_masks(s.labels)
+    h, w = s.size
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(h, w)),
+        "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+        "labels": s.class_ids.clone(),
+        "label_map": s.labels,
+    }
+    return tv_tensors.Image(s.image), target
+
+
+def from_tv_tensors(image: torch.Tensor, target: dict[str, Any] | torch.Tensor, name: str = "") -> AnnotatedImage:
+    """Inverse of :func:`to_tv_tensors`. ``target`` may be the target dict (uses ``label_map``
+    if present, else ``masks`` + ``labels``), a ``Mask`` of shape ``(H, W)`` (a label map) or
+    ``(N, H, W)`` (stacked masks)."""
+    img = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+    if isinstance(target, dict):
+        if "label_map" in target:
+            labels = torch.as_tensor(target["label_map"]).as_subclass(torch.Tensor)
+            return AnnotatedImage(img, labels, target.get("labels"), name)
+        masks = torch.as_tensor(target["masks"]).as_subclass(torch.Tensor)
+        labels = masks_to_labels(masks)
+        keep = masks.flatten(1).any(1)
+        cls = target.get("labels")
+        cls = None if cls is None else torch.as_tensor(cls)[keep.cpu()]
+        return AnnotatedImage(img, labels, cls, name)
+    t = torch.as_tensor(target).as_subclass(torch.Tensor)
+    if t.ndim == 3:
+        t = masks_to_labels(t)
+    return AnnotatedImage(img, t, None, name)
+
+
+# ----------------------------------------------------------------------------- cell objects
+
+
+@dataclass
+class CellObject:
+    """A cell object cut from an annotated image: one cell (``kind == "sco"``) or a cluster of
+    touching cells (``kind == "mco"``).
+
+    Attributes:
+        image: ``(C, h, w)`` crop of the source image (source dtype).
+        labels: ``(h, w)`` int64 label crop, the object's instances renumbered ``1..k``; pixels
+            of other instances inside the box are 0.
+        class_ids: ``(k,)`` class id of each instance.
+        kind: ``"sco"`` or ``"mco"``.
+        source: name of the source image.
+        box: ``(x0, y0, x1, y1)`` of the crop in the source image, inclusive maxima.
+        source_ids: the instances' original label values in the source image.
+    """
+
+    image: torch.Tensor
+    labels: torch.Tensor
+    class_ids: torch.Tensor
+    kind: str
+    source: str = ""
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    source_ids: tuple[int, ...] = ()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        yield self.image
+        yield self.labels
+
+    @property
+    def num_cells(self) -> int:
+        return int(self.class_ids.numel())
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """Boolean union mask ``(h, w)`` of the object's cells."""
+        return self.labels > 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.labels.shape[0]), int(self.labels.shape[1])
