@@ -1,0 +1,279 @@
+"""Readers for annotated microscopy datasets: label-map folders, COCO instance JSON, and the
+2018 Data Science Bowl layout. Each returns a list of :class:`~iaaa.structures.AnnotatedImage`.
+
+Overlapping instance masks (possible in COCO and DSB, impossible in a label map) are resolved
+the same way everywhere: larger instances are painted first, so where two overlap the smaller
+one keeps the pixels (a small cell is never swallowed by a big neighbour); ties go to the
+earlier annotation. Every resolution is reported with :mod:`warnings` and recorded in
+``sample.meta["overlap"]``; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from iaaa.data.imageio import IMAGE_SUFFIXES, read_image, read_label_map
+from iaaa.errors import DataError
+from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, masks_to_labels
+
+__all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "CLASSES_FILE", "MASK_SUFFIXES"]
+
+CLASSES_FILE = "classes.json"
+# Common naming schemes for mask files (cellpose writes <stem>_masks, many tools <stem>_mask / _label).
+MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_label", "_seg")
+
+
+def _list_images(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {what} folder not found")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{folder}: {what} folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _mask_key(stem: str) -> str:
+    for suf in MASK_SUFFIXES[1:]:
+        if stem.endswith(suf):
+            return stem[: -len(suf)]
+    return stem
+
+
+def _load_classes(masks_dir: Path) -> tuple[dict[int, str], dict[str, dict[str, int]]]:
+    path = masks_dir / CLASSES_FILE
+    if not path.is_file():
+        return dict(DEFAULT_CATEGORIES), {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        cats = {int(k): str(v) for k, v in doc.get("categories", DEFAULT_CATEGORIES).items()}
+        inst = {str(k): {str(i): int(c) for i, c in v.items()} for k, v in doc.get("instances", {}).items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise DataError(f"{path}: malformed classes file ({exc}); expected {{'categories': {{id: name}}, 'instances': {{stem: {{label: class_id}}}}}}") from exc
+    return cats, inst
+
+
+def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLike) -> list[AnnotatedImage]:
+    """Read a folder of images and a folder of instance label maps, matched by file stem.
+
+    Mask files may carry one of the suffixes ``_masks``, ``_mask``, ``_labels``, ``_label``,
+    ``_seg`` after the image stem. Images: PNG (8/16-bit), TIFF (incl. multi-channel stacks),
+    JPEG, BMP. Label maps: 8/16-bit PNG or integer TIFF. An optional ``classes.json`` in
+    ``masks_dir`` (written by :func:`~iaaa.data.write_label_folder`) gives per-instance classes.
+
+    Raises:
+        DataError: empty or missing folders, unmatched stems (all listed), shape mismatches,
+            unreadable files, non-integer or negative labels.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    images = _list_images(images_dir, "images")
+    masks = _list_images(masks_dir, "masks")
+    by_stem: dict[str, Path] = {}
+    image_stems = {p.stem for p in images}
+    for m in masks:
+        key = m.stem if m.stem in image_stems else _mask_key(m.stem)
+        if key in by_stem:
+            raise DataError(f"{masks_dir}: two mask files for image stem {key!r}: {by_stem[key].name}, {m.name}")
+        by_stem[key] = m
+    img_stems = [p.stem for p in images]
+    if len(set(img_stems)) != len(img_stems):
+        dup = sorted({s for s in img_stems if img_stems.count(s) > 1})
+        raise DataError(f"{images_dir}: several image files share the stems {dup}")
+    missing = [s for s in img_stems if s not in by_stem]
+    extra = sorted(set(by_stem) - set(img_stems))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"images without a mask: {missing}")
+        if extra:
+            parts.append(f"masks without an image: {[by_stem[s].name for s in extra]}")
+        raise DataError(f"{images_dir} vs {masks_dir}: file stems do not match; " + "; ".join(parts))
+    categories, instance_classes = _load_classes(masks_dir)
+    out = []
+    for img_path in images:
+        mask_path = by_stem[img_path.stem]
+        image = read_image(img_path)
+        labels = read_label_map(mask_path)
+        if tuple(image.shape[-2:]) != tuple(labels.shape):
+            raise DataError(f"{img_path} / {mask_path}: image size {tuple(image.shape[-2:])} does not match mask size {tuple(labels.shape)}")
+        class_ids = None
+        if img_path.stem in instance_classes:
+            ids = torch.unique(labels)
+            ids = ids[ids != 0].tolist()
+            table = instance_classes[img_path.stem]
+            unknown = [i for i in ids if str(i) not in table]
+            if unknown:
+                raise DataError(f"{masks_dir / CLASSES_FILE}: no class for labels {unknown} of {mask_path.name}")
+            class_ids = torch.tensor([table[str(i)] for i in ids], dtype=torch.int64)
+        out.append(AnnotatedImage(image, labels, class_ids, name=img_path.stem, categories=dict(categories), meta={"image_path": str(img_path), "mask_path": str(mask_path)}))
+    return out
+
+
+def _paint(masks: torch.Tensor, order_ids: Sequence[int], where: str) -> tuple[torch.Tensor, list[int], dict[str, Any]]:
+    """Paint stacked masks into a label map, larger first; return (labels 1..N in input order of
+    the surviving masks, indices of survivors, overlap report)."""
+    n = masks.shape[0]
+    h, w = masks.shape[1:]
+    if n == 0:
+        return torch.zeros((h, w), dtype=torch.int64), [], {}
+    area = masks.flatten(1).sum(1)
+    order = sorted(range(n), key=lambda i: (-int(area[i]), i))
+    painted = masks_to_labels(masks[order], [i + 1 for i in order], overlap="last")
+    overlap_px = int((masks.sum(0) > 1).sum())
+    present = torch.unique(painted)
+    present = [int(v) - 1 for v in present.tolist() if v != 0]
+    empty = [order_ids[i] for i in range(n) if int(area[i]) == 0]
+    present_set = set(present)
+    hidden = [order_ids[i] for i in range(n) if int(area[i]) > 0 and i not in present_set]
+    # Renumber survivors 1..N in their input order.
+    lut = torch.zeros(n + 1, dtype=torch.int64)
+    for new, old in enumerate(sorted(present), start=1):
+        lut[old + 1] = new
+    labels = lut[painted]
+    report: dict[str, Any] = {}
+    if overlap_px or hidden or empty:
+        report = {"pixels": overlap_px, "hidden": hidden, "empty": empty}
+        msg = f"{where}: {overlap_px} pixels covered by several instances were given to the smaller instance"
+        if hidden:
+            msg += f"; instances {hidden} were completely covered and are absent from the label map"
+        if empty:
+            msg += f"; instances {empty} have empty masks and are absent"
+        warnings.warn(msg, stacklevel=3)
+    return labels, sorted(present), report
+
+
+def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> list[AnnotatedImage]:
+    """Read a COCO instance-segmentation JSON (polygon, uncompressed or compressed RLE
+    segmentations) and its image folder. Instances are numbered ``1..N`` per image in
+    annotation-id order; ``class_ids`` are the COCO ``category_id`` values and ``categories``
+    the file's category names. Images without annotations are kept (empty label maps)."""
+    from pycocotools import mask as mask_utils
+
+    json_path, images_dir = Path(json_path), Path(images_dir)
+    if not json_path.is_file():
+        raise DataError(f"{json_path}: COCO file not found")
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir}: images folder not found")
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{json_path}: not valid JSON ({exc})") from exc
+    for key in ("images", "annotations"):
+        if not isinstance(doc.get(key), list):
+            raise DataError(f"{json_path}: field {key!r} missing or not a list")
+    if not doc["images"]:
+        raise DataError(f"{json_path}: 'images' is empty")
+    categories = {int(c["id"]): str(c.get("name", c["id"])) for c in doc.get("categories", [])} or dict(DEFAULT_CATEGORIES)
+    images = {}
+    for entry in doc["images"]:
+        try:
+            images[int(entry["id"])] = entry
+            entry["file_name"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{json_path}: image entry {entry!r} lacks field {exc}") from exc
+    per_image: dict[int, list[dict]] = {i: [] for i in images}
+    for ann in doc["annotations"]:
+        aid = ann.get("id")
+        if "image_id" not in ann or "segmentation" not in ann:
+            raise DataError(f"{json_path}: annotation {aid} lacks 'image_id' or 'segmentation'")
+        if int(ann["image_id"]) not in images:
+            raise DataError(f"{json_path}: annotation {aid} points at image_id {ann['image_id']}, which is not in 'images'")
+        if "category_id" in ann and categories and int(ann["category_id"]) not in categories and doc.get("categories"):
+            raise DataError(f"{json_path}: annotation {aid} has category_id {ann['category_id']}, not in 'categories'")
+        per_image[int(ann["image_id"])].append(ann)
+    out = []
+    for image_id, entry in images.items():
+        path = images_dir / entry["file_name"]
+        image = read_image(path)
+        h, w = image.shape[-2:]
+        if ("height" in entry and int(entry["height"]) != h) or ("width" in entry and int(entry["width"]) != w):
+            raise DataError(f"{json_path}: image {entry['file_name']} is {h}x{w} on disk but {entry.get('height')}x{entry.get('width')} in the JSON")
+        anns = sorted(per_image[image_id], key=lambda a: a.get("id", 0))
+        rles = []
+        for ann in anns:
+            seg = ann["segmentation"]
+            try:
+                if isinstance(seg, list):
+                    polys = [p for p in seg if len(p) >= 6]
+                    if not polys:
+                        raise ValueError("polygon with fewer than 3 points")
+                    rles.append(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
+                elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                    rles.append(mask_utils.frPyObjects(seg, h, w))
+                elif isinstance(seg, dict):
+                    if tuple(seg.get("size", ())) != (h, w):
+                        raise ValueError(f"RLE size {seg.get('size')} differs from image size {(h, w)}")
+                    counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
+                    rles.append({"size": [h, w], "counts": counts})
+                else:
+                    raise ValueError(f"unsupported segmentation type {type(seg).__name__}")
+            except (ValueError, TypeError, KeyError) as exc:
+                raise DataError(f"{json_path}: annotation {ann.get('id')} (image {entry['file_name']}): bad segmentation: {exc}") from exc
+        if rles:
+            masks = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1)))
+        else:
+            masks = torch.zeros((0, h, w), dtype=torch.uint8)
+        ann_ids = [a.get("id") for a in anns]
+        labels, kept, report = _paint(masks, ann_ids, f"{json_path}: image {entry['file_name']}")
+        class_ids = torch.tensor([int(anns[i].get("category_id", 1)) for i in kept], dtype=torch.int64)
+        meta = {"image_path": str(path), "coco_image_id": image_id, "annotation_ids": [ann_ids[i] for i in kept]}
+        if report:
+            meta["overlap"] = report
+        out.append(AnnotatedImage(image, labels, class_ids, name=Path(entry["file_name"]).stem, categories=dict(categories), meta=meta))
+    return out
+
+
+def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
+    """Read the 2018 Data Science Bowl layout: ``root/<id>/images/<id>.png`` and
+    ``root/<id>/masks/*.png`` (one binary mask per instance). Instances are numbered in sorted
+    mask-file order."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: DSB root folder not found")
+    cases = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not cases:
+        raise DataError(f"{root}: no <id>/images/ sub-folders found (expected the DSB 2018 layout)")
+    out = []
+    for case in cases:
+        img_dir, mask_dir = case / "images", case / "masks"
+        candidates = [img_dir / f"{case.name}.png"] if (img_dir / f"{case.name}.png").is_file() else _list_images(img_dir, "images")
+        if len(candidates) != 1:
+            raise DataError(f"{img_dir}: expected one image, found {len(candidates)}")
+        image = read_image(candidates[0])
+        h, w = image.shape[-2:]
+        mask_files = _list_images(mask_dir, "masks") if mask_dir.is_dir() else []
+        stack = []
+        for mf in mask_files:
+            m = read_label_map(mf)
+            if tuple(m.shape) != (h, w):
+                raise DataError(f"{mf}: mask size {tuple(m.shape)} does not match image size {(h, w)}")
+            stack.append(m > 0)
+        masks = torch.stack(stack) if stack else torch.zeros((0, h, w), dtype=torch.bool)
+        labels, kept, report = _paint(masks, [f.name for f in mask_files], f"{case}")
+        meta = {"image_path": str(candidates[0]), "mask_files": [mask_files[i].name for i in kept]}
+        if report:
+            meta["overlap"] = report
+        out.append(AnnotatedImage(image, labels, None, name=case.name, meta=meta))
+    return out
+
+
+def load_samples(images: str | None = None, masks: str | None = None, coco: str | None = None, dsb: str | None = None) -> list[AnnotatedImage]:
+    """Read one dataset from whichever source is given: ``images`` + ``masks`` folders,
+    ``coco`` JSON + ``images`` folder, or a ``dsb`` root. Used by the command line."""
+    if dsb:
+        if coco or masks:
+            raise DataError("give either --dsb, or --coco with --images, or --images with --masks")
+        return read_dsb(dsb)
+    if coco:
+        if not images:
+            raise DataError("--coco needs --images (the folder its file_name entries are relative to)")
+        return read_coco(coco, images)
+    if images and masks:
+        return read_label_folder(images, masks)
+    raise DataError("no input data: give --images DIR --masks DIR, or --coco JSON --images DIR, or --dsb DIR")
