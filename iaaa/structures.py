@@ -384,7 +384,7 @@ def from_tv_tensors(image: torch.Tensor, target: dict[str, Any] | torch.Tensor, 
             return AnnotatedImage(img, labels, target.get("labels"), name)
         masks = torch.as_tensor(target["masks"]).as_subclass(torch.Tensor)
         labels = masks_to_labels(masks)
-        keep = masks.flatten(1).any(1)
+        keep = masks.flatten(1).bool().any(1)
         cls = target.get("labels")
         cls = None if cls is None else torch.as_tensor(cls)[keep.cpu()]
         return AnnotatedImage(img, labels, cls, name)

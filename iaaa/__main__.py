@@ -1,0 +1,5 @@
+import sys
+
+from iaaa.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""Round trips of every conversion in iaaa.structures, property-based."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision import tv_tensors
+from torchvision.ops import masks_to_boxes as tv_masks_to_boxes
+
+from iaaa.structures import (
+    AnnotatedImage,
+    as_annotated,
+    dtype_range,
+    from_float,
+    from_tv_tensors,
+    instance_ids,
+    labels_to_boxes,
+    labels_to_masks,
+    labels_to_rle,
+    masks_to_boxes,
+    masks_to_labels,
+    relabel_sequential,
+    rle_to_labels,
+    to_float,
+    to_tv_tensors,
+)
+
+
+@st.composite
+def label_maps(draw, max_side=40, max_instances=12):
+    h = draw(st.integers(1, max_side))
+    w = draw(st.integers(1, max_side))
+    n = draw(st.integers(0, max_instances))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    # Sparse, non-contiguous ids (gaps and large values) exercise relabelling.
+    values = torch.randperm(1000, generator=g)[:n] + 1
+    choice = torch.randint(0, n + 1, (h, w), generator=g)
+    table = torch.cat([torch.zeros(1, dtype=torch.int64), values])
+    return table[choice]
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_maps())
+def test_labels_masks_roundtrip(labels):
+    masks, ids = labels_to_masks(labels)
+    assert torch.equal(ids, instance_ids(labels))
+    assert masks.shape == (ids.numel(), *labels.shape)
+    assert torch.equal(masks_to_labels(masks, ids), labels)
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_maps())
+def test_boxes_match_torchvision(labels):
+    masks, ids = labels_to_masks(labels)
+    if ids.numel():
+        expected = tv_masks_to_boxes(masks).float()
+        assert torch.equal(masks_to_boxes(masks), expected)
+        assert torch.equal(labels_to_boxes(labels), expected)
+    else:
+        assert labels_to_boxes(labels).shape == (0, 4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(label_maps())
+def test_relabel_sequential(labels):
+    new, old = relabel_sequential(labels)
+    assert torch.equal(old, instance_ids(labels))
+    assert torch.equal(instance_ids(new), torch.arange(1, old.numel() + 1))
+    # new k sits exactly where old[k-1] was
+    lut = torch.cat([torch.zeros(1, dtype=torch.int64), old])
+    assert torch.equal(lut[new], labels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(labels=label_maps())
+def test_full_roundtrip_through_coco_file(tmp_path_factory, labels):
+    """label map -> masks -> RLE -> COCO file -> pycocotools -> label map, zero differing pixels."""
+    from pycocotools.coco import COCO
+
+    from iaaa.data import write_coco
+
+    h, w = labels.shape
+    image = torch.zeros((1, h, w), dtype=torch.uint8)
+    d = tmp_path_factory.mktemp("coco")
+    write_coco([AnnotatedImage(image, labels, name="x")], d / "ann.json", d / "images")
+    coco = COCO(str(d / "ann.json"))
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
+    ids = instance_ids(labels)
+    assert len(anns) == ids.numel()
+    back = np.zeros((h, w), dtype=np.int64)
+    for ann, i in zip(anns, ids.tolist()):
+        m = coco.annToMask(ann)
+        assert not (back[m > 0]).any()
+        back[m > 0] = i
+    assert np.array_equal(back, labels.numpy())
+    # and the in-memory path
+    assert torch.equal(rle_to_labels(labels_to_rle(labels), (h, w), ids.tolist()), labels)
+
+
+def test_rle_is_json_ready():
+    labels = torch.tensor([[0, 1, 1], [2, 2, 0]])
+    rles = labels_to_rle(labels)
+    json.dumps(rles)
+    assert [r["size"] for r in rles] == [[2, 3], [2, 3]]
+
+
+def test_masks_to_labels_overlap_modes():
+    masks = torch.zeros(2, 3, 3, dtype=torch.bool)
+    masks[0, :2, :2] = True
+    masks[1, 1:, 1:] = True
+    with pytest.raises(ValueError, match="overlap"):
+        masks_to_labels(masks)
+    assert masks_to_labels(masks, overlap="last")[1, 1] == 2
+    assert masks_to_labels(masks, overlap="first")[1, 1] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16])
+def test_float_roundtrip_is_lossless(dtype):
+    hi = int(dtype_range(dtype)[1])
+    x = torch.arange(hi + 1, dtype=torch.int32).to(dtype).view(1, 1, -1)
+    f = to_float(x)
+    assert f.dtype == torch.float32 and float(f.min()) == 0.0 and float(f.max()) == 1.0
+    back = from_float(f, dtype)
+    assert back.dtype == dtype
+    assert torch.equal(back.to(torch.int32), x.to(torch.int32))
+
+
+def test_dtype_range():
+    assert dtype_range(torch.uint8) == (0, 255)
+    assert dtype_range(torch.uint16) == (0, 65535)
+    assert dtype_range(torch.float32) == (0, 1)
+    with pytest.raises(TypeError):
+        dtype_range(torch.bool)
+
+
+@settings(max_examples=30, deadline=None)
+@given(label_maps(), st.integers(1, 5))
+def test_tv_tensors_roundtrip(labels, channels):
+    h, w = labels.shape
+    n = instance_ids(labels).numel()
+    classes = torch.arange(n) % 3 + 1
+    s = AnnotatedImage(torch.rand(channels, h, w), labels, classes, name="x")
+    image, target = to_tv_tensors(s)
+    assert isinstance(image, tv_tensors.Image) and isinstance(target["masks"], tv_tensors.Mask)
+    assert isinstance(target["boxes"], tv_tensors.BoundingBoxes) and tuple(target["boxes"].canvas_size) == (h, w)
+    assert target["masks"].shape == (n, h, w) and target["labels"].dtype == torch.int64
+    back = from_tv_tensors(image, target)
+    assert torch.equal(back.labels, labels) and torch.equal(back.class_ids, classes)
+    # from masks + labels alone (no label_map): instances numbered 1..N, same pixels and classes
+    alt = from_tv_tensors(image, {"masks": target["masks"], "labels": target["labels"]})
+    assert torch.equal(alt.labels > 0, labels > 0) and torch.equal(alt.class_ids, classes)
+
+
+def test_annotated_image_unpacks_and_validates():
+    img = torch.zeros(1, 4, 5, dtype=torch.uint8)
+    lab = torch.zeros(4, 5, dtype=torch.int64)
+    lab[1, 1] = 3
+    s = AnnotatedImage(img, lab, name="a")
+    image, labels = s
+    assert image is s.image and torch.equal(labels, lab)
+    assert s.num_instances == 1 and s.class_ids.tolist() == [1]
+    assert as_annotated((img, lab)).num_instances == 1
+    assert s.relabeled().labels[1, 1] == 1
+    with pytest.raises(ValueError, match="does not match"):
+        AnnotatedImage(img, torch.zeros(3, 5, dtype=torch.int64), name="bad")
+    with pytest.raises(ValueError, match="negative"):
+        AnnotatedImage(img, lab - 1, name="neg")
+    with pytest.raises(ValueError, match="integers"):
+        AnnotatedImage(img, lab.float() + 0.5, name="frac")
+    with pytest.raises(ValueError, match="class ids"):
+        AnnotatedImage(img, lab, torch.tensor([1, 2]))
+    with pytest.raises(TypeError):
+        as_annotated(42)
