@@ -1,0 +1,197 @@
+"""PyTorch datasets: synthetic images generated on the fly, real annotated images in the same
+target format, and a deterministic mix of the two.
+
+Targets follow torchvision's detection convention, so the datasets plug straight into
+``torchvision.models.detection.maskrcnn_resnet50_fpn`` training loops::
+
+    image: tv_tensors.Image float32 (C, H, W) in [0, 1]
+    target = {"boxes": BoundingBoxes XYXY (N, 4), "labels": int64 class ids (N,),
+              "masks": Mask uint8 (N, H, W), "label_map": Mask int64 (H, W)}
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from iaaa.structures import AnnotatedImage, as_annotated, labels_to_masks, masks_to_boxes, to_float
+
+__all__ = ["SynthesisDataset", "RealDataset", "MixedDataset", "collate_fn", "make_target", "sample_generator", "TARGET_FORMATS"]
+
+TARGET_FORMATS = ("detection", "label_map", "sample")
+
+
+def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
+    """The generator that drives sample ``index`` of epoch ``epoch``: a function of the three
+    numbers alone, so a sample is the same in any worker, process, rank or machine."""
+    # splitmix64-style mixing keeps (seed, epoch, index) triples from colliding in practice.
+    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xD1B54A32D192ED03 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 29
+    return torch.Generator().manual_seed(x & 0x7FFFFFFFFFFFFFFF)
+
+
+def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:
+    """Detection-format ``(image, target)`` of a sample. Boxes and masks are derived from the
+    label map, so ``boxes == masks_to_boxes(masks)`` holds by construction. ``label_map``
+    overrides the sample's (used after geometric transforms); instances absent from it are
+    dropped together with their class ids."""
+    from torchvision import tv_tensors
+
+    labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
+    all_ids = sample.ids
+    masks, ids = labels_to_masks(labels)
+    if label_map is None:
+        class_ids = sample.class_ids
+    else:
+        known = torch.isin(ids, all_ids)
+        if not bool(known.all()):
+            raise ValueError(f"{sample.name}: a transform invented label values {ids[~known].tolist()}")
+        class_ids = sample.class_ids[torch.searchsorted(all_ids, ids)]
+    h, w = labels.shape
+    image = sample.image.as_subclass(torch.Tensor)
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(h, w)),
+        "labels": class_ids.to(torch.int64),
+        "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+        "label_map": tv_tensors.Mask(labels),
+    }
+    return tv_tensors.Image(to_float(image) if not image.dtype.is_floating_point else image.float()), target
+
+
+def _apply_transforms(sample: AnnotatedImage, transforms: Callable | None) -> tuple[Any, torch.Tensor | None]:
+    if transforms is None:
+        return None, None
+    from torchvision import tv_tensors
+
+    image, label_map = transforms(tv_tensors.Image(to_float(sample.image)), tv_tensors.Mask(sample.labels))
+    return image, label_map
+
+
+def _format(sample: AnnotatedImage, transforms: Callable | None, target_format: str) -> Any:
+    if target_format == "sample":
+        if transforms is not None:
+            raise ValueError("transforms are applied to tensors; use target_format='detection' or 'label_map' with transforms")
+        return sample
+    image, label_map = _apply_transforms(sample, transforms)
+    if target_format == "label_map":
+        if image is None:
+            from torchvision import tv_tensors
+
+            return tv_tensors.Image(to_float(sample.image)), tv_tensors.Mask(sample.labels)
+        return image, label_map
+    out_image, target = make_target(sample, label_map)
+    return (out_image if image is None else image), target
+
+
+class SynthesisDataset(Dataset):
+    """Synthetic annotated images generated on the fly by a fitted compositor.
+
+    ``ds[i]`` depends only on ``(seed, epoch, i)``: it is the same in two dataset instances,
+    with any ``num_workers``, under ``DistributedSampler``, on any machine.
+
+    Args:
+        compositor: a fitted :class:`~iaaa.compositor.CellCompositor` (anything with
+            ``sample(generator=...) -> AnnotatedImage``).
+        length: number of samples per epoch.
+        seed: base seed.
+        transforms: optional callable applied after synthesis to
+            ``(tv_tensors.Image float32, tv_tensors.Mask label map)`` and returning the same pair,
+            e.g. a ``torchvision.transforms.v2.Compose`` of ``iaaa.ops``. Boxes and masks are
+            derived from the transformed label map, so they stay exact.
+        target_format: ``"detection"`` (``(image, target dict)``, for Mask R-CNN),
+            ``"label_map"`` (``(image, label map)`` pairs for U-Net-style training) or
+            ``"sample"`` (the raw :class:`AnnotatedImage`, source dtype kept; used by export).
+        epoch: start epoch; :meth:`set_epoch` changes it so each epoch sees new images.
+    """
+
+    def __init__(self, compositor: Any, length: int, seed: int = 0, transforms: Callable | None = None, target_format: str = "detection", epoch: int = 0) -> None:
+        if not hasattr(compositor, "sample"):
+            raise TypeError(f"compositor must have a sample(generator=...) method, got {type(compositor).__name__}")
+        if length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        if target_format not in TARGET_FORMATS:
+            raise ValueError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
+        self.compositor = compositor
+        self.length = int(length)
+        self.seed = int(seed)
+        self.transforms = transforms
+        self.target_format = target_format
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s samples from now on (call it before each epoch, as with
+        ``DistributedSampler.set_epoch``; with persistent workers, recreate the loader)."""
+        self.epoch = int(epoch)
+
+    def synthesize(self, index: int) -> AnnotatedImage:
+        """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms)."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a SynthesisDataset of length {self.length}")
+        sample = self.compositor.sample(generator=sample_generator(self.seed, index, self.epoch))
+        sample = as_annotated(sample)
+        sample.name = f"synth_{self.epoch:03d}_{index:06d}" if self.epoch else f"synth_{index:06d}"
+        return sample
+
+    def __getitem__(self, index: int) -> Any:
+        return _format(self.synthesize(index), self.transforms, self.target_format)
+
+
+class RealDataset(Dataset):
+    """Real annotated images (from the readers) in the same formats as :class:`SynthesisDataset`."""
+
+    def __init__(self, samples: Sequence[Any], transforms: Callable | None = None, target_format: str = "detection") -> None:
+        if target_format not in TARGET_FORMATS:
+            raise ValueError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
+        self.samples = [as_annotated(s, name=f"real_{i:06d}") for i, s in enumerate(samples)]
+        self.transforms = transforms
+        self.target_format = target_format
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Any:
+        return _format(self.samples[index], self.transforms, self.target_format)
+
+
+class MixedDataset(Dataset):
+    """Real and synthetic samples mixed at ``ratio`` synthetic per real image (the paper uses
+    about 1:1), in an order shuffled once by ``seed``.
+
+    Its length is ``len(real) + round(ratio * len(real))``; synthetic items are indices
+    ``0..n_syn-1`` of ``synthetic``, which must be at least that long."""
+
+    def __init__(self, real: Dataset, synthetic: Dataset, ratio: float = 1.0, seed: int = 0) -> None:
+        if ratio < 0:
+            raise ValueError(f"ratio must be >= 0, got {ratio}")
+        n_real = len(real)
+        n_syn = int(round(ratio * n_real))
+        if n_syn > len(synthetic):
+            raise ValueError(f"ratio {ratio} needs {n_syn} synthetic samples but the synthetic dataset has {len(synthetic)}")
+        self.real, self.synthetic = real, synthetic
+        order = torch.randperm(n_real + n_syn, generator=torch.Generator().manual_seed(seed))
+        src = torch.cat([torch.zeros(n_real, dtype=torch.int64), torch.ones(n_syn, dtype=torch.int64)])
+        idx = torch.cat([torch.arange(n_real), torch.arange(n_syn)])
+        self._src, self._idx = src[order].tolist(), idx[order].tolist()
+
+    def __len__(self) -> int:
+        return len(self._src)
+
+    def is_synthetic(self, index: int) -> bool:
+        return bool(self._src[index])
+
+    def __getitem__(self, index: int) -> Any:
+        ds = self.synthetic if self._src[index] else self.real
+        return ds[self._idx[index]]
+
+
+def collate_fn(batch: Sequence[Any]) -> tuple:
+    """Collate for detection datasets: images and targets as tuples (sizes and instance counts
+    differ between samples), as torchvision's detection references do."""
+    return tuple(zip(*batch))
