@@ -1,0 +1,114 @@
+"""Input checking and dtype plumbing shared by the op kernels.
+
+Every kernel works on a batch: images ``(B, C, H, W)``, label maps ``(B, H, W)`` and per-sample
+parameters of shape ``(B,)`` (or ``(1,)``, broadcast to the batch). Integer images are processed
+in float32 at their *raw* scale (0..255, 0..65535) so no precision is lost to a ``[0, 1]``
+rescale and uint16 keeps its full 16-bit range; results are rounded and clamped back.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+Number = Union[int, float]
+ParamLike = Union[Number, Sequence[Number], torch.Tensor]
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_image(image: torch.Tensor, what: str = "image") -> torch.Tensor:
+    """Validate a batched image ``(B, C, H, W)`` of a supported dtype; return it unchanged."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor, got {type(image).__name__}")
+    if image.ndim != 4:
+        raise ValueError(f"{what}: expected shape (B, C, H, W), got {tuple(image.shape)}")
+    if image.dtype not in (torch.uint8, torch.uint16) and image.dtype not in _FLOATS:
+        raise TypeError(f"{what}: unsupported dtype {image.dtype}; use uint8, uint16 or a float dtype")
+    return image
+
+
+def check_labels(labels: torch.Tensor | None, size: tuple[int, int] | None = None, batch: int | None = None, what: str = "labels") -> torch.Tensor | None:
+    """Validate a batched label map ``(B, H, W)`` of an integer (or bool) dtype.
+
+    The dtype is kept: the geometric kernels only gather, so any integer dtype moves exactly."""
+    if labels is None:
+        return None
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor or None, got {type(labels).__name__}")
+    if labels.ndim != 3:
+        raise ValueError(f"{what}: expected shape (B, H, W), got {tuple(labels.shape)}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex:
+        raise TypeError(f"{what}: label maps must be integer, got dtype {labels.dtype}")
+    if size is not None and tuple(labels.shape[-2:]) != tuple(size):
+        raise ValueError(f"{what}: size {tuple(labels.shape[-2:])} does not match the image size {tuple(size)}")
+    if batch is not None and labels.shape[0] not in (batch,):
+        raise ValueError(f"{what}: batch {labels.shape[0]} does not match the image batch {batch}")
+    return labels
+
+
+def as_param(value: ParamLike, batch: int, what: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A per-sample parameter as a CPU tensor of shape ``(batch,)`` or ``(1,)``.
+
+    Parameters live on the CPU (they are tiny) so drawing them never syncs a GPU; kernels move
+    the few values they need onto the image's device."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu", dtype)
+    else:
+        t = torch.as_tensor(value, dtype=dtype)
+    t = t.reshape(-1)
+    if t.numel() not in (1, batch):
+        raise ValueError(f"{what}: expected 1 or {batch} values (one per sample), got {t.numel()}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what}: values must be finite, got {t.tolist()}")
+    return t
+
+
+def bound(dtype: torch.dtype) -> float:
+    """Largest pixel value of ``dtype``: 255, 65535, or 1.0 for floats."""
+    if dtype == torch.uint8:
+        return 255.0
+    if dtype == torch.uint16:
+        return 65535.0
+    return 1.0
+
+
+def bit_depth(dtype: torch.dtype) -> int:
+    """Bits per pixel used by Posterize: 8, 16, and 8 for floats (as torchvision does)."""
+    return 16 if dtype == torch.uint16 else 8
+
+
+def to_work(image: torch.Tensor) -> torch.Tensor:
+    """Float copy at raw scale (uint8 0..255, uint16 0..65535); float32/64 pass through, halves go to float32."""
+    if image.dtype in (torch.float32, torch.float64):
+        return image
+    if image.dtype == torch.uint16:
+        # uint16 -> float needs an int32 hop on older torch; float32 holds every value exactly.
+        return image.to(torch.int32).to(torch.float32)
+    return image.to(torch.float32)
+
+
+def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True) -> torch.Tensor:
+    """Back from :func:`to_work`: integers are rounded half-to-even and clamped to their range;
+    floats are clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
+    if dtype.is_floating_point:
+        if clamp:
+            x = x.clamp(0.0, 1.0)
+        return x.to(dtype)
+    x = x.round().clamp_(0.0, bound(dtype))
+    if dtype == torch.uint16:
+        return x.to(torch.int32).to(torch.uint16)
+    return x.to(dtype)
+
+
+def view4(t: torch.Tensor) -> torch.Tensor:
+    """A ``(B,)`` parameter as ``(B, 1, 1, 1)`` for broadcasting against images."""
+    return t.view(-1, 1, 1, 1)
+
+
+def unbatch_image(image: torch.Tensor, what: str = "image") -> tuple[torch.Tensor, bool]:
+    """Accept ``(C, H, W)`` or ``(B, C, H, W)``; return the batched view and whether it was batched."""
+    if isinstance(image, torch.Tensor) and image.ndim == 3:
+        return image.unsqueeze(0), False
+    return check_image(image, what), True

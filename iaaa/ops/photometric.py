@@ -1,0 +1,260 @@
+"""Photometric kernels: pixel values change, geometry and label maps never do.
+
+All kernels take images ``(B, C, H, W)`` (uint8, uint16 or float in ``[0, 1]``) and per-sample
+parameters (a number, or a tensor of ``B`` values) and return the same dtype. Integer images
+are computed at their raw scale, so uint16 keeps all 16 bits. Thresholds are given as fractions
+of the dtype's range, so one parameter means the same thing for every dtype.
+
+Channel semantics: an image with exactly 3 channels is treated as RGB (grayscale = ITU-R 601
+luma, as torchvision and PIL do); any other channel count is a stack of independent channels
+(fluorescence, multiplexed stains), so "grayscale" statistics are taken per channel and
+saturation (:func:`adjust_saturation`) is the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._common import ParamLike, as_param, bit_depth, bound, check_image, from_work, to_work, view4
+
+__all__ = [
+    "invert",
+    "solarize",
+    "posterize",
+    "autocontrast",
+    "equalize",
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_sharpness",
+    "gaussian_blur",
+    "cutout",
+    "cutout_labels",
+]
+
+_LUMA = (0.2989, 0.587, 0.114)
+
+
+def _p(value: ParamLike, image: torch.Tensor, what: str) -> torch.Tensor:
+    """Parameter as ``(B|1, 1, 1, 1)`` float on the image's device."""
+    t = as_param(value, image.shape[0], what)
+    dt = torch.float64 if image.dtype == torch.float64 else torch.float32
+    return view4(t.to(image.device, dt))
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma ``(B, 1, H, W)`` for RGB, the image itself (per channel) otherwise."""
+    if x.shape[1] != 3:
+        return x
+    r, g, b = x.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # factor * x + (1 - factor) * other, written so factor == 1 returns x bit-exactly.
+    return from_work(x + (1.0 - factor) * (other - x), dtype)
+
+
+def invert(image: torch.Tensor) -> torch.Tensor:
+    """``max - x``: 255 - x, 65535 - x, or 1 - x."""
+    check_image(image)
+    if image.dtype == torch.uint8:
+        return 255 - image
+    if image.dtype == torch.uint16:
+        return (65535 - image.to(torch.int32)).to(torch.uint16)
+    return 1.0 - image
+
+
+def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
+    """Invert pixels strictly above ``threshold`` (a fraction of the dtype's range, per sample);
+    ``threshold = 1`` is the identity."""
+    check_image(image)
+    hi = bound(image.dtype)
+    thr = _p(threshold, image, "threshold") * hi
+    x = image.to(torch.int32) if image.dtype == torch.uint16 else image
+    out = torch.where(x > thr, hi - x if image.dtype.is_floating_point else int(hi) - x, x)
+    return out.to(image.dtype)
+
+
+def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
+    """Keep the top ``bits`` bits of each pixel (per sample) out of the dtype's depth: 8 for
+    uint8, 16 for uint16 (no cast to 8 bits), and 8 for floats, which are quantised to
+    ``2 ** bits`` levels as torchvision does. ``bits >= depth`` is the identity."""
+    check_image(image)
+    depth = bit_depth(image.dtype)
+    b = as_param(bits, image.shape[0], "bits").round()
+    if bool(((b < 0) | (b > depth)).any()):
+        raise ValueError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
+    if bool((b >= depth).all()):
+        return image
+    if image.dtype.is_floating_point:
+        levels = view4(torch.pow(2.0, b).to(image.device, image.dtype))
+        q = (image * levels).floor_().clamp_(min=0).minimum(levels - 1) / levels
+        return torch.where(levels >= 2**depth, image, q)
+    full = (1 << depth) - 1
+    mask = torch.tensor([full ^ ((1 << (depth - int(k))) - 1) for k in b.tolist()], dtype=torch.int32)
+    mask = view4(mask.to(image.device))
+    if image.dtype == torch.uint8:
+        return image & mask.to(torch.uint8)
+    return (image.to(torch.int32) & mask).to(torch.uint16)
+
+
+def autocontrast(image: torch.Tensor) -> torch.Tensor:
+    """Stretch each channel linearly so its min becomes 0 and its max the dtype's maximum
+    (65535 for uint16). Constant channels are left as they are."""
+    check_image(image)
+    x = to_work(image)
+    lo = x.amin((-2, -1), keepdim=True)
+    hi = x.amax((-2, -1), keepdim=True)
+    span = hi - lo
+    scale = torch.where(span > 0, bound(image.dtype) / span.clamp(min=1e-12), torch.ones_like(span))
+    lo = torch.where(span > 0, lo, torch.zeros_like(lo))
+    return from_work((x - lo) * scale, image.dtype)
+
+
+def equalize(image: torch.Tensor) -> torch.Tensor:
+    """Histogram-equalise each channel.
+
+    uint8 reproduces PIL / torchvision exactly. uint16 equalises over all 65536 levels (no 8-bit
+    cast), and floats over their exact values (rank based); both use a real-valued PIL step,
+    because PIL's integer step is 0 (no effect) whenever an image has fewer pixels than levels,
+    which is every 16-bit cell crop."""
+    check_image(image)
+    b, c, h, w = image.shape
+    n = h * w
+    if n == 0:
+        return image
+    if image.dtype == torch.uint8:
+        flat = image.reshape(b * c, n).long()
+        hist = torch.zeros(b * c, 256, dtype=torch.int64, device=image.device)
+        hist.scatter_add_(1, flat, torch.ones_like(flat))
+        n_max = hist.gather(1, flat.amax(1, keepdim=True))
+        step = (n - n_max) // 255
+        less = F.pad(hist.cumsum(1)[:, :-1], (1, 0))  # less[v] = pixels below v
+        lut = ((less + step // 2) // step.clamp(min=1)).clamp_(0, 255)
+        out = torch.where(step > 0, lut.gather(1, flat), flat)
+        return out.to(torch.uint8).view(b, c, h, w)
+    x = to_work(image).reshape(b * c, n)
+    srt = x.sort(1).values
+    less = torch.searchsorted(srt, x).to(x.dtype)
+    non_max = n - torch.searchsorted(srt, srt[:, -1:].contiguous()).to(x.dtype)  # pixels below the channel max
+    levels = bound(image.dtype)
+    if image.dtype.is_floating_point:
+        eq = less / non_max.clamp(min=1)
+    else:
+        eq = torch.floor(less * (levels / non_max.clamp(min=1)) + 0.5)
+    out = torch.where(non_max > 0, eq.clamp_(0, levels), x)
+    return from_work(out.view(b, c, h, w), image.dtype)
+
+
+def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
+    """Multiply by ``factor`` (per sample; 1 = identity) and clip to the dtype's range."""
+    check_image(image)
+    f = _p(factor, image, "factor")
+    if bool((f < 0).any()):
+        raise ValueError("factor: brightness factors must be >= 0")
+    return from_work(to_work(image) * f, image.dtype)
+
+
+def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
+    """Blend with the mean gray level (per sample; per channel unless RGB): 0 gives flat gray,
+    1 the identity, > 1 more contrast."""
+    check_image(image)
+    f = _p(factor, image, "factor")
+    x = to_work(image)
+    mean = _gray(x).mean((-3, -2, -1) if x.shape[1] == 3 else (-2, -1), keepdim=True)
+    return _blend(x, mean, f, image.dtype)
+
+
+def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
+    """Blend RGB images with their grayscale version (0 = gray, 1 = identity); other channel
+    counts have no hue to saturate and are returned unchanged."""
+    check_image(image)
+    f = _p(factor, image, "factor")
+    if image.shape[1] != 3:
+        return image
+    x = to_work(image)
+    return _blend(x, _gray(x), f, image.dtype)
+
+
+_SHARP = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
+
+
+def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
+    """PIL's sharpness: blend with a 3x3 smoothed copy (border pixels kept); 0 = smoothed,
+    1 = identity, 2 = twice as sharp. Images under 3x3 are returned unchanged."""
+    check_image(image)
+    f = _p(factor, image, "factor")
+    b, c, h, w = image.shape
+    if h < 3 or w < 3:
+        return image
+    x = to_work(image)
+    k = _SHARP.to(x.device, x.dtype).view(1, 1, 3, 3)
+    smooth = F.conv2d(x.reshape(b * c, 1, h, w), k).view(b, c, h - 2, w - 2)
+    if not image.dtype.is_floating_point:
+        smooth = smooth.round()  # PIL builds the degenerate image in the image's own dtype
+    degenerate = x.clone()
+    degenerate[..., 1:-1, 1:-1] = smooth
+    return _blend(x, degenerate, f, image.dtype)
+
+
+def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
+    """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
+    radius ``ceil(3 * sigma)``, edges replicated."""
+    check_image(image)
+    s = as_param(sigma, image.shape[0], "sigma")
+    if bool((s < 0).any()):
+        raise ValueError(f"sigma: must be >= 0, got {s.tolist()}")
+    smax = float(s.max())
+    if smax <= 0:
+        return image
+    b, c, h, w = image.shape
+    r = int(math.ceil(3 * smax))
+    x = to_work(image)
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    ss = s.view(-1, 1)
+    k = torch.exp(-(t * t) / (2 * ss.clamp(min=1e-12) ** 2))
+    k = torch.where(ss > 0, k, (t == 0).to(k.dtype))  # sigma 0: a delta, so the sample is unchanged
+    k = (k / k.sum(1, keepdim=True)).to(x.device, x.dtype)
+    k = k.expand(b, -1).repeat_interleave(c, 0)  # one kernel per (sample, channel) group
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(b * c, 1, -1, 1), groups=b * c)
+    return from_work(y.view(b, c, h, w), image.dtype)
+
+
+def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    bx = torch.as_tensor(box, dtype=torch.float64).reshape(-1, 4)
+    if bx.shape[0] not in (1, b):
+        raise ValueError(f"box: expected 1 or {b} boxes (x0, y0, x1, y1), got {bx.shape[0]}")
+    bx = bx.to(device=device, dtype=torch.float32).view(-1, 4, 1, 1)
+    ys = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
+    return (xs >= bx[:, 0]) & (xs < bx[:, 2]) & (ys >= bx[:, 1]) & (ys < bx[:, 3])
+
+
+def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> torch.Tensor:
+    """Paint the rectangle ``box = (x0, y0, x1, y1)`` (pixels ``x0 <= x < x1``, one row per
+    sample) with ``fill``: ``"mean"`` (each channel's mean, which keeps the overall intensity
+    of the object) or a fraction of the dtype's range."""
+    check_image(image)
+    b, c, h, w = image.shape
+    inside = _box_mask(box, b, h, w, image.device).unsqueeze(1)
+    x = to_work(image)
+    if isinstance(fill, str):
+        if fill != "mean":
+            raise ValueError(f"fill: expected 'mean' or a number, got {fill!r}")
+        value = x.mean((-2, -1), keepdim=True)
+    else:
+        value = torch.full((1, 1, 1, 1), float(fill) * bound(image.dtype), device=x.device, dtype=x.dtype)
+    return from_work(torch.where(inside, value, x), image.dtype, clamp=False)
+
+
+def cutout_labels(labels: torch.Tensor, box: ParamLike) -> torch.Tensor:
+    """Set label pixels inside ``box`` to background, for cutouts that should erase the cell
+    part they cover (``(B, H, W)`` label maps, dtype kept)."""
+    b, h, w = labels.shape
+    return labels.masked_fill(_box_mask(box, b, h, w, labels.device), 0)
