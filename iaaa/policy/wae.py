@@ -49,10 +49,12 @@ def imq_kernel(x: torch.Tensor, y: torch.Tensor, base_scale: float, scales: Sequ
     """Gram matrix ``(n, m)`` of the multi-scale IMQ kernel ``sum_s C_s / (C_s + ||x - y||^2)``
     with ``C_s = s * base_scale``."""
     # |x|^2 + |y|^2 - 2 x.y is one matmul; it can dip below 0 by rounding, hence the clamp.
-    d2 = (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2.0 * (x @ y.T)).clamp_min_(0.0)
+    d2 = (x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2.0 * (x @ y.T)).clamp_min(0.0)
+    if d2.requires_grad:  # training: autograd needs the out-of-place form
+        return sum(s * base_scale / (s * base_scale + d2) for s in scales)
     out = torch.zeros_like(d2)
     tmp = torch.empty_like(d2)
-    # In-place passes: this runs thousands of times per search, and temporaries dominate.
+    # In-place passes: scoring runs this thousands of times and temporaries dominate.
     for s in scales:
         c = s * base_scale
         torch.add(d2, c, out=tmp)
