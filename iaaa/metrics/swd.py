@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from iaaa.metrics.features import Size, laplacian_pyramid, prepare_batch
@@ -44,6 +45,14 @@ def wasserstein1_1d(a_sorted: torch.Tensor, b_sorted: torch.Tensor) -> torch.Ten
     return (widths[:, None] * (a_sorted[ia] - b_sorted[ib]).abs()).sum(0)
 
 
+def _sort_rows(t: torch.Tensor) -> torch.Tensor:
+    # On the CPU numpy's sort is 5-30x faster than torch.sort for these shapes, and sorting is
+    # nearly all of SWD's run time; on an accelerator torch sorts in place.
+    if t.device.type == "cpu":
+        return torch.from_numpy(np.sort(t.numpy(), axis=1))
+    return t.sort(1).values
+
+
 def sliced_wasserstein(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -63,10 +72,10 @@ def sliced_wasserstein(
     dirs = torch.randn(a.shape[1], num_projections, generator=g, dtype=torch.float64)
     dirs = (dirs / dirs.norm(dim=0, keepdim=True)).to(a.device, a.dtype)
     total = torch.zeros((), dtype=torch.float64)
+    b = b.to(a.dtype)
     for s in range(0, num_projections, chunk):
-        d = dirs[:, s : s + chunk]
-        pa = (a @ d).sort(0).values
-        pb = (b.to(a.dtype) @ d).sort(0).values
+        d = dirs[:, s : s + chunk].T.contiguous()
+        pa, pb = _sort_rows(d @ a.T).T, _sort_rows(d @ b.T).T
         total += wasserstein1_1d(pa, pb).double().sum().cpu()
     return float(total / num_projections)
 
