@@ -125,6 +125,8 @@ def test_fid_infinity_removes_small_sample_bias():
     assert abs(res.value - truth) < 0.5 * abs(biased - truth)
     again = fid_infinity(real, fake, num_points=10, repeats=3, seed=0)
     assert again.value == res.value
+    with pytest.raises(ValueError, match=r"needs at least 2 \* \(D \+ 1\) = 34 samples.*got 30"):
+        fid_infinity(real, fake[:30])
 
 
 def test_gaussian_stats_unbiased_covariance():

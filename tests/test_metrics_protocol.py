@@ -112,9 +112,10 @@ def test_level_results_do_not_depend_on_other_levels_and_are_reproducible():
 
 def test_too_few_samples_is_a_note_not_a_crash():
     real_objs = [_object("sco", i) for i in range(5)] + [_object("mco", 9)]
-    rep = evaluate_fidelity([_sample(0)], [_sample(1)], levels=("mco", "sco"), real_objects=real_objs, synthetic_objects=real_objs, metrics=("kid",), num_subsets=5)
+    rep = evaluate_fidelity([_sample(0)], [_sample(1)], levels=("mco", "sco"), real_objects=real_objs, synthetic_objects=real_objs, metrics=("kid", "fid", "fid_inf"), num_subsets=5)
     assert rep["mco"].kid is None and "need at least 2" in rep["mco"].note
-    assert rep["sco"].kid is not None
+    assert rep["sco"].kid is not None and rep["sco"].fid is not None and rep["sco"].fid_inf is None
+    assert "rank-deficient covariance" in rep["sco"].note and "FID∞ skipped" in rep["sco"].note
     assert "mco: skipped" in rep.table()
     with pytest.raises(KeyError, match="level 'image' not in report"):
         rep["image"]

@@ -111,8 +111,8 @@ def fid_infinity(
     generator: torch.Generator | None = None,
 ) -> FIDInfinityResult:
     """Chong & Forsyth's FID∞: FID of the full real set against ``N`` fake samples for
-    ``num_points`` sizes ``N`` between ``min_size`` (default ``max(D + 1, M // 4)``, capped at
-    ``M // 2``) and ``M``, a least-squares line in ``1/N``, and its intercept at ``1/N = 0``.
+    ``num_points`` sizes ``N`` between ``min_size`` (default ``max(D + 1, M // 4)``, which needs
+    ``M >= 2 (D + 1)``) and ``M``, a least-squares line in ``1/N``, and its intercept at ``1/N = 0``.
 
     ``repeats`` random subsets are averaged per size (seeded by ``seed`` or ``generator``). With
     small sets the extrapolation is noisy: the fitted ``sizes``/``fids`` are returned so the fit
@@ -121,8 +121,14 @@ def fid_infinity(
     m, d = fake.shape
     if num_points < 2:
         raise ValueError(f"num_points: need at least 2 sizes to fit a line, got {num_points}")
-    lo = min_size if min_size is not None else min(max(d + 1, m // 4), m // 2)
-    lo = max(2, min(int(lo), m - 1))
+    if min_size is None:
+        if m < 2 * (d + 1):
+            raise ValueError(
+                f"fake: FID∞ needs at least 2 * (D + 1) = {2 * (d + 1)} samples so every fitted subset has a "
+                f"full-rank covariance, got {m}; use KID for sets this small"
+            )
+        min_size = max(d + 1, m // 4)
+    lo = max(2, min(int(min_size), m - 1))
     sizes = sorted({int(round(s)) for s in np.linspace(lo, m, num_points)})
     if len(sizes) < 2:
         raise ValueError(f"fake: {m} samples give fewer than 2 distinct subset sizes; need more samples")

@@ -257,13 +257,17 @@ def evaluate_fidelity(
                 fr, fs = standardize(fr, fs)
             if "kid" in metrics:
                 row.kid = kid(fr, fs, subset_size=subset_size, num_subsets=num_subsets, seed=seed)
+            notes = []
             if "fid" in metrics:
                 row.fid = fid(fr, fs)
+                if min(fr.shape[0], fs.shape[0]) <= fr.shape[1]:
+                    notes.append(f"FID from {min(fr.shape[0], fs.shape[0])} samples in {fr.shape[1]} dims: rank-deficient covariance, mostly bias; trust KID")
             if "fid_inf" in metrics:
-                if len(s_imgs) >= 4:
+                try:
                     row.fid_inf = fid_infinity(fr, fs, seed=seed)
-                else:
-                    row.note = "fid_inf skipped: needs at least 4 synthetic samples"
+                except ValueError as exc:  # too few samples for the extrapolation: say so in the table
+                    notes.append(f"FID∞ skipped: {exc}")
+            row.note = "; ".join(notes)
     settings = {
         "levels": levels,
         "metrics": metrics,
