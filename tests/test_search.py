@@ -9,28 +9,22 @@ from collections import namedtuple
 import pytest
 import torch
 
-from iaaa.policy import GreedyPolicySearch, PolicySet, StatsScorer, SubPolicy, resolve_space
+from iaaa.policy import GreedyPolicySearch, PolicySet, StatsScorer, resolve_space
 from iaaa.policy.batch import ObjectBatch, prepare_objects
 
-Spec = namedtuple("Spec", "name has_magnitude magnitude_range")
+Spec = namedtuple("Spec", "name has_magnitude")
 
-TOY_SPACE = [
-    Spec("identity", False, None),
-    Spec("bright", True, (0.0, 0.5)),
-    Spec("dim", True, (0.0, 0.1)),
-    Spec("flip", False, None),
-    Spec("nudge", True, (0.0, 0.005)),
-]
+TOY_SPACE = [Spec("identity", False), Spec("bright", True), Spec("dim", True), Spec("flip", False), Spec("nudge", True)]
+# Magnitude level (0..1) -> intensity shift, like OpSpec.magnitude_range does for real ops.
+TOY_RANGE = {"bright": 0.5, "dim": -0.1, "nudge": 0.005}
 
 
 def toy_apply(name, images, labels, magnitude, generator=None, expand=False):
     """Ops on batches: `bright`/`dim`/`nudge` shift the intensity, `flip` mirrors, `identity` nothing."""
     if name == "identity":
         return images.clone(), labels.clone()
-    if name in ("bright", "nudge"):
-        return images + magnitude, labels.clone()
-    if name == "dim":
-        return images - magnitude, labels.clone()
+    if name in TOY_RANGE:
+        return images + magnitude * TOY_RANGE[name], labels.clone()
     if name == "flip":
         return images.flip(-1), labels.flip(-1)
     raise KeyError(name)
@@ -73,7 +67,7 @@ def test_space_grid_leaves_out_zero_magnitude_and_counts():
     choices = resolve_space(TOY_SPACE, n_m=5)
     assert [c.name for c in choices] == ["identity", "bright", "dim", "flip", "nudge"]
     assert choices[0].magnitudes == (None,)
-    assert choices[1].magnitudes == pytest.approx((0.1, 0.2, 0.3, 0.4, 0.5))
+    assert choices[1].magnitudes == pytest.approx((0.2, 0.4, 0.6, 0.8, 1.0))
     s = make(target_scorer(0.3), l_max=2)
     k = 3 * (1 + 5 + 5 + 1 + 5)
     assert s.candidates_per_level == k
@@ -86,7 +80,7 @@ def test_level_one_finds_the_known_optimum_with_stated_evaluations():
     s = make(target_scorer(0.3))
     result = s.search(toy_objects())
     best = result[0]
-    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in best] == [("bright", 1.0, 0.3)]
+    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in best] == [("bright", 1.0, 0.6)]
     assert result.scores[0] == pytest.approx(0.0, abs=1e-10)
     assert s.n_evaluations == 3 * 17
     assert len(s.history) == s.n_evaluations
@@ -101,7 +95,7 @@ def test_level_two_extends_the_kept_policy_to_the_two_step_optimum():
     # and must then add bright(1, 0.2). With 31 objects no p < 1 hits 0.7 exactly.
     s = make(target_scorer(0.7), l_max=2)
     result = s.search(toy_objects(31))
-    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in result[0]] == [("bright", 1.0, 0.5), ("bright", 1.0, 0.2)]
+    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in result[0]] == [("bright", 1.0, 1.0), ("bright", 1.0, 0.4)]
     assert result.scores[0] == pytest.approx(0.0, abs=1e-10)
     k = s.candidates_per_level
     assert s.n_evaluations == k + 5 * k == s.planned_evaluations

@@ -37,7 +37,8 @@ def default_apply(name: str, image: torch.Tensor, labels: torch.Tensor, magnitud
     """Apply the library op ``name`` (imported lazily so policies load without the op stack)."""
     from iaaa.ops import apply_op
 
-    return apply_op(name, image, labels, magnitude, generator=generator, expand=expand)
+    # Ops without a magnitude ignore the value, but apply_op wants a number.
+    return apply_op(name, image, labels, 0.0 if magnitude is None else magnitude, generator=generator, expand=expand)
 
 
 def _known_ops() -> set[str] | None:
@@ -58,8 +59,9 @@ def _as_generator(generator: torch.Generator | int | None) -> torch.Generator:
 class SubPolicy:
     """One op applied with ``probability`` at ``magnitude`` (``None`` for ops without one).
 
-    The magnitude is in the op's own units (degrees for Rotate, a factor for Contrast...), as
-    listed in ``iaaa.ops.SPACE[op].magnitude_range``."""
+    The magnitude is the library's normalised level in ``[0, 1]``: level 0 is the identity and 1
+    the end of ``iaaa.ops.SPACE[op].magnitude_range`` (e.g. 180 degrees for Rotate). Signed ops
+    draw their direction per application."""
 
     op: str
     probability: float
@@ -74,8 +76,8 @@ class SubPolicy:
         object.__setattr__(self, "probability", p)
         if self.magnitude is not None:
             m = float(self.magnitude)
-            if not math.isfinite(m):
-                raise ValueError(f"SubPolicy({self.op}).magnitude must be finite, got {self.magnitude}")
+            if not 0.0 <= m <= 1.0:
+                raise ValueError(f"SubPolicy({self.op}).magnitude must be a level in [0, 1] or null, got {self.magnitude}")
             object.__setattr__(self, "magnitude", m)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,7 +132,7 @@ class Policy:
         if image.ndim == 4:
             return self._apply_batch(image, labels, g)
         for sp in self.sub_policies:
-            coin = torch.rand((), generator=g)
+            coin = torch.rand((), generator=g, device=g.device)
             if float(coin) < sp.probability:
                 image, labels = self.apply(sp.op, image, labels, sp.magnitude, generator=g, expand=self.expand)
         return image, labels
@@ -140,7 +142,7 @@ class Policy:
             raise ValueError(f"Policy: batched image {tuple(image.shape)} needs labels (B, H, W), got {tuple(labels.shape)}")
         image, labels = image.clone(), labels.clone()
         for sp in self.sub_policies:
-            hit = (torch.rand(image.shape[0], generator=g) < sp.probability).to(image.device)
+            hit = (torch.rand(image.shape[0], generator=g, device=g.device) < sp.probability).to(image.device)
             if bool(hit.any()):
                 idx = hit.nonzero().flatten()
                 out_i, out_l = self.apply(sp.op, image[idx], labels[idx], sp.magnitude, generator=g, expand=False)
@@ -227,7 +229,7 @@ class PolicySet:
     def pick(self, generator: torch.Generator | int | None = None) -> Policy:
         """Draw one policy according to :attr:`weights`."""
         g = _as_generator(generator)
-        return self.policies[int(torch.multinomial(self.weights, 1, generator=g))]
+        return self.policies[int(torch.multinomial(self.weights.to(g.device), 1, generator=g))]
 
     def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pick a policy (see :attr:`weighting`) and apply it to one object."""

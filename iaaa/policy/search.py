@@ -1,8 +1,8 @@
 """Greedy AutoAugment (Naghizadeh et al. 2020; paper section 2.1) over a pluggable scorer.
 
-The space holds ``n_o`` ops, each with ``n_p`` probabilities ``k / n_p`` and ``n_m`` magnitudes
-``lo + (hi - lo) * k / n_m`` (``k = 1..n``; the zero ends are left out because probability 0 or
-an op's identity magnitude is no augmentation). Ops without a magnitude get one "magnitude".
+The space holds ``n_o`` ops, each with ``n_p`` probabilities ``k / n_p`` and ``n_m`` magnitude
+levels ``k / n_m`` (``k = 1..n``; the zero ends are left out because probability 0 and magnitude
+level 0 are no augmentation). Ops without a magnitude get a single candidate per probability.
 
 * Level 1 scores every ``(op, p, m)`` and keeps the best per op.
 * Level ``l + 1`` extends every kept policy by its best next sub-policy (any op, p, m).
@@ -31,15 +31,16 @@ import math
 import time
 import warnings
 import zlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
 from iaaa.policy.batch import ObjectBatch, prepare_objects
 from iaaa.policy.policy import ApplyFn, Policy, PolicySet, SubPolicy, default_apply
 
-__all__ = ["GreedyPolicySearch", "OpChoice", "Evaluation", "resolve_space"]
+__all__ = ["GreedyPolicySearch", "OpChoice", "Evaluation", "resolve_space", "torch_threads"]
 
 
 @dataclass(frozen=True)
@@ -78,23 +79,22 @@ class _Best:
     state: _State | None = None
 
 
-def _spec_fields(spec: Any, where: str) -> tuple[str, bool, tuple[float, float] | None]:
+def _spec_fields(spec: Any, where: str) -> tuple[str, bool]:
     name = getattr(spec, "name", None)
     has_mag = getattr(spec, "has_magnitude", None)
-    rng = getattr(spec, "magnitude_range", None)
     if not isinstance(name, str) or has_mag is None:
-        raise ValueError(f"{where}: expected an op name or an OpSpec-like object with name, has_magnitude and magnitude_range, got {spec!r}")
-    if has_mag and (rng is None or len(rng) != 2):
-        raise ValueError(f"{where}: op {name!r} has a magnitude but magnitude_range is {rng!r}")
-    return name, bool(has_mag), (float(rng[0]), float(rng[1])) if has_mag else None
+        raise ValueError(f"{where}: expected an op name or an OpSpec-like object with name and has_magnitude, got {spec!r}")
+    return name, bool(has_mag)
 
 
 def resolve_space(space: Any = None, n_m: int = 5) -> list[OpChoice]:
     """Turn a search space into :class:`OpChoice` s.
 
     ``space`` may be ``None`` (the paper's Table S1 ops from :mod:`iaaa.ops`), op names
-    (looked up in ``iaaa.ops.SPACE``), OpSpec-like objects (``name``, ``has_magnitude``,
-    ``magnitude_range``), or a mapping of name to OpSpec."""
+    (looked up in ``iaaa.ops.SPACE``), OpSpec-like objects (``name``, ``has_magnitude``), or a
+    mapping of name to OpSpec. Magnitudes are the library's normalised levels in ``[0, 1]``
+    (``OpSpec.magnitude_range`` maps them to the op's unit; 0 is the identity), so an op with a
+    magnitude gets ``k / n_m`` for ``k = 1..n_m``."""
     if n_m < 1:
         raise ValueError(f"n_m must be >= 1, got {n_m}")
     if space is None or isinstance(space, str) or (isinstance(space, Sequence) and any(isinstance(s, str) for s in space)):
@@ -105,7 +105,7 @@ def resolve_space(space: Any = None, n_m: int = 5) -> list[OpChoice]:
         for n in names:
             key = n if isinstance(n, str) else getattr(n, "name", n)
             if key not in SPACE:
-                raise ValueError(f"space: unknown op {key!r}; known ops: {', '.join(sorted(SPACE))}")
+                raise ValueError(f"space: unknown op {key!r}; known ops: {', '.join(SPACE)}")
             specs.append(SPACE[key])
     elif isinstance(space, Mapping):
         specs = list(space.values())
@@ -115,17 +115,26 @@ def resolve_space(space: Any = None, n_m: int = 5) -> list[OpChoice]:
         raise ValueError("space: needs at least one op")
     out, seen = [], set()
     for i, spec in enumerate(specs):
-        name, has_mag, rng = _spec_fields(spec, f"space[{i}]")
+        name, has_mag = _spec_fields(spec, f"space[{i}]")
         if name in seen:
             raise ValueError(f"space[{i}]: op {name!r} listed twice")
         seen.add(name)
-        if has_mag:
-            lo, hi = rng
-            mags = tuple(lo + (hi - lo) * k / n_m for k in range(1, n_m + 1))
-        else:
-            mags = (None,)
-        out.append(OpChoice(name, mags))
+        out.append(OpChoice(name, tuple(k / n_m for k in range(1, n_m + 1)) if has_mag else (None,)))
     return out
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 class GreedyPolicySearch:
@@ -150,6 +159,10 @@ class GreedyPolicySearch:
             (default :func:`iaaa.ops.apply_op`); it must accept batches ``(N, C, H, W)``.
         device: where objects are augmented and scored (default: where they are).
         progress: show a tqdm progress bar.
+        num_threads: torch intra-op threads during the search (restored afterwards); ``None``
+            keeps torch's setting. The default 1 is deliberate: the search runs thousands of
+            small tensor ops, where threads cost more in synchronisation than they save, and on
+            a loaded 2-core machine two threads ran the scoring ~10x slower than one.
     """
 
     def __init__(
@@ -169,6 +182,7 @@ class GreedyPolicySearch:
         apply: ApplyFn | None = None,
         device: str | torch.device | None = None,
         progress: bool = True,
+        num_threads: int | None = 1,
     ) -> None:
         for name, v, lo in (("n_p", n_p, 1), ("n_m", n_m, 1), ("l_max", l_max, 1), ("top_b", top_b, 1)):
             if not isinstance(v, int) or v < lo:
@@ -190,6 +204,7 @@ class GreedyPolicySearch:
         self.apply = apply
         self.device = device
         self.progress = progress
+        self.num_threads = num_threads
         self.probabilities = tuple(k / n_p for k in range(1, n_p + 1))
         self.history: list[Evaluation] = []
         self.n_evaluations = 0
@@ -225,6 +240,10 @@ class GreedyPolicySearch:
     def search(self, objects: Sequence[Any] | ObjectBatch) -> PolicySet:
         """Search policies for ``objects`` (``CellObject`` s, ``(image, labels)`` pairs, or an
         :class:`ObjectBatch`) and return the top ``b`` as a :class:`PolicySet`."""
+        with torch_threads(self.num_threads):
+            return self._search(objects)
+
+    def _search(self, objects: Sequence[Any] | ObjectBatch) -> PolicySet:
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
@@ -282,7 +301,7 @@ class GreedyPolicySearch:
             self._bar.close()
 
         if self.truncated:
-            warnings.warn(f"policy search stopped by its budget after {self.n_evaluations} evaluations; the result covers only what was scored", stacklevel=2)
+            warnings.warn(f"policy search stopped by its budget after {self.n_evaluations} evaluations; the result covers only what was scored", stacklevel=3)
         ranked, seen = [], set()
         for ev in sorted(found, key=lambda e: e.objective):
             if ev.policy not in seen:
@@ -353,12 +372,15 @@ class GreedyPolicySearch:
                     hit = u < p
                     change = float(torch.where(hit, d_full, state.change).mean())
                     marginal = float(torch.where(hit, d_step, torch.zeros_like(d_step)).mean())
-                    mixed = state.batch.select(hit, aug)
+                    # The mixed batch is only built when needed: in the fast path that is
+                    # only for a new best, and building it per candidate costs as much as scoring.
+                    mixed = None
                     if self._fast:
                         emb = torch.where(hit[:, None], emb_aug, state.emb)
                         cost = float(self._scorer.compare(self._emb0, emb))
                     else:
                         emb = None
+                        mixed = state.batch.select(hit, aug)
                         cost = float(self._scorer(orig, mixed))
                     self.n_evaluations += 1
                     self._bar.update(1)
@@ -369,5 +391,5 @@ class GreedyPolicySearch:
                     if feasible and (best.evaluation is None or objective < best.evaluation.objective):
                         full_change = torch.where(hit, d_full, state.change)
                         best.evaluation = ev
-                        best.state = _State(ev.policy, mixed, full_change, emb, ev)
+                        best.state = _State(ev.policy, mixed if mixed is not None else state.batch.select(hit, aug), full_change, emb, ev)
         return True

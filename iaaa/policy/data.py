@@ -1,0 +1,30 @@
+"""Cell objects for the search and the WAE, from annotated images (used by the CLI)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from iaaa.structures import CellObject
+
+__all__ = ["KINDS", "objects_for_search"]
+
+KINDS = ("all", "sco", "mco")
+
+
+def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: int | None = 300, seed: int = 0, **extract: Any) -> list[CellObject]:
+    """Cut cell objects out of ``samples`` with :func:`iaaa.objects.extract_objects` and keep
+    those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
+    drawn by a seeded permutation so the subset does not depend on file order alone."""
+    from iaaa.objects import extract_objects
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    objs = extract_objects(samples, **extract)
+    if kind != "all":
+        objs = [o for o in objs if o.kind == kind]
+    if max_objects is not None and len(objs) > max_objects:
+        perm = torch.randperm(len(objs), generator=torch.Generator().manual_seed(int(seed)))[:max_objects]
+        objs = [objs[i] for i in sorted(perm.tolist())]
+    return objs
