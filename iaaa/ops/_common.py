@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
+import numpy as np
 import torch
 
 Number = Union[int, float]
-ParamLike = Union[Number, Sequence[Number], torch.Tensor]
+ParamLike = Union[Number, Sequence[Number], torch.Tensor, np.ndarray]
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -48,21 +49,33 @@ def check_labels(labels: torch.Tensor | None, size: tuple[int, int] | None = Non
     return labels
 
 
-def as_param(value: ParamLike, batch: int, what: str, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """A per-sample parameter as a CPU tensor of shape ``(batch,)`` or ``(1,)``.
+def as_param(value: ParamLike, batch: int | None, what: str) -> np.ndarray:
+    """A per-sample parameter as a float64 numpy array of shape ``(batch,)`` or ``(1,)``
+    (``batch=None``: any length >= 1).
 
-    Parameters live on the CPU (they are tiny) so drawing them never syncs a GPU; kernels move
-    the few values they need onto the image's device."""
+    Parameters are tiny, so they live on the host as numpy: a dozen numpy operations cost what
+    one torch operation does, which is what keeps single-object calls fast. Kernels move the
+    few values they need to the image's device (or use a Python scalar when there is one)."""
     if isinstance(value, torch.Tensor):
-        t = value.detach().to("cpu", dtype)
+        a = value.detach().to("cpu", torch.float64).numpy().reshape(-1)
+    elif isinstance(value, (int, float)):
+        a = np.array([float(value)])
     else:
-        t = torch.as_tensor(value, dtype=dtype)
-    t = t.reshape(-1)
-    if t.numel() not in (1, batch):
-        raise ValueError(f"{what}: expected 1 or {batch} values (one per sample), got {t.numel()}")
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{what}: values must be finite, got {t.tolist()}")
-    return t
+        a = np.asarray(value, dtype=np.float64).reshape(-1)
+    if a.size == 0 or (batch is not None and a.size not in (1, batch)):
+        raise ValueError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what}: values must be finite, got {a.tolist()}")
+    return a
+
+
+def device_param(a: np.ndarray, like: torch.Tensor) -> float | torch.Tensor:
+    """A Python float when all samples share one value, else ``(B, 1, 1, 1)`` on ``like``'s
+    device, in ``like``'s working float dtype."""
+    if a.size == 1:
+        return float(a[0])
+    dt = torch.float64 if like.dtype == torch.float64 else torch.float32
+    return torch.from_numpy(a).to(like.device, dt).view(-1, 1, 1, 1)
 
 
 def bound(dtype: torch.dtype) -> float:
@@ -100,11 +113,6 @@ def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True) -> torch.
     if dtype == torch.uint16:
         return x.to(torch.int32).to(torch.uint16)
     return x.to(dtype)
-
-
-def view4(t: torch.Tensor) -> torch.Tensor:
-    """A ``(B,)`` parameter as ``(B, 1, 1, 1)`` for broadcasting against images."""
-    return t.view(-1, 1, 1, 1)
 
 
 def unbatch_image(image: torch.Tensor, what: str = "image") -> tuple[torch.Tensor, bool]:

@@ -10,9 +10,10 @@ the image only: they never touch labels.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from ._common import ParamLike, check_image, check_labels
+from ._common import ParamLike, as_param, check_image, check_labels
 from .geometric import (
     Warp,
     crop_warp,
@@ -94,9 +95,9 @@ def resize(image: torch.Tensor, labels: torch.Tensor | None = None, scale: Param
     size = _size(image, labels)
     warp = scale_warp(size, scale, expand)
     if antialias and interpolation == "bilinear":
-        s = torch.as_tensor(scale, dtype=torch.float64).reshape(-1)
-        if bool((s < 1).any()):
-            image = gaussian_blur(image, ((1.0 / s - 1.0) / 2.0).clamp(min=0))
+        s = as_param(scale, image.shape[0], "scale")
+        if (s < 1).any():
+            image = gaussian_blur(image, np.maximum((1.0 / np.maximum(s, 1e-12) - 1.0) / 2.0, 0.0))
     return _apply(image, labels, warp, interpolation, fill)
 
 

@@ -15,12 +15,13 @@ identity) take an exact separable-gather path: no float round trip, bit-identica
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import as_param, check_image, check_labels, from_work, to_work, ParamLike
+from ._common import ParamLike, as_param, check_image, check_labels, from_work, to_work
 
 __all__ = [
     "Warp",
@@ -44,74 +45,154 @@ class Warp:
     """An affine resampling of ``n`` samples (``n == 1`` broadcasts over any batch).
 
     Attributes:
-        matrix: ``(n, 2, 3)`` float64 CPU tensor mapping output pixel centres ``(x, y, 1)`` to
-            input pixel positions.
+        matrix: ``(n, 2, 3)`` float64 numpy array mapping output pixel centres ``(x, y, 1)``,
+            relative to the sample's ``offset``, to input pixel positions.
         in_size: ``(H, W)`` of the input.
         out_size: ``(H', W')`` of the output canvas.
+        offset: ``(n, 2)`` whole-pixel ``(x, y)`` position of each sample's own canvas in a
+            shared batch canvas (``expand`` with differing sizes), or ``None`` for zeros. Kept
+            apart from ``matrix`` so a sample's positions are computed exactly as in a
+            single-sample call.
+
+    Sampling tables derived from it (source indices, validity, the normalised grid) are cached
+    on the warp per device, so warping an image and its label map computes them once.
     """
 
-    matrix: torch.Tensor
+    matrix: np.ndarray
     in_size: tuple[int, int]
     out_size: tuple[int, int]
-    _plan: list = field(default_factory=list, repr=False, compare=False)
+    offset: np.ndarray | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return int(self.matrix.shape[0])
 
-    def inverse_matrix(self) -> torch.Tensor:
-        """``(n, 2, 3)`` map from input pixel positions to output positions."""
-        m = self.matrix
-        a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
-        det = a * d - b * c
-        inv = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / det.view(-1, 1, 1)
-        t = -(inv @ m[:, :, 2:]).squeeze(-1)
-        return torch.cat([inv, t.unsqueeze(-1)], -1)
+    def full_matrix(self) -> np.ndarray:
+        """``matrix`` with ``offset`` folded in: output canvas position -> input position."""
+        if self.offset is None:
+            return self.matrix
+        m = self.matrix.copy()
+        m[:, :, 2] -= (m[:, :, :2] @ self.offset[:, :, None])[..., 0]
+        return m
 
-    def separable(self) -> tuple[bool, torch.Tensor, torch.Tensor] | None:
-        """``(transposed, rows, cols)`` when every output pixel reads a whole input pixel through
-        a flip / transpose / integer shift, else ``None``. Computed once and cached."""
-        if not self._plan:
-            self._plan.append(_separable_plan(self))
-        return self._plan[0]
+    def inverse_matrix(self) -> np.ndarray:
+        """``(n, 2, 3)`` map from input pixel positions to output canvas positions."""
+        m = self.full_matrix()
+        lin = np.linalg.inv(m[:, :, :2])
+        t = -(lin @ m[:, :, 2:])
+        return np.concatenate([lin, t], -1)
+
+    def separable(self) -> tuple | None:
+        """A sampling plan when every output pixel reads a whole input pixel through a flip /
+        transpose / integer shift (then sampling is an exact slice or gather), else ``None``."""
+        if "sep" not in self._cache:
+            self._cache["sep"] = _separable_plan(self)
+        return self._cache["sep"]
+
+    def _tables(self, device: torch.device) -> dict[str, Any]:
+        key = ("tables", str(device))
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = _make_tables(self, device)
+        return t
 
 
-def _separable_plan(w: Warp) -> tuple[bool, torch.Tensor, torch.Tensor] | None:
-    m = w.matrix
-    r = m.round()
-    if float((m - r).abs().max()) > _EPS:
+def _separable_plan(w: Warp) -> tuple | None:
+    m = w.full_matrix()  # whole-pixel offsets keep whole-pixel maps exact
+    ho, wo = w.out_size
+    if m.shape[0] == 1:
+        # The common single-object case in plain Python: numpy would cost more than the work.
+        vals = m[0].ravel().tolist()
+        if any(abs(v - round(v)) > _EPS for v in vals):
+            return None
+        a, b, e, c, d, f = (int(round(v)) for v in vals)
+        if b == 0 and c == 0 and abs(a) == 1 and abs(d) == 1:
+            return ("slice", False, (d, f), (a, e))  # input row = d * y + f, column = a * x + e
+        if a == 0 and d == 0 and abs(b) == 1 and abs(c) == 1:
+            return ("slice", True, (b, e), (c, f))  # rows / columns of the transposed input
+        return None
+    r = np.round(m)
+    if np.abs(m - r).max() > _EPS:
         return None
     a, b, c, d = r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1]
-    ho, wo = w.out_size
-    xs = torch.arange(wo, dtype=torch.float64)
-    ys = torch.arange(ho, dtype=torch.float64)
-    if bool(((b == 0) & (c == 0) & (a.abs() == 1) & (d.abs() == 1)).all()):
-        rows = d.view(-1, 1) * ys + r[:, 1, 2].view(-1, 1)  # input row of each output row
-        cols = a.view(-1, 1) * xs + r[:, 0, 2].view(-1, 1)
-        return False, rows.long(), cols.long()
-    if bool(((a == 0) & (d == 0) & (b.abs() == 1) & (c.abs() == 1)).all()):
-        # x_in depends only on y_out and y_in only on x_out: gather the transposed input.
-        rows = b.view(-1, 1) * ys + r[:, 0, 2].view(-1, 1)  # column of the input = row of its transpose
-        cols = c.view(-1, 1) * xs + r[:, 1, 2].view(-1, 1)
-        return True, rows.long(), cols.long()
+    xs, ys = np.arange(wo, dtype=np.float64), np.arange(ho, dtype=np.float64)
+    if ((b == 0) & (c == 0) & (np.abs(a) == 1) & (np.abs(d) == 1)).all():
+        rows = d[:, None] * ys + r[:, 1, 2, None]  # input row of each output row
+        cols = a[:, None] * xs + r[:, 0, 2, None]
+        return ("gather", False, rows.astype(np.int64), cols.astype(np.int64))
+    if ((a == 0) & (d == 0) & (np.abs(b) == 1) & (np.abs(c) == 1)).all():
+        # x_in depends only on y_out and y_in only on x_out: gather from the transposed input.
+        rows = b[:, None] * ys + r[:, 0, 2, None]
+        cols = c[:, None] * xs + r[:, 1, 2, None]
+        return ("gather", True, rows.astype(np.int64), cols.astype(np.int64))
     return None
+
+
+_AXES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _axes(ho: int, wo: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output pixel centres: ``xs (1, 1, W')`` and ``ys (1, H', 1)`` float32, cached."""
+    key = (ho, wo, str(device))
+    a = _AXES.get(key)
+    if a is None:
+        if len(_AXES) > 512:
+            _AXES.clear()
+        a = _AXES[key] = (
+            torch.arange(wo, dtype=torch.float32, device=device).view(1, 1, wo),
+            torch.arange(ho, dtype=torch.float32, device=device).view(1, ho, 1),
+        )
+    return a
+
+
+def _affine_map(m: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """``m (n, 3)`` rows ``[a, b, c]`` -> ``a * x + b * y + c`` over the output grid.
+
+    Separate elementwise multiplies and adds (no matmul, no fused multiply-add) give bit-identical
+    positions whatever the batch layout or device, so nearest-sampling ties always break the
+    same way: a batch equals its samples run one by one, and CUDA equals CPU."""
+    p = m.view(-1, 3, 1, 1)
+    return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
+
+
+def _make_tables(w: Warp, device: torch.device) -> dict[str, Any]:
+    """Source pixel (nearest), validity and normalised bilinear grid of every output pixel."""
+    ho, wo = w.out_size
+    h, wi = w.in_size
+    xs, ys = _axes(ho, wo, device)
+    m = w.matrix
+    # grid_sample's normalised coordinates, folded into the matrix: g = (2 x + 1) / W - 1.
+    norm = np.array([[2.0 / wi, 0.0, 1.0 / wi - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0]])
+    mg = norm[:, :2] @ m
+    mg[:, :, 2] += norm[:, 2]
+    rows = torch.from_numpy(np.concatenate([m, mg], 1).astype(np.float32)).to(device)  # (n, 4, 3)
+    if w.offset is not None:
+        off = torch.from_numpy(w.offset.astype(np.float32)).to(device)
+        xs, ys = xs - off[:, 0].view(-1, 1, 1), ys - off[:, 1].view(-1, 1, 1)  # exact: whole pixels
+    sx, sy, gx, gy = (_affine_map(rows[:, i], xs, ys) for i in range(4))
+    # Round half to even, like grid_sample's nearest mode; the same test decides image and label
+    # support, so an image pixel gets the fill exactly where its label became background.
+    ix, iy = sx.round_(), sy.round_()
+    cx, cy = ix.clamp(0, wi - 1), iy.clamp(0, h - 1)
+    ok = (cx == ix) & (cy == iy)
+    flat = cy.mul_(wi).add_(cx).long().view(-1, ho * wo)  # exact: float32 holds indices below 2**24
+    return {"flat": flat, "ok": ok, "grid": torch.stack([gx, gy], -1)}
 
 
 # ----------------------------------------------------------------------------- builders
 
 
-def _vec(value: ParamLike, what: str) -> torch.Tensor:
-    t = value.detach().to("cpu", torch.float64).reshape(-1) if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64).reshape(-1)
-    if t.numel() == 0:
-        raise ValueError(f"{what}: needs at least one value")
-    return as_param(t, t.numel(), what)
+def _vec(value: ParamLike, what: str) -> np.ndarray:
+    return as_param(value, None, what)
 
 
-def _lin(rows: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-    return torch.stack([torch.stack(list(r), -1) for r in rows], -2)
+def _lin(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Stack per-sample 2x2 matrices ``[[a, b], [c, d]]`` -> ``(n, 2, 2)``."""
+    return np.stack([np.stack([a, b], -1), np.stack([c, d], -1)], -2)
 
 
-def _centered(linear: torch.Tensor, in_size: tuple[int, int], expand: bool) -> Warp:
+def _centered(linear: np.ndarray, in_size: tuple[int, int], expand: bool) -> Warp:
     """Warp for a forward linear map ``linear (n, 2, 2)`` about the image centre.
 
     ``expand`` grows (or shrinks) each sample's canvas to the transformed image rectangle; in a
@@ -120,50 +201,53 @@ def _centered(linear: torch.Tensor, in_size: tuple[int, int], expand: bool) -> W
     h, w = in_size
     n = linear.shape[0]
     if expand:
-        half = torch.tensor([[w / 2, h / 2], [w / 2, -h / 2]], dtype=torch.float64)  # two corner vectors
-        ext = (linear.unsqueeze(1) @ half.view(1, 2, 2, 1)).squeeze(-1).abs().amax(1) * 2  # (n, 2) = (W', H')
-        sizes = torch.ceil(ext - 1e-6).clamp_(min=1)
+        # Extent of the moved image rectangle (pixel edges), from two of its corner vectors.
+        corners = np.array([[w / 2, h / 2], [w / 2, -h / 2]])
+        ext = np.abs(linear @ corners.T).max(-1) * 2  # (n, 2) = (W', H')
+        sizes = np.maximum(np.ceil(ext - 1e-6), 1)
         wo, ho = int(sizes[:, 0].max()), int(sizes[:, 1].max())
-        offset = torch.stack([(wo - sizes[:, 0]) // 2, (ho - sizes[:, 1]) // 2], -1)
-        c_out = (sizes - 1) / 2 + offset
+        c_out = (sizes - 1) / 2
+        offset = (np.array([wo, ho]) - sizes) // 2
     else:
         ho, wo = h, w
-        c_out = torch.tensor([[(w - 1) / 2, (h - 1) / 2]], dtype=torch.float64).expand(n, 2)
-    c_in = torch.tensor([(w - 1) / 2, (h - 1) / 2], dtype=torch.float64)
-    a, b, c, d = linear[:, 0, 0], linear[:, 0, 1], linear[:, 1, 0], linear[:, 1, 1]
-    inv = _lin([[d, -b], [-c, a]]) / (a * d - b * c).view(-1, 1, 1)
-    t = c_in - (inv @ c_out.unsqueeze(-1)).squeeze(-1)
-    return Warp(torch.cat([inv, t.unsqueeze(-1)], -1), (h, w), (ho, wo))
+        c_out = np.broadcast_to(np.array([(w - 1) / 2, (h - 1) / 2]), (n, 2))
+        offset = None
+    inv = np.linalg.inv(linear)
+    t = np.array([(w - 1) / 2, (h - 1) / 2]) - (inv @ c_out[..., None])[..., 0]
+    return Warp(np.concatenate([inv, t[..., None]], -1), (h, w), (ho, wo), _offset(offset))
+
+
+def _offset(offset: np.ndarray | None) -> np.ndarray | None:
+    return None if offset is None or not offset.any() else offset.astype(np.float64)
 
 
 def flip_warp(size: tuple[int, int], horizontal: bool) -> Warp:
     """Mirror left-right (``horizontal``) or top-bottom."""
     h, w = size
     m = [[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0]] if horizontal else [[1.0, 0.0, 0.0], [0.0, -1.0, h - 1.0]]
-    return Warp(torch.tensor([m], dtype=torch.float64), (h, w), (h, w))
+    return Warp(np.array([m]), (h, w), (h, w))
 
 
 def rotate_warp(size: tuple[int, int], angle: ParamLike, expand: bool = False) -> Warp:
     """Rotate counter-clockwise by ``angle`` degrees (per sample) about the image centre, as
     torchvision does. Multiples of 90 degrees are exact."""
-    ang = _vec(angle, "angle")
-    rad = torch.deg2rad(ang)
-    cos, sin = torch.cos(rad), torch.sin(rad)
+    rad = np.deg2rad(_vec(angle, "angle"))
+    cos, sin = np.cos(rad), np.sin(rad)
     # cos(90 deg) is 6e-17 in floating point; snap so quarter turns hit whole pixels exactly.
-    cos = torch.where((cos - cos.round()).abs() < 1e-12, cos.round(), cos)
-    sin = torch.where((sin - sin.round()).abs() < 1e-12, sin.round(), sin)
+    cos = np.where(np.abs(cos - np.round(cos)) < 1e-12, np.round(cos), cos)
+    sin = np.where(np.abs(sin - np.round(sin)) < 1e-12, np.round(sin), sin)
     # Image y points down, so a counter-clockwise turn on screen is (x, y) -> (x cos + y sin, -x sin + y cos).
-    return _centered(_lin([[cos, sin], [-sin, cos]]), size, expand)
+    return _centered(_lin(cos, sin, -sin, cos), size, expand)
 
 
 def shear_warp(size: tuple[int, int], shear: ParamLike, axis: str = "x", expand: bool = False) -> Warp:
     """Shear about the centre: ``x' = x + s * y`` (``axis="x"``) or ``y' = y + s * x``."""
     s = _vec(shear, "shear")
-    one, zero = torch.ones_like(s), torch.zeros_like(s)
+    one, zero = np.ones_like(s), np.zeros_like(s)
     if axis == "x":
-        lin = _lin([[one, s], [zero, one]])
+        lin = _lin(one, s, zero, one)
     elif axis == "y":
-        lin = _lin([[one, zero], [s, one]])
+        lin = _lin(one, zero, s, one)
     else:
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     return _centered(lin, size, expand)
@@ -174,58 +258,53 @@ def scale_warp(size: tuple[int, int], scale: ParamLike, expand: bool = False) ->
     (``round(scale * H)``, ``round(scale * W)``), i.e. a true resize; the exact size ratio is used
     so the content fills the new canvas edge to edge, as ``F.interpolate`` does."""
     s = _vec(scale, "scale")
-    if bool((s <= 0).any()):
+    if (s <= 0).any():
         raise ValueError(f"scale: must be > 0, got {s.tolist()}")
     h, w = size
+    z = np.zeros_like(s)
     if not expand:
-        z = torch.zeros_like(s)
-        return _centered(_lin([[s, z], [z, s]]), size, False)
-    wo_i = (s * w).round().clamp(min=1)
-    ho_i = (s * h).round().clamp(min=1)
+        return _centered(_lin(s, z, z, s), size, False)
+    wo_i = np.maximum(np.round(s * w), 1)
+    ho_i = np.maximum(np.round(s * h), 1)
     wo, ho = int(wo_i.max()), int(ho_i.max())
     sx, sy = wo_i / w, ho_i / h
-    # out -> in: x_in = (x_out - off + 0.5) / sx - 0.5, the align_corners=False convention.
-    off_x, off_y = (wo - wo_i) // 2, (ho - ho_i) // 2
-    z = torch.zeros_like(s)
-    m = _lin([[1 / sx, z, (0.5 - off_x) / sx - 0.5], [z, 1 / sy, (0.5 - off_y) / sy - 0.5]])
-    return Warp(m, (h, w), (ho, wo))
+    # out -> in: x_in = (x_out + 0.5) / sx - 0.5, the align_corners=False convention.
+    m = np.stack([np.stack([1 / sx, z, 0.5 / sx - 0.5], -1), np.stack([z, 1 / sy, 0.5 / sy - 0.5], -1)], -2)
+    return Warp(m, (h, w), (ho, wo), _offset(np.stack([(wo - wo_i) // 2, (ho - ho_i) // 2], -1)))
 
 
 def translate_warp(size: tuple[int, int], pixels: ParamLike, axis: str = "x", expand: bool = False) -> Warp:
-    """Shift by whole pixels (rounded) along ``axis``. With ``expand`` the canvas grows by the
-    shift so nothing leaves it: the content moves away from the new empty margin."""
-    t = _vec(pixels, "pixels").round()
+    """Shift by whole pixels (rounded half to even) along ``axis``. With ``expand`` the canvas
+    grows by the shift so nothing leaves it: the content moves away from the new empty margin."""
+    t = np.round(_vec(pixels, "pixels"))
     if axis not in ("x", "y"):
         raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
     h, w = size
-    one, z = torch.ones_like(t), torch.zeros_like(t)
+    one, z = np.ones_like(t), np.zeros_like(t)
     if expand:
-        grow = int(t.abs().max())
+        grow = int(np.abs(t).max())
         ho, wo = (h, w + grow) if axis == "x" else (h + grow, w)
         # Each sample's own canvas is size + |t|; centre it in the common one at a whole pixel.
-        off = (grow - t.abs()) // 2
-        shift = -(t.clamp(min=0) + off)
+        shift, off = -np.maximum(t, 0), (grow - np.abs(t)) // 2
+        offset = np.stack([off, z] if axis == "x" else [z, off], -1)
     else:
         ho, wo = h, w
-        shift = -t
-    if axis == "x":
-        m = _lin([[one, z, shift], [z, one, z]])
-    else:
-        m = _lin([[one, z, z], [z, one, shift]])
-    return Warp(m, (h, w), (ho, wo))
+        shift, offset = -t, None
+    rows = [[one, z, shift], [z, one, z]] if axis == "x" else [[one, z, z], [z, one, shift]]
+    return Warp(np.stack([np.stack(r, -1) for r in rows], -2), (h, w), (ho, wo), _offset(offset))
 
 
 def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
     """Resample the window ``box = (x0, y0, x1, y1)`` (edge coordinates, one row per sample)
     onto the full canvas: a zoom-in to a random region (CropBilinear)."""
-    b = torch.as_tensor(box, dtype=torch.float64).reshape(-1, 4)
+    b = (box.detach().cpu().double().numpy() if isinstance(box, torch.Tensor) else np.asarray(box, dtype=np.float64)).reshape(-1, 4)
     h, w = size
-    x0, y0, x1, y1 = b.unbind(-1)
-    if bool(((x1 <= x0) | (y1 <= y0)).any()):
+    x0, y0, x1, y1 = b.T
+    if ((x1 <= x0) | (y1 <= y0)).any():
         raise ValueError(f"box: windows must have positive size, got {b.tolist()}")
     sx, sy = (x1 - x0) / w, (y1 - y0) / h
-    z = torch.zeros_like(sx)
-    m = _lin([[sx, z, x0 + 0.5 * sx - 0.5], [z, sy, y0 + 0.5 * sy - 0.5]])
+    z = np.zeros_like(sx)
+    m = np.stack([np.stack([sx, z, x0 + 0.5 * sx - 0.5], -1), np.stack([z, sy, y0 + 0.5 * sy - 0.5], -1)], -2)
     return Warp(m, (h, w), (h, w))
 
 
@@ -237,46 +316,72 @@ def _check_batch(n_in: int, warp: Warp, what: str) -> None:
         raise ValueError(f"{what}: batch of {n_in} but the warp has {warp.n} samples")
 
 
-def _gather_separable(x: torch.Tensor, plan: tuple[bool, torch.Tensor, torch.Tensor], fill: float) -> torch.Tensor:
-    transposed, rows, cols = plan
+def _whole_pixel(m: np.ndarray) -> np.ndarray:
+    """Per sample: does every output pixel read a whole input pixel (flip, quarter turn, shift)?"""
+    r = np.round(m)
+    lin = r[:, :, :2]
+    diag = (lin[:, 0, 1] == 0) & (lin[:, 1, 0] == 0) & (np.abs(lin[:, 0, 0]) == 1) & (np.abs(lin[:, 1, 1]) == 1)
+    anti = (lin[:, 0, 0] == 0) & (lin[:, 1, 1] == 0) & (np.abs(lin[:, 0, 1]) == 1) & (np.abs(lin[:, 1, 0]) == 1)
+    return (np.abs(m - r).reshape(len(m), -1).max(1) <= _EPS) & (diag | anti)
+
+
+def _axis(step: int, start: int, n_out: int, n_in: int) -> tuple[int, int, int, int] | None:
+    """Output range ``[lo, hi)`` whose source ``step * i + start`` lies in ``[0, n_in)``, and
+    that source range ``[s0, s1)`` (ascending)."""
+    if step == 1:
+        lo, hi = max(0, -start), min(n_out, n_in - start)
+    else:
+        lo, hi = max(0, start - n_in + 1), min(n_out, start + 1)
+    if hi <= lo:
+        return None
+    a, b = step * lo + start, step * (hi - 1) + start
+    return lo, hi, min(a, b), max(a, b) + 1
+
+
+def _slice_warp(x: torch.Tensor, plan: tuple, out_size: tuple[int, int], fill: float) -> torch.Tensor:
+    """A single-sample whole-pixel warp as a slice (+ flip) of the input: no index tensors."""
+    _, transposed, (dr, fr), (dc, fc) = plan
     if transposed:
         x = x.transpose(-1, -2)
     n, c, hs, ws = x.shape
-    dev = x.device
-    ok_r, ok_c = (rows >= 0) & (rows < hs), (cols >= 0) & (cols < ws)
-    r, cc = rows.clamp(0, hs - 1).to(dev), cols.clamp(0, ws - 1).to(dev)
-    if rows.shape[0] == 1:
-        out = x.index_select(-2, r[0]).index_select(-1, cc[0])
-    else:
-        ho, wo = r.shape[1], cc.shape[1]
-        out = x.gather(-2, r.view(-1, 1, ho, 1).expand(n, c, ho, ws))
-        out = out.gather(-1, cc.view(-1, 1, 1, wo).expand(n, c, ho, wo))
-    if not (bool(ok_r.all()) and bool(ok_c.all())):
-        bad = ~(ok_r.unsqueeze(-1) & ok_c.unsqueeze(-2))
-        out = out.masked_fill(bad.unsqueeze(1).to(dev), fill)
+    ho, wo = out_size
+    ra, ca = _axis(dr, fr, ho, hs), _axis(dc, fc, wo, ws)
+    if ra is None or ca is None:
+        return x.new_full((n, c, ho, wo), fill)
+    piece = x[..., ra[2]:ra[3], ca[2]:ca[3]]
+    dims = [d for d, s in ((-2, dr), (-1, dc)) if s == -1]
+    if dims:
+        piece = piece.flip(dims)
+    if (ra[0], ra[1], ca[0], ca[1]) == (0, ho, 0, wo):
+        return piece.contiguous() if dims or transposed else piece.clone()
+    out = x.new_full((n, c, ho, wo), fill)
+    out[..., ra[0]:ra[1], ca[0]:ca[1]] = piece
     return out
 
 
-def _source_coords(warp: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Input x and y positions ``(n, H', W')`` float32 read by each output pixel."""
-    ho, wo = warp.out_size
-    m = warp.matrix.to(device=device, dtype=torch.float32)
-    xs = torch.arange(wo, device=device, dtype=torch.float32).view(1, 1, wo)
-    ys = torch.arange(ho, device=device, dtype=torch.float32).view(1, ho, 1)
-    p = m.view(-1, 2, 3, 1, 1)
-    sx = p[:, 0, 0] * xs + p[:, 0, 1] * ys + p[:, 0, 2]
-    sy = p[:, 1, 0] * xs + p[:, 1, 1] * ys + p[:, 1, 2]
-    return sx, sy
-
-
-def _inside(sx: torch.Tensor, sy: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nearest source pixel of each output pixel and whether it lies in the input.
-
-    The same test decides image and label support, so an image pixel is filled exactly where
-    its label is 0 because it came from outside."""
-    ix, iy = sx.round().long(), sy.round().long()  # round half to even, as grid_sample does
-    ok = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
-    return ix, iy, ok
+def _gather_separable(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
+    plan = warp.separable()
+    if plan[0] == "slice":
+        return _slice_warp(x, plan, warp.out_size, fill)
+    key = ("sep", str(x.device))
+    if key not in warp._cache:
+        _, transposed, rows, cols = plan
+        hs, ws = warp.in_size[::-1] if transposed else warp.in_size
+        ok_r, ok_c = (rows >= 0) & (rows < hs), (cols >= 0) & (cols < ws)
+        bad = None if (ok_r.all() and ok_c.all()) else torch.from_numpy(~(ok_r[:, :, None] & ok_c[:, None, :])).unsqueeze(1).to(x.device)
+        r = torch.from_numpy(np.clip(rows, 0, hs - 1)).to(x.device)
+        c = torch.from_numpy(np.clip(cols, 0, ws - 1)).to(x.device)
+        warp._cache[key] = (transposed, r, c, bad)
+    transposed, r, cc, bad = warp._cache[key]
+    if transposed:
+        x = x.transpose(-1, -2)
+    n, c, hs, ws = x.shape
+    ho, wo = r.shape[1], cc.shape[1]
+    out = x.gather(-2, r.view(-1, 1, ho, 1).expand(n, c, ho, ws))
+    out = out.gather(-1, cc.view(-1, 1, 1, wo).expand(n, c, ho, wo))
+    if bad is not None:
+        out.masked_fill_(bad, fill)
+    return out
 
 
 def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
@@ -284,15 +389,14 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
         # Few kernels support uint16; int16 has the same bits and gathering only moves bits.
         f = int(round(fill))
         return _nearest(x.view(torch.int16), warp, f - 65536 if f >= 32768 else f).view(torch.uint16)
-    plan = warp.separable()
-    if plan is not None:
-        return _gather_separable(x, plan, fill)
+    if warp.separable() is not None:
+        return _gather_separable(x, warp, fill)
     n, c, h, w = x.shape
     ho, wo = warp.out_size
-    ix, iy, ok = _inside(*_source_coords(warp, x.device), h, w)
-    flat = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).view(-1, 1, ho * wo)
+    t = warp._tables(x.device)
+    flat = t["flat"].view(-1, 1, ho * wo)
     out = x.reshape(n, c, h * w).gather(-1, flat.expand(n, c, ho * wo)).view(n, c, ho, wo)
-    return out.masked_fill(~ok.unsqueeze(1), fill)
+    return out.masked_fill_(~t["ok"].view(-1, 1, ho, wo), fill)
 
 
 def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear", fill: float = 0.0) -> torch.Tensor:
@@ -301,7 +405,8 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     A pixel inside the input's extent (within half a pixel of an edge pixel centre) reads the
     image, clamped at the border rather than blended with zeros, so upscaling keeps edge
     intensities; a pixel outside gets ``fill`` (raw pixel value), exactly where the label map
-    gets background."""
+    gets background. Warps onto whole pixels (flips, quarter turns, integer shifts) are exact
+    gathers whatever the interpolation."""
     check_image(image)
     _check_batch(image.shape[0], warp, "image")
     if tuple(image.shape[-2:]) != warp.in_size:
@@ -311,14 +416,27 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     if interpolation != "bilinear":
         raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
     n = image.shape[0]
-    h, w = warp.in_size
-    sx, sy = _source_coords(warp, image.device)
-    grid = torch.stack([sx * (2.0 / w) + (1.0 / w - 1.0), sy * (2.0 / h) + (1.0 / h - 1.0)], -1)
+    ho, wo = warp.out_size
+    t = warp._tables(image.device)
+    grid = t["grid"]
     if grid.shape[0] != n:
         grid = grid.expand(n, -1, -1, -1)
-    out = F.grid_sample(to_work(image), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    out.masked_fill_(~_inside(sx, sy, h, w)[2].unsqueeze(1), fill)
-    return from_work(out, image.dtype, clamp=False)
+    x = to_work(image)
+    out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    out.masked_fill_(~t["ok"].view(-1, 1, ho, wo), fill)
+    out = from_work(out, image.dtype, clamp=False)
+    whole = _whole_pixel(warp.matrix) if warp.n > 1 else None
+    if whole is not None and whole.any():
+        # grid_sample is off by float rounding even at whole-pixel positions; give those samples
+        # the exact path a single-sample call takes, so a batch equals its samples one by one.
+        sel = torch.from_numpy(np.flatnonzero(whole)).to(image.device)
+        sub = Warp(warp.matrix[whole], warp.in_size, warp.out_size, None if warp.offset is None else warp.offset[whole])
+        exact = _nearest(image.index_select(0, sel), sub, fill)
+        if out.dtype == torch.uint16:  # no uint16 index_copy; int16 has the same bits
+            out.view(torch.int16).index_copy_(0, sel, exact.view(torch.int16))
+        else:
+            out.index_copy_(0, sel, exact)
+    return out
 
 
 def warp_labels(labels: torch.Tensor, warp: Warp) -> torch.Tensor:
@@ -334,7 +452,7 @@ def warp_points(points: torch.Tensor, warp: Warp) -> torch.Tensor:
     KeyPoints convention) through a single-sample ``warp``."""
     if warp.n != 1:
         raise ValueError(f"points: need a single-sample warp, got {warp.n} samples")
-    fwd = warp.inverse_matrix()[0].to(points.device, torch.float64)
+    fwd = torch.from_numpy(warp.inverse_matrix()[0]).to(points.device)
     p = points.to(torch.float64)
     out = p @ fwd[:, :2].T + fwd[:, 2]
     return out.to(points.dtype if points.dtype.is_floating_point else torch.float32)

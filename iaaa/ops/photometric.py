@@ -18,7 +18,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._common import ParamLike, as_param, bit_depth, bound, check_image, from_work, to_work, view4
+import numpy as np
+
+from ._common import ParamLike, as_param, bit_depth, bound, check_image, device_param, from_work, to_work
 
 __all__ = [
     "invert",
@@ -38,13 +40,6 @@ __all__ = [
 _LUMA = (0.2989, 0.587, 0.114)
 
 
-def _p(value: ParamLike, image: torch.Tensor, what: str) -> torch.Tensor:
-    """Parameter as ``(B|1, 1, 1, 1)`` float on the image's device."""
-    t = as_param(value, image.shape[0], what)
-    dt = torch.float64 if image.dtype == torch.float64 else torch.float32
-    return view4(t.to(image.device, dt))
-
-
 def _gray(x: torch.Tensor) -> torch.Tensor:
     """Luma ``(B, 1, H, W)`` for RGB, the image itself (per channel) otherwise."""
     if x.shape[1] != 3:
@@ -53,9 +48,11 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # factor * x + (1 - factor) * other, written so factor == 1 returns x bit-exactly.
-    return from_work(x + (1.0 - factor) * (other - x), dtype)
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    # factor * x + (1 - factor) * other, written so factor == 1 returns x bit-exactly. (1 - factor)
+    # is formed on the host in float64 and rounded once, so one sample alone and the same sample
+    # in a batch see the same weight.
+    return from_work(x + device_param(1.0 - factor, x) * (other - x), dtype)
 
 
 def invert(image: torch.Tensor) -> torch.Tensor:
@@ -73,7 +70,7 @@ def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
     ``threshold = 1`` is the identity."""
     check_image(image)
     hi = bound(image.dtype)
-    thr = _p(threshold, image, "threshold") * hi
+    thr = device_param(as_param(threshold, image.shape[0], "threshold") * hi, image)
     x = image.to(torch.int32) if image.dtype == torch.uint16 else image
     out = torch.where(x > thr, hi - x if image.dtype.is_floating_point else int(hi) - x, x)
     return out.to(image.dtype)
@@ -85,20 +82,22 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     ``2 ** bits`` levels as torchvision does. ``bits >= depth`` is the identity."""
     check_image(image)
     depth = bit_depth(image.dtype)
-    b = as_param(bits, image.shape[0], "bits").round()
-    if bool(((b < 0) | (b > depth)).any()):
+    b = np.round(as_param(bits, image.shape[0], "bits"))
+    if ((b < 0) | (b > depth)).any():
         raise ValueError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
-    if bool((b >= depth).all()):
+    if (b >= depth).all():
         return image
     if image.dtype.is_floating_point:
-        levels = view4(torch.pow(2.0, b).to(image.device, image.dtype))
-        q = (image * levels).floor_().clamp_(min=0).minimum(levels - 1) / levels
-        return torch.where(levels >= 2**depth, image, q)
+        levels = device_param(np.power(2.0, b), image)
+        q = (image * levels).floor_().clamp_(min=0)
+        q = (q.clamp_(max=levels - 1) if isinstance(levels, float) else q.minimum(levels - 1)) / levels
+        return q if (b < depth).all() else torch.where(levels >= 2**depth, image, q)
     full = (1 << depth) - 1
-    mask = torch.tensor([full ^ ((1 << (depth - int(k))) - 1) for k in b.tolist()], dtype=torch.int32)
-    mask = view4(mask.to(image.device))
+    masks = [full ^ ((1 << (depth - int(k))) - 1) for k in b.tolist()]
     if image.dtype == torch.uint8:
-        return image & mask.to(torch.uint8)
+        mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.uint8, device=image.device).view(-1, 1, 1, 1)
+        return image & mask
+    mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.int32, device=image.device).view(-1, 1, 1, 1)
     return (image.to(torch.int32) & mask).to(torch.uint16)
 
 
@@ -153,17 +152,17 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
 def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Multiply by ``factor`` (per sample; 1 = identity) and clip to the dtype's range."""
     check_image(image)
-    f = _p(factor, image, "factor")
-    if bool((f < 0).any()):
-        raise ValueError("factor: brightness factors must be >= 0")
-    return from_work(to_work(image) * f, image.dtype)
+    a = as_param(factor, image.shape[0], "factor")
+    if (a < 0).any():
+        raise ValueError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
+    return from_work(to_work(image) * device_param(a, image), image.dtype)
 
 
 def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend with the mean gray level (per sample; per channel unless RGB): 0 gives flat gray,
     1 the identity, > 1 more contrast."""
     check_image(image)
-    f = _p(factor, image, "factor")
+    f = as_param(factor, image.shape[0], "factor")
     x = to_work(image)
     mean = _gray(x).mean((-3, -2, -1) if x.shape[1] == 3 else (-2, -1), keepdim=True)
     return _blend(x, mean, f, image.dtype)
@@ -173,27 +172,28 @@ def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend RGB images with their grayscale version (0 = gray, 1 = identity); other channel
     counts have no hue to saturate and are returned unchanged."""
     check_image(image)
-    f = _p(factor, image, "factor")
+    f = as_param(factor, image.shape[0], "factor")
     if image.shape[1] != 3:
         return image
     x = to_work(image)
     return _blend(x, _gray(x), f, image.dtype)
 
 
-_SHARP = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-
-
 def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
-    """PIL's sharpness: blend with a 3x3 smoothed copy (border pixels kept); 0 = smoothed,
-    1 = identity, 2 = twice as sharp. Images under 3x3 are returned unchanged."""
+    """PIL's sharpness: blend with a copy smoothed by ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``
+    (border pixels kept); 0 = smoothed, 1 = identity, 2 = twice as sharp. Images under 3x3 are
+    returned unchanged."""
     check_image(image)
-    f = _p(factor, image, "factor")
-    b, c, h, w = image.shape
+    f = as_param(factor, image.shape[0], "factor")
+    h, w = image.shape[-2:]
     if h < 3 or w < 3:
         return image
     x = to_work(image)
-    k = _SHARP.to(x.device, x.dtype).view(1, 1, 3, 3)
-    smooth = F.conv2d(x.reshape(b * c, 1, h, w), k).view(b, c, h - 2, w - 2)
+    # Shifted sums rather than conv2d: elementwise adds round the same way for any batch size
+    # and on any device, so a batch equals its samples one by one, bit for bit.
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = (box + 4.0 * x[..., 1:-1, 1:-1]) / 13.0
     if not image.dtype.is_floating_point:
         smooth = smooth.round()  # PIL builds the degenerate image in the image's own dtype
     degenerate = x.clone()
@@ -201,36 +201,45 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
+def _taps(y: torch.Tensor, k: list, r: int, dim: int) -> torch.Tensor:
+    """``sum_j k[j] * y`` shifted by ``j - r`` along ``dim`` (replicate-padded by ``r``)."""
+    n = y.shape[dim] - 2 * r
+    out = y.narrow(dim, 0, n) * k[0]
+    for j in range(1, 2 * r + 1):
+        out += y.narrow(dim, j, n) * k[j]  # separate multiply and add: no fused rounding
+    return out
+
+
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated."""
     check_image(image)
     s = as_param(sigma, image.shape[0], "sigma")
-    if bool((s < 0).any()):
+    if (s < 0).any():
         raise ValueError(f"sigma: must be >= 0, got {s.tolist()}")
     smax = float(s.max())
     if smax <= 0:
         return image
-    b, c, h, w = image.shape
     r = int(math.ceil(3 * smax))
     x = to_work(image)
-    t = torch.arange(-r, r + 1, dtype=torch.float64)
-    ss = s.view(-1, 1)
-    k = torch.exp(-(t * t) / (2 * ss.clamp(min=1e-12) ** 2))
-    k = torch.where(ss > 0, k, (t == 0).to(k.dtype))  # sigma 0: a delta, so the sample is unchanged
-    k = (k / k.sum(1, keepdim=True)).to(x.device, x.dtype)
-    k = k.expand(b, -1).repeat_interleave(c, 0)  # one kernel per (sample, channel) group
-    y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(b * c, 1, -1, 1), groups=b * c)
-    return from_work(y.view(b, c, h, w), image.dtype)
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    # A tiny sigma underflows to a delta (sigma 0 leaves its sample exactly unchanged).
+    k = np.exp(-(t * t) / (2 * np.maximum(s.reshape(-1, 1), 1e-6) ** 2))
+    # Each sample keeps its own radius: exact zeros beyond it make its sum in a batch the same
+    # as alone.
+    k = np.where(np.abs(t) <= np.ceil(3 * s.reshape(-1, 1)), k, 0.0)
+    k = k / k.sum(1, keepdims=True)
+    taps = [device_param(k[:, j], x) for j in range(2 * r + 1)]
+    y = _taps(F.pad(x, (r, r, 0, 0), mode="replicate"), taps, r, -1)
+    y = _taps(F.pad(y, (0, 0, r, r), mode="replicate"), taps, r, -2)
+    return from_work(y, image.dtype)
 
 
 def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-    bx = torch.as_tensor(box, dtype=torch.float64).reshape(-1, 4)
+    bx = torch.as_tensor(np.asarray(box.detach().cpu() if isinstance(box, torch.Tensor) else box, dtype=np.float32)).reshape(-1, 4)
     if bx.shape[0] not in (1, b):
         raise ValueError(f"box: expected 1 or {b} boxes (x0, y0, x1, y1), got {bx.shape[0]}")
-    bx = bx.to(device=device, dtype=torch.float32).view(-1, 4, 1, 1)
+    bx = bx.to(device).view(-1, 4, 1, 1)
     ys = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
     return (xs >= bx[:, 0]) & (xs < bx[:, 2]) & (ys >= bx[:, 1]) & (ys < bx[:, 3])

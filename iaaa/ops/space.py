@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import transforms as T
@@ -133,14 +134,14 @@ def apply_op(
         if lab.dtype != torch.int64:
             lab = lab.to(torch.int64)
     m = as_param(magnitude, b, "magnitude")
-    if bool(((m < 0) | (m > 1)).any()):
+    if ((m < 0) | (m > 1)).any():
         raise ValueError(f"magnitude: must be in [0, 1], got {m.tolist()}")
     if spec.signed or cls.n_random:
-        m = m.expand(b)  # one draw per sample
+        m = np.broadcast_to(m, (b,))  # one draw per sample
     sg = None
     if sign is not None and spec.signed:
         sg = as_param(sign, b, "sign")
-        if not bool((sg.abs() == 1).all()):
+        if not (np.abs(sg) == 1).all():
             raise ValueError(f"sign: must be +1 or -1, got {sg.tolist()}")
     for k in options:
         if k not in cls._options:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import PIL.Image
 import torch
 from torchvision import tv_tensors
@@ -34,10 +35,10 @@ __all__ = [
 ]
 
 
-def uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
-    """``U[0, 1)`` float64 on the CPU, drawn from ``generator`` (on its own device)."""
+def uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
+    """``U[0, 1)`` float64 numpy values drawn from ``generator`` (on its own device)."""
     dev = generator.device if generator is not None else "cpu"
-    return torch.rand(shape, generator=generator, device=dev, dtype=torch.float64).cpu()
+    return torch.rand(shape, generator=generator, device=dev, dtype=torch.float64).cpu().numpy()
 
 
 class Op(Transform):
@@ -83,17 +84,17 @@ class Op(Transform):
     # -- what subclasses customise ------------------------------------------------------
 
     @classmethod
-    def value_to_param(cls, value: torch.Tensor) -> torch.Tensor:
+    def value_to_param(cls, value: np.ndarray) -> np.ndarray:
         """Op parameter from a signed value in magnitude units (``magnitude_range``)."""
         return value
 
     @classmethod
-    def keyword_to_param(cls, value: torch.Tensor) -> torch.Tensor:
+    def keyword_to_param(cls, value: np.ndarray) -> np.ndarray:
         """Op parameter from the value of the op-specific keyword (``param_name``)."""
         return value
 
     @classmethod
-    def _prepare(cls, param: torch.Tensor, size: tuple[int, int], rand: torch.Tensor, expand: bool, opts: dict[str, Any]) -> dict[str, Any]:
+    def _prepare(cls, param: np.ndarray, size: tuple[int, int], rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> dict[str, Any]:
         """Kernel inputs from per-sample ``param (n,)`` and ``rand (n, n_random)`` uniforms."""
         return {"param": param}
 
@@ -115,30 +116,32 @@ class Op(Transform):
             return {"skip": True}
         if self.value is not None:
             lo, hi = self.value
-            drawn = torch.tensor([lo], dtype=torch.float64) if lo == hi else lo + (hi - lo) * uniform((1,), g)
+            drawn = np.array([lo]) if lo == hi else lo + (hi - lo) * uniform((1,), g)
             param = self.keyword_to_param(drawn)
             rand = uniform((1, self.n_random), g)
         else:
-            param, rand = self.draw(torch.tensor([self.magnitude], dtype=torch.float64), g)
+            param, rand = self.draw(np.array([self.magnitude]), g)
         size = query_size(flat_inputs) if (self.geometric or self._needs_size) else (0, 0)
         return self._prepare(param, size, rand, bool(self.opts.get("expand", False)), self.opts)
 
     @classmethod
-    def draw(cls, magnitude: torch.Tensor, generator: torch.Generator | None, sign: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(cls, magnitude: np.ndarray, generator: torch.Generator | None, sign: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample ``(param (n,), rand (n, n_random))`` for magnitudes ``(n,)`` in [0, 1].
 
-        Draws run sample by sample (sign, then the op's own uniforms), so sample ``i`` of a
-        batch gets exactly what it would get alone after the samples before it."""
+        Draws run sample by sample (sign, then the op's own uniforms), so with a CPU generator
+        sample ``i`` of a batch gets exactly what it would get alone after the samples before it."""
         n = magnitude.shape[0]
         lo, hi = cls.magnitude_range
         value = lo + magnitude * (hi - lo)
         k = int(cls.signed and sign is None) + cls.n_random
         if k:
-            u = torch.cat([uniform((1, k), generator) for _ in range(n)]) if n > 1 else uniform((1, k), generator)
+            # One call: CPU generators fill float64 sequentially, so row i is what sample i
+            # would draw alone after the samples before it (tested).
+            u = uniform((n, k), generator)
         else:
-            u = torch.zeros((n, 0), dtype=torch.float64)
+            u = np.zeros((n, 0))
         if cls.signed:
-            value = value * (torch.where(u[:, 0] < 0.5, -1.0, 1.0) if sign is None else sign)
+            value = value * (np.where(u[:, 0] < 0.5, -1.0, 1.0) if sign is None else sign)
         return cls.value_to_param(value), u[:, k - cls.n_random:]
 
     _needs_size: ClassVar[bool] = False
@@ -309,7 +312,7 @@ class Resize(Op):
 
     @classmethod
     def value_to_param(cls, value):
-        return torch.pow(2.0, value)
+        return np.power(2.0, value)
 
     @classmethod
     def _prepare(cls, param, size, rand, expand, opts):
@@ -318,9 +321,9 @@ class Resize(Op):
     @classmethod
     def _image(cls, image, params, opts):
         s = params["scale"]
-        if opts.get("antialias", True) and opts.get("interpolation", "bilinear") == "bilinear" and bool((s < 1).any()):
+        if opts.get("antialias", True) and opts.get("interpolation", "bilinear") == "bilinear" and (s < 1).any():
             # Smoothing by (1/s - 1)/2 px before sampling suppresses aliasing (skimage's choice).
-            image = P.gaussian_blur(image, ((1.0 / s - 1.0) / 2.0).clamp(min=0))
+            image = P.gaussian_blur(image, np.maximum((1.0 / s - 1.0) / 2.0, 0.0))
         return super()._image(image, params, opts)
 
 
@@ -335,13 +338,13 @@ class CropBilinear(Op):
 
     @classmethod
     def _prepare(cls, param, size, rand, expand, opts):
-        if bool(((param < 0) | (param >= 1)).any()):
+        if ((param < 0) | (param >= 1)).any():
             raise ValueError(f"CropBilinear: crop must be in [0, 1), got {param.tolist()}")
         h, w = size
         u = rand
         ww, hh = (1 - param) * w, (1 - param) * h
         x0, y0 = u[:, 0] * (w - ww), u[:, 1] * (h - hh)
-        return {"warp": G.crop_warp(size, torch.stack([x0, y0, x0 + ww, y0 + hh], -1))}
+        return {"warp": G.crop_warp(size, np.stack([x0, y0, x0 + ww, y0 + hh], -1))}
 
 
 # ----------------------------------------------------------------------------- photometric
@@ -448,7 +451,7 @@ class Posterize(Op):
     @classmethod
     def _image(cls, image, params, opts):
         depth = bit_depth(image.dtype)
-        removed = torch.floor(params["removed"] * (depth / 8.0) + 0.5).clamp(0, depth)
+        removed = np.clip(np.floor(params["removed"] * (depth / 8.0) + 0.5), 0, depth)
         return P.posterize(image, depth - removed)
 
 
@@ -481,11 +484,11 @@ class Cutout(Op):
     @classmethod
     def _prepare(cls, param, size, rand, expand, opts):
         h, w = size
-        side = torch.floor(param * min(h, w) + 0.5)
+        side = np.floor(param * min(h, w) + 0.5)
         u = rand
-        cx, cy = torch.floor(u[:, 0] * w), torch.floor(u[:, 1] * h)
-        x0, y0 = cx - torch.div(side, 2, rounding_mode="floor"), cy - torch.div(side, 2, rounding_mode="floor")
-        return {"box": torch.stack([x0, y0, x0 + side, y0 + side], -1)}
+        cx, cy = np.floor(u[:, 0] * w), np.floor(u[:, 1] * h)
+        x0, y0 = cx - side // 2, cy - side // 2
+        return {"box": np.stack([x0, y0, x0 + side, y0 + side], -1)}
 
     @classmethod
     def _image(cls, image, params, opts):
