@@ -163,7 +163,8 @@ class CellCompositor:
         mco_fraction: share of MCOs among the objects drawn: ``"data"`` (default) or a float.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are
             resized before their policy.
-        n_candidates: random positions scored per object.
+        n_candidates: random positions scored per object (and per round).
+        rounds: fresh rounds of candidates tried when all of a round collide (1: the paper).
         gap: minimum free pixels between an object's box and placed cells (default: the feather
             radius, so feathers never touch another cell).
         border: minimum distance between an object's box and the frame.
@@ -190,7 +191,8 @@ class CellCompositor:
         count: Any = "sample",
         mco_fraction: float | str = "data",
         object_scale: float | tuple[float, float] | None = None,
-        n_candidates: int = 64,
+        n_candidates: int = 32,
+        rounds: int = 4,
         gap: int | None = None,
         border: int = 0,
         sigma: float = 1.0,
@@ -201,7 +203,7 @@ class CellCompositor:
         min_area: int = 10,
         keep_border: bool = False,
         background_method: str = "bilinear",
-        background_candidates: int = 16,
+        background_candidates: int = 32,
         background_sigma: float = 2.0,
         group_by: str | Callable[[AnnotatedImage], Any] | None = None,
         dtype: torch.dtype | None = None,
@@ -220,8 +222,8 @@ class CellCompositor:
             raise ValueError(f"feather: must be one of {FEATHERS}, got {feather!r}")
         if background_method not in METHODS:
             raise ValueError(f"background_method: must be one of {METHODS}, got {background_method!r}")
-        if n_candidates < 1:
-            raise ValueError(f"n_candidates: must be >= 1, got {n_candidates}")
+        if n_candidates < 1 or rounds < 1:
+            raise ValueError(f"n_candidates and rounds: must be >= 1, got {n_candidates}, {rounds}")
         if border < 0 or (gap is not None and gap < 0):
             raise ValueError(f"border and gap must be >= 0, got border={border}, gap={gap}")
         if object_scale is not None:
@@ -234,7 +236,7 @@ class CellCompositor:
         self.count = tuple(int(v) for v in count) if isinstance(count, (tuple, list)) else count
         self.mco_fraction = mco_fraction
         self.object_scale = object_scale
-        self.n_candidates = int(n_candidates)
+        self.n_candidates, self.rounds = int(n_candidates), int(rounds)
         self.radius = feather_radius(sigma, truncate)
         self.gap = self.radius if gap is None else int(gap)
         self.border = int(border)
@@ -479,7 +481,7 @@ class CellCompositor:
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         canvas = _Canvas(out, level, None, self.gap, self.border)
-        rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g)
+        rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g, rounds=self.rounds)
         kinds = [self.objects[chosen[j]][3] for j in rec["instance_object"]]
         meta = {
             "background": bi,

@@ -165,13 +165,15 @@ def _place(
     truncate: float,
     feather: str,
     generator: torch.Generator,
+    rounds: int = 1,
 ) -> dict[str, Any]:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
     the canvas, in order. Returns plain-Python records of what happened."""
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
-    # stream consumed is always (k, n, 2) uniforms: results depend only on the generator state.
-    u = torch.rand((k, n_candidates, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
+    # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
+    n = n_candidates
+    u = torch.rand((k, rounds * n, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
     alphas = []
     for lab in labels:
         m = (lab > 0).to(torch.float32)
@@ -214,11 +216,17 @@ def _place(
             skipped.append(j)
             continue
         h_j, w_j = int(th[j]), int(tw[j])
-        free = canvas.occupied(xs[j], ys[j], h_j, w_j) == 0
-        if not free.any():
+        best = -1
+        # The best free candidate of the first round that has one: a fresh round only when
+        # every candidate so far collides, so matching is never traded for a free spot.
+        for r0 in range(0, rounds * n, n):
+            free = canvas.occupied(xs[j, r0 : r0 + n], ys[j, r0 : r0 + n], h_j, w_j) == 0
+            if free.any():
+                best = r0 + int(np.where(free, scores[j, r0 : r0 + n], np.inf).argmin())
+                break
+        if best < 0:
             skipped.append(j)
             continue
-        best = int(np.where(free, scores[j], np.inf).argmin())
         x, y = int(xs[j, best]), int(ys[j, best])
         y0t, y1t, x0t, x1t = tights[j]
         lab_t = labs_np[j][y0t : y1t + 1, x0t : x1t + 1]
@@ -277,7 +285,8 @@ def place_objects(
     objects: Sequence[Any],
     *,
     labels: torch.Tensor | None = None,
-    n_candidates: int = 64,
+    n_candidates: int = 32,
+    rounds: int = 4,
     gap: int | None = None,
     border: int = 0,
     sigma: float = 1.0,
@@ -294,7 +303,9 @@ def place_objects(
             tuples; ``labels`` ``(h, w)`` with cells ``1..k`` (0 = surroundings); images in any
             dtype with the background's channel count. Placed in the given order.
         labels: optional existing label map of the background; its cells are kept and avoided.
-        n_candidates: random positions tried per object.
+        n_candidates: random positions scored per object and round.
+        rounds: if every candidate of a round collides with placed cells or the frame, a fresh
+            round of ``n_candidates`` is tried, up to ``rounds`` (1 is the paper).
         gap: minimum free pixels between an object's box and any placed cell
             (default: the feather radius).
         border: minimum distance (pixels) between an object's box and the frame.
@@ -305,8 +316,8 @@ def place_objects(
     """
     if feather not in FEATHERS:
         raise ValueError(f"feather must be one of {FEATHERS}, got {feather!r}")
-    if n_candidates < 1:
-        raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
+    if n_candidates < 1 or rounds < 1:
+        raise ValueError(f"n_candidates and rounds must be >= 1, got {n_candidates}, {rounds}")
     if border < 0:
         raise ValueError(f"border must be >= 0, got {border}")
     bg = background if background.ndim == 3 else background.unsqueeze(0)
@@ -337,7 +348,7 @@ def place_objects(
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     canvas = _Canvas(to_float(bg).clone(), level_map(bg, match_sigma), lab0, gap, border)
-    rec = _place(canvas, imgs, labs, clss, n_candidates=n_candidates, sigma=sigma, truncate=truncate, feather=feather, generator=generator)
+    rec = _place(canvas, imgs, labs, clss, n_candidates=n_candidates, sigma=sigma, truncate=truncate, feather=feather, generator=generator, rounds=rounds)
     dev = bg.device
     return PlacementResult(
         image=from_float(canvas.out, bg.dtype),
