@@ -65,8 +65,9 @@ def test_fit_wae_then_search_then_load(sim_folder, tmp_path, capsys):
     ps = PolicySet.load(policies)
     assert 1 <= len(ps) <= 4 and ps.weighting == "rank"
     meta = ps.meta["search"]
-    # K = n_p * (1 + 2 + 2) = 10 candidates per level; level 2 extends each of the 3 kept ops
-    assert meta["evaluations"] == 10 + 3 * 10 and f"{meta['evaluations']} scorer evaluations" in out
+    # K = n_p * (1 + 2 + 2) = 10 candidates at level 1; level 2 extends each of the 3 kept
+    # policies by the other two ops: (10 - 2) + (10 - 4) + (10 - 4)
+    assert meta["evaluations"] == 10 + 8 + 6 + 6 and f"{meta['evaluations']} scorer evaluations" in out
     assert meta["space"] == ["FlipLR", "Rotate", "Brightness"] and meta["object_size"] == [16, 16]
     assert all(c >= 0.1 for c in ps.changes)
     assert ps.meta["objects"]["count"] >= 2

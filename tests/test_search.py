@@ -14,9 +14,9 @@ from iaaa.policy.batch import ObjectBatch, prepare_objects
 
 Spec = namedtuple("Spec", "name has_magnitude")
 
-TOY_SPACE = [Spec("identity", False), Spec("bright", True), Spec("dim", True), Spec("flip", False), Spec("nudge", True)]
+TOY_SPACE = [Spec("identity", False), Spec("bright", True), Spec("dim", True), Spec("flip", False), Spec("nudge", True), Spec("glow", True)]
 # Magnitude level (0..1) -> intensity shift, like OpSpec.magnitude_range does for real ops.
-TOY_RANGE = {"bright": 0.5, "dim": -0.1, "nudge": 0.005}
+TOY_RANGE = {"bright": 0.5, "dim": -0.1, "nudge": 0.005, "glow": 0.25}
 
 
 def toy_apply(name, images, labels, magnitude, generator=None, expand=False):
@@ -65,15 +65,16 @@ def make(scorer, **kw) -> GreedyPolicySearch:
 
 def test_space_grid_leaves_out_zero_magnitude_and_counts():
     choices = resolve_space(TOY_SPACE, n_m=5)
-    assert [c.name for c in choices] == ["identity", "bright", "dim", "flip", "nudge"]
+    assert [c.name for c in choices] == ["identity", "bright", "dim", "flip", "nudge", "glow"]
     assert choices[0].magnitudes == (None,)
     assert choices[1].magnitudes == pytest.approx((0.2, 0.4, 0.6, 0.8, 1.0))
-    s = make(target_scorer(0.3), l_max=2)
-    k = 3 * (1 + 5 + 5 + 1 + 5)
+    s = make(target_scorer(0.3), l_max=3)
+    k = 3 * (1 + 5 + 5 + 1 + 5 + 5)
     assert s.candidates_per_level == k
-    assert s.planned_evaluations == k + 5 * k
-    assert s.brute_force_evaluations == k + k * k
-    assert s.search_space_size == (5 * 3 * 5) ** 2
+    assert s.planned_evaluations == k + 2 * 5 * k
+    assert make(target_scorer(0.3), l_max=3, allow_repeats=True).planned_evaluations == k + 2 * 6 * k
+    assert s.brute_force_evaluations == k + k**2 + k**3
+    assert s.search_space_size == (6 * 3 * 5) ** 3
 
 
 def test_level_one_finds_the_known_optimum_with_stated_evaluations():
@@ -82,24 +83,29 @@ def test_level_one_finds_the_known_optimum_with_stated_evaluations():
     best = result[0]
     assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in best] == [("bright", 1.0, 0.6)]
     assert result.scores[0] == pytest.approx(0.0, abs=1e-10)
-    assert s.n_evaluations == 3 * 17
+    assert s.n_evaluations == 3 * 22
     assert len(s.history) == s.n_evaluations
     # Exactly one policy per op survives level 1, ranked by score.
     assert len(result) == 5
-    assert sorted({p[0].op for p in result}) == sorted(c.name for c in TOY_SPACE)
+    s6 = make(target_scorer(0.3), top_b=6)
+    assert len(s6.search(toy_objects())) == 6
     assert result.scores == sorted(result.scores)
 
 
 def test_level_two_extends_the_kept_policy_to_the_two_step_optimum():
-    # 0.7 is out of reach of one `bright` (max 0.5): greedy keeps bright(1, 0.5) at level 1
-    # and must then add bright(1, 0.2). With 31 objects no p < 1 hits 0.7 exactly.
+    # 0.7 is out of reach of one op (bright: max 0.5): greedy keeps bright(1, level 1.0) at
+    # level 1 and must then add glow(1, level 0.8) = +0.2. With 31 objects no p < 1 hits
+    # 0.7 exactly, so the optimum is unique.
     s = make(target_scorer(0.7), l_max=2)
     result = s.search(toy_objects(31))
-    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in result[0]] == [("bright", 1.0, 1.0), ("bright", 1.0, 0.4)]
+    assert [(sp.op, sp.probability, round(sp.magnitude, 6)) for sp in result[0]] == [("bright", 1.0, 1.0), ("glow", 1.0, 0.8)]
     assert result.scores[0] == pytest.approx(0.0, abs=1e-10)
     k = s.candidates_per_level
-    assert s.n_evaluations == k + 5 * k == s.planned_evaluations
+    # each of the 6 kept policies is extended by every op but its own last one
+    per_op = {c.name: 3 * len(c.magnitudes) for c in s.choices}
+    assert s.n_evaluations == k + sum(k - per_op[name] for name in per_op) == s.planned_evaluations
     assert s.n_evaluations < s.brute_force_evaluations / 5
+    assert all(pol[0].op != pol[-1].op for pol in result if len(pol) == 2)
     meta = result.meta["search"]
     assert meta["evaluations"] == s.n_evaluations and meta["truncated"] is False
 

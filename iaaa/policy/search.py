@@ -8,8 +8,9 @@ level 0 are no augmentation). Ops without a magnitude get a single candidate per
 * Level ``l + 1`` extends every kept policy by its best next sub-policy (any op, p, m).
 * All kept policies of all levels are ranked and the top ``b`` returned.
 
-That costs ``K + (l_max - 1) * n_o * K`` scorer evaluations with ``K = n_p * sum(n_m or 1)``
-instead of the ``sum_l K^l`` of brute force.
+That costs at most ``K + (l_max - 1) * (n_o - 1) * K`` scorer evaluations with
+``K = n_p * sum(n_m or 1)`` (a policy is not extended by the op it ends with unless
+``allow_repeats``) instead of the ``sum_l K^l`` of brute force.
 
 **Objective** (lower is better): ``scorer cost - diversity_weight * change``, subject to
 ``change >= min_change`` for the policy *and* for the last sub-policy's own contribution.
@@ -163,6 +164,9 @@ class GreedyPolicySearch:
             keeps torch's setting. The default 1 is deliberate: the search runs thousands of
             small tensor ops, where threads cost more in synchronisation than they save, and on
             a loaded 2-core machine two threads ran the scoring ~10x slower than one.
+        allow_repeats: let a sub-policy use the same op as the one before it. Off by default:
+            ``Brightness`` twice is a stronger ``Brightness`` the magnitude grid already offers,
+            and ``FlipLR`` twice partly undoes itself, so a repeat only wastes a policy slot.
     """
 
     def __init__(
@@ -183,6 +187,7 @@ class GreedyPolicySearch:
         device: str | torch.device | None = None,
         progress: bool = True,
         num_threads: int | None = 1,
+        allow_repeats: bool = False,
     ) -> None:
         for name, v, lo in (("n_p", n_p, 1), ("n_m", n_m, 1), ("l_max", l_max, 1), ("top_b", top_b, 1)):
             if not isinstance(v, int) or v < lo:
@@ -205,6 +210,7 @@ class GreedyPolicySearch:
         self.device = device
         self.progress = progress
         self.num_threads = num_threads
+        self.allow_repeats = bool(allow_repeats)
         self.probabilities = tuple(k / n_p for k in range(1, n_p + 1))
         self.history: list[Evaluation] = []
         self.n_evaluations = 0
@@ -220,9 +226,17 @@ class GreedyPolicySearch:
 
     @property
     def planned_evaluations(self) -> int:
-        """Evaluations of a full run when every op yields a feasible policy (an upper bound)."""
+        """Evaluations of a full run when every op yields a feasible policy (an upper bound):
+        ``K`` at level 1, then per kept policy ``K`` minus its last op's candidates unless
+        ``allow_repeats``."""
         k = self.candidates_per_level
-        return k + (self.l_max - 1) * len(self.choices) * k
+        per_prefix = len(self.choices) * k if self.allow_repeats else (len(self.choices) - 1) * k
+        return k + (self.l_max - 1) * per_prefix
+
+    def _extensions(self, state: _State) -> list[OpChoice]:
+        if self.allow_repeats or not state.subs:
+            return list(self.choices)
+        return [c for c in self.choices if c.name != state.subs[-1].op]
 
     @property
     def brute_force_evaluations(self) -> int:
@@ -286,11 +300,12 @@ class GreedyPolicySearch:
                 if self.truncated or not frontier:
                     break
                 self._bar.set_description(f"policy search l={level}")
-                self._bar.total = self.n_evaluations + len(frontier) * self.candidates_per_level * (self.l_max - level + 1)
+                per_level = sum(self.n_p * sum(len(c.magnitudes) for c in self._extensions(st)) for st in frontier)
+                self._bar.total = self.n_evaluations + per_level * (self.l_max - level + 1)
                 nxt = []
                 for state in frontier:
                     best = _Best()
-                    ok = self._scan(state, level, self.choices, best)
+                    ok = self._scan(state, level, self._extensions(state), best)
                     if best.state is not None:
                         nxt.append(best.state)
                     if not ok:
@@ -323,6 +338,7 @@ class GreedyPolicySearch:
             "seed": self.seed,
             "min_change": self.min_change,
             "diversity_weight": self.diversity_weight,
+            "allow_repeats": self.allow_repeats,
             "scorer": repr(scorer),
             "n_objects": n,
             "object_size": list(orig.size),
