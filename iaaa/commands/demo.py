@@ -10,11 +10,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run end to end on built-in simulated data (or your folder)",
-        description="Simulate annotated cell images (or read --images/--masks), write them as a "
-        "label-map folder and COCO JSON, and draw a preview PNG with instance outlines.",
+        description="Simulate annotated cell images (or read --images/--masks), fit a CellCompositor on them, "
+        "write synthetic images with exact label maps and a COCO JSON, and draw a preview PNG (real row above, "
+        "synthetic row below, instances outlined).",
     )
     p.add_argument("--out", default="iaaa-demo", help="output folder (default: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="number of simulated images (default: %(default)s)")
+    p.add_argument("--synthetic", type=int, default=16, help="number of synthetic images to write (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (default: %(default)s)")
     p.add_argument("--mode", choices=("fluorescence", "brightfield"), default="fluorescence")
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
@@ -24,13 +26,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from iaaa.compositor import CellCompositor
     from iaaa.data import load_samples, write_coco, write_label_folder
+    from iaaa.data.dataset import SynthesisDataset
+    from iaaa.export import export_synthetic
     from iaaa.datasets import simulate_cells
     from iaaa.errors import IaaaError
     from iaaa.preview import save_preview
 
-    if args.n < 1:
-        raise IaaaError(f"--n must be >= 1, got {args.n}")
+    if args.n < 1 or args.synthetic < 1:
+        raise IaaaError(f"--n and --synthetic must be >= 1, got {args.n} and {args.synthetic}")
     out = Path(args.out)
     if args.images or args.masks:
         real = load_samples(images=args.images, masks=args.masks)
@@ -40,9 +45,14 @@ def run(args: argparse.Namespace) -> int:
         source = f"simulator (seed {args.seed}, {args.mode})"
     write_label_folder(real, out / "real" / "images", out / "real" / "masks")
     write_coco(real, out / "real" / "annotations.json", out / "real" / "images")
-    preview = save_preview(out / "preview.png", real)
     cells = sum(s.num_instances for s in real)
     print(f"read {len(real)} annotated images ({cells} cells) from {source}")
     print(f"wrote {out / 'real'}/images, masks, annotations.json")
-    print(f"wrote {preview}")
+    compositor = CellCompositor(seed=args.seed).fit(real)
+    print(f"fitted: {compositor.stats.summary()}")
+    result = export_synthetic(compositor, args.synthetic, out / "synthetic", seed=args.seed, manifest={"source": source}, progress=False)
+    synthetic = [SynthesisDataset(compositor, args.synthetic, seed=args.seed).synthesize(i) for i in range(min(4, args.synthetic))]
+    print(f"wrote {result['written']} synthetic images to {out / 'synthetic'}/images, masks, annotations.json, manifest.json")
+    preview = save_preview(out / "preview.png", real, synthetic)
+    print(f"wrote {preview} (top: real, bottom: synthetic)")
     return 0
