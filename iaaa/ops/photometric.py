@@ -139,7 +139,7 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
     x = to_work(image).reshape(b * c, n)
     srt = x.sort(1).values
     less = torch.searchsorted(srt, x).to(x.dtype)
-    non_max = n - torch.searchsorted(srt, srt[:, -1:].contiguous()).to(x.dtype)  # pixels below the channel max
+    non_max = torch.searchsorted(srt, srt[:, -1:].contiguous()).to(x.dtype)  # pixels below the channel max
     levels = bound(image.dtype)
     if image.dtype.is_floating_point:
         eq = less / non_max.clamp(min=1)

@@ -151,6 +151,8 @@ class Op(Transform):
             return inpt
         if isinstance(inpt, PIL.Image.Image):
             out = self._image_any(TF.pil_to_tensor(inpt), params)
+            if out.dtype == torch.uint16:  # to_pil_image has no 16-bit path
+                return PIL.Image.fromarray(out[0].cpu().numpy())
             return TF.to_pil_image(out, mode=inpt.mode)
         if isinstance(inpt, tv_tensors.BoundingBoxes):
             return self._boxes(inpt, params) if self.geometric else inpt
