@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.metrics import fid, fid_infinity, frechet_distance, gaussian_stats, kid, mmd2_unbiased, sliced_wasserstein, swd
-from iaaa.metrics.features import gaussian_up, laplacian_pyramid
+from iaaa.metrics.pyramid import gaussian_up, laplacian_pyramid
 from iaaa.metrics.swd import pyramid_descriptors, wasserstein1_1d
 
 # The package re-exports the function ``kid`` under the submodule's name; fetch the module itself.

@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from iaaa.metrics.features import Size, laplacian_pyramid, prepare_batch
+from iaaa.metrics.features import Size, prepare_batch
+from iaaa.metrics.pyramid import laplacian_pyramid
 
 __all__ = ["sliced_wasserstein", "wasserstein1_1d", "pyramid_descriptors", "swd", "SWDResult"]
 
