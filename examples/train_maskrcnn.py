@@ -95,14 +95,14 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="a few CPU iterations on tiny simulated images")
     args = p.parse_args(argv)
     if args.smoke:
-        args.size, args.epochs, args.max_iters, args.batch_size, args.workers = 96, 1, 3, 2, 1
+        args.size, args.epochs, args.max_iters, args.batch_size, args.workers, args.lr = 96, 1, 2, 2, 1, 0.001
 
     torch.manual_seed(args.seed)  # model initialisation only; data randomness is seeded explicitly
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.images:
         samples = read_label_folder(args.images, args.masks)
     else:
-        samples = simulate_cells(8 if args.smoke else 40, seed=args.seed, size=(args.size, args.size))
+        samples = simulate_cells(6 if args.smoke else 40, seed=args.seed, size=(args.size, args.size))
     n_val = max(1, int(round(len(samples) * args.val_fraction)))
     train, val = samples[n_val:], samples[:n_val]
 

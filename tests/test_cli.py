@@ -36,3 +36,56 @@ def test_demo_bad_folder_is_one_line_exit_2(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--images", str(tmp_path / "missing"), "--masks", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--n", "3", "--synthetic", "3", "--size", "72", "72"]) == 0
+    return out
+
+
+def test_demo_synthesises(demo_out):
+    assert len(list((demo_out / "synthetic" / "images").glob("*.png"))) == 3
+    assert (demo_out / "synthetic" / "annotations.json").is_file() and (demo_out / "synthetic" / "manifest.json").is_file()
+
+
+def test_preview_real_and_synthetic(demo_out, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "sheet.png"
+    real = ["--images", str(demo_out / "real" / "images"), "--masks", str(demo_out / "real" / "masks")]
+    assert main(["preview", *real, "--synthetic", str(demo_out / "synthetic"), "--out", str(out), "--n", "2"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and im.size[1] > 2 * 72
+    assert main(["preview", "--out", str(out)]) == 2
+    assert "nothing to draw" in capsys.readouterr().err
+    assert main(["preview", "--synthetic", str(tmp_path), "--out", str(out)]) == 2
+    assert "images/ and masks/" in capsys.readouterr().err
+
+
+def test_stats_real_and_synthetic(demo_out, tmp_path, capsys):
+    import json
+
+    real = ["--images", str(demo_out / "real" / "images"), "--masks", str(demo_out / "real" / "masks")]
+    assert main(["stats", *real, "--synthetic", str(demo_out / "synthetic"), "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "SCO fraction" in out and "synthetic" in out
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["real"]["images"] == 3 and doc["real"]["cells"] > 0 and doc["synthetic"]["images"] == 3
+    assert main(["stats", "--coco", str(tmp_path / "none.json")]) == 2
+    assert "--coco needs --images" in capsys.readouterr().err
+
+
+def test_train_maskrcnn_example_smoke(tmp_path):
+    import json
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, str(root / "examples" / "train_maskrcnn.py"), "--smoke", "--out", str(tmp_path / "r.json")], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["iterations"] == 2 and doc["train_synthetic"] > 0
+    assert 0.0 <= doc["bbox_AP"] <= 1.0 and 0.0 <= doc["segm_AP"] <= 1.0
