@@ -39,12 +39,42 @@ _LAZY: dict[str, str] = {
     "write_coco": "iaaa.data",
     # built-in sample data
     "simulate_cells": "iaaa.datasets",
+    # synthesis (paper sections 2.2-2.4)
+    "CellCompositor": "iaaa.compositor",
+    "extract_objects": "iaaa.objects",
+    "remove_cells": "iaaa.background",
+    "place_objects": "iaaa.placement",
+    "PlacementResult": "iaaa.placement",
+    # training data
+    "SynthesisDataset": "iaaa.data.dataset",
+    "RealDataset": "iaaa.data.dataset",
+    "MixedDataset": "iaaa.data.dataset",
+    "collate_fn": "iaaa.data.dataset",
+    "export_synthetic": "iaaa.export",
+    # policy search (paper section 2.1)
+    "SubPolicy": "iaaa.policy",
+    "Policy": "iaaa.policy",
+    "PolicySet": "iaaa.policy",
+    "GreedyPolicySearch": "iaaa.policy",
+    "WAEScorer": "iaaa.policy",
+    "StatsScorer": "iaaa.policy",
+    "fit_wae": "iaaa.policy",
+    # quality metrics
+    "fid": "iaaa.metrics",
+    "kid": "iaaa.metrics",
+    "swd": "iaaa.metrics",
+    "evaluate_fidelity": "iaaa.metrics",
 }
+
+# Subpackages reachable as attributes (``iaaa.ops.Rotate``) without importing them eagerly.
+_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview")
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"iaaa.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'iaaa' has no attribute {name!r}")
