@@ -417,32 +417,32 @@ class CellCompositor:
         return int(math.floor(x) + (u[1] < x - math.floor(x)))
 
     def _choose(self, pool: _Pool, n_cells: int, g: torch.Generator) -> list[int]:
-        """Pool indices of objects totalling about ``n_cells`` cells, MCOs in the recorded share."""
+        """Pool indices of objects holding ``n_cells`` cells on average, MCOs in the recorded share.
+
+        The number of objects is ``n_cells / (mean cells per object)`` (stochastically rounded)
+        and each object's kind is an independent draw, so both the expected cell count and the
+        MCO share are exact; stopping at the count instead biases one of them (an MCO near the
+        end overshoots, or gets swapped for an SCO and lowers the share)."""
         q = pool.mco_fraction if self.mco_fraction == "data" else float(self.mco_fraction)
         n_sco, n_mco = len(pool.sco), len(pool.mco)
         if n_mco == 0:
             q = 0.0
         if n_sco == 0:
             q = 1.0
-        u = torch.rand((max(n_cells, 0), 2), generator=g, device=g.device, dtype=torch.float64).cpu().numpy()
-        chosen, total = [], 0
-        for a, b in u:
-            if total >= n_cells:
-                break
-            if a < q:
-                j = int(pool.mco[min(int(b * n_mco), n_mco - 1)])
-                k = int(self.object_cells[j])
-                # An MCO that overshoots the count by more than stopping would undershoot is
-                # swapped for an SCO, so the expected count stays on target.
-                if total + k - n_cells > n_cells - total:
-                    if n_sco == 0:
-                        break
-                    j, k = int(pool.sco[min(int(b * n_sco), n_sco - 1)]), 1
-            else:
-                j, k = int(pool.sco[min(int(b * n_sco), n_sco - 1)]), 1
-            chosen.append(j)
-            total += k
-        return chosen
+        mean_mco = float(self.object_cells[pool.mco].mean()) if n_mco else 2.0
+        per_object = (1 - q) + q * mean_mco
+        x = max(n_cells, 0) / per_object
+        r = float(torch.rand((), generator=g, device=g.device, dtype=torch.float64))
+        m = int(math.floor(x) + (r < x - math.floor(x)))
+        u = torch.rand((m, 2), generator=g, device=g.device, dtype=torch.float64).cpu().numpy()
+        is_mco = u[:, 0] < q
+        pick_m = pool.mco[np.minimum((u[:, 1] * n_mco).astype(np.int64), max(n_mco - 1, 0))] if n_mco else None
+        pick_s = pool.sco[np.minimum((u[:, 1] * n_sco).astype(np.int64), max(n_sco - 1, 0))] if n_sco else None
+        if pick_m is None:
+            return pick_s.tolist()
+        if pick_s is None:
+            return pick_m.tolist()
+        return np.where(is_mco, pick_m, pick_s).tolist()
 
     def _rescale(self, img: torch.Tensor, lab: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self.object_scale

@@ -16,6 +16,16 @@ from iaaa.background import blur_small, feather_radius, fill_background, gaussia
 from iaaa.structures import from_float, to_float
 
 DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
+    # slower here); the code under test is single-threaded by design anyway.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 DTYPES = [torch.uint8, torch.uint16, torch.float32]
 
 

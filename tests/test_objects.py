@@ -17,6 +17,16 @@ from iaaa.structures import AnnotatedImage
 DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
+    # slower here); the code under test is single-threaded by design anyway.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _box(lab: torch.Tensor, k: int, x0: int, y0: int, x1: int, y1: int) -> None:
     lab[y0 : y1 + 1, x0 : x1 + 1] = k
 

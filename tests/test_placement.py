@@ -15,6 +15,16 @@ from iaaa.placement import place_objects
 from iaaa.structures import CellObject, from_float, to_float
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
+    # slower here); the code under test is single-threaded by design anyway.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 def _blob_object(g: torch.Generator, c: int, n_cells: int, ring: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """An object crop: ``n_cells`` touching elliptic cells, ``ring`` pixels of context."""
     h, w = int(torch.randint(6, 20, (1,), generator=g)), int(torch.randint(6, 20, (1,), generator=g))
