@@ -6,7 +6,7 @@ the images into a *source* half A and a held-out *reference* half B, stratified 
 Every candidate set is built from A only and compared with B:
 
     a  real      A itself                                  (the floor: real vs real)
-    b  iaaa      CellCompositor(group_by="size").fit(A), one sample per image of A
+    b  iaaa      CellCompositor(group_by="size").fit(A), --factor (3) samples per image of A
     b1 iaaa-id   as b with policy="identity" (placement and blending only, no augmentation)
     b0 iaaa-pool CellCompositor().fit(A) (one pool for all sizes), as many samples
     c  naive     each image of A with as many random objects of A as it holds pasted at
@@ -128,25 +128,29 @@ def flips(samples: list[AnnotatedImage], seed: int) -> list[AnnotatedImage]:
     return out
 
 
-def iaaa_synthetic(samples: list[AnnotatedImage], seed: int, **kwargs: Any) -> list[AnnotatedImage]:
+def iaaa_synthetic(samples: list[AnnotatedImage], seed: int, factor: int, **kwargs: Any) -> list[AnnotatedImage]:
+    """``factor`` synthetic images per source image. The compositor draws each image's
+    background (and so its size) at random; with one draw per source image the mix of sizes -
+    which here means labs and magnifications, and at the tile level a 520x696 image weighs 20
+    tiles against 4 - would differ from A's by chance alone and dominate the tile numbers."""
     from iaaa.compositor import CellCompositor
 
     comp = CellCompositor(seed=seed, **kwargs).fit(samples)
     g = torch.Generator().manual_seed(seed)
-    return [comp.sample(g) for _ in range(len(samples))]
+    return [comp.sample(g) for _ in range(factor * len(samples))]
 
 
-def build_case(case: str, a: list[AnnotatedImage], seed: int) -> tuple[list[AnnotatedImage], list[CellObject] | None]:
+def build_case(case: str, a: list[AnnotatedImage], seed: int, factor: int = 1) -> tuple[list[AnnotatedImage], list[CellObject] | None]:
     """The candidate images of ``case`` and, where only part of them is new, the objects to judge
     at the SCO/MCO levels (``None``: every object extracted from the images)."""
     if case == "a":
         return a, None
     if case == "b":
-        return iaaa_synthetic(a, seed, group_by="size"), None
+        return iaaa_synthetic(a, seed, factor, group_by="size"), None
     if case == "b1":
-        return iaaa_synthetic(a, seed, group_by="size", policy="identity"), None
+        return iaaa_synthetic(a, seed, factor, group_by="size", policy="identity"), None
     if case == "b0":
-        return iaaa_synthetic(a, seed), None
+        return iaaa_synthetic(a, seed, factor), None
     if case == "c":
         from iaaa.objects import extract_objects
 
@@ -165,12 +169,22 @@ def fmt(values: list[float], digits: int, signed: bool = False) -> str:
     return f"{head} ± {float(np.std(values, ddof=1)):.{digits}f}" if len(values) > 1 else head
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dsb2018_fluo"), help="folder with images/ and masks/")
     p.add_argument("--splits", type=int, default=3, help="number of random A/B splits (seeds 0..n-1)")
     p.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     p.add_argument("--subsets", type=int, default=100, help="KID subsets per level")
+    p.add_argument("--factor", type=int, default=3, help="IAAA images per source image (see iaaa_synthetic)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--json", help="write every number (per split) here")
     args = p.parse_args(argv)
@@ -193,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             try:
-                cand, cand_objects = build_case(case, a, split)
+                cand, cand_objects = build_case(case, a, split, args.factor)
             except ImportError as exc:
                 skipped[case] = f"not run: {exc}"
                 continue
@@ -254,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_split": timings,
             "skipped": skipped,
             "table": table,
+            "commit": _git_commit(),
             "platform": {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(), "threads": args.threads},
         }
         Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")

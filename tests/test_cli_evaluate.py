@@ -100,6 +100,7 @@ def test_evaluate_separate_folders_and_images_only(folders, capsys):
         (["--value-range", "5", "1"], "LO must be below HI"),
         (["--tile", "8"], "--tile"),
         (["--subset-size", "1"], "--subset-size: must be >= 2"),
+        (["--device", "potato"], "--device"),
     ],
 )
 def test_evaluate_bad_options_are_one_line(folders, capsys, extra, needle):

@@ -209,6 +209,9 @@ def test_wae_encoder_plugs_in(tmp_path):
     if hasattr(model, "save"):
         model.save(tmp_path / "wae.pt")
         assert torch.allclose(compute_features(crops, wae_features(tmp_path / "wae.pt")), f, atol=1e-6)
+    scorers = pytest.importorskip("iaaa.policy.scorers")
+    if hasattr(scorers, "WAEScorer"):  # the scorer holds its WAE as .model
+        assert torch.allclose(compute_features(crops, wae_features(scorers.WAEScorer(model))), f, atol=1e-6)
     with pytest.raises(IaaaError, match="not found"):
         wae_features(tmp_path / "nope.pt")
     with pytest.raises(TypeError, match="expected a WAE"):

@@ -153,6 +153,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_samples is not None and args.max_samples < 2:
         raise IaaaError(f"--max-samples: must be >= 2, got {args.max_samples}")
     value_range = _value_range(args.value_range)
+    try:
+        import torch
+
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise IaaaError(f"--device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise IaaaError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     real, real_annotated = _read_side(args, "real")
     synthetic, synth_annotated = _read_side(args, "synthetic")
     object_levels = [lv for lv in levels if lv != "image"]
