@@ -247,18 +247,33 @@ def test_uint16_equalize_uses_all_16_bits():
     assert float(hist.min()) > 0.5 * float(hist.mean())
 
 
+def _rank_reference(v: np.ndarray) -> tuple[np.ndarray, int]:
+    """Pixels strictly below each pixel, and pixels below the maximum (numpy, independent)."""
+    srt = np.sort(v)
+    return np.searchsorted(srt, v, side="left"), int(np.searchsorted(srt, srt[-1], side="left"))
+
+
 def test_float_equalize_maps_values_to_their_rank():
-    """Float equalize is PIL's formula without its integer step: the fraction of pixels below."""
+    """Float equalize is PIL's formula without its integer step: the fraction of pixels below,
+    ranked at 12-bit precision."""
     x = torch.rand(1, 2, 30, 40, generator=torch.Generator().manual_seed(10)) ** 2
     x[0, 0, :3] = 1.0  # ties at the maximum
     out = F.equalize(x)
     for c in range(2):
-        v = x[0, c].flatten().numpy()
-        srt = np.sort(v)
-        below = np.searchsorted(srt, v, side="left")
-        ref = below / np.searchsorted(srt, srt[-1], side="left")
-        assert np.allclose(out[0, c].flatten().numpy(), np.minimum(ref, 1.0), atol=1e-6)
+        below, non_max = _rank_reference(np.round(x[0, c].flatten().numpy().astype(np.float64) * 4095))
+        assert np.allclose(out[0, c].flatten().numpy(), np.minimum(below / non_max, 1.0), atol=1e-6)
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0
+
+
+@pytest.mark.parametrize("top", [4095, 65535])  # narrow span: histogram path; full range: sort path
+def test_uint16_equalize_matches_rank_formula(top):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randint(0, top + 1, (2, 1, 40, 30), generator=g, dtype=torch.int32).to(torch.uint16)
+    out = F.equalize(x).to(torch.int32)
+    for i in range(2):
+        below, non_max = _rank_reference(x[i, 0].to(torch.int32).flatten().numpy())
+        ref = np.floor(below * (65535.0 / non_max) + 0.5)
+        assert np.array_equal(out[i, 0].flatten().numpy(), ref.astype(np.int64))
 
 
 def test_equalize_leaves_constant_channels():

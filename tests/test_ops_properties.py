@@ -18,6 +18,7 @@ OPS = list(SPACE)
 GEOMETRIC = [n for n, s in SPACE.items() if s.geometric]
 PHOTOMETRIC = [n for n, s in SPACE.items() if not s.geometric]
 WITH_MAGNITUDE = [n for n, s in SPACE.items() if s.has_magnitude]
+CONVOLVED = {"Smooth", "Resize"}  # Gaussian blur (Resize: antialiasing before downscaling)
 DTYPES = [torch.uint8, torch.uint16, torch.float32]
 MAX = {torch.uint8: 255, torch.uint16: 65535}
 
@@ -143,8 +144,13 @@ def test_batched_equals_loop_over_samples(name, s, mags):
         oi, li = apply_op(name, image[i], labels[i], float(m[i]), g, expand=expand)
         window, (t, l) = _crop_center(out[i], *oi.shape[-2:])
         lwindow = lab[i, t:t + li.shape[-2], l:l + li.shape[-1]]
-        assert torch.equal(window, oi), f"sample {i}"
         assert torch.equal(lwindow, li), f"sample {i}"
+        if name in CONVOLVED:
+            # A grouped convolution may take another algorithm for another group count.
+            diff = (window.to(torch.float64) - oi.to(torch.float64)).abs()
+            assert float(diff.max()) <= (1e-5 if image.dtype.is_floating_point else 1.0), f"sample {i}"
+        else:
+            assert torch.equal(window, oi), f"sample {i}"
         # Outside its own canvas a sample is padding: fill 0 and background.
         rest = out[i].clone()
         rest[..., t:t + oi.shape[-2], l:l + oi.shape[-1]] = 0

@@ -114,37 +114,64 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     return from_work((x - lo) * scale, image.dtype)
 
 
+def _counts_below(q: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For integer levels ``q (R, N)`` in ``[0, levels)``: per pixel, how many pixels of its row
+    lie strictly below it, and per row how many lie below the row's maximum.
+
+    One batched histogram over each row's own value span (offsets keep rows apart); when the
+    spans are so wide that the histogram would dwarf the pixels (full-range 16-bit noise), a sort
+    does the counting instead. Returns ``(below (R, N), below_max (R, 1), index)`` where
+    ``index`` is the flat histogram index of each pixel, or ``None`` after the sort."""
+    r, n = q.shape
+    q = q.to(torch.int32)
+    lo = q.amin(1, keepdim=True)
+    span = int((q.amax(1, keepdim=True) - lo).max()) + 1
+    if r * span <= 8 * r * n or span <= 256:
+        idx = (q - lo).add_(torch.arange(r, device=q.device, dtype=torch.int32).view(-1, 1) * span).reshape(r, n)
+        hist = torch.bincount(idx.view(-1), minlength=r * span).view(r, span)
+        below = hist.cumsum(1).sub_(hist).view(-1)  # pixels strictly below each level
+        top = hist.shape[1] - 1 - (hist.flip(1) > 0).int().argmax(1, keepdim=True)  # highest level present
+        return below.index_select(0, idx.view(-1).long()).view(r, n), below.view(r, span).gather(1, top), idx
+    srt = q.sort(1).values
+    below = torch.searchsorted(srt, q)
+    return below, torch.searchsorted(srt, srt[:, -1:].contiguous()), None
+
+
 def equalize(image: torch.Tensor) -> torch.Tensor:
     """Histogram-equalise each channel.
 
     uint8 reproduces PIL / torchvision exactly. uint16 equalises over all 65536 levels (no 8-bit
-    cast), and floats over their exact values (rank based); both use a real-valued PIL step,
-    because PIL's integer step is 0 (no effect) whenever an image has fewer pixels than levels,
-    which is every 16-bit cell crop."""
+    cast) and floats over 4096 levels, both with a real-valued PIL step: PIL's integer step is 0
+    (no effect) whenever an image has fewer pixels than levels, which is every 16-bit cell crop.
+    A float pixel maps to the fraction of its channel's pixels below it."""
     check_image(image)
     b, c, h, w = image.shape
     n = h * w
     if n == 0:
         return image
     if image.dtype == torch.uint8:
-        flat = image.reshape(b * c, n).long()
-        hist = torch.zeros(b * c, 256, dtype=torch.int64, device=image.device)
-        hist.scatter_add_(1, flat, torch.ones_like(flat))
-        n_max = hist.gather(1, flat.amax(1, keepdim=True))
+        # PIL's LUT over 256 levels, built for all channels by one bincount and applied by one
+        # index_select (cheaper than gathering pixel by pixel).
+        r = b * c
+        idx = image.reshape(r, n).to(torch.int32, memory_format=torch.contiguous_format).add_(torch.arange(r, device=image.device, dtype=torch.int32).view(-1, 1) * 256)
+        hist = torch.bincount(idx.reshape(-1), minlength=r * 256).view(r, 256)
+        n_max = hist.gather(1, (idx.amax(1, keepdim=True) % 256).long())
         step = (n - n_max) // 255
-        less = F.pad(hist.cumsum(1)[:, :-1], (1, 0))  # less[v] = pixels below v
+        less = hist.cumsum(1).sub_(hist)
         lut = ((less + step // 2) // step.clamp(min=1)).clamp_(0, 255)
-        out = torch.where(step > 0, lut.gather(1, flat), flat)
-        return out.to(torch.uint8).view(b, c, h, w)
+        lut = torch.where(step > 0, lut, torch.arange(256, device=image.device))
+        return lut.to(torch.uint8).view(-1).index_select(0, idx.view(-1)).view(b, c, h, w)
     x = to_work(image).reshape(b * c, n)
-    srt = x.sort(1).values
-    less = torch.searchsorted(srt, x).to(x.dtype)
-    non_max = torch.searchsorted(srt, srt[:, -1:].contiguous()).to(x.dtype)  # pixels below the channel max
-    levels = bound(image.dtype)
     if image.dtype.is_floating_point:
-        eq = less / non_max.clamp(min=1)
+        q = (x.clamp(0, 1) * 4095).round_()
+        below, non_max, _ = _counts_below(q, 4096)
+        eq = below.to(x.dtype) / non_max.clamp(min=1).to(x.dtype)
+        levels = 1.0
     else:
-        eq = torch.floor(less * (levels / non_max.clamp(min=1)) + 0.5)
+        below, non_max, _ = _counts_below(x, 65536)
+        levels = 65535.0
+        # float64: the 0.5 rounding of level * 65535 / count must not depend on float32 noise.
+        eq = torch.floor(below.double() * (levels / non_max.clamp(min=1).double()) + 0.5).to(x.dtype)
     out = torch.where(non_max > 0, eq.clamp_(0, levels), x)
     return from_work(out.view(b, c, h, w), image.dtype)
 
@@ -201,18 +228,14 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
-def _taps(y: torch.Tensor, k: list, r: int, dim: int) -> torch.Tensor:
-    """``sum_j k[j] * y`` shifted by ``j - r`` along ``dim`` (replicate-padded by ``r``)."""
-    n = y.shape[dim] - 2 * r
-    out = y.narrow(dim, 0, n) * k[0]
-    for j in range(1, 2 * r + 1):
-        out += y.narrow(dim, j, n) * k[j]  # separate multiply and add: no fused rounding
-    return out
-
-
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
-    radius ``ceil(3 * sigma)``, edges replicated."""
+    radius ``ceil(3 * sigma)``, edges replicated.
+
+    One grouped convolution per axis for the whole batch (each sample and channel its own
+    group), so per-sample sigmas cost no more than a shared one. Convolution backends may pick
+    a different algorithm for a different group count, so a sample blurred inside a batch can
+    differ from the same sample alone by float rounding (~1e-7; one grey level at most)."""
     check_image(image)
     s = as_param(sigma, image.shape[0], "sigma")
     if (s < 0).any():
@@ -220,19 +243,21 @@ def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     smax = float(s.max())
     if smax <= 0:
         return image
+    b, c, h, w = image.shape
     r = int(math.ceil(3 * smax))
     x = to_work(image)
     t = np.arange(-r, r + 1, dtype=np.float64)
-    # A tiny sigma underflows to a delta (sigma 0 leaves its sample exactly unchanged).
-    k = np.exp(-(t * t) / (2 * np.maximum(s.reshape(-1, 1), 1e-6) ** 2))
-    # Each sample keeps its own radius: exact zeros beyond it make its sum in a batch the same
-    # as alone.
-    k = np.where(np.abs(t) <= np.ceil(3 * s.reshape(-1, 1)), k, 0.0)
-    k = k / k.sum(1, keepdims=True)
-    taps = [device_param(k[:, j], x) for j in range(2 * r + 1)]
-    y = _taps(F.pad(x, (r, r, 0, 0), mode="replicate"), taps, r, -1)
-    y = _taps(F.pad(y, (0, 0, r, r), mode="replicate"), taps, r, -2)
-    return from_work(y, image.dtype)
+    # A tiny sigma underflows to a delta (sigma 0 leaves its sample unchanged); each sample keeps
+    # its own radius, zeros beyond it.
+    ss = s.reshape(-1, 1)
+    k = np.exp(-(t * t) / (2 * np.maximum(ss, 1e-6) ** 2))
+    k = np.where(np.abs(t) <= np.ceil(3 * ss), k, 0.0)
+    k = np.repeat(np.broadcast_to(k / k.sum(1, keepdims=True), (b, 2 * r + 1)), c, 0)
+    k = torch.from_numpy(np.ascontiguousarray(k)).to(x.device, x.dtype)
+    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
+    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
+    return from_work(y.view(b, c, h, w), image.dtype)
 
 
 def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,311 @@
+"""Throughput of the Table S1 ops: iaaa vs torchvision.transforms.v2 (functional, per sample)
+vs kornia.augmentation (batched) vs albumentations (OpenCV, per sample).
+
+Every library transforms image + label map together (the label map with nearest sampling for
+geometric ops), drawing its own random parameters per sample over the same ranges. Workloads:
+
+  (a) 64 cell crops 1x64x64 per batch -- what the compositor runs;
+  (b) 16 images 1x512x512 per batch;
+  (c) uint16 and 4-channel inputs: which peer fails or quietly casts to 8 bits, and speeds.
+
+Each cell is the median of ``--repeats`` timed batches after a warm-up, with torch's default
+thread count; the ratios come from the same run. Install the peers with
+``pip install -r benchmarks/requirements-ops.txt`` and run ``python benchmarks/ops.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+warnings.filterwarnings("ignore")
+
+import torchvision.transforms.v2.functional as TF  # noqa: E402
+from torchvision.transforms import InterpolationMode  # noqa: E402
+
+from iaaa.ops import TABLE_S1, apply_op  # noqa: E402
+
+NEAREST, BILINEAR = InterpolationMode.NEAREST, InterpolationMode.BILINEAR
+LIBS = ("iaaa", "torchvision", "kornia", "albumentations")
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_batch(b: int, c: int, size: int, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blurry blobs on a dark background plus a label map of blocky instances."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, size // 8, size // 8, generator=g)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x**2 * 0.8 + 0.05 * torch.rand(b, c, size, size, generator=g)).clamp(0, 1)
+    if dtype == torch.uint8:
+        img = (x * 255).round().to(torch.uint8)
+    elif dtype == torch.uint16:
+        img = (x * 4095).round().to(torch.int32).to(torch.uint16)  # a 12-bit camera in a 16-bit file
+    else:
+        img = x.to(dtype)
+    cells = torch.randint(0, 6, (b, size // 8, size // 8), generator=g)
+    lab = cells.repeat_interleave(8, 1).repeat_interleave(8, 2).to(torch.int64) * 7
+    return img, lab
+
+
+# ----------------------------------------------------------------------------- the contenders
+
+# Parameter ranges match iaaa.ops.SPACE at uniformly random magnitude and sign.
+ROT, BITS, FACTOR, SHARP, SIGMA, LOG2S = 180.0, (4, 8), 0.5, 0.9, 2.0, 0.5
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def tv_op(name: str) -> Callable | None:
+    """torchvision v2 functional, one sample at a time (its documented use)."""
+
+    def flip(fn):
+        return lambda img, lab, rng: (fn(img), fn(lab))
+
+    table: dict[str, Callable] = {
+        "FlipLR": flip(TF.horizontal_flip),
+        "FlipUD": flip(TF.vertical_flip),
+        "AutoContrast": lambda img, lab, rng: (TF.autocontrast(img), lab),
+        "Equalize": lambda img, lab, rng: (TF.equalize(img), lab),
+        "Posterize": lambda img, lab, rng: (TF.posterize(img, int(rng.integers(BITS[0], BITS[1] + 1))), lab),
+        "Contrast": lambda img, lab, rng: (TF.adjust_contrast(img, _u(rng, 1 - FACTOR, 1 + FACTOR)), lab),
+        "Brightness": lambda img, lab, rng: (TF.adjust_brightness(img, _u(rng, 1 - FACTOR, 1 + FACTOR)), lab),
+        "Sharpness": lambda img, lab, rng: (TF.adjust_sharpness(img, _u(rng, 1 - SHARP, 1 + SHARP)), lab),
+        "Smooth": lambda img, lab, rng: (TF.gaussian_blur(img, [13, 13], [max(_u(rng, 0, SIGMA), 1e-3)] * 2), lab),
+    }
+
+    def rotate(img, lab, rng):
+        a = _u(rng, -ROT, ROT)
+        return TF.rotate(img, a, BILINEAR), TF.rotate(lab, a, NEAREST)
+
+    def resize(img, lab, rng):
+        s = 2 ** _u(rng, -LOG2S, LOG2S)
+        kw = dict(angle=0.0, translate=[0, 0], scale=s, shear=[0.0, 0.0])
+        return TF.affine(img, interpolation=BILINEAR, **kw), TF.affine(lab, interpolation=NEAREST, **kw)
+
+    table.update(Rotate=rotate, Resize=resize)
+    fn = table[name]
+
+    def run(img, lab, rng):
+        outs = [fn(img[i], lab[i : i + 1], rng) for i in range(img.shape[0])]
+        return outs
+
+    return run
+
+
+def kornia_op(name: str) -> Callable | None:
+    """kornia.augmentation, batched with per-sample parameters; needs float images."""
+    import kornia.augmentation as K
+
+    aug = {
+        "FlipLR": lambda: K.RandomHorizontalFlip(p=1.0),
+        "FlipUD": lambda: K.RandomVerticalFlip(p=1.0),
+        "AutoContrast": lambda: K.RandomAutoContrast(p=1.0),
+        "Equalize": lambda: K.RandomEqualize(p=1.0),
+        "Rotate": lambda: K.RandomRotation(degrees=ROT, p=1.0),
+        "Posterize": lambda: K.RandomPosterize(bits=BITS, p=1.0),
+        "Contrast": lambda: K.RandomContrast(contrast=(1 - FACTOR, 1 + FACTOR), p=1.0),
+        "Brightness": lambda: K.RandomBrightness(brightness=(1 - FACTOR, 1 + FACTOR), p=1.0),
+        "Sharpness": lambda: K.RandomSharpness(sharpness=(0.0, SHARP), p=1.0),
+        "Smooth": lambda: K.RandomGaussianBlur(kernel_size=13, sigma=(1e-3, SIGMA), p=1.0),
+        "Resize": lambda: K.RandomAffine(degrees=0.0, scale=(2**-LOG2S, 2**LOG2S), p=1.0),
+    }[name]()
+    seq = K.AugmentationSequential(aug, data_keys=["input", "mask"])
+
+    def run(img, lab, rng):
+        dtype = img.dtype
+        x = img if dtype.is_floating_point else img.float() / (255.0 if dtype == torch.uint8 else 65535.0)
+        out, mask = seq(x, lab.unsqueeze(1).float())
+        if not dtype.is_floating_point:  # kornia is float-only: cast back, as a user must
+            out = (out * (255.0 if dtype == torch.uint8 else 65535.0)).round().to(torch.int32).to(dtype)
+        return out, mask.squeeze(1).long()
+
+    return run
+
+
+def albu_op(name: str) -> Callable | None:
+    """albumentations (OpenCV), one sample at a time on HWC numpy arrays."""
+    import albumentations as A
+
+    t = {
+        "FlipLR": lambda: A.HorizontalFlip(p=1.0),
+        "FlipUD": lambda: A.VerticalFlip(p=1.0),
+        "AutoContrast": lambda: A.AutoContrast(p=1.0),
+        "Equalize": lambda: A.Equalize(p=1.0),
+        "Rotate": lambda: A.Rotate(limit=ROT, border_mode=0, p=1.0),
+        "Posterize": lambda: A.Posterize(num_bits=BITS, p=1.0),
+        "Contrast": lambda: A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=FACTOR, p=1.0),
+        "Brightness": lambda: A.RandomBrightnessContrast(brightness_limit=FACTOR, contrast_limit=0.0, p=1.0),
+        "Sharpness": lambda: A.Sharpen(alpha=(0.0, SHARP), p=1.0),
+        "Smooth": lambda: A.GaussianBlur(sigma_limit=(1e-3, SIGMA), blur_limit=0, p=1.0),
+        "Resize": lambda: A.Affine(scale=(2**-LOG2S, 2**LOG2S), p=1.0),
+    }[name]()
+
+    def run(img, lab, rng):
+        # HWC numpy views are made inside the timed region: that is the price of the API.
+        x = img.permute(0, 2, 3, 1).numpy()
+        m = lab.to(torch.int32).numpy()
+        return [t(image=x[i], mask=m[i]) for i in range(x.shape[0])]
+
+    return run
+
+
+def iaaa_op(name: str) -> Callable:
+    g = torch.Generator().manual_seed(0)
+
+    def run(img, lab, rng):
+        mags = torch.rand(img.shape[0], generator=g, dtype=torch.float64)
+        return apply_op(name, img, lab, mags, g)
+
+    return run
+
+
+MAKERS = {"iaaa": iaaa_op, "torchvision": tv_op, "kornia": kornia_op, "albumentations": albu_op}
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def run_table(title: str, b: int, c: int, size: int, dtype: torch.dtype, repeats: int, ops: list[str]) -> list[dict[str, Any]]:
+    """Images per second per library: batch size over the median time of ``repeats`` batches.
+
+    Libraries take turns batch by batch (in rotating order), so load from other processes on
+    the machine hits all of them alike."""
+    img, lab = make_batch(b, c, size, dtype)
+    rows = []
+    for name in ops:
+        fns: dict[str, Callable] = {}
+        row: dict[str, Any] = {"op": name}
+        for lib in LIBS:
+            try:
+                fn = MAKERS[lib](name)
+                fn(img, lab, np.random.default_rng(0))  # warm-up and failure check
+                fns[lib] = fn
+            except Exception as e:  # a peer that cannot do it is reported, not fatal
+                row[lib] = f"fails ({type(e).__name__})"
+        times: dict[str, list[float]] = {lib: [] for lib in fns}
+        rng = np.random.default_rng(1)
+        order = list(fns)
+        for r in range(repeats):
+            for lib in order[r % len(order):] + order[: r % len(order)]:
+                t = time.perf_counter()
+                fns[lib](img, lab, rng)
+                times[lib].append(time.perf_counter() - t)
+        for lib, ts in times.items():
+            row[lib] = b / statistics.median(ts)
+        rows.append(row)
+    print_table(title, rows)
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:,.0f}" if isinstance(v, float) else str(v)
+
+
+def _ratio(a: Any, *peers: Any) -> str:
+    nums = [p for p in peers if isinstance(p, float)]
+    if not isinstance(a, float) or not nums:
+        return "-"
+    return f"{a / max(nums):.2f}"
+
+
+def print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n### {title}\n")
+    print("| op | iaaa img/s | torchvision | kornia | albumentations | iaaa / best peer | iaaa / tv+kornia | iaaa / albumentations |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        cells = [_fmt(r[k]) for k in LIBS]
+        print(f"| {r['op']} | " + " | ".join(cells) + f" | {_ratio(r['iaaa'], r['torchvision'], r['kornia'], r['albumentations'])}"
+              f" | {_ratio(r['iaaa'], r['torchvision'], r['kornia'])} | {_ratio(r['iaaa'], r['albumentations'])} |")
+    sys.stdout.flush()
+
+
+# ----------------------------------------------------------------------------- (c) fidelity
+
+
+def _levels(x: Any) -> int:
+    a = np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x)
+    return int(np.unique(a).size)
+
+
+def fidelity(ops: list[str]) -> None:
+    """What each peer does with uint16 and 4-channel inputs."""
+    print("\n### (c) uint16 (12-bit content) and 4-channel inputs: what each library does\n")
+    print("| op | input | iaaa | torchvision | kornia | albumentations |")
+    print("|---|---|---|---|---|---|")
+    for name in ops:
+        for label, c, dtype in (("uint16 1x64x64", 1, torch.uint16), ("uint8 4x64x64", 4, torch.uint8)):
+            img, lab = make_batch(4, c, 64, dtype)
+            cells = []
+            for lib in LIBS:
+                try:
+                    out = MAKERS[lib](name)(img, lab, np.random.default_rng(0))
+                    first = out[0] if lib != "iaaa" else out[0][0]
+                    if lib == "albumentations":
+                        first = first["image"]
+                    elif lib == "torchvision":
+                        first = first[0]
+                    dt = str(getattr(first, "dtype", "?")).replace("torch.", "")
+                    shape_ok = (np.asarray(first.shape)[[-1 if lib == "albumentations" else 0]] == c).all()
+                    note = f"ok ({dt})"
+                    if dtype == torch.uint16 and name in ("AutoContrast", "Equalize", "Posterize"):
+                        n = _levels(first)
+                        note = f"{'8-bit cast' if n <= 256 and _levels(img[0]) > 256 else 'ok'} ({dt}, {n} levels)"
+                    if lib == "kornia" and dtype == torch.uint16:
+                        note += ", float only"
+                    if not shape_ok:
+                        note = f"wrong channels {tuple(first.shape)}"
+                    cells.append(note)
+                except Exception as e:
+                    cells.append(f"fails ({type(e).__name__})")
+            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=7, help="timed batches per cell (median reported)")
+    p.add_argument("--workloads", default="a,b,c", help="comma list of a, b, c")
+    p.add_argument("--ops", default=",".join(TABLE_S1), help="comma list of op names")
+    p.add_argument("--threads", default="0", help="comma list of torch thread counts to run with; 0 = torch's default")
+    args = p.parse_args()
+    ops = args.ops.split(",")
+    import albumentations
+    import kornia
+    import torchvision
+
+    default_threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, kornia {kornia.__version__}, "
+          f"albumentations {albumentations.__version__}, opencv threads {__import__('cv2').getNumThreads()}; "
+          f"median of {args.repeats} batches (512x512: {max(3, args.repeats // 2)})")
+    wl = set(args.workloads.split(","))
+    for nt in (int(t) or default_threads for t in args.threads.split(",")):
+        torch.set_num_threads(nt)
+        tag = f"{nt} torch thread{'s' if nt > 1 else ''}"
+        for dtype in (torch.uint8, torch.float32):
+            d = str(dtype).replace("torch.", "")
+            if "a" in wl:
+                run_table(f"(a) 64 crops 1x64x64 {d}, {tag}", 64, 1, 64, dtype, args.repeats, ops)
+            if "b" in wl:
+                run_table(f"(b) 16 images 1x512x512 {d}, {tag}", 16, 1, 512, dtype, max(3, args.repeats // 2), ops)
+        if "c" in wl:
+            run_table(f"(c) 64 crops 1x64x64 uint16, {tag}", 64, 1, 64, torch.uint16, args.repeats, ops)
+            run_table(f"(c) 64 crops 4x64x64 uint8, {tag}", 64, 4, 64, torch.uint8, args.repeats, ops)
+    if "c" in wl:
+        fidelity(ops)
+
+
+if __name__ == "__main__":
+    main()
