@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 METHODS = ("bilinear", "paper")
+# torch padding name -> scipy.ndimage mode (torch's "reflect" does not repeat the edge: "mirror").
+_SCIPY_MODES = {"zeros": "constant", "replicate": "nearest", "reflect": "mirror"}
 
 # Candidate gathers are (pixels x n x C); chunking keeps a 1024x1024 image under ~100 MB.
 _CHUNK_ELEMS = 1 << 22
@@ -84,7 +86,19 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 3.0, padding:
         raise TypeError(f"gaussian_blur: expected a float tensor, got {x.dtype}")
     if x.ndim < 2:
         raise ValueError(f"gaussian_blur: expected (..., H, W), got shape {tuple(x.shape)}")
+    if padding not in _SCIPY_MODES:
+        raise ValueError(f"padding must be 'zeros', 'replicate' or 'reflect', got {padding!r}")
     r = feather_radius(sigma, truncate)
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not x.requires_grad:
+        # On the CPU, scipy's 1-D correlation is several times faster than torch's conv2d for
+        # these thin kernels; same weights, same boundary rule, same values up to rounding.
+        import scipy.ndimage as ndi
+
+        a = x.detach().contiguous().numpy()
+        k = _kernel(float(sigma), float(truncate)).numpy().astype(a.dtype)
+        mode = _SCIPY_MODES[padding]
+        y = ndi.correlate1d(ndi.correlate1d(a, k, axis=-1, mode=mode, cval=0.0), k, axis=-2, mode=mode, cval=0.0)
+        return torch.from_numpy(y)
     k = _kernel(float(sigma), float(truncate)).to(device=x.device, dtype=x.dtype)
     h, w = x.shape[-2:]
     y = x.reshape(-1, 1, h, w)
@@ -192,28 +206,25 @@ def _outside(labels: torch.Tensor, boxes: torch.Tensor, grow: int, min_pixels: i
     return out
 
 
-def _local_level(x: torch.Tensor, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _local_level(x: torch.Tensor, weight: torch.Tensor, sigma: float, factor: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised convolution: the Gaussian mean of ``x`` over pixels where ``weight`` is 1.
-    Returns ``(level (C, H, W), support (H, W))``; ``support`` near 0 means no outside pixel close by."""
-    w = weight.to(x.dtype)
-    num = gaussian_blur(x * w, sigma, 3.0, "reflect")
-    den = gaussian_blur(w, sigma, 3.0, "reflect")
-    return num / den.clamp_min(1e-12), den
+    Returns ``(level (C, H, W), support (H, W))``; ``support`` near 0 means no outside pixel nearby.
 
-
-def _coarse_level(x: torch.Tensor, weight: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    # A wide blur at full resolution costs O(sigma) per pixel; at 1/4 resolution it is 16x
-    # cheaper and the level is smooth at this scale anyway.
-    f = 4 if min(x.shape[-2:]) >= 16 else 1
+    Computed at ``1/factor`` resolution and upsampled: the level is smooth at scale ``sigma`` and
+    a full-resolution wide blur would dominate the cost of fitting large images."""
+    f = factor if min(x.shape[-2:]) >= 8 * factor and sigma >= factor else 1
     w = weight.to(x.dtype)[None]
-    num = F.avg_pool2d((x * w)[None], f, ceil_mode=True)[0]
-    den = F.avg_pool2d(w[None], f, ceil_mode=True)[0]
+    num, den = (x * w), w
+    if f > 1:
+        num = F.avg_pool2d(num[None], f, ceil_mode=True)[0]
+        den = F.avg_pool2d(den[None], f, ceil_mode=True)[0]
     num = gaussian_blur(num, sigma / f, 3.0, "reflect")
     den = gaussian_blur(den, sigma / f, 3.0, "reflect")
-    size = tuple(x.shape[-2:])
-    num = F.interpolate(num[None], size=size, mode="bilinear", align_corners=False)[0]
-    den = F.interpolate(den[None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    return num / den.clamp_min(1e-12), den
+    if f > 1:
+        size = tuple(x.shape[-2:])
+        num = F.interpolate(num[None], size=size, mode="bilinear", align_corners=False)[0]
+        den = F.interpolate(den[None], size=size, mode="bilinear", align_corners=False)[0]
+    return num / den.clamp_min(1e-12), den[0]
 
 
 def fill_background(
@@ -288,9 +299,8 @@ def fill_background(
         corners = x[:, cy, cx].permute(1, 2, 0)  # (M, 4, C)
         key_out = raw_out
     else:
-        level, support = _local_level(x, outside, level_sigma)
-        coarse, coarse_support = _coarse_level(x, outside, 4 * level_sigma)
-        glob = raw_out.median(0).values.view(c, 1, 1)
+        level, support = _local_level(x, outside, level_sigma, 2)
+        coarse, coarse_support = _local_level(x, outside, 4 * level_sigma, 4)
         # Corners are sampled at the edge of the filled region (two feather radii out): that is
         # the background the fill must meet, and the cell's own halo has faded there.
         co = _CORNER_OUT * r
@@ -300,7 +310,10 @@ def fill_background(
         by1 = (boxes[:, 3] + co).clamp(0, h - 1)
         cy = torch.stack([by0, by0, by1, by1], 1)
         cx = torch.stack([bx0, bx1, bx0, bx1], 1)
-        lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], torch.where(coarse_support[cy, cx] > 1e-3, coarse[:, cy, cx], glob.view(c, 1, 1)))
+        lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], coarse[:, cy, cx])
+        lost = coarse_support[cy, cx] <= 1e-3
+        if bool(lost.any()):  # no outside pixel even at the coarse scale: the image's median
+            lv = torch.where(lost, raw_out.median(0).values.view(c, 1, 1), lv)
         corners = lv.permute(1, 2, 0)  # (M, 4, C)
         key_out = level[:, oy, ox].T.contiguous()
         # Bilinear target per fill pixel, position clamped to the corner rectangle.
@@ -313,17 +326,29 @@ def fill_background(
     n_out = raw_out.shape[0]
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    idx = torch.randint(n_out, (p, n_candidates), generator=generator, device=generator.device).to(img.device)
-    chosen = torch.empty(p, dtype=torch.int64, device=img.device)
-    step = max(1, _CHUNK_ELEMS // (n_candidates * max(c, 1) * (4 if method == "paper" else 1)))
+    # Each inside pixel reads n consecutive entries, from a random offset, of a pool of random
+    # outside pixels: every pixel's candidates are still independent uniform draws, at a cost
+    # of one random number per pixel instead of n (the RNG dominated large images), and the
+    # candidate windows are strided views of the pool, so no (pixels x n) index array is built.
+    n = n_candidates
+    n_pool = max(4096, min(1 << 16, n_out))
+    pool = torch.randint(n_out, (n_pool,), generator=generator, device=generator.device).to(img.device)
+    offset = torch.randint(n_pool, (p,), generator=generator, device=generator.device).to(img.device)
+    key_pool = key_out[pool]
+    windows = torch.cat([key_pool, key_pool[: n - 1]]).unfold(0, n, 1)  # (n_pool, C, n) view
+    best = torch.empty(p, dtype=torch.int64, device=img.device)
+    step = max(1, _CHUNK_ELEMS // (n * max(c, 1) * (4 if method == "paper" else 1)))
     for s in range(0, p, step):
-        ids = idx[s : s + step]
-        cand = key_out[ids]  # (p, n, C)
+        cand = windows[offset[s : s + step]]  # (q, C, n)
         if method == "paper":
-            d = (cand.unsqueeze(2) - corners[fj[s : s + step]].unsqueeze(1)).norm(dim=-1).mean(-1)
+            # Mean over the four corners of the Euclidean distance over channels.
+            diff = cand.unsqueeze(1) - corners[fj[s : s + step]].unsqueeze(-1)  # (q, 4, C, n)
+            d = diff.square_().sum(2).sqrt_().mean(1)
         else:
-            d = (cand - target[s : s + step].unsqueeze(1)).norm(dim=-1)
-        chosen[s : s + step] = ids.gather(1, d.argmin(1, keepdim=True)).squeeze(1)
+            # Squared distance ranks candidates exactly as the distance does.
+            d = (cand - target[s : s + step].unsqueeze(-1)).square_().sum(1)
+        best[s : s + step] = d.argmin(1)
+    chosen = pool[(offset + best).remainder_(n_pool)]
 
     filled = x.clone()
     filled[:, fy, fx] = raw_out[chosen].T

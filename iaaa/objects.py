@@ -28,13 +28,35 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from iaaa.structures import AnnotatedImage, CellObject, _check_labels, as_annotated, instance_ids, labels_to_boxes
+from iaaa.structures import AnnotatedImage, CellObject, _check_labels, as_annotated, labels_to_boxes
 
-__all__ = ["instance_boxes", "merge_boxes", "ObjectGroups", "group_instances", "extract_objects"]
+__all__ = ["instance_areas", "instance_boxes", "merge_boxes", "ObjectGroups", "group_instances", "extract_objects"]
+
+
+def instance_areas(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, areas)``: sorted non-zero instance ids of a label map and their pixel counts.
+
+    A bincount (one pass) rather than ``torch.unique`` (a sort of every pixel, ~40x slower on a
+    1024x1024 map); falls back to ``unique`` for sparse huge ids where a bincount would be large."""
+    flat = labels.reshape(-1)
+    if flat.numel() == 0:
+        e = torch.zeros(0, dtype=torch.int64, device=labels.device)
+        return e, e
+    mx = int(flat.max())
+    if mx <= 4 * flat.numel() + 4096:
+        counts = torch.bincount(flat, minlength=mx + 1)
+        ids = torch.nonzero(counts[1:]).flatten() + 1
+        return ids, counts[ids]
+    ids, counts = torch.unique(flat, return_counts=True)
+    keep = ids != 0
+    return ids[keep], counts[keep]
 
 
 def instance_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-    """int64 XYXY boxes (inclusive maxima) of the instances of a label map, in ``ids`` order."""
+    """int64 XYXY boxes (inclusive maxima) of the instances of a label map, in ``ids`` order
+    (default: every instance, sorted)."""
+    if ids is None:
+        ids = instance_areas(labels)[0]
     return labels_to_boxes(labels, ids).to(torch.int64)
 
 
@@ -108,6 +130,7 @@ class ObjectGroups:
         sizes: ``(M,)`` number of cells per merged box (1 = SCO, >1 = MCO).
         border: ``(M,)`` bool, the merged box touches the image border.
         fragments: ids of instances below ``min_area``.
+        instances: every instance id (cells and fragments), sorted.
     """
 
     ids: torch.Tensor
@@ -117,6 +140,7 @@ class ObjectGroups:
     sizes: torch.Tensor
     border: torch.Tensor
     fragments: torch.Tensor
+    instances: torch.Tensor
 
     @property
     def kinds(self) -> list[str]:
@@ -129,15 +153,14 @@ def group_instances(labels: torch.Tensor, *, margin: int = 1, min_area: int = 10
     if labels.ndim != 2:
         raise ValueError(f"labels: expected (H, W), got shape {tuple(labels.shape)}")
     h, w = labels.shape
-    ids = instance_ids(labels)
-    areas = torch.bincount(labels.reshape(-1), minlength=int(ids.max()) + 1 if ids.numel() else 1)[ids] if ids.numel() else ids.clone()
+    ids, areas = instance_areas(labels)
     big = areas >= min_area
     cells, frags = ids[big], ids[~big]
     merged, group = merge_boxes(instance_boxes(labels, cells), margin) if cells.numel() else (torch.zeros((0, 4), dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
     merged, group = merged.to(labels.device), group.to(labels.device)
     sizes = torch.bincount(group, minlength=merged.shape[0])
     border = (merged[:, 0] <= 0) | (merged[:, 1] <= 0) | (merged[:, 2] >= w - 1) | (merged[:, 3] >= h - 1)
-    return ObjectGroups(cells, areas[big], merged, group, sizes, border, frags)
+    return ObjectGroups(cells, areas[big], merged, group, sizes, border, frags, ids)
 
 
 def _reflect_index(n: int, lo: int, hi: int, device: torch.device) -> torch.Tensor:
@@ -166,8 +189,7 @@ def _extract_one(
         members.setdefault(j, []).append(pos)
     cls_all = s.class_ids.to(labels.device)
     # Class ids of cells: class_ids follow sorted instance order; cells are a sorted subset.
-    all_ids = instance_ids(labels)
-    cell_cls = cls_all[torch.searchsorted(all_ids, g.ids)]
+    cell_cls = cls_all[torch.searchsorted(g.instances, g.ids)]
     bg = None
     objs: list[CellObject] = []
     for j in keep:
