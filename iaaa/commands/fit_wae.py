@@ -62,13 +62,22 @@ def load_objects(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
+    from iaaa.policy.search import torch_threads
+
+    if args.threads < 0:
+        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
+    # --threads covers reading and object extraction too (oversubscription hurts them as well).
+    with torch_threads(args.threads or None):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from iaaa.errors import IaaaError
     from iaaa.policy.wae import fit_wae
 
     size = parse_size(args.size)
     if args.epochs < 1 or args.batch_size < 2 or args.latent_dim < 1 or min(args.channels) < 1:
         raise IaaaError("--epochs, --latent-dim and --channels must be >= 1 and --batch-size >= 2")
-    if args.threads < 0:
-        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
     objs = load_objects(args)
     try:
         model = fit_wae(

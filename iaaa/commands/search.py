@@ -66,6 +66,18 @@ def resolve_ops(spec: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
+    from iaaa.policy.search import torch_threads
+
+    if args.threads < 0:
+        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
+    # --threads covers reading and object extraction too: on a busy machine they suffer from
+    # thread oversubscription just like the scoring does.
+    with torch_threads(args.threads or None):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from iaaa.errors import IaaaError
     from iaaa.policy import GreedyPolicySearch, StatsScorer, WAEScorer, fit_wae
 
     ops = resolve_ops(args.ops)
@@ -77,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
         raise IaaaError(f"--min-change must be >= 0, got {args.min_change}")
     if args.max_evals is not None and args.max_evals < 1:
         raise IaaaError(f"--max-evals must be >= 1, got {args.max_evals}")
-    if args.threads < 0:
-        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
     if args.scorer == "stats" and (args.wae or args.save_wae):
         raise IaaaError("--wae and --save-wae go with --scorer wae")
     if args.wae and args.save_wae:
