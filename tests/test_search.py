@@ -215,3 +215,13 @@ def test_prepared_batch_and_identity_refill_are_exact():
     out = batch.labels.unsqueeze(1) == 0
     assert torch.allclose(batch.images[out], torch.full_like(batch.images[out], 0.05))
     assert math.isclose(float(batch.background.flatten()[0]), 0.05, rel_tol=1e-6)
+
+
+def test_default_scorer_is_a_wae_trained_on_the_objects():
+    from iaaa.policy import WAEScorer
+
+    s = GreedyPolicySearch(space=TOY_SPACE, apply=toy_apply, n_p=2, n_m=2, l_max=1, size=16, progress=False)
+    result = s.search(toy_objects())
+    assert isinstance(s.used_scorer, WAEScorer) and s.used_scorer.input_size == (16, 16)
+    assert "WAEScorer" in result.meta["search"]["scorer"]
+    assert all(c >= 0.1 for c in result.changes)

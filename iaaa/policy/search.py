@@ -148,7 +148,8 @@ class GreedyPolicySearch:
         l_max: maximum sub-policies per policy.
         top_b: policies returned.
         scorer: a :class:`~iaaa.policy.scorers.Scorer` (lower is better). ``None`` trains a
-            :class:`~iaaa.policy.wae.WAE` on the objects first and scores with it.
+            :class:`~iaaa.policy.wae.WAE` on the objects first and scores with it (kept as
+            ``search.used_scorer``, so ``search.used_scorer.model.save(path)`` keeps it).
         min_change: minimum mean relative change a policy, and its last sub-policy alone,
             must make (see the module docstring); ``0`` switches the guard off.
         diversity_weight: rewards change in the objective (``cost - weight * change``).
@@ -213,6 +214,7 @@ class GreedyPolicySearch:
         self.allow_repeats = bool(allow_repeats)
         self.probabilities = tuple(k / n_p for k in range(1, n_p + 1))
         self.history: list[Evaluation] = []
+        self.used_scorer: Any = scorer  # the WAEScorer trained on the fly when scorer is None
         self.n_evaluations = 0
         self.truncated = False
         self.stats: dict[str, Any] = {}
@@ -268,6 +270,7 @@ class GreedyPolicySearch:
             from iaaa.policy.wae import fit_wae
 
             scorer = WAEScorer(fit_wae(objects, size=self.size, seed=self.seed, device=self.device or "cpu", progress=self.progress))
+        self.used_scorer = scorer
         size = getattr(scorer, "input_size", None) or self.size
         margin = getattr(scorer, "margin", math.sqrt(2.0))
         orig = prepare_objects(objects, size, margin=margin, device=self.device)
