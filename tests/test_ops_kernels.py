@@ -276,6 +276,13 @@ def test_uint16_equalize_matches_rank_formula(top):
         assert np.array_equal(out[i, 0].flatten().numpy(), ref.astype(np.int64))
 
 
+def test_uint16_equalize_sort_path_keeps_constant_channels():
+    x = torch.randint(0, 65536, (1, 2, 20, 20), generator=torch.Generator().manual_seed(12), dtype=torch.int32)
+    x[0, 1] = 777  # a constant channel beside a full-range one (which takes the sort path)
+    out = F.equalize(x.to(torch.uint16)).to(torch.int32)
+    assert bool((out[0, 1] == 777).all()) and int(out[0, 0].max()) == 65535
+
+
 def test_equalize_leaves_constant_channels():
     for x in (torch.full((1, 1, 5, 5), 7, dtype=torch.uint8), torch.full((1, 1, 5, 5), 0.3), torch.full((1, 1, 5, 5), 300, dtype=torch.int32).to(torch.uint16)):
         assert torch.equal(F.equalize(x).view(torch.int8 if x.dtype == torch.uint8 else x.dtype if x.dtype.is_floating_point else torch.int16), x.view(torch.int8 if x.dtype == torch.uint8 else x.dtype if x.dtype.is_floating_point else torch.int16))

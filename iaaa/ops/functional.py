@@ -92,13 +92,12 @@ def translate(image: torch.Tensor, labels: torch.Tensor | None = None, pixels: P
 def resize(image: torch.Tensor, labels: torch.Tensor | None = None, scale: ParamLike = 1.0, expand: bool = True, interpolation: str = "bilinear", antialias: bool = True, fill: float = 0.0) -> Pair:
     """Scale by ``scale`` per sample: a true resize with ``expand`` (default), a zoom in the same
     canvas without. Downscaled images are Gaussian pre-filtered when ``antialias``."""
-    size = _size(image, labels)
-    warp = scale_warp(size, scale, expand)
-    if antialias and interpolation == "bilinear":
-        s = as_param(scale, image.shape[0], "scale")
-        if (s < 1).any():
-            image = gaussian_blur(image, np.maximum((1.0 / np.maximum(s, 1e-12) - 1.0) / 2.0, 0.0))
-    return _apply(image, labels, warp, interpolation, fill)
+    from .transforms import antialias as _antialias
+
+    warp = scale_warp(_size(image, labels), scale, expand)
+    source = _antialias(image, as_param(scale, image.shape[0], "scale")) if antialias and interpolation == "bilinear" else None
+    out = warp_image(image, warp, interpolation, fill, source)
+    return out, None if labels is None else warp_labels(labels, warp)
 
 
 def crop_resize(image: torch.Tensor, labels: torch.Tensor | None = None, box: ParamLike = (0.0, 0.0, 1.0, 1.0), interpolation: str = "bilinear") -> Pair:

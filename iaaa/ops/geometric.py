@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import ParamLike, as_param, check_image, check_labels, from_work, to_work
+from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
 
 __all__ = [
     "Warp",
@@ -90,13 +90,6 @@ class Warp:
             self._cache["sep"] = _separable_plan(self)
         return self._cache["sep"]
 
-    def _tables(self, device: torch.device) -> dict[str, Any]:
-        key = ("tables", str(device))
-        t = self._cache.get(key)
-        if t is None:
-            t = self._cache[key] = _make_tables(self, device)
-        return t
-
 
 def _separable_plan(w: Warp) -> tuple | None:
     m = w.full_matrix()  # whole-pixel offsets keep whole-pixel maps exact
@@ -133,51 +126,78 @@ _AXES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _axes(ho: int, wo: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output pixel centres: ``xs (1, 1, W')`` and ``ys (1, H', 1)`` float32, cached."""
+    """Output pixel centres: ``xs (1, 1, W', 1)`` and ``ys (1, H', 1, 1)`` float32, cached."""
     key = (ho, wo, str(device))
     a = _AXES.get(key)
     if a is None:
         if len(_AXES) > 512:
             _AXES.clear()
         a = _AXES[key] = (
-            torch.arange(wo, dtype=torch.float32, device=device).view(1, 1, wo),
-            torch.arange(ho, dtype=torch.float32, device=device).view(1, ho, 1),
+            torch.arange(wo, dtype=torch.float32, device=device).view(1, 1, wo, 1),
+            torch.arange(ho, dtype=torch.float32, device=device).view(1, ho, 1, 1),
         )
     return a
 
 
-def _affine_map(m: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """``m (n, 3)`` rows ``[a, b, c]`` -> ``a * x + b * y + c`` over the output grid.
+def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
+    """``(n, H', W', 2)``: the two rows of ``m (n, 2, 3)`` applied to every output pixel centre
+    (shifted by the sample's offset), written interleaved as grid_sample wants them.
 
     Separate elementwise multiplies and adds (no matmul, no fused multiply-add) give bit-identical
     positions whatever the batch layout or device, so nearest-sampling ties always break the
-    same way: a batch equals its samples run one by one, and CUDA equals CPU."""
-    p = m.view(-1, 3, 1, 1)
+    same way: a batch equals its samples run one by one, and CUDA equals CPU. Only the last add
+    touches every pixel."""
+    xs, ys = _axes(*w.out_size, device)
+    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1), dtype=np.float32)).to(device).view(-1, 3, 1, 1, 2)
+    if w.offset is not None:
+        off = torch.from_numpy(w.offset.astype(np.float32)).to(device).view(-1, 2, 1, 1, 1)
+        xs, ys = xs - off[:, 0], ys - off[:, 1]  # exact: whole pixels
     return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
 
 
-def _make_tables(w: Warp, device: torch.device) -> dict[str, Any]:
-    """Source pixel (nearest), validity and normalised bilinear grid of every output pixel."""
+def _all_inside(w: Warp) -> bool:
+    """Does every output pixel read from inside the input, with a margin no float32 rounding
+    can cross? An affine map takes its extremes at the corners, so four points decide."""
     ho, wo = w.out_size
     h, wi = w.in_size
-    xs, ys = _axes(ho, wo, device)
-    m = w.matrix
-    # grid_sample's normalised coordinates, folded into the matrix: g = (2 x + 1) / W - 1.
-    norm = np.array([[2.0 / wi, 0.0, 1.0 / wi - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0]])
-    mg = norm[:, :2] @ m
-    mg[:, :, 2] += norm[:, 2]
-    rows = torch.from_numpy(np.concatenate([m, mg], 1).astype(np.float32)).to(device)  # (n, 4, 3)
-    if w.offset is not None:
-        off = torch.from_numpy(w.offset.astype(np.float32)).to(device)
-        xs, ys = xs - off[:, 0].view(-1, 1, 1), ys - off[:, 1].view(-1, 1, 1)  # exact: whole pixels
-    sx, sy, gx, gy = (_affine_map(rows[:, i], xs, ys) for i in range(4))
-    # Round half to even, like grid_sample's nearest mode; the same test decides image and label
-    # support, so an image pixel gets the fill exactly where its label became background.
-    ix, iy = sx.round_(), sy.round_()
-    cx, cy = ix.clamp(0, wi - 1), iy.clamp(0, h - 1)
-    ok = (cx == ix) & (cy == iy)
-    flat = cy.mul_(wi).add_(cx).long().view(-1, ho * wo)  # exact: float32 holds indices below 2**24
-    return {"flat": flat, "ok": ok, "grid": torch.stack([gx, gy], -1)}
+    corners = np.array([[0.0, 0.0, 1.0], [wo - 1.0, 0.0, 1.0], [0.0, ho - 1.0, 1.0], [wo - 1.0, ho - 1.0, 1.0]])
+    src = w.full_matrix() @ corners.T  # (n, 2, 4)
+    m = 1e-3
+    return bool((src[:, 0] > -0.5 + m).all() and (src[:, 0] < wi - 0.5 - m).all() and (src[:, 1] > -0.5 + m).all() and (src[:, 1] < h - 0.5 - m).all())
+
+
+def _grid(w: Warp, device: torch.device) -> torch.Tensor:
+    """grid_sample's ``(n, H', W', 2)`` grid, cached on the warp."""
+    key = ("grid", str(device))
+    if key not in w._cache:
+        h, wi = w.in_size
+        # Normalised coordinates folded into the matrix: g = (2 x + 1) / W - 1.
+        norm = np.array([[2.0 / wi, 0.0, 1.0 / wi - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0]])
+        mg = norm[:, :2] @ w.matrix
+        mg[:, :, 2] += norm[:, 2]
+        w._cache[key] = _affine_map(mg, w, device)
+    return w._cache[key]
+
+
+def _tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Flat index of each output pixel's nearest source pixel ``(n, H'W')`` and whether it lies
+    in the input ``(n, H', W')`` (``None``: all do), cached on the warp."""
+    key = ("nearest", str(device))
+    if key not in w._cache:
+        ho, wo = w.out_size
+        h, wi = w.in_size
+        # Round half to even, like grid_sample's nearest mode; the same test decides image and
+        # label support, so an image pixel gets the fill exactly where its label became 0.
+        idx = _affine_map(w.matrix, w, device).round_()
+        if w._cache.setdefault("inside", _all_inside(w)):
+            ok, c = None, idx
+        else:
+            hi = torch.tensor([wi - 1.0, h - 1.0], device=device)
+            c = torch.clamp(idx, min=torch.zeros_like(hi), max=hi)
+            ok = (c == idx).all(-1)
+        flat = torch.addcmul(c[..., 0], c[..., 1], torch.tensor(float(wi), device=device))  # exact below 2**24
+        w._cache[key] = (flat.long().view(-1, ho * wo), ok)
+    return w._cache[key]
 
 
 # ----------------------------------------------------------------------------- builders
@@ -393,20 +413,20 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
         return _gather_separable(x, warp, fill)
     n, c, h, w = x.shape
     ho, wo = warp.out_size
-    t = warp._tables(x.device)
-    flat = t["flat"].view(-1, 1, ho * wo)
-    out = x.reshape(n, c, h * w).gather(-1, flat.expand(n, c, ho * wo)).view(n, c, ho, wo)
-    return out.masked_fill_(~t["ok"].view(-1, 1, ho, wo), fill)
+    flat, ok = _tables(warp, x.device)
+    out = x.reshape(n, c, h * w).gather(-1, flat.view(-1, 1, ho * wo).expand(n, c, ho * wo)).view(n, c, ho, wo)
+    return out if ok is None else out.masked_fill_(~ok.unsqueeze(1), fill)
 
 
-def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear", fill: float = 0.0) -> torch.Tensor:
+def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear", fill: float = 0.0, source: torch.Tensor | None = None) -> torch.Tensor:
     """Resample images ``(B, C, H, W)`` through ``warp``. Output dtype = input dtype.
 
     A pixel inside the input's extent (within half a pixel of an edge pixel centre) reads the
     image, clamped at the border rather than blended with zeros, so upscaling keeps edge
     intensities; a pixel outside gets ``fill`` (raw pixel value), exactly where the label map
     gets background. Warps onto whole pixels (flips, quarter turns, integer shifts) are exact
-    gathers whatever the interpolation."""
+    gathers whatever the interpolation. ``source``: a float, raw-scale version of ``image`` to
+    sample bilinearly instead (e.g. pre-filtered), so it is rounded only once."""
     check_image(image)
     _check_batch(image.shape[0], warp, "image")
     if tuple(image.shape[-2:]) != warp.in_size:
@@ -416,15 +436,15 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     if interpolation != "bilinear":
         raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
     n = image.shape[0]
-    ho, wo = warp.out_size
-    t = warp._tables(image.device)
-    grid = t["grid"]
+    grid = _grid(warp, image.device)
     if grid.shape[0] != n:
         grid = grid.expand(n, -1, -1, -1)
-    x = to_work(image)
+    x = to_work(image) if source is None else source
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    out.masked_fill_(~t["ok"].view(-1, 1, ho, wo), fill)
-    out = from_work(out, image.dtype, clamp=False)
+    if not warp._cache.setdefault("inside", _all_inside(warp)):
+        out.masked_fill_(~_tables(warp, image.device)[1].unsqueeze(1), fill)
+    # Bilinear weights are convex: only a fill outside the range can leave it.
+    out = from_work(out, image.dtype, clamp=False, saturate=not 0.0 <= fill <= bound(image.dtype))
     whole = _whole_pixel(warp.matrix) if warp.n > 1 else None
     if whole is not None and whole.any():
         # grid_sample is off by float rounding even at whole-pixel positions; give those samples

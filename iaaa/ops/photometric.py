@@ -114,27 +114,30 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     return from_work((x - lo) * scale, image.dtype)
 
 
-def _counts_below(q: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For integer levels ``q (R, N)`` in ``[0, levels)``: per pixel, how many pixels of its row
-    lie strictly below it, and per row how many lie below the row's maximum.
+def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch.Tensor:
+    """Equalise integer levels ``x (r, n)`` through a per-row look-up table.
 
-    One batched histogram over each row's own value span (offsets keep rows apart); when the
-    spans are so wide that the histogram would dwarf the pixels (full-range 16-bit noise), a sort
-    does the counting instead. Returns ``(below (R, N), below_max (R, 1), index)`` where
-    ``index`` is the flat histogram index of each pixel, or ``None`` after the sort."""
-    r, n = q.shape
-    q = q.to(torch.int32)
+    One bincount over each row's own value span (offsets keep rows apart) gives, for every
+    level, the pixels strictly below it; ``lut_fn(below, non_max (r, 1), value)`` turns that into
+    output values (``value`` holds the input level of each entry of ``below``), applied by one
+    index_select. When spans are so wide that
+    the table would dwarf the image (full-range 16-bit noise), a sort counts per pixel instead."""
+    q = x.reshape(r, n).to(torch.int32, memory_format=torch.contiguous_format)
     lo = q.amin(1, keepdim=True)
-    span = int((q.amax(1, keepdim=True) - lo).max()) + 1
-    if r * span <= 8 * r * n or span <= 256:
-        idx = (q - lo).add_(torch.arange(r, device=q.device, dtype=torch.int32).view(-1, 1) * span).reshape(r, n)
-        hist = torch.bincount(idx.view(-1), minlength=r * span).view(r, span)
-        below = hist.cumsum(1).sub_(hist).view(-1)  # pixels strictly below each level
-        top = hist.shape[1] - 1 - (hist.flip(1) > 0).int().argmax(1, keepdim=True)  # highest level present
-        return below.index_select(0, idx.view(-1).long()).view(r, n), below.view(r, span).gather(1, top), idx
+    hi = q.amax(1, keepdim=True)
+    span = int((hi - lo).max()) + 1
+    if span <= 256 or span <= 8 * n:
+        rows = torch.arange(r, device=q.device, dtype=torch.int32).view(-1, 1)
+        idx = (q - lo).add_(rows * span).reshape(-1)
+        hist = torch.bincount(idx, minlength=r * span).view(r, span)
+        below = hist.cumsum(1).sub_(hist)  # pixels strictly below each level
+        non_max = below.gather(1, (hi - lo).long())  # pixels below the row's maximum
+        value = torch.arange(span, device=q.device, dtype=torch.int32) + lo
+        return lut_fn(below, non_max, value).reshape(-1).index_select(0, idx).view(r, n)
     srt = q.sort(1).values
     below = torch.searchsorted(srt, q)
-    return below, torch.searchsorted(srt, srt[:, -1:].contiguous()), None
+    non_max = torch.searchsorted(srt, srt[:, -1:].contiguous())
+    return lut_fn(below, non_max, q)
 
 
 def equalize(image: torch.Tensor) -> torch.Tensor:
@@ -143,37 +146,41 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
     uint8 reproduces PIL / torchvision exactly. uint16 equalises over all 65536 levels (no 8-bit
     cast) and floats over 4096 levels, both with a real-valued PIL step: PIL's integer step is 0
     (no effect) whenever an image has fewer pixels than levels, which is every 16-bit cell crop.
-    A float pixel maps to the fraction of its channel's pixels below it."""
+    A float pixel maps to the fraction of its channel's pixels below it. Constant channels are
+    left as they are."""
     check_image(image)
     b, c, h, w = image.shape
-    n = h * w
+    r, n = b * c, h * w
     if n == 0:
         return image
     if image.dtype == torch.uint8:
-        # PIL's LUT over 256 levels, built for all channels by one bincount and applied by one
-        # index_select (cheaper than gathering pixel by pixel).
-        r = b * c
-        idx = image.reshape(r, n).to(torch.int32, memory_format=torch.contiguous_format).add_(torch.arange(r, device=image.device, dtype=torch.int32).view(-1, 1) * 256)
-        hist = torch.bincount(idx.reshape(-1), minlength=r * 256).view(r, 256)
-        n_max = hist.gather(1, (idx.amax(1, keepdim=True) % 256).long())
-        step = (n - n_max) // 255
-        less = hist.cumsum(1).sub_(hist)
-        lut = ((less + step // 2) // step.clamp(min=1)).clamp_(0, 255)
-        lut = torch.where(step > 0, lut, torch.arange(256, device=image.device))
-        return lut.to(torch.uint8).view(-1).index_select(0, idx.view(-1)).view(b, c, h, w)
-    x = to_work(image).reshape(b * c, n)
-    if image.dtype.is_floating_point:
-        q = (x.clamp(0, 1) * 4095).round_()
-        below, non_max, _ = _counts_below(q, 4096)
-        eq = below.to(x.dtype) / non_max.clamp(min=1).to(x.dtype)
-        levels = 1.0
-    else:
-        below, non_max, _ = _counts_below(x, 65536)
-        levels = 65535.0
-        # float64: the 0.5 rounding of level * 65535 / count must not depend on float32 noise.
-        eq = torch.floor(below.double() * (levels / non_max.clamp(min=1).double()) + 0.5).to(x.dtype)
-    out = torch.where(non_max > 0, eq.clamp_(0, levels), x)
-    return from_work(out.view(b, c, h, w), image.dtype)
+
+        def lut_fn(below, non_max, value):
+            # PIL: n_max counts the pixels at the maximum; its integer step rounds down.
+            step = non_max // 255
+            lut = ((below + step // 2) // step.clamp(min=1)).clamp_(0, 255)
+            return torch.where(step > 0, lut, value).to(torch.uint8)
+
+        return _lut_equalize(image, r, n, 256, lut_fn).view(b, c, h, w)
+    if image.dtype == torch.uint16:
+
+        def lut_fn(below, non_max, value):
+            # float64: the 0.5 rounding of level * 65535 / count must not depend on float32 noise.
+            lut = torch.floor(below.double() * (65535.0 / non_max.clamp(min=1).double()) + 0.5)
+            return torch.where(non_max > 0, lut.to(torch.int32), value)
+
+        return _lut_equalize(image.view(torch.int16).to(torch.int32) & 0xFFFF, r, n, 65536, lut_fn).to(torch.uint16).view(b, c, h, w)
+    x = to_work(image)
+    q = (x.clamp(0.0, 1.0) * 4095.0).round_()
+
+    def lut_fn(below, non_max, value):
+        return below.to(x.dtype) / non_max.clamp(min=1).to(x.dtype)
+
+    out = _lut_equalize(q, r, n, 4096, lut_fn).view(b, c, h, w)
+    constant = (x.amax((-2, -1), keepdim=True) == x.amin((-2, -1), keepdim=True))
+    if bool(constant.any()):
+        out = torch.where(constant, x, out)
+    return from_work(out, image.dtype)
 
 
 def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
@@ -228,6 +235,24 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
+def blur_work(x: torch.Tensor, s: np.ndarray) -> torch.Tensor:
+    """:func:`gaussian_blur` on a float working tensor, without rounding back (for callers that
+    sample the result again, like Resize's antialiasing)."""
+    b, c, h, w = x.shape
+    r = int(math.ceil(3 * float(s.max())))
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    # A tiny sigma underflows to a delta (sigma 0 leaves its sample unchanged); each sample keeps
+    # its own radius, zeros beyond it.
+    ss = s.reshape(-1, 1)
+    k = np.exp(-(t * t) / (2 * np.maximum(ss, 1e-6) ** 2))
+    k = np.where(np.abs(t) <= np.ceil(3 * ss), k, 0.0)
+    k = np.repeat(np.broadcast_to(k / k.sum(1, keepdims=True), (b, 2 * r + 1)), c, 0)
+    k = torch.from_numpy(np.ascontiguousarray(k)).to(x.device, x.dtype)
+    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
+    return F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c).view(b, c, h, w)
+
+
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated.
@@ -240,24 +265,9 @@ def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     s = as_param(sigma, image.shape[0], "sigma")
     if (s < 0).any():
         raise ValueError(f"sigma: must be >= 0, got {s.tolist()}")
-    smax = float(s.max())
-    if smax <= 0:
+    if float(s.max()) <= 0:
         return image
-    b, c, h, w = image.shape
-    r = int(math.ceil(3 * smax))
-    x = to_work(image)
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    # A tiny sigma underflows to a delta (sigma 0 leaves its sample unchanged); each sample keeps
-    # its own radius, zeros beyond it.
-    ss = s.reshape(-1, 1)
-    k = np.exp(-(t * t) / (2 * np.maximum(ss, 1e-6) ** 2))
-    k = np.where(np.abs(t) <= np.ceil(3 * ss), k, 0.0)
-    k = np.repeat(np.broadcast_to(k / k.sum(1, keepdims=True), (b, 2 * r + 1)), c, 0)
-    k = torch.from_numpy(np.ascontiguousarray(k)).to(x.device, x.dtype)
-    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
-    y = F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c)
-    return from_work(y.view(b, c, h, w), image.dtype)
+    return from_work(blur_work(to_work(image), s), image.dtype)
 
 
 def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
