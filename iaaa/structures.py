@@ -29,6 +29,7 @@ __all__ = [
     "CellObject",
     "as_annotated",
     "instance_ids",
+    "instance_areas",
     "labels_to_masks",
     "masks_to_labels",
     "labels_to_boxes",
@@ -112,10 +113,30 @@ def _check_labels(labels: torch.Tensor, what: str = "labels") -> torch.Tensor:
     return labels
 
 
+def instance_areas(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, areas)``: sorted non-zero label values present in ``labels`` and their pixel
+    counts (int64, on the labels' device).
+
+    A bincount (one pass) rather than ``torch.unique``: unique sorts every pixel, and its
+    multi-threaded CPU sort was measured 10-30x slower than this on a busy 2-core machine. Sparse
+    huge ids, where a bincount would be large, fall back to ``unique``."""
+    flat = labels.reshape(-1).to(torch.int64)
+    if flat.numel() == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=labels.device)
+        return empty, empty
+    top = int(flat.max())
+    if top <= 4 * flat.numel() + 4096:
+        counts = torch.bincount(flat, minlength=top + 1)
+        ids = torch.nonzero(counts[1:]).flatten() + 1
+        return ids, counts[ids]
+    ids, counts = torch.unique(flat, return_counts=True)
+    keep = ids != 0
+    return ids[keep], counts[keep]
+
+
 def instance_ids(labels: torch.Tensor) -> torch.Tensor:
     """Sorted non-zero label values present in ``labels`` (int64, on the labels' device)."""
-    ids = torch.unique(labels)
-    return ids[ids != 0].to(torch.int64)
+    return instance_areas(labels)[0]
 
 
 # ----------------------------------------------------------------------------- label map <-> masks / boxes
@@ -214,11 +235,17 @@ def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """Renumber instances to ``1..N`` keeping their order. Returns ``(new_labels, old_ids)``
     where ``old_ids[k - 1]`` is the original value of new instance ``k``."""
     labels = _check_labels(labels)
-    uniq, inverse = torch.unique(labels, return_inverse=True)
-    has_bg = bool(uniq.numel()) and int(uniq[0]) == 0
-    new = inverse if has_bg else inverse + 1
-    old_ids = uniq[1:] if has_bg else uniq
-    return new.to(torch.int64).reshape(labels.shape), old_ids.to(torch.int64)
+    old_ids = instance_ids(labels)
+    if old_ids.numel() == 0:
+        return torch.zeros_like(labels), old_ids
+    top = int(old_ids[-1])
+    if top <= 4 * labels.numel() + 4096:
+        lut = torch.zeros(top + 1, dtype=torch.int64, device=labels.device)
+        lut[old_ids] = torch.arange(1, old_ids.numel() + 1, device=labels.device)
+        return lut[labels], old_ids
+    # Huge sparse ids: map through a sorted search instead of a table.
+    pos = torch.searchsorted(old_ids, labels.reshape(-1)).reshape(labels.shape)
+    return torch.where(labels > 0, pos + 1, torch.zeros_like(labels)), old_ids
 
 
 # ----------------------------------------------------------------------------- COCO RLE

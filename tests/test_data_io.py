@@ -146,7 +146,7 @@ def test_read_coco_errors(tmp_path):
         read_coco(tmp_path / "ann.json", tmp_path)
     doc = _coco_doc()
     (tmp_path / "ann.json").write_text(json.dumps(doc))
-    with pytest.raises(DataError, match="b.png: file not found"):
+    with pytest.raises(DataError, match="b.png: file not found"), pytest.warns(UserWarning, match="smaller instance"):
         read_coco(tmp_path / "ann.json", tmp_path)
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(DataError, match="bad.json: not valid JSON"):

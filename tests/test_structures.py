@@ -177,3 +177,12 @@ def test_annotated_image_unpacks_and_validates():
         AnnotatedImage(img, lab, torch.tensor([1, 2]))
     with pytest.raises(TypeError):
         as_annotated(42)
+
+
+def test_huge_sparse_ids_take_the_fallback_path():
+    labels = torch.zeros(4, 4, dtype=torch.int64)
+    labels[0, 0] = 10**12
+    labels[1, 1] = 7
+    assert instance_ids(labels).tolist() == [7, 10**12]
+    new, old = relabel_sequential(labels)
+    assert old.tolist() == [7, 10**12] and new[0, 0] == 2 and new[1, 1] == 1 and int(new.sum()) == 3

@@ -21,7 +21,7 @@ import torch
 
 from iaaa.data.imageio import IMAGE_SUFFIXES, read_image, read_label_map
 from iaaa.errors import DataError
-from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, masks_to_labels
+from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, instance_ids, masks_to_labels
 
 __all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "CLASSES_FILE", "MASK_SUFFIXES"]
 
@@ -104,8 +104,7 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
             raise DataError(f"{img_path} / {mask_path}: image size {tuple(image.shape[-2:])} does not match mask size {tuple(labels.shape)}")
         class_ids = None
         if img_path.stem in instance_classes:
-            ids = torch.unique(labels)
-            ids = ids[ids != 0].tolist()
+            ids = instance_ids(labels).tolist()
             table = instance_classes[img_path.stem]
             unknown = [i for i in ids if str(i) not in table]
             if unknown:
@@ -126,8 +125,7 @@ def _paint(masks: torch.Tensor, order_ids: Sequence[int], where: str) -> tuple[t
     order = sorted(range(n), key=lambda i: (-int(area[i]), i))
     painted = masks_to_labels(masks[order], [i + 1 for i in order], overlap="last")
     overlap_px = int((masks.sum(0) > 1).sum())
-    present = torch.unique(painted)
-    present = [int(v) - 1 for v in present.tolist() if v != 0]
+    present = [int(v) - 1 for v in instance_ids(painted).tolist()]
     empty = [order_ids[i] for i in range(n) if int(area[i]) == 0]
     present_set = set(present)
     hidden = [order_ids[i] for i in range(n) if int(area[i]) > 0 and i not in present_set]
