@@ -68,7 +68,7 @@ def test_evaluate_prints_table_and_writes_json(folders, tmp_path, capsys):
     assert set(levels) == {"sco", "mco", "image"}
     img = levels["image"]
     assert img["n_real"] == 4 * 2 * 2 and img["kid"]["num_subsets"] == 20 and img["swd"]["mean"] > 0
-    assert doc["settings"]["tile"] == 64 and doc["settings"]["extractor"] == "PyramidStatsFeatures"
+    assert doc["settings"]["tile"] == 64 and doc["settings"]["extractor"] == "PyramidStatsFeatures (offline)"
     assert doc["inputs"]["real"]["real"].endswith("real")
     # Same inputs, same seed: the same numbers.
     assert _main(argv) == 0
@@ -136,3 +136,15 @@ def test_evaluate_gray_vs_rgb_follows_the_channel_rule(tmp_path, capsys):
     argv = ["evaluate", "--real-images", str(tmp_path / "gray"), "--synthetic-images", str(tmp_path / "rgb"), "--levels", "image", "--tile", "0", "--image-size", "32", "--metrics", "swd,kid"]
     assert _main(argv) == 0
     assert "| image | 2" in capsys.readouterr().out
+
+
+def test_evaluate_with_a_saved_wae_encoder(folders, tmp_path, capsys):
+    wae_mod = pytest.importorskip("iaaa.policy.wae", reason="iaaa.policy.wae (issue 6) not in this checkout")
+    model = wae_mod.WAE(wae_mod.WAEConfig(in_channels=1, size=(32, 32), latent_dim=4))
+    model.save(tmp_path / "wae.pt")
+    out = tmp_path / "r.json"
+    argv = ["evaluate", "--real", str(folders / "real"), "--synthetic", str(folders / "synth"), "--levels", "image", "--tile", "64",
+            "--metrics", "kid,fid", "--features", "wae", "--wae", str(tmp_path / "wae.pt"), "--subsets", "10", "--json", str(out)]
+    assert _main(argv) == 0
+    assert "features: WAE encoder (4-d latent, 32x32 input)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["levels"][0]["kid"]["num_subsets"] == 10

@@ -254,6 +254,7 @@ class ModuleFeatures:
         device: torch.device | str | None = None,
         normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
         standardize: bool = False,
+        name: str | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"fn: expected a callable or nn.Module, got {type(fn).__name__}")
@@ -263,6 +264,8 @@ class ModuleFeatures:
         self.device = device
         self.normalize = normalize
         self.standardize = standardize
+        # Shown in reports; a bare function or module is named after its type.
+        self.name = name or getattr(fn, "__qualname__", type(fn).__name__)
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if self.normalize is not None:
@@ -292,7 +295,8 @@ def wae_features(model: Any, device: torch.device | str | None = None) -> Module
         raise TypeError(f"wae_features: expected a WAE (with .encode and .config), got {type(model).__name__}")
     if device is not None and isinstance(model, torch.nn.Module):
         model = model.to(device)
-    return ModuleFeatures(model.encode, input_size=tuple(cfg.size), channels=int(cfg.in_channels), device=device)
+    name = f"WAE encoder ({int(getattr(cfg, 'latent_dim', 0)) or '?'}-d latent, {cfg.size[0]}x{cfg.size[1]} input)"
+    return ModuleFeatures(model.encode, input_size=tuple(cfg.size), channels=int(cfg.in_channels), device=device, name=name)
 
 
 def as_extractor(fn: Callable[[torch.Tensor], Any], **kwargs: Any) -> ModuleFeatures:
@@ -350,6 +354,7 @@ class InceptionFeatures:
         model.fc = torch.nn.Identity()
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.module = model.eval().to(self.device)
+        self.name = f"Inception-v3 pool (2048-d, {os.path.basename(path)})"
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         out = self.module(batch.to(self.device) * 2.0 - 1.0)
@@ -378,6 +383,7 @@ class PyramidStatsFeatures:
     input_size: Size | None = None
     channels: int | None = None
     standardize: bool = True
+    name: str = "PyramidStatsFeatures (offline)"
     _QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
     _BAND_QUANTILES = (0.5, 0.9, 0.99)
 

@@ -271,7 +271,7 @@ def evaluate_fidelity(
     settings = {
         "levels": levels,
         "metrics": metrics,
-        "extractor": type(extractor).__name__,
+        "extractor": str(getattr(extractor, "name", None) or type(extractor).__name__),
         "tile": tile,
         "crop_size": crop_size,
         "image_size": image_size,
