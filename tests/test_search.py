@@ -166,7 +166,7 @@ def test_evaluation_budget_stops_early_and_keeps_what_was_scored():
     assert len(result) >= 1
 
 
-def test_time_budget_zero_scores_nothing_more_than_one_group():
+def test_time_budget_zero_scores_nothing_and_says_so():
     s = make(target_scorer(0.3), time_budget=0.0)
     with pytest.warns(UserWarning):
         with pytest.raises(ValueError, match="no policy"):
