@@ -16,7 +16,6 @@ thread count; the ratios come from the same run. Install the peers with
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time

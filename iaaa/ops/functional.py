@@ -10,7 +10,6 @@ the image only: they never touch labels.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ._common import ParamLike, as_param, check_image, check_labels
@@ -92,7 +91,7 @@ def translate(image: torch.Tensor, labels: torch.Tensor | None = None, pixels: P
 def resize(image: torch.Tensor, labels: torch.Tensor | None = None, scale: ParamLike = 1.0, expand: bool = True, interpolation: str = "bilinear", antialias: bool = True, fill: float = 0.0) -> Pair:
     """Scale by ``scale`` per sample: a true resize with ``expand`` (default), a zoom in the same
     canvas without. Downscaled images are Gaussian pre-filtered when ``antialias``."""
-    from .transforms import antialias as _antialias
+    from ._base import antialias as _antialias
 
     warp = scale_warp(_size(image, labels), scale, expand)
     source = _antialias(image, as_param(scale, image.shape[0], "scale")) if antialias and interpolation == "bilinear" else None

@@ -14,14 +14,12 @@ identity) take an exact separable-gather path: no float round trip, bit-identica
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
+from ._warp import Warp, _all_inside, _grid, _tables, _whole_pixel
 
 __all__ = [
     "Warp",
@@ -36,169 +34,6 @@ __all__ = [
     "warp_boxes",
     "warp_points",
 ]
-
-_EPS = 1e-9
-
-
-@dataclass(frozen=True)
-class Warp:
-    """An affine resampling of ``n`` samples (``n == 1`` broadcasts over any batch).
-
-    Attributes:
-        matrix: ``(n, 2, 3)`` float64 numpy array mapping output pixel centres ``(x, y, 1)``,
-            relative to the sample's ``offset``, to input pixel positions.
-        in_size: ``(H, W)`` of the input.
-        out_size: ``(H', W')`` of the output canvas.
-        offset: ``(n, 2)`` whole-pixel ``(x, y)`` position of each sample's own canvas in a
-            shared batch canvas (``expand`` with differing sizes), or ``None`` for zeros. Kept
-            apart from ``matrix`` so a sample's positions are computed exactly as in a
-            single-sample call.
-
-    Sampling tables derived from it (source indices, validity, the normalised grid) are cached
-    on the warp per device, so warping an image and its label map computes them once.
-    """
-
-    matrix: np.ndarray
-    in_size: tuple[int, int]
-    out_size: tuple[int, int]
-    offset: np.ndarray | None = None
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def n(self) -> int:
-        return int(self.matrix.shape[0])
-
-    def full_matrix(self) -> np.ndarray:
-        """``matrix`` with ``offset`` folded in: output canvas position -> input position."""
-        if self.offset is None:
-            return self.matrix
-        m = self.matrix.copy()
-        m[:, :, 2] -= (m[:, :, :2] @ self.offset[:, :, None])[..., 0]
-        return m
-
-    def inverse_matrix(self) -> np.ndarray:
-        """``(n, 2, 3)`` map from input pixel positions to output canvas positions."""
-        m = self.full_matrix()
-        lin = np.linalg.inv(m[:, :, :2])
-        t = -(lin @ m[:, :, 2:])
-        return np.concatenate([lin, t], -1)
-
-    def separable(self) -> tuple | None:
-        """A sampling plan when every output pixel reads a whole input pixel through a flip /
-        transpose / integer shift (then sampling is an exact slice or gather), else ``None``."""
-        if "sep" not in self._cache:
-            self._cache["sep"] = _separable_plan(self)
-        return self._cache["sep"]
-
-
-def _separable_plan(w: Warp) -> tuple | None:
-    m = w.full_matrix()  # whole-pixel offsets keep whole-pixel maps exact
-    ho, wo = w.out_size
-    if m.shape[0] == 1:
-        # The common single-object case in plain Python: numpy would cost more than the work.
-        vals = m[0].ravel().tolist()
-        if any(abs(v - round(v)) > _EPS for v in vals):
-            return None
-        a, b, e, c, d, f = (int(round(v)) for v in vals)
-        if b == 0 and c == 0 and abs(a) == 1 and abs(d) == 1:
-            return ("slice", False, (d, f), (a, e))  # input row = d * y + f, column = a * x + e
-        if a == 0 and d == 0 and abs(b) == 1 and abs(c) == 1:
-            return ("slice", True, (b, e), (c, f))  # rows / columns of the transposed input
-        return None
-    r = np.round(m)
-    if np.abs(m - r).max() > _EPS:
-        return None
-    a, b, c, d = r[:, 0, 0], r[:, 0, 1], r[:, 1, 0], r[:, 1, 1]
-    xs, ys = np.arange(wo, dtype=np.float64), np.arange(ho, dtype=np.float64)
-    if ((b == 0) & (c == 0) & (np.abs(a) == 1) & (np.abs(d) == 1)).all():
-        rows = d[:, None] * ys + r[:, 1, 2, None]  # input row of each output row
-        cols = a[:, None] * xs + r[:, 0, 2, None]
-        return ("gather", False, rows.astype(np.int64), cols.astype(np.int64))
-    if ((a == 0) & (d == 0) & (np.abs(b) == 1) & (np.abs(c) == 1)).all():
-        # x_in depends only on y_out and y_in only on x_out: gather from the transposed input.
-        rows = b[:, None] * ys + r[:, 0, 2, None]
-        cols = c[:, None] * xs + r[:, 1, 2, None]
-        return ("gather", True, rows.astype(np.int64), cols.astype(np.int64))
-    return None
-
-
-_AXES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-def _axes(ho: int, wo: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output pixel centres: ``xs (1, 1, W', 1)`` and ``ys (1, H', 1, 1)`` float32, cached."""
-    key = (ho, wo, str(device))
-    a = _AXES.get(key)
-    if a is None:
-        if len(_AXES) > 512:
-            _AXES.clear()
-        a = _AXES[key] = (
-            torch.arange(wo, dtype=torch.float32, device=device).view(1, 1, wo, 1),
-            torch.arange(ho, dtype=torch.float32, device=device).view(1, ho, 1, 1),
-        )
-    return a
-
-
-def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
-    """``(n, H', W', 2)``: the two rows of ``m (n, 2, 3)`` applied to every output pixel centre
-    (shifted by the sample's offset), written interleaved as grid_sample wants them.
-
-    Separate elementwise multiplies and adds (no matmul, no fused multiply-add) give bit-identical
-    positions whatever the batch layout or device, so nearest-sampling ties always break the
-    same way: a batch equals its samples run one by one, and CUDA equals CPU. Only the last add
-    touches every pixel."""
-    xs, ys = _axes(*w.out_size, device)
-    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1), dtype=np.float32)).to(device).view(-1, 3, 1, 1, 2)
-    if w.offset is not None:
-        off = torch.from_numpy(w.offset.astype(np.float32)).to(device).view(-1, 2, 1, 1, 1)
-        xs, ys = xs - off[:, 0], ys - off[:, 1]  # exact: whole pixels
-    return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
-
-
-def _all_inside(w: Warp) -> bool:
-    """Does every output pixel read from inside the input, with a margin no float32 rounding
-    can cross? An affine map takes its extremes at the corners, so four points decide."""
-    ho, wo = w.out_size
-    h, wi = w.in_size
-    corners = np.array([[0.0, 0.0, 1.0], [wo - 1.0, 0.0, 1.0], [0.0, ho - 1.0, 1.0], [wo - 1.0, ho - 1.0, 1.0]])
-    src = w.full_matrix() @ corners.T  # (n, 2, 4)
-    m = 1e-3
-    return bool((src[:, 0] > -0.5 + m).all() and (src[:, 0] < wi - 0.5 - m).all() and (src[:, 1] > -0.5 + m).all() and (src[:, 1] < h - 0.5 - m).all())
-
-
-def _grid(w: Warp, device: torch.device) -> torch.Tensor:
-    """grid_sample's ``(n, H', W', 2)`` grid, cached on the warp."""
-    key = ("grid", str(device))
-    if key not in w._cache:
-        h, wi = w.in_size
-        # Normalised coordinates folded into the matrix: g = (2 x + 1) / W - 1.
-        norm = np.array([[2.0 / wi, 0.0, 1.0 / wi - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0]])
-        mg = norm[:, :2] @ w.matrix
-        mg[:, :, 2] += norm[:, 2]
-        w._cache[key] = _affine_map(mg, w, device)
-    return w._cache[key]
-
-
-def _tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Flat index of each output pixel's nearest source pixel ``(n, H'W')`` and whether it lies
-    in the input ``(n, H', W')`` (``None``: all do), cached on the warp."""
-    key = ("nearest", str(device))
-    if key not in w._cache:
-        ho, wo = w.out_size
-        h, wi = w.in_size
-        # Round half to even, like grid_sample's nearest mode; the same test decides image and
-        # label support, so an image pixel gets the fill exactly where its label became 0.
-        idx = _affine_map(w.matrix, w, device).round_()
-        if w._cache.setdefault("inside", _all_inside(w)):
-            ok, c = None, idx
-        else:
-            hi = torch.tensor([wi - 1.0, h - 1.0], device=device)
-            c = torch.clamp(idx, min=torch.zeros_like(hi), max=hi)
-            ok = (c == idx).all(-1)
-        flat = torch.addcmul(c[..., 0], c[..., 1], torch.tensor(float(wi), device=device))  # exact below 2**24
-        w._cache[key] = (flat.long().view(-1, ho * wo), ok)
-    return w._cache[key]
-
 
 # ----------------------------------------------------------------------------- builders
 
@@ -334,15 +169,6 @@ def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
 def _check_batch(n_in: int, warp: Warp, what: str) -> None:
     if warp.n not in (1, n_in):
         raise ValueError(f"{what}: batch of {n_in} but the warp has {warp.n} samples")
-
-
-def _whole_pixel(m: np.ndarray) -> np.ndarray:
-    """Per sample: does every output pixel read a whole input pixel (flip, quarter turn, shift)?"""
-    r = np.round(m)
-    lin = r[:, :, :2]
-    diag = (lin[:, 0, 1] == 0) & (lin[:, 1, 0] == 0) & (np.abs(lin[:, 0, 0]) == 1) & (np.abs(lin[:, 1, 1]) == 1)
-    anti = (lin[:, 0, 0] == 0) & (lin[:, 1, 1] == 0) & (np.abs(lin[:, 0, 1]) == 1) & (np.abs(lin[:, 1, 0]) == 1)
-    return (np.abs(m - r).reshape(len(m), -1).max(1) <= _EPS) & (diag | anti)
 
 
 def _axis(step: int, start: int, n_out: int, n_in: int) -> tuple[int, int, int, int] | None:
