@@ -59,6 +59,9 @@ _LAZY: dict[str, str] = {
     "WAEScorer": "iaaa.policy",
     "StatsScorer": "iaaa.policy",
     "fit_wae": "iaaa.policy",
+    "load_wae": "iaaa.policy",
+    "WAE": "iaaa.policy",
+    "Scorer": "iaaa.policy",
     # quality metrics
     "fid": "iaaa.metrics",
     "kid": "iaaa.metrics",
