@@ -66,7 +66,13 @@ _LAZY: dict[str, str] = {
     "fid": "iaaa.metrics",
     "kid": "iaaa.metrics",
     "swd": "iaaa.metrics",
+    "fid_infinity": "iaaa.metrics",
     "evaluate_fidelity": "iaaa.metrics",
+    "FidelityReport": "iaaa.metrics",
+    "compute_features": "iaaa.metrics",
+    "PyramidStatsFeatures": "iaaa.metrics",
+    "InceptionFeatures": "iaaa.metrics",
+    "wae_features": "iaaa.metrics",
 }
 
 # Subpackages reachable as attributes (``iaaa.ops.Rotate``) without importing them eagerly.
