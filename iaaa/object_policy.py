@@ -114,7 +114,7 @@ def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, f
     return img, lab.to(torch.int64)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _base_grid(ho: int, wo: int, device: str) -> torch.Tensor:
     """Normalised output pixel centres ``(ho, wo, 2)`` (what ``affine_grid`` builds on every
     call; cached because cell objects come in a limited set of sizes)."""

@@ -15,8 +15,8 @@ Choices made here where the paper is loose:
   Gaussian-smoothed background (``match_sigma``) at the box corner. Single raw pixels are mostly
   shot noise in fluorescence images, and after a rotation the literal corner of the box can be
   the rotation's fill value rather than image. ``match_sigma=0`` compares raw background pixels.
-* Overlap is checked on an occupancy summed-area table: the candidate's box grown by ``gap`` must
-  hold no labelled pixel, an O(1) test per candidate. The default ``gap`` is the feather radius,
+* Overlap is checked on an occupancy summed-area table (kept per band of rows, see ``_Canvas``):
+  the candidate's box grown by ``gap`` must hold no labelled pixel, an O(1) test per candidate. The default ``gap`` is the feather radius,
   so no feather ever reaches another cell's pixels.
 * ``feather="mask"`` is the paper's alpha (the blurred mask: the cell's own rim is half blended);
   ``feather="outside"`` keeps every mask pixel fully opaque and feathers only the surroundings.
@@ -40,6 +40,7 @@ from iaaa.structures import CellObject, _check_labels, from_float, to_float
 __all__ = ["PlacementResult", "place_objects", "FEATHERS"]
 
 FEATHERS = ("mask", "outside")
+_BAND = 64  # rows per band of the occupancy table
 
 
 @dataclass
@@ -115,20 +116,29 @@ def _corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: t
 
 
 class _Canvas:
-    """The label map, occupancy table and composite of one image being built."""
+    """The label map, occupancy table and composite of one image being built.
+
+    Occupancy is a *banded* summed-area table: rows are cut into bands of ``_BAND`` rows and each
+    band keeps its own table (cumulative down the band and along the row). A rectangle query reads
+    4 entries per band it spans (one or two for a cell), and marking an object updates only the
+    bands it touches, to the right of it: ``O(band x width)`` instead of the ``O(H x W)`` a single
+    table needs, which dominated 1024x1024 images with 80 cells."""
 
     def __init__(self, image: torch.Tensor, level: np.ndarray, labels: np.ndarray | None, gap: int, border: int):
         self.out = image
         self.level = level
         c, h, w = image.shape
         self.h, self.w = h, w
-        self.sat = np.zeros((h + 1, w + 1), dtype=np.int32)
+        nb = -(-h // _BAND)
+        self.sat = np.zeros((nb, _BAND + 1, w + 1), dtype=np.int32)
         if labels is None:
             self.labels = np.zeros((h, w), dtype=np.int64)
             self.next_id = 1
         else:
             self.labels = labels
-            self.sat[1:, 1:] = (labels > 0).astype(np.int32).cumsum(0).cumsum(1)
+            occ = np.zeros((nb * _BAND, w), dtype=np.int32)
+            occ[:h] = labels > 0
+            self.sat[:, 1:, 1:] = occ.reshape(nb, _BAND, w).cumsum(1).cumsum(2)
             self.next_id = int(labels.max()) + 1 if labels.size else 1
         self.gap, self.border = int(gap), int(border)
 
@@ -140,18 +150,34 @@ class _Canvas:
         x1 = np.minimum(x + (tw + g), self.w)
         y1 = np.minimum(y + (th + g), self.h)
         s = self.sat
-        return s[y1, x1] - s[y0, x1] - s[y1, x0] + s[y0, x0]
+        b0 = y0 // _BAND
+        total = np.zeros(len(x), dtype=np.int64)
+        for j in range((th + 2 * g) // _BAND + 2):  # bands a box of this height can span
+            k = b0 + j
+            top = k * _BAND
+            i0 = np.minimum(np.maximum(y0 - top, 0), _BAND)
+            i1 = np.minimum(np.maximum(y1 - top, 0), _BAND)
+            live = (i1 > i0) & (k < s.shape[0])
+            if not live.any():
+                break
+            k = np.minimum(k, s.shape[0] - 1)
+            total += np.where(live, s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0], 0)
+        return total
 
     def mark(self, mask: np.ndarray, y: int, x: int) -> None:
-        # Incremental summed-area update: the new pixels' own table, then its last row/column
-        # (and total) carried to everything below/right of it. Four slice adds, no full rebuild.
+        # Per band: the new pixels' own table, then its last row/column (and total) carried down
+        # the rest of the band and along the rest of the row. Four slice adds per band.
         th, tw = mask.shape
-        p = mask.astype(np.int32).cumsum(0).cumsum(1)
-        s = self.sat
-        s[y + 1 : y + th + 1, x + 1 : x + tw + 1] += p
-        s[y + 1 : y + th + 1, x + tw + 1 :] += p[:, -1:]
-        s[y + th + 1 :, x + 1 : x + tw + 1] += p[-1:, :]
-        s[y + th + 1 :, x + tw + 1 :] += p[-1, -1]
+        for k in range(y // _BAND, (y + th - 1) // _BAND + 1):
+            r0 = max(y, k * _BAND)
+            r1 = min(y + th, (k + 1) * _BAND)
+            p = mask[r0 - y : r1 - y].astype(np.int32).cumsum(0).cumsum(1)
+            t = self.sat[k]
+            i0, i1 = r0 - k * _BAND + 1, r1 - k * _BAND + 1
+            t[i0:i1, x + 1 : x + tw + 1] += p
+            t[i0:i1, x + tw + 1 :] += p[:, -1:]
+            t[i1:, x + 1 : x + tw + 1] += p[-1:, :]
+            t[i1:, x + tw + 1 :] += p[-1, -1]
 
 
 def _place(

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.background import feather_radius
-from iaaa.placement import place_objects
+from iaaa.placement import _BAND, _Canvas, place_objects
 from iaaa.structures import CellObject, from_float, to_float
 
 
@@ -118,6 +118,25 @@ def test_placement_properties(case):
     # The same generator seed gives the same result.
     r2 = place_objects(bg, objs, generator=torch.Generator().manual_seed(seed), **kw)
     assert torch.equal(r.image, r2.image) and torch.equal(r.labels, r2.labels)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3 * _BAND), st.integers(1, 150), st.integers(0, 5), st.booleans(), st.integers(0, 2**31 - 1))
+def test_banded_occupancy_table_counts_exactly(h, w, gap, start_with_labels, seed):
+    rng = np.random.default_rng(seed)
+    lab0 = (rng.random((h, w)) < 0.03).astype(np.int64) if start_with_labels else None
+    cv = _Canvas(torch.zeros(1, h, w), np.zeros((1, h, w), np.float32), None if lab0 is None else lab0.copy(), gap, 0)
+    occ = np.zeros((h, w), bool) if lab0 is None else lab0 > 0
+    for _ in range(6):
+        th, tw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+        y, x = int(rng.integers(0, h - th + 1)), int(rng.integers(0, w - tw + 1))
+        m = (rng.random((th, tw)) < 0.5) & ~occ[y : y + th, x : x + tw]  # placed cells never overlap
+        cv.mark(m, y, x)
+        occ[y : y + th, x : x + tw] |= m
+        qh, qw = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+        xs, ys = rng.integers(0, w - qw + 1, 16), rng.integers(0, h - qh + 1, 16)
+        want = [occ[max(0, b - gap) : b + qh + gap, max(0, a - gap) : a + qw + gap].sum() for a, b in zip(xs, ys)]
+        assert cv.occupied(xs, ys, qh, qw).tolist() == want
 
 
 def test_corner_matching_picks_the_matching_half():
