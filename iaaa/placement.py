@@ -145,24 +145,19 @@ class _Canvas:
     def occupied(self, x: np.ndarray, y: np.ndarray, th: int, tw: int) -> np.ndarray:
         """Labelled pixels inside each candidate box grown by ``gap`` (candidates lie in the frame)."""
         g = self.gap
-        x0 = np.maximum(x - g, 0)
-        y0 = np.maximum(y - g, 0)
-        x1 = np.minimum(x + (tw + g), self.w)
-        y1 = np.minimum(y + (th + g), self.h)
+        x0 = np.maximum(x - g, 0)[:, None]
+        y0 = np.maximum(y - g, 0)[:, None]
+        x1 = np.minimum(x + (tw + g), self.w)[:, None]
+        y1 = np.minimum(y + (th + g), self.h)[:, None]
         s = self.sat
-        b0 = y0 // _BAND
-        total = np.zeros(len(x), dtype=np.int64)
-        for j in range((th + 2 * g) // _BAND + 2):  # bands a box of this height can span
-            k = b0 + j
-            top = k * _BAND
-            i0 = np.minimum(np.maximum(y0 - top, 0), _BAND)
-            i1 = np.minimum(np.maximum(y1 - top, 0), _BAND)
-            live = (i1 > i0) & (k < s.shape[0])
-            if not live.any():
-                break
-            k = np.minimum(k, s.shape[0] - 1)
-            total += np.where(live, s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0], 0)
-        return total
+        # Every band a box of this height can touch, all candidates at once: (n, spans).
+        k = y0 // _BAND + np.arange((th + 2 * g - 1) // _BAND + 2)
+        top = k * _BAND
+        i0 = np.minimum(np.maximum(y0 - top, 0), _BAND)
+        i1 = np.minimum(np.maximum(y1 - top, 0), _BAND)
+        k = np.minimum(k, s.shape[0] - 1)
+        v = s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0]
+        return (v * (i1 > i0)).sum(1)
 
     def mark(self, mask: np.ndarray, y: int, x: int) -> None:
         # Per band: the new pixels' own table, then its last row/column (and total) carried down
