@@ -240,37 +240,45 @@ def _levels(x: Any) -> int:
     return int(np.unique(a).size)
 
 
+def _first_image(lib: str, out: Any) -> np.ndarray:
+    """The first sample's image as a (C, H, W) numpy array, whatever the library returned."""
+    if lib == "albumentations":
+        x = np.asarray(out[0]["image"])
+        return (x[None] if x.ndim == 2 else x.transpose(2, 0, 1))
+    if lib == "torchvision":
+        return out[0][0].numpy()
+    return out[0][0].numpy()  # iaaa and kornia: batched (image, labels)
+
+
 def fidelity(ops: list[str]) -> None:
-    """What each peer does with uint16 and 4-channel inputs."""
-    print("\n### (c) uint16 (12-bit content) and 4-channel inputs: what each library does\n")
+    """What each library does with uint16 and 4-channel inputs."""
+    print("\n### (c) What each library does with uint16 (12-bit content) and 4-channel inputs\n")
+    print("Cells: `ok` or `fails (error)`, the output dtype, and for AutoContrast / Equalize /")
+    print("Posterize the number of distinct levels of sample 0 (input: shown in the first column).\n")
     print("| op | input | iaaa | torchvision | kornia | albumentations |")
     print("|---|---|---|---|---|---|")
     for name in ops:
         for label, c, dtype in (("uint16 1x64x64", 1, torch.uint16), ("uint8 4x64x64", 4, torch.uint8)):
             img, lab = make_batch(4, c, 64, dtype)
+            n_in = _levels(img[0].to(torch.int32))
             cells = []
             for lib in LIBS:
                 try:
-                    out = MAKERS[lib](name)(img, lab, np.random.default_rng(0))
-                    first = out[0] if lib != "iaaa" else out[0][0]
-                    if lib == "albumentations":
-                        first = first["image"]
-                    elif lib == "torchvision":
-                        first = first[0]
-                    dt = str(getattr(first, "dtype", "?")).replace("torch.", "")
-                    shape_ok = (np.asarray(first.shape)[[-1 if lib == "albumentations" else 0]] == c).all()
-                    note = f"ok ({dt})"
-                    if dtype == torch.uint16 and name in ("AutoContrast", "Equalize", "Posterize"):
-                        n = _levels(first)
-                        note = f"{'8-bit cast' if n <= 256 and _levels(img[0]) > 256 else 'ok'} ({dt}, {n} levels)"
-                    if lib == "kornia" and dtype == torch.uint16:
-                        note += ", float only"
-                    if not shape_ok:
-                        note = f"wrong channels {tuple(first.shape)}"
-                    cells.append(note)
+                    x = _first_image(lib, MAKERS[lib](name)(img, lab, np.random.default_rng(0)))
                 except Exception as e:
                     cells.append(f"fails ({type(e).__name__})")
-            print(f"| {name} | {label} | " + " | ".join(cells) + " |")
+                    continue
+                note = f"ok ({x.dtype})"
+                if x.shape[0] != c:
+                    note = f"wrong channels {x.shape}"
+                elif dtype == torch.uint16 and name in ("AutoContrast", "Equalize", "Posterize"):
+                    n = _levels(x)
+                    cast = name != "Posterize" and n <= 256 < n_in
+                    note = f"{'8-bit cast' if cast else 'ok'} ({x.dtype}, {n} levels)"
+                if lib == "kornia" and dtype == torch.uint16:
+                    note += "; float only, converted by the caller"
+                cells.append(note)
+            print(f"| {name} | {label}" + (f", {n_in} levels" if dtype == torch.uint16 else "") + " | " + " | ".join(cells) + " |")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ CONVOLVED = {"Smooth", "Resize"}  # Gaussian blur (Resize: antialiasing before d
 DTYPES = [torch.uint8, torch.uint16, torch.float32]
 MAX = {torch.uint8: 255, torch.uint16: 65535}
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 @st.composite

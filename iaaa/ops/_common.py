@@ -103,13 +103,14 @@ def to_work(image: torch.Tensor) -> torch.Tensor:
 
 
 def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True, saturate: bool = True) -> torch.Tensor:
-    """Back from :func:`to_work`: integers are rounded half-to-even and (``saturate``) clamped to
-    their range; floats are clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
+    """Back from :func:`to_work`, *in place* on ``x`` (always a kernel's own temporary):
+    integers are rounded half-to-even and (``saturate``) clamped to their range; floats are
+    clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
     if dtype.is_floating_point:
         if clamp:
-            x = x.clamp(0.0, 1.0)
+            x = x.clamp_(0.0, 1.0)
         return x.to(dtype)
-    x = x.round()
+    x = x.round_()
     if saturate:
         x = x.clamp_(0.0, bound(dtype))
     if dtype == torch.uint16:

@@ -105,13 +105,13 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     """Stretch each channel linearly so its min becomes 0 and its max the dtype's maximum
     (65535 for uint16). Constant channels are left as they are."""
     check_image(image)
-    x = to_work(image)
+    x = to_work(image) if image.dtype == torch.uint16 else image  # uint8 reduces as it is
     lo = x.amin((-2, -1), keepdim=True)
-    hi = x.amax((-2, -1), keepdim=True)
-    span = hi - lo
+    span = (x.amax((-2, -1), keepdim=True) - lo).to(torch.float32 if not image.dtype.is_floating_point else x.dtype)
     scale = torch.where(span > 0, bound(image.dtype) / span.clamp(min=1e-12), torch.ones_like(span))
     lo = torch.where(span > 0, lo, torch.zeros_like(lo))
-    return from_work((x - lo) * scale, image.dtype)
+    # (x - lo) * max / span never leaves the range, so only rounding is needed on the way back.
+    return from_work((x - lo) * scale, image.dtype, saturate=False)
 
 
 def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch.Tensor:
@@ -189,7 +189,8 @@ def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     a = as_param(factor, image.shape[0], "factor")
     if (a < 0).any():
         raise ValueError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
-    return from_work(to_work(image) * device_param(a, image), image.dtype)
+    x = to_work(image) if image.dtype == torch.uint16 else image  # uint8 * float promotes by itself
+    return from_work(x * device_param(a, image), image.dtype)
 
 
 def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
@@ -197,9 +198,17 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     1 the identity, > 1 more contrast."""
     check_image(image)
     f = as_param(factor, image.shape[0], "factor")
-    x = to_work(image)
-    mean = _gray(x).mean((-3, -2, -1) if x.shape[1] == 3 else (-2, -1), keepdim=True)
-    return _blend(x, mean, f, image.dtype)
+    dt = torch.float64 if image.dtype == torch.float64 else torch.float32
+    if image.shape[1] == 3:
+        mean = _gray(to_work(image)).mean((-3, -2, -1), keepdim=True)
+    else:
+        x = image.view(torch.int16).to(torch.int32) & 0xFFFF if image.dtype == torch.uint16 else image
+        mean = x.mean((-2, -1), keepdim=True, dtype=dt)
+    x = to_work(image) if image.dtype == torch.uint16 else image
+    # f * x + (1 - f) * mean: the mean is one value per sample and channel, so this is two passes
+    # over the image; f == 1 gives x exactly. Weights are formed on the host in float64 and
+    # rounded once, so a sample alone and in a batch see the same numbers.
+    return from_work((x * device_param(f, image)).add_(device_param(1.0 - f, image) * mean), image.dtype)
 
 
 def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:

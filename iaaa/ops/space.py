@@ -148,10 +148,13 @@ def apply_op(
             raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls._options) or 'none'}")
     opts = {**cls._options, **options} if options else cls._options
     param, rand = cls.draw(m, generator, sg)
-    params = cls._prepare(param, (h, w), rand, bool(expand), opts)
-    out = cls._image(img, params, opts)
-    if lab is not None:
-        lab = cls._labels(lab, params, opts)
+    out, lab = _run(cls, img, lab, param, rand, bool(expand), opts)
     if not batched:
         return out[0], None if lab is None else lab[0]
     return out, lab
+
+
+def _run(cls: type, img: torch.Tensor, lab: torch.Tensor | None, param: np.ndarray, rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    params = cls._prepare(param, tuple(img.shape[-2:]), rand, expand, opts)
+    out = cls._image(img, params, opts)
+    return out, None if lab is None else cls._labels(lab, params, opts)
