@@ -115,29 +115,35 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
 
 
 def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch.Tensor:
-    """Equalise integer levels ``x (r, n)`` through a per-row look-up table.
+    """Equalise integer levels ``x (r, n)`` in ``[0, levels)`` through a per-row look-up table.
 
     One bincount over each row's own value span (offsets keep rows apart) gives, for every
     level, the pixels strictly below it; ``lut_fn(below, non_max (r, 1), value)`` turns that into
     output values (``value`` holds the input level of each entry of ``below``), applied by one
-    index_select. When spans are so wide that
-    the table would dwarf the image (full-range 16-bit noise), a sort counts per pixel instead."""
+    index_select. Up to 4096 levels the span is simply all levels (no min/max passes); when
+    spans are so wide that the table would dwarf the image (full-range 16-bit noise), a sort
+    counts per pixel instead."""
     q = x.reshape(r, n).to(torch.int32, memory_format=torch.contiguous_format)
-    lo = q.amin(1, keepdim=True)
-    hi = q.amax(1, keepdim=True)
-    span = int((hi - lo).max()) + 1
-    if span <= 256 or span <= 8 * n:
-        rows = torch.arange(r, device=q.device, dtype=torch.int32).view(-1, 1)
+    rows = torch.arange(r, device=q.device, dtype=torch.int32).view(-1, 1)
+    if levels <= 4096:
+        span, lo = levels, None
+        top = q.amax(1, keepdim=True)  # highest level present
+        idx = q.add_(rows * span).reshape(-1)
+    else:
+        lo = q.amin(1, keepdim=True)
+        top = q.amax(1, keepdim=True) - lo
+        span = int(top.max()) + 1
+        if span > 8 * n:
+            srt = q.sort(1).values
+            below = torch.searchsorted(srt, q)
+            return lut_fn(below, torch.searchsorted(srt, srt[:, -1:].contiguous()), q)
         idx = (q - lo).add_(rows * span).reshape(-1)
-        hist = torch.bincount(idx, minlength=r * span).view(r, span)
-        below = hist.cumsum(1).sub_(hist)  # pixels strictly below each level
-        non_max = below.gather(1, (hi - lo).long())  # pixels below the row's maximum
-        value = torch.arange(span, device=q.device, dtype=torch.int32) + lo
-        return lut_fn(below, non_max, value).reshape(-1).index_select(0, idx).view(r, n)
-    srt = q.sort(1).values
-    below = torch.searchsorted(srt, q)
-    non_max = torch.searchsorted(srt, srt[:, -1:].contiguous())
-    return lut_fn(below, non_max, q)
+    hist = torch.bincount(idx, minlength=r * span).view(r, span)
+    below = hist.cumsum(1).sub_(hist)  # pixels strictly below each level
+    non_max = below.gather(1, top.long())  # pixels below the row's maximum
+    value = torch.arange(span, device=q.device, dtype=torch.int32).expand(r, span)
+    value = value if lo is None else value + lo
+    return lut_fn(below, non_max, value).reshape(-1).index_select(0, idx).view(r, n)
 
 
 def equalize(image: torch.Tensor) -> torch.Tensor:
@@ -171,16 +177,17 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
 
         return _lut_equalize(image.view(torch.int16).to(torch.int32) & 0xFFFF, r, n, 65536, lut_fn).to(torch.uint16).view(b, c, h, w)
     x = to_work(image)
-    q = (x.clamp(0.0, 1.0) * 4095.0).round_()
+    q = x.mul(4095.0).round_().clamp_(0.0, 4095.0)
+    flat_rows = []
 
     def lut_fn(below, non_max, value):
+        flat_rows.append(non_max == 0)  # one level only: leave the channel as it is
         return below.to(x.dtype) / non_max.clamp(min=1).to(x.dtype)
 
     out = _lut_equalize(q, r, n, 4096, lut_fn).view(b, c, h, w)
-    constant = (x.amax((-2, -1), keepdim=True) == x.amin((-2, -1), keepdim=True))
-    if bool(constant.any()):
-        out = torch.where(constant, x, out)
-    return from_work(out, image.dtype)
+    if bool(flat_rows[0].any()):
+        out = torch.where(flat_rows[0].view(b, c, 1, 1), x, out)
+    return from_work(out, image.dtype, clamp=False)
 
 
 def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
