@@ -11,6 +11,18 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DSB_FLUO = SHARED_DATA / "dsb2018_fluo"
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread, restored afterwards. On a small shared machine two OpenMP
+    threads fighting other processes for the cores run several times slower than one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def dsb_fluo_dir() -> Path:
     """The 30 real DSB 2018 fluorescence images (../shared/data/dsb2018_fluo), or skip."""

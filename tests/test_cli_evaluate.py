@@ -2,46 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 import torch
 
-from iaaa.commands import evaluate
-from iaaa.errors import IaaaError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Shared 2-core machine: one OpenMP thread is faster than two fighting other suites.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _main(argv: list[str]) -> int:
-    """Run like the real CLI: ``iaaa.cli.main`` once it registers ``evaluate``, else the same
-    parser wiring and error handling on this module alone."""
-    try:
-        from iaaa import cli
+    from iaaa.cli import main
 
-        if "evaluate" in cli.SUBCOMMANDS:
-            return cli.main(argv)
-    except ImportError:
-        pass
-    import sys
-
-    parser = argparse.ArgumentParser(prog="iaaa")
-    sub = parser.add_subparsers(dest="command")
-    evaluate.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except IaaaError as exc:
-        print(f"iaaa {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return main(argv)
 
 
 @pytest.fixture(scope="module")

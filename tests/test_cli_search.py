@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 
 import pytest
 import torch
 
-from iaaa.errors import IaaaError
 from iaaa.policy import PolicySet, load_wae
 
 
 def cli(argv: list[str]) -> int:
-    """Run a subcommand through `iaaa.cli.main` once it registers ours; until then through a
-    parser built the same way (register + set_defaults(func) + IaaaError -> exit 2)."""
-    try:
-        from iaaa import cli as main_cli
+    from iaaa.cli import main
 
-        if {"search", "fit-wae", "fit_wae"} & set(getattr(main_cli, "SUBCOMMANDS", ())):
-            return main_cli.main(argv)
-    except ImportError:
-        pass
-    from iaaa.commands import fit_wae, search
-
-    parser = argparse.ArgumentParser(prog="iaaa")
-    sub = parser.add_subparsers(dest="command")
-    search.register(sub)
-    fit_wae.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except IaaaError as exc:
-        print(f"iaaa {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return main(argv)
 
 
 @pytest.fixture(scope="module")

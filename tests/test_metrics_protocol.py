@@ -13,14 +13,7 @@ from iaaa.metrics.protocols import resolve_value_range
 from iaaa.structures import AnnotatedImage, CellObject
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run beside other suites on a small shared machine, where two OpenMP threads
-    # fighting for busy cores run several times slower than one; restore afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gen(seed: int) -> torch.Generator:
