@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 import torch
@@ -30,9 +30,27 @@ from iaaa.placement import FEATHERS, _Canvas, _place
 from iaaa.compositor_stats import CompositorStats, _mode, _Pool
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 
-__all__ = ["CellCompositor", "CompositorStats"]
+__all__ = ["CellCompositor", "CompositorStats", "PooledObject"]
 
 COUNTS = ("sample", "mode")
+
+
+class PooledObject(NamedTuple):
+    """A cell object in the compositor's pool, ready to paste."""
+
+    image: torch.Tensor
+    """float32 ``(C, h, w)`` in ``[0, 1]`` on the compositor's device, with its context ring."""
+    labels: torch.Tensor
+    """int64 ``(h, w)``, cells ``1..k``."""
+    class_ids: np.ndarray
+    """``(k,)`` class id of each cell."""
+    kind: str
+    """``"sco"`` or ``"mco"``."""
+    source: str
+    """name of the source image."""
+    box: tuple[int, int, int, int]
+    """XYXY of the crop in the source image."""
+    num_cells: int
 
 
 def _trusted_annotated(**values: Any) -> AnnotatedImage:
@@ -100,6 +118,16 @@ class CellCompositor:
         dtype: output dtype; ``None`` keeps the data's (an error if the data mixes dtypes).
         seed: seeds ``fit`` (background fills) and ``sample`` calls without a generator.
         device: where pixels live and blends run (``"cpu"``, ``"cuda"``); see :meth:`to`.
+
+    Attributes (after :meth:`fit`):
+        stats: :class:`~iaaa.compositor_stats.CompositorStats` of the data.
+        objects: the object pool, a list of :class:`PooledObject` (``meta["objects"][i]["object"]``
+            and ``meta["instance_object"]`` index it).
+        sco_index, mco_index: pool indices of the SCOs and of the MCOs.
+        backgrounds: the background pool (source dtype, mirror-tiled up to ``size``);
+            ``meta["background"]`` indexes it and ``meta["offset"]`` is the crop's corner.
+        radius: the placement feather radius (pixels farther than this from every pasted cell
+            are the background's).
     """
 
     def __init__(
@@ -223,7 +251,7 @@ class CellCompositor:
             )
             object_groups.extend([key] * len(objs))
             for o in objs:
-                objects.append((to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+                objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
             stats.n_images += 1
             stats.cells_per_image.append(int(groups.ids.numel()))
             stats.image_sizes.append(s.size)
@@ -247,9 +275,9 @@ class CellCompositor:
         self.out_dtype = self.dtype or dtypes.pop()
         self.categories = categories or {1: "cell"}
         self.objects = objects
-        self.sco_index = np.array([j for j, o in enumerate(objects) if o[3] == "sco"], dtype=np.int64)
-        self.mco_index = np.array([j for j, o in enumerate(objects) if o[3] == "mco"], dtype=np.int64)
-        self.object_cells = np.array([o[6] for o in objects], dtype=np.int64)
+        self.sco_index = np.array([j for j, o in enumerate(objects) if o.kind == "sco"], dtype=np.int64)
+        self.mco_index = np.array([j for j, o in enumerate(objects) if o.kind == "mco"], dtype=np.int64)
+        self.object_cells = np.array([o.num_cells for o in objects], dtype=np.int64)
         if len(objects) == 0:
             raise ValueError("fit: no cell objects found (every object touches the border or is below min_area); try keep_border=True or a smaller min_area")
         self.backgrounds, self.levels, self.background_names = backgrounds, levels, bg_names
@@ -297,19 +325,12 @@ class CellCompositor:
         ix = _reflect_index(w, 0, W, bg.device)
         return bg[:, iy][:, :, ix]
 
-    @property
-    def objects_pool(self) -> list[dict[str, Any]]:
-        """The pooled objects as dicts (``image`` float, ``labels``, ``class_ids``, ``kind``,
-        ``source``, ``box``), for inspection."""
-        self._check_fitted()
-        return [dict(image=o[0], labels=o[1], class_ids=torch.from_numpy(o[2]), kind=o[3], source=o[4], box=o[5]) for o in self.objects]
-
     def to(self, device: str | torch.device) -> "CellCompositor":
         """Move the pools to ``device``; blurs, warps and blends then run there. Returns ``self``."""
         self.device = torch.device(device)
         if self._fitted:
             self.backgrounds = [b.to(self.device) for b in self.backgrounds]
-            self.objects = [(o[0].to(self.device), o[1].to(self.device), *o[2:]) for o in self.objects]
+            self.objects = [o._replace(image=o.image.to(self.device), labels=o.labels.to(self.device)) for o in self.objects]
         return self
 
     def _check_fitted(self) -> None:
@@ -390,7 +411,7 @@ class CellCompositor:
         chosen = self._choose(pool, n_cells, g)
         imgs, labs, clss = [], [], []
         for j in chosen:
-            img, lab, cls = self.objects[j][:3]
+            img, lab, cls = self.objects[j][:3]  # image, labels, class_ids
             if self.object_scale is not None:
                 img, lab = self._rescale(img, lab, g)
             img, lab = self.policy(img, lab, g)
@@ -401,14 +422,14 @@ class CellCompositor:
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         canvas = _Canvas(out, level, None, self.gap, self.border)
         rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g, rounds=self.rounds)
-        kinds = [self.objects[chosen[j]][3] for j in rec["instance_object"]]
+        kinds = [self.objects[chosen[j]].kind for j in rec["instance_object"]]
         meta = {
             "background": bi,
             "background_source": self.background_names[bi],
             "offset": (oy, ox),
             "requested_cells": n_cells,
             "objects": [
-                {"object": chosen[j], "kind": self.objects[chosen[j]][3], "source": self.objects[chosen[j]][4], "box": box, "score": sc}
+                {"object": chosen[j], "kind": self.objects[chosen[j]].kind, "source": self.objects[chosen[j]].source, "box": box, "score": sc}
                 for j, box, sc in zip(rec["placed"], rec["boxes"], rec["scores"])
             ],
             "skipped": [chosen[j] for j in rec["skipped"]],

@@ -61,8 +61,8 @@ def check_invariants(comp: CellCompositor, out: AnnotatedImage) -> None:
         inside[y0 : y1 + 1, x0 : x1 + 1] = True
         for i in o["ids"]:
             assert bool(inside[lab == i].all())
-            assert out.meta["instance_kind"][i - 1] == o["kind"] == comp.objects[o["object"]][3]
-            cls_pool = comp.objects[o["object"]][2].tolist()
+            assert out.meta["instance_kind"][i - 1] == o["kind"] == comp.objects[o["object"]].kind
+            cls_pool = comp.objects[o["object"]].class_ids.tolist()
             assert int(out.class_ids[i - 1]) in cls_pool
         # The tight box is reported: the object's cells touch all four sides.
         m = torch.isin(lab[y0 : y1 + 1, x0 : x1 + 1], torch.tensor(o["ids"]))
@@ -169,9 +169,9 @@ def test_class_ids_are_carried(sim):
         assert out.categories == {1: "cell", 2: "a", 3: "b"} or out.categories == {2: "a", 3: "b"}
         for o in out.meta["objects"]:
             if o["kind"] == "sco":
-                assert out.class_ids[o["ids"][0] - 1] == int(comp.objects[o["object"]][2][0])
+                assert out.class_ids[o["ids"][0] - 1] == int(comp.objects[o["object"]].class_ids[0])
             else:  # without a policy every cell survives, in order
-                assert out.class_ids[torch.tensor(o["ids"]) - 1].tolist() == comp.objects[o["object"]][2].tolist()
+                assert out.class_ids[torch.tensor(o["ids"]) - 1].tolist() == comp.objects[o["object"]].class_ids.tolist()
     assert seen == {2, 3}
 
 
@@ -226,9 +226,9 @@ def test_group_by_keeps_objects_with_their_images():
     for i in range(20):
         out = grouped.sample(_gen(i))
         group = out.meta["background_source"][0]
-        assert {grouped.objects[o["object"]][4][0] for o in out.meta["objects"]} <= {group}
+        assert {grouped.objects[o["object"]].source[0] for o in out.meta["objects"]} <= {group}
         m = mixed.sample(_gen(i))
-        crossed += len({mixed.objects[o["object"]][4][0] for o in m.meta["objects"]}) > 1
+        crossed += len({mixed.objects[o["object"]].source[0] for o in m.meta["objects"]}) > 1
     assert crossed > 0  # without groups, images do mix sources
     keyed = CellCompositor(group_by=lambda s: s.name[0]).fit(data)
     assert set(keyed._pools) == {"a", "b"}
