@@ -268,6 +268,8 @@ def _place(
         new_ids.extend(range(first, first + len(present)))
         inst_obj.extend([j] * len(present))
         cls = class_ids[j]
+        if cls is not None and int(present[-1]) > len(cls):
+            raise ValueError(f"objects[{j}]: label value {int(present[-1])} but only {len(cls)} class ids; a per-object policy must keep the object's cell ids 1..k")
         inst_cls.extend(cls[present - 1].tolist() if cls is not None else [1] * len(present))
         placed.append(j)
         boxes.append((x, y, x + w_j - 1, y + h_j - 1))

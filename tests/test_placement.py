@@ -215,3 +215,10 @@ def test_cuda_matches_cpu():
     b = place_objects(bg.cuda(), [(i.cuda(), l.cuda(), c) for i, l, c in objs], generator=torch.Generator().manual_seed(1))
     assert torch.equal(a.labels, b.labels.cpu())
     assert torch.allclose(a.image, b.image.cpu(), atol=1e-5)
+
+
+def test_policy_that_invents_ids_is_reported():
+    lab = torch.zeros(8, 8, dtype=torch.int64)
+    lab[2:6, 2:6] = 3  # an object of one cell must use id 1
+    with pytest.raises(ValueError, match=r"objects\[0\]: label value 3 but only 1 class ids"):
+        place_objects(torch.zeros(1, 30, 30), [(torch.ones(1, 8, 8), lab, torch.tensor([1]))])
