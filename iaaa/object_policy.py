@@ -3,7 +3,8 @@
 A per-object policy is any callable ``policy(image, labels, generator) -> (image, labels)`` on one
 cell object: ``image`` float32 ``(C, h, w)`` in ``[0, 1]``, ``labels`` int64 ``(h, w)`` with the
 object's cells ``1..k``. It may change the canvas size (a rotated object grows); it must move the
-labels with the image and draw randomness only from ``generator``. :class:`iaaa.policy.Policy`
+labels with the image, draw randomness only from ``generator``, and not modify its inputs in
+place (they are the compositor's pooled object). :class:`iaaa.policy.Policy`
 and :class:`iaaa.policy.PolicySet` are such callables, and so is :class:`ObjectAugment`, the
 default. :func:`as_object_policy` turns the accepted shorthands into one.
 """
