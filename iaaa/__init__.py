@@ -41,10 +41,17 @@ _LAZY: dict[str, str] = {
     "simulate_cells": "iaaa.datasets",
     # synthesis (paper sections 2.2-2.4)
     "CellCompositor": "iaaa.compositor",
+    "PooledObject": "iaaa.compositor",
+    "CompositorStats": "iaaa.compositor_stats",
     "extract_objects": "iaaa.objects",
+    "merge_boxes": "iaaa.objects",
+    "group_instances": "iaaa.objects",
     "remove_cells": "iaaa.background",
+    "fill_background": "iaaa.background",
     "place_objects": "iaaa.placement",
     "PlacementResult": "iaaa.placement",
+    "ObjectAugment": "iaaa.object_policy",
+    "as_object_policy": "iaaa.object_policy",
     # training data
     "SynthesisDataset": "iaaa.data.dataset",
     "RealDataset": "iaaa.data.dataset",
