@@ -13,23 +13,30 @@ import torch.nn.functional as F
 from iaaa.data.imageio import write_image
 from iaaa.structures import as_annotated, to_float
 
-__all__ = ["display_image", "overlay_instances", "contact_sheet", "save_preview"]
+__all__ = ["display_limits", "display_image", "overlay_instances", "contact_sheet", "save_preview"]
 
 
-def display_image(image: torch.Tensor, percentiles: tuple[float, float] = (0.5, 99.5)) -> torch.Tensor:
+def display_limits(image: torch.Tensor, percentiles: tuple[float, float] = (0.5, 99.5)) -> tuple[float, float]:
+    """The ``(lo, hi)`` float intensities :func:`display_image` stretches between."""
+    flat = to_float(image).reshape(-1)
+    if flat.numel() > 1_000_000:  # quantiles of a subsample are enough for display
+        flat = flat[:: flat.numel() // 1_000_000 + 1]
+    lo, hi = torch.quantile(flat.float(), torch.tensor([percentiles[0] / 100, percentiles[1] / 100]))
+    return float(lo), float(hi)
+
+
+def display_image(image: torch.Tensor, percentiles: tuple[float, float] = (0.5, 99.5), limits: tuple[float, float] | None = None) -> torch.Tensor:
     """Float RGB ``(3, H, W)`` in [0, 1] for viewing: 1 channel is grey, 3 channels RGB, other
     counts show the first three (or first, repeated). Each image is stretched between the given
-    percentiles so dim 16-bit fluorescence is visible."""
+    percentiles so dim 16-bit fluorescence is visible, or between ``limits`` (to show two
+    images on one scale)."""
     x = to_float(image)
     if x.shape[0] >= 3:
         x = x[:3]
     else:
         x = x[:1].expand(3, -1, -1)
-    flat = x.reshape(-1)
-    if flat.numel() > 1_000_000:  # quantiles of a subsample are enough for display
-        flat = flat[:: flat.numel() // 1_000_000 + 1]
-    lo, hi = torch.quantile(flat.float(), torch.tensor([percentiles[0] / 100, percentiles[1] / 100]))
-    return ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1)
+    lo, hi = limits if limits is not None else display_limits(x, percentiles)
+    return ((x - lo) / max(hi - lo, 1e-6)).clamp(0, 1)
 
 
 def _palette(n: int) -> torch.Tensor:
@@ -83,10 +90,14 @@ def contact_sheet(rows: Sequence[Sequence[torch.Tensor]], pad: int = 4, cell: in
     return torch.cat(rendered, 1).round().to(torch.uint8)
 
 
-def save_preview(path: str | os.PathLike, real: Sequence[Any], synthetic: Sequence[Any] = (), n: int = 4) -> Path:
-    """Write a PNG contact sheet: a row of real images with outlines and, if given, a row of
-    synthetic ones."""
-    rows = [[overlay_instances(s) for s in list(real)[:n]]]
+def save_preview(path: str | os.PathLike, real: Sequence[Any], synthetic: Sequence[Any] = (), n: int = 4, backgrounds: Sequence[torch.Tensor] = ()) -> Path:
+    """Write a PNG contact sheet: a row of real images with outlines, then (if given) a row of
+    cell-free backgrounds (images ``(C, H, W)``), then a row of synthetic images with outlines."""
+    real = list(real)[:n]
+    rows = [[overlay_instances(s) for s in real]]
+    if backgrounds:
+        # On the scale of the image it came from, so the removal is judged by what it changed.
+        rows.append([(display_image(b, limits=display_limits(as_annotated(s).image)) * 255).round().to(torch.uint8) for b, s in zip(backgrounds, real)])
     if synthetic:
         rows.append([overlay_instances(s) for s in list(synthetic)[:n]])
     return write_image(path, contact_sheet(rows))

@@ -11,8 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="run end to end on built-in simulated data (or your folder)",
         description="Simulate annotated cell images (or read --images/--masks), fit a CellCompositor on them, "
-        "write synthetic images with exact label maps and a COCO JSON, and draw a preview PNG (real row above, "
-        "synthetic row below, instances outlined).",
+        "write synthetic images with exact label maps and a COCO JSON, and draw a preview PNG (rows: real images, "
+        "their backgrounds after cell removal, synthetic images; instances outlined).",
     )
     p.add_argument("--out", default="iaaa-demo", help="output folder (default: %(default)s)")
     p.add_argument("--n", type=int, default=8, help="number of simulated images (default: %(default)s)")
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     result = export_synthetic(compositor, args.synthetic, out / "synthetic", seed=args.seed, manifest={"source": source}, progress=False)
     synthetic = [SynthesisDataset(compositor, args.synthetic, seed=args.seed).synthesize(i) for i in range(min(4, args.synthetic))]
     print(f"wrote {result['written']} synthetic images to {out / 'synthetic'}/images, masks, annotations.json, manifest.json")
-    preview = save_preview(out / "preview.png", real, synthetic)
-    print(f"wrote {preview} (top: real, bottom: synthetic)")
+    by_name = dict(zip(compositor.background_names, compositor.backgrounds))
+    shown = [s for s in real if s.name in by_name][:4]
+    preview = save_preview(out / "preview.png", shown, synthetic, backgrounds=[by_name[s.name] for s in shown])
+    print(f"wrote {preview} (rows: real with outlines, the same images with cells removed, synthetic)")
     return 0
