@@ -6,7 +6,8 @@ geometric ops), drawing its own random parameters per sample over the same range
 
   (a) 64 cell crops 1x64x64 per batch -- what the compositor runs;
   (b) 16 images 1x512x512 per batch;
-  (c) uint16 and 4-channel inputs: which peer fails or quietly casts to 8 bits, and speeds.
+  (c) uint16 and 4-channel inputs: which peer fails or quietly casts to 8 bits, and speeds;
+  (d) iaaa alone: one cell object per call, the compositor's hot path.
 
 Each cell is the median of ``--repeats`` timed batches after a warm-up, with torch's default
 thread count; the ratios come from the same run. Install the peers with
@@ -281,10 +282,33 @@ def fidelity(ops: list[str]) -> None:
             print(f"| {name} | {label}" + (f", {n_in} levels" if dtype == torch.uint16 else "") + " | " + " | ".join(cells) + " |")
 
 
+def single_object(repeats: int) -> None:
+    """Latency of one ``apply_op`` call on one cell object, the compositor's hot path."""
+    from iaaa.ops import SPACE
+
+    img, lab = make_batch(1, 1, 48, torch.uint8)
+    img, lab = img[0], lab[0]
+    g = torch.Generator().manual_seed(0)
+    print("\n### (d) One cell object 1x48x48 uint8 + labels per call, `apply_op(..., expand=True)`, magnitude 0.5\n")
+    print("| op | us / call | objects / s |")
+    print("|---|---:|---:|")
+    for name in SPACE:
+        for _ in range(20):
+            apply_op(name, img, lab, 0.5, g, expand=True)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(50):
+                apply_op(name, img, lab, 0.5, g, expand=True)
+            times.append((time.perf_counter() - t) / 50)
+        us = statistics.median(times) * 1e6
+        print(f"| {name} | {us:,.0f} | {1e6 / us:,.0f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=7, help="timed batches per cell (median reported)")
-    p.add_argument("--workloads", default="a,b,c", help="comma list of a, b, c")
+    p.add_argument("--workloads", default="a,b,c,d", help="comma list of a, b, c, d")
     p.add_argument("--ops", default=",".join(TABLE_S1), help="comma list of op names")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts to run with; 0 = torch's default")
     args = p.parse_args()
@@ -310,6 +334,8 @@ def main() -> None:
         if "c" in wl:
             run_table(f"(c) 64 crops 1x64x64 uint16, {tag}", 64, 1, 64, torch.uint16, args.repeats, ops)
             run_table(f"(c) 64 crops 4x64x64 uint8, {tag}", 64, 4, 64, torch.uint8, args.repeats, ops)
+        if "d" in wl:
+            single_object(args.repeats)
     if "c" in wl:
         fidelity(ops)
 
