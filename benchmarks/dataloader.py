@@ -24,8 +24,14 @@ from iaaa.datasets import simulate_cells
 from iaaa.export import export_synthetic
 
 
+def _one_thread(_: int) -> None:
+    # Workers inherit nothing useful from the parent's thread setting; two workers with two
+    # threads each oversubscribe a 2-core machine.
+    torch.set_num_threads(1)
+
+
 def time_loader(ds, workers: int, batch: int = 8) -> float:
-    loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate_fn, persistent_workers=False)
+    loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate_fn, persistent_workers=False, worker_init_fn=_one_thread)
     it = iter(loader)
     next(it)  # worker start-up and the first batch are not throughput
     t = time.perf_counter()
@@ -41,7 +47,9 @@ def main() -> None:
     p.add_argument("--cells", type=int, default=20)
     p.add_argument("--n", type=int, default=200, help="samples per measurement")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: see benchmarks/README.md)")
     args = p.parse_args()
+    torch.set_num_threads(args.threads)
     lo = max(1, args.cells - 4)
     real = simulate_cells(16, seed=0, size=(args.size, args.size), cells=(lo, args.cells + 4))
     t = time.perf_counter()

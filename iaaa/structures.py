@@ -142,16 +142,26 @@ def instance_ids(labels: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- label map <-> masks / boxes
 
 
-def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a label map ``(H, W)`` into stacked boolean masks ``(N, H, W)``.
+def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a label map ``(H, W)`` into stacked masks ``(N, H, W)`` of ``dtype`` (bool, or
+    uint8 as torchvision's ``Mask`` targets use).
 
     Returns ``(masks, ids)`` with ``masks[i] = labels == ids[i]``; ``ids`` defaults to
-    :func:`instance_ids`."""
+    :func:`instance_ids`. Each mask is compared only inside its instance's box: comparing every
+    pixel against every id costs N full passes, which dominated building detection targets."""
     if labels.ndim != 2:
         raise ValueError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
-    if ids is None:
-        ids = instance_ids(labels)
-    return labels.unsqueeze(0) == ids.view(-1, 1, 1).to(labels.device, labels.dtype), ids
+    labels = _check_labels(labels)
+    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
+        ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
+        return torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device), ids
+    ids, boxes = _ids_and_boxes(labels, ids)
+    masks = torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device)
+    for i, (value, (x0, y0, x1, y1)) in enumerate(zip(ids.tolist(), boxes.tolist())):
+        if x1 >= x0:  # absent ids keep an all-zero mask (their box is all zeros, x1 == x0 == 0)
+            window = labels[y0 : y1 + 1, x0 : x1 + 1]
+            masks[i, y0 : y1 + 1, x0 : x1 + 1] = window == value
+    return masks, ids
 
 
 def masks_to_labels(masks: torch.Tensor, ids: torch.Tensor | Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:
@@ -192,8 +202,9 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     n, h, w = masks.shape
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    m = masks.bool()
-    rows, cols = m.any(2), m.any(1)
+    # amax over a uint8 view reads the masks ~10x faster than any() over bool on CPU.
+    m = masks.view(torch.uint8) if masks.dtype == torch.bool else (masks != 0).view(torch.uint8) if masks.dtype != torch.uint8 else masks
+    rows, cols = m.amax(2) > 0, m.amax(1) > 0
     ar_h = torch.arange(h, device=m.device)
     ar_w = torch.arange(w, device=m.device)
     y0 = torch.where(rows, ar_h, h).amin(1)
@@ -204,31 +215,47 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
 
 
-def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-    """XYXY boxes ``(N, 4)`` float32 of each instance of a label map, in ``ids`` order.
+def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, int64 XYXY boxes)``; ids default to those present. Absent ids get zero boxes.
 
-    Computed by scatter-reduce over pixel coordinates, so it never materialises N full masks."""
-    labels = _check_labels(labels)
-    if ids is None:
-        ids = instance_ids(labels)
+    One bincount of ``(label, row)`` pairs and one of ``(label, column)`` pairs say which rows
+    and columns each label touches; the ids fall out of the same tables for free."""
     h, w = labels.shape
-    if ids.numel() == 0:
+    dev = labels.device
+    top = int(labels.max()) if labels.numel() else 0
+    if ids is not None and ids.numel():
+        top = max(top, int(ids.max()))
+    if (top + 1) * (h + w) > 64 * (h * w + 4096):
+        # Huge sparse ids: renumber first so the tables stay small.
+        dense, old = relabel_sequential(labels)
+        want = old if ids is None else ids.to(dev, torch.int64)
+        pos = torch.searchsorted(old, want).clamp_max(max(old.numel() - 1, 0))
+        found = (old[pos] == want) if old.numel() else torch.zeros_like(want, dtype=torch.bool)
+        _, boxes = _ids_and_boxes(dense, pos + 1)
+        return want, torch.where(found.view(-1, 1), boxes, torch.zeros_like(boxes))
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    rows = torch.bincount((labels * h + ar_h.view(-1, 1)).reshape(-1), minlength=(top + 1) * h).view(top + 1, h) > 0
+    cols = torch.bincount((labels * w + ar_w.view(1, -1)).reshape(-1), minlength=(top + 1) * w).view(top + 1, w) > 0
+    present = rows.any(1)
+    sel = torch.nonzero(present[1:]).flatten() + 1 if ids is None else ids.to(dev, torch.int64)
+    rows, cols, present = rows[sel], cols[sel], present[sel]
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], 1)
+    return sel, torch.where(present.view(-1, 1), boxes, torch.zeros_like(boxes))
+
+
+def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """XYXY boxes ``(N, 4)`` float32 of each instance of a label map, in ``ids`` order (ids absent
+    from the map get all-zero boxes, as :func:`masks_to_boxes` gives empty masks). Never
+    materialises N full masks."""
+    labels = _check_labels(labels)
+    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
         return torch.zeros((0, 4), dtype=torch.float32, device=labels.device)
-    size = int(max(int(labels.max()), int(ids.max()))) + 1
-    flat = labels.reshape(-1)
-    ys = torch.arange(h, device=labels.device).repeat_interleave(w)
-    xs = torch.arange(w, device=labels.device).repeat(h)
-    big = h + w + 1
-    mins = torch.full((2, size), big, dtype=torch.int64, device=labels.device)
-    maxs = torch.full((2, size), -1, dtype=torch.int64, device=labels.device)
-    coords = torch.stack([xs, ys])
-    idx = flat.unsqueeze(0).expand(2, -1)
-    mins.scatter_reduce_(1, idx, coords, reduce="amin")
-    maxs.scatter_reduce_(1, idx, coords, reduce="amax")
-    sel = ids.to(labels.device)
-    boxes = torch.stack([mins[0, sel], mins[1, sel], maxs[0, sel], maxs[1, sel]], 1)
-    present = maxs[0, sel] >= 0
-    return torch.where(present.unsqueeze(1), boxes, torch.zeros_like(boxes)).float()
+    return _ids_and_boxes(labels, ids)[1].float()
 
 
 def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -186,3 +186,28 @@ def test_huge_sparse_ids_take_the_fallback_path():
     assert instance_ids(labels).tolist() == [7, 10**12]
     new, old = relabel_sequential(labels)
     assert old.tolist() == [7, 10**12] and new[0, 0] == 2 and new[1, 1] == 1 and int(new.sum()) == 3
+
+
+def test_huge_sparse_ids_masks_and_boxes():
+    labels = torch.zeros(5, 6, dtype=torch.int64)
+    labels[0, 1:3] = 10**12
+    labels[2:4, 4] = 7
+    masks, ids = labels_to_masks(labels)
+    assert ids.tolist() == [7, 10**12]
+    assert torch.equal(masks_to_labels(masks, ids), labels)
+    assert labels_to_boxes(labels).tolist() == [[4, 2, 4, 3], [1, 0, 2, 0]]
+    # ids asked for but absent get empty masks and zero boxes, in the order asked
+    asked = torch.tensor([10**12, 5, 7])
+    m2, _ = labels_to_masks(labels, asked)
+    assert m2[1].sum() == 0 and torch.equal(m2[0], labels == 10**12)
+    assert labels_to_boxes(labels, asked).tolist() == [[1, 0, 2, 0], [0, 0, 0, 0], [4, 2, 4, 3]]
+    assert labels_to_boxes(labels, torch.tensor([3, 7])).tolist() == [[0, 0, 0, 0], [4, 2, 4, 3]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(label_maps())
+def test_uint8_masks_match_bool(labels):
+    m8, ids = labels_to_masks(labels, dtype=torch.uint8)
+    mb, _ = labels_to_masks(labels)
+    assert m8.dtype == torch.uint8 and torch.equal(m8.bool(), mb)
+    assert torch.equal(masks_to_boxes(m8), masks_to_boxes(mb))

@@ -42,11 +42,11 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     from torchvision import tv_tensors
 
     labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
-    all_ids = sample.ids
-    masks, ids = labels_to_masks(labels)
+    masks, ids = labels_to_masks(labels, dtype=torch.uint8)
     if label_map is None:
         class_ids = sample.class_ids
     else:
+        all_ids = sample.ids
         known = torch.isin(ids, all_ids)
         if not bool(known.all()):
             raise ValueError(f"{sample.name}: a transform invented label values {ids[~known].tolist()}")
@@ -56,7 +56,7 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     target = {
         "boxes": tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(h, w)),
         "labels": class_ids.to(torch.int64),
-        "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+        "masks": tv_tensors.Mask(masks),
         "label_map": tv_tensors.Mask(labels),
     }
     return tv_tensors.Image(to_float(image) if not image.dtype.is_floating_point else image.float()), target
