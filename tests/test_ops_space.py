@@ -88,24 +88,6 @@ def test_apply_op_errors_name_the_field():
         apply_op("Rotate", img, None, 0.5, antialias=False)
 
 
-@pytest.mark.parametrize("name", list(SPACE))
-def test_large_batches_run_in_chunks_with_the_same_result(name, monkeypatch):
-    import iaaa.ops.space as space
-
-    g = torch.Generator().manual_seed(0)
-    img = (torch.rand(5, 2, 16, 12, generator=g) * 255).round().to(torch.uint8)
-    lab = (torch.rand(5, 16, 12, generator=g) * 4).long()
-    mags = torch.rand(5, generator=g, dtype=torch.float64)
-    whole = apply_op(name, img, lab, mags, torch.Generator().manual_seed(1))
-    monkeypatch.setattr(space, "CHUNK_ELEMENTS", 2 * 16 * 12 * 2)  # two samples per chunk
-    chunked = apply_op(name, img, lab, mags, torch.Generator().manual_seed(1))
-    assert torch.equal(chunked[1], whole[1])
-    tol = 1 if name in ("Smooth", "Resize") else 0  # grouped convolutions: float rounding
-    assert int((chunked[0].int() - whole[0].int()).abs().max()) <= tol
-    if not SPACE[name].geometric and name != "Cutout":
-        assert chunked[1] is lab  # labels untouched, not copied
-
-
 def test_without_generator_uses_global_rng_reproducibly():
     img = torch.rand(1, 9, 9)
     torch.manual_seed(5)

@@ -148,11 +148,7 @@ def apply_op(
             raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls._options) or 'none'}")
     opts = {**cls._options, **options} if options else cls._options
     param, rand = cls.draw(m, generator, sg)
-    step = _chunk(img, spec.geometric and bool(expand))
-    if step >= b:
-        out, lab = _run(cls, img, lab, param, rand, bool(expand), opts)
-    else:
-        out, lab = _run_chunked(cls, img, lab, param, rand, bool(expand), opts, step)
+    out, lab = _run(cls, img, lab, param, rand, bool(expand), opts)
     if not batched:
         return out[0], None if lab is None else lab[0]
     return out, lab
@@ -162,44 +158,3 @@ def _run(cls: type, img: torch.Tensor, lab: torch.Tensor | None, param: np.ndarr
     params = cls._prepare(param, tuple(img.shape[-2:]), rand, expand, opts)
     out = cls._image(img, params, opts)
     return out, None if lab is None else cls._labels(lab, params, opts)
-
-
-CHUNK_ELEMENTS = 1 << 20
-"""CPU batches above this many image elements run a few whole samples at a time."""
-
-
-def _chunk(img: torch.Tensor, expanding: bool) -> int:
-    """Samples per chunk: the whole batch on GPUs, for small batches, and when samples share an
-    expanded canvas (its size depends on every sample)."""
-    b, per = img.shape[0], img[0].numel()
-    if expanding or img.device.type != "cpu" or b * per <= CHUNK_ELEMENTS:
-        return b
-    return max(1, CHUNK_ELEMENTS // max(per, 1))
-
-
-def _run_chunked(cls: type, img: torch.Tensor, lab: torch.Tensor | None, param: np.ndarray, rand: np.ndarray, expand: bool, opts: dict[str, Any], step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """:func:`_run` a few samples at a time into preallocated outputs.
-
-    An op is a chain of passes, each with a fresh temporary; over a whole large batch every
-    temporary is tens of MB, which the allocator hands back to the OS and page-faults in again
-    on every call. Chunk-sized temporaries are reused, and each chunk stays in cache."""
-    b = img.shape[0]
-    out = new_lab = None
-    for i in range(0, b, step):
-        j = min(b, i + step)
-        o, lj = _run(cls, img[i:j], None if lab is None else lab[i:j], param[i:j] if param.size > 1 else param, rand[i:j], expand, opts)
-        if out is None:
-            out = o.new_empty((b, *o.shape[1:]))
-            if lab is not None and lj.data_ptr() != lab[i:j].data_ptr():  # the op made new labels
-                new_lab = lj.new_empty((b, *lj.shape[1:]))
-        _copy(out[i:j], o)
-        if new_lab is not None:
-            new_lab[i:j] = lj
-    return out, (new_lab if new_lab is not None else lab)
-
-
-def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
-    if dst.dtype == torch.uint16:  # no uint16 copy kernels everywhere; int16 has the same bits
-        dst.view(torch.int16).copy_(src.view(torch.int16))
-    else:
-        dst.copy_(src)
