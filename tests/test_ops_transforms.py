@@ -188,6 +188,16 @@ def test_constructor_errors_name_the_argument():
         ops.Equalize()(torch.zeros(1, 4, 4, dtype=torch.int32))
 
 
+def test_instance_options_feed_apply_op():
+    """``apply_op(type(op).__name__, ..., expand=..., **op.opts)`` reproduces the transform."""
+    img, lab = _sample()
+    op = ops.Rotate(magnitude=0.4, expand=True, fill=0.5, generator=torch.Generator().manual_seed(2))
+    assert "expand" not in op.opts and op.expand
+    a, la = op(tv_tensors.Image(img), tv_tensors.Mask(lab))
+    b, lb = apply_op("Rotate", img, lab, op.magnitude, torch.Generator().manual_seed(2), expand=op.expand, **op.opts)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+
+
 def test_repr_shows_the_settings():
     r = repr(ops.Rotate(p=0.3, magnitude=0.2, expand=True))
     assert "p=0.3" in r and "magnitude=0.2" in r and "expand=True" in r

@@ -62,6 +62,9 @@ class Op(Transform):
                 allowed = sorted([*self._options, *([self.param_name] if self.param_name else [])])
                 raise TypeError(f"{name}: unexpected keyword {k!r}; accepts p, magnitude, generator, {', '.join(allowed) or 'nothing else'}")
             opts[k] = v
+        # expand is a call-level choice (apply_op takes it as an argument), so it is kept apart
+        # from the kernel options: ``apply_op(type(op).__name__, ..., **op.opts)`` works.
+        self.expand = bool(opts.pop("expand", False))
         self.opts = opts
         for k, v in opts.items():
             setattr(self, k, v)  # shown by repr
@@ -107,7 +110,7 @@ class Op(Transform):
         else:
             param, rand = self.draw(np.array([self.magnitude]), g)
         size = query_size(flat_inputs) if (self.geometric or self._needs_size) else (0, 0)
-        return self._prepare(param, size, rand, bool(self.opts.get("expand", False)), self.opts)
+        return self._prepare(param, size, rand, self.expand, self.opts)
 
     @classmethod
     def draw(cls, magnitude: np.ndarray, generator: torch.Generator | None, sign: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -144,7 +144,7 @@ def apply_op(
         if not (np.abs(sg) == 1).all():
             raise ValueError(f"sign: must be +1 or -1, got {sg.tolist()}")
     for k in options:
-        if k not in cls._options:
+        if k not in cls._options or k == "expand":
             raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls._options) or 'none'}")
     opts = {**cls._options, **options} if options else cls._options
     param, rand = cls.draw(m, generator, sg)
