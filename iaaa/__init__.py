@@ -39,6 +39,12 @@ _LAZY: dict[str, str] = {
     "write_coco": "iaaa.data",
     # built-in sample data
     "simulate_cells": "iaaa.datasets",
+    # mask-aware ops (Table S1 + Figure S11); classes as iaaa.ops.Rotate etc.
+    "apply_op": "iaaa.ops",
+    "SPACE": "iaaa.ops",
+    "OpSpec": "iaaa.ops",
+    "TABLE_S1": "iaaa.ops",
+    "EXTENDED": "iaaa.ops",
     # synthesis (paper sections 2.2-2.4)
     "CellCompositor": "iaaa.compositor",
     "PooledObject": "iaaa.compositor",
