@@ -49,6 +49,14 @@ def _write_sample(out: Path, index: int, sample: Any) -> None:
     atomic_write_text(out / _PARTS / f"{index:08d}.json", json.dumps(part))
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete temporary files a killed run left (a rename never happened, so they are partial)."""
+    for folder in (out, out / "images", out / "masks", out / _PARTS):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
+
+
 def _jsonable(v: Any) -> bool:
     try:
         json.dumps(v)
@@ -115,6 +123,7 @@ def export_synthetic(
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(man_path, json.dumps(record, indent=1, sort_keys=True))
 
+    _remove_stale_temporaries(out)
     done = {int(p.stem) for p in (out / _PARTS).glob("*.json")} if (out / _PARTS).is_dir() else set()
     todo = [i for i in range(n) if i not in done]
     ds = SynthesisDataset(compositor, n, seed=seed, target_format="sample")

@@ -99,6 +99,9 @@ def test_interrupted_export_resumes_identically(real16, tmp_path):
     done = len(list(parts.glob("*.json"))) if parts.is_dir() else 0
     assert done < 10, "the export finished before it could be interrupted"
     assert not (cut / "annotations.json").exists()
+    # A kill can land between writing a temporary file and renaming it; make sure one is there.
+    (cut / "masks").mkdir(exist_ok=True)
+    (cut / "masks" / ".synth_000009.x1y2z3.tmp.png").write_bytes(b"half a png")
     assert _synth(real16, cut, 10) == 0
     cut_tree, full_tree = _tree(cut), _tree(full)
     assert cut_tree.keys() == full_tree.keys()
