@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset
 
 from iaaa import __version__
 from iaaa.data.dataset import SynthesisDataset
@@ -32,6 +32,22 @@ _PARTS = ".parts"
 
 def _identity(x: Any) -> Any:
     return x
+
+
+class _WriteSamples(Dataset):
+    """Synthesises *and writes* sample ``todo[k]`` inside the loader's worker, so PNG and RLE
+    encoding run in parallel too instead of queueing in the main process."""
+
+    def __init__(self, dataset: SynthesisDataset, out: Path, todo: list[int]) -> None:
+        self.dataset, self.out, self.todo = dataset, out, todo
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, k: int) -> int:
+        index = self.todo[k]
+        _write_sample(self.out, index, self.dataset[index])
+        return index
 
 
 def _write_sample(out: Path, index: int, sample: Any) -> None:
@@ -127,14 +143,13 @@ def export_synthetic(
     done = {int(p.stem) for p in (out / _PARTS).glob("*.json")} if (out / _PARTS).is_dir() else set()
     todo = [i for i in range(n) if i not in done]
     ds = SynthesisDataset(compositor, n, seed=seed, target_format="sample")
-    loader = DataLoader(Subset(ds, todo), batch_size=None, num_workers=workers, collate_fn=_identity)
+    loader = DataLoader(_WriteSamples(ds, out, todo), batch_size=None, num_workers=workers, collate_fn=_identity)
     bar = None
     if progress is True:
         from tqdm import tqdm
 
         bar = tqdm(total=n, initial=n - len(todo), desc="synthesising", unit="img")
-    for k, sample in enumerate(loader):
-        _write_sample(out, todo[k], sample)
+    for k, _ in enumerate(loader):
         if bar is not None:
             bar.update(1)
         elif callable(progress):

@@ -284,10 +284,12 @@ def labels_to_rle(labels: torch.Tensor, ids: torch.Tensor | None = None) -> list
     from pycocotools import mask as mask_utils
 
     labels = _check_labels(labels)
-    masks, ids = labels_to_masks(labels, ids)
+    # pycocotools wants (H, W, N) in Fortran order, which is (N, W, H) in C order: the masks of
+    # the transposed label map, so only the small label map is transposed, never N masks.
+    masks, ids = labels_to_masks(labels.T.contiguous(), ids, dtype=torch.uint8)
     if masks.shape[0] == 0:
         return []
-    arr = np.asfortranarray(masks.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+    arr = masks.cpu().numpy().transpose(2, 1, 0)
     rles = mask_utils.encode(arr)
     for r in rles:
         r["counts"] = r["counts"].decode("ascii")

@@ -162,10 +162,11 @@ def write_image(path: str | os.PathLike, image: torch.Tensor) -> Path:
         elif suffix == ".png":
             from PIL import Image
 
+            # zlib level 1: ~25% faster than the default 6 for ~10% larger files of noisy images.
             if arr.dtype == np.uint8 and c in (1, 3, 4):
-                Image.fromarray(arr[0] if c == 1 else np.moveaxis(arr, 0, -1)).save(tmp, format="PNG")
+                Image.fromarray(arr[0] if c == 1 else np.moveaxis(arr, 0, -1)).save(tmp, format="PNG", compress_level=1)
             elif arr.dtype == np.uint16 and c == 1:
-                Image.fromarray(arr[0]).save(tmp, format="PNG")
+                Image.fromarray(arr[0]).save(tmp, format="PNG", compress_level=1)
             else:
                 raise ValueError(f"{path}: PNG cannot hold a {c}-channel {arr.dtype} image without loss; use .tif")
         else:
@@ -195,7 +196,7 @@ def write_label_map(path: str | os.PathLike, labels: torch.Tensor) -> Path:
                 raise ValueError(f"{path}: {top} labels do not fit a 16-bit PNG; use .tif")
             from PIL import Image
 
-            Image.fromarray(arr.astype(np.uint16)).save(tmp, format="PNG")
+            Image.fromarray(arr.astype(np.uint16)).save(tmp, format="PNG", compress_level=1)
         elif path.suffix.lower() in _TIFF:
             import tifffile
 
