@@ -60,15 +60,20 @@ def load_objects(args: argparse.Namespace) -> list:
     return objs
 
 
-def run(args: argparse.Namespace) -> int:
+def run_with_threads(args: argparse.Namespace, body) -> int:
+    """Run ``body(args)`` under ``--threads`` torch threads (shared with ``iaaa search``): it
+    covers reading and object extraction too, which suffer from oversubscription as well."""
     from iaaa.errors import IaaaError
     from iaaa.policy.search import torch_threads
 
     if args.threads < 0:
         raise IaaaError(f"--threads must be >= 0, got {args.threads}")
-    # --threads covers reading and object extraction too (oversubscription hurts them as well).
     with torch_threads(args.threads or None):
-        return _run(args)
+        return body(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

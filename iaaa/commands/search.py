@@ -6,7 +6,7 @@ import argparse
 import warnings
 
 from iaaa.commands._inputs import add_input_args
-from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size
+from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size, run_with_threads
 
 OP_SETS = ("table-s1", "extended", "all")
 
@@ -65,15 +65,7 @@ def resolve_ops(spec: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iaaa.errors import IaaaError
-    from iaaa.policy.search import torch_threads
-
-    if args.threads < 0:
-        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
-    # --threads covers reading and object extraction too: on a busy machine they suffer from
-    # thread oversubscription just like the scoring does.
-    with torch_threads(args.threads or None):
-        return _run(args)
+    return run_with_threads(args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:
