@@ -140,17 +140,18 @@ def iaaa_synthetic(samples: list[AnnotatedImage], seed: int, factor: int, **kwar
     return [comp.sample(g) for _ in range(factor * len(samples))]
 
 
-def build_case(case: str, a: list[AnnotatedImage], seed: int, factor: int = 1) -> tuple[list[AnnotatedImage], list[CellObject] | None]:
+def build_case(case: str, a: list[AnnotatedImage], seed: int, factor: int = 1, **compositor: Any) -> tuple[list[AnnotatedImage], list[CellObject] | None]:
     """The candidate images of ``case`` and, where only part of them is new, the objects to judge
-    at the SCO/MCO levels (``None``: every object extracted from the images)."""
+    at the SCO/MCO levels (``None``: every object extracted from the images). ``compositor``:
+    extra ``CellCompositor`` options for the IAAA cases (e.g. ``background_patch=1``)."""
     if case == "a":
         return a, None
     if case == "b":
-        return iaaa_synthetic(a, seed, factor, group_by="size"), None
+        return iaaa_synthetic(a, seed, factor, group_by="size", **compositor), None
     if case == "b1":
-        return iaaa_synthetic(a, seed, factor, group_by="size", policy="identity"), None
+        return iaaa_synthetic(a, seed, factor, group_by="size", policy="identity", **compositor), None
     if case == "b0":
-        return iaaa_synthetic(a, seed, factor), None
+        return iaaa_synthetic(a, seed, factor, **compositor), None
     if case == "c":
         from iaaa.objects import extract_objects
 
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES))
     p.add_argument("--subsets", type=int, default=100, help="KID subsets per level")
     p.add_argument("--factor", type=int, default=3, help="IAAA images per source image (see iaaa_synthetic)")
+    p.add_argument("--background-patch", type=int, help="CellCompositor background_patch for the IAAA cases (default: the compositor's; 1 = per-pixel fill)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--json", help="write every number (per split) here")
     args = p.parse_args(argv)
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             t0 = time.perf_counter()
             try:
-                cand, cand_objects = build_case(case, a, split, args.factor)
+                extra = {} if args.background_patch is None else {"background_patch": args.background_patch}
+                cand, cand_objects = build_case(case, a, split, args.factor, **extra)
             except ImportError as exc:
                 skipped[case] = f"not run: {exc}"
                 continue

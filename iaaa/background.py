@@ -14,7 +14,10 @@ shows. Two ways to choose the fill pixels:
     background level at the four corners of the box, so illumination gradients continue through
     the box. Candidates are compared by their *local background level* (a Gaussian mean over
     outside pixels only) and the winner's *raw* value is copied, so the fill keeps the image's
-    noise and texture instead of averaging it away.
+    noise and texture instead of averaging it away. With ``patch > 1`` (default 8) the fill is
+    copied in ``patch x patch`` blocks: each block takes a whole all-outside window chosen by the
+    same criterion (block-mean target vs window-mean level), so the background's spatially
+    correlated noise stays correlated instead of becoming white noise (``patch=1``: per pixel).
 
 In both methods every filled value is a real outside pixel value, and pixels farther than the
 feather from every box are left bit-identical. The Gaussian helpers here (:func:`gaussian_blur`,
@@ -227,6 +230,56 @@ def _local_level(x: torch.Tensor, weight: torch.Tensor, sigma: float, factor: in
     return num / den.clamp_min(1e-12), den[0]
 
 
+def _patch_units(
+    outside: torch.Tensor,
+    level: torch.Tensor,
+    target: torch.Tensor,
+    fy: torch.Tensor,
+    fx: torch.Tensor,
+    patch: int,
+    min_windows: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, ...] | None:
+    """Group the fill pixels into ``k x k`` blocks and list the all-outside ``k x k`` windows.
+
+    Per-pixel draws replace a background whose noise is spatially correlated (neighbour
+    correlation up to ~0.6 on DSB 2018 fluorescence images, from optics and camera binning) by
+    white noise, which image-level metrics see as excess fine-scale energy. Copying whole windows
+    keeps that correlation inside every block. ``k`` starts at ``patch`` and is halved while fewer
+    than ``min_windows`` windows lie entirely in ``outside``; ``None`` when even ``k = 2`` has too
+    few (the caller then fills pixel by pixel).
+
+    Returns ``(block_target (U, C), window_key (S, C), unit (P,), dy (P,), dx (P,), ay (S,),
+    ax (S,))``: the mean bilinear target of each block, the mean local level of each window, the
+    block of each fill pixel, the pixel's offset inside its block, and each window's top-left
+    corner. The block grid's phase is drawn from ``generator`` so block edges do not sit at the
+    same positions in every background."""
+    h, w = outside.shape
+    k = patch
+    ok = None
+    while k > 1:
+        if k <= min(h, w):
+            # A window is usable when all k*k of its pixels are outside (mean of the mask == 1).
+            ok = F.avg_pool2d(outside.to(torch.float32)[None, None], k, 1)[0, 0] > 1 - 1e-4
+            if int(ok.sum()) >= min_windows:
+                break
+        k //= 2
+    if k < 2:
+        return None
+    phase = torch.randint(k, (2,), generator=generator, device=generator.device).to(fy.device)
+    gy, gx = fy + phase[0], fx + phase[1]
+    by, bx = gy.div(k, rounding_mode="floor"), gx.div(k, rounding_mode="floor")
+    ubid, unit = torch.unique(by * (w // k + 2) + bx, return_inverse=True)
+    # Block means in float64: index_add_ accumulates in an arbitrary order on CUDA, and float64
+    # keeps that order's rounding far below float32 resolution, so the result is reproducible.
+    acc = torch.zeros(ubid.numel(), target.shape[1] + 1, device=fy.device, dtype=torch.float64)
+    acc.index_add_(0, unit, torch.cat([target.to(torch.float64), torch.ones_like(target[:, :1], dtype=torch.float64)], 1))
+    block_target = (acc[:, :-1] / acc[:, -1:]).to(target.dtype)
+    ay, ax = torch.nonzero(ok, as_tuple=True)
+    window_key = F.avg_pool2d(level[None], k, 1)[0][:, ay, ax].T.contiguous()
+    return block_target, window_key, unit, gy - by * k, gx - bx * k, ay, ax
+
+
 def fill_background(
     image: torch.Tensor,
     labels: torch.Tensor,
@@ -237,6 +290,7 @@ def fill_background(
     truncate: float = 3.0,
     margin: int = 1,
     level_sigma: float = 4.0,
+    patch: int = 8,
     generator: torch.Generator | None = None,
 ) -> BackgroundFill:
     """Remove every instance of ``labels`` from ``image`` and return the details.
@@ -251,6 +305,13 @@ def fill_background(
             radius, so every pixel of the box itself is fully replaced.
         margin: boxes closer than this many pixels are merged (see :func:`iaaa.objects.merge_boxes`).
         level_sigma: scale of the local background level (``method="bilinear"`` only).
+        patch: side of the square blocks the fill is copied in (``method="bilinear"`` only).
+            ``1`` draws every inside pixel on its own, which turns a real background's spatially
+            correlated noise into white noise; ``patch > 1`` tiles the fill region with
+            ``patch x patch`` blocks (grid at a random phase) and copies, for each block, a whole
+            outside ``patch x patch`` window chosen the same way, so the fill keeps the
+            background's noise correlation within each block. Falls back to smaller blocks
+            where too few all-outside windows exist.
         generator: the only source of randomness (``None`` means a fresh generator seeded 0,
             so the result is still reproducible; the global RNG is never read).
     """
@@ -258,6 +319,9 @@ def fill_background(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if n_candidates < 1:
         raise ValueError(f"n_candidates must be >= 1, got {n_candidates}")
+    if int(patch) != patch or patch < 1:
+        raise ValueError(f"patch must be a positive integer, got {patch}")
+    patch = int(patch) if method == "bilinear" else 1
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise ValueError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
@@ -322,12 +386,20 @@ def fill_background(
         cj = corners[fj]  # (P, 4, C)
         target = (1 - u) * (1 - v) * cj[:, 0] + u * (1 - v) * cj[:, 1] + (1 - u) * v * cj[:, 2] + u * v * cj[:, 3]
 
-    p = fy.numel()
-    n_out = raw_out.shape[0]
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    # Each inside pixel reads n consecutive entries, from a random offset, of a pool of random
-    # outside pixels: every pixel's candidates are still independent uniform draws, at a cost
+    blocks = None
+    if patch > 1:
+        blocks = _patch_units(outside, level, target, fy, fx, patch, max(16, n_candidates), generator)
+    if blocks is not None:
+        # Units are blocks and sources are the anchors of all-outside windows (see _patch_units).
+        target, key_out, unit, dy, dx, ay, ax = blocks
+        p = target.shape[0]
+    else:
+        p = fy.numel()
+    n_out = key_out.shape[0]
+    # Each inside pixel (or block) reads n consecutive entries, from a random offset, of a pool of
+    # random outside pixels (or windows): every pixel's candidates are still independent uniform draws, at a cost
     # of one random number per pixel instead of n (the RNG dominated large images), and the
     # candidate windows are strided views of the pool, so no (pixels x n) index array is built.
     n = n_candidates
@@ -351,7 +423,12 @@ def fill_background(
     chosen = pool[(offset + best).remainder_(n_pool)]
 
     filled = x.clone()
-    filled[:, fy, fx] = raw_out[chosen].T
+    if blocks is not None:
+        # Every pixel of a block copies the pixel at the same offset in its block's window.
+        src = chosen[unit]
+        filled[:, fy, fx] = x[:, ay[src] + dy, ax[src] + dx]
+    else:
+        filled[:, fy, fx] = raw_out[chosen].T
     out = torch.where(fill, torch.lerp(x, filled, alpha), x)
     return BackgroundFill(from_float(out, img.dtype), filled, alpha, fill, outside, boxes)
 
@@ -366,11 +443,12 @@ def remove_cells(
     truncate: float = 3.0,
     margin: int = 1,
     level_sigma: float = 4.0,
+    patch: int = 8,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Return ``image`` with every annotated cell removed and the holes filled with background
     texture (same dtype and shape as ``image``). See :func:`fill_background` for the arguments."""
     return fill_background(
         image, labels, method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate,
-        margin=margin, level_sigma=level_sigma, generator=generator,
+        margin=margin, level_sigma=level_sigma, patch=patch, generator=generator,
     ).image

@@ -109,8 +109,10 @@ class CellCompositor:
         feather: ``"mask"`` (paper) or ``"outside"`` (see :mod:`iaaa.placement`).
         match_sigma: smoothing of the background for corner scores (0: raw pixels, the paper).
         margin, min_area, keep_border: object extraction (see :mod:`iaaa.objects`).
-        background_method, background_candidates, background_sigma: cell removal
-            (see :mod:`iaaa.background`).
+        background_method, background_candidates, background_sigma, background_patch: cell
+            removal (see :mod:`iaaa.background`; ``background_patch`` is its ``patch``: the fill
+            is copied in 8x8 blocks by default, which keeps the background's noise correlation
+            and brings whole-image tiles closer to real, benchmarks/fidelity.md).
         group_by: ``None`` (one pool), ``"size"`` (group images by their size) or a callable
             ``sample -> key``. With groups, a synthetic image takes its cell count, MCO share and
             objects from the group of its background, so data pooled from several instruments or
@@ -152,6 +154,7 @@ class CellCompositor:
         background_method: str = "bilinear",
         background_candidates: int = 32,
         background_sigma: float = 2.0,
+        background_patch: int = 8,
         group_by: str | Callable[[AnnotatedImage], Any] | None = None,
         dtype: torch.dtype | None = None,
         seed: int = 0,
@@ -192,6 +195,9 @@ class CellCompositor:
         self.background_method = background_method
         self.background_candidates = int(background_candidates)
         self.background_sigma = float(background_sigma)
+        if int(background_patch) != background_patch or background_patch < 1:
+            raise ValueError(f"background_patch: must be a positive integer, got {background_patch!r}")
+        self.background_patch = int(background_patch)
         if not (group_by is None or group_by == "size" or callable(group_by)):
             raise ValueError(f"group_by: expected None, 'size' or a callable sample -> key, got {group_by!r}")
         self.group_by = group_by
@@ -240,7 +246,7 @@ class CellCompositor:
             try:
                 bg = fill_background(
                     s.image, s.labels, method=self.background_method, n_candidates=self.background_candidates,
-                    sigma=self.background_sigma, margin=self.margin, generator=g,
+                    sigma=self.background_sigma, margin=self.margin, patch=self.background_patch, generator=g,
                 ).image
             except ValueError:
                 bg = None

@@ -42,14 +42,14 @@ def scenes(draw):
         y, x = int(torch.randint(0, h - rh, (1,), generator=g)), int(torch.randint(0, w - rw, (1,), generator=g))
         lab[y : y + rh, x : x + rw] = k  # later cells may cover earlier ones: ids with holes are fine
     img = from_float(torch.rand(c, h, w, generator=g) * 0.3 + 0.6 * (lab > 0), dtype)
-    return img, lab, draw(st.sampled_from(["paper", "bilinear"])), draw(st.sampled_from([0.0, 1.0, 2.0])), seed
+    return img, lab, draw(st.sampled_from(["paper", "bilinear"])), draw(st.sampled_from([0.0, 1.0, 2.0])), seed, draw(st.sampled_from([1, 4]))
 
 
 @settings(max_examples=25, deadline=None)
 @given(scenes())
 def test_removal_properties(scene):
-    img, lab, method, sigma, seed = scene
-    r = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, generator=torch.Generator().manual_seed(seed))
+    img, lab, method, sigma, seed, patch = scene
+    r = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, patch=patch, generator=torch.Generator().manual_seed(seed))
     assert r.image.dtype == img.dtype and r.image.shape == img.shape
     # Outside the feathered boxes nothing changes, bit for bit.
     assert torch.equal(r.image[:, ~r.fill_mask], img[:, ~r.fill_mask])
@@ -66,7 +66,7 @@ def test_removal_properties(scene):
     assert bool((r.alpha[cells] == 1).all())
     assert torch.equal(r.image[:, cells], from_float(r.filled[:, cells], img.dtype))
     # Same generator seed, same result.
-    r2 = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, generator=torch.Generator().manual_seed(seed))
+    r2 = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, patch=patch, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(r.image, r2.image)
 
 
@@ -106,6 +106,53 @@ def test_bilinear_continues_gradient_and_keeps_noise():
     assert res["paper"][0] > 10 * res["bilinear"][0]  # one corner-average level for the whole box
     assert 0.8 < res["bilinear"][1] < 1.25  # noise level kept
     assert res["paper"][1] < 0.8  # the paper's min-of-n flattens texture
+
+
+def _neighbour_corr(x: torch.Tensor, m: torch.Tensor) -> float:
+    """Correlation of horizontally adjacent pixels of ``x`` (H, W) where both lie in ``m``."""
+    both = m[:, 1:] & m[:, :-1]
+    a, b = x[:, :-1][both], x[:, 1:][both]
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).mean() / (a.std() * b.std()))
+
+
+def test_patch_fill_keeps_the_noise_correlation():
+    # Flat background with spatially correlated noise (white noise blurred at sigma 1.5: the
+    # neighbour correlation is ~0.9, like camera/optics-smoothed noise) and two large cells.
+    g = torch.Generator().manual_seed(3)
+    h, w = 128, 160
+    noise = gaussian_blur(torch.randn(1, h, w, generator=g), 1.5, 3.0, "reflect")
+    noise = noise / noise.std() * 0.03
+    lab = torch.zeros(h, w, dtype=torch.int64)
+    lab[20:60, 30:80] = 1
+    lab[70:110, 90:140] = 2
+    img = (0.3 + noise).clamp(0, 1)
+    img = torch.where(lab > 0, torch.full_like(img, 0.9), img)
+    corr, sd = {}, {}
+    for k in (1, 8):
+        r = fill_background(img, lab, patch=k, generator=torch.Generator().manual_seed(0))
+        inner = r.alpha >= 1
+        corr[k], sd[k] = _neighbour_corr(r.filled[0], inner), float(r.filled[0][inner].std())
+        ref = r.outside_mask
+    corr_out = _neighbour_corr(img[0], ref)
+    assert corr_out > 0.8
+    assert abs(corr[1]) < 0.2  # per-pixel draws: white noise
+    assert abs(corr[8] - corr_out) < 0.15  # 8x8 windows: the background's correlation is kept
+    assert abs(corr[8] - corr_out) < 0.25 * abs(corr[1] - corr_out)
+    assert 0.8 < sd[8] / float(img[0][ref].std()) < 1.25  # and its noise level
+    # The default (patch=8) still removes every cell and samples only outside pixels.
+    r = fill_background(img, lab, generator=torch.Generator().manual_seed(0))
+    assert not (r.outside_mask & (lab > 0)).any()
+    assert int((r.image[0][lab > 0] > 0.6).sum()) == 0  # the cells are gone
+
+
+def test_patch_is_ignored_by_the_paper_method_and_validated():
+    img, lab, _, _ = _ramp_scene()
+    a = fill_background(img, lab, method="paper", patch=8, generator=torch.Generator().manual_seed(1))
+    b = fill_background(img, lab, method="paper", generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.image, b.image)
+    with pytest.raises(ValueError, match="patch"):
+        fill_background(img, lab, patch=0)
 
 
 def test_dense_image_falls_back_to_gaps_between_cells():

@@ -267,6 +267,8 @@ def test_fit_and_sampling_errors(sim):
         CellCompositor(mco_fraction=1.5)
     with pytest.raises(ValueError, match="size"):
         CellCompositor(size=(0, 5))
+    with pytest.raises(ValueError, match="background_patch"):
+        CellCompositor(background_patch=0)
     with pytest.raises(ValueError, match="sample1: 3 channels"):
         CellCompositor().fit([sim[0], AnnotatedImage(torch.zeros(3, 128, 128, dtype=torch.uint8), sim[1].labels)])
     with pytest.raises(ValueError, match="dtype"):
