@@ -142,20 +142,27 @@ def instance_ids(labels: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- label map <-> masks / boxes
 
 
-def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool) -> tuple[torch.Tensor, torch.Tensor]:
+def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, windows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a label map ``(H, W)`` into stacked masks ``(N, H, W)`` of ``dtype`` (bool, or
     uint8 as torchvision's ``Mask`` targets use).
 
     Returns ``(masks, ids)`` with ``masks[i] = labels == ids[i]``; ``ids`` defaults to
     :func:`instance_ids`. Each mask is compared only inside its instance's box: comparing every
-    pixel against every id costs N full passes, which dominated building detection targets."""
+    pixel against every id costs N full passes, which dominated building detection targets.
+    ``windows`` (``(N, 4)`` inclusive XYXY, with ``ids``) are boxes already known to contain
+    each instance, e.g. where a compositor pasted it; they save computing the boxes."""
     if labels.ndim != 2:
         raise ValueError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
     labels = _check_labels(labels)
     if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
         ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
         return torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device), ids
-    ids, boxes = _ids_and_boxes(labels, ids)
+    if windows is not None:
+        if ids is None or len(windows) != ids.numel():
+            raise ValueError(f"windows: need one window per id, got {len(windows)} windows for {None if ids is None else ids.numel()} ids")
+        ids, boxes = ids.to(labels.device, torch.int64), torch.as_tensor(windows, dtype=torch.int64)
+    else:
+        ids, boxes = _ids_and_boxes(labels, ids)
     masks = torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device)
     for i, (value, (x0, y0, x1, y1)) in enumerate(zip(ids.tolist(), boxes.tolist())):
         if x1 >= x0:  # absent ids keep an all-zero mask (their box is all zeros, x1 == x0 == 0)

@@ -132,3 +132,19 @@ def test_maskrcnn_training_step_runs(compositor):
     loss = sum(losses.values())
     assert torch.isfinite(loss)
     loss.backward()
+
+
+def test_pasted_windows_give_the_same_targets(compositor):
+    """The fast path (masks searched inside the compositor's pasted boxes) equals the general one."""
+    from iaaa.data.dataset import _pasted_windows, make_target
+    from iaaa.structures import AnnotatedImage
+
+    raw = SynthesisDataset(compositor, 12, seed=5, target_format="sample")
+    for i in range(12):
+        s = raw[i]
+        assert _pasted_windows(s) is not None
+        fast = make_target(s)[1]
+        plain = AnnotatedImage(s.image, s.labels, s.class_ids)  # no meta: general path
+        slow = make_target(plain)[1]
+        for k in ("boxes", "labels", "masks", "label_map"):
+            assert torch.equal(fast[k], slow[k]), k

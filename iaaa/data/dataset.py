@@ -42,7 +42,11 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     from torchvision import tv_tensors
 
     labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
-    masks, ids = labels_to_masks(labels, dtype=torch.uint8)
+    known = _pasted_windows(sample) if label_map is None else None
+    if known is not None:
+        masks, ids = labels_to_masks(labels, known[0], dtype=torch.uint8, windows=known[1])
+    else:
+        masks, ids = labels_to_masks(labels, dtype=torch.uint8)
     if label_map is None:
         class_ids = sample.class_ids
     else:
@@ -60,6 +64,20 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
         "label_map": tv_tensors.Mask(labels),
     }
     return tv_tensors.Image(to_float(image) if not image.dtype.is_floating_point else image.float()), target
+
+
+def _pasted_windows(sample: AnnotatedImage) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(ids, boxes)`` of every instance from a compositor's record of where it pasted each
+    object (``meta["objects"][k]["box"]`` holds the cells ``meta["objects"][k]["ids"]``), or
+    None when the sample has no such record. Saves two passes over the label map per sample."""
+    objects = sample.meta.get("objects")
+    if not objects or not all("ids" in o and "box" in o for o in objects):
+        return None
+    pairs = sorted((i, tuple(o["box"])) for o in objects for i in o["ids"])
+    if len(pairs) != sample.class_ids.numel():
+        return None
+    ids = torch.tensor([p[0] for p in pairs], dtype=torch.int64)
+    return ids, torch.tensor([p[1] for p in pairs], dtype=torch.int64).reshape(-1, 4)
 
 
 def _apply_transforms(sample: AnnotatedImage, transforms: Callable | None) -> tuple[Any, torch.Tensor | None]:
