@@ -28,9 +28,9 @@ _LAZY: dict[str, str] = {
     "rle_to_labels": "iaaa.structures",
     "to_tv_tensors": "iaaa.structures",
     "from_tv_tensors": "iaaa.structures",
-    "dtype_range": "iaaa.structures",
-    "to_float": "iaaa.structures",
-    "from_float": "iaaa.structures",
+    "dtype_range": "iaaa.dtypes",
+    "to_float": "iaaa.dtypes",
+    "from_float": "iaaa.dtypes",
     # readers / writers
     "read_label_folder": "iaaa.data",
     "read_coco": "iaaa.data",
@@ -47,7 +47,7 @@ _LAZY: dict[str, str] = {
     "EXTENDED": "iaaa.ops",
     # synthesis (paper sections 2.2-2.4)
     "CellCompositor": "iaaa.compositor",
-    "PooledObject": "iaaa.compositor",
+    "PooledObject": "iaaa.compositor_stats",
     "CompositorStats": "iaaa.compositor_stats",
     "extract_objects": "iaaa.objects",
     "merge_boxes": "iaaa.objects",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -27,30 +27,12 @@ from iaaa.background import METHODS, feather_radius, fill_background, gaussian_b
 from iaaa.object_policy import ObjectAugment, as_object_policy
 from iaaa.objects import _extract_one, _reflect_index
 from iaaa.placement import FEATHERS, _Canvas, _place
-from iaaa.compositor_stats import CompositorStats, _mode, _Pool
+from iaaa.compositor_stats import CompositorStats, PooledObject, _mode, _Pool
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 
 __all__ = ["CellCompositor", "CompositorStats", "PooledObject"]
 
 COUNTS = ("sample", "mode")
-
-
-class PooledObject(NamedTuple):
-    """A cell object in the compositor's pool, ready to paste."""
-
-    image: torch.Tensor
-    """float32 ``(C, h, w)`` in ``[0, 1]`` on the compositor's device, with its context ring."""
-    labels: torch.Tensor
-    """int64 ``(h, w)``, cells ``1..k``."""
-    class_ids: np.ndarray
-    """``(k,)`` class id of each cell."""
-    kind: str
-    """``"sco"`` or ``"mco"``."""
-    source: str
-    """name of the source image."""
-    box: tuple[int, int, int, int]
-    """XYXY of the crop in the source image."""
-    num_cells: int
 
 
 def _trusted_annotated(**values: Any) -> AnnotatedImage:

@@ -6,10 +6,30 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
+import torch
 
-__all__ = ["CompositorStats"]
+__all__ = ["CompositorStats", "PooledObject"]
+
+
+class PooledObject(NamedTuple):
+    """A cell object in the compositor's pool, ready to paste."""
+
+    image: torch.Tensor
+    """float32 ``(C, h, w)`` in ``[0, 1]`` on the compositor's device, with its context ring."""
+    labels: torch.Tensor
+    """int64 ``(h, w)``, cells ``1..k``."""
+    class_ids: np.ndarray
+    """``(k,)`` class id of each cell."""
+    kind: str
+    """``"sco"`` or ``"mco"``."""
+    source: str
+    """name of the source image."""
+    box: tuple[int, int, int, int]
+    """XYXY of the crop in the source image."""
+    num_cells: int
 
 
 @dataclass

@@ -24,6 +24,8 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from iaaa.dtypes import dtype_range, from_float, to_float
+
 __all__ = [
     "AnnotatedImage",
     "CellObject",
@@ -47,49 +49,6 @@ __all__ = [
 
 DEFAULT_CATEGORIES: dict[int, str] = {1: "cell"}
 
-_INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16)
-
-
-# ----------------------------------------------------------------------------- dtype helpers
-
-
-def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
-    """Value range ``(lo, hi)`` of image pixels of ``dtype``: ``(0, 255)`` for uint8,
-    ``(0, 65535)`` for uint16, ``(0, 1)`` for floating point."""
-    if dtype == torch.uint8:
-        return 0.0, 255.0
-    if dtype == torch.uint16:
-        return 0.0, 65535.0
-    if dtype == torch.int16:
-        return -32768.0, 32767.0
-    if dtype == torch.int32:
-        return float(-(2**31)), float(2**31 - 1)
-    if dtype.is_floating_point:
-        return 0.0, 1.0
-    raise TypeError(f"unsupported image dtype {dtype}; use uint8, uint16 or a float dtype")
-
-
-def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Scale an image to floating point in ``[0, 1]`` (float inputs are returned as ``dtype``).
-
-    uint8 and uint16 round-trip exactly through :func:`from_float`."""
-    if image.dtype.is_floating_point:
-        return image.to(dtype)
-    lo, hi = dtype_range(image.dtype)
-    # float32 holds every uint16 value exactly and x / 65535 * 65535 rounds back to x.
-    return (image.to(dtype) - lo) / (hi - lo)
-
-
-def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Inverse of :func:`to_float`: clamp to ``[0, 1]``, scale to ``dtype``'s range and round."""
-    if dtype.is_floating_point:
-        return image.to(dtype)
-    lo, hi = dtype_range(dtype)
-    out = (image.clamp(0.0, 1.0) * (hi - lo) + lo).round_()
-    if dtype == torch.uint16:
-        # Not every torch op supports uint16; int32 holds the range exactly.
-        return out.to(torch.int32).to(torch.uint16)
-    return out.to(dtype)
 
 
 # ----------------------------------------------------------------------------- validation
