@@ -11,9 +11,10 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DSB_FLUO = SHARED_DATA / "dsb2018_fluo"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """Run a test on one torch thread, restored afterwards. On a small shared machine two OpenMP
+    """Run a test module on one torch thread (module-scoped, so module fixtures such as a
+    fitted compositor run under it too), restored afterwards. On a small shared machine two OpenMP
     threads fighting other processes for the cores run several times slower than one."""
     import torch
 

@@ -3,9 +3,7 @@ gradients continued (bilinear), determinism, Gaussian helpers, real data."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,17 +13,9 @@ from hypothesis import strategies as st
 from iaaa.background import blur_small, feather_radius, fill_background, gaussian_blur, remove_cells
 from iaaa.structures import from_float, to_float
 
-DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
-    # slower here); the code under test is single-threaded by design anyway.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 DTYPES = [torch.uint8, torch.uint16, torch.float32]
 
 
@@ -201,17 +191,12 @@ def test_gaussian_support_and_band_blur(h, w, sigma, seed):
     assert bool((a[m > 0] > 0).all())
 
 
-def test_real_dsb_backgrounds():
-    from PIL import Image
-
-    if not (DSB / "images").is_dir():
-        pytest.skip(f"real data not found at {DSB} (../shared/data/dsb2018_fluo beside the checkout)")
-    for p in sorted((DSB / "images").glob("*.png"))[::3]:
-        img = torch.from_numpy(np.array(Image.open(p)))[None]
-        lab = torch.from_numpy(np.array(Image.open(DSB / "masks" / p.name)).astype(np.int64))
+def test_real_dsb_backgrounds(dsb_fluo):
+    for s in dsb_fluo[::3]:
+        img, lab = s.image, s.labels
         r = fill_background(img, lab, generator=torch.Generator().manual_seed(0))
         assert torch.equal(r.image[:, ~r.fill_mask], img[:, ~r.fill_mask])
         cells = lab > 0
         # Cells are gone: what replaced them looks like the image's own background.
         bg_hi = float(torch.quantile(img[0][~cells].float(), 0.99))
-        assert float(r.image[0][cells].float().mean()) <= bg_hi, p.name
+        assert float(r.image[0][cells].float().mean()) <= bg_hi, s.name

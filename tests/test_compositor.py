@@ -3,7 +3,6 @@ recorded statistics reproduced, dtypes/channels/class ids carried, options, real
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,17 +16,9 @@ from iaaa.datasets import simulate_cells
 from iaaa.object_policy import Identity, ObjectAugment
 from iaaa.structures import AnnotatedImage, from_float, to_float
 
-DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
-    # slower here); the code under test is single-threaded by design anyway.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -279,16 +270,8 @@ def test_fit_and_sampling_errors(sim):
         CellCompositor().fit(sim).sample(generator=3)
 
 
-def test_real_dsb_end_to_end():
-    from PIL import Image
-
-    if not (DSB / "images").is_dir():
-        pytest.skip(f"real data not found at {DSB} (../shared/data/dsb2018_fluo beside the checkout)")
-    samples = []
-    for p in sorted((DSB / "images").glob("*.png")):
-        img = torch.from_numpy(np.array(Image.open(p)))
-        lab = torch.from_numpy(np.array(Image.open(DSB / "masks" / p.name)).astype(np.int64))
-        samples.append(AnnotatedImage(img, lab, name=p.stem))
+def test_real_dsb_end_to_end(dsb_fluo):
+    samples = dsb_fluo
     comp = CellCompositor(group_by="size").fit(samples)
     assert comp.stats.n_images == 30 and comp.stats.n_backgrounds == 30
     assert comp.stats.n_sco > 200 and comp.stats.n_mco > 30

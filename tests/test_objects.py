@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -14,17 +12,9 @@ from iaaa.background import remove_cells
 from iaaa.objects import extract_objects, group_instances, merge_boxes
 from iaaa.structures import AnnotatedImage
 
-DSB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
-    # slower here); the code under test is single-threaded by design anyway.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _box(lab: torch.Tensor, k: int, x0: int, y0: int, x1: int, y1: int) -> None:
@@ -206,21 +196,8 @@ def test_empty_and_invalid_inputs():
 # ----------------------------------------------------------------------------- real data
 
 
-def _read_dsb():
-    from PIL import Image
-
-    if not (DSB / "images").is_dir():
-        pytest.skip(f"real data not found at {DSB} (../shared/data/dsb2018_fluo beside the checkout)")
-    out = []
-    for p in sorted((DSB / "images").glob("*.png")):
-        img = torch.from_numpy(np.array(Image.open(p)))
-        lab = torch.from_numpy(np.array(Image.open(DSB / "masks" / p.name)).astype(np.int64))
-        out.append(AnnotatedImage(img, lab, name=p.stem))
-    return out
-
-
-def test_real_dsb_objects_account_for_every_cell():
-    samples = _read_dsb()
+def test_real_dsb_objects_account_for_every_cell(dsb_fluo):
+    samples = dsb_fluo
     assert len(samples) == 30
     objs = extract_objects(samples, context=3)
     total_cells = 0

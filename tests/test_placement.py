@@ -12,18 +12,11 @@ from hypothesis import strategies as st
 
 from iaaa.background import feather_radius
 from iaaa.placement import _BAND, _Canvas, place_objects
-from iaaa.structures import CellObject, from_float, to_float
+from iaaa.structures import CellObject, from_float
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Two OpenMP threads on a 2-core machine shared with other jobs stall on every op (10x
-    # slower here); the code under test is single-threaded by design anyway.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _blob_object(g: torch.Generator, c: int, n_cells: int, ring: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """An object crop: ``n_cells`` touching elliptic cells, ``ring`` pixels of context."""
