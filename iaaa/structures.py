@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -459,3 +460,23 @@ class CellObject:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
+
+
+def _trusted_annotated(**values: Any) -> AnnotatedImage:
+    """An AnnotatedImage built without re-validating the label map.
+
+    The compositor's output is valid by construction (ids ``1..N`` in placement order, one class
+    id per id), and the constructor's check runs ``torch.unique`` over every pixel, which costs
+    more than synthesising a 512x512 image. Fields not given take their declared defaults."""
+    obj = AnnotatedImage.__new__(AnnotatedImage)
+    for f in dataclasses.fields(AnnotatedImage):
+        if f.name in values:
+            v = values[f.name]
+        elif f.default is not dataclasses.MISSING:
+            v = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            v = f.default_factory()
+        else:
+            raise TypeError(f"AnnotatedImage.{f.name} has no default")
+        object.__setattr__(obj, f.name, v)
+    return obj
