@@ -51,7 +51,15 @@ def placements(draw):
         n_candidates=draw(st.integers(1, 24)),
         rounds=draw(st.integers(1, 3)),
         match_sigma=draw(st.sampled_from([0.0, 2.0])),
+        collision=draw(st.sampled_from(["mask", "box"])),
     )
+    if draw(st.booleans()):
+        # Candidate centres drawn from a density: one random rectangle of weight, the rest 0.
+        h, w = bg.shape[-2:]
+        y0, x0 = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
+        dens = torch.zeros(h, w, dtype=torch.float64)
+        dens[y0 : y0 + draw(st.integers(1, h)), x0 : x0 + draw(st.integers(1, w))] = 1.0
+        kw["density"] = dens
     return bg, objs, kw, seed
 
 
@@ -86,10 +94,12 @@ def test_placement_properties(case):
         region = lab[y0 : y1 + 1, x0 : x1 + 1]
         assert torch.equal(torch.where(torch.isin(region, ids), region, 0), lut[t])
         assert r.class_ids[r.instance_object == p].tolist() == [int(cls_o[v - 1]) for v in present]
-        # No pixel of these ids outside the box; the box grown by gap holds no cell placed before.
+        # No pixel of these ids outside the box; with box collisions the box grown by gap holds
+        # no cell placed before (mask collisions only promise the distance checked below).
         assert int(torch.isin(lab, ids).sum()) == int((t > 0).sum())
-        grown = lab[max(0, y0 - gap) : y1 + gap + 1, max(0, x0 - gap) : x1 + gap + 1]
-        assert bool(((grown == 0) | (grown >= int(ids.min()))).all())
+        if kw["collision"] == "box":
+            grown = lab[max(0, y0 - gap) : y1 + gap + 1, max(0, x0 - gap) : x1 + gap + 1]
+            assert bool(((grown == 0) | (grown >= int(ids.min()))).all())
         # Hence cells of different objects are more than gap pixels apart (Chebyshev).
         mine = torch.isin(lab, ids).float()[None, None]
         reach = F.max_pool2d(mine, 2 * gap + 1, 1, gap)[0, 0] > 0 if gap else mine[0, 0] > 0
