@@ -14,7 +14,6 @@ changes), so ``sample(torch.Generator().manual_seed(s))`` is a pure function of 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any, Callable, Iterable
@@ -25,34 +24,15 @@ import torch.nn.functional as F
 
 from iaaa.background import METHODS, feather_radius, fill_background, gaussian_blur
 from iaaa.object_policy import ObjectAugment, as_object_policy
+from iaaa.layout import LAYOUTS, layout_density, layout_grid
 from iaaa.objects import _extract_one, _reflect_index
-from iaaa.placement import FEATHERS, _Canvas, _place
+from iaaa.placement import COLLISIONS, FEATHERS, _Canvas, _place
 from iaaa.compositor_stats import CompositorStats, PooledObject, _mode, _Pool
-from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
+from iaaa.structures import AnnotatedImage, _trusted_annotated, as_annotated, from_float, to_float
 
 __all__ = ["CellCompositor", "CompositorStats", "PooledObject"]
 
-COUNTS = ("sample", "mode")
-
-
-def _trusted_annotated(**values: Any) -> AnnotatedImage:
-    """An AnnotatedImage built without re-validating the label map.
-
-    The compositor's output is valid by construction (ids ``1..N`` in placement order, one class
-    id per id), and the constructor's check runs ``torch.unique`` over every pixel, which costs
-    more than synthesising a 512x512 image. Fields not given take their declared defaults."""
-    obj = AnnotatedImage.__new__(AnnotatedImage)
-    for f in dataclasses.fields(AnnotatedImage):
-        if f.name in values:
-            v = values[f.name]
-        elif f.default is not dataclasses.MISSING:
-            v = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            v = f.default_factory()
-        else:
-            raise TypeError(f"AnnotatedImage.{f.name} has no default")
-        object.__setattr__(obj, f.name, v)
-    return obj
+COUNTS = ("sample", "mode", "background")
 
 
 def _pair(v: Any, what: str) -> tuple[int, int] | None:
@@ -76,9 +56,22 @@ class CellCompositor:
             :class:`iaaa.policy.PolicySet`. See :func:`~iaaa.object_policy.as_object_policy`.
         size: output ``(H, W)``; ``None`` uses the drawn background's own size. Larger
             backgrounds are cropped at a random offset, smaller ones mirror-tiled.
-        count: cells per image: ``"sample"`` (default, from the fitted distribution, scaled by
-            output area / source area), ``"mode"`` (the paper: its mode), an int, an inclusive
-            ``(lo, hi)`` range, or a callable ``generator -> int``.
+        count: cells per image: ``"background"`` (default: as many as the drawn background's
+            own image held, scaled by output area / source area, so dense and sparse images keep
+            their own backgrounds), ``"sample"`` (the count of a random image of the group,
+            independent of the background, scaled the same way), ``"mode"`` (the paper: the
+            mode of the counts), an int, an inclusive ``(lo, hi)`` range, or a callable
+            ``generator -> int``. All but the last three reproduce the data's count distribution.
+        layout: where candidate positions are drawn: ``"source"`` (default: preferring where the
+            background's own image had cells, its cell mask blurred by ``layout_sigma`` pixels,
+            mixed with ``layout_mix`` of uniform) or ``"uniform"`` (the paper: anywhere in the
+            frame). Real cells cluster and follow the illumination; ``"source"`` keeps that
+            layout and puts new cells over the filled-in regions (see :mod:`iaaa.layout` and
+            benchmarks/fidelity.md). The paper's generator is ``layout="uniform", count="mode",
+            collision="box", background_method="paper"``.
+        layout_sigma, layout_mix: see ``layout``.
+        collision: ``"mask"`` (default: grown masks may not touch, so cells pack as densely as
+            in real images) or ``"box"`` (grown boxes may not overlap; see :mod:`iaaa.placement`).
         mco_fraction: share of MCOs among the objects drawn: ``"data"`` (default) or a float.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are
             resized before their policy.
@@ -119,9 +112,13 @@ class CellCompositor:
         *,
         policy: Any = None,
         size: tuple[int, int] | int | None = None,
-        count: Any = "sample",
+        count: Any = "background",
         mco_fraction: float | str = "data",
         object_scale: float | tuple[float, float] | None = None,
+        layout: str = "source",
+        layout_sigma: float = 16.0,
+        layout_mix: float = 0.25,
+        collision: str = "mask",
         n_candidates: int = 32,
         rounds: int = 4,
         gap: int | None = None,
@@ -143,13 +140,19 @@ class CellCompositor:
         device: str | torch.device = "cpu",
     ) -> None:
         if not (count in COUNTS or isinstance(count, int) or callable(count) or (isinstance(count, (tuple, list)) and len(count) == 2)):
-            raise ValueError(f"count: expected 'sample', 'mode', an int, a (lo, hi) range or a callable, got {count!r}")
+            raise ValueError(f"count: expected 'sample', 'mode', 'background', an int, a (lo, hi) range or a callable, got {count!r}")
         if isinstance(count, (tuple, list)) and not 0 <= int(count[0]) <= int(count[1]):
             raise ValueError(f"count: range must satisfy 0 <= lo <= hi, got {count!r}")
         if isinstance(count, int) and count < 0:
             raise ValueError(f"count: must be >= 0, got {count}")
         if mco_fraction != "data" and not (isinstance(mco_fraction, (int, float)) and 0 <= mco_fraction <= 1):
             raise ValueError(f"mco_fraction: expected 'data' or a share in [0, 1], got {mco_fraction!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout: must be one of {LAYOUTS}, got {layout!r}")
+        if not layout_sigma > 0 or not 0 <= layout_mix <= 1:
+            raise ValueError(f"layout_sigma must be > 0 and layout_mix in [0, 1], got {layout_sigma!r}, {layout_mix!r}")
+        if collision not in COLLISIONS:
+            raise ValueError(f"collision: must be one of {COLLISIONS}, got {collision!r}")
         if feather not in FEATHERS:
             raise ValueError(f"feather: must be one of {FEATHERS}, got {feather!r}")
         if background_method not in METHODS:
@@ -168,6 +171,8 @@ class CellCompositor:
         self.count = tuple(int(v) for v in count) if isinstance(count, (tuple, list)) else count
         self.mco_fraction = mco_fraction
         self.object_scale = object_scale
+        self.layout, self.layout_sigma, self.layout_mix = layout, float(layout_sigma), float(layout_mix)
+        self.collision = collision
         self.n_candidates, self.rounds = int(n_candidates), int(rounds)
         self.radius = feather_radius(sigma, truncate)
         self.gap = self.radius if gap is None else int(gap)
@@ -207,7 +212,7 @@ class CellCompositor:
         ``samples`` (any iterable of annotated images, read once). Returns ``self``."""
         t0 = time.perf_counter()
         stats = CompositorStats()
-        objects, backgrounds, levels, bg_names = [], [], [], []
+        objects, backgrounds, levels, bg_names, layouts, bg_counts = [], [], [], [], [], []
         dtypes, channels, categories = set(), None, {}
         image_groups, object_groups, bg_groups = [], [], []
         for i, raw in enumerate(samples):
@@ -254,6 +259,9 @@ class CellCompositor:
                 levels.append(lv.cpu().numpy().astype(np.float16))
                 bg_names.append(name)
                 bg_groups.append(key)
+                bg_counts.append((stats.cells_per_image[-1], float(s.size[0] * s.size[1])))
+                if self.layout == "source":
+                    layouts.append(self._layout_grid(s.labels))
         if stats.n_images == 0:
             raise ValueError("fit: no samples given")
         if not backgrounds:
@@ -269,6 +277,7 @@ class CellCompositor:
         if len(objects) == 0:
             raise ValueError("fit: no cell objects found (every object touches the border or is below min_area); try keep_border=True or a smaller min_area")
         self.backgrounds, self.levels, self.background_names = backgrounds, levels, bg_names
+        self.layouts, self.background_counts = layouts, bg_counts
         stats.n_sco, stats.n_mco = len(self.sco_index), len(self.mco_index)
         stats.cells_in_mcos = int(self.object_cells[self.mco_index].sum()) if len(self.mco_index) else 0
         stats.n_backgrounds = len(backgrounds)
@@ -301,6 +310,12 @@ class CellCompositor:
             pools[key] = _Pool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), mode, float(areas[im][c == mode].mean()))
         return pools
 
+    def _layout_grid(self, labels: torch.Tensor) -> np.ndarray:
+        return layout_grid(self._tile((labels > 0).to(torch.float32)[None])[0], self.layout_sigma)
+
+    def _layout_density(self, bi: int, oy: int, ox: int, H: int, W: int) -> tuple[np.ndarray, int] | None:
+        return None if self.layout == "uniform" else layout_density(self.layouts[bi], (oy, ox), (H, W), self.layout_mix)
+
     def _tile(self, bg: torch.Tensor) -> torch.Tensor:
         """Mirror-tile a background up to the output size (once, at fit)."""
         if self.size is None:
@@ -327,10 +342,13 @@ class CellCompositor:
 
     # ------------------------------------------------------------------ sampling
 
-    def _draw_count(self, pool: _Pool, g: torch.Generator, area: float) -> int:
+    def _draw_count(self, pool: _Pool, g: torch.Generator, area: float, background: int) -> int:
         u = torch.rand(2, generator=g, device=g.device, dtype=torch.float64).tolist()
         c = self.count
-        if c == "sample":
+        if c == "background":
+            n, a = self.background_counts[background]
+            x = n * area / a
+        elif c == "sample":
             i = min(int(u[0] * len(pool.counts)), len(pool.counts) - 1)
             x = pool.counts[i] * area / pool.areas[i]
         elif c == "mode":
@@ -395,7 +413,7 @@ class CellCompositor:
             bg = bg[:, oy : oy + H, ox : ox + W]
             level = level[:, oy : oy + H, ox : ox + W]
         pool = self._pools[self.background_groups[bi]]
-        n_cells = self._draw_count(pool, g, float(H * W))
+        n_cells = self._draw_count(pool, g, float(H * W), bi)
         chosen = self._choose(pool, n_cells, g)
         imgs, labs, clss = [], [], []
         for j in chosen:
@@ -409,7 +427,8 @@ class CellCompositor:
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         canvas = _Canvas(out, level, None, self.gap, self.border)
-        rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g, rounds=self.rounds)
+        rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g, rounds=self.rounds,
+                     density=self._layout_density(bi, oy, ox, H, W), collision=self.collision)
         kinds = [self.objects[chosen[j]].kind for j in rec["instance_object"]]
         meta = {
             "background": bi,
