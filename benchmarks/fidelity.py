@@ -9,6 +9,8 @@ Every candidate set is built from A only and compared with B:
     b  iaaa      CellCompositor(group_by="size").fit(A), --factor (3) samples per image of A
     b1 iaaa-id   as b with policy="identity" (placement and blending only, no augmentation)
     b0 iaaa-pool CellCompositor().fit(A) (one pool for all sizes), as many samples
+    bs iaaa-src  as b with layout="source", count="background", collision="mask" (cells where
+                 and as many as the background's own image had, packed by masks not boxes)
     c  naive     each image of A with as many random objects of A as it holds pasted at
                  uniformly random positions with hard edges (mask copy, no blending, no
                  location search); its SCO/MCO levels use only objects holding a pasted cell
@@ -47,6 +49,7 @@ CASES = {
     "b": "IAAA (group_by=size)",
     "b1": "IAAA, identity policy",
     "b0": "IAAA (one pool)",
+    "bs": "IAAA (size) + source layout/count, mask collisions",
     "c": "naive hard paste",
     "d": "flips / rot90",
 }
@@ -152,6 +155,9 @@ def build_case(case: str, a: list[AnnotatedImage], seed: int, factor: int = 1, *
         return iaaa_synthetic(a, seed, factor, group_by="size", policy="identity", **compositor), None
     if case == "b0":
         return iaaa_synthetic(a, seed, factor, **compositor), None
+    if case == "bs":
+        opts = {"layout": "source", "count": "background", "collision": "mask", **compositor}
+        return iaaa_synthetic(a, seed, factor, group_by="size", **opts), None
     if case == "c":
         from iaaa.objects import extract_objects
 
@@ -168,6 +174,18 @@ def fmt(values: list[float], digits: int, signed: bool = False) -> str:
     m = float(np.mean(values))
     head = f"{m:+.{digits}f}" if signed else f"{m:.{digits}f}"
     return f"{head} ± {float(np.std(values, ddof=1)):.{digits}f}" if len(values) > 1 else head
+
+
+def _option(text: str) -> tuple[str, Any]:
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--compositor: expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
 
 
 def _git_commit() -> str:
@@ -187,10 +205,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subsets", type=int, default=100, help="KID subsets per level")
     p.add_argument("--factor", type=int, default=3, help="IAAA images per source image (see iaaa_synthetic)")
     p.add_argument("--background-patch", type=int, help="CellCompositor background_patch for the IAAA cases (default: the compositor's; 1 = per-pixel fill)")
+    p.add_argument("--compositor", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra CellCompositor option for the IAAA cases, e.g. layout=source or count=background (repeatable; values parsed as Python literals where possible)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--json", help="write every number (per split) here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    compositor_options = dict(_option(o) for o in args.compositor)
     data = Path(args.data)
     if not (data / "images").is_dir() or not (data / "masks").is_dir():
         print(f"data not found: {data} needs images/ and masks/ (the DSB 2018 fluorescence subset in ../shared/data)", file=sys.stderr)
@@ -210,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 extra = {} if args.background_patch is None else {"background_patch": args.background_patch}
+                extra.update(compositor_options)
                 cand, cand_objects = build_case(case, a, split, args.factor, **extra)
             except ImportError as exc:
                 skipped[case] = f"not run: {exc}"

@@ -56,22 +56,21 @@ class CellCompositor:
             :class:`iaaa.policy.PolicySet`. See :func:`~iaaa.object_policy.as_object_policy`.
         size: output ``(H, W)``; ``None`` uses the drawn background's own size. Larger
             backgrounds are cropped at a random offset, smaller ones mirror-tiled.
-        count: cells per image: ``"background"`` (default: as many as the drawn background's
-            own image held, scaled by output area / source area, so dense and sparse images keep
-            their own backgrounds), ``"sample"`` (the count of a random image of the group,
-            independent of the background, scaled the same way), ``"mode"`` (the paper: the
-            mode of the counts), an int, an inclusive ``(lo, hi)`` range, or a callable
-            ``generator -> int``. All but the last three reproduce the data's count distribution.
-        layout: where candidate positions are drawn: ``"source"`` (default: preferring where the
-            background's own image had cells, its cell mask blurred by ``layout_sigma`` pixels,
-            mixed with ``layout_mix`` of uniform) or ``"uniform"`` (the paper: anywhere in the
-            frame). Real cells cluster and follow the illumination; ``"source"`` keeps that
-            layout and puts new cells over the filled-in regions (see :mod:`iaaa.layout` and
-            benchmarks/fidelity.md). The paper's generator is ``layout="uniform", count="mode",
-            collision="box", background_method="paper"``.
+        count: cells per image: ``"sample"`` (default: the count of a random image of the
+            group, scaled by output area / source area), ``"background"`` (as many as the drawn
+            background's own image held, scaled the same way, so dense and sparse images keep
+            their own backgrounds), ``"mode"`` (the paper: the mode of the counts), an int, an
+            inclusive ``(lo, hi)`` range, or a callable ``generator -> int``.
+        layout: where candidate positions are drawn: ``"uniform"`` (default, the paper:
+            anywhere in the frame) or ``"source"`` (preferring where the background's own image
+            had cells: its cell mask blurred by ``layout_sigma`` pixels, mixed with
+            ``layout_mix`` of uniform; see :mod:`iaaa.layout`). With ``group_by="size"``,
+            ``layout="source", count="background", collision="mask"`` brought pooled multi-lab
+            data closer to real at the MCO and tile levels; with one pool it did not
+            (benchmarks/fidelity.md), hence opt-in.
         layout_sigma, layout_mix: see ``layout``.
-        collision: ``"mask"`` (default: grown masks may not touch, so cells pack as densely as
-            in real images) or ``"box"`` (grown boxes may not overlap; see :mod:`iaaa.placement`).
+        collision: ``"box"`` (default: grown boxes may not overlap) or ``"mask"`` (grown masks
+            may not touch, so round cells pack as densely as real ones; see :mod:`iaaa.placement`).
         mco_fraction: share of MCOs among the objects drawn: ``"data"`` (default) or a float.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are
             resized before their policy.
@@ -112,13 +111,13 @@ class CellCompositor:
         *,
         policy: Any = None,
         size: tuple[int, int] | int | None = None,
-        count: Any = "background",
+        count: Any = "sample",
         mco_fraction: float | str = "data",
         object_scale: float | tuple[float, float] | None = None,
-        layout: str = "source",
+        layout: str = "uniform",
         layout_sigma: float = 16.0,
         layout_mix: float = 0.25,
-        collision: str = "mask",
+        collision: str = "box",
         n_candidates: int = 32,
         rounds: int = 4,
         gap: int | None = None,

@@ -17,7 +17,7 @@ Choices made here where the paper is loose:
   the rotation's fill value rather than image. ``match_sigma=0`` compares raw background pixels.
 * Overlap is checked on an occupancy summed-area table (kept per band of rows, see ``_Canvas``):
   a candidate whose box grown by ``gap`` holds no labelled pixel is free (an O(1) test). With
-  ``collision="mask"`` (default) a candidate whose box does hold one is then tested exactly: its
+  ``collision="mask"`` a candidate whose box does hold one is then tested exactly: its
   mask grown by ``gap`` must touch no labelled pixel, so round cells can sit as close as real
   ones do (a box test keeps every pair of boxes apart, which leaves dense images short of cells).
   The default ``gap`` is the feather radius, so no feather ever reaches another cell's pixels.
@@ -240,7 +240,7 @@ def _place(
     generator: torch.Generator,
     rounds: int = 1,
     density: tuple[np.ndarray, int] | None = None,
-    collision: str = "mask",
+    collision: str = "box",
 ) -> dict[str, Any]:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
     the canvas, in order. ``density``: ``(grid, step)``, the weight of each ``step`` x ``step``
@@ -381,7 +381,7 @@ def place_objects(
     truncate: float = 3.0,
     feather: str = "mask",
     match_sigma: float = 2.0,
-    collision: str = "mask",
+    collision: str = "box",
     density: torch.Tensor | np.ndarray | None = None,
     generator: torch.Generator | None = None,
 ) -> PlacementResult:
@@ -402,9 +402,9 @@ def place_objects(
         sigma, truncate: Gaussian feather of the object mask (``sigma=0``: hard paste).
         feather: ``"mask"`` (paper) or ``"outside"`` (see module docs).
         match_sigma: smoothing of the background for corner scores (0: raw pixels).
-        collision: ``"mask"`` (default): a position is free when the object's mask grown by
-            ``gap`` touches no labelled pixel, so round cells pack as closely as real ones;
-            ``"box"``: when its whole box grown by ``gap`` is free (faster, sparser).
+        collision: ``"box"`` (default): a position is free when the object's box grown by
+            ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
+            none, so round cells pack as closely as real ones (slower for large objects).
         density: optional ``(H, W)`` non-negative weights: candidate positions for an object's
             centre are drawn in proportion to them (``None``: uniform over the frame).
         generator: the only source of randomness (``None``: a generator seeded 0).
