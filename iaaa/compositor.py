@@ -260,7 +260,7 @@ class CellCompositor:
                 bg_groups.append(key)
                 bg_counts.append((stats.cells_per_image[-1], float(s.size[0] * s.size[1])))
                 if self.layout == "source":
-                    layouts.append(self._layout_grid(s.labels))
+                    layouts.append(layout_grid(self._tile((s.labels > 0).to(torch.float32)[None])[0], self.layout_sigma))
         if stats.n_images == 0:
             raise ValueError("fit: no samples given")
         if not backgrounds:
@@ -308,12 +308,6 @@ class CellCompositor:
             mode = _mode([int(v) for v in c])
             pools[key] = _Pool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), mode, float(areas[im][c == mode].mean()))
         return pools
-
-    def _layout_grid(self, labels: torch.Tensor) -> np.ndarray:
-        return layout_grid(self._tile((labels > 0).to(torch.float32)[None])[0], self.layout_sigma)
-
-    def _layout_density(self, bi: int, oy: int, ox: int, H: int, W: int) -> tuple[np.ndarray, int] | None:
-        return None if self.layout == "uniform" else layout_density(self.layouts[bi], (oy, ox), (H, W), self.layout_mix)
 
     def _tile(self, bg: torch.Tensor) -> torch.Tensor:
         """Mirror-tile a background up to the output size (once, at fit)."""
@@ -426,8 +420,9 @@ class CellCompositor:
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         canvas = _Canvas(out, level, None, self.gap, self.border)
+        density = layout_density(self.layouts[bi], (oy, ox), (H, W), self.layout_mix) if self.layout == "source" else None
         rec = _place(canvas, imgs, labs, clss, n_candidates=self.n_candidates, sigma=self.sigma, truncate=self.truncate, feather=self.feather, generator=g, rounds=self.rounds,
-                     density=self._layout_density(bi, oy, ox, H, W), collision=self.collision)
+                     density=density, collision=self.collision)
         kinds = [self.objects[chosen[j]].kind for j in rec["instance_object"]]
         meta = {
             "background": bi,

@@ -46,7 +46,7 @@ from iaaa.structures import CellObject, _check_labels, from_float, to_float
 __all__ = ["PlacementResult", "place_objects", "FEATHERS", "COLLISIONS"]
 
 FEATHERS = ("mask", "outside")
-COLLISIONS = ("mask", "box")
+COLLISIONS = ("box", "mask")
 _BAND = 64  # rows per band of the occupancy table
 
 
@@ -285,7 +285,7 @@ def _place(
     scores = np.sqrt((diff * diff).sum(0)).mean(-1)  # (k, n)
 
     placed, boxes, chosen_scores, skipped = [], [], [], []
-    offsets: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * k
+    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * k  # grown masks, built on first need
     new_ids, inst_obj, inst_cls = [], [], []
     pastes = []
     for j in range(k):
@@ -302,10 +302,10 @@ def _place(
             if collision == "mask" and busy.any():
                 # The box test is exact for "free"; boxes that hit something get the exact
                 # test of the grown mask, so round cells can pack as closely as real ones.
-                if offsets[j] is None:
-                    offsets[j] = _grown_runs(labs_np[j], tights[j], canvas.gap)
+                if runs[j] is None:
+                    runs[j] = _grown_runs(labs_np[j], tights[j], canvas.gap)
                 idx = np.flatnonzero(busy)
-                busy[idx] = canvas.overlaps(cx[idx], cy[idx], offsets[j])
+                busy[idx] = canvas.overlaps(cx[idx], cy[idx], runs[j])
             free = ~busy
             if free.any():
                 best = r0 + int(np.where(free, scores[j, r0 : r0 + n], np.inf).argmin())
