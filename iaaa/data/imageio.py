@@ -6,7 +6,9 @@ label maps as ``(H, W)`` int64. Every failure names the file.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,52 +17,140 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from iaaa.errors import DataError
+from iaaa.errors import DataError, IaaaError
 
-__all__ = ["IMAGE_SUFFIXES", "read_image", "read_label_map", "write_image", "write_label_map", "atomic_path", "atomic_write_text"]
+__all__ = [
+    "IMAGE_SUFFIXES", "MAX_PIXELS_ENV", "TEMP_MARKER", "read_image", "read_label_map", "write_image", "write_label_map",
+    "atomic_path", "atomic_write_text", "max_image_pixels", "check_unit_range", "temporary_target",
+]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _TIFF = (".tif", ".tiff")
+_JPEG = (".jpg", ".jpeg")
+MAX_PIXELS_ENV = "IAAA_MAX_PIXELS"
+# Temporary files are named ``.<final name>.<8 random>.iaaa-tmp<suffix>`` so that a resumed export
+# can recognise exactly the files iaaa itself left half-written (and nothing a user put there).
+TEMP_MARKER = ".iaaa-tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}" + re.escape(TEMP_MARKER) + r"(\.[A-Za-z0-9]+)?$")
+# tifffile reports damaged files through its logger (on stderr when nothing is configured); the
+# reader turns damage into one DataError instead, so those records must not reach the terminal.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
-def _read_array(path: Path) -> np.ndarray:
+def max_image_pixels() -> int | None:
+    """The largest image (height x width) the readers decode; ``None`` = no limit.
+
+    It is PIL's ``Image.MAX_IMAGE_PIXELS`` (89,478,485 by default, the decompression-bomb guard PIL
+    applies to PNG and JPEG), applied to TIFF too, from the size a file *declares* before any pixel
+    is decoded. Set the environment variable ``IAAA_MAX_PIXELS`` (an integer) to raise or lower it
+    for iaaa and PIL together."""
+    from PIL import Image
+
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None:
+        return Image.MAX_IMAGE_PIXELS
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise IaaaError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not an integer pixel count") from None
+    if limit < 1:
+        raise IaaaError(f"environment variable {MAX_PIXELS_ENV}={raw!r} must be a positive pixel count")
+    # PIL refuses at open time beyond twice its own limit; keep it in step with ours.
+    Image.MAX_IMAGE_PIXELS = limit
+    return limit
+
+
+def _check_declared_size(path: Path, height: int, width: int, values: int | None = None) -> None:
+    limit = max_image_pixels()
+    if limit is None:
+        return
+    if height * width > limit or (values is not None and values > 4 * limit):
+        raise DataError(
+            f"{path}: declares a {height}x{width} image ({height * width} pixels{f', {values} values' if values is not None else ''}), "
+            f"over the {limit}-pixel limit that guards against decompression bombs; set {MAX_PIXELS_ENV} to read larger images"
+        )
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        if not tf.pages or not tf.series:
+            raise DataError(f"{path}: corrupt TIFF (no image pages)")
+        series = tf.series[0]
+        shape = tuple(int(v) for v in series.shape)
+        page = tf.pages[0]
+        _check_declared_size(path, int(getattr(page, "imagelength", 0) or 0), int(getattr(page, "imagewidth", 0) or 0), int(np.prod(shape)) if shape else 0)
+        arr = np.asarray(series.asarray())
+    if arr.size == 0 or not shape:
+        raise DataError(f"{path}: corrupt TIFF (no pixel data could be decoded)")
+    return arr
+
+
+def _read_array(path: Path) -> tuple[np.ndarray, bool]:
+    """The decoded pixels and whether they are channel-last by construction (PIL: always)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
         if path.suffix.lower() in _TIFF:
-            import tifffile
-
-            return np.asarray(tifffile.imread(path))
+            return _read_tiff(path), False
         from PIL import Image
 
-        with Image.open(path) as im:
+        limit = max_image_pixels()
+        try:
+            im_ctx = Image.open(path)
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"{path}: {exc}; set {MAX_PIXELS_ENV} to read larger images") from None
+        with im_ctx as im:
+            w, h = im.size
+            if limit is not None:
+                _check_declared_size(path, h, w)
             if im.mode in ("I;16", "I;16B", "I;16L"):
-                return np.asarray(im, dtype=np.uint16)
+                return np.asarray(im, dtype=np.uint16), True
             if im.mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            return np.asarray(im)
-    except DataError:
+            return np.asarray(im), True
+    except (DataError, IaaaError):
         raise
+    except MemoryError:
+        raise DataError(f"{path}: out of memory decoding this image") from None
     except Exception as exc:  # the decoders raise many types; the user needs the file name
-        raise DataError(f"{path}: unreadable image file ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: corrupt or unreadable image file ({type(exc).__name__}: {exc})") from exc
 
 
-def _to_chw(arr: np.ndarray, path: Path) -> np.ndarray:
+def _to_chw(arr: np.ndarray, path: Path, channel_last: bool) -> np.ndarray:
     if arr.ndim == 2:
         return arr[None]
     if arr.ndim == 3:
-        # PIL gives HWC; tifffile gives whatever was stored: microscopy stacks are usually CHW.
+        if channel_last:
+            return np.moveaxis(arr, -1, 0)
+        # tifffile gives whatever was stored: microscopy stacks are usually CHW, RGB TIFFs HWC.
         if arr.shape[-1] <= 4 and arr.shape[0] > 4:
             return np.moveaxis(arr, -1, 0)
         return arr
     raise DataError(f"{path}: expected a 2-D image or a 3-D channel stack, got shape {arr.shape}")
 
 
+def check_unit_range(image: torch.Tensor, where: str) -> None:
+    """Refuse a float image whose values leave [0, 1]: iaaa reads float pixels as intensities in
+    [0, 1] (0 = black, 1 = white), so raw units (e.g. 0..4095 stored as float) would paste nearly
+    black cells. The message says how to convert."""
+    if not image.is_floating_point() or image.numel() == 0:
+        return
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(
+            f"{where}: float image values span {lo:.6g}..{hi:.6g}, but iaaa reads float images as intensities in [0, 1]; "
+            f"divide by the sensor maximum (e.g. 4095 for 12-bit) or save the image as uint16"
+        )
+
+
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image as ``(C, H, W)``: uint8 and uint16 are kept, other integer types become
     int32-safe uint16 when they fit, floats become float32. A fully opaque alpha channel is dropped."""
     path = Path(path)
-    arr = _to_chw(_read_array(path), path)
+    raw, channel_last = _read_array(path)
+    arr = _to_chw(raw, path, channel_last)
     if arr.shape[0] == 4 and arr.dtype == np.uint8 and path.suffix.lower() not in _TIFF and bool((arr[3] == 255).all()):
         arr = arr[:3]
     if arr.dtype == np.bool_:
@@ -73,6 +163,8 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
         arr = arr.astype(np.uint16)
     elif np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise DataError(f"{path}: {int((~np.isfinite(arr)).sum())} pixels are NaN or infinite; fix or mask them before use")
     else:
         raise DataError(f"{path}: unsupported pixel type {arr.dtype}")
     arr = np.ascontiguousarray(arr)
@@ -86,12 +178,15 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
 def read_label_map(path: str | os.PathLike) -> torch.Tensor:
     """Read an instance label map as ``(H, W)`` int64 (0 = background).
 
-    Raises :class:`~iaaa.errors.DataError` for multi-channel maps (unless every channel is
-    equal), non-integer values and negative labels."""
+    Raises :class:`~iaaa.errors.DataError` for JPEG files (lossy: compression changes label
+    values along every cell edge), multi-channel maps (unless every channel is equal),
+    non-integer values, negative labels and labels beyond int64."""
     path = Path(path)
-    arr = _read_array(path)
+    if path.suffix.lower() in _JPEG:
+        raise DataError(f"{path}: JPEG label maps are lossy (compression invents label values along cell edges); save label maps as PNG or TIFF")
+    arr, channel_last = _read_array(path)
     if arr.ndim == 3:
-        axis = -1 if arr.shape[-1] <= 4 and arr.shape[0] > 4 else 0
+        axis = -1 if channel_last or (arr.shape[-1] <= 4 and arr.shape[0] > 4) else 0
         first = np.take(arr, 0, axis=axis)
         if not all(np.array_equal(first, np.take(arr, i, axis=axis)) for i in range(arr.shape[axis])):
             raise DataError(f"{path}: label map must have one channel, got shape {arr.shape} with differing channels")
@@ -103,27 +198,67 @@ def read_label_map(path: str | os.PathLike) -> torch.Tensor:
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)):
             raise DataError(f"{path}: label map holds non-integer values (dtype {arr.dtype}); labels must be integers")
-        arr = arr.astype(np.int64)
+        if arr.size and float(arr.max()) > np.iinfo(np.int64).max:
+            raise DataError(f"{path}: label values up to {float(arr.max()):.6g} do not fit int64")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{path}: unsupported label dtype {arr.dtype}")
+    elif arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        # Checked before the cast: int64 would wrap these to negative numbers.
+        raise DataError(f"{path}: label values up to {int(arr.max())} do not fit int64 (max {np.iinfo(np.int64).max}); renumber the instances 1..N")
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:
         raise DataError(f"{path}: label map has negative labels (min {arr.min()}); 0 is background, k > 0 instance k")
     return torch.from_numpy(arr)
 
 
+def _umask() -> int:
+    # /proc gives the umask without the set-and-restore race of os.umask (another thread could
+    # create a file in between); fall back to that where /proc is missing.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def temporary_target(name: str) -> str | None:
+    """The final file name a temporary written by :func:`atomic_path` stands for, or ``None`` when
+    ``name`` is not such a temporary."""
+    m = _TEMP_NAME.match(name)
+    return m.group("final") if m else None
+
+
+def _write_failed(path: Path, exc: OSError) -> IaaaError:
+    return IaaaError(f"{path}: cannot write ({exc.strerror or exc}{f': {exc.filename}' if exc.filename and str(exc.filename) != str(path) else ''})")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``, on failure
-    remove it, so readers never see a half-written file."""
+    remove it, so readers never see a half-written file.
+
+    The file gets the mode an ordinary ``open`` would give (0o666 less the umask), not the 0o600
+    of ``mkstemp``. OS errors (read-only folder, full disk, a folder in the way) become one
+    :class:`~iaaa.errors.IaaaError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{TEMP_MARKER}{path.suffix}", dir=path.parent)
+    except OSError as exc:
+        raise _write_failed(path, exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise _write_failed(path, exc) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
