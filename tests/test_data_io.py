@@ -166,6 +166,7 @@ def test_read_dsb_layout(tmp_path):
             m = np.zeros((9, 9), np.uint8)
             m[k * 4 : k * 4 + 3, 1:4] = 255
             _save_png(tmp_path / case / "masks" / f"m{k}.png", m)
+    (tmp_path / "c2" / "masks").mkdir()  # an empty masks/ says "no cells"; a missing one is refused
     c1, c2 = read_dsb(tmp_path)
     assert c1.image.shape == (3, 9, 9)  # opaque alpha dropped
     assert c1.num_instances == 2 and c2.num_instances == 0

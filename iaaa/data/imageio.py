@@ -285,7 +285,7 @@ def write_image(path: str | os.PathLike, image: torch.Tensor) -> Path:
     if image.ndim == 2:
         image = image.unsqueeze(0)
     if image.ndim != 3:
-        raise ValueError(f"{path}: image must be (C, H, W), got shape {tuple(image.shape)}")
+        raise IaaaError(f"{path}: image must be (C, H, W), got shape {tuple(image.shape)}")
     arr = _numpy(image)
     c = arr.shape[0]
     suffix = path.suffix.lower()
@@ -303,9 +303,9 @@ def write_image(path: str | os.PathLike, image: torch.Tensor) -> Path:
             elif arr.dtype == np.uint16 and c == 1:
                 Image.fromarray(arr[0]).save(tmp, format="PNG", compress_level=1)
             else:
-                raise ValueError(f"{path}: PNG cannot hold a {c}-channel {arr.dtype} image without loss; use .tif")
+                raise IaaaError(f"{path}: PNG cannot hold a {c}-channel {arr.dtype} image without loss; use .tif")
         else:
-            raise ValueError(f"{path}: write images as .png or .tif, not {suffix!r}")
+            raise IaaaError(f"{path}: write images as .png or .tif, not {suffix!r}")
     return path
 
 
@@ -323,12 +323,12 @@ def write_label_map(path: str | os.PathLike, labels: torch.Tensor) -> Path:
     path = Path(path)
     arr = _numpy(labels)
     if arr.ndim != 2:
-        raise ValueError(f"{path}: label map must be (H, W), got shape {arr.shape}")
+        raise IaaaError(f"{path}: label map must be (H, W), got shape {arr.shape}")
     top = int(arr.max()) if arr.size else 0
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".png":
             if top > 65535:
-                raise ValueError(f"{path}: {top} labels do not fit a 16-bit PNG; use .tif")
+                raise IaaaError(f"{path}: {top} labels do not fit a 16-bit PNG; use .tif")
             from PIL import Image
 
             Image.fromarray(arr.astype(np.uint16)).save(tmp, format="PNG", compress_level=1)
@@ -337,5 +337,5 @@ def write_label_map(path: str | os.PathLike, labels: torch.Tensor) -> Path:
 
             tifffile.imwrite(tmp, arr.astype(np.uint16 if top <= 65535 else np.uint32))
         else:
-            raise ValueError(f"{path}: write label maps as .png or .tif, not {path.suffix!r}")
+            raise IaaaError(f"{path}: write label maps as .png or .tif, not {path.suffix!r}")
     return path

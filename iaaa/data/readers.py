@@ -13,21 +13,37 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from iaaa.data.imageio import IMAGE_SUFFIXES, read_image, read_label_map
+from iaaa.data.imageio import IMAGE_SUFFIXES, check_unit_range, read_image, read_label_map
+from iaaa.data.segmentation import decode_segmentation
 from iaaa.errors import DataError
 from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, instance_ids, masks_to_labels
 
-__all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "CLASSES_FILE", "MASK_SUFFIXES"]
+__all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "CLASSES_FILE", "MASK_SUFFIXES", "MIN_IMAGE_SIDE"]
 
 CLASSES_FILE = "classes.json"
 # Common naming schemes for mask files (cellpose writes <stem>_masks, many tools <stem>_mask / _label).
 MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_label", "_seg")
+# cellpose writes <stem>_flows.tif beside images and masks: derived flow fields, not images.
+_DERIVED_SUFFIXES = ("_flows",)
+# Smaller images hold no cell object to cut out and no room to paste one; one of them among
+# normal images would make every synthetic image drawn on it a few pixels wide.
+MIN_IMAGE_SIDE = 8
+
+
+def _read_checked_image(path: Path) -> torch.Tensor:
+    """An image the synthesis can use: at least MIN_IMAGE_SIDE px a side, floats in [0, 1]."""
+    image = read_image(path)
+    h, w = image.shape[-2:]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise DataError(f"{path}: image is {h}x{w} px, below the {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px minimum to cut cells from or paste onto; remove it from the data")
+    check_unit_range(image, str(path))
+    return image
 
 
 def _list_images(folder: Path, what: str) -> list[Path]:
@@ -44,6 +60,25 @@ def _mask_key(stem: str) -> str:
         if stem.endswith(suf):
             return stem[: -len(suf)]
     return stem
+
+
+def _split_shared_folder(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """cellpose's layout: ``x.png`` and ``x_masks.png`` in one folder. A file is a mask when its
+    stem is another file's stem plus a mask suffix; ``x_flows.tif`` (cellpose's flow fields) is
+    skipped with a warning; everything else is an image."""
+    stems = {p.stem for p in files}
+    images, masks, skipped = [], [], []
+    for p in files:
+        key = _mask_key(p.stem)
+        if key != p.stem and key in stems:
+            masks.append(p)
+        elif any(p.stem.endswith(suf) and p.stem[: -len(suf)] in stems for suf in _DERIVED_SUFFIXES):
+            skipped.append(p.name)
+        else:
+            images.append(p)
+    if skipped:
+        warnings.warn(f"{files[0].parent}: skipped {len(skipped)} derived files that are neither images nor masks: {skipped[:5]}", stacklevel=3)
+    return images, masks
 
 
 def _load_classes(masks_dir: Path) -> tuple[dict[int, str], dict[str, dict[str, int]]]:
@@ -73,7 +108,12 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     images = _list_images(images_dir, "images")
-    masks = _list_images(masks_dir, "masks")
+    if images_dir.resolve() == masks_dir.resolve():
+        images, masks = _split_shared_folder(images)
+        if not images:
+            raise DataError(f"{images_dir}: every file looks like a mask (<stem>_masks etc.); no images left to annotate")
+    else:
+        masks = _list_images(masks_dir, "masks")
     by_stem: dict[str, Path] = {}
     image_stems = {p.stem for p in images}
     for m in masks:
@@ -98,7 +138,7 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
     out = []
     for img_path in images:
         mask_path = by_stem[img_path.stem]
-        image = read_image(img_path)
+        image = _read_checked_image(img_path)
         labels = read_label_map(mask_path)
         if tuple(image.shape[-2:]) != tuple(labels.shape):
             raise DataError(f"{img_path} / {mask_path}: image size {tuple(image.shape[-2:])} does not match mask size {tuple(labels.shape)}")
@@ -146,13 +186,76 @@ def _paint(masks: torch.Tensor, order_ids: Sequence[int], where: str) -> tuple[t
     return labels, sorted(present), report
 
 
+def _coco_file_name(json_path: Path, entry: dict, images_dir: Path) -> str:
+    name = entry["file_name"]
+    if not isinstance(name, str) or not name:
+        raise DataError(f"{json_path}: image {entry['id']}: file_name must be a non-empty string, got {name!r}")
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ".." in windows.parts:
+        raise DataError(f"{json_path}: image {entry['id']}: file_name {name!r} points outside {images_dir}; file names must be relative to the images folder, without '..'")
+    return name
+
+
+def _coco_index(json_path: Path, doc: dict, images_dir: Path) -> tuple[dict[int, dict], dict[int, list[dict]], dict[int, str]]:
+    """Check the JSON's structure (ids, references, file names) before any image is decoded."""
+    for key in ("images", "annotations"):
+        if not isinstance(doc.get(key), list):
+            raise DataError(f"{json_path}: field {key!r} missing or not a list")
+    if not doc["images"]:
+        raise DataError(f"{json_path}: 'images' is empty")
+    try:
+        categories = {int(c["id"]): str(c.get("name", c["id"])) for c in doc.get("categories") or []} or dict(DEFAULT_CATEGORIES)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{json_path}: malformed 'categories' entry ({type(exc).__name__}: {exc}); each needs an integer 'id'") from exc
+    images: dict[int, dict] = {}
+    names: dict[str, int] = {}
+    for k, entry in enumerate(doc["images"]):
+        try:
+            image_id = int(entry["id"])
+            for dim in ("height", "width"):
+                if dim in entry:
+                    int(entry[dim])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{json_path}: images[{k}] lacks a field or has a non-integer one ({type(exc).__name__}: {exc})") from exc
+        if "file_name" not in entry:
+            raise DataError(f"{json_path}: images[{k}] (id {image_id}) lacks field 'file_name'")
+        if image_id in images:
+            raise DataError(f"{json_path}: image id {image_id} is listed twice in 'images'")
+        name = _coco_file_name(json_path, entry, images_dir)
+        if name in names:
+            raise DataError(f"{json_path}: file_name {name!r} is listed twice in 'images' (ids {names[name]} and {image_id})")
+        names[name] = image_id
+        images[image_id] = entry
+    per_image: dict[int, list[dict]] = {i: [] for i in images}
+    for k, ann in enumerate(doc["annotations"]):
+        if not isinstance(ann, dict) or "image_id" not in ann or "segmentation" not in ann:
+            raise DataError(f"{json_path}: annotations[{k}] lacks 'image_id' or 'segmentation'")
+        aid = ann.get("id")
+        if aid is not None and (not isinstance(aid, int) or isinstance(aid, bool)):
+            raise DataError(f"{json_path}: annotations[{k}] has a non-integer id {aid!r}")
+        try:
+            image_id = int(ann["image_id"])
+            category = int(ann["category_id"]) if "category_id" in ann else None
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{json_path}: annotation {aid}: non-integer image_id or category_id ({exc})") from exc
+        if image_id not in images:
+            raise DataError(f"{json_path}: annotation {aid} points at image_id {ann['image_id']}, which is not in 'images'")
+        if category is not None and doc.get("categories") and category not in categories:
+            raise DataError(f"{json_path}: annotation {aid} has category_id {ann['category_id']}, not in 'categories'")
+        per_image[image_id].append(ann)
+    return images, per_image, categories
+
+
 def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> list[AnnotatedImage]:
     """Read a COCO instance-segmentation JSON (polygon, uncompressed or compressed RLE
     segmentations) and its image folder. Instances are numbered ``1..N`` per image in
     annotation-id order; ``class_ids`` are the COCO ``category_id`` values and ``categories``
-    the file's category names. Images without annotations are kept (empty label maps)."""
-    from pycocotools import mask as mask_utils
+    the file's category names. Images without annotations are kept (empty label maps).
 
+    Refused with a :class:`~iaaa.errors.DataError` before anything is decoded: an image listed
+    twice (id or file name), a ``file_name`` that is absolute or climbs out of ``images_dir``
+    with ``..``, polygon coordinates that are not finite or lie far outside the image, RLE whose
+    size or counts do not match the image."""
     json_path, images_dir = Path(json_path), Path(images_dir)
     if not json_path.is_file():
         raise DataError(f"{json_path}: COCO file not found")
@@ -160,63 +263,28 @@ def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> li
         raise DataError(f"{images_dir}: images folder not found")
     try:
         doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{json_path}: not valid JSON ({exc})") from exc
-    for key in ("images", "annotations"):
-        if not isinstance(doc.get(key), list):
-            raise DataError(f"{json_path}: field {key!r} missing or not a list")
-    if not doc["images"]:
-        raise DataError(f"{json_path}: 'images' is empty")
-    categories = {int(c["id"]): str(c.get("name", c["id"])) for c in doc.get("categories", [])} or dict(DEFAULT_CATEGORIES)
-    images = {}
-    for entry in doc["images"]:
-        try:
-            images[int(entry["id"])] = entry
-            entry["file_name"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"{json_path}: image entry {entry!r} lacks field {exc}") from exc
-    per_image: dict[int, list[dict]] = {i: [] for i in images}
-    for ann in doc["annotations"]:
-        aid = ann.get("id")
-        if "image_id" not in ann or "segmentation" not in ann:
-            raise DataError(f"{json_path}: annotation {aid} lacks 'image_id' or 'segmentation'")
-        if int(ann["image_id"]) not in images:
-            raise DataError(f"{json_path}: annotation {aid} points at image_id {ann['image_id']}, which is not in 'images'")
-        if "category_id" in ann and categories and int(ann["category_id"]) not in categories and doc.get("categories"):
-            raise DataError(f"{json_path}: annotation {aid} has category_id {ann['category_id']}, not in 'categories'")
-        per_image[int(ann["image_id"])].append(ann)
+    except OSError as exc:
+        raise DataError(f"{json_path}: cannot read ({exc.strerror})") from exc
+    if not isinstance(doc, dict):
+        raise DataError(f"{json_path}: expected a JSON object with 'images' and 'annotations', got {type(doc).__name__}")
+    images, per_image, categories = _coco_index(json_path, doc, images_dir)
     out = []
     for image_id, entry in images.items():
         path = images_dir / entry["file_name"]
-        image = read_image(path)
+        image = _read_checked_image(path)
         h, w = image.shape[-2:]
         if ("height" in entry and int(entry["height"]) != h) or ("width" in entry and int(entry["width"]) != w):
             raise DataError(f"{json_path}: image {entry['file_name']} is {h}x{w} on disk but {entry.get('height')}x{entry.get('width')} in the JSON")
         anns = sorted(per_image[image_id], key=lambda a: a.get("id", 0))
-        rles = []
+        decoded = []
         for ann in anns:
-            seg = ann["segmentation"]
             try:
-                if isinstance(seg, list):
-                    polys = [p for p in seg if len(p) >= 6]
-                    if not polys:
-                        raise ValueError("polygon with fewer than 3 points")
-                    rles.append(mask_utils.merge(mask_utils.frPyObjects(polys, h, w)))
-                elif isinstance(seg, dict) and isinstance(seg.get("counts"), list):
-                    rles.append(mask_utils.frPyObjects(seg, h, w))
-                elif isinstance(seg, dict):
-                    if tuple(seg.get("size", ())) != (h, w):
-                        raise ValueError(f"RLE size {seg.get('size')} differs from image size {(h, w)}")
-                    counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
-                    rles.append({"size": [h, w], "counts": counts})
-                else:
-                    raise ValueError(f"unsupported segmentation type {type(seg).__name__}")
-            except (ValueError, TypeError, KeyError) as exc:
+                decoded.append(decode_segmentation(ann["segmentation"], h, w))
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
                 raise DataError(f"{json_path}: annotation {ann.get('id')} (image {entry['file_name']}): bad segmentation: {exc}") from exc
-        if rles:
-            masks = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1)))
-        else:
-            masks = torch.zeros((0, h, w), dtype=torch.uint8)
+        masks = torch.from_numpy(np.stack(decoded)) if decoded else torch.zeros((0, h, w), dtype=torch.uint8)
         ann_ids = [a.get("id") for a in anns]
         labels, kept, report = _paint(masks, ann_ids, f"{json_path}: image {entry['file_name']}")
         class_ids = torch.tensor([int(anns[i].get("category_id", 1)) for i in kept], dtype=torch.int64)
@@ -230,7 +298,11 @@ def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> li
 def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
     """Read the 2018 Data Science Bowl layout: ``root/<id>/images/<id>.png`` and
     ``root/<id>/masks/*.png`` (one binary mask per instance). Instances are numbered in sorted
-    mask-file order."""
+    mask-file order.
+
+    A case without ``masks/`` is refused (its cells would otherwise count as background), and so
+    is a mask file with more than two values (a label map of several cells, which binarising
+    would merge into one)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: DSB root folder not found")
@@ -243,14 +315,20 @@ def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
         candidates = [img_dir / f"{case.name}.png"] if (img_dir / f"{case.name}.png").is_file() else _list_images(img_dir, "images")
         if len(candidates) != 1:
             raise DataError(f"{img_dir}: expected one image, found {len(candidates)}")
-        image = read_image(candidates[0])
+        if not mask_dir.is_dir():
+            raise DataError(f"{case}: DSB case has no masks/ folder (one binary mask file per cell; an empty masks/ folder for an image without cells)")
+        image = _read_checked_image(candidates[0])
         h, w = image.shape[-2:]
-        mask_files = _list_images(mask_dir, "masks") if mask_dir.is_dir() else []
+        # An empty masks/ folder is an explicit "no cells here"; a missing one is not.
+        mask_files = sorted(p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
         stack = []
         for mf in mask_files:
             m = read_label_map(mf)
             if tuple(m.shape) != (h, w):
                 raise DataError(f"{mf}: mask size {tuple(m.shape)} does not match image size {(h, w)}")
+            if bool(((m != 0) & (m != m.max())).any()):
+                n = int(torch.unique(m).numel())
+                raise DataError(f"{mf}: holds {n} distinct values, but a DSB masks/ file is one binary cell mask; read a label map of all cells with --images/--masks instead")
             stack.append(m > 0)
         masks = torch.stack(stack) if stack else torch.zeros((0, h, w), dtype=torch.bool)
         labels, kept, report = _paint(masks, [f.name for f in mask_files], f"{case}")

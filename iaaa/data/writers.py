@@ -15,6 +15,7 @@ import torch
 
 from iaaa.data.imageio import atomic_write_text, image_suffix_for, write_image, write_label_map
 from iaaa.data.readers import CLASSES_FILE
+from iaaa.errors import IaaaError
 from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, as_annotated, instance_ids, labels_to_boxes, labels_to_rle
 
 __all__ = ["write_label_folder", "write_coco", "coco_annotations"]
@@ -26,8 +27,10 @@ def _named(samples: Iterable[Any]) -> list[AnnotatedImage]:
     for i, s in enumerate(samples):
         s = as_annotated(s, name=f"{i:06d}")
         name = s.name or f"{i:06d}"
+        if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise IaaaError(f"sample {i}: name {name!r} is not a plain file name; names become file stems inside the output folder")
         if name in seen:
-            raise ValueError(f"sample {i}: name {name!r} is used by an earlier sample; names become file stems and must be unique")
+            raise IaaaError(f"sample {i}: name {name!r} is used by an earlier sample; names become file stems and must be unique")
         seen.add(name)
         if name != s.name:
             s = AnnotatedImage(s.image, s.labels, s.class_ids, name, s.categories, s.meta)
