@@ -101,12 +101,12 @@ def test_interrupted_export_resumes_identically(real16, tmp_path):
     assert not (cut / "annotations.json").exists()
     # A kill can land between writing a temporary file and renaming it; make sure one is there.
     (cut / "masks").mkdir(exist_ok=True)
-    (cut / "masks" / ".synth_000009.x1y2z3.tmp.png").write_bytes(b"half a png")
+    (cut / "masks" / ".synth_000009.png.x1y2z3ab.iaaa-tmp.png").write_bytes(b"half a png")
     assert _synth(real16, cut, 10) == 0
     cut_tree, full_tree = _tree(cut), _tree(full)
     assert cut_tree.keys() == full_tree.keys()
     assert cut_tree == full_tree
-    assert not [k for k in cut_tree if ".tmp" in k]
+    assert not [k for k in cut_tree if ".iaaa-tmp" in k or k.endswith(".lock")]
 
 
 def test_synth_bad_inputs(tmp_path, real16, capsys):

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     compositor, record = build_compositor(args, samples)
     print(compositor.stats.summary())
     manifest = {"source": input_record(args), "compositor": record}
-    result = export_synthetic(compositor, args.n, args.out, seed=args.seed, workers=args.workers, manifest=manifest, progress=not args.no_progress)
+    inputs = [v for k in ("images", "masks", "coco", "dsb") if (v := getattr(args, k, None))]
+    result = export_synthetic(compositor, args.n, args.out, seed=args.seed, workers=args.workers, manifest=manifest, progress=not args.no_progress, inputs=inputs)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out}: images/, masks/, annotations.json, manifest.json")
     return 0
