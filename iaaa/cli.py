@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -26,7 +27,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Library messages suggest Python keywords; on the command line the same advice is a flag.
+_CLI_WORDING = (
+    ("try keep_border=True or a smaller min_area", "try --keep-border"),
+    ("keep_border=True", "--keep-border"),
+    ("pass CellCompositor(dtype=...) to choose the output dtype", "convert the images to one dtype first"),
+    ("pass CellCompositor(size=...)", "pass --size H W"),
+)
+
+
+def cli_wording(message: str) -> str:
+    """``message`` as one line, with Python-keyword advice replaced by the matching flag."""
+    for python, flag in _CLI_WORDING:
+        message = message.replace(python, flag)
+    return " ".join(message.split("\n")).strip()
+
+
+def _silence_stdout() -> None:
+    # The reader went away (``iaaa stats | head -1``): stop writing, and keep Python's final
+    # flush at exit from printing a BrokenPipeError of its own.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``iaaa`` command. Exit codes: 0 success, 2 bad input (one line on stderr), 130
+    interrupted, 141 output pipe closed by the reader (quietly, as for SIGPIPE)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -34,9 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (IaaaError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        print(f"iaaa {args.command}: error: {exc}", file=sys.stderr)
+    except IaaaError as exc:
+        print(f"iaaa {args.command}: error: {cli_wording(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except KeyboardInterrupt:
         print(f"iaaa {args.command}: interrupted", file=sys.stderr)
         return 130

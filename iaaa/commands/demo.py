@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from iaaa.compositor import CellCompositor
     from iaaa.data import load_samples, write_coco, write_label_folder
     from iaaa.data.dataset import SynthesisDataset
-    from iaaa.export import export_synthetic
+    from iaaa.export import MANIFEST, export_synthetic
     from iaaa.datasets import simulate_cells
     from iaaa.errors import IaaaError
     from iaaa.preview import save_preview
@@ -37,6 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 1 or args.synthetic < 1:
         raise IaaaError(f"--n and --synthetic must be >= 1, got {args.n} and {args.synthetic}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise IaaaError(f"--out {out}: exists and is not a folder")
+    # The demo writes real/, synthetic/ and preview.png: only into a new or empty folder, or
+    # over an earlier demo (recognised by its export manifest).
+    if out.is_dir() and any(out.iterdir()) and not (out / "synthetic" / MANIFEST).is_file():
+        raise IaaaError(f"--out {out}: folder is not empty and is not an earlier iaaa demo; choose a new or empty folder")
     if args.images or args.masks:
         real = load_samples(images=args.images, masks=args.masks)
         source = f"{args.images} + {args.masks}"

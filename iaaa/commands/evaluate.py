@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from iaaa.commands._checks import finite
 from iaaa.errors import IaaaError
 
 _LEVELS = ("sco", "mco", "image")
@@ -73,15 +74,10 @@ def _csv(value: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 
 def _read_images_only(folder: str, side: str) -> list[Any]:
-    from iaaa.data.imageio import IMAGE_SUFFIXES, read_image
+    from iaaa.data.imageio import read_image
+    from iaaa.data.readers import list_image_files
 
-    path = Path(folder)
-    if not path.is_dir():
-        raise IaaaError(f"--{side}-images: {path}: folder not found")
-    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-    if not files:
-        raise IaaaError(f"--{side}-images: {path}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    return [read_image(f) for f in files]
+    return [read_image(f) for f in list_image_files(folder, f"--{side}-images")]
 
 
 def _read_side(args: argparse.Namespace, side: str) -> tuple[list[Any], bool]:
@@ -132,6 +128,8 @@ def _value_range(values: list[str] | None) -> Any:
         lo, hi = (float(v) for v in values)
     except ValueError:
         raise IaaaError(f"--value-range: expected LO HI (two numbers) or 'real', got {' '.join(values)}") from None
+    finite("--value-range LO", lo)
+    finite("--value-range HI", hi)
     if not hi > lo:
         raise IaaaError(f"--value-range: LO must be below HI, got {lo} {hi}")
     return (lo, hi)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args, load_inputs
 
 
@@ -83,6 +84,9 @@ def _run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     if args.epochs < 1 or args.batch_size < 2 or args.latent_dim < 1 or min(args.channels) < 1:
         raise IaaaError("--epochs, --latent-dim and --channels must be >= 1 and --batch-size >= 2")
+    finite("--lr", args.lr, 0.0, lo_open=True)
+    finite("--lambda-mmd", args.lambda_mmd, 0.0)
+    finite("--time-budget", args.time_budget, 0.0, lo_open=True)
     objs = load_objects(args)
     try:
         model = fit_wae(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args
 from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size, run_with_threads
 
@@ -77,8 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     for flag, v in (("--n-p", args.n_p), ("--n-m", args.n_m), ("--l-max", args.l_max), ("--top-b", args.top_b)):
         if v < 1:
             raise IaaaError(f"{flag} must be >= 1, got {v}")
-    if args.min_change < 0:
-        raise IaaaError(f"--min-change must be >= 0, got {args.min_change}")
+    finite("--min-change", args.min_change, 0.0)
+    finite("--recon-weight", args.recon_weight, 0.0)
+    finite("--diversity-weight", args.diversity_weight)
+    finite("--time-budget", args.time_budget, 0.0, lo_open=True)
     if args.max_evals is not None and args.max_evals < 1:
         raise IaaaError(f"--max-evals must be >= 1, got {args.max_evals}")
     if args.scorer == "stats" and (args.wae or args.save_wae):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args, input_record, load_inputs
+from iaaa.errors import IaaaError
 
 
 def add_compositor_args(p: argparse.ArgumentParser) -> None:
@@ -27,14 +29,26 @@ def _count(value: str):
     try:
         if "-" in value:
             lo, hi = (int(v) for v in value.split("-", 1))
+            if not 0 <= lo <= hi:
+                raise ValueError
             return (lo, hi)
+        if int(value) < 0:
+            raise ValueError
         return int(value)
     except ValueError:
-        raise IaaaError(f"--count must be 'sample', 'mode', an integer or LO-HI, got {value!r}") from None
+        raise IaaaError(f"--count must be 'sample', 'mode', an integer >= 0 or LO-HI with 0 <= LO <= HI, got {value!r}") from None
+
+
+# A feather wider than this blurs a pasted cell into its surroundings (and its kernel grows
+# with it); 0 is a hard paste.
+MAX_SIGMA = 50.0
 
 
 def compositor_options(args: argparse.Namespace) -> dict:
     """The CellCompositor keyword arguments the options ask for (JSON-ready, for manifests)."""
+    finite("--sigma", args.sigma, 0.0, MAX_SIGMA)
+    if args.size and min(args.size) < 8:
+        raise IaaaError(f"--size: output images need at least 8 px a side, got {args.size[0]} {args.size[1]}")
     return {
         "size": list(args.size) if args.size else None,
         "count": list(c) if isinstance(c := _count(args.count), tuple) else c,
@@ -62,6 +76,8 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
             raise IaaaError(f"--policies {path}: file not found")
         try:
             policy = PolicySet.load(path)
+        except OSError as exc:
+            raise IaaaError(f"--policies {path}: cannot read ({exc.strerror})") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise IaaaError(f"--policies {path}: not a policy-set JSON ({exc})") from exc
         record["policies"] = json.loads(path.read_text(encoding="utf-8"))
@@ -70,6 +86,8 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
     kwargs["size"] = tuple(kwargs["size"]) if kwargs["size"] else None
     try:
         compositor = CellCompositor(policy=policy, **kwargs).fit(samples)
+    except IaaaError:
+        raise
     except ValueError as exc:
         raise IaaaError(str(exc)) from exc
     return compositor, record

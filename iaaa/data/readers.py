@@ -24,7 +24,7 @@ from iaaa.data.segmentation import decode_segmentation
 from iaaa.errors import DataError
 from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, instance_ids, masks_to_labels
 
-__all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "CLASSES_FILE", "MASK_SUFFIXES", "MIN_IMAGE_SIDE"]
+__all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "list_image_files", "CLASSES_FILE", "MASK_SUFFIXES", "MIN_IMAGE_SIDE"]
 
 CLASSES_FILE = "classes.json"
 # Common naming schemes for mask files (cellpose writes <stem>_masks, many tools <stem>_mask / _label).
@@ -46,11 +46,21 @@ def _read_checked_image(path: Path) -> torch.Tensor:
     return image
 
 
-def _list_images(folder: Path, what: str) -> list[Path]:
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror})") from exc
+
+
+def list_image_files(folder: str | os.PathLike, what: str, allow_empty: bool = False) -> list[Path]:
+    """The image files in ``folder`` (sorted; hidden files skipped). ``what`` names the folder in
+    errors; an empty folder is an error unless ``allow_empty``."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if not files:
+    files = [p for p in _entries(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    if not files and not allow_empty:
         raise DataError(f"{folder}: {what} folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
@@ -87,6 +97,11 @@ def _load_classes(masks_dir: Path) -> tuple[dict[int, str], dict[str, dict[str, 
         return dict(DEFAULT_CATEGORIES), {}
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: malformed classes file ({exc})") from exc
+    try:
         cats = {int(k): str(v) for k, v in doc.get("categories", DEFAULT_CATEGORIES).items()}
         inst = {str(k): {str(i): int(c) for i, c in v.items()} for k, v in doc.get("instances", {}).items()}
     except (ValueError, AttributeError, TypeError) as exc:
@@ -107,13 +122,13 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
             unreadable files, non-integer or negative labels.
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    images = _list_images(images_dir, "images")
+    images = list_image_files(images_dir, "images")
     if images_dir.resolve() == masks_dir.resolve():
         images, masks = _split_shared_folder(images)
         if not images:
             raise DataError(f"{images_dir}: every file looks like a mask (<stem>_masks etc.); no images left to annotate")
     else:
-        masks = _list_images(masks_dir, "masks")
+        masks = list_image_files(masks_dir, "masks")
     by_stem: dict[str, Path] = {}
     image_stems = {p.stem for p in images}
     for m in masks:
@@ -306,13 +321,13 @@ def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: DSB root folder not found")
-    cases = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    cases = [p for p in _entries(root) if p.is_dir() and not p.name.startswith(".")]
     if not cases:
         raise DataError(f"{root}: no <id>/images/ sub-folders found (expected the DSB 2018 layout)")
     out = []
     for case in cases:
         img_dir, mask_dir = case / "images", case / "masks"
-        candidates = [img_dir / f"{case.name}.png"] if (img_dir / f"{case.name}.png").is_file() else _list_images(img_dir, "images")
+        candidates = [img_dir / f"{case.name}.png"] if (img_dir / f"{case.name}.png").is_file() else list_image_files(img_dir, "images")
         if len(candidates) != 1:
             raise DataError(f"{img_dir}: expected one image, found {len(candidates)}")
         if not mask_dir.is_dir():
@@ -320,7 +335,7 @@ def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
         image = _read_checked_image(candidates[0])
         h, w = image.shape[-2:]
         # An empty masks/ folder is an explicit "no cells here"; a missing one is not.
-        mask_files = sorted(p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        mask_files = list_image_files(mask_dir, "masks", allow_empty=True)
         stack = []
         for mf in mask_files:
             m = read_label_map(mf)
