@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Library messages suggest Python keywords; on the command line the same advice is a flag.
 _CLI_WORDING = (
     ("try keep_border=True or a smaller min_area", "try --keep-border"),
+    ("is below min_area", "is too small"),
     ("keep_border=True", "--keep-border"),
     ("pass CellCompositor(dtype=...) to choose the output dtype", "convert the images to one dtype first"),
     ("pass CellCompositor(size=...)", "pass --size H W"),
@@ -62,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
     except IaaaError as exc:
         print(f"iaaa {args.command}: error: {cli_wording(str(exc))}", file=sys.stderr)
         return 2

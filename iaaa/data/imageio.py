@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -35,6 +36,7 @@ _TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}" + re.escape(TEMP_MARKE
 # tifffile reports damaged files through its logger (on stderr when nothing is configured); the
 # reader turns damage into one DataError instead, so those records must not reach the terminal.
 logging.getLogger("tifffile").addHandler(logging.NullHandler())
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 def max_image_pixels() -> int | None:
@@ -43,7 +45,7 @@ def max_image_pixels() -> int | None:
     It is PIL's ``Image.MAX_IMAGE_PIXELS`` (89,478,485 by default, the decompression-bomb guard PIL
     applies to PNG and JPEG), applied to TIFF too, from the size a file *declares* before any pixel
     is decoded. Set the environment variable ``IAAA_MAX_PIXELS`` (an integer) to raise or lower it
-    for iaaa and PIL together."""
+    for the files iaaa reads."""
     from PIL import Image
 
     raw = os.environ.get(MAX_PIXELS_ENV)
@@ -55,9 +57,26 @@ def max_image_pixels() -> int | None:
         raise IaaaError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not an integer pixel count") from None
     if limit < 1:
         raise IaaaError(f"environment variable {MAX_PIXELS_ENV}={raw!r} must be a positive pixel count")
-    # PIL refuses at open time beyond twice its own limit; keep it in step with ours.
-    Image.MAX_IMAGE_PIXELS = limit
     return limit
+
+
+@contextmanager
+def _pil_limit(limit: int | None) -> Iterator[None]:
+    """Let ``Image.open`` accept up to ``limit`` pixels when that is above PIL's own guard (which
+    refuses at twice ``Image.MAX_IMAGE_PIXELS``); the exact check is ours, after the open. PIL's
+    setting is a global, so it is raised only for the call and under a lock."""
+    from PIL import Image
+
+    pil = Image.MAX_IMAGE_PIXELS
+    if pil is None or (limit is not None and limit <= pil):
+        yield
+        return
+    with _PIL_LIMIT_LOCK:
+        Image.MAX_IMAGE_PIXELS = None if limit is None else limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = pil
 
 
 def _check_declared_size(path: Path, height: int, width: int, values: int | None = None) -> None:
@@ -98,7 +117,8 @@ def _read_array(path: Path) -> tuple[np.ndarray, bool]:
 
         limit = max_image_pixels()
         try:
-            im_ctx = Image.open(path)
+            with _pil_limit(limit):
+                im_ctx = Image.open(path)
         except Image.DecompressionBombError as exc:
             raise DataError(f"{path}: {exc}; set {MAX_PIXELS_ENV} to read larger images") from None
         with im_ctx as im:
