@@ -36,7 +36,7 @@ try:
 except ImportError:  # Windows: no advisory locks; a second concurrent run is not detected there
     fcntl = None
 
-__all__ = ["export_synthetic", "input_fingerprint", "MANIFEST", "ANNOTATIONS", "LOCK_FILE"]
+__all__ = ["export_synthetic", "check_export_folder", "input_fingerprint", "MANIFEST", "ANNOTATIONS", "LOCK_FILE"]
 
 MANIFEST = "manifest.json"
 ANNOTATIONS = "annotations.json"
@@ -136,6 +136,8 @@ def input_fingerprint(paths: Sequence[str | os.PathLike]) -> str:
 def _refuse_overlap(out: Path, inputs: Sequence[str | os.PathLike]) -> None:
     o = out.resolve()
     for p in inputs:
+        if not Path(p).exists():
+            continue  # the reader names a missing input
         q = Path(p).resolve()
         if o == q or o.is_relative_to(q) or q.is_relative_to(o):
             where = "is" if o == q else ("lies inside" if o.is_relative_to(q) else "contains")
@@ -146,8 +148,13 @@ def _is_ours(p: Path) -> bool:
     return p.name == LOCK_FILE or temporary_target(p.name) == MANIFEST
 
 
-def _prepare_out(out: Path) -> None:
-    """Refuse an ``out`` that is a file, or a non-empty folder that is not an iaaa export."""
+def check_export_folder(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Raise :class:`~iaaa.errors.IaaaError` unless ``out`` can take an export: new, empty, or an
+    earlier iaaa export, and neither inside nor around any of ``inputs``. Creates nothing, so a
+    command can check before it spends time reading and fitting."""
+    out = Path(out)
+    if inputs:
+        _refuse_overlap(out, inputs)
     if out.exists() and not out.is_dir():
         raise IaaaError(f"{out}: exists and is not a folder; the export needs a folder")
     if out.is_dir() and not (out / MANIFEST).exists():
@@ -157,6 +164,9 @@ def _prepare_out(out: Path) -> None:
                 f"{out}: folder is not empty ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and holds no iaaa {MANIFEST}; "
                 "refusing to write into it: choose a new or empty folder"
             )
+
+
+def _create_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -271,11 +281,11 @@ def export_synthetic(
         raise IaaaError(f"n must be >= 1, got {n}")
     out = Path(out)
     record = {"iaaa_version": __version__, "seed": int(seed), "n": int(n), **(manifest or {})}
+    check_export_folder(out, inputs)
     if inputs:
-        _refuse_overlap(out, inputs)
         record["inputs_sha256"] = input_fingerprint(inputs)
     _manifest_text(record)  # refuse NaN options before anything is created
-    _prepare_out(out)
+    _create_out(out)
     with _export_lock(out):
         _check_or_write_manifest(out, record)
         _remove_stale_temporaries(out, n)

@@ -94,10 +94,15 @@ def _coco(path: Path, images: list[dict], annotations: list[dict]) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory):
+    return _dataset(tmp_path_factory.mktemp("good"))
+
+
 @pytest.fixture
-def work(tmp_path):
-    """A folder with good annotated data in ``data/images`` and ``data/masks``."""
-    _dataset(tmp_path / "data")
+def work(tmp_path, good_data):
+    """A folder with a copy of good annotated data in ``data/images`` and ``data/masks``."""
+    shutil.copytree(good_data, tmp_path / "data")
     return tmp_path
 
 

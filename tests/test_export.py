@@ -110,7 +110,7 @@ def test_interrupted_export_resumes_identically(real16, tmp_path):
 
 
 def test_synth_bad_inputs(tmp_path, real16, capsys):
-    assert main(["synth", "--images", str(tmp_path / "nope"), "--masks", str(tmp_path), "--n", "2", "--out", str(tmp_path / "o")]) == 2
+    assert main(["synth", "--images", str(tmp_path / "nope"), "--masks", str(real16 / "masks"), "--n", "2", "--out", str(tmp_path / "o")]) == 2
     assert "nope" in capsys.readouterr().err
     assert _synth(real16, tmp_path / "o", 0) == 2
     assert "--n" in capsys.readouterr().err

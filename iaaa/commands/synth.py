@@ -113,17 +113,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
-    from iaaa.export import export_synthetic
+    from iaaa.export import check_export_folder, export_synthetic
 
     if args.n < 1:
         raise IaaaError(f"--n must be >= 1, got {args.n}")
     if args.workers < 0:
         raise IaaaError(f"--workers must be >= 0, got {args.workers}")
+    compositor_options(args)  # option errors first, before minutes of reading and fitting
+    inputs = [v for k in ("images", "masks", "coco", "dsb") if (v := getattr(args, k, None))]
+    check_export_folder(args.out, inputs)
     samples = load_inputs(args)
     compositor, record = build_compositor(args, samples)
     print(compositor.stats.summary())
     manifest = {"source": input_record(args), "compositor": record}
-    inputs = [v for k in ("images", "masks", "coco", "dsb") if (v := getattr(args, k, None))]
     result = export_synthetic(compositor, args.n, args.out, seed=args.seed, workers=args.workers, manifest=manifest, progress=not args.no_progress, inputs=inputs)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out}: images/, masks/, annotations.json, manifest.json")
     return 0
