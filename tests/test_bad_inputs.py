@@ -334,7 +334,8 @@ def test_read_only_target_on_rename(work, capsys, monkeypatch):
     _check(capsys, work, argv, "stats.json", "cannot write", "Permission denied")  # its temporary is gone too
 
 
-def test_full_disk_mid_export(work, capsys, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_full_disk_mid_export(work, capsys, monkeypatch, workers):
     calls = {"n": 0}
     real_save = Image.Image.save
 
@@ -346,7 +347,8 @@ def test_full_disk_mid_export(work, capsys, monkeypatch):
 
     monkeypatch.setattr(Image.Image, "save", save)
     out = work / "out"
-    _check(capsys, work, _synth(work, out), str(out), "No space left on device", out=out)
+    # with a loader worker (forked, so it inherits the patch) the error still arrives as one line
+    _check(capsys, work, _synth(work, out, "--workers", workers), str(out), "No space left on device", out=out)
     assert not [p for p in out.rglob("*") if ".iaaa-tmp" in p.name]  # no half-written file left
     assert not (out / LOCK_FILE).exists()
 
