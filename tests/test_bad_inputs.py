@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from iaaa.cli import main
-from iaaa.data import read_coco, read_dsb, read_image, read_label_folder, read_label_map, write_coco, write_image, write_label_folder
+from iaaa.data import read_dsb, read_image, read_label_folder, read_label_map, write_coco, write_image, write_label_folder
 from iaaa.datasets import simulate_cells
 from iaaa.errors import IaaaError
 from iaaa.export import LOCK_FILE, export_synthetic

@@ -22,8 +22,6 @@ def add_compositor_args(p: argparse.ArgumentParser) -> None:
 
 
 def _count(value: str):
-    from iaaa.errors import IaaaError
-
     if value in ("sample", "mode"):
         return value
     try:
@@ -63,7 +61,6 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
     import json
 
     from iaaa.compositor import CellCompositor
-    from iaaa.errors import IaaaError
 
     options = compositor_options(args)
     policy = None
@@ -112,7 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iaaa.errors import IaaaError
     from iaaa.export import check_export_folder, export_synthetic
 
     if args.n < 1:
