@@ -479,6 +479,10 @@ def test_demo_refuses_foreign_out(tmp_path, capsys):
     _check(capsys, tmp_path, ["demo", "--out", out, "--n", "2", "--synthetic", "1"], "--out", "not an earlier iaaa demo")
 
 
+def test_demo_refuses_out_around_its_input(work, capsys):
+    _check(capsys, work, ["demo", "--images", work / "data" / "images", "--masks", work / "data" / "masks", "--out", work / "data" / "images" / "demo"], "overlaps --images")
+
+
 # ============================================================================ 4. silent wrong data
 
 
@@ -566,7 +570,8 @@ def test_cellpose_layout_one_folder(tmp_path, capsys):
     assert [b.name for b in back] == [s.name for s in sims]
     for b, s in zip(back, sims):
         assert torch.equal(b.labels, s.labels) and torch.equal(b.image, s.image)
-    rc, err = _cli(capsys, "stats", "--images", d, "--masks", d)
+    with pytest.warns(UserWarning, match="_flows"):
+        rc, err = _cli(capsys, "stats", "--images", d, "--masks", d)
     assert rc == 0 and err == []
 
 

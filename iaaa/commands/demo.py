@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     # over an earlier demo (recognised by its export manifest).
     if out.is_dir() and any(out.iterdir()) and not (out / "synthetic" / MANIFEST).is_file():
         raise IaaaError(f"--out {out}: folder is not empty and is not an earlier iaaa demo; choose a new or empty folder")
+    for flag, given in (("--images", args.images), ("--masks", args.masks)):
+        if given and Path(given).exists():
+            o, q = out.resolve(), Path(given).resolve()
+            if o == q or o.is_relative_to(q) or q.is_relative_to(o):
+                raise IaaaError(f"--out {out} overlaps {flag} {given}; the demo writes real copies and synthetic images there, so keep it apart from the input")
     if args.images or args.masks:
         real = load_samples(images=args.images, masks=args.masks)
         source = f"{args.images} + {args.masks}"
