@@ -33,7 +33,7 @@ def test_demo_writes_data_and_preview(tmp_path, capsys):
 
 
 def test_demo_bad_folder_is_one_line_exit_2(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--images", str(tmp_path / "missing"), "--masks", str(tmp_path)]) == 2
+    assert main(["demo", "--out", str(tmp_path / "out"), "--images", str(tmp_path / "missing"), "--masks", str(tmp_path / "masks")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0] and "Traceback" not in err[0]
 
