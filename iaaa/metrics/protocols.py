@@ -134,7 +134,7 @@ def _objects(samples: Sequence[Any], given: Sequence[CellObject] | None, which: 
     if given is not None:
         return list(given)
     try:
-        from iaaa.objects import extract_objects
+        from iaaa.synthesis.objects import extract_objects
     except ImportError as exc:  # pragma: no cover - depends on the installed version
         raise RuntimeError(f"{which}: SCO/MCO levels need iaaa.objects.extract_objects, or pass {which}_objects=") from exc
     annotated = []

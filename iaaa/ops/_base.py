@@ -13,6 +13,8 @@ from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import is_pure_tensor, query_size
 
+from iaaa.filters import gaussian_blur_batch
+
 from . import geometric as G
 from . import photometric as P
 from ._common import bound, check_labels, to_work
@@ -195,10 +197,10 @@ def antialias(image: torch.Tensor, scale: np.ndarray) -> torch.Tensor | None:
     x = to_work(image)
     sigma = np.where(shrink, sigma, 0.0)
     if shrink.all() or scale.size == 1:
-        return P.blur_work(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
+        return gaussian_blur_batch(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
     # Only the shrinking samples pay for the blur.
     sel = torch.from_numpy(np.flatnonzero(shrink)).to(image.device)
-    return x.index_copy(0, sel, P.blur_work(x.index_select(0, sel), sigma[shrink]))
+    return x.index_copy(0, sel, gaussian_blur_batch(x.index_select(0, sel), sigma[shrink]))
 
 
 def _check_value(value: Any, what: str) -> tuple[float, float]:

@@ -13,6 +13,8 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from iaaa.dtypes import dtype_range, from_work, to_work
+
 Number = Union[int, float]
 ParamLike = Union[Number, Sequence[Number], torch.Tensor, np.ndarray]
 
@@ -80,42 +82,12 @@ def device_param(a: np.ndarray, like: torch.Tensor) -> float | torch.Tensor:
 
 def bound(dtype: torch.dtype) -> float:
     """Largest pixel value of ``dtype``: 255, 65535, or 1.0 for floats."""
-    if dtype == torch.uint8:
-        return 255.0
-    if dtype == torch.uint16:
-        return 65535.0
-    return 1.0
+    return dtype_range(dtype)[1]
 
 
 def bit_depth(dtype: torch.dtype) -> int:
     """Bits per pixel used by Posterize: 8, 16, and 8 for floats (as torchvision does)."""
     return 16 if dtype == torch.uint16 else 8
-
-
-def to_work(image: torch.Tensor) -> torch.Tensor:
-    """Float copy at raw scale (uint8 0..255, uint16 0..65535); float32/64 pass through, halves go to float32."""
-    if image.dtype in (torch.float32, torch.float64):
-        return image
-    if image.dtype == torch.uint16:
-        # uint16 -> float needs an int32 hop on older torch; float32 holds every value exactly.
-        return image.to(torch.int32).to(torch.float32)
-    return image.to(torch.float32)
-
-
-def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True, saturate: bool = True) -> torch.Tensor:
-    """Back from :func:`to_work`, *in place* on ``x`` (always a kernel's own temporary):
-    integers are rounded half-to-even and (``saturate``) clamped to their range; floats are
-    clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
-    if dtype.is_floating_point:
-        if clamp:
-            x = x.clamp_(0.0, 1.0)
-        return x.to(dtype)
-    x = x.round_()
-    if saturate:
-        x = x.clamp_(0.0, bound(dtype))
-    if dtype == torch.uint16:
-        return x.to(torch.int32).to(torch.uint16)
-    return x.to(dtype)
 
 
 def unbatch_image(image: torch.Tensor, what: str = "image") -> tuple[torch.Tensor, bool]:

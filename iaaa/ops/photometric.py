@@ -20,6 +20,8 @@ import torch.nn.functional as F
 
 import numpy as np
 
+from iaaa.filters import gaussian_blur_batch
+
 from ._common import ParamLike, as_param, bit_depth, bound, check_image, device_param, from_work, to_work
 
 __all__ = [
@@ -251,30 +253,13 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
-def blur_work(x: torch.Tensor, s: np.ndarray) -> torch.Tensor:
-    """:func:`gaussian_blur` on a float working tensor, without rounding back (for callers that
-    sample the result again, like Resize's antialiasing)."""
-    b, c, h, w = x.shape
-    r = int(math.ceil(3 * float(s.max())))
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    # A tiny sigma underflows to a delta (sigma 0 leaves its sample unchanged); each sample keeps
-    # its own radius, zeros beyond it.
-    ss = s.reshape(-1, 1)
-    k = np.exp(-(t * t) / (2 * np.maximum(ss, 1e-6) ** 2))
-    k = np.where(np.abs(t) <= np.ceil(3 * ss), k, 0.0)
-    k = np.repeat(np.broadcast_to(k / k.sum(1, keepdims=True), (b, 2 * r + 1)), c, 0)
-    k = torch.from_numpy(np.ascontiguousarray(k)).to(x.device, x.dtype)
-    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
-    return F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c).view(b, c, h, w)
-
-
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated.
 
     One grouped convolution per axis for the whole batch (each sample and channel its own
-    group), so per-sample sigmas cost no more than a shared one. Convolution backends may pick
+    group; :func:`iaaa.filters.gaussian_blur_batch`), so per-sample sigmas cost no more than a
+    shared one. Convolution backends may pick
     a different algorithm for a different group count, so a sample blurred inside a batch can
     differ from the same sample alone by float rounding (~1e-7; one grey level at most)."""
     check_image(image)
@@ -283,7 +268,7 @@ def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
         raise ValueError(f"sigma: must be >= 0, got {s.tolist()}")
     if float(s.max()) <= 0:
         return image
-    return from_work(blur_work(to_work(image), s), image.dtype)
+    return from_work(gaussian_blur_batch(to_work(image), s), image.dtype)
 
 
 def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:

@@ -17,7 +17,7 @@ def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: i
     """Cut cell objects out of ``samples`` with :func:`iaaa.objects.extract_objects` and keep
     those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
     drawn by a seeded permutation so the subset does not depend on file order alone."""
-    from iaaa.objects import extract_objects
+    from iaaa.synthesis.objects import extract_objects
 
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
