@@ -13,7 +13,9 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from iaaa import structures
 from iaaa.dtypes import dtype_range, from_work, to_work
+from iaaa.errors import IaaaError
 
 Number = Union[int, float]
 ParamLike = Union[Number, Sequence[Number], torch.Tensor, np.ndarray]
@@ -26,28 +28,25 @@ def check_image(image: torch.Tensor, what: str = "image") -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"{what}: expected a torch.Tensor, got {type(image).__name__}")
     if image.ndim != 4:
-        raise ValueError(f"{what}: expected shape (B, C, H, W), got {tuple(image.shape)}")
+        raise IaaaError(f"{what}: expected shape (B, C, H, W), got {tuple(image.shape)}")
     if image.dtype not in (torch.uint8, torch.uint16) and image.dtype not in _FLOATS:
         raise TypeError(f"{what}: unsupported dtype {image.dtype}; use uint8, uint16 or a float dtype")
     return image
 
 
 def check_labels(labels: torch.Tensor | None, size: tuple[int, int] | None = None, batch: int | None = None, what: str = "labels") -> torch.Tensor | None:
-    """Validate a batched label map ``(B, H, W)`` of an integer (or bool) dtype.
-
-    The dtype is kept: the geometric kernels only gather, so any integer dtype moves exactly."""
+    """Validate a batched label map ``(B, H, W)`` of an integer (or bool) dtype
+    (:func:`iaaa.structures.check_labels` with ``strict=True``: the dtype is kept, because the
+    geometric kernels only gather, so any integer dtype moves exactly)."""
     if labels is None:
         return None
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{what}: expected a torch.Tensor or None, got {type(labels).__name__}")
+    structures.check_labels(labels, what, strict=True)
     if labels.ndim != 3:
-        raise ValueError(f"{what}: expected shape (B, H, W), got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex:
-        raise TypeError(f"{what}: label maps must be integer, got dtype {labels.dtype}")
+        raise IaaaError(f"{what}: expected shape (B, H, W), got {tuple(labels.shape)}")
     if size is not None and tuple(labels.shape[-2:]) != tuple(size):
-        raise ValueError(f"{what}: size {tuple(labels.shape[-2:])} does not match the image size {tuple(size)}")
+        raise IaaaError(f"{what}: size {tuple(labels.shape[-2:])} does not match the image size {tuple(size)}")
     if batch is not None and labels.shape[0] not in (batch,):
-        raise ValueError(f"{what}: batch {labels.shape[0]} does not match the image batch {batch}")
+        raise IaaaError(f"{what}: batch {labels.shape[0]} does not match the image batch {batch}")
     return labels
 
 
@@ -65,9 +64,9 @@ def as_param(value: ParamLike, batch: int | None, what: str) -> np.ndarray:
     else:
         a = np.asarray(value, dtype=np.float64).reshape(-1)
     if a.size == 0 or (batch is not None and a.size not in (1, batch)):
-        raise ValueError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
+        raise IaaaError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
     if not np.isfinite(a).all():
-        raise ValueError(f"{what}: values must be finite, got {a.tolist()}")
+        raise IaaaError(f"{what}: values must be finite, got {a.tolist()}")
     return a
 
 

@@ -113,6 +113,10 @@ def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, f
     theta = torch.tensor([[i00 * wo / w, i10 * wo / h], [i01 * ho / w, i11 * ho / h]], dtype=image.dtype, device=image.device)
     grid = (_base_grid(ho, wo, str(image.device)) @ theta).unsqueeze(0)
     img = F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    # Labels through the image's own grid by nearest: the same sampling positions as the image,
+    # and one kernel call. The op stack's general gather (iaaa.ops.functional.warp_labels) gives
+    # the same labels but measured 3x slower here (~250 vs ~80 us per object), on the hot path.
+    # Object label values are 1..k, exact in float32.
     lab = F.grid_sample(labels.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return img, lab.to(torch.int64)
 
@@ -151,9 +155,10 @@ class RandomScale:
         if s == 1.0:
             return image, labels
         size = (max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s)))
+        from iaaa.ops.functional import resize_labels  # the op stack loads only when used
+
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=s < 1)[0]
-        labels = F.interpolate(labels[None, None].to(image.dtype), size=size, mode="nearest-exact")[0, 0].to(torch.int64)
-        return image, labels
+        return image, resize_labels(labels, size).to(torch.int64)
 
 
 class Sequential:
