@@ -8,7 +8,8 @@ config, composed by :class:`CellCompositor`.
   (:class:`PlacementConfig`, :func:`place` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
   (:class:`CountConfig`);
-* :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies;
+* :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
+  (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
 * :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`.
 
 Names are imported lazily, so importing one stage does not import the others.
@@ -31,6 +32,7 @@ _LAZY: dict[str, str] = {
     "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
+    "KorniaPolicy": "kornia_policy",
 }
 
 __all__ = list(_LAZY)
