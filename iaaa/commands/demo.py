@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis.compositor import CellCompositor
     from iaaa.data import load_samples, write_coco, write_label_folder
     from iaaa.data.dataset import SynthesisDataset
     from iaaa.export import MANIFEST, export_synthetic

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def dataset_stats(samples: list[Any], keep_border: bool = False) -> dict[str, Any]:
     """The numbers ``iaaa stats`` prints, as a dict."""
-    from iaaa.objects import extract_objects
+    from iaaa.synthesis.objects import extract_objects
 
     counts = torch.tensor([s.num_instances for s in samples], dtype=torch.float64)
     objects = extract_objects(samples, keep_border=keep_border)

@@ -60,7 +60,7 @@ def compositor_options(args: argparse.Namespace) -> dict:
 def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, dict]:
     import json
 
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis.compositor import CellCompositor
 
     options = compositor_options(args)
     policy = None

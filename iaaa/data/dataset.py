@@ -110,7 +110,7 @@ class SynthesisDataset(Dataset):
     with any ``num_workers``, under ``DistributedSampler``, on any machine.
 
     Args:
-        compositor: a fitted :class:`~iaaa.compositor.CellCompositor` (anything with
+        compositor: a fitted :class:`~iaaa.synthesis.compositor.CellCompositor` (anything with
             ``sample(generator=...) -> AnnotatedImage``).
         length: number of samples per epoch.
         seed: base seed.

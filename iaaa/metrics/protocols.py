@@ -8,7 +8,7 @@ Levels (sections 3.4-3.6 of the paper):
   paper's figures; remainders at the right/bottom edge are dropped, images smaller than a tile
   become one tile fitted to it), or with ``tile=None`` whole images fitted into ``image_size``.
 
-Objects come from :func:`iaaa.objects.extract_objects` unless lists of
+Objects come from :func:`iaaa.synthesis.objects.extract_objects` unless lists of
 :class:`~iaaa.structures.CellObject` are given. Every metric of every level is seeded from
 ``seed`` afresh, so a level's numbers do not depend on which other levels or metrics ran.
 """
@@ -134,10 +134,8 @@ def _image_of(sample: Any) -> torch.Tensor:
 def _objects(samples: Sequence[Any], given: Sequence[CellObject] | None, which: str) -> list[CellObject]:
     if given is not None:
         return list(given)
-    try:
-        from iaaa.synthesis.objects import extract_objects
-    except ImportError as exc:  # pragma: no cover - depends on the installed version
-        raise RuntimeError(f"{which}: SCO/MCO levels need iaaa.objects.extract_objects, or pass {which}_objects=") from exc
+    from iaaa.synthesis.objects import extract_objects
+
     annotated = []
     for i, s in enumerate(samples):
         if isinstance(s, torch.Tensor):

@@ -15,7 +15,7 @@ KINDS = ("all", "sco", "mco")
 
 
 def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: int | None = 300, seed: int = 0, **extract: Any) -> list[CellObject]:
-    """Cut cell objects out of ``samples`` with :func:`iaaa.objects.extract_objects` and keep
+    """Cut cell objects out of ``samples`` with :func:`iaaa.synthesis.objects.extract_objects` and keep
     those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
     drawn by a seeded permutation so the subset does not depend on file order alone."""
     from iaaa.synthesis.objects import extract_objects
