@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from iaaa.judge import (
     JudgeReport,
     NaivePaste,
+    auto_min_area,
     class_targets,
     compositor_source,
     instances_from_classes,
@@ -143,6 +144,15 @@ def test_score_properties(bx, rnd):
     lut = torch.tensor([0] + [5 * p + 1 for p in perm])
     shifted = lab.roll(1, 0)
     assert score_image(lab, lut[shifted]) == score_image(lab, shifted)
+
+
+def test_auto_min_area_is_a_quarter_of_the_small_cells():
+    lab = torch.zeros(40, 40, dtype=torch.int64)
+    lab[0:20, 0:20] = 1  # 400 px
+    lab[30:40, 30:40] = 2  # 100 px
+    # 1st percentile of (400, 100) by linear interpolation: 103; a quarter: 25.
+    assert auto_min_area([(torch.zeros(1, 40, 40), lab)]) == 25
+    assert auto_min_area([(torch.zeros(1, 4, 4), torch.zeros(4, 4, dtype=torch.int64))]) == 1
 
 
 # ----------------------------------------------------------------------------- naive paste
