@@ -204,7 +204,8 @@ def test_judge_smoke_paired_and_reproducible(tiny, tmp_path):
     d = summ["iaaa"]["mean_ap"]["diff"]
     assert d == pytest.approx([report.results["iaaa"][s]["mean_ap"] - report.results["real"][s]["mean_ap"] for s in (0, 1)])
     table = report.table()
-    assert "naive" in table and "±" in table and len(table.splitlines()) == 5
+    assert "naive" in table and "±" in table and len(table.splitlines()) == 6 and "ceiling" in table
+    assert 0.5 < report.settings["ceiling"]["mean_ap"] <= 1.0
     out = tmp_path / "r.json"
     report.to_json(out)
     data = json.loads(out.read_text())

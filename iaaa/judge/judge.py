@@ -32,10 +32,11 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.judge.naive import NaivePaste
 from iaaa.judge.scoring import score_images
+from iaaa.judge.targets import instances_from_classes
 from iaaa.judge.train import Prepared, predict_instances, prepare, train_segmenter
 from iaaa.structures import as_annotated
 
-__all__ = ["judge", "JudgeReport", "naive_source", "compositor_source", "auto_min_area", "REAL", "METRICS"]
+__all__ = ["judge", "JudgeReport", "naive_source", "compositor_source", "auto_min_area", "decoding_ceiling", "REAL", "METRICS"]
 
 REAL = "real"
 METRICS = ("mean_ap", "ap50", "f1_50")
@@ -110,7 +111,11 @@ class JudgeReport:
             rows.append(cells)
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-        return "\n".join([fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
+        lines = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)]
+        if "ceiling" in self.settings:
+            c = self.settings["ceiling"]
+            lines.append(f"ceiling (perfect 3-class prediction, same decoding): mean AP {c['mean_ap']:.3f}, AP@0.5 {c['ap50']:.3f}, F1@0.5 {c['f1_50']:.3f}")
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -141,6 +146,24 @@ def auto_min_area(samples: Sequence[Any]) -> int:
     if areas.numel() == 0:
         return 1
     return max(1, int(0.25 * float(torch.quantile(areas, 0.01))))
+
+
+def decoding_ceiling(test: Sequence[Prepared], min_area: int) -> dict[str, float]:
+    """Scores of a perfect network: the test images' own 3-class targets at the working scale put
+    through the same decoding (resize to native, argmax, seeded growth, ``min_area``). What the
+    judge's resolution and decoding lose, whatever the training data."""
+    from torch.nn import functional as F
+
+    preds = []
+    for p in test:
+        onehot = F.one_hot(p.classes, 3).permute(2, 0, 1)[None].float()
+        sh, sw = p.size
+        top, left = (onehot.shape[-2] - sh) // 2, (onehot.shape[-1] - sw) // 2
+        onehot = onehot[..., top : top + sh, left : left + sw]
+        if (sh, sw) != tuple(p.native.shape):
+            onehot = F.interpolate(onehot, size=tuple(p.native.shape), mode="bilinear", align_corners=False)
+        preds.append(instances_from_classes(onehot[0].argmax(0), min_area=min_area))
+    return score_images([p.native for p in test], preds)
 
 
 def _pool(source: Any, train: Sequence[Any], seed: int, pool_size: int) -> list[Any]:
@@ -226,6 +249,8 @@ def judge(
         "seeds": list(seeds), "scale": scale, "pool_size": pool_size, "boundary": boundary, "min_area": min_area,
         "n_train": len(train), "n_test": len(test), "channels": int(channels), **{k: str(v) if k == "device" else v for k, v in recipe.items()},
     }
+    settings["ceiling"] = {k: decoding_ceiling(test_prep, min_area)[k] for k in METRICS}
+    say(f"ceiling (perfect 3-class prediction through the same decoding): mean AP {settings['ceiling']['mean_ap']:.3f}")
     results: dict[str, dict[int, dict[str, float]]] = {}
 
     def run(name: str, synthetic: list[Prepared] | None, seed: int, extra: dict[str, float]) -> None:
