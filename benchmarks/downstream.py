@@ -10,6 +10,7 @@ F1@0.5 at the label maps' native resolution. Cases:
     naive   + hard-edged copy-paste of real cells onto real images (Simple Copy-Paste style)
     iaaa    + iaaa.CellCompositor() with its defaults
     iaaa[k=v,...]   + CellCompositor(k=v, ...) for each --compositor variant
+    synthetic:NAME  + the images of an `iaaa synth` output folder (--synthetic DIR), used whole
 
 Datasets (by path, never copied):
 
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.judge import compositor_source, judge, naive_source  # noqa: E402
@@ -81,6 +83,7 @@ def main() -> int:
     p.add_argument("--data", help="override the dataset folder (images/ + masks/)")
     p.add_argument("--cases", default="real,naive,iaaa", help="comma list of real, naive, iaaa (default: %(default)s)")
     p.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE", help="a CellCompositor variant (repeatable)")
+    p.add_argument("--synthetic", action="append", default=[], metavar="DIR", help="an iaaa synth output folder, used whole (repeatable)")
     p.add_argument("--seeds", default=None, help="comma list (default 0,1,2; --quick 0,1)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default 1500; --quick 300)")
     p.add_argument("--pool", type=int, default=None, help="synthetic images per seed (default 32; --quick 8)")
@@ -114,6 +117,8 @@ def main() -> int:
     for pairs in args.compositor:
         kwargs = parse_pairs(pairs)
         sources["iaaa[" + ",".join(f"{k}={v!r}" for k, v in kwargs.items()) + "]"] = compositor_source(**kwargs)
+    for folder_ in args.synthetic:
+        sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
 
     samples = read_label_folder(folder / "images", folder / "masks")
     train, test = split(args.dataset, samples)
