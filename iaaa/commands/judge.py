@@ -96,14 +96,14 @@ def build_sources(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
 
 
 def _check_compositor_kwargs(kwargs: dict[str, Any]) -> None:
-    import inspect
-
+    """Build the compositor once, unfitted, so an unknown option or a bad value is reported
+    before any training starts (the compositor validates every option in its constructor)."""
     from iaaa import CellCompositor
 
-    params = inspect.signature(CellCompositor).parameters
-    for key in kwargs:
-        if key not in params:
-            raise IaaaError(f"--compositor: CellCompositor has no option {key!r}")
+    try:
+        CellCompositor(**kwargs)
+    except (TypeError, IaaaError) as exc:
+        raise IaaaError(f"--compositor: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
