@@ -75,6 +75,8 @@ _LAZY: dict[str, str] = {
     "load_wae": "iaaa.policy",
     "WAE": "iaaa.policy",
     "Scorer": "iaaa.policy",
+    # does synthetic data help a model? (iaaa.judge.judge runs it)
+    "JudgeReport": "iaaa.judge",
     # quality metrics
     "fid": "iaaa.metrics",
     "kid": "iaaa.metrics",
@@ -89,7 +91,7 @@ _LAZY: dict[str, str] = {
 }
 
 # Subpackages reachable as attributes (``iaaa.ops.Rotate``) without importing them eagerly.
-_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview", "synthesis", "filters", "boxes")
+_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview", "synthesis", "filters", "boxes", "judge")
 
 __all__ = ["__version__", *_LAZY]
 
