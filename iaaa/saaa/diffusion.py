@@ -41,7 +41,7 @@ class MaskDiffusionConfig:
     """
 
     size: int = 64
-    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: int = 1
     attention: bool = True
     num_train_timesteps: int = 1000

@@ -4,7 +4,8 @@ A checkpoint is one ``torch.save`` file of plain Python values and tensors (modu
 state dicts, the step, the loss history, the state of the ``torch.Generator`` that draws every
 batch, and the options it was started with), so it loads with ``torch.load(weights_only=True)``.
 Restarting with the same options and checkpoint continues from the saved step and gives the same
-weights as an uninterrupted run on the same device; different options are refused.
+weights as an uninterrupted run on the same device (asking for more steps than before trains the
+checkpoint further); different options are refused.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def _load_checkpoint(path: str, options: dict[str, Any]) -> dict[str, Any] | Non
         raise IaaaError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from exc
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise IaaaError(f"{path}: not an iaaa SAAA checkpoint (field 'format'); delete it to start over")
+    # The step count is not an option: a checkpoint can be trained further with more steps.
     if ck.get("options") != options:
         diff = sorted(k for k in set(options) | set(ck.get("options", {})) if options.get(k) != ck.get("options", {}).get(k))
         raise IaaaError(f"{path}: checkpoint was written with other options ({', '.join(diff)}); use the same options or delete it")
@@ -116,6 +118,8 @@ def run_steps(
         generator.set_state(ck["generator"])
         report.losses = {k: list(v) for k, v in ck["losses"].items()}
         start = report.resumed_from = int(ck["step"])
+        if start > steps:
+            raise IaaaError(f"{checkpoint}: checkpoint is at step {start}, beyond the {steps} steps asked for; ask for at least {start} or delete it")
 
     def save(step: int) -> None:
         payload = {
@@ -166,7 +170,7 @@ def fit_mask_diffusion(
         opt.step()
         return {"mse": float(loss.detach())}
 
-    opts = {"model": model.config.to_dict(), "batch_size": batch_size, "lr": lr, "seed": seed, "steps": steps, "n_crops": len(pool), **(options or {})}
+    opts = {"model": model.config.to_dict(), "batch_size": batch_size, "lr": lr, "seed": seed, "n_crops": len(pool), **(options or {})}
     return run_steps("diffusion", {"unet": model.unet}, {"adamw": opt}, step, steps, g, opts, checkpoint, progress=progress)
 
 
@@ -203,6 +207,6 @@ def fit_pix2pix(
         opt_g.step()
         return {"d": float(d_loss.detach()), **parts}
 
-    opts = {"model": config.to_dict(), "batch_size": batch_size, "lr": lr, "seed": seed, "steps": steps, "n_crops": len(pool), **(options or {})}
+    opts = {"model": config.to_dict(), "batch_size": batch_size, "lr": lr, "seed": seed, "n_crops": len(pool), **(options or {})}
     report = run_steps("pix2pix", {"generator": gen, "discriminator": disc}, {"g": opt_g, "d": opt_d}, step, steps, g, opts, checkpoint, progress=progress)
     return gen, report
