@@ -21,12 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = verbs.add_parser("fit", help="train a SAAA model folder", description="Train the mask DDPM and the Pix2Pix generator on random --size px crops of the input data; checkpoints in OUT/checkpoints make an interrupted run resumable (rerun the same command).")
     add_input_args(f)
     f.add_argument("--out", required=True, help="model folder to write")
-    f.add_argument("--steps", type=int, default=1000, help="training steps of each model (default: %(default)s)")
-    f.add_argument("--diffusion-steps", type=int, help="steps of the mask DDPM (default: --steps)")
-    f.add_argument("--pix2pix-steps", type=int, help="steps of the Pix2Pix generator (default: --steps)")
+    f.add_argument("--steps", type=int, help="training steps of each model (default: 1200 diffusion, 1500 pix2pix)")
+    f.add_argument("--diffusion-steps", type=int, help="steps of the mask DDPM (default: --steps or 1200)")
+    f.add_argument("--pix2pix-steps", type=int, help="steps of the Pix2Pix generator (default: --steps or 1500)")
     f.add_argument("--size", type=int, default=64, help="crop and sample size in px (default: %(default)s)")
     f.add_argument("--crops-per-image", type=int, default=64, help="random training crops per image (default: %(default)s)")
-    f.add_argument("--batch-size", type=int, nargs=2, default=[16, 8], metavar=("DIFF", "P2P"), help="batch sizes (default: 16 8)")
+    f.add_argument("--batch-size", type=int, nargs=2, default=[8, 8], metavar=("DIFF", "P2P"), help="batch sizes (default: 8 8)")
     f.add_argument("--diffusion-channels", type=int, nargs="+", default=[32, 64, 128, 128], metavar="C", help="U-Net widths per level (default: 32 64 128 128)")
     f.add_argument("--sample-steps", type=int, default=50, help="DDIM steps when sampling (default: %(default)s)")
     f.add_argument("--min-area", type=int, default=8, help="smallest generated cell kept, px (default: %(default)s)")
@@ -69,8 +69,10 @@ def run_fit(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
     from iaaa.saaa import SAAA, MaskDiffusionConfig, Pix2PixConfig
 
-    d_steps = args.steps if args.diffusion_steps is None else args.diffusion_steps
-    p_steps = args.steps if args.pix2pix_steps is None else args.pix2pix_steps
+    from iaaa.saaa import SAAAConfig
+
+    d_steps = args.diffusion_steps if args.diffusion_steps is not None else args.steps if args.steps is not None else SAAAConfig.diffusion_steps
+    p_steps = args.pix2pix_steps if args.pix2pix_steps is not None else args.steps if args.steps is not None else SAAAConfig.pix2pix_steps
     if min(d_steps, p_steps) < 1:
         raise IaaaError(f"--steps, --diffusion-steps and --pix2pix-steps must be >= 1, got {d_steps} and {p_steps}")
     try:

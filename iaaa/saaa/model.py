@@ -59,9 +59,9 @@ class SAAAConfig:
 
     size: int = 64
     crops_per_image: int = 64
-    diffusion_steps: int = 1000
-    pix2pix_steps: int = 1000
-    diffusion_batch: int = 16
+    diffusion_steps: int = 1200
+    pix2pix_steps: int = 1500
+    diffusion_batch: int = 8
     pix2pix_batch: int = 8
     diffusion_lr: float = 5e-4
     pix2pix_lr: float = 2e-4
