@@ -100,6 +100,17 @@ def test_sample_shapes_dtypes(tiny, sim_small):
     assert len(batch) == 3 and all(b.image.shape == s.image.shape for b in batch)
 
 
+def test_larger_canvas(tiny):
+    import copy
+
+    model = copy.copy(tiny[0])
+    model.config = copy.copy(model.config)
+    model.config.sample_size = 64
+    s = model.sample(torch.Generator().manual_seed(1))
+    assert s.image.shape[-2:] == (64, 64) and s.labels.shape == (64, 64)
+    _assert_valid_labels(s.labels, 4)
+
+
 def test_same_seed_same_sample_and_generator_matters(tiny):
     model, _ = tiny
     a = model.sample(torch.Generator().manual_seed(7))
@@ -207,9 +218,9 @@ def test_cli_fit_and_sample(sim_small, tmp_path, capsys, one_thread):
     assert "wrote" in capsys.readouterr().out
     assert json.loads((model / "saaa.json").read_text())["source"]["images"].endswith("images")
     out = tmp_path / "synth"
-    assert main(["saaa", "sample", "--model", str(model), "--n", "3", "--out", str(out), "--no-progress"]) == 0
+    assert main(["saaa", "sample", "--model", str(model), "--n", "3", "--out", str(out), "--size", "48", "--no-progress"]) == 0
     written = read_label_folder(out / "images", out / "masks")
-    assert len(written) == 3 and written[0].image.dtype == sim_small[0].image.dtype
+    assert len(written) == 3 and written[0].image.dtype == sim_small[0].image.dtype and written[0].labels.shape == (48, 48)
     for s in written:
         _assert_valid_labels(s.labels, 8)
     assert (out / "annotations.json").is_file() and (out / "manifest.json").is_file()

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--n", type=int, default=100, help="number of images (default: %(default)s)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default: %(default)s)")
+    s.add_argument("--size", type=int, help="side of the sampled images in px (default: the model's training size; larger canvases hold more cells)")
+    s.add_argument("--ddim-steps", type=int, help="DDIM steps per mask (default: the model's, 50)")
     s.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -118,6 +120,15 @@ def run_sample(args: argparse.Namespace) -> int:
         raise IaaaError(f"--n must be >= 1, got {args.n}")
     with _threads(args):
         model = SAAA.load(args.model, device=args.device)
+        step = 2 ** max(model.generator.config.depth, len(model.diffusion.config.block_out_channels) - 1)
+        if args.size is not None:
+            if args.size < step or args.size % step:
+                raise IaaaError(f"--size must be a positive multiple of {step} for this model, got {args.size}")
+            model.config.sample_size = args.size
+        if args.ddim_steps is not None:
+            if args.ddim_steps < 1:
+                raise IaaaError(f"--ddim-steps must be >= 1, got {args.ddim_steps}")
+            model.diffusion.config.sample_steps = args.ddim_steps
         manifest = {"source": {"saaa_model": str(Path(args.model).resolve())}, "saaa": model.config.to_dict()}
         result = export_synthetic(model, args.n, args.out, seed=args.seed, manifest=manifest, progress=not args.no_progress)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out}: images/, masks/, annotations.json, manifest.json")

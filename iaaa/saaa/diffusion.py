@@ -110,15 +110,20 @@ class MaskDiffusion(nn.Module):
         return nn.functional.mse_loss(self.unet(noisy, t).sample, noise)
 
     @torch.no_grad()
-    def sample_channels(self, n: int, generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
+    def sample_channels(self, n: int, generator: torch.Generator | None = None, steps: int | None = None, size: int | None = None) -> torch.Tensor:
         """``n`` generated encodings ``(n, 2, size, size)`` in ``[-1, 1]`` by DDIM (eta 0: the
-        initial noise alone decides the sample)."""
+        initial noise alone decides the sample). ``size`` defaults to the training size; the
+        U-Net is convolutional, so a larger canvas (a multiple of ``2 ** (levels - 1)``) gives a
+        larger layout of cells of the trained scale."""
         from diffusers import DDIMScheduler
 
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         ddim = DDIMScheduler.from_config(self.scheduler.config)
         ddim.set_timesteps(int(steps or self.config.sample_steps))
-        s = self.config.size
+        s = int(size or self.config.size)
+        step = 2 ** (len(self.config.block_out_channels) - 1)
+        if s < step or s % step:
+            raise ValueError(f"MaskDiffusion: sample size {s} must be a positive multiple of {step}")
         x = torch.randn((n, MASK_CHANNELS, s, s), generator=g).to(self.device)
         was_training = self.training
         self.eval()
@@ -130,8 +135,8 @@ class MaskDiffusion(nn.Module):
             self.train(was_training)
         return x.clamp(-1, 1)
 
-    def sample_labels(self, n: int, generator: torch.Generator | None = None, steps: int | None = None) -> torch.Tensor:
+    def sample_labels(self, n: int, generator: torch.Generator | None = None, steps: int | None = None, size: int | None = None) -> torch.Tensor:
         """``n`` generated instance label maps ``(n, size, size)`` int64, ids ``1..N``, no
         instance below ``config.min_area`` pixels."""
-        ch = self.sample_channels(n, generator, steps)
+        ch = self.sample_channels(n, generator, steps, size)
         return channels_to_labels(ch, min_area=self.config.min_area, marker_threshold=self.config.marker_threshold)

@@ -55,6 +55,8 @@ class SAAAConfig:
         perceptual: ``"wae"`` (default), ``"random"``, ``"none"`` or a local VGG16/VGG19 state
             dict path (see :mod:`iaaa.saaa.perceptual`).
         seed: seeds crops, initial weights and every training batch.
+        sample_size: side of sampled images (default ``size``); both networks are
+            convolutional, so a larger canvas holds more cells of the trained scale.
     """
 
     size: int = 64
@@ -69,6 +71,7 @@ class SAAAConfig:
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     perceptual: str = "wae"
     seed: int = 0
+    sample_size: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.diffusion, dict):
@@ -80,8 +83,10 @@ class SAAAConfig:
             raise ValueError(f"SAAAConfig: size must be >= 8, crops_per_image and batch sizes >= 1, steps >= 0 (got size {self.size})")
         self.diffusion = MaskDiffusionConfig(**{**self.diffusion.to_dict(), "size": self.size})
         step = 2**self.pix2pix.depth
-        if self.size % step:
-            raise ValueError(f"SAAAConfig: size {self.size} must be divisible by {step} for a Pix2Pix generator of depth {self.pix2pix.depth}")
+        for name in ("size", "sample_size"):
+            v = getattr(self, name)
+            if v is not None and (v < step or v % step):
+                raise ValueError(f"SAAAConfig: {name} {v} must be a positive multiple of {step} for a Pix2Pix generator of depth {self.pix2pix.depth}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -212,12 +217,12 @@ class SAAA:
         """``n`` synthetic images in one batched pass through both networks."""
         self._check_fitted()
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        labels = self.diffusion.sample_labels(n, g)
+        labels = self.diffusion.sample_labels(n, g, size=self.config.sample_size)
         images = self.render(labels, g)
         return [AnnotatedImage(images[i], labels[i].to(self.device), name="saaa", meta={"source": "saaa"}) for i in range(n)]
 
     def sample(self, generator: torch.Generator | None = None) -> AnnotatedImage:
-        """One synthetic :class:`~iaaa.structures.AnnotatedImage` of ``size`` x ``size`` px: image
+        """One synthetic :class:`~iaaa.structures.AnnotatedImage` of ``sample_size`` px square: image
         in the training data's dtype and channels, int64 labels ``1..N`` (no instance below
         ``diffusion.min_area``). Depends on ``generator`` alone (None: a fixed seed 0)."""
         return self.sample_batch(1, generator)[0]
