@@ -7,7 +7,7 @@ Everything is compared as ``--size`` px tiles (the size SAAA samples at):
 * ``SAAA``         ``SAAA.sample`` (DDPM masks -> watershed -> Pix2Pix), the model in ``--model``;
 * ``SAAA/<p>``     the same generated masks rendered by the Pix2Pix generators of ``--ablation``
                    folders (trained with another perceptual loss; same crops, steps and seed);
-* ``p2p(real m.)`` the ``--model`` generator rendering real A's label maps (renderer alone);
+* ``p2p/<p>(real m.)`` each Pix2Pix generator rendering real A's label maps (the renderer alone);
 * ``naive``        the SAAA masks painted with the data's mean cell and background intensities
                    plus Gaussian noise of the data's cell and background standard deviations;
 * ``IAAA``         ``iaaa.CellCompositor().fit(real)`` samples, cut into random tiles.
@@ -166,6 +166,7 @@ def image_metrics(real: list[AnnotatedImage], fake: list[AnnotatedImage], size: 
     out = {}
     for row in rep.levels:
         out[f"kid_{row.level}"] = row.kid.mean if row.kid is not None else float("nan")
+        out[f"kid_{row.level}_std"] = row.kid.std if row.kid is not None else float("nan")
         out[f"swd_{row.level}"] = row.swd.mean if row.swd is not None else float("nan")
         out[f"n_{row.level}"] = row.n_synthetic
     return out
@@ -174,12 +175,13 @@ def image_metrics(real: list[AnnotatedImage], fake: list[AnnotatedImage], size: 
 # ----------------------------------------------------------------------------- figures
 
 
-def save_figures(folder: Path, real: list[AnnotatedImage], sets: dict[str, list[AnnotatedImage]], n: int = 6) -> list[Path]:
+def save_figures(folder: Path, real: list[AnnotatedImage], rendered_real: list[AnnotatedImage], sets: dict[str, list[AnnotatedImage]], n: int = 6) -> list[Path]:
+    """One contact sheet, one display scale: real tiles (image, outlines), the Pix2Pix rendering
+    of those same real masks, then image + outlines of each generated set."""
     from PIL import Image
 
-    from iaaa.preview import contact_sheet, display_image, overlay_instances
-
     from iaaa.dtypes import to_float
+    from iaaa.preview import contact_sheet, display_image, overlay_instances
 
     # One display scale for every tile (the real tiles' 99.5th percentile), so brightness
     # differences between the sets stay visible.
@@ -188,16 +190,16 @@ def save_figures(folder: Path, real: list[AnnotatedImage], sets: dict[str, list[
     def pic(s: AnnotatedImage) -> torch.Tensor:
         return (display_image(s.image, limits=(0.0, hi)) * 255).round().to(torch.uint8)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    rows = [[pic(s) for s in real[:n]], [overlay_instances(s) for s in real[:n]]]
-    for name, items in sets.items():
+    # Real tiles with at least two cells, spread over the images (tiles are in image order).
+    busy = [i for i, s in enumerate(real) if int(s.labels.max()) >= 2]
+    pick = busy[:: max(1, len(busy) // n)][:n]
+    rows = [[pic(real[i]) for i in pick], [overlay_instances(real[i]) for i in pick], [pic(rendered_real[i]) for i in pick]]
+    for items in sets.values():
         rows += [[pic(s) for s in items[:n]], [overlay_instances(s) for s in items[:n]]]
-    sheet = contact_sheet(rows, pad=2, cell=96)
+    folder.mkdir(parents=True, exist_ok=True)
     p = folder / "saaa_real_vs_generated.png"
-    Image.fromarray(sheet.permute(1, 2, 0).numpy()).save(p, optimize=True)
-    paths.append(p)
-    return paths
+    Image.fromarray(contact_sheet(rows, pad=2, cell=64).permute(1, 2, 0).numpy()).save(p, optimize=True)
+    return [p]
 
 
 # ----------------------------------------------------------------------------- main
@@ -234,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     sets["SAAA"] = saaa_samples(model, args.n, args.seed)
     print(f"SAAA: {args.n} samples in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     gen_labels = [s.labels for s in sets["SAAA"]]
-    for folder in args.ablation:
-        other = SAAA.load(folder)
+    others = [SAAA.load(folder) for folder in args.ablation]
+    for other in others:
         sets[f"SAAA/{other.config.perceptual}"] = rerender(other, gen_labels, args.seed)
-    sets["p2p(real m.)"] = rerender(model, [s.labels for s in real_a], args.seed + 7)
+    real_labels = [s.labels for s in real_a]
+    sets[f"p2p/{model.config.perceptual}(real m.)"] = rerender(model, real_labels, args.seed + 7)
+    for other in others:
+        sets[f"p2p/{other.config.perceptual}(real m.)"] = rerender(other, real_labels, args.seed + 7)
     sets["naive"] = naive_paint(gen_labels, real, args.seed)
     sets["IAAA"] = iaaa_tiles(real, args.iaaa_images, size, -(-args.n // args.iaaa_images), args.seed)[: args.n]
     ref = pooled_stats([s.labels for s in real_a])
@@ -251,14 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         if name in OWN_MASKS:  # the other sets reuse SAAA's or real A's masks
             print(f"| {name} | " + " | ".join(f"{r['masks'][k]:.3f}" for k in MASK_KEYS) + " |")
-    print("\nImage realism against real A (KID x 1000, offline PyramidStatsFeatures, standardised; SWD x 1000)\n")
+    print("\nImage realism against real A (KID x 1000 as mean ± std over subsets, offline PyramidStatsFeatures, standardised; SWD x 1000)\n")
     print("| set | KID tile | SWD tile | KID SCO | SWD SCO | n SCO |\n|---|---|---|---|---|---|")
     for name, r in rows.items():
         m = r["images"]
-        print(f"| {name} | {1000 * m['kid_image']:.2f} | {1000 * m['swd_image']:.1f} | {1000 * m['kid_sco']:.2f} | {1000 * m['swd_sco']:.1f} | {m['n_sco']} |")
+        print(f"| {name} | {1000 * m['kid_image']:.2f} ± {1000 * m['kid_image_std']:.2f} | {1000 * m['swd_image']:.1f} | {1000 * m['kid_sco']:.2f} ± {1000 * m['kid_sco_std']:.2f} | {1000 * m['swd_sco']:.1f} | {m['n_sco']} |")
     if args.figures:
         show = {k: sets[k] for k in ("SAAA", "naive", "IAAA") if k in sets}
-        for p in save_figures(Path(args.figures), real_a, show):
+        for p in save_figures(Path(args.figures), real_a, sets[f"p2p/{model.config.perceptual}(real m.)"], show):
             print(f"wrote {p}", file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

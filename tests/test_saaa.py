@@ -111,6 +111,17 @@ def test_larger_canvas(tiny):
     _assert_valid_labels(s.labels, 4)
 
 
+@pytest.mark.parametrize("kind", ["v_prediction", "sample"])
+def test_other_prediction_types_train_and_sample(kind, one_thread):
+    from iaaa.saaa import MaskDiffusion
+
+    model = MaskDiffusion(MaskDiffusionConfig(size=16, block_out_channels=(8, 16), sample_steps=2, prediction_type=kind, min_area=1))
+    x0 = labels_to_channels(torch.zeros(2, 16, 16, dtype=torch.int64))
+    loss = model.loss(x0, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert torch.isfinite(loss) and model.sample_labels(2, torch.Generator().manual_seed(0)).shape == (2, 16, 16)
+
+
 def test_same_seed_same_sample_and_generator_matters(tiny):
     model, _ = tiny
     a = model.sample(torch.Generator().manual_seed(7))

@@ -21,13 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = verbs.add_parser("fit", help="train a SAAA model folder", description="Train the mask DDPM and the Pix2Pix generator on random --size px crops of the input data; checkpoints in OUT/checkpoints make an interrupted run resumable (rerun the same command).")
     add_input_args(f)
     f.add_argument("--out", required=True, help="model folder to write")
-    f.add_argument("--steps", type=int, help="training steps of each model (default: 1200 diffusion, 1500 pix2pix)")
-    f.add_argument("--diffusion-steps", type=int, help="steps of the mask DDPM (default: --steps or 1200)")
+    f.add_argument("--steps", type=int, help="training steps of each model (default: 1000 diffusion, 1500 pix2pix)")
+    f.add_argument("--diffusion-steps", type=int, help="steps of the mask DDPM (default: --steps or 1000)")
     f.add_argument("--pix2pix-steps", type=int, help="steps of the Pix2Pix generator (default: --steps or 1500)")
     f.add_argument("--size", type=int, default=64, help="crop and sample size in px (default: %(default)s)")
     f.add_argument("--crops-per-image", type=int, default=64, help="random training crops per image (default: %(default)s)")
     f.add_argument("--batch-size", type=int, nargs=2, default=[8, 8], metavar=("DIFF", "P2P"), help="batch sizes (default: 8 8)")
     f.add_argument("--diffusion-channels", type=int, nargs="+", default=[32, 64, 128, 128], metavar="C", help="U-Net widths per level (default: 32 64 128 128)")
+    f.add_argument("--prediction-type", choices=("epsilon", "v_prediction", "sample"), default="epsilon", help="what the mask U-Net predicts (default: %(default)s)")
     f.add_argument("--sample-steps", type=int, default=50, help="DDIM steps when sampling (default: %(default)s)")
     f.add_argument("--min-area", type=int, default=8, help="smallest generated cell kept, px (default: %(default)s)")
     f.add_argument("--pix2pix-base", type=int, default=32, help="width of the generator's first level (default: %(default)s)")
@@ -81,7 +82,7 @@ def run_fit(args: argparse.Namespace) -> int:
         model = SAAA(
             size=args.size, crops_per_image=args.crops_per_image, diffusion_steps=d_steps, pix2pix_steps=p_steps,
             diffusion_batch=args.batch_size[0], pix2pix_batch=args.batch_size[1], perceptual=args.perceptual, seed=args.seed,
-            diffusion=MaskDiffusionConfig(block_out_channels=tuple(args.diffusion_channels), sample_steps=args.sample_steps, min_area=args.min_area),
+            diffusion=MaskDiffusionConfig(block_out_channels=tuple(args.diffusion_channels), sample_steps=args.sample_steps, min_area=args.min_area, prediction_type=args.prediction_type),
             pix2pix=Pix2PixConfig(base=args.pix2pix_base, depth=args.pix2pix_depth), device=args.device,
         )
     except ValueError as exc:

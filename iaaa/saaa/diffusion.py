@@ -35,6 +35,9 @@ class MaskDiffusionConfig:
         attention: add self-attention at the coarsest level (down and up).
         num_train_timesteps: DDPM noise levels.
         beta_schedule: ``"linear"`` or ``"squaredcos_cap_v2"``.
+        prediction_type: what the U-Net predicts: ``"epsilon"`` (the noise, DDPM's choice),
+            ``"v_prediction"`` or ``"sample"``; the latter two keep the clean-mask estimate
+            well conditioned at high noise, where an epsilon model's error is amplified.
         sample_steps: DDIM steps when sampling.
         min_area: smallest instance (pixels) kept when decoding a sample.
         marker_threshold: distance level that marks a cell centre when decoding.
@@ -46,6 +49,7 @@ class MaskDiffusionConfig:
     attention: bool = True
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "epsilon"
     sample_steps: int = 50
     min_area: int = 8
     marker_threshold: float = 0.5
@@ -57,6 +61,8 @@ class MaskDiffusionConfig:
             raise ValueError(f"MaskDiffusionConfig: size {self.size} must be a positive multiple of {step} for {len(self.block_out_channels)} levels")
         if min(self.block_out_channels) < 1 or self.layers_per_block < 1 or self.sample_steps < 1 or self.num_train_timesteps < 2:
             raise ValueError("MaskDiffusionConfig: block_out_channels, layers_per_block, sample_steps must be >= 1 and num_train_timesteps >= 2")
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"MaskDiffusionConfig: prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {self.prediction_type!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -94,20 +100,23 @@ class MaskDiffusion(nn.Module):
                 down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=_norm_groups(config.block_out_channels),
                 attention_head_dim=8, add_attention=config.attention,
             )
-        self.scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule)
+        self.scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
     def loss(self, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Noise-prediction MSE on a batch of clean encodings ``(B, 2, size, size)`` in ``[-1, 1]``;
-        timesteps and noise drawn from ``generator`` (CPU)."""
+        """MSE of the U-Net's prediction (noise, velocity or clean sample, per
+        ``config.prediction_type``) on a batch of clean encodings ``(B, 2, size, size)`` in
+        ``[-1, 1]``; timesteps and noise drawn from ``generator`` (CPU)."""
         b = x0.shape[0]
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         t = torch.randint(0, self.config.num_train_timesteps, (b,), generator=generator).to(x0.device)
         noisy = self.scheduler.add_noise(x0, noise, t)
-        return nn.functional.mse_loss(self.unet(noisy, t).sample, noise)
+        kind = self.config.prediction_type
+        target = noise if kind == "epsilon" else x0 if kind == "sample" else self.scheduler.get_velocity(x0, noise, t)
+        return nn.functional.mse_loss(self.unet(noisy, t).sample, target)
 
     @torch.no_grad()
     def sample_channels(self, n: int, generator: torch.Generator | None = None, steps: int | None = None, size: int | None = None) -> torch.Tensor:

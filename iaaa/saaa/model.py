@@ -61,7 +61,7 @@ class SAAAConfig:
 
     size: int = 64
     crops_per_image: int = 64
-    diffusion_steps: int = 1200
+    diffusion_steps: int = 1000
     pix2pix_steps: int = 1500
     diffusion_batch: int = 8
     pix2pix_batch: int = 8
