@@ -35,8 +35,8 @@ class MaskDiffusionConfig:
         attention: add self-attention at the coarsest level (down and up).
         num_train_timesteps: DDPM noise levels.
         beta_schedule: ``"linear"`` or ``"squaredcos_cap_v2"``.
-        prediction_type: what the U-Net predicts: ``"epsilon"`` (the noise, DDPM's choice),
-            ``"v_prediction"`` or ``"sample"``; the latter two keep the clean-mask estimate
+        prediction_type: what the U-Net predicts: ``"epsilon"`` (the noise, as in DDPM),
+            ``"v_prediction"`` (default) or ``"sample"``; the latter two keep the clean-mask estimate
             well conditioned at high noise, where an epsilon model's error is amplified.
         sample_steps: DDIM steps when sampling.
         min_area: smallest instance (pixels) kept when decoding a sample.
@@ -49,7 +49,7 @@ class MaskDiffusionConfig:
     attention: bool = True
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
+    prediction_type: str = "v_prediction"
     sample_steps: int = 50
     min_area: int = 8
     marker_threshold: float = 0.5

@@ -275,6 +275,8 @@ class SAAA:
         saaa.data = data
         path = root / "mask_diffusion.pt"
         payload = _read_payload(path, "mask_diffusion")
+        # Files written before prediction_type was an option hold epsilon models.
+        payload["config"].setdefault("prediction_type", "epsilon")
         saaa.diffusion = MaskDiffusion(_build_config(MaskDiffusionConfig, payload, path))
         _load_state(saaa.diffusion.unet, payload, path)
         path = root / "pix2pix.pt"
