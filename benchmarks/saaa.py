@@ -175,7 +175,7 @@ def image_metrics(real: list[AnnotatedImage], fake: list[AnnotatedImage], size: 
 # ----------------------------------------------------------------------------- figures
 
 
-def save_figures(folder: Path, real: list[AnnotatedImage], rendered_real: list[AnnotatedImage], sets: dict[str, list[AnnotatedImage]], n: int = 6) -> list[Path]:
+def save_figures(folder: Path, real: list[AnnotatedImage], rendered_real: list[AnnotatedImage], sets: dict[str, list[AnnotatedImage]], n: int = 6, name: str = "saaa_real_vs_generated.png") -> list[Path]:
     """One contact sheet, one display scale: real tiles (image, outlines), the Pix2Pix rendering
     of those same real masks, then image + outlines of each generated set."""
     from PIL import Image
@@ -197,7 +197,7 @@ def save_figures(folder: Path, real: list[AnnotatedImage], rendered_real: list[A
     for items in sets.values():
         rows += [[pic(s) for s in items[:n]], [overlay_instances(s) for s in items[:n]]]
     folder.mkdir(parents=True, exist_ok=True)
-    p = folder / "saaa_real_vs_generated.png"
+    p = folder / name
     # A 96-colour palette halves the file (grey tiles plus a few outline colours).
     sheet = Image.fromarray(contact_sheet(rows, pad=2, cell=64).permute(1, 2, 0).numpy())
     sheet.quantize(colors=96, method=Image.Quantize.MEDIANCUT).save(p, optimize=True)
@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--figures", help="folder for the PNG figures")
+    ap.add_argument("--figure-name", default="saaa_real_vs_generated.png", help="file name of the figure in --figures")
     ap.add_argument("--json", help="write all numbers here")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {1000 * m['kid_image']:.2f} ± {1000 * m['kid_image_std']:.2f} | {1000 * m['swd_image']:.1f} | {1000 * m['kid_sco']:.2f} ± {1000 * m['kid_sco_std']:.2f} | {1000 * m['swd_sco']:.1f} | {m['n_sco']} |")
     if args.figures:
         show = {k: sets[k] for k in ("SAAA", "naive", "IAAA") if k in sets}
-        for p in save_figures(Path(args.figures), real_a, sets[f"p2p/{model.config.perceptual}(real m.)"], show):
+        for p in save_figures(Path(args.figures), real_a, sets[f"p2p/{model.config.perceptual}(real m.)"], show, name=args.figure_name):
             print(f"wrote {p}", file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
