@@ -12,7 +12,7 @@ from iaaa import __version__
 from iaaa.errors import IaaaError
 
 # Order is the order shown by ``iaaa --help``.
-SUBCOMMANDS = ("demo", "synth", "preview", "stats", "fit_wae", "search", "evaluate", "judge")
+SUBCOMMANDS = ("demo", "synth", "preview", "stats", "fit_wae", "search", "evaluate", "judge", "saaa")
 
 
 def build_parser() -> argparse.ArgumentParser:
