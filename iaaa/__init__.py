@@ -75,6 +75,9 @@ _LAZY: dict[str, str] = {
     "load_wae": "iaaa.policy",
     "WAE": "iaaa.policy",
     "Scorer": "iaaa.policy",
+    # generative synthesis (paper section 4) and mixing synthesis sources
+    "SAAA": "iaaa.saaa",
+    "SourceMix": "iaaa.sources",
     # does synthetic data help a model? (iaaa.judge.judge runs it)
     "JudgeReport": "iaaa.judge",
     # quality metrics
@@ -91,7 +94,7 @@ _LAZY: dict[str, str] = {
 }
 
 # Subpackages reachable as attributes (``iaaa.ops.Rotate``) without importing them eagerly.
-_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview", "synthesis", "filters", "boxes", "judge")
+_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview", "synthesis", "filters", "boxes", "judge", "saaa")
 
 __all__ = ["__version__", *_LAZY]
 

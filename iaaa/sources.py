@@ -3,6 +3,7 @@ one of several sources (e.g. an IAAA ``CellCompositor`` and a ``SAAA`` model) wi
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import torch
@@ -27,7 +28,7 @@ class SourceMix:
             if not callable(getattr(s, "sample", None)):
                 raise IaaaError(f"SourceMix: source {k} ({type(s).__name__}) has no sample(generator=...) method")
         w = [1.0] * len(self.sources) if weights is None else [float(v) for v in weights]
-        if len(w) != len(self.sources) or min(w) < 0 or sum(w) <= 0:
+        if len(w) != len(self.sources) or not all(math.isfinite(v) and v >= 0 for v in w) or sum(w) <= 0:
             raise IaaaError(f"SourceMix: weights must be {len(self.sources)} non-negative numbers with a positive sum, got {list(w)}")
         self.weights = torch.tensor(w, dtype=torch.float64) / sum(w)
 

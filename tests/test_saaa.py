@@ -236,6 +236,22 @@ def test_cli_fit_and_sample(sim_small, tmp_path, capsys, one_thread):
         _assert_valid_labels(s.labels, 8)
     assert (out / "annotations.json").is_file() and (out / "manifest.json").is_file()
 
+    # iaaa synth --saaa: SAAA alone, then mixed with IAAA fitted on the same data.
+    alone = tmp_path / "synth_saaa"
+    assert main(["synth", "--saaa", str(model), "--n", "2", "--out", str(alone), "--no-progress"]) == 0
+    assert json.loads((alone / "manifest.json").read_text())["saaa"]["weight"] == 1.0
+    assert len(read_label_folder(alone / "images", alone / "masks")) == 2
+    mixed = tmp_path / "synth_mixed"
+    argv = ["synth", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--saaa", str(model),
+            "--saaa-weight", "0.5", "--n", "6", "--out", str(mixed), "--no-progress", "--keep-border"]
+    assert main(argv) == 0
+    manifest = json.loads((mixed / "manifest.json").read_text())
+    assert manifest["saaa"]["weight"] == 0.5 and "compositor" in manifest
+    for s in read_label_folder(mixed / "images", mixed / "masks"):
+        _assert_valid_labels(s.labels, 1)
+    assert main(["synth", "--saaa", str(model), "--saaa-weight", "nan", "--n", "2", "--out", str(tmp_path / "o2")]) == 2
+    assert "--saaa-weight" in capsys.readouterr().err
+
 
 def test_cli_bad_model_is_one_line_exit_2(tmp_path, capsys):
     from iaaa.cli import main

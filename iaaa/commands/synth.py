@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from iaaa.commands._checks import finite
-from iaaa.commands._inputs import add_input_args, input_record, load_inputs
+from iaaa.commands._inputs import add_input_args, has_inputs, input_record, load_inputs
 from iaaa.errors import IaaaError
 
 
@@ -104,6 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="worker processes generating images (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--saaa", metavar="MODEL_DIR", help="SAAA model folder (from `iaaa saaa fit`): generated images; alone, or mixed with IAAA when input data is given")
+    p.add_argument("--saaa-weight", type=float, default=0.5, help="with --saaa and input data: share of images drawn from SAAA (default: %(default)s)")
     add_compositor_args(p)
     p.set_defaults(func=run)
 
@@ -116,12 +118,35 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise IaaaError(f"--workers must be >= 0, got {args.workers}")
     compositor_options(args)  # option errors first, before minutes of reading and fitting
+    if args.saaa:
+        finite("--saaa-weight", args.saaa_weight, 0.0, 1.0)
+    elif not has_inputs(args):
+        raise IaaaError("give input data (--images/--masks, --coco, --dsb) or a SAAA model (--saaa MODEL_DIR)")
     inputs = [v for k in ("images", "masks", "coco", "dsb") if (v := getattr(args, k, None))]
+    if args.saaa:
+        inputs.append(args.saaa)
     check_export_folder(args.out, inputs)
-    samples = load_inputs(args)
-    compositor, record = build_compositor(args, samples)
-    print(compositor.stats.summary())
-    manifest = {"source": input_record(args), "compositor": record}
-    result = export_synthetic(compositor, args.n, args.out, seed=args.seed, workers=args.workers, manifest=manifest, progress=not args.no_progress, inputs=inputs)
+    manifest: dict = {}
+    sources, weights = [], []
+    if has_inputs(args):
+        samples = load_inputs(args)
+        compositor, record = build_compositor(args, samples)
+        print(compositor.stats.summary())
+        manifest.update(source=input_record(args), compositor=record)
+        sources.append(compositor)
+        weights.append(1.0 - args.saaa_weight if args.saaa else 1.0)
+    if args.saaa:
+        from iaaa.saaa import SAAA
+
+        sources.append(SAAA.load(args.saaa))
+        weights.append(args.saaa_weight if sources[:-1] else 1.0)
+        manifest["saaa"] = {"model": str(Path(args.saaa).resolve()), "weight": weights[-1]}
+    if len(sources) == 1:
+        source = sources[0]
+    else:
+        from iaaa.sources import SourceMix
+
+        source = SourceMix(sources, weights)
+    result = export_synthetic(source, args.n, args.out, seed=args.seed, workers=args.workers, manifest=manifest, progress=not args.no_progress, inputs=inputs)
     print(f"wrote {result['written']} images ({result['skipped']} already done) to {args.out}: images/, masks/, annotations.json, manifest.json")
     return 0
