@@ -11,7 +11,7 @@ from iaaa import __version__
 from iaaa.errors import IaaaError
 
 # Order is the order shown by ``iaaa --help``.
-SUBCOMMANDS = ("demo", "synth", "preview", "stats", "fit_wae", "search", "evaluate")
+SUBCOMMANDS = ("demo", "synth", "preview", "stats", "fit_wae", "search", "evaluate", "judge")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class IaaaError(Exception):
+class IaaaError(ValueError):
     """Base class for errors about the user's input: a bad file, field, shape or option.
 
     The message names the thing at fault (path, field, shape) and what is wrong with it."""

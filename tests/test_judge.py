@@ -1,0 +1,235 @@
+"""The downstream judge: 3-class targets and seeded growth, DSB scoring, naive paste, a short
+end-to-end run and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iaaa.judge import (
+    JudgeReport,
+    NaivePaste,
+    class_targets,
+    compositor_source,
+    instances_from_classes,
+    iou_matrix,
+    judge,
+    naive_source,
+    score_image,
+    score_images,
+)
+from iaaa.judge.targets import BACKGROUND, BOUNDARY, INTERIOR
+
+
+def _rectangles(draw_boxes, size=(32, 32), gap=1):
+    """A label map of non-touching rectangles (at least ``gap`` background pixels apart)."""
+    lab = torch.zeros(size, dtype=torch.int64)
+    k = 0
+    for y, x, h, w in draw_boxes:
+        y1, x1 = min(y + h, size[0]), min(x + w, size[1])
+        if y1 - y < 3 or x1 - x < 3:
+            continue
+        if lab[max(0, y - gap) : y1 + gap, max(0, x - gap) : x1 + gap].any():
+            continue
+        k += 1
+        lab[y:y1, x:x1] = k
+    return lab
+
+
+boxes = st.lists(st.tuples(st.integers(0, 28), st.integers(0, 28), st.integers(3, 12), st.integers(3, 12)), max_size=8)
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def test_class_targets_hand_case():
+    lab = torch.zeros(6, 9, dtype=torch.int64)
+    lab[1:5, 1:5] = 1
+    lab[1:5, 5:8] = 2  # touches cell 1
+    cls = class_targets(lab)
+    want = torch.tensor([
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 2, 2, 2, 2, 2, 2, 2, 0],
+        [0, 2, 1, 1, 2, 2, 1, 2, 0],
+        [0, 2, 1, 1, 2, 2, 1, 2, 0],
+        [0, 2, 2, 2, 2, 2, 2, 2, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ])
+    assert torch.equal(cls, want)
+    # The frame is not a boundary: a cell filling the crop is all interior.
+    assert torch.equal(class_targets(torch.ones(4, 4, dtype=torch.int64)), torch.full((4, 4), INTERIOR))
+    # Batched equals per-image, and a wider band only adds boundary.
+    both = torch.stack([lab, lab.flip(-1)])
+    assert torch.equal(class_targets(both)[1], class_targets(lab.flip(-1)))
+    wide = class_targets(lab, width=2)
+    assert bool(((cls == BOUNDARY) <= (wide == BOUNDARY)).all()) and int((wide == BOUNDARY).sum()) > int((cls == BOUNDARY).sum())
+
+
+def test_seeded_growth_splits_touching_cells_and_keeps_orphans():
+    lab = torch.zeros(6, 9, dtype=torch.int64)
+    lab[1:5, 1:5] = 1
+    lab[1:5, 5:8] = 2
+    got = instances_from_classes(class_targets(lab))
+    assert got.max() == 2 and torch.equal(got > 0, lab > 0)
+    # Each seed keeps its own interior pixels.
+    assert got[2, 2] != got[2, 6]
+    # A boundary-only ring without interior becomes an instance of its own; min_area drops it.
+    cls = torch.zeros(8, 8, dtype=torch.int64)
+    cls[1:4, 1:4] = BOUNDARY
+    cls[5:8, 5:8] = INTERIOR
+    assert int(instances_from_classes(cls).max()) == 2
+    assert int(instances_from_classes(cls, min_area=10).max()) == 0
+    assert int(instances_from_classes(torch.zeros(5, 5, dtype=torch.int64)).max()) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(boxes)
+def test_targets_round_trip_for_separate_cells(bx):
+    lab = _rectangles(bx)
+    got = instances_from_classes(class_targets(lab))
+    # Same instances up to renumbering: each true cell is exactly one predicted cell.
+    assert score_image(lab, got).mean_ap == 1.0
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def test_score_hand_case():
+    true = torch.zeros(4, 20, dtype=torch.int64)
+    true[0, 0:13] = 1  # 13 px
+    true[2, 0:5] = 2  # never predicted: FN
+    pred = torch.zeros_like(true)
+    pred[0, 0:9] = 7  # IoU 9/13 = 0.692 with true 1
+    pred[3, 10:15] = 3  # predicts nothing true: FP
+    iou = iou_matrix(true, pred)
+    assert iou.shape == (2, 2)
+    assert iou[0].tolist() == [0.0, pytest.approx(9 / 13)] and iou[1].tolist() == [0.0, 0.0]
+    s = score_image(true, pred)
+    # IoU 0.692 matches at t = 0.50, 0.55, 0.60, 0.65 (TP 1, FP 1, FN 1: 1/3), not above (0/4).
+    assert s.mean_ap == pytest.approx(4 * (1 / 3) / 10)
+    assert s.ap50 == pytest.approx(1 / 3) and s.f1_50 == pytest.approx(0.5)
+    assert (s.n_true, s.n_pred, s.tp50) == (2, 2, 1)
+    agg = score_images([true, true], [pred, true])
+    assert agg["mean_ap"] == pytest.approx((4 / 30 + 1.0) / 2) and agg["tp50"] == 3
+
+
+def test_iou_matrix_equals_brute_force():
+    g = torch.Generator().manual_seed(3)
+    true = torch.randint(0, 5, (12, 12), generator=g)
+    pred = torch.randint(0, 4, (12, 12), generator=g)
+    iou = iou_matrix(true, pred)
+    for i, a in enumerate(torch.unique(true[true > 0]).tolist()):
+        for j, b in enumerate(torch.unique(pred[pred > 0]).tolist()):
+            ta, pb = true == a, pred == b
+            assert iou[i, j].item() == pytest.approx((ta & pb).sum().item() / (ta | pb).sum().item())
+
+
+@settings(max_examples=40, deadline=None)
+@given(boxes, st.randoms(use_true_random=False))
+def test_score_properties(bx, rnd):
+    lab = _rectangles(bx, gap=0)
+    n = int(lab.max())
+    assert score_image(lab, lab).mean_ap == 1.0
+    empty = torch.zeros_like(lab)
+    assert score_image(lab, empty).mean_ap == (0.0 if n else 1.0)
+    assert score_image(empty, lab).mean_ap == (0.0 if n else 1.0)
+    # Renumbering the predicted instances (any ids, any order) changes nothing.
+    perm = list(range(1, n + 1))
+    rnd.shuffle(perm)
+    lut = torch.tensor([0] + [5 * p + 1 for p in perm])
+    shifted = lab.roll(1, 0)
+    assert score_image(lab, lut[shifted]) == score_image(lab, shifted)
+
+
+# ----------------------------------------------------------------------------- naive paste
+
+
+def test_naive_paste_labels_and_determinism():
+    from iaaa.datasets import simulate_cells
+
+    train = simulate_cells(3, seed=4, size=(64, 64))
+    paste = NaivePaste().fit(train)
+    a = paste.sample(torch.Generator().manual_seed(1))
+    b = paste.sample(torch.Generator().manual_seed(1))
+    assert torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels)
+    assert a.image.dtype == train[0].image.dtype and a.image.shape == train[0].image.shape
+    ids = a.ids
+    assert torch.equal(ids, torch.arange(1, ids.numel() + 1))
+    # Pasting only adds pixels over the canvas: some image pixels came from another image.
+    assert any(not torch.equal(a.image, s.image) for s in train)
+    with pytest.raises(ValueError, match="no image holds a cell"):
+        NaivePaste().fit([(torch.zeros(1, 8, 8, dtype=torch.uint8), torch.zeros(8, 8, dtype=torch.int64))])
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    from iaaa.datasets import simulate_cells
+
+    return simulate_cells(3, seed=1, size=(64, 72), cells=(4, 8)), simulate_cells(2, seed=2, size=(56, 64), cells=(4, 8))
+
+
+def test_judge_smoke_paired_and_reproducible(tiny, tmp_path):
+    train, test = tiny
+    kw = dict(seeds=(0, 1), steps=6, crop=32, batch_size=4, pool_size=2, width=4, depth=2)
+    report = judge(train, test, {"naive": naive_source(), "iaaa": compositor_source()}, **kw)
+    assert report.configs == ["real", "naive", "iaaa"]
+    for per_seed in report.results.values():
+        assert sorted(per_seed) == [0, 1]
+        for r in per_seed.values():
+            assert 0.0 <= r["mean_ap"] <= r["ap50"] <= 1.0
+    assert report.results["naive"][0]["pool"] == 2
+    # Same seed, same data: bit-identical; the real-only run does not depend on the other configs.
+    again = judge(train, test, {"naive": naive_source()}, **kw)
+    for name in ("real", "naive"):
+        for s in (0, 1):
+            assert [again.results[name][s][m] for m in ("mean_ap", "ap50", "f1_50", "n_pred")] == [report.results[name][s][m] for m in ("mean_ap", "ap50", "f1_50", "n_pred")]
+    summ = report.summary()
+    d = summ["iaaa"]["mean_ap"]["diff"]
+    assert d == pytest.approx([report.results["iaaa"][s]["mean_ap"] - report.results["real"][s]["mean_ap"] for s in (0, 1)])
+    table = report.table()
+    assert "naive" in table and "±" in table and len(table.splitlines()) == 5
+    out = tmp_path / "r.json"
+    report.to_json(out)
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"real", "naive", "iaaa"} and data["settings"]["steps"] == 6
+    assert isinstance(JudgeReport(report.results).table(), str)
+
+
+def test_judge_fixed_synthetic_list_and_bad_input(tiny):
+    train, test = tiny
+    kw = dict(seeds=(0,), steps=3, crop=24, batch_size=2, width=4, depth=2, include_real=False)
+    report = judge(train, test, {"mine": list(train[:1])}, **kw)
+    assert report.configs == ["mine"] and report.results["mine"][0]["pool"] == 1
+    rgb = [(torch.zeros(3, 40, 40, dtype=torch.uint8), s.labels[:40, :40]) for s in train]
+    with pytest.raises(ValueError, match="channels"):
+        judge(train, rgb, None, **{**kw, "include_real": True})
+    with pytest.raises(ValueError, match="real-only baseline"):
+        judge(train, test, {"real": list(train)}, **kw)
+
+
+def test_cli_judge(tmp_path, capsys, one_thread):
+    from iaaa.cli import main
+    from iaaa.data import write_label_folder
+    from iaaa.datasets import simulate_cells
+
+    write_label_folder(simulate_cells(2, seed=5, size=(48, 48), cells=(3, 6)), tmp_path / "tr" / "images", tmp_path / "tr" / "masks")
+    write_label_folder(simulate_cells(1, seed=6, size=(48, 48), cells=(3, 6)), tmp_path / "te" / "images", tmp_path / "te" / "masks")
+    common = ["judge", "--images", str(tmp_path / "tr" / "images"), "--masks", str(tmp_path / "tr" / "masks"),
+              "--test-images", str(tmp_path / "te" / "images"), "--test-masks", str(tmp_path / "te" / "masks"),
+              "--steps", "3", "--crop", "24", "--batch", "2", "--width", "4", "--seeds", "0", "--pool", "2", "--quiet"]
+    out = tmp_path / "j.json"
+    assert main([*common, "--baselines", "real,naive", "--compositor", "sigma=0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "iaaa[sigma=0]" in text and "naive" in text
+    assert set(json.loads(out.read_text())["results"]) == {"real", "naive", "iaaa[sigma=0]"}
+    for bad, word in ((["--baselines", "real,magic"], "magic"), (["--compositor", "nonsense=1"], "nonsense"), (["--seeds", "a"], "--seeds")):
+        assert main([*common, *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0]
