@@ -14,7 +14,7 @@ from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.metrics.remnants import remnant_scores
 from iaaa.synthesis.grouping import group_cells, label_adjacency
-from iaaa.synthesis.halo import grow_masks, halo_profile, measure_halo
+from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo
 from iaaa.synthesis.inpaint import background_level, inpaint, remove_cells_by_mask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,6 +60,15 @@ def test_grow_masks_nearest_without_overlap(lab, radius, metric):
         dy, dx = np.abs(py - y), np.abs(px - x)
         own = np.sqrt(dy**2 + dx**2).min() if metric == "euclidean" else np.maximum(dy, dx).min()
         assert own <= d[y, x] + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(label_maps(max_side=20), st.integers(0, 4))
+def test_dilate_disk_is_the_euclidean_neighbourhood(lab, radius):
+    m = lab > 0
+    got = dilate_disk(m, radius)
+    want = ndi.distance_transform_edt(~m.numpy()) <= radius if m.any() else np.zeros(m.shape, bool)
+    assert np.array_equal(got.numpy(), want)
 
 
 def test_grow_masks_rejects_bad_input():

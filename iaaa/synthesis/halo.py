@@ -40,7 +40,7 @@ import torch
 from iaaa.dtypes import dtype_range, to_float
 from iaaa.errors import IaaaError
 
-__all__ = ["HaloProfile", "halo_profile", "measure_halo", "grow_masks"]
+__all__ = ["HaloProfile", "halo_profile", "measure_halo", "grow_masks", "dilate_disk"]
 
 _METRICS = ("euclidean", "chessboard")
 
@@ -79,6 +79,25 @@ def grow_masks(labels: torch.Tensor, radius: float, metric: str = "euclidean") -
         dist, (iy, ix) = ndi.distance_transform_cdt(free, metric="chessboard", return_indices=True)
     grown = np.where(free & (dist <= radius), a[iy, ix], a)
     return torch.from_numpy(grown.astype(np.int64, copy=False)).to(labels.device)
+
+
+def _disk(radius: int, device: torch.device) -> torch.Tensor:
+    r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
+    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius + 1e-6).to(torch.float32)
+
+
+def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary dilation of a small ``(h, w)`` mask by a Euclidean disk of integer ``radius``
+    (the pixels within ``radius`` of the mask), on the mask's own device: one convolution, what
+    pasting an object together with its rim needs per object and sample (crops are small)."""
+    if int(radius) != radius or radius < 0:
+        raise IaaaError(f"radius must be an integer >= 0, got {radius}")
+    m = mask > 0
+    if radius == 0:
+        return m
+    k = _disk(int(radius), m.device)
+    y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k[None, None], padding=int(radius))[0, 0]
+    return y > 0.5
 
 
 @dataclass
