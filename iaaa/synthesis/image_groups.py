@@ -13,17 +13,23 @@ group (``group_by="auto"``) when
 
 The key of a group is ``(H, W, d)`` with ``d`` the cluster's smallest median diameter rounded to
 a pixel, readable in ``iaaa stats``.
+
+:func:`survey` is what ``CellCompositor.fit`` asks before cutting anything: every image's group
+key and every group's halo width (the median of its images' widths,
+:mod:`iaaa.synthesis.halo`), so that objects, backgrounds and rims of one setting share one halo.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from iaaa.errors import IaaaError
+from iaaa.structures import AnnotatedImage, instance_areas
+from iaaa.synthesis.halo import halo_profile
 
-__all__ = ["median_diameter", "auto_group_keys"]
+__all__ = ["median_diameter", "auto_group_keys", "survey"]
 
 
 def median_diameter(areas: Sequence[float] | np.ndarray) -> float:
@@ -54,3 +60,46 @@ def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float]
                 start = d[i]
             keys[idx[i]] = (h, w, int(round(start)))
     return keys  # type: ignore[return-value]
+
+
+def survey(
+    samples: Sequence[AnnotatedImage],
+    group_by: str | Callable[[AnnotatedImage], Any] | None,
+    halo: int | str,
+    min_area: int = 10,
+) -> tuple[list[Any], dict[Any, int]]:
+    """Group key of every sample and halo width of every group.
+
+    Args:
+        samples: named annotated images.
+        group_by: ``None`` (one group, key ``None``), ``"size"``, ``"auto"`` (module docs) or a
+            callable ``sample -> key``.
+        halo: an int (every group's halo) or ``"auto"``: each group's median of its images'
+            widths (:meth:`iaaa.synthesis.halo.HaloProfile.width`); a group without an image that
+            has both cells and background takes the median over all images, or 0.
+        min_area: cells below this area do not count towards the median diameter.
+    """
+    if group_by is None:
+        keys: list[Any] = [None] * len(samples)
+    elif group_by == "size":
+        keys = [s.size for s in samples]
+    elif group_by == "auto":
+        diam = []
+        for s in samples:
+            areas = instance_areas(s.labels)[1].cpu().numpy()
+            diam.append(median_diameter(areas[areas >= min_area]))
+        keys = auto_group_keys([s.size for s in samples], diam)
+    elif callable(group_by):
+        keys = [group_by(s) for s in samples]
+    else:
+        raise IaaaError(f"group_by: expected None, 'size', 'auto' or a callable sample -> key, got {group_by!r}")
+    if halo != "auto":
+        return keys, {k: int(halo) for k in keys}
+    widths: dict[Any, list[int]] = {}
+    for s, k in zip(samples, keys):
+        lab = s.labels
+        if bool((lab > 0).any()) and bool((lab == 0).any()):
+            widths.setdefault(k, []).append(halo_profile(s.image, lab).width())
+    every = [w for ws in widths.values() for w in ws]
+    default = int(round(float(np.median(every)))) if every else 0
+    return keys, {k: int(round(float(np.median(widths[k])))) if k in widths else default for k in keys}

@@ -9,7 +9,8 @@ A hole is filled in two parts, so that neither a cell-shaped ghost nor a smooth 
 **Level** (:func:`background_level`): the smooth background brightness, from the *reference*
 pixels only (known pixels at least ``margin`` pixels from every hole, so what is left of a halo
 beyond the measured width does not leak in). On the reference pixels it is a Gaussian normalised
-convolution (``blur(x * w) / blur(w)``); inside the holes it is the membrane (harmonic)
+convolution (``blur(x * w) / blur(w)``), refitted without outliers (debris, specks: more than 2.5
+robust standard deviations off), which belong to the texture; inside the holes it is the membrane (harmonic)
 interpolation of those values, solved coarse-to-fine on a pyramid (cascadic multigrid: each
 level starts from the coarser solution and takes a few Jacobi steps). The result is continuous,
 carries illumination gradients through large holes without flattening them, and exists even
@@ -46,6 +47,7 @@ from iaaa.synthesis.halo import grow_masks
 __all__ = ["Inpainting", "background_level", "texture_residual", "inpaint", "remove_cells_by_mask"]
 
 _CHUNK = 1 << 14
+_OUTLIER = 2.5  # robust sds beyond which a reference pixel does not shape the level
 _RELAX_STEPS = 24  # Jacobi steps per pyramid level (see _relax)  # blocks per gather chunk: keeps (blocks x candidates x C) small
 
 
@@ -82,6 +84,16 @@ def background_level(x: torch.Tensor, weight: torch.Tensor, sigma: float = 4.0) 
     w = weight.to(x.dtype)[None]
     den = gaussian_blur(w, sigma, 3.0, "reflect")
     est = gaussian_blur(x * w, sigma, 3.0, "reflect") / den.clamp_min(1e-6)
+    # Outliers (debris, specks) are texture, not level: a dark speck on a hole's edge would
+    # otherwise radiate into the membrane. Refit without pixels beyond `_OUTLIER` robust sds.
+    dev = (x - est).abs().amax(0)
+    ref = dev[weight]
+    sd = 1.4826 * float(ref.median()) if ref.numel() else 0.0
+    if sd > 0:
+        wi = (weight & (dev <= _OUTLIER * sd)).to(x.dtype)[None]
+        den_i = gaussian_blur(wi, sigma, 3.0, "reflect")
+        est_i = gaussian_blur(x * wi, sigma, 3.0, "reflect") / den_i.clamp_min(1e-6)
+        est = torch.where(den_i > 0.1 * den, est_i, est)
     # Pyramid of (value sum, weight) over the fixed pixels, halving until one pixel is left.
     pyr = [(est * w, w)]
     while min(pyr[-1][1].shape[-2:]) > 2:
