@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis.compositor import CellCompositor
 from iaaa.data.dataset import SynthesisDataset, collate_fn
 from iaaa.datasets import simulate_cells
 from iaaa.export import export_synthetic

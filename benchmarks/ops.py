@@ -313,13 +313,20 @@ def main() -> None:
     p.add_argument("--threads", default="0", help="comma list of torch thread counts to run with; 0 = torch's default")
     args = p.parse_args()
     ops = args.ops.split(",")
-    import albumentations
     import kornia
     import torchvision
 
+    try:  # a missing peer is reported per op as "fails (ModuleNotFoundError)", not fatal
+        import albumentations
+        import cv2
+
+        albu = f"albumentations {albumentations.__version__}, opencv threads {cv2.getNumThreads()}"
+    except ImportError:
+        albu = "albumentations not installed"
+
     default_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, kornia {kornia.__version__}, "
-          f"albumentations {albumentations.__version__}, opencv threads {__import__('cv2').getNumThreads()}; "
+          f"{albu}; "
           f"median of {args.repeats} batches (512x512: {max(3, args.repeats // 2)})")
     wl = set(args.workloads.split(","))
     for nt in (int(t) or default_threads for t in args.threads.split(",")):

@@ -123,7 +123,7 @@ def worker(method: str, size: int, n: int, repeats: int, workers: int) -> dict:
     src = sources(size, cells)
     out: dict = {"method": method, "size": size, "target_cells": cells}
     if method in ("iaaa", "iaaa-dl2"):
-        from iaaa.compositor import CellCompositor
+        from iaaa.synthesis.compositor import CellCompositor
 
         t0 = time.perf_counter()
         comp = CellCompositor(size=(size, size), count=cells).fit(src)
@@ -244,7 +244,7 @@ def fit100(threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis.compositor import CellCompositor
     from iaaa.datasets import simulate_cells
 
     t0 = time.perf_counter()

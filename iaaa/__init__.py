@@ -46,18 +46,18 @@ _LAZY: dict[str, str] = {
     "TABLE_S1": "iaaa.ops",
     "EXTENDED": "iaaa.ops",
     # synthesis (paper sections 2.2-2.4)
-    "CellCompositor": "iaaa.compositor",
-    "PooledObject": "iaaa.compositor_stats",
-    "CompositorStats": "iaaa.compositor_stats",
-    "extract_objects": "iaaa.objects",
-    "merge_boxes": "iaaa.objects",
-    "group_instances": "iaaa.objects",
-    "remove_cells": "iaaa.background",
-    "fill_background": "iaaa.background",
-    "place_objects": "iaaa.placement",
-    "PlacementResult": "iaaa.placement",
-    "ObjectAugment": "iaaa.object_policy",
-    "as_object_policy": "iaaa.object_policy",
+    "CellCompositor": "iaaa.synthesis.compositor",
+    "PooledObject": "iaaa.synthesis.pools",
+    "CompositorStats": "iaaa.synthesis.pools",
+    "extract_objects": "iaaa.synthesis.objects",
+    "merge_boxes": "iaaa.boxes",
+    "group_instances": "iaaa.synthesis.objects",
+    "remove_cells": "iaaa.synthesis.background",
+    "fill_background": "iaaa.synthesis.background",
+    "place_objects": "iaaa.synthesis.placement",
+    "PlacementResult": "iaaa.synthesis.placement",
+    "ObjectAugment": "iaaa.synthesis.object_policy",
+    "as_object_policy": "iaaa.synthesis.object_policy",
     # training data
     "SynthesisDataset": "iaaa.data.dataset",
     "RealDataset": "iaaa.data.dataset",
@@ -89,7 +89,7 @@ _LAZY: dict[str, str] = {
 }
 
 # Subpackages reachable as attributes (``iaaa.ops.Rotate``) without importing them eagerly.
-_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview")
+_SUBMODULES = ("ops", "policy", "metrics", "data", "datasets", "structures", "preview", "synthesis", "filters", "boxes")
 
 __all__ = ["__version__", *_LAZY]
 

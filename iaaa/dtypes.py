@@ -1,15 +1,20 @@
 """Image dtype helpers: the value range of a pixel type, and exact conversion to and from float.
 
-Microscopy images come as uint8, uint16 (often 12 bits stored in 16) or float. Everything in
-the library computes in float in ``[0, 1]`` and converts back to the input dtype, so these two
-conversions must round-trip exactly.
+Microscopy images come as uint8, uint16 (often 12 bits stored in 16) or float. Two working
+scales, one convention (output dtype = input dtype, integers rounded half to even):
+
+* :func:`to_float` / :func:`from_float`: float in ``[0, 1]`` (synthesis, metrics, datasets);
+* :func:`to_work` / :func:`from_work`: float at the dtype's *raw* scale (0..255, 0..65535), what
+  the op kernels use so no precision is lost to a rescale.
+
+Both round-trip uint8 and uint16 exactly.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["dtype_range", "to_float", "from_float"]
+__all__ = ["dtype_range", "to_float", "from_float", "to_work", "from_work"]
 
 
 def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
@@ -28,6 +33,11 @@ def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
     raise TypeError(f"unsupported image dtype {dtype}; use uint8, uint16 or a float dtype")
 
 
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # Not every torch op supports uint16; int32 holds its range exactly.
+    return x.to(torch.int32).to(torch.uint16) if dtype == torch.uint16 else x.to(dtype)
+
+
 def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Scale an image to floating point in ``[0, 1]`` (float inputs are returned as ``dtype``).
 
@@ -44,8 +54,28 @@ def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(dtype)
-    out = (image.clamp(0.0, 1.0) * (hi - lo) + lo).round_()
-    if dtype == torch.uint16:
-        # Not every torch op supports uint16; int32 holds the range exactly.
-        return out.to(torch.int32).to(torch.uint16)
-    return out.to(dtype)
+    return _cast((image.clamp(0.0, 1.0) * (hi - lo) + lo).round_(), dtype)
+
+
+def to_work(image: torch.Tensor) -> torch.Tensor:
+    """Float copy at raw scale (uint8 0..255, uint16 0..65535); float32/64 pass through, halves go to float32."""
+    if image.dtype in (torch.float32, torch.float64):
+        return image
+    if image.dtype == torch.uint16:
+        # uint16 -> float needs an int32 hop on older torch; float32 holds every value exactly.
+        return image.to(torch.int32).to(torch.float32)
+    return image.to(torch.float32)
+
+
+def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True, saturate: bool = True) -> torch.Tensor:
+    """Back from :func:`to_work`, *in place* on ``x`` (always a kernel's own temporary):
+    integers are rounded half-to-even and (``saturate``) clamped to their range; floats are
+    clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
+    if dtype.is_floating_point:
+        if clamp:
+            x = x.clamp_(0.0, 1.0)
+        return x.to(dtype)
+    x = x.round_()
+    if saturate:
+        x = x.clamp_(*dtype_range(dtype))
+    return _cast(x, dtype)

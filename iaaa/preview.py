@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from iaaa.data.imageio import write_image
 from iaaa.structures import as_annotated, to_float
+from iaaa.errors import IaaaError
 
 __all__ = ["display_limits", "display_image", "overlay_instances", "contact_sheet", "save_preview"]
 
@@ -60,7 +61,7 @@ def overlay_instances(sample: Any, mode: str = "outline", alpha: float = 0.35) -
     if mode == "fill":
         img = torch.where(inside, (1 - alpha) * img + alpha * col, img)
     elif mode != "outline":
-        raise ValueError(f"mode must be 'outline' or 'fill', got {mode!r}")
+        raise IaaaError(f"mode must be 'outline' or 'fill', got {mode!r}")
     lab = labels.float()[None, None]
     # A pixel is on an outline when its 3x3 neighbourhood holds another label.
     mx = F.max_pool2d(lab, 3, 1, 1)
@@ -75,7 +76,7 @@ def contact_sheet(rows: Sequence[Sequence[torch.Tensor]], pad: int = 4, cell: in
     height ``cell`` (default: the largest height) and padded with white."""
     pics = [p for r in rows for p in r]
     if not pics:
-        raise ValueError("contact_sheet needs at least one picture")
+        raise IaaaError("contact_sheet needs at least one picture")
     cell = cell or max(p.shape[1] for p in pics)
     rendered = []
     for r in rows:

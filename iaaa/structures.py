@@ -26,17 +26,20 @@ import numpy as np
 import torch
 
 from iaaa.dtypes import dtype_range, from_float, to_float
+from iaaa.errors import IaaaError
 
 __all__ = [
     "AnnotatedImage",
     "CellObject",
     "as_annotated",
+    "check_labels",
     "instance_ids",
     "instance_areas",
     "labels_to_masks",
     "masks_to_labels",
     "labels_to_boxes",
     "masks_to_boxes",
+    "instance_boxes",
     "relabel_sequential",
     "labels_to_rle",
     "rle_to_labels",
@@ -55,7 +58,18 @@ DEFAULT_CATEGORIES: dict[int, str] = {1: "cell"}
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_labels(labels: torch.Tensor, what: str = "labels") -> torch.Tensor:
+def check_labels(labels: Any, what: str = "labels", *, strict: bool = False) -> torch.Tensor:
+    """Validate a label map (any shape) and return it as int64: integer or bool values, none
+    negative; a float map is accepted when it holds whole numbers.
+
+    ``strict=True`` is the op kernels' check: only integer or bool tensors, kept in their dtype
+    (gathering moves any integer dtype exactly) and not scanned for negative values."""
+    if strict:
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"{what}: expected a torch.Tensor or None, got {type(labels).__name__}")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise TypeError(f"{what}: label maps must be integer, got dtype {labels.dtype}")
+        return labels
     if not isinstance(labels, torch.Tensor):
         labels = torch.as_tensor(np.asarray(labels))
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dtype.is_complex:
@@ -64,12 +78,12 @@ def _check_labels(labels: torch.Tensor, what: str = "labels") -> torch.Tensor:
         if labels.dtype.is_floating_point and torch.equal(labels, labels.round()):
             labels = labels.to(torch.int64)
         else:
-            raise ValueError(f"{what}: label map must hold integers, got dtype {labels.dtype}")
+            raise IaaaError(f"{what}: label map must hold integers, got dtype {labels.dtype}")
     if labels.dtype == torch.uint16:
         labels = labels.to(torch.int32)
     labels = labels.to(torch.int64)
     if labels.numel() and int(labels.min()) < 0:
-        raise ValueError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
+        raise IaaaError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
     return labels
 
 
@@ -112,14 +126,14 @@ def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype
     ``windows`` (``(N, 4)`` inclusive XYXY, with ``ids``) are boxes already known to contain
     each instance, e.g. where a compositor pasted it; they save computing the boxes."""
     if labels.ndim != 2:
-        raise ValueError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
-    labels = _check_labels(labels)
+        raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
+    labels = check_labels(labels)
     if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
         ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
         return torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device), ids
     if windows is not None:
         if ids is None or len(windows) != ids.numel():
-            raise ValueError(f"windows: need one window per id, got {len(windows)} windows for {None if ids is None else ids.numel()} ids")
+            raise IaaaError(f"windows: need one window per id, got {len(windows)} windows for {None if ids is None else ids.numel()} ids")
         ids, boxes = ids.to(labels.device, torch.int64), torch.as_tensor(windows, dtype=torch.int64)
     else:
         ids, boxes = _ids_and_boxes(labels, ids)
@@ -139,24 +153,24 @@ def masks_to_labels(masks: torch.Tensor, ids: torch.Tensor | Sequence[int] | Non
     mask win; ``"first"`` the earlier one. The choice is explicit because silently resolving
     overlaps changes instance shapes."""
     if masks.ndim != 3:
-        raise ValueError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
+        raise IaaaError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
     n = masks.shape[0]
     masks = masks.bool()
     ids_t = torch.arange(1, n + 1, dtype=torch.int64, device=masks.device) if ids is None else torch.as_tensor(ids, dtype=torch.int64, device=masks.device)
     if ids_t.numel() != n:
-        raise ValueError(f"ids: {ids_t.numel()} ids for {n} masks")
+        raise IaaaError(f"ids: {ids_t.numel()} ids for {n} masks")
     if n == 0:
         return torch.zeros(masks.shape[1:], dtype=torch.int64, device=masks.device)
     count = masks.sum(0)
     if overlap == "error" and bool((count > 1).any()):
-        raise ValueError(f"masks overlap at {int((count > 1).sum())} pixels; pass overlap='first' or 'last' to resolve")
+        raise IaaaError(f"masks overlap at {int((count > 1).sum())} pixels; pass overlap='first' or 'last' to resolve")
     order = torch.arange(n, device=masks.device).view(-1, 1, 1)
     if overlap == "first":
         idx = torch.where(masks, order, n).amin(0)
     elif overlap in ("last", "error"):
         idx = torch.where(masks, order, -1).amax(0)
     else:
-        raise ValueError(f"overlap must be 'error', 'first' or 'last', got {overlap!r}")
+        raise IaaaError(f"overlap must be 'error', 'first' or 'last', got {overlap!r}")
     lut = torch.cat([ids_t, ids_t.new_zeros(1)])  # index n (first) and -1 (last) -> background
     return lut[idx]
 
@@ -165,7 +179,7 @@ def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """XYXY float boxes of stacked masks, identical to :func:`torchvision.ops.masks_to_boxes`
     (empty masks give all-zero boxes instead of an error)."""
     if masks.ndim != 3:
-        raise ValueError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
+        raise IaaaError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
     n, h, w = masks.shape
     if n == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
@@ -219,16 +233,24 @@ def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> to
     """XYXY boxes ``(N, 4)`` float32 of each instance of a label map, in ``ids`` order (ids absent
     from the map get all-zero boxes, as :func:`masks_to_boxes` gives empty masks). Never
     materialises N full masks."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
         return torch.zeros((0, 4), dtype=torch.float32, device=labels.device)
     return _ids_and_boxes(labels, ids)[1].float()
 
 
+def instance_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """int64 XYXY boxes (inclusive maxima) of the instances of a label map, in ``ids`` order
+    (default: every instance, sorted)."""
+    if ids is None:
+        ids = instance_areas(labels)[0]
+    return labels_to_boxes(labels, ids).to(torch.int64)
+
+
 def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Renumber instances to ``1..N`` keeping their order. Returns ``(new_labels, old_ids)``
     where ``old_ids[k - 1]`` is the original value of new instance ``k``."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     old_ids = instance_ids(labels)
     if old_ids.numel() == 0:
         return torch.zeros_like(labels), old_ids
@@ -250,7 +272,7 @@ def labels_to_rle(labels: torch.Tensor, ids: torch.Tensor | None = None) -> list
     ``ids`` order."""
     from pycocotools import mask as mask_utils
 
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     # pycocotools wants (H, W, N) in Fortran order, which is (N, W, H) in C order: the masks of
     # the transposed label map, so only the small label map is transposed, never N masks.
     masks, ids = labels_to_masks(labels.T.contiguous(), ids, dtype=torch.uint8)
@@ -273,7 +295,7 @@ def rle_to_labels(rles: Sequence[dict[str, Any]], size: tuple[int, int], ids: Se
     fixed = []
     for i, r in enumerate(rles):
         if tuple(r.get("size", ())) != (h, w):
-            raise ValueError(f"rle {i}: size {r.get('size')} does not match the image size {(h, w)}")
+            raise IaaaError(f"rle {i}: size {r.get('size')} does not match the image size {(h, w)}")
         if isinstance(r["counts"], list):  # uncompressed RLE
             r = mask_utils.frPyObjects(r, h, w)
         fixed.append(r)
@@ -313,19 +335,19 @@ class AnnotatedImage:
         if self.image.ndim == 2:
             self.image = self.image.unsqueeze(0)
         if self.image.ndim != 3:
-            raise ValueError(f"{what}: image must be (C, H, W), got shape {tuple(self.image.shape)}")
-        self.labels = _check_labels(self.labels, f"{what}: labels")
+            raise IaaaError(f"{what}: image must be (C, H, W), got shape {tuple(self.image.shape)}")
+        self.labels = check_labels(self.labels, f"{what}: labels")
         if self.labels.ndim != 2:
-            raise ValueError(f"{what}: labels must be (H, W), got shape {tuple(self.labels.shape)}")
+            raise IaaaError(f"{what}: labels must be (H, W), got shape {tuple(self.labels.shape)}")
         if tuple(self.image.shape[-2:]) != tuple(self.labels.shape):
-            raise ValueError(f"{what}: image size {tuple(self.image.shape[-2:])} does not match label map size {tuple(self.labels.shape)}")
+            raise IaaaError(f"{what}: image size {tuple(self.image.shape[-2:])} does not match label map size {tuple(self.labels.shape)}")
         n = self.num_instances
         if self.class_ids is None:
             self.class_ids = torch.ones(n, dtype=torch.int64, device=self.labels.device)
         else:
             self.class_ids = torch.as_tensor(self.class_ids, dtype=torch.int64).reshape(-1)
             if self.class_ids.numel() != n:
-                raise ValueError(f"{what}: {self.class_ids.numel()} class ids for {n} instances")
+                raise IaaaError(f"{what}: {self.class_ids.numel()} class ids for {n} instances")
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield self.image
@@ -361,6 +383,26 @@ class AnnotatedImage:
 
     def to(self, device: torch.device | str) -> "AnnotatedImage":
         return AnnotatedImage(self.image.to(device), self.labels.to(device), self.class_ids.to(device), self.name, dict(self.categories), dict(self.meta))
+
+    @classmethod
+    def trusted(cls, **values: Any) -> "AnnotatedImage":
+        """An AnnotatedImage built without re-validating the label map.
+
+        For producers whose output is valid by construction (the compositor: ids ``1..N`` in
+        placement order, one class id per id): the constructor's check counts every pixel, which
+        costs more than synthesising a 512x512 image. Fields not given take their defaults."""
+        obj = cls.__new__(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                v = values[f.name]
+            elif f.default is not dataclasses.MISSING:
+                v = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                v = f.default_factory()
+            else:
+                raise TypeError(f"AnnotatedImage.{f.name} has no default")
+            object.__setattr__(obj, f.name, v)
+        return obj
 
 
 def as_annotated(sample: Any, name: str = "") -> AnnotatedImage:
@@ -460,23 +502,3 @@ class CellObject:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
-
-
-def _trusted_annotated(**values: Any) -> AnnotatedImage:
-    """An AnnotatedImage built without re-validating the label map.
-
-    The compositor's output is valid by construction (ids ``1..N`` in placement order, one class
-    id per id), and the constructor's check runs ``torch.unique`` over every pixel, which costs
-    more than synthesising a 512x512 image. Fields not given take their declared defaults."""
-    obj = AnnotatedImage.__new__(AnnotatedImage)
-    for f in dataclasses.fields(AnnotatedImage):
-        if f.name in values:
-            v = values[f.name]
-        elif f.default is not dataclasses.MISSING:
-            v = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            v = f.default_factory()
-        else:
-            raise TypeError(f"AnnotatedImage.{f.name} has no default")
-        object.__setattr__(obj, f.name, v)
-    return obj

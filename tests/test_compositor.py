@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from iaaa.compositor import CellCompositor, _trusted_annotated
+from iaaa.compositor import CellCompositor
 from iaaa.datasets import simulate_cells
 from iaaa.object_policy import Identity, ObjectAugment
 from iaaa.structures import AnnotatedImage, from_float, to_float
@@ -222,7 +222,7 @@ def test_group_by_keeps_objects_with_their_images():
         crossed += len({mixed.objects[o["object"]].source[0] for o in m.meta["objects"]}) > 1
     assert crossed > 0  # without groups, images do mix sources
     keyed = CellCompositor(group_by=lambda s: s.name[0]).fit(data)
-    assert set(keyed._pools) == {"a", "b"}
+    assert set(keyed.pools.groups) == {"a", "b"}
 
 
 def test_sample_batch_equals_successive_samples(fitted):
@@ -246,7 +246,7 @@ def test_trusted_output_passes_validation(fitted):
     checked = AnnotatedImage(out.image, out.labels, out.class_ids, out.name, out.categories, out.meta)
     assert checked.num_instances == out.num_instances and torch.equal(checked.boxes, out.boxes)
     with pytest.raises(TypeError):
-        _trusted_annotated()
+        AnnotatedImage.trusted()
 
 
 def test_fit_and_sampling_errors(sim):

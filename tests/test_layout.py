@@ -178,7 +178,7 @@ def test_grown_runs_equal_a_square_max_filter(h, w, gap, density, seed):
     """The runs the mask-collision test queries cover exactly the mask grown by ``gap``."""
     from scipy.ndimage import maximum_filter
 
-    from iaaa.placement import _grown_runs
+    from iaaa.synthesis.placement import _grown_runs
 
     rng = np.random.default_rng(seed)
     lab = (rng.random((h, w)) < density).astype(np.int64)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.background import feather_radius
-from iaaa.placement import _BAND, _Canvas, place_objects
+from iaaa.synthesis.placement import _BAND, Canvas as _Canvas, place_objects
 from iaaa.structures import CellObject, from_float
 
 

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from iaaa.structures import AnnotatedImage, as_annotated, labels_to_masks, masks_to_boxes, to_float
+from iaaa.synthesis.placement import PastedWindows
 
 __all__ = ["SynthesisDataset", "RealDataset", "MixedDataset", "collate_fn", "make_target", "sample_generator", "TARGET_FORMATS"]
 
@@ -67,17 +68,14 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
 
 
 def _pasted_windows(sample: AnnotatedImage) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(ids, boxes)`` of every instance from a compositor's record of where it pasted each
-    object (``meta["objects"][k]["box"]`` holds the cells ``meta["objects"][k]["ids"]``), or
-    None when the sample has no such record. Saves two passes over the label map per sample."""
-    objects = sample.meta.get("objects")
-    if not objects or not all("ids" in o and "box" in o for o in objects):
+    """``(ids, boxes)`` of every instance from a compositor's typed record of where it pasted
+    each object (``meta["windows"]``, a :class:`~iaaa.synthesis.placement.PastedWindows`), or
+    None when the sample has none. Saves two passes over the label map per sample."""
+    rec = sample.meta.get("windows")
+    if not isinstance(rec, PastedWindows) or rec.ids.numel() != sample.class_ids.numel():
         return None
-    pairs = sorted((i, tuple(o["box"])) for o in objects for i in o["ids"])
-    if len(pairs) != sample.class_ids.numel():
-        return None
-    ids = torch.tensor([p[0] for p in pairs], dtype=torch.int64)
-    return ids, torch.tensor([p[1] for p in pairs], dtype=torch.int64).reshape(-1, 4)
+    order = torch.argsort(rec.ids)
+    return rec.ids[order].cpu(), rec.boxes[order].cpu()
 
 
 def _apply_transforms(sample: AnnotatedImage, transforms: Callable | None) -> tuple[Any, torch.Tensor | None]:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from iaaa.structures import AnnotatedImage, from_float
+from iaaa.errors import IaaaError
+from iaaa.filters import gaussian_blur
 
 __all__ = ["simulate_cells", "simulate_image"]
 
@@ -40,18 +42,6 @@ def _smooth_noise(g: torch.Generator, h: int, w: int, scale: float) -> torch.Ten
     coarse = torch.randn(1, 1, gh, gw, generator=g)
     fine = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)[0, 0]
     return (fine - fine.mean()) / fine.std().clamp_min(1e-6)
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of a ``(H, W)`` map with reflected borders."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    y = F.pad(x[None, None], (radius, radius, radius, radius), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, -1))
-    y = F.conv2d(y, k.view(1, 1, -1, 1))
-    return y[0, 0]
 
 
 def _draw_cells(g: torch.Generator, h: int, w: int, n_cells: int, radius: tuple[float, float], cluster_prob: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +105,7 @@ def simulate_image(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One simulated float image ``(C, H, W)`` in [0, 1] and its label map, from ``generator``."""
     if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        raise IaaaError(f"mode must be one of {_MODES}, got {mode!r}")
     h, w = size
     g = generator
     n_cells = int(torch.randint(cells[0], cells[1] + 1, (1,), generator=g))
@@ -128,7 +118,7 @@ def simulate_image(
     inside = labels > 0
     shade = depth.sqrt() * (1 + 0.15 * texture)
     cell_signal = torch.where(inside, cell_gain[labels] * shade, torch.zeros(()))
-    cell_signal = _blur(cell_signal, 0.8)  # optics: edges are never hard
+    cell_signal = gaussian_blur(cell_signal, 0.8, 3.0, "reflect")  # optics: edges are never hard
 
     # Vignetting / uneven lamp: strong in epifluorescence, milder in transmitted light.
     illum_amp = 0.25 if mode == "fluorescence" else 0.1
@@ -143,7 +133,7 @@ def simulate_image(
         image = noisy.clamp(0, 1).unsqueeze(0)
     else:
         background = 0.82 + 0.03 * bg_texture
-        rim = _blur(inside.float(), 1.5) - inside.float()  # bright halo just outside each cell
+        rim = gaussian_blur(inside.float(), 1.5, 3.0, "reflect") - inside.float()  # bright halo just outside each cell
         tint_cell = torch.tensor([0.55, 0.35, 0.65]).view(3, 1, 1)  # stained cells absorb green most
         tint_bg = torch.tensor([0.98, 0.93, 0.96]).view(3, 1, 1)
         absorb = cell_signal.unsqueeze(0) * (1 - tint_cell)
@@ -182,11 +172,11 @@ def simulate_cells(
         maps numbered ``1..N`` and one class ("cell").
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise IaaaError(f"n must be >= 0, got {n}")
     if dtype not in (torch.uint8, torch.uint16, torch.float32):
-        raise ValueError(f"dtype must be torch.uint8, torch.uint16 or torch.float32, got {dtype}")
+        raise IaaaError(f"dtype must be torch.uint8, torch.uint16 or torch.float32, got {dtype}")
     if len(size) != 2 or min(size) < 16:
-        raise ValueError(f"size must be (H, W) with both >= 16, got {size}")
+        raise IaaaError(f"size must be (H, W) with both >= 16, got {size}")
     out = []
     for i in range(n):
         image, labels = simulate_image(_generator(seed, i), size, mode, cells, radius, cluster_prob)

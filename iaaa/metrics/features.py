@@ -75,16 +75,16 @@ def to_unit_float(image: torch.Tensor, value_range: tuple[float, float] | None =
     if image.ndim == 2:
         image = image.unsqueeze(0)
     if image.ndim != 3:
-        raise ValueError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
+        raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
     if value_range is None:
         x = to_float(image) if image.dtype != torch.bool else image.float()
     else:
         lo = torch.as_tensor(value_range[0], dtype=torch.float32).reshape(-1, 1, 1)
         hi = torch.as_tensor(value_range[1], dtype=torch.float32).reshape(-1, 1, 1)
         if lo.shape[0] not in (1, image.shape[0]) or hi.shape[0] not in (1, image.shape[0]):
-            raise ValueError(f"value_range: per-channel bounds {lo.shape[0]}/{hi.shape[0]} do not match the image's {image.shape[0]} channels")
+            raise IaaaError(f"value_range: per-channel bounds {lo.shape[0]}/{hi.shape[0]} do not match the image's {image.shape[0]} channels")
         if not bool((hi > lo).all()):
-            raise ValueError(f"value_range: need lo < hi, got {value_range}")
+            raise IaaaError(f"value_range: need lo < hi, got {value_range}")
         src = image.to(torch.int32) if image.dtype == torch.uint16 else image
         x = (src.to(torch.float32) - lo.to(image.device)) / (hi - lo).to(image.device)
     return x.clamp(0.0, 1.0)
@@ -97,7 +97,7 @@ def match_channels(x: torch.Tensor, channels: int | None) -> torch.Tensor:
     if channels is None or c == channels:
         return x
     if channels < 1:
-        raise ValueError(f"channels: must be >= 1, got {channels}")
+        raise IaaaError(f"channels: must be >= 1, got {channels}")
     gray = x if c == 1 else x.mean(dim=-3, keepdim=True)
     return gray if channels == 1 else gray.expand(*gray.shape[:-3], channels, *gray.shape[-2:]).contiguous()
 
@@ -114,7 +114,7 @@ def fit_to_size(x: torch.Tensor, size: Size, fit: str = "pad") -> torch.Tensor:
     if fit == "stretch":
         return F.interpolate(x[None], size=(th, tw), mode="bilinear", align_corners=False, antialias=True)[0]
     if fit != "pad":
-        raise ValueError(f"fit must be 'pad' or 'stretch', got {fit!r}")
+        raise IaaaError(f"fit must be 'pad' or 'stretch', got {fit!r}")
     scale = min(th / h, tw / w)
     nh, nw = max(1, min(th, round(h * scale))), max(1, min(tw, round(w * scale)))
     # The border mean is the local background, so padding looks like more background rather
@@ -138,14 +138,14 @@ def prepare_batch(
 
     With ``size=None`` all images must already share one size and channel count."""
     if len(images) == 0:
-        raise ValueError("images: empty sequence")
+        raise IaaaError("images: empty sequence")
     out = []
     for i, im in enumerate(images):
         x = match_channels(to_unit_float(im, value_range), channels)
         if size is not None:
             x = fit_to_size(x, size, fit)
         if out and x.shape != out[0].shape:
-            raise ValueError(
+            raise IaaaError(
                 f"images[{i}]: shape {tuple(x.shape)} differs from images[0] {tuple(out[0].shape)}; "
                 "give a size (input_size) so they are resized, and matching channel counts"
             )
@@ -177,11 +177,11 @@ def compute_features(
     flattened per sample."""
     if isinstance(images, torch.Tensor):
         if images.ndim != 4:
-            raise ValueError(f"images: expected (N, C, H, W), got shape {tuple(images.shape)}")
+            raise IaaaError(f"images: expected (N, C, H, W), got shape {tuple(images.shape)}")
         images = list(images)
     images = list(images)
     if not images:
-        raise ValueError("images: no images to compute features of")
+        raise IaaaError("images: no images to compute features of")
     size = getattr(extractor, "input_size", None) or input_size
     if isinstance(size, int):
         size = (size, size)
@@ -189,7 +189,7 @@ def compute_features(
     if device is None:
         device = getattr(extractor, "device", None) or "cpu"
     if batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        raise IaaaError(f"batch_size: must be >= 1, got {batch_size}")
     module = extractor if isinstance(extractor, torch.nn.Module) else getattr(extractor, "module", None)
     if not isinstance(module, torch.nn.Module):
         # A bound method such as ``wae.encode`` still needs its module in eval mode.
@@ -207,14 +207,14 @@ def compute_features(
                     out = out[0]
                 if not isinstance(out, torch.Tensor) or out.ndim < 1 or out.shape[0] != batch.shape[0]:
                     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                    raise ValueError(f"extractor: expected (B, D) output for a batch of B={batch.shape[0]}, got {got}")
+                    raise IaaaError(f"extractor: expected (B, D) output for a batch of B={batch.shape[0]}, got {got}")
                 feats.append(out.reshape(out.shape[0], -1).to("cpu", torch.float64))
     finally:
         if was_training:
             module.train()
     out = torch.cat(feats)
     if not bool(torch.isfinite(out).all()):
-        raise ValueError("extractor: produced non-finite features (NaN/inf); check the model and the input scaling")
+        raise IaaaError("extractor: produced non-finite features (NaN/inf); check the model and the input scaling")
     return out
 
 
@@ -234,7 +234,7 @@ def standardize(real: torch.Tensor, fake: torch.Tensor, clip: float | None = 3.0
     zr, zf = (real - mu) / sd, (fake - mu) / sd
     if clip is not None:
         if clip <= 0:
-            raise ValueError(f"clip: must be > 0 or None, got {clip}")
+            raise IaaaError(f"clip: must be > 0 or None, got {clip}")
         zr, zf = clip * torch.tanh(zr / clip), clip * torch.tanh(zf / clip)
     return zr, zf
 
@@ -389,14 +389,14 @@ class PyramidStatsFeatures:
 
     def __init__(self, levels: int | None = None, device: torch.device | str | None = None) -> None:
         if levels is not None and levels < 1:
-            raise ValueError(f"levels: must be >= 1, got {levels}")
+            raise IaaaError(f"levels: must be >= 1, got {levels}")
         self.levels = levels
         self.device = device
 
     def _num_bands(self, h: int, w: int) -> int:
         if self.levels is not None:
             if min(h, w) < 4 * 2**self.levels:
-                raise ValueError(f"PyramidStatsFeatures: {self.levels} levels need inputs of at least {4 * 2 ** self.levels} px, got {h}x{w}")
+                raise IaaaError(f"PyramidStatsFeatures: {self.levels} levels need inputs of at least {4 * 2 ** self.levels} px, got {h}x{w}")
             return self.levels
         n = 0
         while n < 5 and min(h, w) // 2 ** (n + 1) >= 8:

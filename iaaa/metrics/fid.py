@@ -15,26 +15,29 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from iaaa.errors import IaaaError
 
-__all__ = ["gaussian_stats", "frechet_distance", "fid", "fid_infinity", "FIDInfinityResult"]
+__all__ = ["gaussian_stats", "frechet_distance", "fid", "fid_infinity", "FIDInfinityResult", "check_pair"]
 
 
 def _as_features(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     t = torch.as_tensor(x).detach().to("cpu", torch.float64)
     if t.ndim != 2:
-        raise ValueError(f"{name}: expected a feature matrix (N, D), got shape {tuple(t.shape)}")
+        raise IaaaError(f"{name}: expected a feature matrix (N, D), got shape {tuple(t.shape)}")
     if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name}: features contain NaN or inf")
+        raise IaaaError(f"{name}: features contain NaN or inf")
     return t
 
 
-def _check_pair(real: torch.Tensor, fake: torch.Tensor, min_n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def check_pair(real: torch.Tensor, fake: torch.Tensor, min_n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate real and fake ``(N, D)`` feature matrices of one width with ``min_n`` rows each;
+    returns them as float64 tensors."""
     real, fake = _as_features(real, "real"), _as_features(fake, "fake")
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature dims differ: real has D={real.shape[1]}, fake has D={fake.shape[1]}")
+        raise IaaaError(f"feature dims differ: real has D={real.shape[1]}, fake has D={fake.shape[1]}")
     for name, t in (("real", real), ("fake", fake)):
         if t.shape[0] < min_n:
-            raise ValueError(f"{name}: need at least {min_n} samples, got {t.shape[0]}")
+            raise IaaaError(f"{name}: need at least {min_n} samples, got {t.shape[0]}")
     return real, fake
 
 
@@ -42,7 +45,7 @@ def gaussian_stats(features: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, t
     """Mean ``(D,)`` and unbiased covariance ``(D, D)`` (float64) of ``(N, D)`` features."""
     x = _as_features(features, "features")
     if x.shape[0] < 2:
-        raise ValueError(f"features: need at least 2 samples for a covariance, got {x.shape[0]}")
+        raise IaaaError(f"features: need at least 2 samples for a covariance, got {x.shape[0]}")
     mu = x.mean(0)
     xc = x - mu
     return mu, xc.T @ xc / (x.shape[0] - 1)
@@ -62,9 +65,9 @@ def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor,
     d = mu1.numel()
     for name, s in (("sigma1", s1), ("sigma2", s2)):
         if s.shape != (d, d):
-            raise ValueError(f"{name}: expected ({d}, {d}) to match the mean, got {tuple(s.shape)}")
+            raise IaaaError(f"{name}: expected ({d}, {d}) to match the mean, got {tuple(s.shape)}")
     if mu2.numel() != d:
-        raise ValueError(f"mu2: expected {d} values, got {mu2.numel()}")
+        raise IaaaError(f"mu2: expected {d} values, got {mu2.numel()}")
     # Symmetrise first: a covariance that went through float32 is asymmetric at the 1e-8 level,
     # which eigh would silently ignore half of.
     s1, s2 = (s1 + s1.T) / 2, (s2 + s2.T) / 2
@@ -83,7 +86,7 @@ def fid(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray) -> flo
     FID is biased upwards by roughly ``c / N``: with tens of samples and hundreds of dimensions
     its absolute value says little, so compare FIDs only at equal sample counts, prefer KID for
     small sets, or use :func:`fid_infinity`."""
-    real, fake = _check_pair(real, fake)
+    real, fake = check_pair(real, fake)
     return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
 
 
@@ -117,13 +120,13 @@ def fid_infinity(
     ``repeats`` random subsets are averaged per size (seeded by ``seed`` or ``generator``). With
     small sets the extrapolation is noisy: the fitted ``sizes``/``fids`` are returned so the fit
     can be checked."""
-    real, fake = _check_pair(real, fake, min_n=3)
+    real, fake = check_pair(real, fake, min_n=3)
     m, d = fake.shape
     if num_points < 2:
-        raise ValueError(f"num_points: need at least 2 sizes to fit a line, got {num_points}")
+        raise IaaaError(f"num_points: need at least 2 sizes to fit a line, got {num_points}")
     if min_size is None:
         if m < 2 * (d + 1):
-            raise ValueError(
+            raise IaaaError(
                 f"fake: FID∞ needs at least 2 * (D + 1) = {2 * (d + 1)} samples so every fitted subset has a "
                 f"full-rank covariance, got {m}; use KID for sets this small"
             )
@@ -131,7 +134,7 @@ def fid_infinity(
     lo = max(2, min(int(min_size), m - 1))
     sizes = sorted({int(round(s)) for s in np.linspace(lo, m, num_points)})
     if len(sizes) < 2:
-        raise ValueError(f"fake: {m} samples give fewer than 2 distinct subset sizes; need more samples")
+        raise IaaaError(f"fake: {m} samples give fewer than 2 distinct subset sizes; need more samples")
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     mu_r, s_r = gaussian_stats(real)
     fids = []

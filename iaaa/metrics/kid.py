@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from iaaa.metrics.fid import _check_pair
+from iaaa.metrics.fid import check_pair
+from iaaa.errors import IaaaError
 
 __all__ = ["polynomial_kernel", "mmd2_unbiased", "kid", "KIDResult", "default_subset_size"]
 
@@ -42,7 +43,7 @@ def mmd2_unbiased(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor) -> to
     Dropping the diagonals (a sample compared with itself) is what removes the bias."""
     m, n = kxx.shape[-1], kyy.shape[-1]
     if m < 2 or n < 2:
-        raise ValueError(f"unbiased MMD² needs at least 2 samples per set, got {m} and {n}")
+        raise IaaaError(f"unbiased MMD² needs at least 2 samples per set, got {m} and {n}")
     sxx = kxx.sum((-1, -2)) - kxx.diagonal(dim1=-2, dim2=-1).sum(-1)
     syy = kyy.sum((-1, -2)) - kyy.diagonal(dim1=-2, dim2=-1).sum(-1)
     return sxx / (m * (m - 1)) + syy / (n * (n - 1)) - 2 * kxy.sum((-1, -2)) / (m * n)
@@ -55,7 +56,7 @@ def default_subset_size(n_real: int, n_fake: int, requested: int | None = None) 
     if requested is None:
         return max(2, min(1000, n_min // 2))
     if requested < 2:
-        raise ValueError(f"subset_size: must be >= 2, got {requested}")
+        raise IaaaError(f"subset_size: must be >= 2, got {requested}")
     return min(int(requested), n_min)
 
 
@@ -102,13 +103,13 @@ def kid(
     over subsets. A ``subset_size`` above the smaller set is clamped with a warning, and the
     default adapts to small sets (see module docs). Computation is float64 and vectorised over
     subsets (``chunk`` subsets at a time)."""
-    real, fake = _check_pair(real, fake)
+    real, fake = check_pair(real, fake)
     n, m_fake = real.shape[0], fake.shape[0]
     size = default_subset_size(n, m_fake, subset_size)
     if subset_size is not None and size < subset_size:
         warnings.warn(f"kid: subset_size {subset_size} exceeds the smaller set ({min(n, m_fake)} samples); using {size}", stacklevel=2)
     if num_subsets < 1:
-        raise ValueError(f"num_subsets: must be >= 1, got {num_subsets}")
+        raise IaaaError(f"num_subsets: must be >= 1, got {num_subsets}")
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     # argsort of uniform noise = one independent permutation per subset, drawn in one call.
     ix = torch.rand(num_subsets, n, generator=g).argsort(1)[:, :size]

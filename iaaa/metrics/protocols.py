@@ -26,6 +26,7 @@ from iaaa.metrics.fid import FIDInfinityResult, fid, fid_infinity
 from iaaa.metrics.kid import KIDResult, kid
 from iaaa.metrics.swd import SWDResult, swd
 from iaaa.structures import CellObject, as_annotated, dtype_range
+from iaaa.errors import IaaaError
 
 __all__ = ["LEVELS", "METRICS", "LevelReport", "FidelityReport", "evaluate_fidelity", "level_images", "image_tiles", "resolve_value_range"]
 
@@ -134,13 +135,13 @@ def _objects(samples: Sequence[Any], given: Sequence[CellObject] | None, which: 
     if given is not None:
         return list(given)
     try:
-        from iaaa.objects import extract_objects
+        from iaaa.synthesis.objects import extract_objects
     except ImportError as exc:  # pragma: no cover - depends on the installed version
         raise RuntimeError(f"{which}: SCO/MCO levels need iaaa.objects.extract_objects, or pass {which}_objects=") from exc
     annotated = []
     for i, s in enumerate(samples):
         if isinstance(s, torch.Tensor):
-            raise ValueError(f"{which}[{i}]: a bare image has no instance labels; the sco/mco levels need annotated images")
+            raise IaaaError(f"{which}[{i}]: a bare image has no instance labels; the sco/mco levels need annotated images")
         annotated.append(as_annotated(s))
     return list(extract_objects(annotated))
 
@@ -162,7 +163,7 @@ def level_images(
         if tile is None:
             return images
         return [t for im in images for t in image_tiles(im, int(tile))]
-    raise ValueError(f"level: expected one of {LEVELS}, got {level!r}")
+    raise IaaaError(f"level: expected one of {LEVELS}, got {level!r}")
 
 
 def resolve_value_range(real_images: Sequence[torch.Tensor], value_range: Any) -> tuple[Any, Any] | None:
@@ -172,10 +173,10 @@ def resolve_value_range(real_images: Sequence[torch.Tensor], value_range: Any) -
     if value_range is None or isinstance(value_range, (tuple, list)):
         return None if value_range is None else (value_range[0], value_range[1])
     if value_range != "real":
-        raise ValueError(f"value_range: expected None, (lo, hi) or 'real', got {value_range!r}")
+        raise IaaaError(f"value_range: expected None, (lo, hi) or 'real', got {value_range!r}")
     chans = {int(im.shape[0]) if im.ndim == 3 else 1 for im in real_images}
     if len(chans) != 1:
-        raise ValueError(f"value_range='real': real images have differing channel counts {sorted(chans)}")
+        raise IaaaError(f"value_range='real': real images have differing channel counts {sorted(chans)}")
     c = chans.pop()
     flat = torch.cat([(im.to(torch.int32) if im.dtype == torch.uint16 else im).reshape(c, -1).float() for im in real_images], 1)
     step = max(1, flat.shape[1] // 2_000_000)  # a strided sample keeps memory bounded, deterministically
@@ -224,12 +225,12 @@ def evaluate_fidelity(
     metrics = list(metrics)
     for lv in levels:
         if lv not in LEVELS:
-            raise ValueError(f"levels: unknown level {lv!r}; choose from {LEVELS}")
+            raise IaaaError(f"levels: unknown level {lv!r}; choose from {LEVELS}")
     for m in metrics:
         if m not in METRICS:
-            raise ValueError(f"metrics: unknown metric {m!r}; choose from {METRICS}")
+            raise IaaaError(f"metrics: unknown metric {m!r}; choose from {METRICS}")
     if len(real) == 0 or len(synthetic) == 0:
-        raise ValueError(f"need images in both sets, got {len(real)} real and {len(synthetic)} synthetic")
+        raise IaaaError(f"need images in both sets, got {len(real)} real and {len(synthetic)} synthetic")
     extractor = extractor if extractor is not None else PyramidStatsFeatures(device=device)
     vr = resolve_value_range([_image_of(s) for s in real], value_range)
     if any(lv in ("sco", "mco") for lv in levels):

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from iaaa.errors import IaaaError
 
 __all__ = ["gaussian_down", "gaussian_up", "laplacian_pyramid"]
 
@@ -57,7 +58,7 @@ def laplacian_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """``levels`` images, finest first: ``levels - 1`` band-pass images and the low-pass residual
     last (as in Karras et al. 2018). ``x`` is ``(B, C, H, W)`` float."""
     if levels < 1:
-        raise ValueError(f"levels: must be >= 1, got {levels}")
+        raise IaaaError(f"levels: must be >= 1, got {levels}")
     pyr = [x]
     for _ in range(levels - 1):
         low = gaussian_down(pyr[-1])

@@ -23,6 +23,7 @@ import torch
 
 from iaaa.metrics.features import Size, prepare_batch
 from iaaa.metrics.pyramid import laplacian_pyramid
+from iaaa.errors import IaaaError
 
 __all__ = ["sliced_wasserstein", "wasserstein1_1d", "pyramid_descriptors", "swd", "SWDResult"]
 
@@ -66,9 +67,9 @@ def sliced_wasserstein(
     """Sliced Wasserstein-1 distance between point sets ``a (n, D)`` and ``b (m, D)``: the mean
     over ``num_projections`` random unit directions of the exact 1-D W1 of the projections."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"sliced_wasserstein: expected (n, D) and (m, D) with equal D, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise IaaaError(f"sliced_wasserstein: expected (n, D) and (m, D) with equal D, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] == 0 or b.shape[0] == 0:
-        raise ValueError(f"sliced_wasserstein: empty point set ({a.shape[0]} and {b.shape[0]} points)")
+        raise IaaaError(f"sliced_wasserstein: empty point set ({a.shape[0]} and {b.shape[0]} points)")
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
     dirs = torch.randn(a.shape[1], num_projections, generator=g, dtype=torch.float64)
     dirs = (dirs / dirs.norm(dim=0, keepdim=True)).to(a.device, a.dtype)
@@ -104,7 +105,7 @@ def pyramid_descriptors(
     for level in laplacian_pyramid(batch, levels):
         h, w = level.shape[-2:]
         if min(h, w) < patch_size:
-            raise ValueError(f"swd: pyramid level of {h}x{w} px is smaller than the {patch_size}px patch; use fewer levels or larger images")
+            raise IaaaError(f"swd: pyramid level of {h}x{w} px is smaller than the {patch_size}px patch; use fewer levels or larger images")
         ys = torch.randint(0, h - patch_size + 1, (b, patches_per_image), generator=generator).to(batch.device)
         xs = torch.randint(0, w - patch_size + 1, (b, patches_per_image), generator=generator).to(batch.device)
         bi = torch.arange(b, device=batch.device).view(b, 1, 1, 1)
@@ -161,7 +162,7 @@ def swd(
     real_l = list(real)
     fake_l = list(fake)
     if len(real_l) == 0 or len(fake_l) == 0:
-        raise ValueError(f"swd: need images in both sets, got {len(real_l)} real and {len(fake_l)} fake")
+        raise IaaaError(f"swd: need images in both sets, got {len(real_l)} real and {len(fake_l)} fake")
     if isinstance(size, int):
         size = (size, size)
     if size is None:

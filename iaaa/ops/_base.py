@@ -13,11 +13,14 @@ from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import is_pure_tensor, query_size
 
+from iaaa.filters import gaussian_blur_batch
+
 from . import geometric as G
 from . import photometric as P
 from ._common import bound, check_labels, to_work
+from iaaa.errors import IaaaError
 
-__all__ = ["Op", "uniform", "antialias"]
+__all__ = ["Op", "uniform", "antialias", "raw_fill", "GEOM_OPTS"]
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
@@ -45,9 +48,9 @@ class Op(Transform):
         super().__init__()
         name = type(self).__name__
         if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"{name}: p must be in [0, 1], got {p}")
+            raise IaaaError(f"{name}: p must be in [0, 1], got {p}")
         if not 0.0 <= float(magnitude) <= 1.0:
-            raise ValueError(f"{name}: magnitude must be in [0, 1], got {magnitude}")
+            raise IaaaError(f"{name}: magnitude must be in [0, 1], got {magnitude}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"{name}: generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.p = float(p)
@@ -89,7 +92,7 @@ class Op(Transform):
     @classmethod
     def _image(cls, image: torch.Tensor, params: dict[str, Any], opts: dict[str, Any]) -> torch.Tensor:
         if cls.geometric:
-            return G.warp_image(image, params["warp"], opts.get("interpolation", "bilinear"), _raw_fill(opts.get("fill", 0.0), image.dtype))
+            return G.warp_image(image, params["warp"], opts.get("interpolation", "bilinear"), raw_fill(opts.get("fill", 0.0), image.dtype))
         raise NotImplementedError
 
     @classmethod
@@ -166,7 +169,7 @@ class Op(Transform):
         if x.ndim == 2:
             return self._image_any(x.unsqueeze(0), params).squeeze(0)
         if x.ndim < 2:
-            raise ValueError(f"{type(self).__name__}: image must be (..., C, H, W), got shape {tuple(x.shape)}")
+            raise IaaaError(f"{type(self).__name__}: image must be (..., C, H, W), got shape {tuple(x.shape)}")
         lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
         out = self._image(x.reshape(-1, c, h, w), params, self.opts)
         return out.reshape(*lead, *out.shape[-3:])
@@ -195,23 +198,23 @@ def antialias(image: torch.Tensor, scale: np.ndarray) -> torch.Tensor | None:
     x = to_work(image)
     sigma = np.where(shrink, sigma, 0.0)
     if shrink.all() or scale.size == 1:
-        return P.blur_work(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
+        return gaussian_blur_batch(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
     # Only the shrinking samples pay for the blur.
     sel = torch.from_numpy(np.flatnonzero(shrink)).to(image.device)
-    return x.index_copy(0, sel, P.blur_work(x.index_select(0, sel), sigma[shrink]))
+    return x.index_copy(0, sel, gaussian_blur_batch(x.index_select(0, sel), sigma[shrink]))
 
 
 def _check_value(value: Any, what: str) -> tuple[float, float]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2 or float(value[0]) > float(value[1]):
-            raise ValueError(f"{what}: expected a number or a (lo, hi) pair with lo <= hi, got {value!r}")
+            raise IaaaError(f"{what}: expected a number or a (lo, hi) pair with lo <= hi, got {value!r}")
         return float(value[0]), float(value[1])
     return float(value), float(value)
 
 
-def _raw_fill(fill: float, dtype: torch.dtype) -> float:
+def raw_fill(fill: float, dtype: torch.dtype) -> float:
     """Fill given as a fraction of the dtype's range -> raw pixel value."""
     return float(fill) * bound(dtype)
 
 
-_GEOM_OPTS = {"expand": False, "interpolation": "bilinear", "fill": 0.0}
+GEOM_OPTS = {"expand": False, "interpolation": "bilinear", "fill": 0.0}

@@ -13,6 +13,10 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
+from iaaa import structures
+from iaaa.dtypes import dtype_range, from_work, to_work
+from iaaa.errors import IaaaError
+
 Number = Union[int, float]
 ParamLike = Union[Number, Sequence[Number], torch.Tensor, np.ndarray]
 
@@ -24,28 +28,25 @@ def check_image(image: torch.Tensor, what: str = "image") -> torch.Tensor:
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"{what}: expected a torch.Tensor, got {type(image).__name__}")
     if image.ndim != 4:
-        raise ValueError(f"{what}: expected shape (B, C, H, W), got {tuple(image.shape)}")
+        raise IaaaError(f"{what}: expected shape (B, C, H, W), got {tuple(image.shape)}")
     if image.dtype not in (torch.uint8, torch.uint16) and image.dtype not in _FLOATS:
         raise TypeError(f"{what}: unsupported dtype {image.dtype}; use uint8, uint16 or a float dtype")
     return image
 
 
 def check_labels(labels: torch.Tensor | None, size: tuple[int, int] | None = None, batch: int | None = None, what: str = "labels") -> torch.Tensor | None:
-    """Validate a batched label map ``(B, H, W)`` of an integer (or bool) dtype.
-
-    The dtype is kept: the geometric kernels only gather, so any integer dtype moves exactly."""
+    """Validate a batched label map ``(B, H, W)`` of an integer (or bool) dtype
+    (:func:`iaaa.structures.check_labels` with ``strict=True``: the dtype is kept, because the
+    geometric kernels only gather, so any integer dtype moves exactly)."""
     if labels is None:
         return None
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{what}: expected a torch.Tensor or None, got {type(labels).__name__}")
+    structures.check_labels(labels, what, strict=True)
     if labels.ndim != 3:
-        raise ValueError(f"{what}: expected shape (B, H, W), got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex:
-        raise TypeError(f"{what}: label maps must be integer, got dtype {labels.dtype}")
+        raise IaaaError(f"{what}: expected shape (B, H, W), got {tuple(labels.shape)}")
     if size is not None and tuple(labels.shape[-2:]) != tuple(size):
-        raise ValueError(f"{what}: size {tuple(labels.shape[-2:])} does not match the image size {tuple(size)}")
+        raise IaaaError(f"{what}: size {tuple(labels.shape[-2:])} does not match the image size {tuple(size)}")
     if batch is not None and labels.shape[0] not in (batch,):
-        raise ValueError(f"{what}: batch {labels.shape[0]} does not match the image batch {batch}")
+        raise IaaaError(f"{what}: batch {labels.shape[0]} does not match the image batch {batch}")
     return labels
 
 
@@ -63,9 +64,9 @@ def as_param(value: ParamLike, batch: int | None, what: str) -> np.ndarray:
     else:
         a = np.asarray(value, dtype=np.float64).reshape(-1)
     if a.size == 0 or (batch is not None and a.size not in (1, batch)):
-        raise ValueError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
+        raise IaaaError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
     if not np.isfinite(a).all():
-        raise ValueError(f"{what}: values must be finite, got {a.tolist()}")
+        raise IaaaError(f"{what}: values must be finite, got {a.tolist()}")
     return a
 
 
@@ -80,42 +81,12 @@ def device_param(a: np.ndarray, like: torch.Tensor) -> float | torch.Tensor:
 
 def bound(dtype: torch.dtype) -> float:
     """Largest pixel value of ``dtype``: 255, 65535, or 1.0 for floats."""
-    if dtype == torch.uint8:
-        return 255.0
-    if dtype == torch.uint16:
-        return 65535.0
-    return 1.0
+    return dtype_range(dtype)[1]
 
 
 def bit_depth(dtype: torch.dtype) -> int:
     """Bits per pixel used by Posterize: 8, 16, and 8 for floats (as torchvision does)."""
     return 16 if dtype == torch.uint16 else 8
-
-
-def to_work(image: torch.Tensor) -> torch.Tensor:
-    """Float copy at raw scale (uint8 0..255, uint16 0..65535); float32/64 pass through, halves go to float32."""
-    if image.dtype in (torch.float32, torch.float64):
-        return image
-    if image.dtype == torch.uint16:
-        # uint16 -> float needs an int32 hop on older torch; float32 holds every value exactly.
-        return image.to(torch.int32).to(torch.float32)
-    return image.to(torch.float32)
-
-
-def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True, saturate: bool = True) -> torch.Tensor:
-    """Back from :func:`to_work`, *in place* on ``x`` (always a kernel's own temporary):
-    integers are rounded half-to-even and (``saturate``) clamped to their range; floats are
-    clamped to ``[0, 1]`` when ``clamp`` (blending ops), else only cast."""
-    if dtype.is_floating_point:
-        if clamp:
-            x = x.clamp_(0.0, 1.0)
-        return x.to(dtype)
-    x = x.round_()
-    if saturate:
-        x = x.clamp_(0.0, bound(dtype))
-    if dtype == torch.uint16:
-        return x.to(torch.int32).to(torch.uint16)
-    return x.to(dtype)
 
 
 def unbatch_image(image: torch.Tensor, what: str = "image") -> tuple[torch.Tensor, bool]:

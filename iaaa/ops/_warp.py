@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["Warp"]
+__all__ = ["Warp", "all_inside", "sampling_grid", "nearest_tables", "whole_pixel"]
 
 _EPS = 1e-9
 
@@ -134,7 +134,7 @@ def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
     return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
 
 
-def _all_inside(w: Warp) -> bool:
+def all_inside(w: Warp) -> bool:
     """Does every output pixel read from inside the input, with a margin no float32 rounding
     can cross? An affine map takes its extremes at the corners, so four points decide."""
     ho, wo = w.out_size
@@ -145,7 +145,7 @@ def _all_inside(w: Warp) -> bool:
     return bool((src[:, 0] > -0.5 + m).all() and (src[:, 0] < wi - 0.5 - m).all() and (src[:, 1] > -0.5 + m).all() and (src[:, 1] < h - 0.5 - m).all())
 
 
-def _grid(w: Warp, device: torch.device) -> torch.Tensor:
+def sampling_grid(w: Warp, device: torch.device) -> torch.Tensor:
     """grid_sample's ``(n, H', W', 2)`` grid, cached on the warp."""
     key = ("grid", str(device))
     if key not in w._cache:
@@ -158,7 +158,7 @@ def _grid(w: Warp, device: torch.device) -> torch.Tensor:
     return w._cache[key]
 
 
-def _tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Flat index of each output pixel's nearest source pixel ``(n, H'W')`` and whether it lies
     in the input ``(n, H', W')`` (``None``: all do), cached on the warp."""
     key = ("nearest", str(device))
@@ -171,7 +171,7 @@ def _tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor |
         # Round half to even, like grid_sample's nearest mode; the same test decides image and
         # label support, so an image pixel gets the fill exactly where its label became 0.
         ix, iy = xy[..., 0].round(), xy[..., 1].round()
-        if w._cache.setdefault("inside", _all_inside(w)):
+        if w._cache.setdefault("inside", all_inside(w)):
             ok = None
         else:
             cx, cy = ix.clamp(0, wi - 1), iy.clamp(0, h - 1)
@@ -182,7 +182,7 @@ def _tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor |
     return w._cache[key]
 
 
-def _whole_pixel(m: np.ndarray) -> np.ndarray:
+def whole_pixel(m: np.ndarray) -> np.ndarray:
     """Per sample: does every output pixel read a whole input pixel (flip, quarter turn, shift)?"""
     r = np.round(m)
     lin = r[:, :, :2]

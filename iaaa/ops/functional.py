@@ -17,6 +17,7 @@ from .geometric import (
     Warp,
     crop_warp,
     flip_warp,
+    resize_warp,
     rotate_warp,
     scale_warp,
     shear_warp,
@@ -42,9 +43,9 @@ from .photometric import (
 )
 
 __all__ = [
-    "Warp", "flip_warp", "rotate_warp", "shear_warp", "scale_warp", "translate_warp", "crop_warp",
+    "Warp", "flip_warp", "resize_warp", "rotate_warp", "shear_warp", "scale_warp", "translate_warp", "crop_warp",
     "warp_image", "warp_labels", "warp_boxes", "warp_points",
-    "hflip", "vflip", "rotate", "shear", "translate", "resize", "crop_resize",
+    "hflip", "vflip", "rotate", "shear", "translate", "resize", "crop_resize", "resize_labels",
     "invert", "solarize", "posterize", "autocontrast", "equalize", "adjust_brightness",
     "adjust_contrast", "adjust_saturation", "adjust_sharpness", "gaussian_blur", "cutout", "cutout_labels",
 ]
@@ -103,3 +104,11 @@ def crop_resize(image: torch.Tensor, labels: torch.Tensor | None = None, box: Pa
     """Resample the window ``box = (x0, y0, x1, y1)`` (edge coordinates, one row per sample)
     to the full canvas."""
     return _apply(image, labels, crop_warp(_size(image, labels), box), interpolation, 0.0)
+
+
+def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Label maps ``(B, H, W)`` or ``(H, W)`` resampled to ``size`` by nearest (pixel centres
+    aligned; no value invented): the one way the library resizes a label map."""
+    lab = labels if labels.ndim == 3 else labels.unsqueeze(0)
+    out = warp_labels(lab, resize_warp(tuple(lab.shape[-2:]), (int(size[0]), int(size[1]))))
+    return out if labels.ndim == 3 else out[0]

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
-from ._warp import Warp, _all_inside, _grid, _tables, _whole_pixel
+from ._warp import Warp, all_inside, sampling_grid, nearest_tables, whole_pixel
+from iaaa.errors import IaaaError
 
 __all__ = [
     "Warp",
@@ -33,6 +34,7 @@ __all__ = [
     "warp_labels",
     "warp_boxes",
     "warp_points",
+    "resize_warp",
 ]
 
 # ----------------------------------------------------------------------------- builders
@@ -104,7 +106,7 @@ def shear_warp(size: tuple[int, int], shear: ParamLike, axis: str = "x", expand:
     elif axis == "y":
         lin = _lin(one, zero, s, one)
     else:
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+        raise IaaaError(f"axis must be 'x' or 'y', got {axis!r}")
     return _centered(lin, size, expand)
 
 
@@ -114,7 +116,7 @@ def scale_warp(size: tuple[int, int], scale: ParamLike, expand: bool = False) ->
     so the content fills the new canvas edge to edge, as ``F.interpolate`` does."""
     s = _vec(scale, "scale")
     if (s <= 0).any():
-        raise ValueError(f"scale: must be > 0, got {s.tolist()}")
+        raise IaaaError(f"scale: must be > 0, got {s.tolist()}")
     h, w = size
     z = np.zeros_like(s)
     if not expand:
@@ -133,7 +135,7 @@ def translate_warp(size: tuple[int, int], pixels: ParamLike, axis: str = "x", ex
     grows by the shift so nothing leaves it: the content moves away from the new empty margin."""
     t = np.round(_vec(pixels, "pixels"))
     if axis not in ("x", "y"):
-        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+        raise IaaaError(f"axis must be 'x' or 'y', got {axis!r}")
     h, w = size
     one, z = np.ones_like(t), np.zeros_like(t)
     if expand:
@@ -149,6 +151,16 @@ def translate_warp(size: tuple[int, int], pixels: ParamLike, axis: str = "x", ex
     return Warp(np.stack([np.stack(r, -1) for r in rows], -2), (h, w), (ho, wo), _offset(offset))
 
 
+def resize_warp(size: tuple[int, int], out_size: tuple[int, int]) -> Warp:
+    """Resample an ``(H, W)`` input onto an ``out_size`` canvas edge to edge (pixel centres
+    aligned as ``F.interpolate(align_corners=False)`` aligns them)."""
+    (h, w), (ho, wo) = size, out_size
+    if min(h, w, ho, wo) < 1:
+        raise IaaaError(f"out_size: expected positive sizes, got {size} -> {out_size}")
+    sx, sy = w / wo, h / ho
+    return Warp(np.array([[[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]]]), (h, w), (ho, wo))
+
+
 def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
     """Resample the window ``box = (x0, y0, x1, y1)`` (edge coordinates, one row per sample)
     onto the full canvas: a zoom-in to a random region (CropBilinear)."""
@@ -156,7 +168,7 @@ def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
     h, w = size
     x0, y0, x1, y1 = b.T
     if ((x1 <= x0) | (y1 <= y0)).any():
-        raise ValueError(f"box: windows must have positive size, got {b.tolist()}")
+        raise IaaaError(f"box: windows must have positive size, got {b.tolist()}")
     sx, sy = (x1 - x0) / w, (y1 - y0) / h
     z = np.zeros_like(sx)
     m = np.stack([np.stack([sx, z, x0 + 0.5 * sx - 0.5], -1), np.stack([z, sy, y0 + 0.5 * sy - 0.5], -1)], -2)
@@ -168,7 +180,7 @@ def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
 
 def _check_batch(n_in: int, warp: Warp, what: str) -> None:
     if warp.n not in (1, n_in):
-        raise ValueError(f"{what}: batch of {n_in} but the warp has {warp.n} samples")
+        raise IaaaError(f"{what}: batch of {n_in} but the warp has {warp.n} samples")
 
 
 def _axis(step: int, start: int, n_out: int, n_in: int) -> tuple[int, int, int, int] | None:
@@ -239,7 +251,7 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
         return _gather_separable(x, warp, fill)
     n, c, h, w = x.shape
     ho, wo = warp.out_size
-    flat, ok = _tables(warp, x.device)
+    flat, ok = nearest_tables(warp, x.device)
     out = x.reshape(n, c, h * w).gather(-1, flat.view(-1, 1, ho * wo).expand(n, c, ho * wo)).view(n, c, ho, wo)
     return out if ok is None else out.masked_fill_(~ok.unsqueeze(1), fill)
 
@@ -256,22 +268,22 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     check_image(image)
     _check_batch(image.shape[0], warp, "image")
     if tuple(image.shape[-2:]) != warp.in_size:
-        raise ValueError(f"image: size {tuple(image.shape[-2:])} does not match the warp's input size {warp.in_size}")
+        raise IaaaError(f"image: size {tuple(image.shape[-2:])} does not match the warp's input size {warp.in_size}")
     if interpolation == "nearest" or warp.separable() is not None:
         return _nearest(image, warp, fill)
     if interpolation != "bilinear":
-        raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
+        raise IaaaError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
     n = image.shape[0]
-    grid = _grid(warp, image.device)
+    grid = sampling_grid(warp, image.device)
     if grid.shape[0] != n:
         grid = grid.expand(n, -1, -1, -1)
     x = to_work(image) if source is None else source
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    if not warp._cache.setdefault("inside", _all_inside(warp)):
-        out.masked_fill_(~_tables(warp, image.device)[1].unsqueeze(1), fill)
+    if not warp._cache.setdefault("inside", all_inside(warp)):
+        out.masked_fill_(~nearest_tables(warp, image.device)[1].unsqueeze(1), fill)
     # Bilinear weights are convex: only a fill outside the range can leave it.
     out = from_work(out, image.dtype, clamp=False, saturate=not 0.0 <= fill <= bound(image.dtype))
-    whole = _whole_pixel(warp.matrix) if warp.n > 1 else None
+    whole = whole_pixel(warp.matrix) if warp.n > 1 else None
     if whole is not None and whole.any():
         # grid_sample is off by float rounding even at whole-pixel positions; give those samples
         # the exact path a single-sample call takes, so a batch equals its samples one by one.
@@ -297,7 +309,7 @@ def warp_points(points: torch.Tensor, warp: Warp) -> torch.Tensor:
     """Move points ``(..., 2)`` given as ``(x, y)`` pixel-centre positions (torchvision's
     KeyPoints convention) through a single-sample ``warp``."""
     if warp.n != 1:
-        raise ValueError(f"points: need a single-sample warp, got {warp.n} samples")
+        raise IaaaError(f"points: need a single-sample warp, got {warp.n} samples")
     fwd = torch.from_numpy(warp.inverse_matrix()[0]).to(points.device)
     p = points.to(torch.float64)
     out = p @ fwd[:, :2].T + fwd[:, 2]
@@ -309,7 +321,7 @@ def warp_boxes(boxes: torch.Tensor, warp: Warp) -> torch.Tensor:
     single-sample ``warp``: the box of the four moved corners, clamped to the new canvas. A box
     that leaves the canvas collapses to zero area (drop it with ``v2.SanitizeBoundingBoxes``)."""
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes: expected (N, 4) XYXY, got shape {tuple(boxes.shape)}")
+        raise IaaaError(f"boxes: expected (N, 4) XYXY, got shape {tuple(boxes.shape)}")
     b = boxes.to(torch.float64)
     # Edge coordinates are pixel-centre coordinates shifted by half a pixel.
     corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], 1) - 0.5

@@ -20,7 +20,10 @@ import torch.nn.functional as F
 
 import numpy as np
 
+from iaaa.filters import gaussian_blur_batch
+
 from ._common import ParamLike, as_param, bit_depth, bound, check_image, device_param, from_work, to_work
+from iaaa.errors import IaaaError
 
 __all__ = [
     "invert",
@@ -84,7 +87,7 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     depth = bit_depth(image.dtype)
     b = np.round(as_param(bits, image.shape[0], "bits"))
     if ((b < 0) | (b > depth)).any():
-        raise ValueError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
+        raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
     if (b >= depth).all():
         return image
     if image.dtype.is_floating_point:
@@ -195,7 +198,7 @@ def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     check_image(image)
     a = as_param(factor, image.shape[0], "factor")
     if (a < 0).any():
-        raise ValueError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
+        raise IaaaError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
     x = to_work(image) if image.dtype == torch.uint16 else image  # uint8 * float promotes by itself
     return from_work(x * device_param(a, image), image.dtype)
 
@@ -251,45 +254,28 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
-def blur_work(x: torch.Tensor, s: np.ndarray) -> torch.Tensor:
-    """:func:`gaussian_blur` on a float working tensor, without rounding back (for callers that
-    sample the result again, like Resize's antialiasing)."""
-    b, c, h, w = x.shape
-    r = int(math.ceil(3 * float(s.max())))
-    t = np.arange(-r, r + 1, dtype=np.float64)
-    # A tiny sigma underflows to a delta (sigma 0 leaves its sample unchanged); each sample keeps
-    # its own radius, zeros beyond it.
-    ss = s.reshape(-1, 1)
-    k = np.exp(-(t * t) / (2 * np.maximum(ss, 1e-6) ** 2))
-    k = np.where(np.abs(t) <= np.ceil(3 * ss), k, 0.0)
-    k = np.repeat(np.broadcast_to(k / k.sum(1, keepdims=True), (b, 2 * r + 1)), c, 0)
-    k = torch.from_numpy(np.ascontiguousarray(k)).to(x.device, x.dtype)
-    y = F.pad(x.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
-    y = F.conv2d(y, k.view(b * c, 1, 1, -1), groups=b * c)
-    return F.conv2d(y, k.view(b * c, 1, -1, 1), groups=b * c).view(b, c, h, w)
-
-
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated.
 
     One grouped convolution per axis for the whole batch (each sample and channel its own
-    group), so per-sample sigmas cost no more than a shared one. Convolution backends may pick
+    group; :func:`iaaa.filters.gaussian_blur_batch`), so per-sample sigmas cost no more than a
+    shared one. Convolution backends may pick
     a different algorithm for a different group count, so a sample blurred inside a batch can
     differ from the same sample alone by float rounding (~1e-7; one grey level at most)."""
     check_image(image)
     s = as_param(sigma, image.shape[0], "sigma")
     if (s < 0).any():
-        raise ValueError(f"sigma: must be >= 0, got {s.tolist()}")
+        raise IaaaError(f"sigma: must be >= 0, got {s.tolist()}")
     if float(s.max()) <= 0:
         return image
-    return from_work(blur_work(to_work(image), s), image.dtype)
+    return from_work(gaussian_blur_batch(to_work(image), s), image.dtype)
 
 
 def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
     bx = torch.as_tensor(np.asarray(box.detach().cpu() if isinstance(box, torch.Tensor) else box, dtype=np.float32)).reshape(-1, 4)
     if bx.shape[0] not in (1, b):
-        raise ValueError(f"box: expected 1 or {b} boxes (x0, y0, x1, y1), got {bx.shape[0]}")
+        raise IaaaError(f"box: expected 1 or {b} boxes (x0, y0, x1, y1), got {bx.shape[0]}")
     bx = bx.to(device).view(-1, 4, 1, 1)
     ys = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
     xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
@@ -306,7 +292,7 @@ def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> t
     x = to_work(image)
     if isinstance(fill, str):
         if fill != "mean":
-            raise ValueError(f"fill: expected 'mean' or a number, got {fill!r}")
+            raise IaaaError(f"fill: expected 'mean' or a number, got {fill!r}")
         value = x.mean((-2, -1), keepdim=True)
     else:
         value = torch.full((1, 1, 1, 1), float(fill) * bound(image.dtype), device=x.device, dtype=x.dtype)

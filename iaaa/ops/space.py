@@ -16,6 +16,7 @@ import torch
 
 from . import transforms as T
 from ._common import as_param, check_labels, unbatch_image
+from iaaa.errors import IaaaError
 
 __all__ = ["OpSpec", "SPACE", "TABLE_S1", "EXTENDED", "apply_op"]
 
@@ -119,7 +120,7 @@ def apply_op(
     """
     spec = SPACE.get(name)
     if spec is None:
-        raise ValueError(f"unknown op {name!r}; known ops: {', '.join(SPACE)}")
+        raise IaaaError(f"unknown op {name!r}; known ops: {', '.join(SPACE)}")
     cls = spec.cls
     img, batched = unbatch_image(image)
     b, _, h, w = img.shape
@@ -129,20 +130,20 @@ def apply_op(
             raise TypeError(f"labels: expected a torch.Tensor or None, got {type(labels).__name__}")
         want = 3 if batched else 2
         if labels.ndim != want:
-            raise ValueError(f"labels: expected shape {'(B, H, W)' if batched else '(H, W)'} for an image of shape {tuple(image.shape)}, got {tuple(labels.shape)}")
+            raise IaaaError(f"labels: expected shape {'(B, H, W)' if batched else '(H, W)'} for an image of shape {tuple(image.shape)}, got {tuple(labels.shape)}")
         lab = check_labels(labels if batched else labels.unsqueeze(0), (h, w), b)
         if lab.dtype != torch.int64:
             lab = lab.to(torch.int64)
     m = as_param(magnitude, b, "magnitude")
     if ((m < 0) | (m > 1)).any():
-        raise ValueError(f"magnitude: must be in [0, 1], got {m.tolist()}")
+        raise IaaaError(f"magnitude: must be in [0, 1], got {m.tolist()}")
     if spec.signed or cls.n_random:
         m = np.broadcast_to(m, (b,))  # one draw per sample
     sg = None
     if sign is not None and spec.signed:
         sg = as_param(sign, b, "sign")
         if not (np.abs(sg) == 1).all():
-            raise ValueError(f"sign: must be +1 or -1, got {sg.tolist()}")
+            raise IaaaError(f"sign: must be +1 or -1, got {sg.tolist()}")
     for k in options:
         if k not in cls._options or k == "expand":
             raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls._options) or 'none'}")

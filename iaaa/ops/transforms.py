@@ -20,8 +20,9 @@ import numpy as np
 
 from . import geometric as G
 from . import photometric as P
-from ._base import _GEOM_OPTS, Op, _raw_fill, antialias
+from ._base import GEOM_OPTS, Op, raw_fill, antialias
 from ._common import bit_depth
+from iaaa.errors import IaaaError
 
 __all__ = [
     "Op", "FlipLR", "FlipUD", "AutoContrast", "Equalize", "Rotate", "Posterize", "Contrast",
@@ -60,7 +61,7 @@ class Rotate(Op):
     range). Targets: image, mask, boxes, keypoints."""
 
     magnitude_range, geometric, signed, param_name = (0.0, 180.0), True, True, "degrees"
-    _options = _GEOM_OPTS
+    _options = GEOM_OPTS
 
     @classmethod
     def _prepare(cls, param, size, rand, expand, opts):
@@ -69,7 +70,7 @@ class Rotate(Op):
 
 class _Shear(Op):
     magnitude_range, geometric, signed, param_name = (0.0, 0.3), True, True, "shear"
-    _options = _GEOM_OPTS
+    _options = GEOM_OPTS
     axis: ClassVar[str] = "x"
 
     @classmethod
@@ -93,7 +94,7 @@ class ShearY(_Shear):
 
 class _Translate(Op):
     magnitude_range, geometric, signed, param_name = (0.0, 0.3), True, True, "translate"
-    _options = _GEOM_OPTS
+    _options = GEOM_OPTS
     axis: ClassVar[str] = "x"
 
     @classmethod
@@ -127,7 +128,7 @@ class Resize(Op):
     Targets: image, mask, boxes, keypoints."""
 
     magnitude_range, geometric, signed, param_name = (0.0, 0.5), True, True, "scale"
-    _options = {**_GEOM_OPTS, "antialias": True}
+    _options = {**GEOM_OPTS, "antialias": True}
 
     @classmethod
     def value_to_param(cls, value):
@@ -140,7 +141,7 @@ class Resize(Op):
     @classmethod
     def _image(cls, image, params, opts):
         interpolation = opts.get("interpolation", "bilinear")
-        fill = _raw_fill(opts.get("fill", 0.0), image.dtype)
+        fill = raw_fill(opts.get("fill", 0.0), image.dtype)
         source = None
         if opts.get("antialias", True) and interpolation == "bilinear":
             source = antialias(image, params["scale"])
@@ -159,7 +160,7 @@ class CropBilinear(Op):
     @classmethod
     def _prepare(cls, param, size, rand, expand, opts):
         if ((param < 0) | (param >= 1)).any():
-            raise ValueError(f"CropBilinear: crop must be in [0, 1), got {param.tolist()}")
+            raise IaaaError(f"CropBilinear: crop must be in [0, 1), got {param.tolist()}")
         h, w = size
         u = rand
         ww, hh = (1 - param) * w, (1 - param) * h

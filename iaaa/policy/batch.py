@@ -8,7 +8,7 @@ pass. :func:`prepare_objects` therefore normalises every object once, before the
    else happened to lie in the bounding box must not influence the score;
 2. the crop is centred on a canvas ``margin`` times larger than its longer side (default
    ``sqrt(2)``, so a rotation about the centre never cuts the object) and the canvas is resized
-   to ``size`` (bilinear with antialiasing for the image, nearest for the labels).
+   to ``size`` (bilinear with antialiasing for the image, nearest for the labels: :func:`iaaa.ops.functional.resize_labels`).
 
 Augmented batches are finished the same way (:meth:`ObjectBatch.refill`), so an identity
 augmentation reproduces its input exactly.
@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from iaaa.structures import AnnotatedImage, CellObject, to_float
+from iaaa.errors import IaaaError
+from iaaa.ops.functional import resize_labels
 
 __all__ = ["ObjectBatch", "prepare_objects"]
 
@@ -44,12 +46,12 @@ class ObjectBatch:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
-            raise ValueError(f"ObjectBatch.images: expected (N, C, H, W), got shape {tuple(self.images.shape)}")
+            raise IaaaError(f"ObjectBatch.images: expected (N, C, H, W), got shape {tuple(self.images.shape)}")
         n, c, h, w = self.images.shape
         if tuple(self.labels.shape) != (n, h, w):
-            raise ValueError(f"ObjectBatch.labels: expected shape {(n, h, w)} to match images {tuple(self.images.shape)}, got {tuple(self.labels.shape)}")
+            raise IaaaError(f"ObjectBatch.labels: expected shape {(n, h, w)} to match images {tuple(self.images.shape)}, got {tuple(self.labels.shape)}")
         if tuple(self.background.shape) != (n, c, 1, 1):
-            raise ValueError(f"ObjectBatch.background: expected shape {(n, c, 1, 1)}, got {tuple(self.background.shape)}")
+            raise IaaaError(f"ObjectBatch.background: expected shape {(n, c, 1, 1)}, got {tuple(self.background.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -123,18 +125,18 @@ def prepare_objects(
     """
     out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if out_h < 1 or out_w < 1:
-        raise ValueError(f"size must be positive, got {(out_h, out_w)}")
+        raise IaaaError(f"size must be positive, got {(out_h, out_w)}")
     if not margin >= 1.0:
-        raise ValueError(f"margin must be >= 1, got {margin}")
+        raise IaaaError(f"margin must be >= 1, got {margin}")
     if isinstance(objects, ObjectBatch):
         if objects.size == (out_h, out_w):
             return objects if device is None else objects.to(device)
         images = F.interpolate(objects.images, size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)
-        labels = F.interpolate(objects.labels.unsqueeze(1).float(), size=(out_h, out_w), mode="nearest").squeeze(1).long()
+        labels = resize_labels(objects.labels, (out_h, out_w))
         batch = objects.refill(images, labels)
         return batch if device is None else batch.to(device)
     if len(objects) == 0:
-        raise ValueError("objects: need at least one cell object, got none")
+        raise IaaaError("objects: need at least one cell object, got none")
 
     images, labels, backgrounds = [], [], []
     channels = None
@@ -143,12 +145,12 @@ def prepare_objects(
         if image.ndim == 2:
             image = image.unsqueeze(0)
         if image.ndim != 3 or lab.ndim != 2 or tuple(image.shape[-2:]) != tuple(lab.shape):
-            raise ValueError(f"objects[{i}]: expected image (C, h, w) and labels (h, w) of the same size, got {tuple(image.shape)} and {tuple(lab.shape)}")
+            raise IaaaError(f"objects[{i}]: expected image (C, h, w) and labels (h, w) of the same size, got {tuple(image.shape)} and {tuple(lab.shape)}")
         if channels is None:
             channels = image.shape[0]
             device = image.device if device is None else torch.device(device)
         elif image.shape[0] != channels:
-            raise ValueError(f"objects[{i}]: {image.shape[0]} channels, but objects[0] has {channels}")
+            raise IaaaError(f"objects[{i}]: {image.shape[0]} channels, but objects[0] has {channels}")
         img = to_float(image.to(device))
         lab = lab.to(device=device, dtype=torch.int64)
         mask = lab > 0
@@ -163,7 +165,7 @@ def prepare_objects(
         lab_canvas = torch.zeros((ch, cw), dtype=torch.int64, device=device)
         lab_canvas[top : top + h, left : left + w] = lab
         images.append(F.interpolate(canvas[None], size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=True)[0])
-        labels.append(F.interpolate(lab_canvas[None, None].float(), size=(out_h, out_w), mode="nearest")[0, 0].long())
+        labels.append(resize_labels(lab_canvas, (out_h, out_w)))
         backgrounds.append(bg)
     bg_t = torch.stack(backgrounds).view(len(objects), -1, 1, 1)
     raw = ObjectBatch(torch.stack(images), torch.stack(labels), bg_t)

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from iaaa.structures import CellObject
+from iaaa.errors import IaaaError
 
 __all__ = ["KINDS", "objects_for_search"]
 
@@ -17,10 +18,10 @@ def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: i
     """Cut cell objects out of ``samples`` with :func:`iaaa.objects.extract_objects` and keep
     those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
     drawn by a seeded permutation so the subset does not depend on file order alone."""
-    from iaaa.objects import extract_objects
+    from iaaa.synthesis.objects import extract_objects
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise IaaaError(f"kind must be one of {KINDS}, got {kind!r}")
     objs = extract_objects(samples, **extract)
     if kind != "all":
         objs = [o for o in objs if o.kind == kind]

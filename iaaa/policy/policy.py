@@ -69,15 +69,15 @@ class SubPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.op, str) or not self.op:
-            raise ValueError(f"SubPolicy.op must be a non-empty op name, got {self.op!r}")
+            raise IaaaError(f"SubPolicy.op must be a non-empty op name, got {self.op!r}")
         p = float(self.probability)
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"SubPolicy({self.op}).probability must be in [0, 1], got {self.probability}")
+            raise IaaaError(f"SubPolicy({self.op}).probability must be in [0, 1], got {self.probability}")
         object.__setattr__(self, "probability", p)
         if self.magnitude is not None:
             m = float(self.magnitude)
             if not 0.0 <= m <= 1.0:
-                raise ValueError(f"SubPolicy({self.op}).magnitude must be a level in [0, 1] or null, got {self.magnitude}")
+                raise IaaaError(f"SubPolicy({self.op}).magnitude must be a level in [0, 1] or null, got {self.magnitude}")
             object.__setattr__(self, "magnitude", m)
 
     def to_dict(self) -> dict[str, Any]:
@@ -139,7 +139,7 @@ class Policy:
 
     def _apply_batch(self, image: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if labels.ndim != 3 or labels.shape[0] != image.shape[0]:
-            raise ValueError(f"Policy: batched image {tuple(image.shape)} needs labels (B, H, W), got {tuple(labels.shape)}")
+            raise IaaaError(f"Policy: batched image {tuple(image.shape)} needs labels (B, H, W), got {tuple(labels.shape)}")
         image, labels = image.clone(), labels.clone()
         for sp in self.sub_policies:
             hit = (torch.rand(image.shape[0], generator=g, device=g.device) < sp.probability).to(image.device)
@@ -194,14 +194,14 @@ class PolicySet:
     ) -> None:
         self.policies = list(policies)
         if not self.policies:
-            raise ValueError("PolicySet: needs at least one policy")
+            raise IaaaError("PolicySet: needs at least one policy")
         n = len(self.policies)
         self.scores = [float(s) for s in scores] if scores is not None else [float("nan")] * n
         self.changes = [float(c) for c in changes] if changes is not None else [float("nan")] * n
         if len(self.scores) != n or len(self.changes) != n:
-            raise ValueError(f"PolicySet: {n} policies but {len(self.scores)} scores and {len(self.changes)} changes")
+            raise IaaaError(f"PolicySet: {n} policies but {len(self.scores)} scores and {len(self.changes)} changes")
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"PolicySet: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+            raise IaaaError(f"PolicySet: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         self.weighting = weighting
         self.meta = dict(meta or {})
 

@@ -29,6 +29,7 @@ import torch
 
 from iaaa.policy.batch import ObjectBatch
 from iaaa.policy.wae import WAE, imq_kernel, load_wae, mmd_unbiased, offdiag_mean
+from iaaa.errors import IaaaError
 
 __all__ = ["Scorer", "EmbeddingScorer", "StatsScorer", "WAEScorer"]
 
@@ -167,9 +168,9 @@ class WAEScorer:
         """``(N, latent_dim + 1)``: latent code and mean squared reconstruction error."""
         c = self.model.config
         if batch.channels != c.in_channels:
-            raise ValueError(f"WAEScorer: objects have {batch.channels} channels but the WAE was trained on {c.in_channels}")
+            raise IaaaError(f"WAEScorer: objects have {batch.channels} channels but the WAE was trained on {c.in_channels}")
         if batch.size != c.size:
-            raise ValueError(f"WAEScorer: objects are {batch.size} but the WAE expects {c.size}; prepare them with prepare_objects(size={c.size})")
+            raise IaaaError(f"WAEScorer: objects are {batch.size} but the WAE expects {c.size}; prepare them with prepare_objects(size={c.size})")
         dev = next(self.model.parameters()).device
         outs = []
         for start in range(0, len(batch), self.chunk):

@@ -32,14 +32,15 @@ import math
 import time
 import warnings
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from iaaa.policy.batch import ObjectBatch, prepare_objects
+from iaaa.policy.threads import torch_threads
 from iaaa.policy.policy import ApplyFn, Policy, PolicySet, SubPolicy, default_apply
+from iaaa.errors import IaaaError
 
 __all__ = ["GreedyPolicySearch", "OpChoice", "Evaluation", "resolve_space", "torch_threads"]
 
@@ -84,7 +85,7 @@ def _spec_fields(spec: Any, where: str) -> tuple[str, bool]:
     name = getattr(spec, "name", None)
     has_mag = getattr(spec, "has_magnitude", None)
     if not isinstance(name, str) or has_mag is None:
-        raise ValueError(f"{where}: expected an op name or an OpSpec-like object with name and has_magnitude, got {spec!r}")
+        raise IaaaError(f"{where}: expected an op name or an OpSpec-like object with name and has_magnitude, got {spec!r}")
     return name, bool(has_mag)
 
 
@@ -97,7 +98,7 @@ def resolve_space(space: Any = None, n_m: int = 5) -> list[OpChoice]:
     (``OpSpec.magnitude_range`` maps them to the op's unit; 0 is the identity), so an op with a
     magnitude gets ``k / n_m`` for ``k = 1..n_m``."""
     if n_m < 1:
-        raise ValueError(f"n_m must be >= 1, got {n_m}")
+        raise IaaaError(f"n_m must be >= 1, got {n_m}")
     if space is None or isinstance(space, str) or (isinstance(space, Sequence) and any(isinstance(s, str) for s in space)):
         from iaaa.ops import SPACE, TABLE_S1
 
@@ -106,36 +107,22 @@ def resolve_space(space: Any = None, n_m: int = 5) -> list[OpChoice]:
         for n in names:
             key = n if isinstance(n, str) else getattr(n, "name", n)
             if key not in SPACE:
-                raise ValueError(f"space: unknown op {key!r}; known ops: {', '.join(SPACE)}")
+                raise IaaaError(f"space: unknown op {key!r}; known ops: {', '.join(SPACE)}")
             specs.append(SPACE[key])
     elif isinstance(space, Mapping):
         specs = list(space.values())
     else:
         specs = list(space)
     if not specs:
-        raise ValueError("space: needs at least one op")
+        raise IaaaError("space: needs at least one op")
     out, seen = [], set()
     for i, spec in enumerate(specs):
         name, has_mag = _spec_fields(spec, f"space[{i}]")
         if name in seen:
-            raise ValueError(f"space[{i}]: op {name!r} listed twice")
+            raise IaaaError(f"space[{i}]: op {name!r} listed twice")
         seen.add(name)
         out.append(OpChoice(name, tuple(k / n_m for k in range(1, n_m + 1)) if has_mag else (None,)))
     return out
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 class GreedyPolicySearch:
@@ -192,11 +179,11 @@ class GreedyPolicySearch:
     ) -> None:
         for name, v, lo in (("n_p", n_p, 1), ("n_m", n_m, 1), ("l_max", l_max, 1), ("top_b", top_b, 1)):
             if not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+                raise IaaaError(f"{name} must be an integer >= {lo}, got {v!r}")
         if min_change < 0 or not math.isfinite(min_change):
-            raise ValueError(f"min_change must be a finite number >= 0, got {min_change}")
+            raise IaaaError(f"min_change must be a finite number >= 0, got {min_change}")
         if max_evaluations is not None and max_evaluations < 0:
-            raise ValueError(f"max_evaluations must be >= 0, got {max_evaluations}")
+            raise IaaaError(f"max_evaluations must be >= 0, got {max_evaluations}")
         self.space = space
         self.choices = resolve_space(space, n_m)
         self.n_p, self.n_m, self.l_max, self.top_b = n_p, n_m, l_max, top_b
@@ -276,7 +263,7 @@ class GreedyPolicySearch:
         orig = prepare_objects(objects, size, margin=margin, device=self.device)
         n = len(orig)
         if n < 2:
-            raise ValueError(f"search: need at least 2 objects, got {n}")
+            raise IaaaError(f"search: need at least 2 objects, got {n}")
         self._orig = orig
         self._scorer = scorer
         self._fast = callable(getattr(scorer, "embed", None)) and callable(getattr(scorer, "compare", None))
@@ -327,7 +314,7 @@ class GreedyPolicySearch:
                 ranked.append(ev)
         ranked = ranked[: self.top_b]
         if not ranked:
-            raise ValueError(
+            raise IaaaError(
                 f"search: no policy made a mean relative change >= min_change={self.min_change} "
                 f"({self.n_evaluations} evaluations); lower min_change or widen the space"
             )
@@ -382,7 +369,7 @@ class GreedyPolicySearch:
                     return False
                 images, labels = self._apply_fn(choice.name, state.batch.images, state.batch.labels, mag, generator=self._op_generator(level, choice.name, m_idx), expand=False)
                 if tuple(images.shape) != tuple(state.batch.images.shape) or tuple(labels.shape) != tuple(state.batch.labels.shape):
-                    raise ValueError(f"op {choice.name!r} changed the batch shape from {tuple(state.batch.images.shape)} to {tuple(images.shape)}; search ops must keep the size with expand=False")
+                    raise IaaaError(f"op {choice.name!r} changed the batch shape from {tuple(state.batch.images.shape)} to {tuple(images.shape)}; search ops must keep the size with expand=False")
                 aug = orig.refill(images, labels)
                 d_full = (aug.images - orig.images).abs().flatten(1).mean(1) / self._signal
                 d_step = (aug.images - state.batch.images).abs().flatten(1).mean(1) / self._signal

@@ -30,6 +30,7 @@ from torch import nn
 
 from iaaa.errors import IaaaError
 from iaaa.policy.batch import ObjectBatch, prepare_objects
+from iaaa.policy.threads import torch_threads
 
 __all__ = ["WAE", "WAEConfig", "FitReport", "fit_wae", "load_wae", "imq_kernel", "offdiag_mean", "mmd_unbiased", "IMQ_SCALES"]
 
@@ -94,12 +95,12 @@ def mmd_unbiased(
     callers that compare many ``y`` with one ``x``.
     """
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
-        raise ValueError(f"mmd_unbiased: expected x (n, d) and y (m, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise IaaaError(f"mmd_unbiased: expected x (n, d) and y (m, d) with the same d, got {tuple(x.shape)} and {tuple(y.shape)}")
     n, m = x.shape[0], y.shape[0]
     if n < 2 or m < 2:
-        raise ValueError(f"mmd_unbiased: need at least 2 samples on each side, got {n} and {m}")
+        raise IaaaError(f"mmd_unbiased: need at least 2 samples on each side, got {n} and {m}")
     if paired and n != m:
-        raise ValueError(f"mmd_unbiased(paired=True): x and y must have the same length, got {n} and {m}")
+        raise IaaaError(f"mmd_unbiased(paired=True): x and y must have the same length, got {n} and {m}")
     c = 2.0 * x.shape[1] if base_scale is None else float(base_scale)
     sxx = offdiag_mean(imq_kernel(x, x, c, scales)) if xx_term is None else xx_term
     syy = offdiag_mean(imq_kernel(y, y, c, scales))
@@ -141,12 +142,12 @@ class WAEConfig:
         self.channels = tuple(int(c) for c in self.channels)
         self.input_scale = tuple(float(s) for s in self.input_scale)
         if self.in_channels < 1 or self.latent_dim < 1 or not self.channels or min(self.channels) < 1:
-            raise ValueError(f"WAEConfig: in_channels, latent_dim and channels must be positive, got {self.in_channels}, {self.latent_dim}, {self.channels}")
+            raise IaaaError(f"WAEConfig: in_channels, latent_dim and channels must be positive, got {self.in_channels}, {self.latent_dim}, {self.channels}")
         need = 2 ** len(self.channels)
         if min(self.size) < need:
-            raise ValueError(f"WAEConfig: size {self.size} is too small for {len(self.channels)} stride-2 layers; each side needs >= {need}")
+            raise IaaaError(f"WAEConfig: size {self.size} is too small for {len(self.channels)} stride-2 layers; each side needs >= {need}")
         if len(self.input_scale) != self.in_channels or min(self.input_scale) <= 0:
-            raise ValueError(f"WAEConfig: input_scale needs {self.in_channels} positive values, got {self.input_scale}")
+            raise IaaaError(f"WAEConfig: input_scale needs {self.in_channels} positive values, got {self.input_scale}")
 
 
 class WAE(nn.Module):
@@ -194,7 +195,7 @@ class WAE(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         c = self.config
         if x.ndim != 4 or x.shape[1] != c.in_channels or tuple(x.shape[-2:]) != c.size:
-            raise ValueError(f"WAE: expected input (N, {c.in_channels}, {c.size[0]}, {c.size[1]}), got {tuple(x.shape)}")
+            raise IaaaError(f"WAE: expected input (N, {c.in_channels}, {c.size[0]}, {c.size[1]}), got {tuple(x.shape)}")
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Latent codes ``(N, latent_dim)`` of ``[0, 1]`` images ``(N, C, H, W)``."""
@@ -326,7 +327,6 @@ def fit_wae(
     torch's setting). Batches this small gain little from threads and lose a lot when the
     machine is busy.
     """
-    from iaaa.policy.search import torch_threads
 
     with torch_threads(num_threads):
         return _fit(objects, size, latent_dim, channels, epochs, batch_size, lr, lambda_mmd, sigma2, seed, device, time_budget, progress, dihedral)
@@ -337,12 +337,12 @@ def _fit(objects, size, latent_dim, channels, epochs, batch_size, lr, lambda_mmd
 
     t0 = time.perf_counter()
     if epochs < 1 or batch_size < 2:
-        raise ValueError(f"fit_wae: epochs must be >= 1 and batch_size >= 2, got {epochs} and {batch_size}")
+        raise IaaaError(f"fit_wae: epochs must be >= 1 and batch_size >= 2, got {epochs} and {batch_size}")
     margin = math.sqrt(2.0)
     batch = prepare_objects(objects, size, margin=margin, device=device)
     n = len(batch)
     if n < 2:
-        raise ValueError(f"fit_wae: need at least 2 objects to train, got {n}")
+        raise IaaaError(f"fit_wae: need at least 2 objects to train, got {n}")
     x_all = batch.images
     # A high percentile, not the max: one saturated pixel should not squash everything else.
     flat = x_all.transpose(0, 1).reshape(x_all.shape[1], -1)

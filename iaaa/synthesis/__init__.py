@@ -1,0 +1,49 @@
+"""Synthesis (IAAA, paper sections 2.2-2.4): one module per stage, each with a small validated
+config, composed by :class:`CellCompositor`.
+
+* :mod:`~iaaa.synthesis.objects` — cut SCOs / MCOs out of annotated images (:class:`ObjectConfig`);
+* :mod:`~iaaa.synthesis.background` — remove the cells, fill the holes (:class:`BackgroundConfig`);
+* :mod:`~iaaa.synthesis.layout` — where candidate positions come from (:class:`LayoutConfig`);
+* :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a :class:`Canvas`
+  (:class:`PlacementConfig`, :func:`place` -> :class:`PlacementResult`);
+* :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
+  (:class:`CountConfig`);
+* :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies;
+* :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`.
+
+Names are imported lazily, so importing one stage does not import the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "CellCompositor": "compositor",
+    "ObjectConfig": "objects", "ObjectGroups": "objects", "group_instances": "objects", "extract": "objects", "extract_objects": "objects",
+    "BackgroundConfig": "background", "BackgroundFill": "background", "fill": "background", "fill_background": "background",
+    "remove_cells": "background", "tile": "background",
+    "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
+    "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "placement",
+    "place": "placement", "place_objects": "placement", "level_map": "placement",
+    "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
+    "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools",
+    "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
+    "as_object_policy": "object_policy",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'iaaa.synthesis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"iaaa.synthesis.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,350 @@
+"""What :meth:`iaaa.CellCompositor.fit` records, and how a synthetic image draws from it.
+
+``fit`` adds every image's objects and background to a :class:`PoolBuilder`, which records the
+statistics of the data (:class:`CompositorStats`: cells per image, SCO/MCO counts and share) and
+returns :class:`Pools`: the object pool, the background pool and, per group of images, a
+:class:`GroupPool` of the objects and cell counts a synthetic image on one of that group's
+backgrounds draws from. :func:`draw_count` and :func:`choose_objects` are those draws, steered
+by a :class:`CountConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from iaaa.errors import IaaaError
+from iaaa.structures import AnnotatedImage, CellObject
+from iaaa.dtypes import to_float
+from iaaa.synthesis.checks import check
+
+__all__ = [
+    "COUNTS", "CountConfig", "CompositorStats", "PooledObject", "PooledBackground", "GroupPool", "Pools", "PoolBuilder",
+    "draw_count", "choose_objects", "mode",
+]
+
+COUNTS = ("sample", "mode", "background")
+
+
+class PooledObject(NamedTuple):
+    """A cell object in the compositor's pool, ready to paste."""
+
+    image: torch.Tensor
+    """float32 ``(C, h, w)`` in ``[0, 1]`` on the compositor's device, with its context ring."""
+    labels: torch.Tensor
+    """int64 ``(h, w)``, cells ``1..k``."""
+    class_ids: np.ndarray
+    """``(k,)`` class id of each cell."""
+    kind: str
+    """``"sco"`` or ``"mco"``."""
+    source: str
+    """name of the source image."""
+    box: tuple[int, int, int, int]
+    """XYXY of the crop in the source image."""
+    num_cells: int
+
+
+@dataclass
+class CompositorStats:
+    """What :meth:`CellCompositor.fit` saw.
+
+    Attributes:
+        n_images: images fitted.
+        cells_per_image: cells (instances of at least ``min_area`` pixels, border cells
+            included) in each image.
+        image_sizes: ``(H, W)`` of each image.
+        n_sco, n_mco: objects in the pools (border objects excluded unless ``keep_border``).
+        cells_in_mcos: cells held by the MCO pool.
+        n_border_objects: objects left out because they touch the border.
+        n_fragments: instances below ``min_area`` (never pasted).
+        n_backgrounds: backgrounds in the pool.
+        no_background: names of images with no background pixel (left out of the pool).
+        fit_seconds: wall time of ``fit``.
+    """
+
+    n_images: int = 0
+    cells_per_image: list[int] = field(default_factory=list)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    n_sco: int = 0
+    n_mco: int = 0
+    cells_in_mcos: int = 0
+    n_border_objects: int = 0
+    n_fragments: int = 0
+    n_backgrounds: int = 0
+    no_background: list[str] = field(default_factory=list)
+    fit_seconds: float = 0.0
+
+    @property
+    def mco_fraction(self) -> float:
+        """Share of MCOs among the pooled objects (the paper's SCO/MCO ratio, as a fraction)."""
+        n = self.n_sco + self.n_mco
+        return self.n_mco / n if n else 0.0
+
+    @property
+    def sco_mco_ratio(self) -> float:
+        """SCOs per MCO in the pool (``inf`` without MCOs)."""
+        return self.n_sco / self.n_mco if self.n_mco else math.inf
+
+    @property
+    def mean_cells(self) -> float:
+        return float(np.mean(self.cells_per_image)) if self.cells_per_image else 0.0
+
+    @property
+    def mode_cells(self) -> int:
+        """Most common cell count (the smallest one on ties)."""
+        if not self.cells_per_image:
+            return 0
+        return mode(self.cells_per_image)
+
+    def summary(self) -> str:
+        return (
+            f"{self.n_images} images, cells/image mean {self.mean_cells:.1f} mode {self.mode_cells}; "
+            f"{self.n_sco} SCOs, {self.n_mco} MCOs ({self.cells_in_mcos} cells), MCO share {self.mco_fraction:.3f}; "
+            f"{self.n_border_objects} border objects and {self.n_fragments} fragments left out; "
+            f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s"
+        )
+
+
+def mode(values: list[int]) -> int:
+    """Most common value (the smallest one on ties)."""
+    c = Counter(values)
+    top = max(c.values())
+    return min(k for k, v in c.items() if v == top)
+
+
+@dataclass(frozen=True)
+class CountConfig:
+    """How many cells a synthetic image gets, and how many of its objects are MCOs (validated
+    once, here).
+
+    Attributes:
+        count: ``"sample"`` (the count of a random image of the group, scaled by output area /
+            source area), ``"background"`` (the drawn background's own image's count, scaled the
+            same way), ``"mode"`` (the paper), an int, an inclusive ``(lo, hi)`` range, or a
+            callable ``generator -> int``.
+        mco_fraction: share of MCOs among the objects drawn: ``"data"`` or a float in [0, 1].
+    """
+
+    count: Any = "sample"
+    mco_fraction: float | str = "data"
+
+    def __post_init__(self) -> None:
+        c = self.count
+        ok = (isinstance(c, str) and c in COUNTS) or isinstance(c, int) or callable(c) or (isinstance(c, (tuple, list)) and len(c) == 2)
+        check(ok, "count", "expected 'sample', 'mode', 'background', an int, a (lo, hi) range or a callable", c)
+        check(not isinstance(c, (tuple, list)) or 0 <= int(c[0]) <= int(c[1]), "count", "range must satisfy 0 <= lo <= hi", c)
+        check(not isinstance(c, int) or c >= 0, "count", "must be >= 0", c)
+        m = self.mco_fraction
+        check(m == "data" or (isinstance(m, (int, float)) and 0 <= m <= 1), "mco_fraction", "expected 'data' or a share in [0, 1]", m)
+        if isinstance(c, (tuple, list)):
+            object.__setattr__(self, "count", (int(c[0]), int(c[1])))
+
+
+class PooledBackground(NamedTuple):
+    """A background in the compositor's pool."""
+
+    image: torch.Tensor
+    """``(C, H, W)`` in the source dtype on the compositor's device, mirror-tiled up to the output size."""
+    level: np.ndarray
+    """float16 ``(C, H, W)``: the background as corner scores see it."""
+    name: str
+    """name of the source image."""
+    group: Any
+    """the source image's group key."""
+    cells: int
+    """cells of the source image."""
+    area: float
+    """pixels of the source image."""
+    layout: np.ndarray | None
+    """the source image's cell density grid (``layout="source"``), else ``None``."""
+
+
+@dataclass
+class GroupPool:
+    """Objects and count statistics of one group of fitted images."""
+
+    sco: np.ndarray
+    mco: np.ndarray
+    counts: np.ndarray
+    areas: np.ndarray
+    mco_fraction: float
+    mode: int
+    mode_area: float
+
+
+@dataclass
+class Pools:
+    """Everything ``fit`` recorded.
+
+    Attributes:
+        objects: the object pool.
+        backgrounds: the background pool.
+        groups: group key -> :class:`GroupPool`.
+        stats: the statistics of the data.
+        dtype: output image dtype.
+        categories: class id -> name, over all images.
+        sco_index, mco_index: pool indices of the SCOs and of the MCOs.
+        object_cells: cells of every pooled object.
+    """
+
+    objects: list[PooledObject]
+    backgrounds: list[PooledBackground]
+    groups: dict[Any, GroupPool]
+    stats: CompositorStats
+    dtype: torch.dtype
+    categories: dict[int, str]
+    sco_index: np.ndarray
+    mco_index: np.ndarray
+    object_cells: np.ndarray
+
+    def to(self, device: torch.device) -> "Pools":
+        """The pools with their pixels on ``device`` (in place). Returns ``self``."""
+        self.backgrounds = [b._replace(image=b.image.to(device)) for b in self.backgrounds]
+        self.objects = [o._replace(image=o.image.to(device), labels=o.labels.to(device)) for o in self.objects]
+        return self
+
+
+class PoolBuilder:
+    """Collects the objects, backgrounds and statistics of the fitted images, one at a time."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stats = CompositorStats()
+        self.objects: list[PooledObject] = []
+        self.backgrounds: list[PooledBackground] = []
+        self.image_groups: list[Any] = []
+        self.object_groups: list[Any] = []
+        self.dtypes: set[torch.dtype] = set()
+        self.channels: int | None = None
+        self.categories: dict[int, str] = {}
+
+    def check(self, sample: AnnotatedImage) -> None:
+        """Refuse a sample whose channel layout differs from the first one's."""
+        c = int(sample.image.shape[0])
+        if self.channels is None:
+            self.channels = c
+        elif c != self.channels:
+            raise IaaaError(f"{sample.name}: {c} channels, but the first sample has {self.channels}; the compositor mixes objects and backgrounds of one channel layout")
+
+    def add(self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int) -> None:
+        """Record one image: its group key, its objects and its counts."""
+        self.check(sample)
+        self.dtypes.add(sample.image.dtype)
+        self.categories.update(sample.categories)
+        self.image_groups.append(group)
+        self.object_groups.extend([group] * len(objects))
+        for o in objects:
+            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+        st = self.stats
+        st.n_images += 1
+        st.cells_per_image.append(cells)
+        st.image_sizes.append(sample.size)
+        st.n_border_objects += border_objects
+        st.n_fragments += fragments
+
+    def add_background(self, background: PooledBackground | None, name: str) -> None:
+        """Record the image's background (``None``: it had no background pixel)."""
+        if background is None:
+            self.stats.no_background.append(name)
+        else:
+            self.backgrounds.append(background._replace(image=background.image.to(self.device)))
+
+    def finish(self, dtype: torch.dtype | None) -> Pools:
+        """The pools; ``dtype`` is the output dtype (``None``: the data's, which must be one)."""
+        st = self.stats
+        if st.n_images == 0:
+            raise IaaaError("fit: no samples given")
+        if not self.backgrounds:
+            raise IaaaError(f"fit: no image has background pixels to build a background from ({', '.join(st.no_background[:5])})")
+        if dtype is None and len(self.dtypes) > 1:
+            raise IaaaError(f"fit: the samples mix image dtypes {sorted(str(d) for d in self.dtypes)}; pass CellCompositor(dtype=...) to choose the output dtype")
+        objects = self.objects
+        sco = np.array([j for j, o in enumerate(objects) if o.kind == "sco"], dtype=np.int64)
+        mco = np.array([j for j, o in enumerate(objects) if o.kind == "mco"], dtype=np.int64)
+        cells = np.array([o.num_cells for o in objects], dtype=np.int64)
+        if len(objects) == 0:
+            raise IaaaError("fit: no cell objects found (every object touches the border or is below min_area); try keep_border=True or a smaller min_area")
+        st.n_sco, st.n_mco = len(sco), len(mco)
+        st.cells_in_mcos = int(cells[mco].sum()) if len(mco) else 0
+        st.n_backgrounds = len(self.backgrounds)
+        groups = self._groups(sco, mco)
+        return Pools(objects, self.backgrounds, groups, st, dtype or next(iter(self.dtypes)), self.categories or {1: "cell"}, sco, mco, cells)
+
+    def _groups(self, sco_index: np.ndarray, mco_index: np.ndarray) -> dict[Any, GroupPool]:
+        st = self.stats
+        counts = np.array(st.cells_per_image, dtype=np.float64)
+        areas = np.array([h * w for h, w in st.image_sizes], dtype=np.float64)
+        index = {k: i for i, k in enumerate(dict.fromkeys(self.image_groups))}
+        img_g = np.array([index[k] for k in self.image_groups], dtype=np.int64)
+        obj_g = np.array([index[k] for k in self.object_groups], dtype=np.int64)
+        pools: dict[Any, GroupPool] = {}
+        for key, gi in index.items():
+            im = img_g == gi
+            ob = obj_g == gi
+            sco = sco_index[ob[sco_index]] if len(sco_index) else sco_index
+            mco = mco_index[ob[mco_index]] if len(mco_index) else mco_index
+            if len(sco) + len(mco) == 0:
+                # A group without pasteable objects borrows from the whole pool.
+                sco, mco = sco_index, mco_index
+            c = counts[im]
+            m = mode([int(v) for v in c])
+            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()))
+        return pools
+
+
+def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator, area: float, background: PooledBackground) -> int:
+    """Cells for a synthetic image of ``area`` pixels on ``background`` (two uniforms drawn
+    whatever the setting, so the stream after it does not depend on it)."""
+    g = generator
+    u = torch.rand(2, generator=g, device=g.device, dtype=torch.float64).tolist()
+    c = config.count
+    if c == "background":
+        x = background.cells * area / background.area
+    elif c == "sample":
+        i = min(int(u[0] * len(pool.counts)), len(pool.counts) - 1)
+        x = pool.counts[i] * area / pool.areas[i]
+    elif c == "mode":
+        x = pool.mode * area / pool.mode_area
+    elif isinstance(c, int):
+        return c
+    elif isinstance(c, tuple):
+        return c[0] + min(int(u[0] * (c[1] - c[0] + 1)), c[1] - c[0])
+    else:
+        return int(c(g))
+    # Stochastic rounding keeps the expected count exact when areas differ.
+    return int(math.floor(x) + (u[1] < x - math.floor(x)))
+
+
+def choose_objects(pool: GroupPool, config: CountConfig, object_cells: np.ndarray, n_cells: int, generator: torch.Generator) -> list[int]:
+    """Pool indices of objects holding ``n_cells`` cells on average, MCOs in the recorded share.
+
+    The number of objects is ``n_cells / (mean cells per object)`` (stochastically rounded)
+    and each object's kind is an independent draw, so both the expected cell count and the
+    MCO share are exact; stopping at the count instead biases one of them (an MCO near the
+    end overshoots, or gets swapped for an SCO and lowers the share)."""
+    g = generator
+    q = pool.mco_fraction if config.mco_fraction == "data" else float(config.mco_fraction)
+    n_sco, n_mco = len(pool.sco), len(pool.mco)
+    if n_mco == 0:
+        q = 0.0
+    if n_sco == 0:
+        q = 1.0
+    mean_mco = float(object_cells[pool.mco].mean()) if n_mco else 2.0
+    per_object = (1 - q) + q * mean_mco
+    x = max(n_cells, 0) / per_object
+    r = float(torch.rand((), generator=g, device=g.device, dtype=torch.float64))
+    m = int(math.floor(x) + (r < x - math.floor(x)))
+    u = torch.rand((m, 2), generator=g, device=g.device, dtype=torch.float64).cpu().numpy()
+    is_mco = u[:, 0] < q
+    pick_m = pool.mco[np.minimum((u[:, 1] * n_mco).astype(np.int64), max(n_mco - 1, 0))] if n_mco else None
+    pick_s = pool.sco[np.minimum((u[:, 1] * n_sco).astype(np.int64), max(n_sco - 1, 0))] if n_sco else None
+    if pick_m is None:
+        return pick_s.tolist()
+    if pick_s is None:
+        return pick_m.tolist()
+    return np.where(is_mco, pick_m, pick_s).tolist()
