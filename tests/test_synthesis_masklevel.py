@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.metrics.remnants import remnant_scores
-from iaaa.synthesis.grouping import group_cells, label_adjacency
+from iaaa.synthesis.objects import group_cells, label_adjacency
 from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo
 from iaaa.synthesis.inpaint import background_level, inpaint, remove_cells_by_mask
 

@@ -26,26 +26,34 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.image_groups import survey
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.background import BackgroundConfig, fill, tile
 from iaaa.synthesis.layout import LayoutConfig, layout_density, layout_grid
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import ObjectConfig, extract
 from iaaa.synthesis.placement import Canvas, PlacementConfig, PlacementResult, level_map, place
-from iaaa.synthesis.pools import CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, draw_count
+from iaaa.synthesis.pools import (
+    CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, count_cap, crop_real_cells, draw_count, real_cells,
+)
 
-__all__ = ["CellCompositor", "CompositorStats", "PooledObject", "STAGES"]
+__all__ = ["CellCompositor", "CompositorStats", "PooledObject", "STAGES", "GROUP_BY", "ONTO"]
+
+GROUP_BY = ("size", "auto")
+ONTO = ("background", "image")
 
 STAGES: dict[type, tuple[str, dict[str, str | None]]] = {
-    ObjectConfig: ("", {"context": None}),
-    BackgroundConfig: ("background_", {"n_candidates": "background_candidates", "margin": None}),
+    ObjectConfig: ("", {"context": None, "halo": None}),
+    BackgroundConfig: ("background_", {"n_candidates": "background_candidates", "margin": None, "halo": None}),
     LayoutConfig: ("layout_", {"method": "layout"}),
-    PlacementConfig: ("", {}),
+    PlacementConfig: ("", {"rim": None}),
     CountConfig: ("", {}),
 }
 """Each stage config and how its fields are spelled as ``CellCompositor`` keywords: the prefix,
-and the exceptions (``None``: not a keyword; ``context`` follows the policy and the feather,
-the background's ``margin`` is the objects' one)."""
+and the exceptions (``None``: not a keyword; ``context`` follows the policy, the feather and the
+rim, the background's ``margin`` is the objects' one, ``halo`` and ``rim`` come from the
+compositor's ``halo`` and ``rim``)."""
 
 
 def _keyword_table() -> dict[str, tuple[type, str]]:
@@ -136,10 +144,23 @@ class CellCompositor:
             :mod:`iaaa.synthesis.background`; ``background_patch`` is its ``patch``: the fill
             is copied in 8x8 blocks by default, which keeps the background's noise correlation
             and brings whole-image tiles closer to real, benchmarks/fidelity.md).
-        group_by: ``None`` (one pool), ``"size"`` (group images by their size) or a callable
-            ``sample -> key``. With groups, a synthetic image takes its cell count, MCO share and
-            objects from the group of its background, so data pooled from several instruments or
-            magnifications does not paste one experiment's cells onto another's background.
+        group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"`` (by
+            size and median cell diameter, see :mod:`iaaa.synthesis.image_groups`) or a callable
+            ``sample -> key``. With groups, a synthetic image takes its cell count, MCO share,
+            objects and halo from the group of its background, so data pooled from several
+            instruments or magnifications does not paste one experiment's cells onto another's
+            background.
+        grouping, touch: which cells form one object: ``"box"`` (the paper: merged boxes) or
+            ``"mask"`` (masks grown by ``touch`` pixels meet); see :mod:`iaaa.synthesis.objects`.
+        halo: pixels around every mask that belong to the cell in the image (phase-contrast halo,
+            blurred rim): ``"auto"`` measures it per group (:func:`iaaa.synthesis.halo.measure_halo`),
+            or an int. Used by ``grouping="mask"`` (what a crop keeps), ``background_method="mask"``
+            (what is removed) and ``rim``.
+        rim: objects carry their halo: the paste's alpha covers the mask grown by ``halo``,
+            feathered at its outer edge; labels get the exact mask (see :mod:`iaaa.synthesis.placement`).
+        onto: ``"background"`` (the paper: cells pasted on cleaned backgrounds) or ``"image"``
+            (pasted into the free space of the real image itself, its cells and labels kept,
+            as InstaBoost / Simple Copy-Paste do; needs ``size`` no larger than the images).
         dtype: output dtype; ``None`` keeps the data's (an error if the data mixes dtypes).
         seed: seeds ``fit`` (background fills) and ``sample`` calls without a generator.
         device: where pixels live and blends run (``"cpu"``, ``"cuda"``); see :meth:`to`.
@@ -163,6 +184,9 @@ class CellCompositor:
         size: tuple[int, int] | int | None = None,
         object_scale: float | tuple[float, float] | None = None,
         group_by: str | Callable[[AnnotatedImage], Any] | None = None,
+        halo: int | str = "auto",
+        rim: bool = False,
+        onto: str = "background",
         dtype: torch.dtype | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -191,9 +215,13 @@ class CellCompositor:
         self.policy = as_object_policy(policy)
         self.size = _pair(size, "size")
         self.object_scale = None if object_scale is None else RandomScale(object_scale)
-        if not (group_by is None or group_by == "size" or callable(group_by)):
-            raise IaaaError(f"group_by: expected None, 'size' or a callable sample -> key, got {group_by!r}")
+        if not (group_by is None or group_by in GROUP_BY or callable(group_by)):
+            raise IaaaError(f"group_by: expected None, 'size', 'auto' or a callable sample -> key, got {group_by!r}")
         self.group_by = group_by
+        check(halo == "auto" or (isinstance(halo, int) and not isinstance(halo, bool) and halo >= 0), "halo", "expected 'auto' or an integer >= 0", halo)
+        check(isinstance(rim, bool), "rim", "expected True or False", rim)
+        one_of(onto, "onto", ONTO)
+        self.halo, self.rim, self.onto = halo, rim, onto
         self.dtype = dtype
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -210,12 +238,15 @@ class CellCompositor:
     def context(self) -> int:
         """Pixels of surroundings kept around every object: enough for the feather ring to stay
         inside real image after any rotation (x sqrt 2) and the largest shrink."""
+        return self._context(0)
+
+    def _context(self, rim: int) -> int:
         shrink = 1.0
         if self.object_scale is not None:
             shrink = min(shrink, self.object_scale.lo)
         if isinstance(self.policy, ObjectAugment):
             shrink *= self.policy.max_shrink
-        return int(math.ceil((1.5 * self.radius + 2) / shrink))
+        return int(math.ceil((1.5 * (self.radius + rim) + 2) / shrink))
 
     # ------------------------------------------------------------------ fit
 
@@ -225,29 +256,36 @@ class CellCompositor:
         t0 = time.perf_counter()
         builder = PoolBuilder(self.device)
         source_layout = self.layout_config.method == "source"
-        for i, raw in enumerate(samples):
-            s = as_annotated(raw, name=f"sample{i}")
-            if not s.name:
-                s = AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta)
+        samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
+        samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
+        need_halo = self.object_config.grouping == "mask" or self.background_config.method == "mask" or self.rim
+        keys, halos = survey(samples, self.group_by, self.halo if need_halo else 0, self.object_config.min_area)
+        for i, s in enumerate(samples):
             builder.check(s)
-            key = None if self.group_by is None else (s.size if self.group_by == "size" else self.group_by(s))
+            key, halo = keys[i], halos[keys[i]]
+            rim = halo if self.rim else 0
+            objects = dataclasses.replace(self.object_config, halo=halo, context=self._context(rim))
+            background = dataclasses.replace(self.background_config, halo=halo)
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
             try:
-                bg = fill(s.image, s.labels, self.background_config, g).image
+                bg = fill(s.image, s.labels, background, g).image
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
-            objs, groups = extract(s, self.object_config, bg if bg is not None else s.image)
+            objs, groups = extract(s, objects, bg if bg is not None else s.image)
             cells = int(groups.ids.numel())
-            border = 0 if self.object_config.keep_border else int(groups.border.sum())
-            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()))
+            border = 0 if objects.keep_border else int(groups.border.sum())
+            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim)
             pooled = None
             if bg is not None:
+                real = None
+                if self.onto == "image":
+                    bg, real = s.image, real_cells(s, self.size)
                 bg = tile(bg, self.size)
                 # Corner scores read a smoothed background; float16 halves the pool's memory and
                 # is ample to rank candidates.
                 level = level_map(bg, self.placement_config.match_sigma).astype(np.float16)
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], self.size)[0], self.layout_config.sigma) if source_layout else None
-                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid)
+                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
             builder.add_background(pooled, s.name)
         self.pools = builder.finish(self.dtype)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
@@ -310,7 +348,8 @@ class CellCompositor:
             level = level[:, oy : oy + H, ox : ox + W]
         pool = pools.groups[background.group]
         n_cells = draw_count(pool, self.count_config, g, float(H * W), background)
-        chosen = choose_objects(pool, self.count_config, pools.object_cells, n_cells, g)
+        cap = count_cap(pool, float(H * W)) if self.count_config.count_cap else None
+        chosen = choose_objects(pool, self.count_config, pools.object_cells, n_cells, g, cap)
         imgs, labs, clss = [], [], []
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
@@ -322,11 +361,18 @@ class CellCompositor:
             clss.append(cls)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
-        canvas = Canvas(out, level, None, self.placement_config.min_gap, self.placement_config.border)
+        lab0, cls0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None)
+        canvas = Canvas(out, level, lab0, self.placement_config.min_gap, self.placement_config.border)
         density = layout_density(background.layout, (oy, ox), (H, W), self.layout_config.mix) if background.layout is not None else None
-        result = place(canvas, imgs, labs, clss, self.placement_config, g, density)
+        config = self.placement_config if pool.rim == self.placement_config.rim else dataclasses.replace(self.placement_config, rim=pool.rim)
+        result = place(canvas, imgs, labs, clss, config, g, density)
         meta = self._meta(result, chosen, bi, (oy, ox), n_cells)
-        return result.image, result.labels, {"meta": meta, "class_ids": result.class_ids}
+        class_ids = result.class_ids
+        if cls0 is not None:
+            # onto="image": ids 1..M are the real image's own cells, the pasted ones follow.
+            meta["real_cells"] = len(cls0)
+            class_ids = torch.cat([torch.from_numpy(cls0), class_ids])
+        return result.image, result.labels, {"meta": meta, "class_ids": class_ids}
 
     def _meta(self, result: PlacementResult, chosen: list[int], background: int, offset: tuple[int, int], n_cells: int) -> dict[str, Any]:
         """What ``sample`` records: plain JSON-ready values (what an export writes), plus the

@@ -62,7 +62,7 @@ def grow_masks(labels: torch.Tensor, radius: float, metric: str = "euclidean") -
     A free pixel whose distance to the nearest mask pixel is at most ``radius`` takes that
     nearest pixel's label (one distance transform, so grown masks never overlap and existing
     labels never change). ``metric="euclidean"`` grows by a disk, ``"chessboard"`` by a square
-    (what :func:`iaaa.synthesis.grouping.group_cells` uses, because its chains of grown pixels
+    (what :func:`iaaa.synthesis.objects.group_cells` uses, because its chains of grown pixels
     stay inside the growth). Computed with scipy on the CPU; returned on ``labels``' device.
     """
     a = _label_array(labels)

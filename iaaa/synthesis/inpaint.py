@@ -1,6 +1,6 @@
 """Mask-level cell removal: cut each cell out by its halo-grown mask and inpaint the hole.
 
-Unlike the paper's box fill (:func:`iaaa.background.fill_background`), which rebuilds every merged
+Unlike the paper's box fill (:func:`iaaa.synthesis.background.fill_background`), which rebuilds every merged
 cell *box* (65-100 % of a dense phase-contrast field), only the cells and the halo that belongs to
 them (:mod:`iaaa.synthesis.halo`) are replaced; every other pixel is returned bit-identical.
 
@@ -39,7 +39,7 @@ import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
-from iaaa.background import gaussian_blur
+from iaaa.filters import gaussian_blur
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import grow_masks
