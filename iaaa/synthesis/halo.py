@@ -30,6 +30,7 @@ within the radius takes the label of its nearest cell, so grown masks never over
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -81,9 +82,10 @@ def grow_masks(labels: torch.Tensor, radius: float, metric: str = "euclidean") -
     return torch.from_numpy(grown.astype(np.int64, copy=False)).to(labels.device)
 
 
+@functools.lru_cache(maxsize=64)
 def _disk(radius: int, device: torch.device) -> torch.Tensor:
     r = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
-    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius + 1e-6).to(torch.float32)
+    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius + 1e-6).to(torch.float32)[None, None]
 
 
 def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -96,7 +98,7 @@ def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius == 0:
         return m
     k = _disk(int(radius), m.device)
-    y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k[None, None], padding=int(radius))[0, 0]
+    y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k, padding=int(radius))[0, 0]
     return y > 0.5
 
 
