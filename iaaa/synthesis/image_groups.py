@@ -8,15 +8,21 @@ group (``group_by="auto"``) when
 * they have the same size ``(H, W)``, and
 * their median cell diameters (``sqrt(4 * area / pi)`` of each cell, median per image) fall in
   one cluster: within a size, images are sorted by median diameter and a new cluster starts
-  wherever the next image's median is more than ``ratio`` (default 1.4) times the previous one's
-  (single-linkage in log diameter, so no bin edge splits a run of similar images).
+  wherever the next image's median is more than ``ratio`` (default 1.6) times the previous one's
+  (single-linkage in log diameter, so no bin edge splits a run of similar images). Objective
+  magnifications come in steps of about 2x; within one setting the median cell size of a field
+  varies less (1.54x between the sparsest and densest usiigaci_phase_dev fields).
 
 The key of a group is ``(H, W, d)`` with ``d`` the cluster's smallest median diameter rounded to
 a pixel, readable in ``iaaa stats``.
 
+
 :func:`survey` is what ``CellCompositor.fit`` asks before cutting anything: every image's group
 key and every group's halo width (the median of its images' widths,
-:mod:`iaaa.synthesis.halo`), so that objects, backgrounds and rims of one setting share one halo.
+:mod:`iaaa.synthesis.halo`, at most half the group's median cell diameter: a "halo" wider than
+the cell's radius is out-of-focus glow or illumination, not the cell's rim, and removing it would
+rebuild most of a crowded image), so that objects, backgrounds and rims of one setting share one
+halo.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ def median_diameter(areas: Sequence[float] | np.ndarray) -> float:
     return float(np.median(np.sqrt(4.0 * a / np.pi))) if a.size else 0.0
 
 
-def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float], ratio: float = 1.4) -> list[tuple[int, int, int]]:
+def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float], ratio: float = 1.6) -> list[tuple[int, int, int]]:
     """Group key of every image from its size and median cell diameter (see the module docs).
 
     Images without cells (diameter 0) join the cluster of the smallest diameter of their size.
@@ -75,8 +81,9 @@ def survey(
         group_by: ``None`` (one group, key ``None``), ``"size"``, ``"auto"`` (module docs) or a
             callable ``sample -> key``.
         halo: an int (every group's halo) or ``"auto"``: each group's median of its images'
-            widths (:meth:`iaaa.synthesis.halo.HaloProfile.width`); a group without an image that
-            has both cells and background takes the median over all images, or 0.
+            widths (:meth:`iaaa.synthesis.halo.HaloProfile.width`), at most half the group's
+            median cell diameter; a group without an image that has both cells and background
+            takes the median over all images, or 0.
         min_area: cells below this area do not count towards the median diameter.
     """
     if group_by is None:
@@ -100,6 +107,15 @@ def survey(
         lab = s.labels
         if bool((lab > 0).any()) and bool((lab == 0).any()):
             widths.setdefault(k, []).append(halo_profile(s.image, lab).width())
+    radius: dict[Any, list[float]] = {}
+    for s, k in zip(samples, keys):
+        areas = instance_areas(s.labels)[1].cpu().numpy()
+        if (areas >= min_area).any():
+            radius.setdefault(k, []).append(0.5 * median_diameter(areas[areas >= min_area]))
     every = [w for ws in widths.values() for w in ws]
     default = int(round(float(np.median(every)))) if every else 0
-    return keys, {k: int(round(float(np.median(widths[k])))) if k in widths else default for k in keys}
+    out = {}
+    for k in keys:
+        h = int(round(float(np.median(widths[k])))) if k in widths else default
+        out[k] = min(h, int(round(float(np.median(radius[k]))))) if k in radius else h
+    return keys, out
