@@ -160,7 +160,8 @@ class CellCompositor:
             feathered at its outer edge; labels get the exact mask (see :mod:`iaaa.synthesis.placement`).
         onto: ``"background"`` (the paper: cells pasted on cleaned backgrounds) or ``"image"``
             (pasted into the free space of the real image itself, its cells and labels kept,
-            as InstaBoost / Simple Copy-Paste do; needs ``size`` no larger than the images).
+            as InstaBoost / Simple Copy-Paste do; an image smaller than ``size`` gives its cleaned
+            background instead, since a real image cannot be mirror-tiled).
         dtype: output dtype; ``None`` keeps the data's (an error if the data mixes dtypes).
         seed: seeds ``fit`` (background fills) and ``sample`` calls without a generator.
         device: where pixels live and blends run (``"cpu"``, ``"cuda"``); see :meth:`to`.
@@ -278,7 +279,9 @@ class CellCompositor:
             pooled = None
             if bg is not None:
                 real = None
-                if self.onto == "image":
+                if self.onto == "image" and (self.size is None or (self.size[0] <= s.size[0] and self.size[1] <= s.size[1])):
+                    # A real image cannot be mirror-tiled (its cells would repeat): one smaller
+                    # than the output keeps its cleaned background instead.
                     bg, real = s.image, real_cells(s, self.size)
                 bg = tile(bg, self.size)
                 # Corner scores read a smoothed background; float16 halves the pool's memory and
@@ -361,8 +364,9 @@ class CellCompositor:
             clss.append(cls)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
-        lab0, cls0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None)
-        canvas = Canvas(out, level, lab0, self.placement_config.min_gap, self.placement_config.border)
+        lab0, cls0, table = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None)
+        next_id = None if cls0 is None else len(cls0) + 1
+        canvas = Canvas(out, level, lab0, self.placement_config.min_gap, self.placement_config.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.layout_config.mix) if background.layout is not None else None
         config = self.placement_config if pool.rim == self.placement_config.rim else dataclasses.replace(self.placement_config, rim=pool.rim)
         result = place(canvas, imgs, labs, clss, config, g, density)

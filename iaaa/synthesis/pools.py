@@ -193,6 +193,8 @@ class RealCells(NamedTuple):
     """int64 ``(H, W)`` label map, ids ``1..M``."""
     class_ids: np.ndarray
     """``(M,)`` class id of each id."""
+    table: np.ndarray
+    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.placement.occupancy_table`)."""
 
 
 def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCells:
@@ -206,22 +208,26 @@ def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCell
     ids = ids[ids > 0]
     lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
+    from iaaa.synthesis.placement import occupancy_table
+
+    labels = lut[lab]
     # class_ids follow sorted instance order.
-    return RealCells(lut[lab], sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)])
+    return RealCells(labels, sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], occupancy_table(labels))
 
 
-def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """A fresh ``(labels, class_ids)`` of the window at ``offset`` of ``size``, cells cut by the
-    window renumbered ``1..m``."""
+def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A fresh ``(labels, class_ids, table)`` of the window at ``offset`` of ``size``, cells cut
+    by the window renumbered ``1..m``; ``table`` is the stored occupancy table for the whole
+    image, ``None`` for a window (the canvas computes its own)."""
     (oy, ox), (h, w) = offset, size
     lab = real.labels[oy : oy + h, ox : ox + w]
     if lab.shape == real.labels.shape:
-        return lab.copy(), real.class_ids.copy()
+        return lab.copy(), real.class_ids.copy(), real.table
     ids = np.unique(lab)
     ids = ids[ids > 0]
     lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[lab], real.class_ids[ids - 1]
+    return lut[lab], real.class_ids[ids - 1], None
 
 
 @dataclass
