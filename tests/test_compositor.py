@@ -58,7 +58,10 @@ def check_invariants(comp: CellCompositor, out: AnnotatedImage) -> None:
         # The tight box is reported: the object's cells touch all four sides.
         m = torch.isin(lab[y0 : y1 + 1, x0 : x1 + 1], torch.tensor(o["ids"]))
         assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
-    assert sorted(seen) == list(range(1, n + 1))
+    # onto="image" (the default): ids 1..M are the real image's own cells, kind "real".
+    m = out.meta.get("real_cells", 0)
+    assert out.meta["instance_kind"][:m] == ["real"] * m and bool((out.meta["instance_object"][:m] == -1).all())
+    assert sorted(seen) == list(range(m + 1, n + 1))
     # Farther than the feather radius from every cell, the image is the background crop.
     bi, (oy, ox) = out.meta["background"], out.meta["offset"]
     H, W = lab.shape

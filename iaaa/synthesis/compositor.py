@@ -161,7 +161,8 @@ class CellCompositor:
         onto: ``"background"`` (the paper: cells pasted on cleaned backgrounds) or ``"image"``
             (pasted into the free space of the real image itself, its cells and labels kept,
             as InstaBoost / Simple Copy-Paste do; an image smaller than ``size`` gives its cleaned
-            background instead, since a real image cannot be mirror-tiled).
+            background instead, since a real image cannot be mirror-tiled). With ``"image"`` the
+            drawn count is *added* to the real cells, and ``count_cap`` bounds the total.
         dtype: output dtype; ``None`` keeps the data's (an error if the data mixes dtypes).
         seed: seeds ``fit`` (background fills) and ``sample`` calls without a generator.
         device: where pixels live and blends run (``"cpu"``, ``"cuda"``); see :meth:`to`.
@@ -184,10 +185,10 @@ class CellCompositor:
         policy: Any = None,
         size: tuple[int, int] | int | None = None,
         object_scale: float | tuple[float, float] | None = None,
-        group_by: str | Callable[[AnnotatedImage], Any] | None = None,
+        group_by: str | Callable[[AnnotatedImage], Any] | None = "auto",
         halo: int | str = "auto",
-        rim: bool = False,
-        onto: str = "background",
+        rim: bool = True,
+        onto: str = "image",
         dtype: torch.dtype | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -232,8 +233,11 @@ class CellCompositor:
 
     @property
     def radius(self) -> int:
-        """The placement feather radius."""
-        return self.placement_config.radius
+        """How far a paste reaches beyond a cell's mask: the feather radius, plus (with ``rim``)
+        the largest group halo once fitted. Pixels farther than this from every pasted cell are
+        the background's."""
+        rim = max((p.rim for p in self.pools.groups.values()), default=0) if self.pools is not None else 0
+        return self.placement_config.radius + rim
 
     @property
     def context(self) -> int:
@@ -247,7 +251,7 @@ class CellCompositor:
             shrink = min(shrink, self.object_scale.lo)
         if isinstance(self.policy, ObjectAugment):
             shrink *= self.policy.max_shrink
-        return int(math.ceil((1.5 * (self.radius + rim) + 2) / shrink))
+        return int(math.ceil((1.5 * (self.placement_config.radius + rim) + 2) / shrink))
 
     # ------------------------------------------------------------------ fit
 
@@ -351,7 +355,11 @@ class CellCompositor:
             level = level[:, oy : oy + H, ox : ox + W]
         pool = pools.groups[background.group]
         n_cells = draw_count(pool, self.count_config, g, float(H * W), background)
+        lab0, cls0, table = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None)
         cap = count_cap(pool, float(H * W)) if self.count_config.count_cap else None
+        if cap is not None and cls0 is not None:
+            # onto="image": the drawn count is added to the real cells, up to the group's maximum.
+            cap = max(0, cap - len(cls0))
         chosen = choose_objects(pool, self.count_config, pools.object_cells, n_cells, g, cap)
         imgs, labs, clss = [], [], []
         for j in chosen:
@@ -364,7 +372,6 @@ class CellCompositor:
             clss.append(cls)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
-        lab0, cls0, table = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None)
         next_id = None if cls0 is None else len(cls0) + 1
         canvas = Canvas(out, level, lab0, self.placement_config.min_gap, self.placement_config.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.layout_config.mix) if background.layout is not None else None
@@ -373,8 +380,12 @@ class CellCompositor:
         meta = self._meta(result, chosen, bi, (oy, ox), n_cells)
         class_ids = result.class_ids
         if cls0 is not None:
-            # onto="image": ids 1..M are the real image's own cells, the pasted ones follow.
-            meta["real_cells"] = len(cls0)
+            # onto="image": ids 1..M are the real image's own cells (kind "real", object -1),
+            # the pasted ones follow.
+            m = len(cls0)
+            meta["real_cells"] = m
+            meta["instance_kind"] = ["real"] * m + meta["instance_kind"]
+            meta["instance_object"] = torch.cat([torch.full((m,), -1, dtype=torch.int64), meta["instance_object"]])
             class_ids = torch.cat([torch.from_numpy(cls0), class_ids])
         return result.image, result.labels, {"meta": meta, "class_ids": class_ids}
 
