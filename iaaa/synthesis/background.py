@@ -81,7 +81,7 @@ def tile(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
 class BackgroundConfig:
     """How cells are removed from an image (validated once, here); see :func:`fill_background`."""
 
-    method: str = "bilinear"
+    method: str = "mask"
     n_candidates: int = 32
     sigma: float = 2.0
     truncate: float = 3.0

@@ -75,7 +75,7 @@ class ObjectConfig:
     min_area: int = 10
     keep_border: bool = False
     context: int = 0
-    grouping: str = "box"
+    grouping: str = "mask"
     touch: int = 1
     halo: int = 0
 
