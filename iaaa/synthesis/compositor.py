@@ -33,7 +33,7 @@ from iaaa.synthesis.background import BackgroundConfig, fill, tile
 from iaaa.synthesis.layout import LayoutConfig, layout_density, layout_grid
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import ObjectConfig, extract
-from iaaa.synthesis.placement import Canvas, PlacementConfig, PlacementResult, level_map, place
+from iaaa.synthesis.placement import Canvas, PastedWindows, PlacementConfig, PlacementResult, level_map, place
 from iaaa.synthesis.pools import (
     CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, count_cap, crop_real_cells, draw_count, real_cells,
 )
@@ -355,7 +355,7 @@ class CellCompositor:
             level = level[:, oy : oy + H, ox : ox + W]
         pool = pools.groups[background.group]
         n_cells = draw_count(pool, self.count_config, g, float(H * W), background)
-        lab0, cls0, table = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None)
+        lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
         cap = count_cap(pool, float(H * W)) if self.count_config.count_cap else None
         if cap is not None and cls0 is not None:
             # onto="image": the drawn count is added to the real cells, up to the group's maximum.
@@ -386,6 +386,8 @@ class CellCompositor:
             meta["real_cells"] = m
             meta["instance_kind"] = ["real"] * m + meta["instance_kind"]
             meta["instance_object"] = torch.cat([torch.full((m,), -1, dtype=torch.int64), meta["instance_object"]])
+            win = meta["windows"]
+            meta["windows"] = PastedWindows(torch.cat([torch.arange(1, m + 1), win.ids]), torch.cat([torch.from_numpy(boxes0), win.boxes]))
             class_ids = torch.cat([torch.from_numpy(cls0), class_ids])
         return result.image, result.labels, {"meta": meta, "class_ids": class_ids}
 

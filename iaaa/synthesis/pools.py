@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
-from iaaa.structures import AnnotatedImage, CellObject
+from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.checks import check
 
@@ -195,6 +195,8 @@ class RealCells(NamedTuple):
     """``(M,)`` class id of each id."""
     table: np.ndarray
     """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.placement.occupancy_table`)."""
+    boxes: np.ndarray
+    """``(M, 4)`` int64 XYXY (inclusive) box of each id."""
 
 
 def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCells:
@@ -211,23 +213,27 @@ def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCell
     from iaaa.synthesis.placement import occupancy_table
 
     labels = lut[lab]
+    boxes = labels_to_boxes(torch.from_numpy(labels)).numpy().astype(np.int64).reshape(-1, 4)
     # class_ids follow sorted instance order.
-    return RealCells(labels, sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], occupancy_table(labels))
+    return RealCells(labels, sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], occupancy_table(labels), boxes)
 
 
-def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """A fresh ``(labels, class_ids, table)`` of the window at ``offset`` of ``size``, cells cut
-    by the window renumbered ``1..m``; ``table`` is the stored occupancy table for the whole
-    image, ``None`` for a window (the canvas computes its own)."""
+def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """A fresh ``(labels, class_ids, table, boxes)`` of the window at ``offset`` of ``size``,
+    cells cut by the window renumbered ``1..m``; ``table`` is the stored occupancy table for the
+    whole image, ``None`` for a window (the canvas computes its own); ``boxes`` hold each cell
+    (clipped to the window)."""
     (oy, ox), (h, w) = offset, size
     lab = real.labels[oy : oy + h, ox : ox + w]
     if lab.shape == real.labels.shape:
-        return lab.copy(), real.class_ids.copy(), real.table
+        return lab.copy(), real.class_ids.copy(), real.table, real.boxes
     ids = np.unique(lab)
     ids = ids[ids > 0]
     lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[lab], real.class_ids[ids - 1], None
+    b = real.boxes[ids - 1] - np.array([ox, oy, ox, oy])
+    b = np.clip(b, 0, np.array([w - 1, h - 1, w - 1, h - 1]))
+    return lut[lab], real.class_ids[ids - 1], None, b
 
 
 @dataclass
