@@ -263,6 +263,7 @@ class CellCompositor:
         source_layout = self.layout_config.method == "source"
         samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
         samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
+        pending = []
         need_halo = self.object_config.grouping == "mask" or self.background_config.method == "mask" or self.rim
         keys, halos = survey(samples, self.group_by, self.halo if need_halo else 0, self.object_config.min_area)
         for i, s in enumerate(samples):
@@ -277,6 +278,7 @@ class CellCompositor:
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
             objs, groups = extract(s, objects, bg if bg is not None else s.image)
+            pending.append((s, key, objects, bg if bg is not None else s.image))
             cells = int(groups.ids.numel())
             border = 0 if objects.keep_border else int(groups.border.sum())
             builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim)
@@ -294,6 +296,12 @@ class CellCompositor:
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], self.size)[0], self.layout_config.sigma) if source_layout else None
                 pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
             builder.add_background(pooled, s.name)
+        if not builder.objects and not self.object_config.keep_border:
+            # Small images whose every object touches the frame: pool the border objects rather
+            # than fail (the summary says so).
+            for s, key, objects, bg in pending:
+                builder.add_objects(key, extract(s, dataclasses.replace(objects, keep_border=True), bg)[0])
+            builder.stats.border_fallback = bool(builder.objects)
         self.pools = builder.finish(self.dtype)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self

@@ -68,6 +68,7 @@ class CompositorStats:
         cells_pooled: cells held by the pooled objects (SCOs and MCOs).
         groups: group key -> ``{"images", "cells_min", "cells_max", "halo"}`` (one entry,
             key ``None``, without ``group_by``).
+        border_fallback: every object touched the frame, so border objects were pooled.
     """
 
     n_images: int = 0
@@ -83,6 +84,7 @@ class CompositorStats:
     fit_seconds: float = 0.0
     cells_pooled: int = 0
     groups: dict[Any, dict[str, int]] = field(default_factory=dict)
+    border_fallback: bool = False
 
     @property
     def kept_share(self) -> float:
@@ -120,7 +122,8 @@ class CompositorStats:
             f"{self.n_border_objects} border objects and {self.n_fragments} fragments left out; "
             f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s; "
             f"pools keep {self.cells_pooled} of {sum(self.cells_per_image)} real cells ({100 * self.kept_share:.0f}%); "
-            f"{len(self.groups)} group(s): "
+            + ("every object touched the frame, border objects kept; " if self.border_fallback else "")
+            + f"{len(self.groups)} group(s): "
             + ", ".join(f"{k}: {v['images']} images, {v['cells_min']}-{v['cells_max']} cells, halo {v['halo']}" for k, v in self.groups.items())
         )
 
@@ -314,16 +317,21 @@ class PoolBuilder:
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
         self.image_groups.append(group)
-        self.object_groups.extend([group] * len(objects))
-        for o in objects:
-            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+        self.add_objects(group, objects)
         st = self.stats
         st.n_images += 1
-        st.cells_pooled += sum(o.num_cells for o in objects)
         st.cells_per_image.append(cells)
         st.image_sizes.append(sample.size)
         st.n_border_objects += border_objects
         st.n_fragments += fragments
+
+    def add_objects(self, group: Any, objects: list[CellObject]) -> None:
+        """Pool ``objects`` of an image of ``group`` (:meth:`add` calls it; the compositor calls it
+        again for border objects when no image gave an object otherwise)."""
+        self.object_groups.extend([group] * len(objects))
+        for o in objects:
+            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+        self.stats.cells_pooled += sum(o.num_cells for o in objects)
 
     def add_background(self, background: PooledBackground | None, name: str) -> None:
         """Record the image's background (``None``: it had no background pixel)."""
