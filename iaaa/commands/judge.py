@@ -96,14 +96,14 @@ def build_sources(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
 
 
 def _check_compositor_kwargs(kwargs: dict[str, Any]) -> None:
-    import inspect
-
     from iaaa import CellCompositor
 
-    params = inspect.signature(CellCompositor).parameters
-    for key in kwargs:
-        if key not in params:
-            raise IaaaError(f"--compositor: CellCompositor has no option {key!r}")
+    # CellCompositor takes most options through **options (iaaa.synthesis.compositor.STAGES), so
+    # the signature does not list them: constructing it checks names and values alike.
+    try:
+        CellCompositor(**kwargs)
+    except TypeError as exc:
+        raise IaaaError(f"--compositor: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
