@@ -9,7 +9,7 @@ shows. Two ways to choose the fill pixels:
     (over channels) between their value and the box's four corner pixels; the closest wins. The
     criterion is the same for every pixel of a box, so a large ``n`` flattens the box to one value.
 
-``method="bilinear"`` (default)
+``method="bilinear"`` (default of the free functions; the compositor's default is ``"mask"``)
     The target of an inside pixel is the bilinear blend, at that pixel's position, of the local
     background level at the four corners of the box, so illumination gradients continue through
     the box. Candidates are compared by their *local background level* (a Gaussian mean over
