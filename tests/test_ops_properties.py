@@ -86,7 +86,7 @@ def test_mask_follows_image(name, s):
     image, labels, magnitude, seed, expand = s
     _, lab = _run(name, image, labels, magnitude, seed, expand)
     as_image = labels.to(torch.float32).unsqueeze(-3)  # exact: ids < 2**24
-    opts = {"interpolation": "nearest"} if "interpolation" in SPACE[name].cls._options else {}
+    opts = {"interpolation": "nearest"} if "interpolation" in SPACE[name].cls.default_options else {}
     moved, _ = _run(name, as_image, None, magnitude, seed, expand, **opts)
     assert torch.equal(moved.squeeze(-3).to(torch.int64), lab)
 

@@ -28,11 +28,11 @@ def _sample(c=3, h=20, w=30, dtype=torch.uint8, seed=0):
 def test_class_equals_apply_op_for_the_same_seed(name):
     img, lab = _sample()
     op = SPACE[name](magnitude=0.7, generator=torch.Generator().manual_seed(3))
-    if "expand" in SPACE[name].cls._options:
+    if "expand" in SPACE[name].cls.default_options:
         op = SPACE[name](magnitude=0.7, generator=torch.Generator().manual_seed(3), expand=True)
     out, mask = op(tv_tensors.Image(img), tv_tensors.Mask(lab))
     assert isinstance(out, tv_tensors.Image) and isinstance(mask, tv_tensors.Mask)
-    ref, rlab = apply_op(name, img, lab, 0.7, torch.Generator().manual_seed(3), expand="expand" in SPACE[name].cls._options)
+    ref, rlab = apply_op(name, img, lab, 0.7, torch.Generator().manual_seed(3), expand="expand" in SPACE[name].cls.default_options)
     assert torch.equal(out.as_subclass(torch.Tensor), ref)
     assert torch.equal(mask.as_subclass(torch.Tensor), rlab)
 

@@ -4,9 +4,11 @@ Three layers, one behaviour:
 
 * :mod:`iaaa.ops.functional` — pure kernels on batched tensors with per-sample parameters;
 * the transform classes (:class:`Rotate`, :class:`Equalize`, ...) — ``torchvision.transforms.v2``
-  transforms with a uniform ``Op(p, magnitude, generator)`` constructor;
+  transforms with a uniform ``Op(p, magnitude, generator)`` constructor, each a thin spec
+  (``prepare_params``, ``apply_image``, ``apply_labels``) over the functional kernels;
 * :data:`SPACE` — op name -> :class:`OpSpec` (class, magnitude range, geometric, signed), the
-  single table that both the policy search and the runtime read, and :func:`apply_op`.
+  single table that both the policy search and the runtime read, and :func:`apply_op`, which
+  draws parameters and calls the same spec without building a transform.
 
 Geometric ops move label maps with nearest sampling, photometric ops never touch them; no op
 invents a label value; magnitude 0 is the identity.

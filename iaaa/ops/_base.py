@@ -1,5 +1,6 @@
 """The shared machinery of the op transforms: constructor, parameter drawing, dispatch over
-input types (``torchvision.transforms.v2`` protocol)."""
+input types (``torchvision.transforms.v2`` protocol, public torchvision API only), on top of
+the kernels of :mod:`iaaa.ops.functional`."""
 
 from __future__ import annotations
 
@@ -11,16 +12,11 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as TF
-from torchvision.transforms.v2._utils import is_pure_tensor, query_size
-
-from iaaa.filters import gaussian_blur_batch
-
-from . import geometric as G
-from . import photometric as P
-from ._common import bound, check_labels, to_work
 from iaaa.errors import IaaaError
 
-__all__ = ["Op", "uniform", "antialias", "raw_fill", "GEOM_OPTS"]
+from . import functional as F
+from ._common import bound, check_labels
+__all__ = ["Op", "uniform", "raw_fill", "GEOM_OPTS", "spatial_size"]
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> np.ndarray:
@@ -33,8 +29,10 @@ class Op(Transform):
     """Base class of the ops: a constructor, parameter drawing and per-type dispatch.
 
     Subclasses describe themselves with class attributes (the search space reads them) and
-    implement ``_prepare`` (per-sample parameters -> what the kernels need) and ``_image``
-    (and, for geometric ops, nothing else: labels, boxes and points follow the warp)."""
+    three public class methods, the op's kernel spec that both the v2 protocol here and
+    :func:`iaaa.ops.apply_op` call: ``prepare_params`` (per-sample parameters -> what the kernels
+    need), ``apply_image`` and ``apply_labels``, each a call of :mod:`iaaa.ops.functional`
+    kernels (geometric ops only prepare a warp: images, labels, boxes and points follow it)."""
 
     magnitude_range: ClassVar[tuple[float, float]] = (0.0, 0.0)
     geometric: ClassVar[bool] = False
@@ -42,7 +40,7 @@ class Op(Transform):
     has_magnitude: ClassVar[bool] = True
     param_name: ClassVar[str | None] = None
     n_random: ClassVar[int] = 0  # uniforms per sample beyond the sign (positions of Cutout, CropBilinear)
-    _options: ClassVar[dict[str, Any]] = {}
+    default_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, p: float = 1.0, magnitude: float = 0.5, generator: torch.Generator | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -59,10 +57,10 @@ class Op(Transform):
         self.value = None
         if self.param_name is not None and self.param_name in kwargs:
             self.value = _check_value(kwargs.pop(self.param_name), f"{name}: {self.param_name}")
-        opts = dict(self._options)
+        opts = dict(self.default_options)
         for k, v in kwargs.items():
             if k not in opts:
-                allowed = sorted([*self._options, *([self.param_name] if self.param_name else [])])
+                allowed = sorted([*self.default_options, *([self.param_name] if self.param_name else [])])
                 raise TypeError(f"{name}: unexpected keyword {k!r}; accepts p, magnitude, generator, {', '.join(allowed) or 'nothing else'}")
             opts[k] = v
         # expand is a call-level choice (apply_op takes it as an argument), so it is kept apart
@@ -85,19 +83,19 @@ class Op(Transform):
         return value
 
     @classmethod
-    def _prepare(cls, param: np.ndarray, size: tuple[int, int], rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> dict[str, Any]:
+    def prepare_params(cls, param: np.ndarray, size: tuple[int, int], rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> dict[str, Any]:
         """Kernel inputs from per-sample ``param (n,)`` and ``rand (n, n_random)`` uniforms."""
         return {"param": param}
 
     @classmethod
-    def _image(cls, image: torch.Tensor, params: dict[str, Any], opts: dict[str, Any]) -> torch.Tensor:
+    def apply_image(cls, image: torch.Tensor, params: dict[str, Any], opts: dict[str, Any]) -> torch.Tensor:
         if cls.geometric:
-            return G.warp_image(image, params["warp"], opts.get("interpolation", "bilinear"), raw_fill(opts.get("fill", 0.0), image.dtype))
+            return F.warp_image(image, params["warp"], opts.get("interpolation", "bilinear"), raw_fill(opts.get("fill", 0.0), image.dtype))
         raise NotImplementedError
 
     @classmethod
-    def _labels(cls, labels: torch.Tensor, params: dict[str, Any], opts: dict[str, Any]) -> torch.Tensor:
-        return G.warp_labels(labels, params["warp"]) if cls.geometric else labels
+    def apply_labels(cls, labels: torch.Tensor, params: dict[str, Any], opts: dict[str, Any]) -> torch.Tensor:
+        return F.warp_labels(labels, params["warp"]) if cls.geometric else labels
 
     # -- the v2 protocol ----------------------------------------------------------------
 
@@ -112,8 +110,8 @@ class Op(Transform):
             rand = uniform((1, self.n_random), g)
         else:
             param, rand = self.draw(np.array([self.magnitude]), g)
-        size = query_size(flat_inputs) if (self.geometric or self._needs_size) else (0, 0)
-        return self._prepare(param, size, rand, self.expand, self.opts)
+        size = spatial_size(flat_inputs) if (self.geometric or self.needs_size) else (0, 0)
+        return self.prepare_params(param, size, rand, self.expand, self.opts)
 
     @classmethod
     def draw(cls, magnitude: np.ndarray, generator: torch.Generator | None, sign: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -135,7 +133,7 @@ class Op(Transform):
             value = value * (np.where(u[:, 0] < 0.5, -1.0, 1.0) if sign is None else sign)
         return cls.value_to_param(value), u[:, k - cls.n_random:]
 
-    _needs_size: ClassVar[bool] = False
+    needs_size: ClassVar[bool] = False
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if params.get("skip"):
@@ -151,15 +149,15 @@ class Op(Transform):
             if not self.geometric:
                 return inpt
             w = params["warp"]
-            return tv_tensors.wrap(G.warp_points(inpt.as_subclass(torch.Tensor), w), like=inpt, canvas_size=w.out_size)
+            return tv_tensors.wrap(F.warp_points(inpt.as_subclass(torch.Tensor), w), like=inpt, canvas_size=w.out_size)
         if isinstance(inpt, tv_tensors.Mask):
             if not (self.geometric or self.opts.get("erase_labels", False)):
                 return inpt
             x = inpt.as_subclass(torch.Tensor)
             lead, (h, w) = x.shape[:-2], x.shape[-2:]
-            out = self._labels(check_labels(x.reshape(-1, h, w), what="Mask"), params, self.opts)
+            out = self.apply_labels(check_labels(x.reshape(-1, h, w), what="Mask"), params, self.opts)
             return tv_tensors.wrap(out.reshape(*lead, *out.shape[-2:]), like=inpt)
-        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or is_pure_tensor(inpt):
+        if isinstance(inpt, (tv_tensors.Image, tv_tensors.Video)) or _is_plain_tensor(inpt):
             out = self._image_any(inpt.as_subclass(torch.Tensor), params)
             return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
         return inpt
@@ -171,7 +169,7 @@ class Op(Transform):
         if x.ndim < 2:
             raise IaaaError(f"{type(self).__name__}: image must be (..., C, H, W), got shape {tuple(x.shape)}")
         lead, (c, h, w) = x.shape[:-3], x.shape[-3:]
-        out = self._image(x.reshape(-1, c, h, w), params, self.opts)
+        out = self.apply_image(x.reshape(-1, c, h, w), params, self.opts)
         return out.reshape(*lead, *out.shape[-3:])
 
     def _boxes(self, boxes: tv_tensors.BoundingBoxes, params: dict[str, Any]) -> tv_tensors.BoundingBoxes:
@@ -180,28 +178,32 @@ class Op(Transform):
             raise TypeError(f"{type(self).__name__}: rotated bounding boxes ({fmt}) are not supported")
         w = params["warp"]
         xyxy = TF.convert_bounding_box_format(boxes.as_subclass(torch.Tensor), old_format=fmt, new_format=tv_tensors.BoundingBoxFormat.XYXY)
-        out = G.warp_boxes(xyxy.reshape(-1, 4), w).reshape(xyxy.shape)
+        out = F.warp_boxes(xyxy.reshape(-1, 4), w).reshape(xyxy.shape)
         out = TF.convert_bounding_box_format(out, old_format=tv_tensors.BoundingBoxFormat.XYXY, new_format=fmt)
         return tv_tensors.wrap(out, like=boxes, canvas_size=w.out_size)
 
 
-def antialias(image: torch.Tensor, scale: np.ndarray) -> torch.Tensor | None:
-    """Float working copy of ``image`` with each downscaled sample Gaussian-smoothed by
-    ``(1/s - 1) / 2`` px (skimage's choice) before resampling, or ``None`` if none needs it.
+def _is_plain_tensor(x: Any) -> bool:
+    """A tensor that is no ``tv_tensors`` type (torchvision treats it as an image)."""
+    return isinstance(x, torch.Tensor) and not isinstance(x, tv_tensors.TVTensor)
 
-    Below sigma 0.25 px (scale > 2/3) the kernel's side taps weigh under 0.04% and bilinear
-    sampling's own two-tap average already suppresses aliasing, so those samples are skipped."""
-    sigma = (1.0 / scale - 1.0) / 2.0
-    shrink = sigma >= 0.25
-    if not shrink.any():
-        return None
-    x = to_work(image)
-    sigma = np.where(shrink, sigma, 0.0)
-    if shrink.all() or scale.size == 1:
-        return gaussian_blur_batch(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
-    # Only the shrinking samples pay for the blur.
-    sel = torch.from_numpy(np.flatnonzero(shrink)).to(image.device)
-    return x.index_copy(0, sel, gaussian_blur_batch(x.index_select(0, sel), sigma[shrink]))
+
+def spatial_size(flat_inputs: list[Any]) -> tuple[int, int]:
+    """The ``(H, W)`` shared by every image, video, mask, plain tensor, PIL image, box set and
+    point set among a sample's inputs (public torchvision API only); an error names the sizes
+    when they disagree or when there is none."""
+    sizes = set()
+    for x in flat_inputs:
+        if isinstance(x, (tv_tensors.BoundingBoxes,)) or (hasattr(tv_tensors, "KeyPoints") and isinstance(x, tv_tensors.KeyPoints)):
+            sizes.add(tuple(int(v) for v in x.canvas_size))
+        elif isinstance(x, PIL.Image.Image):
+            sizes.add((x.height, x.width))
+        elif isinstance(x, (tv_tensors.Image, tv_tensors.Video, tv_tensors.Mask)) or _is_plain_tensor(x):
+            if x.ndim >= 2:
+                sizes.add((int(x.shape[-2]), int(x.shape[-1])))
+    if len(sizes) != 1:
+        raise IaaaError(f"inputs: expected one spatial size (H, W) among images, masks and boxes, got {sorted(sizes) or 'none'}")
+    return sizes.pop()
 
 
 def _check_value(value: Any, what: str) -> tuple[float, float]:

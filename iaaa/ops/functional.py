@@ -15,6 +15,7 @@ import torch
 from ._common import ParamLike, as_param, check_image, check_labels
 from .geometric import (
     Warp,
+    antialias_source,
     crop_warp,
     flip_warp,
     resize_warp,
@@ -44,7 +45,7 @@ from .photometric import (
 
 __all__ = [
     "Warp", "flip_warp", "resize_warp", "rotate_warp", "shear_warp", "scale_warp", "translate_warp", "crop_warp",
-    "warp_image", "warp_labels", "warp_boxes", "warp_points",
+    "warp_image", "warp_labels", "warp_boxes", "warp_points", "antialias_source",
     "hflip", "vflip", "rotate", "shear", "translate", "resize", "crop_resize", "resize_labels",
     "invert", "solarize", "posterize", "autocontrast", "equalize", "adjust_brightness",
     "adjust_contrast", "adjust_saturation", "adjust_sharpness", "gaussian_blur", "cutout", "cutout_labels",
@@ -92,10 +93,8 @@ def translate(image: torch.Tensor, labels: torch.Tensor | None = None, pixels: P
 def resize(image: torch.Tensor, labels: torch.Tensor | None = None, scale: ParamLike = 1.0, expand: bool = True, interpolation: str = "bilinear", antialias: bool = True, fill: float = 0.0) -> Pair:
     """Scale by ``scale`` per sample: a true resize with ``expand`` (default), a zoom in the same
     canvas without. Downscaled images are Gaussian pre-filtered when ``antialias``."""
-    from ._base import antialias as _antialias
-
     warp = scale_warp(_size(image, labels), scale, expand)
-    source = _antialias(image, as_param(scale, image.shape[0], "scale")) if antialias and interpolation == "bilinear" else None
+    source = antialias_source(image, as_param(scale, image.shape[0], "scale")) if antialias and interpolation == "bilinear" else None
     out = warp_image(image, warp, interpolation, fill, source)
     return out, None if labels is None else warp_labels(labels, warp)
 

@@ -145,9 +145,9 @@ def apply_op(
         if not (np.abs(sg) == 1).all():
             raise IaaaError(f"sign: must be +1 or -1, got {sg.tolist()}")
     for k in options:
-        if k not in cls._options or k == "expand":
-            raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls._options) or 'none'}")
-    opts = {**cls._options, **options} if options else cls._options
+        if k not in cls.default_options or k == "expand":
+            raise TypeError(f"{name}: unexpected option {k!r}; accepts {', '.join(cls.default_options) or 'none'}")
+    opts = {**cls.default_options, **options} if options else cls.default_options
     param, rand = cls.draw(m, generator, sg)
     out, lab = _run(cls, img, lab, param, rand, bool(expand), opts)
     if not batched:
@@ -156,6 +156,6 @@ def apply_op(
 
 
 def _run(cls: type, img: torch.Tensor, lab: torch.Tensor | None, param: np.ndarray, rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    params = cls._prepare(param, tuple(img.shape[-2:]), rand, expand, opts)
-    out = cls._image(img, params, opts)
-    return out, None if lab is None else cls._labels(lab, params, opts)
+    params = cls.prepare_params(param, tuple(img.shape[-2:]), rand, expand, opts)
+    out = cls.apply_image(img, params, opts)
+    return out, None if lab is None else cls.apply_labels(lab, params, opts)

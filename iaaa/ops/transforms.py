@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import geometric as G
-from . import photometric as P
-from ._base import GEOM_OPTS, Op, raw_fill, antialias
+from . import functional as F
+from ._base import GEOM_OPTS, Op, raw_fill
 from ._common import bit_depth
 from iaaa.errors import IaaaError
 
@@ -39,8 +38,8 @@ class FlipLR(Op):
     geometric, has_magnitude = True, False
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
-        return {"warp": G.flip_warp(size, True)}
+    def prepare_params(cls, param, size, rand, expand, opts):
+        return {"warp": F.flip_warp(size, True)}
 
 
 class FlipUD(Op):
@@ -49,8 +48,8 @@ class FlipUD(Op):
     geometric, has_magnitude = True, False
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
-        return {"warp": G.flip_warp(size, False)}
+    def prepare_params(cls, param, size, rand, expand, opts):
+        return {"warp": F.flip_warp(size, False)}
 
 
 class Rotate(Op):
@@ -61,21 +60,21 @@ class Rotate(Op):
     range). Targets: image, mask, boxes, keypoints."""
 
     magnitude_range, geometric, signed, param_name = (0.0, 180.0), True, True, "degrees"
-    _options = GEOM_OPTS
+    default_options = GEOM_OPTS
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
-        return {"warp": G.rotate_warp(size, param, expand)}
+    def prepare_params(cls, param, size, rand, expand, opts):
+        return {"warp": F.rotate_warp(size, param, expand)}
 
 
 class _Shear(Op):
     magnitude_range, geometric, signed, param_name = (0.0, 0.3), True, True, "shear"
-    _options = GEOM_OPTS
+    default_options = GEOM_OPTS
     axis: ClassVar[str] = "x"
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
-        return {"warp": G.shear_warp(size, param, cls.axis, expand)}
+    def prepare_params(cls, param, size, rand, expand, opts):
+        return {"warp": F.shear_warp(size, param, cls.axis, expand)}
 
 
 class ShearX(_Shear):
@@ -94,13 +93,13 @@ class ShearY(_Shear):
 
 class _Translate(Op):
     magnitude_range, geometric, signed, param_name = (0.0, 0.3), True, True, "translate"
-    _options = GEOM_OPTS
+    default_options = GEOM_OPTS
     axis: ClassVar[str] = "x"
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
+    def prepare_params(cls, param, size, rand, expand, opts):
         pixels = param * (size[1] if cls.axis == "x" else size[0])
-        return {"warp": G.translate_warp(size, pixels, cls.axis, expand)}
+        return {"warp": F.translate_warp(size, pixels, cls.axis, expand)}
 
 
 class TranslateX(_Translate):
@@ -128,24 +127,24 @@ class Resize(Op):
     Targets: image, mask, boxes, keypoints."""
 
     magnitude_range, geometric, signed, param_name = (0.0, 0.5), True, True, "scale"
-    _options = {**GEOM_OPTS, "antialias": True}
+    default_options = {**GEOM_OPTS, "antialias": True}
 
     @classmethod
     def value_to_param(cls, value):
         return np.power(2.0, value)
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
-        return {"warp": G.scale_warp(size, param, expand), "scale": param}
+    def prepare_params(cls, param, size, rand, expand, opts):
+        return {"warp": F.scale_warp(size, param, expand), "scale": param}
 
     @classmethod
-    def _image(cls, image, params, opts):
+    def apply_image(cls, image, params, opts):
         interpolation = opts.get("interpolation", "bilinear")
         fill = raw_fill(opts.get("fill", 0.0), image.dtype)
         source = None
         if opts.get("antialias", True) and interpolation == "bilinear":
-            source = antialias(image, params["scale"])
-        return G.warp_image(image, params["warp"], interpolation, fill, source)
+            source = F.antialias_source(image, params["scale"])
+        return F.warp_image(image, params["warp"], interpolation, fill, source)
 
 
 class CropBilinear(Op):
@@ -155,17 +154,17 @@ class CropBilinear(Op):
     length), ``interpolation``. Targets: image, mask, boxes, keypoints."""
 
     magnitude_range, geometric, param_name, n_random = (0.0, 0.3), True, "crop", 2
-    _options = {"interpolation": "bilinear"}
+    default_options = {"interpolation": "bilinear"}
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
+    def prepare_params(cls, param, size, rand, expand, opts):
         if ((param < 0) | (param >= 1)).any():
             raise IaaaError(f"CropBilinear: crop must be in [0, 1), got {param.tolist()}")
         h, w = size
         u = rand
         ww, hh = (1 - param) * w, (1 - param) * h
         x0, y0 = u[:, 0] * (w - ww), u[:, 1] * (h - hh)
-        return {"warp": G.crop_warp(size, np.stack([x0, y0, x0 + ww, y0 + hh], -1))}
+        return {"warp": F.crop_warp(size, np.stack([x0, y0, x0 + ww, y0 + hh], -1))}
 
 
 # ----------------------------------------------------------------------------- photometric
@@ -176,26 +175,26 @@ class _NoMagnitude(Op):
     kernel: ClassVar[Any] = None
 
     @classmethod
-    def _image(cls, image, params, opts):
+    def apply_image(cls, image, params, opts):
         return cls.kernel(image)
 
 
 class AutoContrast(_NoMagnitude):
     """Stretch each channel to the full range of its dtype (65535 for uint16) (Table S1). Targets: image."""
 
-    kernel = staticmethod(P.autocontrast)
+    kernel = staticmethod(F.autocontrast)
 
 
 class Equalize(_NoMagnitude):
     """Histogram-equalise each channel over all levels of its dtype (Table S1). Targets: image."""
 
-    kernel = staticmethod(P.equalize)
+    kernel = staticmethod(F.equalize)
 
 
 class Invert(_NoMagnitude):
     """``max - x`` (Figure S11). Targets: image."""
 
-    kernel = staticmethod(P.invert)
+    kernel = staticmethod(F.invert)
 
 
 class _Factor(Op):
@@ -209,7 +208,7 @@ class _Factor(Op):
         return 1.0 + value
 
     @classmethod
-    def _image(cls, image, params, opts):
+    def apply_image(cls, image, params, opts):
         return cls.kernel(image, params["param"])
 
 
@@ -218,14 +217,14 @@ class Contrast(_Factor):
     ``factor``. Targets: image."""
 
     magnitude_range = (0.0, 0.5)
-    kernel = staticmethod(P.adjust_contrast)
+    kernel = staticmethod(F.adjust_contrast)
 
 
 class Brightness(_Factor):
     """Brightness factor ``1 +- 0.5 * magnitude`` (Table S1). Keyword: ``factor``. Targets: image."""
 
     magnitude_range = (0.0, 0.5)
-    kernel = staticmethod(P.adjust_brightness)
+    kernel = staticmethod(F.adjust_brightness)
 
 
 class Sharpness(_Factor):
@@ -233,7 +232,7 @@ class Sharpness(_Factor):
     Keyword: ``factor``. Targets: image."""
 
     magnitude_range = (0.0, 0.9)
-    kernel = staticmethod(P.adjust_sharpness)
+    kernel = staticmethod(F.adjust_sharpness)
 
 
 class Color(_Factor):
@@ -241,7 +240,7 @@ class Color(_Factor):
     (Figure S11). Keyword: ``factor``. Targets: image."""
 
     magnitude_range = (0.0, 0.9)
-    kernel = staticmethod(P.adjust_saturation)
+    kernel = staticmethod(F.adjust_saturation)
 
 
 class Smooth(Op):
@@ -250,8 +249,8 @@ class Smooth(Op):
     magnitude_range, param_name = (0.0, 2.0), "sigma"
 
     @classmethod
-    def _image(cls, image, params, opts):
-        return P.gaussian_blur(image, params["param"])
+    def apply_image(cls, image, params, opts):
+        return F.gaussian_blur(image, params["param"])
 
 
 class Posterize(Op):
@@ -262,7 +261,7 @@ class Posterize(Op):
     magnitude_range, param_name = (0.0, 4.0), "bits"
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
+    def prepare_params(cls, param, size, rand, expand, opts):
         return {"removed": param}  # bits removed on the 8-bit scale
 
     @classmethod
@@ -270,10 +269,10 @@ class Posterize(Op):
         return 8.0 - value  # the keyword gives bits kept
 
     @classmethod
-    def _image(cls, image, params, opts):
+    def apply_image(cls, image, params, opts):
         depth = bit_depth(image.dtype)
         removed = np.clip(np.floor(params["removed"] * (depth / 8.0) + 0.5), 0, depth)
-        return P.posterize(image, depth - removed)
+        return F.posterize(image, depth - removed)
 
 
 class Solarize(Op):
@@ -287,8 +286,8 @@ class Solarize(Op):
         return 1.0 - value
 
     @classmethod
-    def _image(cls, image, params, opts):
-        return P.solarize(image, params["param"])
+    def apply_image(cls, image, params, opts):
+        return F.solarize(image, params["param"])
 
 
 class Cutout(Op):
@@ -299,11 +298,11 @@ class Cutout(Op):
     (and mask with ``erase_labels``)."""
 
     magnitude_range, param_name, n_random = (0.0, 0.5), "size", 2
-    _options = {"fill": "mean", "erase_labels": False}
-    _needs_size = True
+    default_options = {"fill": "mean", "erase_labels": False}
+    needs_size = True
 
     @classmethod
-    def _prepare(cls, param, size, rand, expand, opts):
+    def prepare_params(cls, param, size, rand, expand, opts):
         h, w = size
         side = np.floor(param * min(h, w) + 0.5)
         u = rand
@@ -312,9 +311,9 @@ class Cutout(Op):
         return {"box": np.stack([x0, y0, x0 + side, y0 + side], -1)}
 
     @classmethod
-    def _image(cls, image, params, opts):
-        return P.cutout(image, params["box"], opts.get("fill", "mean"))
+    def apply_image(cls, image, params, opts):
+        return F.cutout(image, params["box"], opts.get("fill", "mean"))
 
     @classmethod
-    def _labels(cls, labels, params, opts):
-        return P.cutout_labels(labels, params["box"]) if opts.get("erase_labels", False) else labels
+    def apply_labels(cls, labels, params, opts):
+        return F.cutout_labels(labels, params["box"]) if opts.get("erase_labels", False) else labels

@@ -8,7 +8,8 @@ config, composed by :class:`CellCompositor`.
   (:class:`PlacementConfig`, :func:`place` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
   (:class:`CountConfig`);
-* :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies;
+* :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
+  (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
 * :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
 * :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
 * :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
@@ -38,6 +39,7 @@ _LAZY: dict[str, str] = {
     "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
+    "KorniaPolicy": "kornia_policy",
 }
 
 __all__ = list(_LAZY)

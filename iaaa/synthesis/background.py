@@ -34,6 +34,7 @@ feather from every box are left bit-identical. The Gaussian filters are :mod:`ia
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -390,21 +391,7 @@ def fill_background(
     return fill(image, labels, config, generator)
 
 
-def remove_cells(
-    image: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    method: str = "bilinear",
-    n_candidates: int = 32,
-    sigma: float = 2.0,
-    truncate: float = 3.0,
-    margin: int = 1,
-    level_sigma: float = 4.0,
-    patch: int = 8,
-    halo: int | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def remove_cells(image: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
     """Return ``image`` with every annotated cell removed and the holes filled with background
-    texture (same dtype and shape as ``image``). See :func:`fill_background` for the arguments."""
-    config = BackgroundConfig(method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate, margin=margin, level_sigma=level_sigma, patch=patch, halo=halo)
-    return fill(image, labels, config, generator).image
+    texture (same dtype and shape as ``image``). ``options`` are :func:`fill_background`'s."""
+    return fill_background(image, labels, generator=generator, **options).image

@@ -412,9 +412,9 @@ class CellCompositor:
         instance tensors and the typed :class:`~iaaa.synthesis.placement.PastedWindows`."""
         objects = self._fitted().objects
         placed = result.placed.tolist()
-        inst_obj = result.instance_object.tolist()
-        ids = np.asarray(result.new_ids.tolist(), dtype=np.int64)
-        where = np.asarray(inst_obj, dtype=np.int64)
+        where = result.instance_object.numpy()
+        inst_obj = where.tolist()
+        ids = result.new_ids.numpy()
         return {
             "background": background,
             "background_source": self._fitted().backgrounds[background].name,

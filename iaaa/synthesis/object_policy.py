@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from iaaa.errors import IaaaError
+from iaaa.synthesis.kornia_policy import KorniaPolicy, is_kornia_pipeline
 
 __all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "Identity", "Sequential", "as_object_policy"]
 
@@ -209,9 +210,14 @@ def as_object_policy(policy: Any) -> ObjectPolicy:
     * a list mixing such triples, ``iaaa.ops`` transform instances and callables: applied in order.
     * any callable ``(image, labels, generator) -> (image, labels)``, e.g. a
       :class:`iaaa.policy.PolicySet` from the search.
+    * a ``kornia.augmentation.AugmentationSequential(..., data_keys=["input", "mask"])``:
+      wrapped in :class:`~iaaa.synthesis.kornia_policy.KorniaPolicy` (exact labels, randomness
+      from the generator), also as an item of a list.
     """
     if policy is None:
         return ObjectAugment()
+    if is_kornia_pipeline(policy):
+        return KorniaPolicy(policy)
     if policy is False or (isinstance(policy, str) and policy == "identity"):
         return Identity()
     if isinstance(policy, str):
@@ -229,6 +235,8 @@ def as_object_policy(policy: Any) -> ObjectPolicy:
                 steps.append(Policy([item], expand=True))
             elif _is_op(item):
                 steps.append(_OpCall(item))
+            elif is_kornia_pipeline(item):
+                steps.append(KorniaPolicy(item))
             elif callable(item):
                 steps.append(item)
             else:

@@ -126,9 +126,12 @@ class PlacementResult:
 
     def windows(self) -> "PastedWindows":
         """Each new instance's id and the box of the object that holds it."""
-        pos = torch.empty(int(self.placed.max()) + 1 if self.placed.numel() else 0, dtype=torch.int64)
-        pos[self.placed] = torch.arange(self.placed.numel())
-        return PastedWindows(self.new_ids, self.boxes[pos[self.instance_object]].reshape(-1, 4))
+        # On the host in NumPy: a handful of tiny arrays, where each torch call would cost more.
+        placed = self.placed.cpu().numpy()
+        pos = np.zeros(int(placed.max()) + 1 if placed.size else 0, dtype=np.int64)
+        pos[placed] = np.arange(placed.size)
+        boxes = self.boxes.cpu().numpy()[pos[self.instance_object.cpu().numpy()]].reshape(-1, 4)
+        return PastedWindows(self.new_ids, torch.from_numpy(boxes))
 
 
 @dataclass(frozen=True)
