@@ -58,7 +58,10 @@ def check_invariants(comp: CellCompositor, out: AnnotatedImage) -> None:
         # The tight box is reported: the object's cells touch all four sides.
         m = torch.isin(lab[y0 : y1 + 1, x0 : x1 + 1], torch.tensor(o["ids"]))
         assert m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()
-    assert sorted(seen) == list(range(1, n + 1))
+    # onto="image" (the default): ids 1..M are the real image's own cells, kind "real".
+    m = out.meta.get("real_cells", 0)
+    assert out.meta["instance_kind"][:m] == ["real"] * m and bool((out.meta["instance_object"][:m] == -1).all())
+    assert sorted(seen) == list(range(m + 1, n + 1))
     # Farther than the feather radius from every cell, the image is the background crop.
     bi, (oy, ox) = out.meta["background"], out.meta["offset"]
     H, W = lab.shape
@@ -117,7 +120,8 @@ def test_invariants_across_options(dtype, mode, sigma, feather, size, keep_borde
 
 def test_counts_and_mco_share_match_the_data():
     data = simulate_cells(8, seed=11, size=(160, 160), cells=(10, 24), cluster_prob=0.5)
-    comp = CellCompositor(seed=0).fit(data)
+    # The count mechanism on cleaned backgrounds (onto="image" adds the count to the real cells).
+    comp = CellCompositor(seed=0, onto="background", count_cap=False).fit(data)
     st_ = comp.stats
     assert st_.n_sco > 20 and st_.n_mco > 5
     cells, mco, objs = [], 0, 0
@@ -142,8 +146,11 @@ def test_count_options(sim):
     assert all(fixed.sample(_gen(i)).meta["requested_cells"] == 4 for i in range(5))
     rng = CellCompositor(count=(2, 3), policy="identity").fit(sim)
     assert {rng.sample(_gen(i)).meta["requested_cells"] for i in range(30)} == {2, 3}
-    fn = CellCompositor(count=lambda g: 1, policy="identity").fit(sim)
+    fn = CellCompositor(count=lambda g: 1, policy="identity", onto="background", mco_fraction=0.0).fit(sim)
     assert fn.sample(_gen(0)).num_instances == 1
+    # onto="image" (the default): the count is added to the real image's own cells.
+    added = CellCompositor(count=lambda g: 1, policy="identity", mco_fraction=0.0, count_cap=False).fit(sim).sample(_gen(0))
+    assert added.num_instances == added.meta["real_cells"] + 1
     # Output area 4x the source area: 4x the cells on average ("sample" scales by area).
     big = CellCompositor(size=(256, 256), policy="identity").fit(sim)
     req = np.mean([big.sample(_gen(i)).meta["requested_cells"] for i in range(40)])
@@ -212,7 +219,7 @@ def test_group_by_keeps_objects_with_their_images():
 
     data = named(simulate_cells(2, seed=1, size=(96, 96)), "a") + named(simulate_cells(2, seed=2, size=(128, 160)), "b")
     grouped = CellCompositor(group_by="size").fit(data)
-    mixed = CellCompositor().fit(data)
+    mixed = CellCompositor(group_by=None).fit(data)
     crossed = 0
     for i in range(20):
         out = grouped.sample(_gen(i))

@@ -28,6 +28,9 @@ BASE: dict[str, Any] = dict(
     feather="mask", match_sigma=2.0, margin=1, min_area=10, keep_border=False, background_method="bilinear",
     background_candidates=32, background_sigma=2.0, background_patch=8, group_by=None, dtype=None, seed=1,
     device="cpu",
+    # Options added after the freeze (issue 11), at the paper's values: box grouping, no rim,
+    # cells pasted onto cleaned backgrounds, no cap on the count.
+    grouping="box", rim=False, onto="background", count_cap=False,
 )
 CONFIGS: dict[str, dict[str, Any]] = {
     "bilinear": {},

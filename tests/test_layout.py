@@ -99,7 +99,7 @@ def _centres_x(out: AnnotatedImage) -> torch.Tensor:
 
 def test_source_layout_puts_cells_where_the_background_had_them():
     data = _left_half(simulate_cells(4, seed=2, size=(192, 192), cells=(14, 20)))
-    kw = dict(policy="identity", count=12, seed=0)
+    kw = dict(policy="identity", count=12, seed=0, onto="background")  # cells go where the removed ones were
     src = CellCompositor(layout="source", layout_mix=0.0, layout_sigma=4.0, **kw).fit(data)
     uni = CellCompositor(layout="uniform", **kw).fit(data)
     left_src = torch.cat([_centres_x(src.sample(_gen(i))) for i in range(10)])

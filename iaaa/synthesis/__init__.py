@@ -10,6 +10,9 @@ config, composed by :class:`CellCompositor`.
   (:class:`CountConfig`);
 * :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
   (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
+* :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
+* :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
+* :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
 * :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`.
 
 Names are imported lazily, so importing one stage does not import the others.
@@ -23,13 +26,17 @@ from typing import Any
 _LAZY: dict[str, str] = {
     "CellCompositor": "compositor",
     "ObjectConfig": "objects", "ObjectGroups": "objects", "group_instances": "objects", "extract": "objects", "extract_objects": "objects",
+    "group_cells": "objects", "label_adjacency": "objects",
+    "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
+    "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "inpaint", "remove_cells_by_mask": "inpaint",
+    "auto_group_keys": "image_groups", "survey": "image_groups",
     "BackgroundConfig": "background", "BackgroundFill": "background", "fill": "background", "fill_background": "background",
     "remove_cells": "background", "tile": "background",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "placement",
     "place": "placement", "place_objects": "placement", "level_map": "placement",
     "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
-    "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools",
+    "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",

@@ -9,7 +9,7 @@ shows. Two ways to choose the fill pixels:
     (over channels) between their value and the box's four corner pixels; the closest wins. The
     criterion is the same for every pixel of a box, so a large ``n`` flattens the box to one value.
 
-``method="bilinear"`` (default)
+``method="bilinear"`` (default of the free functions; the compositor's default is ``"mask"``)
     The target of an inside pixel is the bilinear blend, at that pixel's position, of the local
     background level at the four corners of the box, so illumination gradients continue through
     the box. Candidates are compared by their *local background level* (a Gaussian mean over
@@ -21,6 +21,14 @@ shows. Two ways to choose the fill pixels:
 
 In both methods every filled value is a real outside pixel value, and pixels farther than the
 feather from every box are left bit-identical. The Gaussian filters are :mod:`iaaa.filters`.
+
+``method="mask"``
+    Not boxes but each cell's mask grown by its ``halo`` is removed (the halo or blurred rim that
+    belongs to the cell in the image, measured per dataset by
+    :func:`iaaa.synthesis.halo.measure_halo`; ``halo=None`` measures it on the image itself),
+    every other pixel is kept bit-identical, and the holes are inpainted with a membrane level
+    plus real background texture (:mod:`iaaa.synthesis.inpaint`). On dense phase-contrast fields
+    the box rule rebuilds 65-100 % of the image; this keeps every real pixel beyond the halos.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from iaaa.synthesis.checks import check, one_of
 
 __all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "fill", "fill_background", "remove_cells", "reflect_index", "tile"]
 
-METHODS = ("bilinear", "paper")
+METHODS = ("bilinear", "paper", "mask")
 
 # Candidate gathers are (pixels x n x C); chunking keeps a 1024x1024 image under ~100 MB.
 _CHUNK_ELEMS = 1 << 22
@@ -74,16 +82,18 @@ def tile(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
 class BackgroundConfig:
     """How cells are removed from an image (validated once, here); see :func:`fill_background`."""
 
-    method: str = "bilinear"
+    method: str = "mask"
     n_candidates: int = 32
     sigma: float = 2.0
     truncate: float = 3.0
     margin: int = 1
     level_sigma: float = 4.0
     patch: int = 8
+    halo: int | None = None
 
     def __post_init__(self) -> None:
         one_of(self.method, "method", METHODS)
+        check(self.halo is None or (isinstance(self.halo, int) and self.halo >= 0), "halo", "must be None or an integer >= 0", self.halo)
         check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
         feather_radius(self.sigma, self.truncate)  # sigma >= 0, truncate > 0
         check(self.margin >= 0, "margin", "must be >= 0", self.margin)
@@ -207,6 +217,8 @@ def _patch_units(
 
 def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None = None) -> BackgroundFill:
     """:func:`fill_background` with its options in a validated :class:`BackgroundConfig`."""
+    if config.method == "mask":
+        return _fill_by_mask(image, labels, config, generator)
     method, n_candidates, sigma, truncate = config.method, config.n_candidates, config.sigma, config.truncate
     level_sigma = config.level_sigma
     patch = int(config.patch) if method == "bilinear" else 1
@@ -321,6 +333,22 @@ def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, ge
     return BackgroundFill(from_float(out, img.dtype), filled, alpha, region, outside, boxes)
 
 
+def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None) -> BackgroundFill:
+    from iaaa.synthesis.halo import measure_halo
+    from iaaa.synthesis.inpaint import remove_cells_by_mask
+
+    img = image if image.ndim == 3 else image.unsqueeze(0)
+    labels = check_labels(labels).to(img.device)
+    if tuple(labels.shape) != tuple(img.shape[-2:]):
+        raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
+    halo = config.halo
+    if halo is None:
+        halo = measure_halo([(img, labels)])[0] if bool((labels > 0).any()) and bool((labels == 0).any()) else 0
+    r = remove_cells_by_mask(img, labels, halo, sigma=config.level_sigma, block=config.patch, n_candidates=config.n_candidates, generator=generator)
+    boxes = instance_boxes(labels).to(img.device)
+    return BackgroundFill(r.image, to_float(r.image), r.hole.to(torch.float32), r.hole, r.reference, boxes)
+
+
 def fill_background(
     image: torch.Tensor,
     labels: torch.Tensor,
@@ -332,6 +360,7 @@ def fill_background(
     margin: int = 1,
     level_sigma: float = 4.0,
     patch: int = 8,
+    halo: int | None = None,
     generator: torch.Generator | None = None,
 ) -> BackgroundFill:
     """Remove every instance of ``labels`` from ``image`` and return the details.
@@ -339,7 +368,7 @@ def fill_background(
     Args:
         image: ``(C, H, W)`` (or ``(H, W)``) uint8, uint16 or float image.
         labels: ``(H, W)`` instance label map; every instance is removed.
-        method: ``"bilinear"`` (default, see module docs) or ``"paper"``.
+        method: ``"bilinear"`` (default, see module docs), ``"paper"`` or ``"mask"``.
         n_candidates: random outside pixels drawn per inside pixel.
         sigma: Gaussian sigma of the rectangle feather. The filled region is each merged box
             grown by ``2 * feather_radius(sigma)``; the white rectangle is the box grown by one
@@ -352,11 +381,13 @@ def fill_background(
             ``patch x patch`` blocks (grid at a random phase) and copies, for each block, a whole
             outside ``patch x patch`` window chosen the same way, so the fill keeps the
             background's noise correlation within each block. Falls back to smaller blocks
-            where too few all-outside windows exist.
+            where too few all-outside windows exist. With ``method="mask"``: the starting
+            stride of the texture blocks.
+        halo: ``method="mask"`` only: pixels removed around every mask (``None``: measured).
         generator: the only source of randomness (``None`` means a fresh generator seeded 0,
             so the result is still reproducible; the global RNG is never read).
     """
-    config = BackgroundConfig(method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate, margin=margin, level_sigma=level_sigma, patch=patch)
+    config = BackgroundConfig(method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate, margin=margin, level_sigma=level_sigma, patch=patch, halo=halo)
     return fill(image, labels, config, generator)
 
 

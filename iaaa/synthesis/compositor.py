@@ -26,26 +26,34 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.image_groups import survey
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.background import BackgroundConfig, fill, tile
 from iaaa.synthesis.layout import LayoutConfig, layout_density, layout_grid
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import ObjectConfig, extract
-from iaaa.synthesis.placement import Canvas, PlacementConfig, PlacementResult, level_map, place
-from iaaa.synthesis.pools import CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, draw_count
+from iaaa.synthesis.placement import Canvas, PastedWindows, PlacementConfig, PlacementResult, level_map, place
+from iaaa.synthesis.pools import (
+    CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, count_cap, crop_real_cells, draw_count, real_cells,
+)
 
-__all__ = ["CellCompositor", "CompositorStats", "PooledObject", "STAGES"]
+__all__ = ["CellCompositor", "CompositorStats", "PooledObject", "STAGES", "GROUP_BY", "ONTO"]
+
+GROUP_BY = ("size", "auto")
+ONTO = ("background", "image")
 
 STAGES: dict[type, tuple[str, dict[str, str | None]]] = {
-    ObjectConfig: ("", {"context": None}),
-    BackgroundConfig: ("background_", {"n_candidates": "background_candidates", "margin": None}),
+    ObjectConfig: ("", {"context": None, "halo": None}),
+    BackgroundConfig: ("background_", {"n_candidates": "background_candidates", "margin": None, "halo": None}),
     LayoutConfig: ("layout_", {"method": "layout"}),
-    PlacementConfig: ("", {}),
+    PlacementConfig: ("", {"rim": None}),
     CountConfig: ("", {}),
 }
 """Each stage config and how its fields are spelled as ``CellCompositor`` keywords: the prefix,
-and the exceptions (``None``: not a keyword; ``context`` follows the policy and the feather,
-the background's ``margin`` is the objects' one)."""
+and the exceptions (``None``: not a keyword; ``context`` follows the policy, the feather and the
+rim, the background's ``margin`` is the objects' one, ``halo`` and ``rim`` come from the
+compositor's ``halo`` and ``rim``)."""
 
 
 def _keyword_table() -> dict[str, tuple[type, str]]:
@@ -133,13 +141,36 @@ class CellCompositor:
             ``margin`` also merges boxes for cell removal.
         background_method, background_candidates, background_sigma, background_patch,
             background_truncate, background_level_sigma: cell removal (see
-            :mod:`iaaa.synthesis.background`; ``background_patch`` is its ``patch``: the fill
-            is copied in 8x8 blocks by default, which keeps the background's noise correlation
-            and brings whole-image tiles closer to real, benchmarks/fidelity.md).
-        group_by: ``None`` (one pool), ``"size"`` (group images by their size) or a callable
-            ``sample -> key``. With groups, a synthetic image takes its cell count, MCO share and
-            objects from the group of its background, so data pooled from several instruments or
-            magnifications does not paste one experiment's cells onto another's background.
+            :mod:`iaaa.synthesis.background`): ``"mask"`` (default: each cell and its halo
+            removed, every other pixel kept, holes inpainted), ``"bilinear"`` (the previous
+            default) or ``"paper"`` (both fill merged boxes); ``background_patch`` is the block
+            side of the copied texture.
+        group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"`` (by
+            size and median cell diameter, see :mod:`iaaa.synthesis.image_groups`) or a callable
+            ``sample -> key``. With groups, a synthetic image takes its cell count, MCO share,
+            objects and halo from the group of its background, so data pooled from several
+            instruments or magnifications does not paste one experiment's cells onto another's
+            background.
+        grouping, touch: which cells form one object: ``"mask"`` (default: masks grown by
+            ``touch`` pixels meet) or ``"box"`` (the paper: merged boxes); see
+            :mod:`iaaa.synthesis.objects`.
+
+    The defaults (mask grouping, mask background, ``rim=True``, ``onto="image"``,
+    ``group_by="auto"``, ``count_cap=True``) are what the downstream judge measured best among the
+    IAAA options (docs/synthesis.md, section 5); the paper's generator is
+    ``CellCompositor(grouping="box", background_method="paper", rim=False, onto="background",
+    group_by=None, count_cap=False)``.
+        halo: pixels around every mask that belong to the cell in the image (phase-contrast halo,
+            blurred rim): ``"auto"`` measures it per group (:func:`iaaa.synthesis.halo.measure_halo`),
+            or an int. Used by ``grouping="mask"`` (what a crop keeps), ``background_method="mask"``
+            (what is removed) and ``rim``.
+        rim: objects carry their halo: the paste's alpha covers the mask grown by ``halo``,
+            feathered at its outer edge; labels get the exact mask (see :mod:`iaaa.synthesis.placement`).
+        onto: ``"background"`` (the paper: cells pasted on cleaned backgrounds) or ``"image"``
+            (pasted into the free space of the real image itself, its cells and labels kept,
+            as InstaBoost / Simple Copy-Paste do; an image smaller than ``size`` gives its cleaned
+            background instead, since a real image cannot be mirror-tiled). With ``"image"`` the
+            drawn count is *added* to the real cells, and ``count_cap`` bounds the total.
         dtype: output dtype; ``None`` keeps the data's (an error if the data mixes dtypes).
         seed: seeds ``fit`` (background fills) and ``sample`` calls without a generator.
         device: where pixels live and blends run (``"cpu"``, ``"cuda"``); see :meth:`to`.
@@ -162,7 +193,10 @@ class CellCompositor:
         policy: Any = None,
         size: tuple[int, int] | int | None = None,
         object_scale: float | tuple[float, float] | None = None,
-        group_by: str | Callable[[AnnotatedImage], Any] | None = None,
+        group_by: str | Callable[[AnnotatedImage], Any] | None = "auto",
+        halo: int | str = "auto",
+        rim: bool = True,
+        onto: str = "image",
         dtype: torch.dtype | None = None,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -191,9 +225,13 @@ class CellCompositor:
         self.policy = as_object_policy(policy)
         self.size = _pair(size, "size")
         self.object_scale = None if object_scale is None else RandomScale(object_scale)
-        if not (group_by is None or group_by == "size" or callable(group_by)):
-            raise IaaaError(f"group_by: expected None, 'size' or a callable sample -> key, got {group_by!r}")
+        if not (group_by is None or group_by in GROUP_BY or callable(group_by)):
+            raise IaaaError(f"group_by: expected None, 'size', 'auto' or a callable sample -> key, got {group_by!r}")
         self.group_by = group_by
+        check(halo == "auto" or (isinstance(halo, int) and not isinstance(halo, bool) and halo >= 0), "halo", "expected 'auto' or an integer >= 0", halo)
+        check(isinstance(rim, bool), "rim", "expected True or False", rim)
+        one_of(onto, "onto", ONTO)
+        self.halo, self.rim, self.onto = halo, rim, onto
         self.dtype = dtype
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -203,19 +241,25 @@ class CellCompositor:
 
     @property
     def radius(self) -> int:
-        """The placement feather radius."""
-        return self.placement_config.radius
+        """How far a paste reaches beyond a cell's mask: the feather radius, plus (with ``rim``)
+        the largest group halo once fitted. Pixels farther than this from every pasted cell are
+        the background's."""
+        rim = max((p.rim for p in self.pools.groups.values()), default=0) if self.pools is not None else 0
+        return self.placement_config.radius + rim
 
     @property
     def context(self) -> int:
         """Pixels of surroundings kept around every object: enough for the feather ring to stay
         inside real image after any rotation (x sqrt 2) and the largest shrink."""
+        return self._context(0)
+
+    def _context(self, rim: int) -> int:
         shrink = 1.0
         if self.object_scale is not None:
             shrink = min(shrink, self.object_scale.lo)
         if isinstance(self.policy, ObjectAugment):
             shrink *= self.policy.max_shrink
-        return int(math.ceil((1.5 * self.radius + 2) / shrink))
+        return int(math.ceil((1.5 * (self.placement_config.radius + rim) + 2) / shrink))
 
     # ------------------------------------------------------------------ fit
 
@@ -225,30 +269,47 @@ class CellCompositor:
         t0 = time.perf_counter()
         builder = PoolBuilder(self.device)
         source_layout = self.layout_config.method == "source"
-        for i, raw in enumerate(samples):
-            s = as_annotated(raw, name=f"sample{i}")
-            if not s.name:
-                s = AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta)
+        samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
+        samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
+        pending = []
+        need_halo = self.object_config.grouping == "mask" or self.background_config.method == "mask" or self.rim
+        keys, halos = survey(samples, self.group_by, self.halo if need_halo else 0, self.object_config.min_area)
+        for i, s in enumerate(samples):
             builder.check(s)
-            key = None if self.group_by is None else (s.size if self.group_by == "size" else self.group_by(s))
+            key, halo = keys[i], halos[keys[i]]
+            rim = halo if self.rim else 0
+            objects = dataclasses.replace(self.object_config, halo=halo, context=self._context(rim))
+            background = dataclasses.replace(self.background_config, halo=halo)
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
             try:
-                bg = fill(s.image, s.labels, self.background_config, g).image
+                bg = fill(s.image, s.labels, background, g).image
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
-            objs, groups = extract(s, self.object_config, bg if bg is not None else s.image)
+            objs, groups = extract(s, objects, bg if bg is not None else s.image)
+            pending.append((s, key, objects, bg if bg is not None else s.image))
             cells = int(groups.ids.numel())
-            border = 0 if self.object_config.keep_border else int(groups.border.sum())
-            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()))
+            border = 0 if objects.keep_border else int(groups.border.sum())
+            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim)
             pooled = None
             if bg is not None:
+                real = None
+                if self.onto == "image" and (self.size is None or (self.size[0] <= s.size[0] and self.size[1] <= s.size[1])):
+                    # A real image cannot be mirror-tiled (its cells would repeat): one smaller
+                    # than the output keeps its cleaned background instead.
+                    bg, real = s.image, real_cells(s, self.size)
                 bg = tile(bg, self.size)
                 # Corner scores read a smoothed background; float16 halves the pool's memory and
                 # is ample to rank candidates.
                 level = level_map(bg, self.placement_config.match_sigma).astype(np.float16)
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], self.size)[0], self.layout_config.sigma) if source_layout else None
-                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid)
+                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
             builder.add_background(pooled, s.name)
+        if not builder.objects and not self.object_config.keep_border:
+            # Small images whose every object touches the frame: pool the border objects rather
+            # than fail (the summary says so).
+            for s, key, objects, bg in pending:
+                builder.add_objects(key, extract(s, dataclasses.replace(objects, keep_border=True), bg)[0])
+            builder.stats.border_fallback = bool(builder.objects)
         self.pools = builder.finish(self.dtype)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self
@@ -310,7 +371,12 @@ class CellCompositor:
             level = level[:, oy : oy + H, ox : ox + W]
         pool = pools.groups[background.group]
         n_cells = draw_count(pool, self.count_config, g, float(H * W), background)
-        chosen = choose_objects(pool, self.count_config, pools.object_cells, n_cells, g)
+        lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
+        cap = count_cap(pool, float(H * W)) if self.count_config.count_cap else None
+        if cap is not None and cls0 is not None:
+            # onto="image": the drawn count is added to the real cells, up to the group's maximum.
+            cap = max(0, cap - len(cls0))
+        chosen = choose_objects(pool, self.count_config, pools.object_cells, n_cells, g, cap)
         imgs, labs, clss = [], [], []
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
@@ -322,11 +388,24 @@ class CellCompositor:
             clss.append(cls)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
-        canvas = Canvas(out, level, None, self.placement_config.min_gap, self.placement_config.border)
+        next_id = None if cls0 is None else len(cls0) + 1
+        canvas = Canvas(out, level, lab0, self.placement_config.min_gap, self.placement_config.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.layout_config.mix) if background.layout is not None else None
-        result = place(canvas, imgs, labs, clss, self.placement_config, g, density)
+        config = self.placement_config if pool.rim == self.placement_config.rim else dataclasses.replace(self.placement_config, rim=pool.rim)
+        result = place(canvas, imgs, labs, clss, config, g, density)
         meta = self._meta(result, chosen, bi, (oy, ox), n_cells)
-        return result.image, result.labels, {"meta": meta, "class_ids": result.class_ids}
+        class_ids = result.class_ids
+        if cls0 is not None:
+            # onto="image": ids 1..M are the real image's own cells (kind "real", object -1),
+            # the pasted ones follow.
+            m = len(cls0)
+            meta["real_cells"] = m
+            meta["instance_kind"] = ["real"] * m + meta["instance_kind"]
+            meta["instance_object"] = torch.cat([torch.full((m,), -1, dtype=torch.int64), meta["instance_object"]])
+            win = meta["windows"]
+            meta["windows"] = PastedWindows(torch.cat([torch.arange(1, m + 1), win.ids]), torch.cat([torch.from_numpy(boxes0), win.boxes]))
+            class_ids = torch.cat([torch.from_numpy(cls0), class_ids])
+        return result.image, result.labels, {"meta": meta, "class_ids": class_ids}
 
     def _meta(self, result: PlacementResult, chosen: list[int], background: int, offset: tuple[int, int], n_cells: int) -> dict[str, Any]:
         """What ``sample`` records: plain JSON-ready values (what an export writes), plus the

@@ -25,6 +25,10 @@ Choices made here where the paper is loose:
   ``layout="source"``: where the background's own image had cells).
 * ``feather="mask"`` is the paper's alpha (the blurred mask: the cell's own rim is half blended);
   ``feather="outside"`` keeps every mask pixel fully opaque and feathers only the surroundings.
+* ``rim > 0``: objects carry their rim. The alpha covers the mask grown by a ``rim``-pixel disk
+  (the cell's halo travels with it) and is feathered at that outer edge; the label map still gets
+  the exact unfeathered mask. A rim never paints over another cell's pixels (its alpha is zero
+  on every labelled pixel that is not its own), so image and labels stay consistent.
 
 Placement bookkeeping (boxes, summed-area table, label map) runs in NumPy on the host: it is a few
 small arrays per object; the pixel work (feathering, blending) runs in torch on the background's
@@ -44,9 +48,12 @@ from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius, gaussian_blur
 from iaaa.structures import CellObject, check_labels, from_float, to_float
 from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
-__all__ = ["FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "Canvas", "place", "place_objects", "level_map"]
+__all__ = [
+    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "Canvas", "occupancy_table", "place", "place_objects", "level_map",
+]
 
 FEATHERS = ("mask", "outside")
 COLLISIONS = ("box", "mask")
@@ -66,8 +73,10 @@ class PlacementConfig:
     feather: str = "mask"
     match_sigma: float = 2.0
     collision: str = "box"
+    rim: int = 0
 
     def __post_init__(self) -> None:
+        check(isinstance(self.rim, int) and self.rim >= 0, "rim", "must be an integer >= 0", self.rim)
         check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
         check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
         check(self.gap is None or self.gap >= 0, "gap", "must be None or >= 0", self.gap)
@@ -79,7 +88,8 @@ class PlacementConfig:
 
     @property
     def radius(self) -> int:
-        """The feather radius: pixels farther than this from every pasted cell are untouched."""
+        """The feather radius: pixels farther than this from every pasted cell's mask grown by
+        ``rim`` are untouched."""
         return feather_radius(self.sigma, self.truncate)
 
     @property
@@ -171,6 +181,17 @@ def _corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: t
     return img[:, [y0, y0, y1, y1], [x0, x1, x0, x1]].T
 
 
+def occupancy_table(labels: np.ndarray) -> np.ndarray:
+    """The banded summed-area table of ``labels > 0`` that :class:`Canvas` keeps."""
+    h, w = labels.shape
+    nb = -(-h // _BAND)
+    sat = np.zeros((nb, _BAND + 1, w + 1), dtype=np.int32)
+    occ = np.zeros((nb * _BAND, w), dtype=np.int32)
+    occ[:h] = labels > 0
+    sat[:, 1:, 1:] = occ.reshape(nb, _BAND, w).cumsum(1).cumsum(2)
+    return sat
+
+
 class Canvas:
     """The label map, occupancy table and composite of one image being built.
 
@@ -180,6 +201,8 @@ class Canvas:
         labels: existing ``(H, W)`` int64 host label map, kept and avoided (``None``: empty).
         gap: minimum free pixels between a new object and any labelled pixel.
         border: minimum distance between an object's box and the frame.
+        table, next_id: optional precomputed :func:`occupancy_table` of ``labels`` and its
+            ``max + 1``.
 
     Occupancy is a *banded* summed-area table: rows are cut into bands of ``_BAND`` rows and each
     band keeps its own table (cumulative down the band and along the row). A rectangle query reads
@@ -187,22 +210,24 @@ class Canvas:
     bands it touches, to the right of it: ``O(band x width)`` instead of the ``O(H x W)`` a single
     table needs, which dominated 1024x1024 images with 80 cells."""
 
-    def __init__(self, image: torch.Tensor, level: np.ndarray, labels: np.ndarray | None = None, gap: int = 0, border: int = 0) -> None:
+    def __init__(
+        self, image: torch.Tensor, level: np.ndarray, labels: np.ndarray | None = None, gap: int = 0, border: int = 0,
+        table: np.ndarray | None = None, next_id: int | None = None,
+    ) -> None:
         self.out = image
         self.level = level
         c, h, w = image.shape
         self.h, self.w = h, w
-        nb = -(-h // _BAND)
-        self.sat = np.zeros((nb, _BAND + 1, w + 1), dtype=np.int32)
         if labels is None:
+            self.sat = np.zeros((-(-h // _BAND), _BAND + 1, w + 1), dtype=np.int32)
             self.labels = np.zeros((h, w), dtype=np.int64)
             self.next_id = 1
         else:
             self.labels = labels
-            occ = np.zeros((nb * _BAND, w), dtype=np.int32)
-            occ[:h] = labels > 0
-            self.sat[:, 1:, 1:] = occ.reshape(nb, _BAND, w).cumsum(1).cumsum(2)
-            self.next_id = int(labels.max()) + 1 if labels.size else 1
+            # `table`: occupancy_table(labels) computed once for a label map that many canvases
+            # start from (a copy costs less than the two cumulative sums).
+            self.sat = occupancy_table(labels) if table is None else table.copy()
+            self.next_id = (int(labels.max()) + 1 if labels.size else 1) if next_id is None else int(next_id)
         self.gap, self.border = int(gap), int(border)
 
     def overlaps(self, x: np.ndarray, y: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
@@ -297,20 +322,23 @@ def place(
     ``(grid, step)``, the weight of each ``step`` x ``step`` block for an object's centre
     (``None``: uniform over the frame). The result's ``image`` is the canvas's float composite."""
     n_candidates, sigma, truncate, feather = config.n_candidates, config.sigma, config.truncate, config.feather
-    rounds, collision = config.rounds, config.collision
+    rounds, collision, rim = config.rounds, config.collision, config.rim
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
     # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
     n = n_candidates
     u = torch.rand((k, rounds * n, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
-    alphas = []
+    alphas, covers = [], []
     for lab in labels:
-        m = (lab > 0).to(torch.float32)
+        m = (dilate_disk(lab > 0, rim) if rim else lab > 0).to(torch.float32)
         a = blur_small(m, sigma, truncate)
         alphas.append(torch.maximum(a, m) if feather == "outside" else a)
+        covers.append(m)
     labs_np = _host(labels)
     imgs_np = _host(images)
     alph_np = _host(alphas)
+    # Corners describe the surroundings beyond the rim (the background the object must meet).
+    cover_np = _host(covers) if rim else labs_np
     c = canvas.level.shape[0]
     H, W, b = canvas.h, canvas.w, canvas.border
     tights: list[tuple[int, int, int, int] | None] = []
@@ -322,7 +350,7 @@ def place(
         tights.append(t)
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
-            desc[j] = _corner_descriptor(imgs_np[j], labs_np[j], alph_np[j], t)
+            desc[j] = _corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
     span_x = W - tw - 2 * b + 1
     span_y = H - th - 2 * b + 1
     fits = (th > 0) & (span_x >= 1) & (span_y >= 1)
@@ -391,17 +419,23 @@ def place(
         placed.append(j)
         boxes.append((x, y, x + w_j - 1, y + h_j - 1))
         chosen_scores.append(float(scores[j, best]))
-        pastes.append((j, x - x0t, y - y0t))
+        pastes.append((j, x - x0t, y - y0t, first, len(present)))
 
-    r = feather_radius(sigma, truncate)
+    r = feather_radius(sigma, truncate) + rim
     out = canvas.out
-    for j, ox, oy in pastes:
-        # Only the mask's box grown by the feather radius can have alpha > 0.
+    for j, ox, oy, first, n_new in pastes:
+        # Only the mask's box grown by the rim and the feather radius can have alpha > 0.
         y0t, y1t, x0t, x1t = tights[j]
         h_c, w_c = labs_np[j].shape
         sy0, sy1 = max(y0t - r, 0, -oy), min(y1t + r + 1, h_c, H - oy)
         sx0, sx1 = max(x0t - r, 0, -ox), min(x1t + r + 1, w_c, W - ox)
-        out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(images[j][:, sy0:sy1, sx0:sx1], alphas[j][sy0:sy1, sx0:sx1])
+        alpha = alphas[j][sy0:sy1, sx0:sx1]
+        if rim:
+            # The rim never covers another cell: alpha 0 on labelled pixels that are not its own.
+            lw = canvas.labels[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1]
+            mine = (lw == 0) | ((lw >= first) & (lw < first + n_new))
+            alpha = alpha * torch.from_numpy(mine).to(alpha.device)
+        out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(images[j][:, sy0:sy1, sx0:sx1], alpha)
     return PlacementResult(
         image=out,
         labels=torch.from_numpy(canvas.labels),
@@ -444,6 +478,7 @@ def place_objects(
     feather: str = "mask",
     match_sigma: float = 2.0,
     collision: str = "box",
+    rim: int = 0,
     density: torch.Tensor | np.ndarray | None = None,
     generator: torch.Generator | None = None,
 ) -> PlacementResult:
@@ -467,11 +502,13 @@ def place_objects(
         collision: ``"box"`` (default): a position is free when the object's box grown by
             ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
             none, so round cells pack as closely as real ones (slower for large objects).
+        rim: objects carry this many pixels of their surroundings around the mask (their halo;
+            see module docs); 0: the mask alone.
         density: optional ``(H, W)`` non-negative weights: candidate positions for an object's
             centre are drawn in proportion to them (``None``: uniform over the frame).
         generator: the only source of randomness (``None``: a generator seeded 0).
     """
-    config = PlacementConfig(n_candidates=n_candidates, rounds=rounds, gap=gap, border=border, sigma=sigma, truncate=truncate, feather=feather, match_sigma=match_sigma, collision=collision)
+    config = PlacementConfig(n_candidates=n_candidates, rounds=rounds, gap=gap, border=border, sigma=sigma, truncate=truncate, feather=feather, match_sigma=match_sigma, collision=collision, rim=rim)
     bg = background if background.ndim == 3 else background.unsqueeze(0)
     if bg.ndim != 3:
         raise IaaaError(f"background: expected (C, H, W) or (H, W), got shape {tuple(background.shape)}")

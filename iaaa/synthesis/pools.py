@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
-from iaaa.structures import AnnotatedImage, CellObject
+from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.checks import check
 
 __all__ = [
-    "COUNTS", "CountConfig", "CompositorStats", "PooledObject", "PooledBackground", "GroupPool", "Pools", "PoolBuilder",
-    "draw_count", "choose_objects", "mode",
+    "COUNTS", "CountConfig", "CompositorStats", "PooledObject", "PooledBackground", "RealCells", "GroupPool", "Pools", "PoolBuilder",
+    "draw_count", "count_cap", "choose_objects", "mode", "real_cells", "crop_real_cells",
 ]
 
 COUNTS = ("sample", "mode", "background")
@@ -65,6 +65,10 @@ class CompositorStats:
         n_backgrounds: backgrounds in the pool.
         no_background: names of images with no background pixel (left out of the pool).
         fit_seconds: wall time of ``fit``.
+        cells_pooled: cells held by the pooled objects (SCOs and MCOs).
+        groups: group key -> ``{"images", "cells_min", "cells_max", "halo"}`` (one entry,
+            key ``None``, without ``group_by``).
+        border_fallback: every object touched the frame, so border objects were pooled.
     """
 
     n_images: int = 0
@@ -78,6 +82,16 @@ class CompositorStats:
     n_backgrounds: int = 0
     no_background: list[str] = field(default_factory=list)
     fit_seconds: float = 0.0
+    cells_pooled: int = 0
+    groups: dict[Any, dict[str, int]] = field(default_factory=dict)
+    border_fallback: bool = False
+
+    @property
+    def kept_share(self) -> float:
+        """Share of the real cells that the object pools keep (the rest touch the border, are
+        debris, or sit in objects left out)."""
+        total = sum(self.cells_per_image)
+        return self.cells_pooled / total if total else 0.0
 
     @property
     def mco_fraction(self) -> float:
@@ -106,7 +120,11 @@ class CompositorStats:
             f"{self.n_images} images, cells/image mean {self.mean_cells:.1f} mode {self.mode_cells}; "
             f"{self.n_sco} SCOs, {self.n_mco} MCOs ({self.cells_in_mcos} cells), MCO share {self.mco_fraction:.3f}; "
             f"{self.n_border_objects} border objects and {self.n_fragments} fragments left out; "
-            f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s"
+            f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s; "
+            f"pools keep {self.cells_pooled} of {sum(self.cells_per_image)} real cells ({100 * self.kept_share:.0f}%); "
+            + ("every object touched the frame, border objects kept; " if self.border_fallback else "")
+            + f"{len(self.groups)} group(s): "
+            + ", ".join(f"{k}: {v['images']} images, {v['cells_min']}-{v['cells_max']} cells, halo {v['halo']}" for k, v in self.groups.items())
         )
 
 
@@ -128,10 +146,14 @@ class CountConfig:
             same way), ``"mode"`` (the paper), an int, an inclusive ``(lo, hi)`` range, or a
             callable ``generator -> int``.
         mco_fraction: share of MCOs among the objects drawn: ``"data"`` or a float in [0, 1].
+        count_cap: no synthetic image holds more cells than the densest real image of its group
+            (scaled by area): objects drawn beyond it are dropped, last first. Without the cap an
+            MCO drawn near the end can overshoot the group's real range.
     """
 
     count: Any = "sample"
     mco_fraction: float | str = "data"
+    count_cap: bool = True
 
     def __post_init__(self) -> None:
         c = self.count
@@ -139,6 +161,7 @@ class CountConfig:
         check(ok, "count", "expected 'sample', 'mode', 'background', an int, a (lo, hi) range or a callable", c)
         check(not isinstance(c, (tuple, list)) or 0 <= int(c[0]) <= int(c[1]), "count", "range must satisfy 0 <= lo <= hi", c)
         check(not isinstance(c, int) or c >= 0, "count", "must be >= 0", c)
+        check(isinstance(self.count_cap, bool), "count_cap", "expected True or False", self.count_cap)
         m = self.mco_fraction
         check(m == "data" or (isinstance(m, (int, float)) and 0 <= m <= 1), "mco_fraction", "expected 'data' or a share in [0, 1]", m)
         if isinstance(c, (tuple, list)):
@@ -162,6 +185,58 @@ class PooledBackground(NamedTuple):
     """pixels of the source image."""
     layout: np.ndarray | None
     """the source image's cell density grid (``layout="source"``), else ``None``."""
+    real: "RealCells | None" = None
+    """``onto="image"``: the real image's own cells, kept in every synthetic image, else ``None``."""
+
+
+class RealCells(NamedTuple):
+    """The cells of a real image that a synthetic image pasted onto it keeps."""
+
+    labels: np.ndarray
+    """int64 ``(H, W)`` label map, ids ``1..M``."""
+    class_ids: np.ndarray
+    """``(M,)`` class id of each id."""
+    table: np.ndarray
+    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.placement.occupancy_table`)."""
+    boxes: np.ndarray
+    """``(M, 4)`` int64 XYXY (inclusive) box of each id."""
+
+
+def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCells:
+    """The cells of ``sample`` renumbered ``1..M`` (``onto="image"``). A real image cannot be
+    mirror-tiled (its cells would repeat), so ``size`` must not exceed it."""
+    h, w = sample.size
+    if size is not None and (size[0] > h or size[1] > w):
+        raise IaaaError(f"{sample.name}: size {size} exceeds the image ({h}, {w}); onto='image' cannot tile a real image")
+    lab = sample.labels.detach().cpu().numpy()
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    from iaaa.synthesis.placement import occupancy_table
+
+    labels = lut[lab]
+    boxes = labels_to_boxes(torch.from_numpy(labels)).numpy().astype(np.int64).reshape(-1, 4)
+    # class_ids follow sorted instance order.
+    return RealCells(labels, sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], occupancy_table(labels), boxes)
+
+
+def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """A fresh ``(labels, class_ids, table, boxes)`` of the window at ``offset`` of ``size``,
+    cells cut by the window renumbered ``1..m``; ``table`` is the stored occupancy table for the
+    whole image, ``None`` for a window (the canvas computes its own); ``boxes`` hold each cell
+    (clipped to the window)."""
+    (oy, ox), (h, w) = offset, size
+    lab = real.labels[oy : oy + h, ox : ox + w]
+    if lab.shape == real.labels.shape:
+        return lab.copy(), real.class_ids.copy(), real.table, real.boxes
+    ids = np.unique(lab)
+    ids = ids[ids > 0]
+    lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    b = real.boxes[ids - 1] - np.array([ox, oy, ox, oy])
+    b = np.clip(b, 0, np.array([w - 1, h - 1, w - 1, h - 1]))
+    return lut[lab], real.class_ids[ids - 1], None, b
 
 
 @dataclass
@@ -175,6 +250,8 @@ class GroupPool:
     mco_fraction: float
     mode: int
     mode_area: float
+    halo: int = 0
+    rim: int = 0
 
 
 @dataclass
@@ -222,6 +299,7 @@ class PoolBuilder:
         self.dtypes: set[torch.dtype] = set()
         self.channels: int | None = None
         self.categories: dict[int, str] = {}
+        self.halos: dict[Any, tuple[int, int]] = {}
 
     def check(self, sample: AnnotatedImage) -> None:
         """Refuse a sample whose channel layout differs from the first one's."""
@@ -231,21 +309,29 @@ class PoolBuilder:
         elif c != self.channels:
             raise IaaaError(f"{sample.name}: {c} channels, but the first sample has {self.channels}; the compositor mixes objects and backgrounds of one channel layout")
 
-    def add(self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int) -> None:
-        """Record one image: its group key, its objects and its counts."""
+    def add(self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int, halo: int = 0, rim: int = 0) -> None:
+        """Record one image: its group key, its objects, its counts, and its group's halo and the
+        rim its objects are pasted with."""
         self.check(sample)
+        self.halos[group] = (int(halo), int(rim))
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
         self.image_groups.append(group)
-        self.object_groups.extend([group] * len(objects))
-        for o in objects:
-            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+        self.add_objects(group, objects)
         st = self.stats
         st.n_images += 1
         st.cells_per_image.append(cells)
         st.image_sizes.append(sample.size)
         st.n_border_objects += border_objects
         st.n_fragments += fragments
+
+    def add_objects(self, group: Any, objects: list[CellObject]) -> None:
+        """Pool ``objects`` of an image of ``group`` (:meth:`add` calls it; the compositor calls it
+        again for border objects when no image gave an object otherwise)."""
+        self.object_groups.extend([group] * len(objects))
+        for o in objects:
+            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+        self.stats.cells_pooled += sum(o.num_cells for o in objects)
 
     def add_background(self, background: PooledBackground | None, name: str) -> None:
         """Record the image's background (``None``: it had no background pixel)."""
@@ -293,7 +379,9 @@ class PoolBuilder:
                 sco, mco = sco_index, mco_index
             c = counts[im]
             m = mode([int(v) for v in c])
-            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()))
+            halo, rim = self.halos.get(key, (0, 0))
+            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()), halo, rim)
+            st.groups[key] = {"images": int(im.sum()), "cells_min": int(c.min()), "cells_max": int(c.max()), "halo": halo}
         return pools
 
 
@@ -320,13 +408,22 @@ def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator,
     return int(math.floor(x) + (u[1] < x - math.floor(x)))
 
 
-def choose_objects(pool: GroupPool, config: CountConfig, object_cells: np.ndarray, n_cells: int, generator: torch.Generator) -> list[int]:
+def count_cap(pool: GroupPool, area: float) -> int:
+    """Most cells a synthetic image of ``area`` pixels may hold: the group's densest real image,
+    scaled by area (``CountConfig.count_cap``)."""
+    return int(math.floor(float((pool.counts / pool.areas).max()) * area + 1e-9))
+
+
+def choose_objects(
+    pool: GroupPool, config: CountConfig, object_cells: np.ndarray, n_cells: int, generator: torch.Generator, cap: int | None = None,
+) -> list[int]:
     """Pool indices of objects holding ``n_cells`` cells on average, MCOs in the recorded share.
 
     The number of objects is ``n_cells / (mean cells per object)`` (stochastically rounded)
     and each object's kind is an independent draw, so both the expected cell count and the
     MCO share are exact; stopping at the count instead biases one of them (an MCO near the
-    end overshoots, or gets swapped for an SCO and lowers the share)."""
+    end overshoots, or gets swapped for an SCO and lowers the share). ``cap``: objects that would
+    take the total past this many cells are dropped, last first (no randomness is consumed)."""
     g = generator
     q = pool.mco_fraction if config.mco_fraction == "data" else float(config.mco_fraction)
     n_sco, n_mco = len(pool.sco), len(pool.mco)
@@ -344,7 +441,11 @@ def choose_objects(pool: GroupPool, config: CountConfig, object_cells: np.ndarra
     pick_m = pool.mco[np.minimum((u[:, 1] * n_mco).astype(np.int64), max(n_mco - 1, 0))] if n_mco else None
     pick_s = pool.sco[np.minimum((u[:, 1] * n_sco).astype(np.int64), max(n_sco - 1, 0))] if n_sco else None
     if pick_m is None:
-        return pick_s.tolist()
-    if pick_s is None:
-        return pick_m.tolist()
-    return np.where(is_mco, pick_m, pick_s).tolist()
+        chosen = pick_s
+    elif pick_s is None:
+        chosen = pick_m
+    else:
+        chosen = np.where(is_mco, pick_m, pick_s)
+    if cap is not None and len(chosen):
+        chosen = chosen[np.cumsum(object_cells[chosen]) <= cap]
+    return chosen.tolist()

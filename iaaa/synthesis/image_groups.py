@@ -1,0 +1,121 @@
+"""Which real images belong together: groups of one acquisition setting in mixed data.
+
+Data pooled from several instruments or magnifications (DSB 2018: 256x256 to 520x696 images,
+nuclei from 8 to 40 px across) must not paste one setting's cells onto another's background,
+and a synthetic image's cell count must come from images of its own setting. Two images share a
+group (``group_by="auto"``) when
+
+* they have the same size ``(H, W)``, and
+* their median cell diameters (``sqrt(4 * area / pi)`` of each cell, median per image) fall in
+  one cluster: within a size, images are sorted by median diameter and a new cluster starts
+  wherever the next image's median is more than ``ratio`` (default 1.6) times the previous one's
+  (single-linkage in log diameter, so no bin edge splits a run of similar images). Objective
+  magnifications come in steps of about 2x; within one setting the median cell size of a field
+  varies less (1.54x between the sparsest and densest usiigaci_phase_dev fields).
+
+The key of a group is ``(H, W, d)`` with ``d`` the cluster's smallest median diameter rounded to
+a pixel, readable in ``iaaa stats``.
+
+
+:func:`survey` is what ``CellCompositor.fit`` asks before cutting anything: every image's group
+key and every group's halo width (the median of its images' widths,
+:mod:`iaaa.synthesis.halo`, at most half the group's median cell diameter: a "halo" wider than
+the cell's radius is out-of-focus glow or illumination, not the cell's rim, and removing it would
+rebuild most of a crowded image), so that objects, backgrounds and rims of one setting share one
+halo.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from iaaa.errors import IaaaError
+from iaaa.structures import AnnotatedImage, instance_areas
+from iaaa.synthesis.halo import halo_profile
+
+__all__ = ["median_diameter", "auto_group_keys", "survey"]
+
+
+def median_diameter(areas: Sequence[float] | np.ndarray) -> float:
+    """Median equivalent-circle diameter of cells with the given pixel ``areas`` (0 for none)."""
+    a = np.asarray(areas, dtype=np.float64)
+    return float(np.median(np.sqrt(4.0 * a / np.pi))) if a.size else 0.0
+
+
+def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float], ratio: float = 1.6) -> list[tuple[int, int, int]]:
+    """Group key of every image from its size and median cell diameter (see the module docs).
+
+    Images without cells (diameter 0) join the cluster of the smallest diameter of their size.
+    """
+    if len(sizes) != len(diameters):
+        raise IaaaError(f"sizes and diameters: {len(sizes)} vs {len(diameters)} entries")
+    if not ratio > 1:
+        raise IaaaError(f"ratio must be > 1, got {ratio}")
+    keys: list[tuple[int, int, int] | None] = [None] * len(sizes)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, s in enumerate(sizes):
+        by_size.setdefault((int(s[0]), int(s[1])), []).append(i)
+    for (h, w), idx in by_size.items():
+        d = np.array([diameters[i] for i in idx], dtype=np.float64)
+        order = np.argsort(d, kind="stable")
+        start = d[order[0]]
+        for n, i in enumerate(order):
+            if n > 0 and d[order[n - 1]] > 0 and d[i] > ratio * d[order[n - 1]]:
+                start = d[i]
+            keys[idx[i]] = (h, w, int(round(start)))
+    return keys  # type: ignore[return-value]
+
+
+def survey(
+    samples: Sequence[AnnotatedImage],
+    group_by: str | Callable[[AnnotatedImage], Any] | None,
+    halo: int | str,
+    min_area: int = 10,
+) -> tuple[list[Any], dict[Any, int]]:
+    """Group key of every sample and halo width of every group.
+
+    Args:
+        samples: named annotated images.
+        group_by: ``None`` (one group, key ``None``), ``"size"``, ``"auto"`` (module docs) or a
+            callable ``sample -> key``.
+        halo: an int (every group's halo) or ``"auto"``: each group's median of its images'
+            widths (:meth:`iaaa.synthesis.halo.HaloProfile.width`), at most half the group's
+            median cell diameter; a group without an image that has both cells and background
+            takes the median over all images, or 0.
+        min_area: cells below this area do not count towards the median diameter.
+    """
+    if group_by is None:
+        keys: list[Any] = [None] * len(samples)
+    elif group_by == "size":
+        keys = [s.size for s in samples]
+    elif group_by == "auto":
+        diam = []
+        for s in samples:
+            areas = instance_areas(s.labels)[1].cpu().numpy()
+            diam.append(median_diameter(areas[areas >= min_area]))
+        keys = auto_group_keys([s.size for s in samples], diam)
+    elif callable(group_by):
+        keys = [group_by(s) for s in samples]
+    else:
+        raise IaaaError(f"group_by: expected None, 'size', 'auto' or a callable sample -> key, got {group_by!r}")
+    if halo != "auto":
+        return keys, {k: int(halo) for k in keys}
+    widths: dict[Any, list[int]] = {}
+    for s, k in zip(samples, keys):
+        lab = s.labels
+        if bool((lab > 0).any()) and bool((lab == 0).any()):
+            widths.setdefault(k, []).append(halo_profile(s.image, lab).width())
+    radius: dict[Any, list[float]] = {}
+    for s, k in zip(samples, keys):
+        areas = instance_areas(s.labels)[1].cpu().numpy()
+        if (areas >= min_area).any():
+            radius.setdefault(k, []).append(0.5 * median_diameter(areas[areas >= min_area]))
+    every = [w for ws in widths.values() for w in ws]
+    default = int(round(float(np.median(every)))) if every else 0
+    out = {}
+    for k in keys:
+        h = int(round(float(np.median(widths[k])))) if k in widths else default
+        out[k] = min(h, int(round(float(np.median(radius[k]))))) if k in radius else h
+    return keys, out
