@@ -21,29 +21,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_args(p)
     p.add_argument("--synthetic", help="an iaaa synth output folder to compare with")
     p.add_argument("--keep-border", action="store_true", help="count objects touching the image border too")
+    p.add_argument("--grouping", choices=("mask", "box"), default="mask", help="cells form one object when their masks touch (default) or their boxes do (the paper)")
     p.add_argument("--json", dest="json_out", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
 
-def dataset_stats(samples: list[Any], keep_border: bool = False) -> dict[str, Any]:
-    """The numbers ``iaaa stats`` prints, as a dict."""
-    from iaaa.synthesis.objects import extract_objects
+def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str = "mask") -> dict[str, Any]:
+    """The numbers ``iaaa stats`` prints, as a dict: cells per image, the objects the
+    compositor's pools would keep (SCOs / MCOs by ``grouping``, border objects left out unless
+    ``keep_border``) and the share of real cells they hold, and the image groups of mixed data
+    (``group_by="auto"``: image size and cell size) with their cell-count ranges and halo widths."""
+    from iaaa.synthesis.image_groups import survey
+    from iaaa.synthesis.objects import group_instances
 
     counts = torch.tensor([s.num_instances for s in samples], dtype=torch.float64)
-    objects = extract_objects(samples, keep_border=keep_border)
-    n_sco = sum(o.kind == "sco" for o in objects)
-    n_mco = len(objects) - n_sco
-    sides = torch.tensor([max(o.size) for o in objects], dtype=torch.float64) if objects else torch.zeros(1, dtype=torch.float64)
-    cells_in_mco = [o.num_cells for o in objects if o.kind == "mco"]
+    n_sco = n_mco = cells = kept = 0
+    cells_in_mco, sides = [], []
+    for s in samples:
+        g = group_instances(s.labels, grouping=grouping)
+        keep = torch.ones_like(g.border) if keep_border else ~g.border
+        sizes = g.sizes[keep]
+        cells += int(g.ids.numel())
+        kept += int(sizes.sum())
+        n_sco += int((sizes == 1).sum())
+        n_mco += int((sizes > 1).sum())
+        cells_in_mco += sizes[sizes > 1].tolist()
+        b = g.boxes[keep]
+        sides += torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).add(1).tolist()
+    side = torch.tensor(sides or [0], dtype=torch.float64)
+    keys, halos = survey(samples, "auto", "auto")
+    groups: dict[str, dict[str, Any]] = {}
+    for key, smp, n in zip(keys, samples, counts.tolist()):
+        h, w, d = key
+        entry = groups.setdefault(f"{h}x{w}, cell ~{d} px", {"images": 0, "cells_min": int(n), "cells_max": int(n), "halo_px": halos[key]})
+        entry["images"] += 1
+        entry["cells_min"], entry["cells_max"] = min(entry["cells_min"], int(n)), max(entry["cells_max"], int(n))
     return {
         "images": len(samples),
         "cells": int(counts.sum()),
         "cells_per_image": {"mean": float(counts.mean()), "median": float(counts.median()), "mode": int(torch.mode(counts).values), "min": int(counts.min()), "max": int(counts.max())},
+        "grouping": grouping,
         "sco": n_sco,
         "mco": n_mco,
-        "sco_fraction": n_sco / max(1, len(objects)),
+        "sco_fraction": n_sco / max(1, n_sco + n_mco),
         "cells_per_mco": float(sum(cells_in_mco) / len(cells_in_mco)) if cells_in_mco else 0.0,
-        "object_side_px": {"median": float(sides.median()), "p10": float(sides.quantile(0.1)), "p90": float(sides.quantile(0.9))},
+        "cells_in_objects": kept,
+        "kept_share": kept / max(1, cells),
+        "object_side_px": {"median": float(side.median()), "p10": float(side.quantile(0.1)), "p90": float(side.quantile(0.9))},
+        "groups": groups,
     }
 
 
@@ -59,6 +84,7 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("MCOs", lambda d: d["mco"]),
         ("SCO fraction", lambda d: f"{d['sco_fraction']:.3f}"),
         ("cells per MCO", lambda d: f"{d['cells_per_mco']:.2f}"),
+        ("cells kept in objects", lambda d: f"{d['cells_in_objects']} ({100 * d['kept_share']:.0f}%)"),
         ("object side px p10/median/p90", lambda d: "{p10:.0f}/{median:.0f}/{p90:.0f}".format(**d["object_side_px"])),
     ]
     names = list(columns)
@@ -75,12 +101,16 @@ def run(args: argparse.Namespace) -> int:
 
     columns = {}
     if has_inputs(args):
-        columns["real"] = dataset_stats(load_inputs(args), args.keep_border)
+        columns["real"] = dataset_stats(load_inputs(args), args.keep_border, args.grouping)
     if args.synthetic:
-        columns["synthetic"] = dataset_stats(load_export_folder(args.synthetic), args.keep_border)
+        columns["synthetic"] = dataset_stats(load_export_folder(args.synthetic), args.keep_border, args.grouping)
     if not columns:
         raise IaaaError("nothing to describe: give input data (--images/--masks, --coco, --dsb) and/or --synthetic DIR")
     print(_table(columns))
+    for name, d in columns.items():
+        print(f"{name} image groups (size, median cell diameter): cells/image range, halo")
+        for key, g in d["groups"].items():
+            print(f"  {key}: {g['images']} images, {g['cells_min']}-{g['cells_max']} cells, halo {g['halo_px']} px")
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(columns, indent=1))
     return 0

@@ -1,0 +1,42 @@
+"""``iaaa stats`` describes what the compositor's pools keep: objects by mask contact (or the
+paper's box rule), border objects left out, the share of real cells kept, and image groups."""
+
+import torch
+
+from iaaa.commands.stats import dataset_stats
+from iaaa.structures import AnnotatedImage
+
+
+def _disk(lab: torch.Tensor, cy: int, cx: int, r: int, value: int) -> None:
+    yy, xx = torch.meshgrid(torch.arange(lab.shape[0]), torch.arange(lab.shape[1]), indexing="ij")
+    lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = value
+
+
+def _sample() -> AnnotatedImage:
+    lab = torch.zeros(64, 64, dtype=torch.int64)
+    lab[5:31, 5:9] = 1  # an L-shaped cell ...
+    lab[27:31, 5:31] = 1
+    lab[8:15, 20:27] = 2  # ... and a cell in its crook: boxes overlap, masks 11 px apart
+    _disk(lab, 45, 20, 5, 3)  # two touching cells: one MCO either way
+    _disk(lab, 45, 29, 5, 4)
+    _disk(lab, 50, 62, 4, 5)  # touches the frame: left out unless keep_border
+    image = (lab > 0).to(torch.uint8)[None] * 200 + 20
+    return AnnotatedImage(image, lab, name="synthetic-case")
+
+
+def test_mask_grouping_kept_share_and_groups():
+    s = _sample()
+    d = dataset_stats([s])
+    assert (d["sco"], d["mco"]) == (2, 1)  # cells 1 and 2 apart, 3 + 4 touching, 5 on the border
+    assert d["cells"] == 5 and d["cells_in_objects"] == 4 and abs(d["kept_share"] - 0.8) < 1e-9
+    assert d["cells_per_mco"] == 2.0
+    (key, group), = d["groups"].items()
+    assert key.startswith("64x64") and group["images"] == 1 and group["cells_min"] == group["cells_max"] == 5
+
+
+def test_box_grouping_merges_diagonal_neighbours_and_border_option():
+    s = _sample()
+    d = dataset_stats([s], grouping="box")
+    assert (d["sco"], d["mco"]) == (0, 2) and d["cells_in_objects"] == 4
+    d = dataset_stats([s], keep_border=True)
+    assert (d["sco"], d["mco"]) == (3, 1) and d["kept_share"] == 1.0
