@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Library messages suggest Python keywords; on the command line the same advice is a flag.
 _CLI_WORDING = (
-    ("try keep_border=True or a smaller min_area", "try --keep-border"),
+    ("every cell is below min_area; pass a smaller min_area", "every cell is too small to paste (under 10 pixels)"),
     ("is below min_area", "is too small"),
     ("keep_border=True", "--keep-border"),
     ("pass CellCompositor(dtype=...) to choose the output dtype", "convert the images to one dtype first"),

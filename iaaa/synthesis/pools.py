@@ -354,7 +354,7 @@ class PoolBuilder:
         mco = np.array([j for j, o in enumerate(objects) if o.kind == "mco"], dtype=np.int64)
         cells = np.array([o.num_cells for o in objects], dtype=np.int64)
         if len(objects) == 0:
-            raise IaaaError("fit: no cell objects found (every object touches the border or is below min_area); try keep_border=True or a smaller min_area")
+            raise IaaaError("fit: no cell objects found: every cell is below min_area; pass a smaller min_area")
         st.n_sco, st.n_mco = len(sco), len(mco)
         st.cells_in_mcos = int(cells[mco].sum()) if len(mco) else 0
         st.n_backgrounds = len(self.backgrounds)
