@@ -3,6 +3,7 @@ later release."""
 
 from __future__ import annotations
 
-from iaaa.synthesis.placement import PlacementResult, PlacementConfig, Canvas, place_objects, level_map, FEATHERS, COLLISIONS
+from iaaa.synthesis.canvas import Canvas
+from iaaa.synthesis.placement import PlacementResult, PlacementConfig, place_objects, level_map, FEATHERS, COLLISIONS
 
 __all__ = ["PlacementResult", "PlacementConfig", "Canvas", "place_objects", "level_map", "FEATHERS", "COLLISIONS"]

@@ -178,7 +178,7 @@ def test_grown_runs_equal_a_square_max_filter(h, w, gap, density, seed):
     """The runs the mask-collision test queries cover exactly the mask grown by ``gap``."""
     from scipy.ndimage import maximum_filter
 
-    from iaaa.synthesis.placement import _grown_runs
+    from iaaa.synthesis.canvas import grown_runs
 
     rng = np.random.default_rng(seed)
     lab = (rng.random((h, w)) < density).astype(np.int64)
@@ -187,7 +187,7 @@ def test_grown_runs_equal_a_square_max_filter(h, w, gap, density, seed):
     tight = (int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max()))
     m = lab[tight[0] : tight[1] + 1, tight[2] : tight[3] + 1] > 0
     want = maximum_filter(np.pad(m, gap), size=2 * gap + 1, mode="constant") if gap else m
-    dy, x0, x1 = _grown_runs(lab, tight, gap)
+    dy, x0, x1 = grown_runs(lab, tight, gap)
     got = np.zeros_like(want)
     for y, a, b in zip(dy, x0, x1):
         assert not got[y + gap, a + gap : b + gap + 1].any()  # runs never overlap

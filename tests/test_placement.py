@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.background import feather_radius
-from iaaa.synthesis.placement import _BAND, Canvas as _Canvas, place_objects
+from iaaa.synthesis.canvas import BAND as _BAND, Canvas as _Canvas
+from iaaa.synthesis.placement import place_objects
 from iaaa.structures import CellObject, from_float
 
 

@@ -4,7 +4,8 @@ config, composed by :class:`CellCompositor`.
 * :mod:`~iaaa.synthesis.objects` — cut SCOs / MCOs out of annotated images (:class:`ObjectConfig`);
 * :mod:`~iaaa.synthesis.background` — remove the cells, fill the holes (:class:`BackgroundConfig`);
 * :mod:`~iaaa.synthesis.layout` — where candidate positions come from (:class:`LayoutConfig`);
-* :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a :class:`Canvas`
+* :mod:`~iaaa.synthesis.canvas` — the image being built and its occupancy bookkeeping (:class:`Canvas`);
+* :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a canvas
   (:class:`PlacementConfig`, :func:`place` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
   (:class:`CountConfig`);
@@ -33,7 +34,7 @@ _LAZY: dict[str, str] = {
     "BackgroundConfig": "background", "BackgroundFill": "background", "fill": "background", "fill_background": "background",
     "remove_cells": "background", "tile": "background",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
-    "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "placement",
+    "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
     "place": "placement", "place_objects": "placement", "level_map": "placement",
     "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
     "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",

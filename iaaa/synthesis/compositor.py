@@ -33,7 +33,8 @@ from iaaa.synthesis.background import BackgroundConfig, fill, tile
 from iaaa.synthesis.layout import LayoutConfig, layout_density, layout_grid
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import ObjectConfig, extract
-from iaaa.synthesis.placement import Canvas, PastedWindows, PlacementConfig, PlacementResult, level_map, place
+from iaaa.synthesis.canvas import Canvas
+from iaaa.synthesis.placement import PastedWindows, PlacementConfig, PlacementResult, level_map, place
 from iaaa.synthesis.pools import (
     CompositorStats, CountConfig, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, count_cap, crop_real_cells, draw_count, real_cells,
 )

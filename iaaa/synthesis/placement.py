@@ -15,7 +15,8 @@ Choices made here where the paper is loose:
   Gaussian-smoothed background (``match_sigma``) at the box corner. Single raw pixels are mostly
   shot noise in fluorescence images, and after a rotation the literal corner of the box can be
   the rotation's fill value rather than image. ``match_sigma=0`` compares raw background pixels.
-* Overlap is checked on an occupancy summed-area table (kept per band of rows, see :class:`Canvas`):
+* Overlap is checked on an occupancy summed-area table (kept per band of rows, see
+  :class:`~iaaa.synthesis.canvas.Canvas`):
   a candidate whose box grown by ``gap`` holds no labelled pixel is free (an O(1) test). With
   ``collision="mask"`` a candidate whose box does hold one is then tested exactly: its
   mask grown by ``gap`` must touch no labelled pixel, so round cells can sit as close as real
@@ -47,17 +48,17 @@ from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius, gaussian_blur
 from iaaa.structures import CellObject, check_labels, from_float, to_float
+from iaaa.synthesis.canvas import Canvas, grown_runs
 from iaaa.synthesis.checks import check, one_of
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "Canvas", "occupancy_table", "place", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place", "place_objects", "level_map",
 ]
 
 FEATHERS = ("mask", "outside")
 COLLISIONS = ("box", "mask")
-_BAND = 64  # rows per band of the occupancy table
 
 
 @dataclass(frozen=True)
@@ -181,133 +182,6 @@ def _corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: t
     return img[:, [y0, y0, y1, y1], [x0, x1, x0, x1]].T
 
 
-def occupancy_table(labels: np.ndarray) -> np.ndarray:
-    """The banded summed-area table of ``labels > 0`` that :class:`Canvas` keeps."""
-    h, w = labels.shape
-    nb = -(-h // _BAND)
-    sat = np.zeros((nb, _BAND + 1, w + 1), dtype=np.int32)
-    occ = np.zeros((nb * _BAND, w), dtype=np.int32)
-    occ[:h] = labels > 0
-    sat[:, 1:, 1:] = occ.reshape(nb, _BAND, w).cumsum(1).cumsum(2)
-    return sat
-
-
-class Canvas:
-    """The label map, occupancy table and composite of one image being built.
-
-    Args:
-        image: float ``(C, H, W)`` composite, blended into in place.
-        level: ``(C, H, W)`` host array, the background as corner scores see it (:func:`level_map`).
-        labels: existing ``(H, W)`` int64 host label map, kept and avoided (``None``: empty).
-        gap: minimum free pixels between a new object and any labelled pixel.
-        border: minimum distance between an object's box and the frame.
-        table, next_id: optional precomputed :func:`occupancy_table` of ``labels`` and its
-            ``max + 1``.
-
-    Occupancy is a *banded* summed-area table: rows are cut into bands of ``_BAND`` rows and each
-    band keeps its own table (cumulative down the band and along the row). A rectangle query reads
-    4 entries per band it spans (one or two for a cell), and marking an object updates only the
-    bands it touches, to the right of it: ``O(band x width)`` instead of the ``O(H x W)`` a single
-    table needs, which dominated 1024x1024 images with 80 cells."""
-
-    def __init__(
-        self, image: torch.Tensor, level: np.ndarray, labels: np.ndarray | None = None, gap: int = 0, border: int = 0,
-        table: np.ndarray | None = None, next_id: int | None = None,
-    ) -> None:
-        self.out = image
-        self.level = level
-        c, h, w = image.shape
-        self.h, self.w = h, w
-        if labels is None:
-            self.sat = np.zeros((-(-h // _BAND), _BAND + 1, w + 1), dtype=np.int32)
-            self.labels = np.zeros((h, w), dtype=np.int64)
-            self.next_id = 1
-        else:
-            self.labels = labels
-            # `table`: occupancy_table(labels) computed once for a label map that many canvases
-            # start from (a copy costs less than the two cumulative sums).
-            self.sat = occupancy_table(labels) if table is None else table.copy()
-            self.next_id = (int(labels.max()) + 1 if labels.size else 1) if next_id is None else int(next_id)
-        self.gap, self.border = int(gap), int(border)
-
-    def overlaps(self, x: np.ndarray, y: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-        """Whether the object's mask grown by ``gap`` hits a labelled pixel, per candidate. The
-        grown mask is given as horizontal runs ``(dy, dx0, dx1)`` (inclusive, relative to the
-        box corner); each run is one single-row query of the banded summed-area table, so the
-        cost is ``candidates x rows`` rather than ``candidates x pixels``. Parts of runs off the
-        frame are ignored."""
-        dy, dx0, dx1 = runs
-        yy = y[:, None] + dy[None, :]
-        x0 = np.clip(x[:, None] + dx0[None, :], 0, self.w)
-        x1 = np.clip(x[:, None] + dx1[None, :] + 1, 0, self.w)
-        ok = (yy >= 0) & (yy < self.h) & (x1 > x0)
-        yy = np.clip(yy, 0, self.h - 1)
-        k, i0 = np.divmod(yy, _BAND)
-        t = self.sat
-        v = t[k, i0 + 1, x1] - t[k, i0, x1] - t[k, i0 + 1, x0] + t[k, i0, x0]
-        return ((v > 0) & ok).any(1)
-
-    def occupied(self, x: np.ndarray, y: np.ndarray, th: int, tw: int) -> np.ndarray:
-        """Labelled pixels inside each candidate box grown by ``gap`` (candidates lie in the frame)."""
-        g = self.gap
-        x0 = np.maximum(x - g, 0)[:, None]
-        y0 = np.maximum(y - g, 0)[:, None]
-        x1 = np.minimum(x + (tw + g), self.w)[:, None]
-        y1 = np.minimum(y + (th + g), self.h)[:, None]
-        s = self.sat
-        # Every band a box of this height can touch, all candidates at once: (n, spans).
-        k = y0 // _BAND + np.arange((th + 2 * g - 1) // _BAND + 2)
-        top = k * _BAND
-        i0 = np.minimum(np.maximum(y0 - top, 0), _BAND)
-        i1 = np.minimum(np.maximum(y1 - top, 0), _BAND)
-        k = np.minimum(k, s.shape[0] - 1)
-        v = s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0]
-        return (v * (i1 > i0)).sum(1)
-
-    def mark(self, mask: np.ndarray, y: int, x: int) -> None:
-        # Per band: the new pixels' own table, then its last row/column (and total) carried down
-        # the rest of the band and along the rest of the row. Four slice adds per band.
-        th, tw = mask.shape
-        for k in range(y // _BAND, (y + th - 1) // _BAND + 1):
-            r0 = max(y, k * _BAND)
-            r1 = min(y + th, (k + 1) * _BAND)
-            p = mask[r0 - y : r1 - y].astype(np.int32).cumsum(0).cumsum(1)
-            t = self.sat[k]
-            i0, i1 = r0 - k * _BAND + 1, r1 - k * _BAND + 1
-            t[i0:i1, x + 1 : x + tw + 1] += p
-            t[i0:i1, x + tw + 1 :] += p[:, -1:]
-            t[i1:, x + 1 : x + tw + 1] += p[-1:, :]
-            t[i1:, x + tw + 1 :] += p[-1, -1]
-
-
-def _dilate_rows(a: np.ndarray, g: int) -> np.ndarray:
-    """Counts of ``a`` in a window of ``2g + 1`` rows (> 0 where the max filter is set), by one
-    cumulative sum: cheaper than a filter call on the small crops placement sees."""
-    n = a.shape[0]
-    c = np.zeros((n + 1, *a.shape[1:]), dtype=np.int32)
-    np.cumsum(a, axis=0, out=c[1:])
-    r = np.arange(n)
-    return c[np.minimum(r + g + 1, n)] - c[np.maximum(r - g, 0)]
-
-
-def _grown_runs(lab: np.ndarray, tight: tuple[int, int, int, int], gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The object's mask grown by ``gap`` (a square, the support of the separable feather) as
-    horizontal runs ``(dy, dx0, dx1)``, inclusive, relative to the top-left of its tight box."""
-    y0, y1, x0, x1 = tight
-    m = lab[y0 : y1 + 1, x0 : x1 + 1] > 0
-    h, w = m.shape
-    # One zero column each side so every run has a rising and a falling edge.
-    grown = np.zeros((h + 2 * gap, w + 2 * gap + 2), dtype=np.int32)
-    grown[gap : gap + h, gap + 1 : gap + 1 + w] = m
-    if gap > 0:
-        grown = _dilate_rows(_dilate_rows(grown, gap).T, gap).T
-        grown[:, 0] = grown[:, -1] = 0
-    e = np.diff((grown > 0).astype(np.int8), axis=1)
-    ry, start = np.nonzero(e == 1)
-    _, stop = np.nonzero(e == -1)  # row-major order pairs every start with its stop
-    return ry - gap, start - gap, stop - 1 - gap
-
-
 def place(
     canvas: Canvas,
     images: Sequence[torch.Tensor],
@@ -383,7 +257,7 @@ def place(
                 # The box test is exact for "free"; boxes that hit something get the exact
                 # test of the grown mask, so round cells can pack as closely as real ones.
                 if runs[j] is None:
-                    runs[j] = _grown_runs(labs_np[j], tights[j], canvas.gap)
+                    runs[j] = grown_runs(labs_np[j], tights[j], canvas.gap)
                 idx = np.flatnonzero(busy)
                 busy[idx] = canvas.overlaps(cx[idx], cy[idx], runs[j])
             free = ~busy

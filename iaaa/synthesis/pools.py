@@ -197,7 +197,7 @@ class RealCells(NamedTuple):
     class_ids: np.ndarray
     """``(M,)`` class id of each id."""
     table: np.ndarray
-    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.placement.occupancy_table`)."""
+    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.canvas.occupancy_table`)."""
     boxes: np.ndarray
     """``(M, 4)`` int64 XYXY (inclusive) box of each id."""
 
@@ -213,7 +213,7 @@ def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCell
     ids = ids[ids > 0]
     lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
-    from iaaa.synthesis.placement import occupancy_table
+    from iaaa.synthesis.canvas import occupancy_table
 
     labels = lut[lab]
     boxes = labels_to_boxes(torch.from_numpy(labels)).numpy().astype(np.int64).reshape(-1, 4)
