@@ -55,7 +55,7 @@ if str(ROOT) not in sys.path:
 from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import compositor_source, judge, naive_source  # noqa: E402
+from iaaa.judge import judge, named_sources  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = {
@@ -112,14 +112,7 @@ def main() -> int:
     pool = args.pool or (8 if args.quick else 32)
     scale = args.scale if args.scale is not None else cfg["scale"]
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    sources: dict[str, Any] = {}
-    if "naive" in cases:
-        sources["naive"] = naive_source()
-    if "iaaa" in cases:
-        sources["iaaa"] = compositor_source()
-    for pairs in args.compositor:
-        kwargs = parse_pairs(pairs)
-        sources["iaaa[" + ",".join(f"{k}={v!r}" for k, v in kwargs.items()) + "]"] = compositor_source(**kwargs)
+    sources = named_sources(cases, [parse_pairs(pairs) for pairs in args.compositor])
     for folder_ in args.synthetic:
         sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
 

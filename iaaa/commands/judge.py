@@ -75,21 +75,16 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 def build_sources(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     """``(include_real, name -> source)`` from --baselines, --compositor and --synthetic."""
-    from iaaa.judge import compositor_source, naive_source
+    from iaaa.judge import named_sources
 
     names = [b.strip() for b in args.baselines.split(",") if b.strip()]
     unknown = [b for b in names if b not in BASELINES]
     if unknown:
         raise IaaaError(f"--baselines: unknown {unknown[0]!r}; choose from {', '.join(BASELINES)}")
-    sources: dict[str, Any] = {}
-    if "naive" in names:
-        sources["naive"] = naive_source()
-    if "iaaa" in names:
-        sources["iaaa"] = compositor_source()
-    for pairs in args.compositor:
-        kwargs = parse_pairs(pairs)
+    options = [parse_pairs(pairs) for pairs in args.compositor]
+    for kwargs in options:
         _check_compositor_kwargs(kwargs)
-        sources["iaaa[" + ",".join(f"{k}={v!r}" for k, v in kwargs.items()) + "]"] = compositor_source(**kwargs)
+    sources = named_sources(names, options)
     for folder in args.synthetic:
         sources[f"synthetic:{Path(folder).name or folder}"] = load_export_folder(folder)
     return "real" in names, sources

@@ -36,7 +36,7 @@ from iaaa.judge.targets import instances_from_classes
 from iaaa.judge.train import Prepared, predict_instances, prepare, train_segmenter
 from iaaa.structures import as_annotated
 
-__all__ = ["judge", "JudgeReport", "naive_source", "compositor_source", "auto_min_area", "decoding_ceiling", "REAL", "METRICS"]
+__all__ = ["judge", "JudgeReport", "naive_source", "compositor_source", "named_sources", "auto_min_area", "decoding_ceiling", "REAL", "METRICS"]
 
 REAL = "real"
 METRICS = ("mean_ap", "ap50", "f1_50")
@@ -56,6 +56,20 @@ def compositor_source(**kwargs: Any) -> Callable[[Sequence[Any]], Any]:
         return CellCompositor(**kwargs).fit(samples)
 
     return build
+
+
+def named_sources(cases: Sequence[str], compositor_options: Sequence[dict[str, Any]] = ()) -> dict[str, Callable[[Sequence[Any]], Any]]:
+    """The synthetic sources :func:`judge` compares, by name: ``"naive"`` (hard copy-paste),
+    ``"iaaa"`` (``CellCompositor`` defaults) from ``cases`` (other names are ignored: ``"real"``
+    is not a source), then one ``"iaaa[key=value,...]"`` per dict of compositor options."""
+    sources: dict[str, Callable[[Sequence[Any]], Any]] = {}
+    if "naive" in cases:
+        sources["naive"] = naive_source()
+    if "iaaa" in cases:
+        sources["iaaa"] = compositor_source()
+    for kwargs in compositor_options:
+        sources["iaaa[" + ",".join(f"{k}={v!r}" for k, v in kwargs.items()) + "]"] = compositor_source(**kwargs)
+    return sources
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
