@@ -64,8 +64,16 @@ def run(args: argparse.Namespace) -> int:
     result = export_synthetic(compositor, args.synthetic, out / "synthetic", seed=args.seed, manifest={"source": source}, progress=False)
     synthetic = [SynthesisDataset(compositor, args.synthetic, seed=args.seed).synthesize(i) for i in range(min(4, args.synthetic))]
     print(f"wrote {result['written']} synthetic images to {out / 'synthetic'}/images, masks, annotations.json, manifest.json")
-    by_name = dict(zip(compositor.background_names, compositor.backgrounds))
-    shown = [s for s in real if s.name in by_name][:4]
-    preview = save_preview(out / "preview.png", shown, synthetic, backgrounds=[by_name[s.name] for s in shown])
+    # The compositor pastes onto the real images (onto="image"), so its pool holds them with
+    # their cells; the preview's middle row shows what cell removal makes of the same images.
+    import torch
+
+    from iaaa.synthesis.background import fill_background
+    from iaaa.synthesis.image_groups import survey
+
+    shown = real[:4]
+    keys, halos = survey(shown, "auto", "auto")
+    cleaned = [fill_background(s.image, s.labels, method="mask", halo=halos[k], generator=torch.Generator().manual_seed(args.seed)).image for s, k in zip(shown, keys)]
+    preview = save_preview(out / "preview.png", shown, synthetic, backgrounds=cleaned)
     print(f"wrote {preview} (rows: real with outlines, the same images with cells removed, synthetic)")
     return 0
