@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, labels_to_masks, masks_to_boxes, to_float
 from iaaa.synthesis.placement import PastedWindows
 
@@ -54,7 +55,7 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
         all_ids = sample.ids
         known = torch.isin(ids, all_ids)
         if not bool(known.all()):
-            raise ValueError(f"{sample.name}: a transform invented label values {ids[~known].tolist()}")
+            raise IaaaError(f"{sample.name}: a transform invented label values {ids[~known].tolist()}")
         class_ids = sample.class_ids[torch.searchsorted(all_ids, ids)]
     h, w = labels.shape
     image = sample.image.as_subclass(torch.Tensor)
@@ -90,7 +91,7 @@ def _apply_transforms(sample: AnnotatedImage, transforms: Callable | None) -> tu
 def _format(sample: AnnotatedImage, transforms: Callable | None, target_format: str) -> Any:
     if target_format == "sample":
         if transforms is not None:
-            raise ValueError("transforms are applied to tensors; use target_format='detection' or 'label_map' with transforms")
+            raise IaaaError("transforms are applied to tensors; use target_format='detection' or 'label_map' with transforms")
         return sample
     image, label_map = _apply_transforms(sample, transforms)
     if target_format == "label_map":
@@ -128,9 +129,9 @@ class SynthesisDataset(Dataset):
         if not hasattr(compositor, "sample"):
             raise TypeError(f"compositor must have a sample(generator=...) method, got {type(compositor).__name__}")
         if length < 0:
-            raise ValueError(f"length must be >= 0, got {length}")
+            raise IaaaError(f"length must be >= 0, got {length}")
         if target_format not in TARGET_FORMATS:
-            raise ValueError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
+            raise IaaaError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
         self.compositor = compositor
         self.length = int(length)
         self.seed = int(seed)
@@ -164,7 +165,7 @@ class RealDataset(Dataset):
 
     def __init__(self, samples: Sequence[Any], transforms: Callable | None = None, target_format: str = "detection") -> None:
         if target_format not in TARGET_FORMATS:
-            raise ValueError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
+            raise IaaaError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
         self.samples = [as_annotated(s, name=f"real_{i:06d}") for i, s in enumerate(samples)]
         self.transforms = transforms
         self.target_format = target_format
@@ -185,11 +186,11 @@ class MixedDataset(Dataset):
 
     def __init__(self, real: Dataset, synthetic: Dataset, ratio: float = 1.0, seed: int = 0) -> None:
         if ratio < 0:
-            raise ValueError(f"ratio must be >= 0, got {ratio}")
+            raise IaaaError(f"ratio must be >= 0, got {ratio}")
         n_real = len(real)
         n_syn = int(round(ratio * n_real))
         if n_syn > len(synthetic):
-            raise ValueError(f"ratio {ratio} needs {n_syn} synthetic samples but the synthetic dataset has {len(synthetic)}")
+            raise IaaaError(f"ratio {ratio} needs {n_syn} synthetic samples but the synthetic dataset has {len(synthetic)}")
         self.real, self.synthetic = real, synthetic
         order = torch.randperm(n_real + n_syn, generator=torch.Generator().manual_seed(seed))
         src = torch.cat([torch.zeros(n_real, dtype=torch.int64), torch.ones(n_syn, dtype=torch.int64)])

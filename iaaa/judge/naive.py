@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 import torch
 
+from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, labels_to_boxes, relabel_sequential
 
 __all__ = ["NaivePaste"]
@@ -28,7 +29,7 @@ class NaivePaste:
 
     def __init__(self, keep: float = 0.5, flip: bool = True) -> None:
         if not 0 < keep <= 1:
-            raise ValueError(f"keep: must be in (0, 1], got {keep}")
+            raise IaaaError(f"keep: must be in (0, 1], got {keep}")
         self.keep, self.flip = float(keep), bool(flip)
         self.samples: list[AnnotatedImage] = []
 
@@ -36,16 +37,16 @@ class NaivePaste:
         """Remember the training images (each needs at least one cell to be a source)."""
         self.samples = [as_annotated(s) for s in samples]
         if not any(s.num_instances for s in self.samples):
-            raise ValueError("NaivePaste.fit: no image holds a cell")
+            raise IaaaError("NaivePaste.fit: no image holds a cell")
         channels = {s.image.shape[0] for s in self.samples}
         if len(channels) > 1 or len({s.image.dtype for s in self.samples}) > 1:
-            raise ValueError(f"NaivePaste.fit: images mix channel counts {sorted(channels)} or dtypes; convert them first")
+            raise IaaaError(f"NaivePaste.fit: images mix channel counts {sorted(channels)} or dtypes; convert them first")
         return self
 
     def sample(self, generator: torch.Generator) -> AnnotatedImage:
         """One image: a random training image with cells of a random training image pasted on it."""
         if not self.samples:
-            raise ValueError("NaivePaste: call fit() first")
+            raise IaaaError("NaivePaste: call fit() first")
         g = generator
         n = len(self.samples)
         canvas = self.samples[int(torch.randint(n, (1,), generator=g))]

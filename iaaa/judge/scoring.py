@@ -16,6 +16,7 @@ from typing import Sequence
 
 import torch
 
+from iaaa.errors import IaaaError
 from iaaa.structures import relabel_sequential
 
 __all__ = ["THRESHOLDS", "iou_matrix", "ImageScore", "score_image", "score_images"]
@@ -29,7 +30,7 @@ def iou_matrix(true: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
 
     One bincount over ``(true, pred)`` label pairs gives every intersection at once."""
     if true.shape != pred.shape:
-        raise ValueError(f"true and pred label maps differ in shape: {tuple(true.shape)} vs {tuple(pred.shape)}")
+        raise IaaaError(f"true and pred label maps differ in shape: {tuple(true.shape)} vs {tuple(pred.shape)}")
     t, _ = relabel_sequential(true.cpu())
     p, _ = relabel_sequential(pred.cpu())
     n_t, n_p = int(t.max()) if t.numel() else 0, int(p.max()) if p.numel() else 0
@@ -73,9 +74,9 @@ def score_images(trues: Sequence[torch.Tensor], preds: Sequence[torch.Tensor]) -
     """Mean over images of :func:`score_image`: ``{"mean_ap", "ap50", "f1_50"}`` plus the totals
     ``n_true``, ``n_pred`` and ``tp50``."""
     if len(trues) != len(preds):
-        raise ValueError(f"{len(trues)} true label maps for {len(preds)} predictions")
+        raise IaaaError(f"{len(trues)} true label maps for {len(preds)} predictions")
     if not trues:
-        raise ValueError("no images to score")
+        raise IaaaError("no images to score")
     scores = [score_image(t, p) for t, p in zip(trues, preds)]
     n = len(scores)
     return {

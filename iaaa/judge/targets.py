@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from iaaa.errors import IaaaError
 from iaaa.structures import relabel_sequential
 
 __all__ = ["BACKGROUND", "INTERIOR", "BOUNDARY", "class_targets", "instances_from_classes"]
@@ -29,9 +30,9 @@ def class_targets(labels: torch.Tensor, width: int = 1) -> torch.Tensor:
     another label. The frame is not a boundary (replicate padding): a cell cut by a crop edge
     keeps its interior there, as it would in the full image."""
     if labels.ndim not in (2, 3):
-        raise ValueError(f"labels: expected (H, W) or (B, H, W), got shape {tuple(labels.shape)}")
+        raise IaaaError(f"labels: expected (H, W) or (B, H, W), got shape {tuple(labels.shape)}")
     if width < 1:
-        raise ValueError(f"width: must be >= 1, got {width}")
+        raise IaaaError(f"width: must be >= 1, got {width}")
     lab = labels.to(torch.int64)
     batched = lab if lab.ndim == 3 else lab[None]
     edge = torch.zeros_like(batched, dtype=torch.bool)
@@ -39,7 +40,9 @@ def class_targets(labels: torch.Tensor, width: int = 1) -> torch.Tensor:
     for _ in range(width):
         # Min and max over the 4-neighbourhood differ from the centre exactly where a neighbour
         # has another label; repeating the step widens the band by one pixel each time.
-        p = torch.nn.functional.pad(cur[:, None].float(), (1, 1, 1, 1), mode="replicate")[:, 0].to(torch.int64)
+        # Replicate padding by index, not through float: label ids above 2**24 must stay exact.
+        p = torch.cat([cur[:, :1], cur, cur[:, -1:]], 1)
+        p = torch.cat([p[:, :, :1], p, p[:, :, -1:]], 2)
         neigh = torch.stack([p[:, :-2, 1:-1], p[:, 2:, 1:-1], p[:, 1:-1, :-2], p[:, 1:-1, 2:]])
         edge |= (neigh != batched[None]).any(0)
         if width > 1:
@@ -58,7 +61,7 @@ def instances_from_classes(classes: torch.Tensor, min_area: int = 0) -> torch.Te
     foreground pixel next to a grown one is left. Foreground components that hold no seed
     become instances of their own. Instances smaller than ``min_area`` pixels are dropped."""
     if classes.ndim != 2:
-        raise ValueError(f"classes: expected (H, W), got shape {tuple(classes.shape)}")
+        raise IaaaError(f"classes: expected (H, W), got shape {tuple(classes.shape)}")
     cls = classes.detach().cpu().numpy()
     fg = cls != BACKGROUND
     out, n_seeds = ndimage.label(cls == INTERIOR)

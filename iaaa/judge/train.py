@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 
 from iaaa.dtypes import to_float
+from iaaa.errors import IaaaError
 from iaaa.judge.targets import class_targets, instances_from_classes
 from iaaa.judge.unet import UNet
 from iaaa.structures import as_annotated
@@ -141,19 +142,19 @@ def train_segmenter(
     batch_size * ratio / (1 + ratio))`` of them (at least 1, at most ``batch_size - 1``) are
     replaced by synthetic crops: ``ratio`` is synthetic:real per batch (1.0, the paper's ~1:1)."""
     if not real:
-        raise ValueError("train_segmenter: no real training images")
+        raise IaaaError("train_segmenter: no real training images")
     if steps < 1 or batch_size < 2 or crop < 8:
-        raise ValueError(f"train_segmenter: need steps >= 1, batch_size >= 2, crop >= 8, got {steps}, {batch_size}, {crop}")
+        raise IaaaError(f"train_segmenter: need steps >= 1, batch_size >= 2, crop >= 8, got {steps}, {batch_size}, {crop}")
     channels = real[0].image.shape[0]
     for p in [*real, *(synthetic or [])]:
         if p.image.shape[0] != channels:
-            raise ValueError(f"{p.name or 'image'}: {p.image.shape[0]} channels, the first training image has {channels}")
+            raise IaaaError(f"{p.name or 'image'}: {p.image.shape[0]} channels, the first training image has {channels}")
         if min(p.classes.shape) < crop:
-            raise ValueError(f"{p.name or 'image'}: {tuple(p.classes.shape)} is smaller than the crop {crop}; prepare() it with crop={crop}")
+            raise IaaaError(f"{p.name or 'image'}: {tuple(p.classes.shape)} is smaller than the crop {crop}; prepare() it with crop={crop}")
     n_syn = 0
     if synthetic:
         if not ratio > 0:
-            raise ValueError(f"ratio: synthetic:real per batch must be > 0, got {ratio}")
+            raise IaaaError(f"ratio: synthetic:real per batch must be > 0, got {ratio}")
         n_syn = min(batch_size - 1, max(1, round(batch_size * ratio / (1 + ratio))))
     n_real = batch_size - n_syn
     device = torch.device(device)

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from iaaa.errors import IaaaError
+
 __all__ = ["UNet"]
 
 
@@ -36,7 +38,7 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, n_classes: int = 3, width: int = 16, depth: int = 3, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if in_channels < 1 or n_classes < 2 or width < 1 or depth < 1:
-            raise ValueError(f"UNet: need in_channels >= 1, n_classes >= 2, width >= 1, depth >= 1, got {in_channels}, {n_classes}, {width}, {depth}")
+            raise IaaaError(f"UNet: need in_channels >= 1, n_classes >= 2, width >= 1, depth >= 1, got {in_channels}, {n_classes}, {width}, {depth}")
         self.depth = depth
         chans = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList([_block(in_channels, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)])

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from iaaa.errors import IaaaError
 from iaaa.saaa.masks import MASK_CHANNELS, channels_to_labels
 
 __all__ = ["MaskDiffusionConfig", "MaskDiffusion"]
@@ -58,11 +59,11 @@ class MaskDiffusionConfig:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
         step = 2 ** (len(self.block_out_channels) - 1)
         if self.size < step or self.size % step:
-            raise ValueError(f"MaskDiffusionConfig: size {self.size} must be a positive multiple of {step} for {len(self.block_out_channels)} levels")
+            raise IaaaError(f"MaskDiffusionConfig: size {self.size} must be a positive multiple of {step} for {len(self.block_out_channels)} levels")
         if min(self.block_out_channels) < 1 or self.layers_per_block < 1 or self.sample_steps < 1 or self.num_train_timesteps < 2:
-            raise ValueError("MaskDiffusionConfig: block_out_channels, layers_per_block, sample_steps must be >= 1 and num_train_timesteps >= 2")
+            raise IaaaError("MaskDiffusionConfig: block_out_channels, layers_per_block, sample_steps must be >= 1 and num_train_timesteps >= 2")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise ValueError(f"MaskDiffusionConfig: prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {self.prediction_type!r}")
+            raise IaaaError(f"MaskDiffusionConfig: prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {self.prediction_type!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -132,7 +133,7 @@ class MaskDiffusion(nn.Module):
         s = int(size or self.config.size)
         step = 2 ** (len(self.config.block_out_channels) - 1)
         if s < step or s % step:
-            raise ValueError(f"MaskDiffusion: sample size {s} must be a positive multiple of {step}")
+            raise IaaaError(f"MaskDiffusion: sample size {s} must be a positive multiple of {step}")
         x = torch.randn((n, MASK_CHANNELS, s, s), generator=g).to(self.device)
         was_training = self.training
         self.eval()

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from iaaa.errors import IaaaError
 from iaaa.structures import instance_areas, relabel_sequential
 
 __all__ = ["MASK_CHANNELS", "labels_to_channels", "channels_to_labels", "grow_markers", "remove_small_instances"]
@@ -104,7 +105,7 @@ def channels_to_labels(channels: torch.Tensor, min_area: int = 8, fg_threshold: 
     single = channels.ndim == 3
     ch = (channels[None] if single else channels).float().cpu()
     if ch.ndim != 4 or ch.shape[1] != MASK_CHANNELS:
-        raise ValueError(f"channels: expected ([B,] {MASK_CHANNELS}, H, W), got {tuple(channels.shape)}")
+        raise IaaaError(f"channels: expected ([B,] {MASK_CHANNELS}, H, W), got {tuple(channels.shape)}")
     fg = ch[:, 0] > fg_threshold
     dist = ((ch[:, 1] + 1) / 2).clamp(0, 1)
     seeds = (fg & (dist > marker_threshold)).numpy()

@@ -80,13 +80,13 @@ class SAAAConfig:
             self.pix2pix = Pix2PixConfig(**self.pix2pix)
         self.perceptual = str(self.perceptual)
         if self.size < 8 or self.crops_per_image < 1 or min(self.diffusion_batch, self.pix2pix_batch) < 1 or min(self.diffusion_steps, self.pix2pix_steps) < 0:
-            raise ValueError(f"SAAAConfig: size must be >= 8, crops_per_image and batch sizes >= 1, steps >= 0 (got size {self.size})")
+            raise IaaaError(f"SAAAConfig: size must be >= 8, crops_per_image and batch sizes >= 1, steps >= 0 (got size {self.size})")
         self.diffusion = MaskDiffusionConfig(**{**self.diffusion.to_dict(), "size": self.size})
         step = 2**self.pix2pix.depth
         for name in ("size", "sample_size"):
             v = getattr(self, name)
             if v is not None and (v < step or v % step):
-                raise ValueError(f"SAAAConfig: {name} {v} must be a positive multiple of {step} for a Pix2Pix generator of depth {self.pix2pix.depth}")
+                raise IaaaError(f"SAAAConfig: {name} {v} must be a positive multiple of {step} for a Pix2Pix generator of depth {self.pix2pix.depth}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from iaaa.errors import IaaaError
 from iaaa.saaa.masks import MASK_CHANNELS
 
 __all__ = ["Pix2PixConfig", "SelfAttention", "SqueezeExcitation", "UNetGenerator", "PatchDiscriminator", "generator_loss", "discriminator_loss", "init_weights"]
@@ -53,7 +54,7 @@ class Pix2PixConfig:
 
     def __post_init__(self) -> None:
         if min(self.out_channels, self.base, self.depth, self.disc_base, self.disc_layers) < 1:
-            raise ValueError("Pix2PixConfig: out_channels, base, depth, disc_base and disc_layers must be >= 1")
+            raise IaaaError("Pix2PixConfig: out_channels, base, depth, disc_base and disc_layers must be >= 1")
 
     @property
     def in_channels(self) -> int:
@@ -129,10 +130,10 @@ class UNetGenerator(nn.Module):
         and, when the config has noise, noise ``(B, 1, H, W)``."""
         step = 2**self.config.depth
         if masks.ndim != 4 or masks.shape[1] != MASK_CHANNELS or masks.shape[-1] % step or masks.shape[-2] % step:
-            raise ValueError(f"UNetGenerator: expected masks (B, {MASK_CHANNELS}, H, W) with H, W divisible by {step}, got {tuple(masks.shape)}")
+            raise IaaaError(f"UNetGenerator: expected masks (B, {MASK_CHANNELS}, H, W) with H, W divisible by {step}, got {tuple(masks.shape)}")
         if self.config.noise:
             if noise is None:
-                raise ValueError("UNetGenerator: this generator takes a noise channel; pass noise (B, 1, H, W)")
+                raise IaaaError("UNetGenerator: this generator takes a noise channel; pass noise (B, 1, H, W)")
             x = torch.cat([masks, noise], 1)
         else:
             x = masks

@@ -181,7 +181,7 @@ def fit_pix2pix(
     """Train a Pix2Pix generator/discriminator pair on the (mask, image) crops of ``pool``;
     returns the generator (eval mode) and the report."""
     if pool.images is None:
-        raise ValueError("fit_pix2pix: the crop pool has no images")
+        raise IaaaError("fit_pix2pix: the crop pool has no images")
     g = torch.Generator().manual_seed(int(seed) + 2)
     gen, disc = UNetGenerator(config), PatchDiscriminator(config)
     init_weights(gen, g)
