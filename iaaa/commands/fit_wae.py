@@ -6,6 +6,7 @@ import argparse
 
 from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args, load_inputs
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling, prior samples and the object subset")
     p.add_argument("--time-budget", type=float, help="stop after the epoch that passes this many seconds")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
+    add_threads_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -64,12 +65,7 @@ def load_objects(args: argparse.Namespace) -> list:
 def run_with_threads(args: argparse.Namespace, body) -> int:
     """Run ``body(args)`` under ``--threads`` torch threads (shared with ``iaaa search``): it
     covers reading and object extraction too, which suffer from oversubscription as well."""
-    from iaaa.errors import IaaaError
-    from iaaa.policy.search import torch_threads
-
-    if args.threads < 0:
-        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
-    with torch_threads(args.threads or None):
+    with torch_threads_of(args):
         return body(args)
 
 

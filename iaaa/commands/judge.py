@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from iaaa.commands._inputs import add_input_args, load_export_folder, load_inputs
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
 from iaaa.errors import IaaaError
 
 BASELINES = ("real", "naive", "iaaa")
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--batch", type=int, default=8, help="crops per batch (default: %(default)s)")
     t.add_argument("--width", type=int, default=16, help="U-Net first-level channels (default: %(default)s)")
     t.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
-    t.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    add_threads_arg(t)
     p.add_argument("--json", dest="json_out", help="also write the report to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
@@ -102,14 +103,16 @@ def _check_compositor_kwargs(kwargs: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with torch_threads_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from iaaa.data import load_samples
     from iaaa.judge import judge
 
-    if args.threads < 1:
-        raise IaaaError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
     seeds = _seeds(args.seeds)
     include_real, sources = build_sources(args)
     train = load_inputs(args)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from iaaa.commands._inputs import add_input_args, input_record, load_inputs
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--perceptual", default="wae", help="perceptual loss: wae (default), random, none, or a local VGG16/VGG19 state dict file")
     f.add_argument("--seed", type=int, default=0, help="seeds crops, weights and batches (default: %(default)s)")
     f.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    f.add_argument("--threads", type=int, default=1, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
+    add_threads_arg(f)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=run_fit)
 
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--size", type=int, help="side of the sampled images in px (default: the model's training size; larger canvases hold more cells)")
     s.add_argument("--ddim-steps", type=int, help="DDIM steps per mask (default: the model's, 50)")
     s.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    s.add_argument("--threads", type=int, default=1, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
+    add_threads_arg(s)
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=run_sample)
     p.set_defaults(func=lambda args: _no_verb(p))
@@ -57,15 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _no_verb(p: argparse.ArgumentParser) -> int:
     p.print_help()
     return 2
-
-
-def _threads(args: argparse.Namespace):
-    from iaaa.errors import IaaaError
-    from iaaa.policy.search import torch_threads
-
-    if args.threads < 0:
-        raise IaaaError(f"--threads must be >= 0, got {args.threads}")
-    return torch_threads(args.threads or None)
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -88,7 +80,7 @@ def run_fit(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise IaaaError(f"saaa fit: {exc}") from exc
     out = Path(args.out)
-    with _threads(args):
+    with torch_threads_of(args):
         samples = load_inputs(args)
         model.fit(samples, checkpoint_dir=out / "checkpoints", progress=not args.quiet)
         model.save(out)
@@ -119,7 +111,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise IaaaError(f"--n must be >= 1, got {args.n}")
-    with _threads(args):
+    with torch_threads_of(args):
         model = SAAA.load(args.model, device=args.device)
         step = 2 ** max(model.generator.config.depth, len(model.diffusion.config.block_out_channels) - 1)
         if args.size is not None:

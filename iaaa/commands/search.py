@@ -7,6 +7,7 @@ import warnings
 
 from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args
+from iaaa.commands._threads import add_threads_arg
 from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size, run_with_threads
 
 OP_SETS = ("table-s1", "extended", "all")
@@ -41,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-evals", type=int, help="stop before this many scorer evaluations")
     p.add_argument("--time-budget", type=float, help="stop the search after about this many seconds")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, 0 = torch's default (default: %(default)s)")
+    add_threads_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(func=run)
 
