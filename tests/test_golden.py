@@ -319,13 +319,18 @@ def _record_text(record: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def store() -> dict[str, np.ndarray]:
-    return load_store()[0]
+def golden() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    return load_store()
 
 
 @pytest.fixture(scope="module")
-def record() -> dict[str, Any]:
-    return load_store()[1]
+def store(golden) -> dict[str, np.ndarray]:
+    return golden[0]
+
+
+@pytest.fixture(scope="module")
+def record(golden) -> dict[str, Any]:
+    return golden[1]
 
 
 @pytest.fixture(scope="module")
