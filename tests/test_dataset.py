@@ -1,15 +1,28 @@
-"""SynthesisDataset: determinism per (seed, epoch, index), target format, loaders, samplers."""
+"""SynthesisDataset and MixedDataset: determinism per (seed, epoch, index), target format, loaders,
+samplers, the real:synthetic mix."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
 from iaaa.data.dataset import MixedDataset, RealDataset, SynthesisDataset, collate_fn
+from iaaa.errors import IaaaError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +120,130 @@ def test_real_and_mixed(compositor, sim_small):
     for i in range(len(mixed)):
         image, target = mixed[i]
         assert image.dtype == torch.float32 and target["masks"].shape[0] == target["labels"].numel()
-    with pytest.raises(ValueError, match="needs 40 synthetic"):
+        synthetic, k = mixed.locate(i)
+        assert _same((image, target), (syn if synthetic else real)[k])
+    with pytest.raises(IaaaError, match="needs 40 synthetic"):
         MixedDataset(real, syn, ratio=10)
+
+
+class _Tagged(Dataset):
+    """Items that say where they came from, so the mixing can be checked without images."""
+
+    def __init__(self, tag: str, n: int) -> None:
+        self.tag, self.n = tag, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int) -> tuple[str, int]:
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        return self.tag, k
+
+
+def _epoch_items(mixed: MixedDataset, epoch: int) -> list[tuple[str, int]]:
+    mixed.set_epoch(epoch)
+    return [mixed[i] for i in range(len(mixed))]
+
+
+def test_mixed_epochs_draw_fresh_synthetic_samples():
+    """The issue-17 case: 16 real images, 1000 synthetic, ratio 1. Each epoch is 32 items, 16 of
+    them synthetic; successive epochs use new synthetic indices and 63 epochs use all 1000."""
+    mixed = MixedDataset(_Tagged("real", 16), _Tagged("syn", 1000), ratio=1.0, seed=3)
+    seen: list[int] = []
+    for epoch in range(63):
+        items = _epoch_items(mixed, epoch)
+        assert len(items) == 32
+        assert sorted(k for t, k in items if t == "real") == list(range(16))
+        syn = [k for t, k in items if t == "syn"]
+        assert len(syn) == 16
+        seen += syn
+    # Epochs 0-61 lie inside the first pass (992 draws): no index twice; epoch 62 completes it.
+    assert len(set(seen[:992])) == 992
+    assert set(seen) == set(range(1000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_real=st.integers(0, 12),
+    n_syn_total=st.integers(1, 40),
+    ratio=st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 3.0]),
+    seed=st.integers(0, 2**40),
+)
+def test_mixed_ratio_is_exact_and_every_synthetic_index_appears(n_real, n_syn_total, ratio, seed):
+    n_syn = round(ratio * n_real)
+    assume(n_syn <= n_syn_total)
+    mixed = MixedDataset(_Tagged("real", n_real), _Tagged("syn", n_syn_total), ratio=ratio, seed=seed)
+    assert len(mixed) == n_real + n_syn
+    epochs = -(-n_syn_total // n_syn) if n_syn else 2
+    counts = [0] * n_syn_total
+    for epoch in range(epochs):
+        items = _epoch_items(mixed, epoch)
+        assert sorted(k for t, k in items if t == "real") == list(range(n_real))
+        syn = [k for t, k in items if t == "syn"]
+        assert len(syn) == n_syn
+        for k in syn:
+            counts[k] += 1
+    if n_syn:
+        # One pass over the synthetic dataset is complete, and no index is ahead by more than the
+        # pass the last epoch reached into.
+        assert min(counts) >= 1 and max(counts) <= 2
+
+
+def test_mixed_mapping_depends_only_on_seed_epoch_index():
+    def mapping(m: MixedDataset) -> list[tuple[bool, int]]:
+        return [m.locate(i) for i in range(len(m))]
+
+    torch.manual_seed(0)
+    a = MixedDataset(_Tagged("real", 16), _Tagged("syn", 1000), ratio=1.0, seed=5)
+    first = mapping(a)
+    a.set_epoch(4)
+    fourth = mapping(a)
+    torch.manual_seed(123)  # the global RNG plays no part
+    b = MixedDataset(_Tagged("real", 16), _Tagged("syn", 1000), ratio=1.0, seed=5, epoch=4)
+    assert mapping(b) == fourth != first
+    a.set_epoch(0)
+    assert mapping(a) == first
+    assert mapping(MixedDataset(_Tagged("real", 16), _Tagged("syn", 1000), ratio=1.0, seed=6, epoch=4)) != fourth
+    # Another process (another hash seed, another global RNG) computes the same mapping.
+    code = (
+        "import json, torch; torch.manual_seed(99); from iaaa.data.dataset import MixedDataset; "
+        "m = MixedDataset(list(range(16)), list(range(1000)), ratio=1.0, seed=5, epoch=4); "
+        "print(json.dumps([m.locate(i) for i in range(len(m))]))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "7", "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert [tuple(x) for x in json.loads(out.stdout)] == fourth
+
+
+def test_mixed_under_distributed_sampler_ranks_agree():
+    """Each rank builds its own MixedDataset; with set_epoch on sampler and dataset alike the
+    ranks share one epoch: together they cover its items, each real sample once."""
+    for epoch in (0, 1, 5):
+        seen = []
+        for rank in range(2):
+            mixed = MixedDataset(_Tagged("real", 7), _Tagged("syn", 50), ratio=1.0, seed=2)
+            sampler = DistributedSampler(mixed, num_replicas=2, rank=rank, shuffle=True, seed=3, drop_last=False)
+            sampler.set_epoch(epoch)
+            mixed.set_epoch(epoch)
+            seen += [mixed[i] for i in sampler]
+        reference = _epoch_items(MixedDataset(_Tagged("real", 7), _Tagged("syn", 50), ratio=1.0, seed=2), epoch)
+        assert set(seen) == set(reference) and len(seen) == 14  # 14 items split 7 + 7, no padding
+
+
+def test_mixed_bad_arguments():
+    real, syn = _Tagged("real", 4), _Tagged("syn", 10)
+    with pytest.raises(IaaaError, match="ratio must be >= 0"):
+        MixedDataset(real, syn, ratio=-0.5)
+    with pytest.raises(IaaaError, match="ratio must be >= 0"):
+        MixedDataset(real, syn, ratio=float("nan"))
+    mixed = MixedDataset(real, syn)
+    for bad in (-1, 1.5, "2", True):
+        with pytest.raises(IaaaError, match="epoch must be an int >= 0"):
+            mixed.set_epoch(bad)
+    assert mixed.epoch == 0
+    mixed.set_epoch(np.int64(3))
+    assert mixed.epoch == 3 and isinstance(mixed.epoch, int)
 
 
 def test_bad_arguments(compositor):

@@ -11,6 +11,7 @@ Targets follow torchvision's detection convention, so the datasets plug straight
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Sequence
 
 import torch
@@ -177,31 +178,90 @@ class RealDataset(Dataset):
         return _format(self.samples[index], self.transforms, self.target_format)
 
 
+# Streams of sample_generator that no (index >= 0, epoch >= 0) sample uses: where the real and
+# synthetic items of an epoch sit (per epoch), and the shuffled passes over the synthetic dataset
+# that epochs deal from (per pass, across epochs).
+_LAYOUT_INDEX = -1
+_PASS_EPOCH = -1
+
+
+def _dealt(n: int, count: int, seed: int, epoch: int) -> torch.Tensor:
+    """Synthetic indices of epoch ``epoch``: draws ``epoch * count`` to ``(epoch + 1) * count - 1``
+    of an endless run of shuffled passes over ``range(n)`` (``count <= n``)."""
+    if count == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    start = epoch * count
+    first, last = start // n, (start + count - 1) // n
+    passes = torch.cat([torch.randperm(n, generator=sample_generator(seed, p, _PASS_EPOCH)) for p in range(first, last + 1)])
+    offset = start - first * n
+    return passes[offset : offset + count]
+
+
 class MixedDataset(Dataset):
     """Real and synthetic samples mixed at ``ratio`` synthetic per real image (the paper uses
-    about 1:1), in an order shuffled once by ``seed``.
+    about 1:1).
 
-    Its length is ``len(real) + round(ratio * len(real))``; synthetic items are indices
-    ``0..n_syn-1`` of ``synthetic``, which must be at least that long."""
+    Every epoch holds each real sample once and ``n_syn = round(ratio * len(real))`` synthetic
+    ones, so ``len(mixed) == len(real) + n_syn`` and the ratio is exact in every epoch.
+    ``synthetic`` may be (and usually is) longer than ``n_syn``: epochs deal its indices from
+    shuffled passes over all of it, epoch ``e`` taking draws ``e * n_syn`` to
+    ``(e + 1) * n_syn - 1``. So successive epochs see fresh synthetic samples, each index is used
+    once per pass and every index has appeared after ``ceil(len(synthetic) / n_syn)`` epochs (an
+    epoch that straddles two passes may draw one index twice). Where the real and synthetic items
+    sit within an epoch is shuffled per epoch too.
 
-    def __init__(self, real: Dataset, synthetic: Dataset, ratio: float = 1.0, seed: int = 0) -> None:
-        if ratio < 0:
+    Which sample item ``i`` is depends only on ``(seed, epoch, i)``: the same in every instance,
+    worker, process and rank, whatever the global RNG. Call :meth:`set_epoch` before each epoch,
+    alongside ``DistributedSampler.set_epoch`` (with persistent workers, recreate the loader). It
+    does not touch the epochs of the datasets it mixes: a :class:`SynthesisDataset`'s own
+    ``set_epoch`` still decides what its index ``k`` looks like.
+
+    Args:
+        real: the real samples (e.g. a :class:`RealDataset`).
+        synthetic: the synthetic samples, at least ``n_syn`` long.
+        ratio: synthetic items per real item, ``>= 0``.
+        seed: seed of the layouts and the passes.
+        epoch: start epoch.
+    """
+
+    def __init__(self, real: Dataset, synthetic: Dataset, ratio: float = 1.0, seed: int = 0, epoch: int = 0) -> None:
+        if not ratio >= 0:
             raise IaaaError(f"ratio must be >= 0, got {ratio}")
         n_real = len(real)
         n_syn = int(round(ratio * n_real))
         if n_syn > len(synthetic):
             raise IaaaError(f"ratio {ratio} needs {n_syn} synthetic samples but the synthetic dataset has {len(synthetic)}")
         self.real, self.synthetic = real, synthetic
-        order = torch.randperm(n_real + n_syn, generator=torch.Generator().manual_seed(seed))
-        src = torch.cat([torch.zeros(n_real, dtype=torch.int64), torch.ones(n_syn, dtype=torch.int64)])
-        idx = torch.cat([torch.arange(n_real), torch.arange(n_syn)])
+        self.ratio, self.seed = float(ratio), int(seed)
+        self.n_real, self.n_syn = n_real, n_syn
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s layout and synthetic draws from now on."""
+        try:
+            e = operator.index(epoch)
+        except TypeError:
+            e = -1
+        if isinstance(epoch, bool) or e < 0:
+            raise IaaaError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch = e
+        n = self.n_real + self.n_syn
+        order = torch.randperm(n, generator=sample_generator(self.seed, _LAYOUT_INDEX, epoch))
+        src = torch.cat([torch.zeros(self.n_real, dtype=torch.int64), torch.ones(self.n_syn, dtype=torch.int64)])
+        idx = torch.cat([torch.arange(self.n_real), _dealt(len(self.synthetic), self.n_syn, self.seed, epoch)])
         self._src, self._idx = src[order].tolist(), idx[order].tolist()
 
     def __len__(self) -> int:
         return len(self._src)
 
     def is_synthetic(self, index: int) -> bool:
+        """Whether item ``index`` of the current epoch comes from the synthetic dataset."""
         return bool(self._src[index])
+
+    def locate(self, index: int) -> tuple[bool, int]:
+        """``(synthetic, k)``: item ``index`` of the current epoch is item ``k`` of the synthetic
+        (``True``) or the real dataset."""
+        return bool(self._src[index]), self._idx[index]
 
     def __getitem__(self, index: int) -> Any:
         ds = self.synthetic if self._src[index] else self.real
