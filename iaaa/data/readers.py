@@ -179,7 +179,9 @@ def _paint(runs: Sequence[tuple[np.ndarray, np.ndarray]], order_ids: Sequence[An
     if n == 0:
         return torch.zeros((h, w), dtype=torch.int64), [], {}
     area = [int((e - s).sum()) for s, e in runs]
-    order = sorted(range(n), key=lambda i: (-area[i], i))
+    # Painted in this order, later over earlier: larger first, and of equal areas the earlier
+    # annotation last, so it keeps the contested pixels.
+    order = sorted(range(n), key=lambda i: (-area[i], -i))
     by_rank, overlap_px = paint_runs([runs[i] for i in order], (h, w), overlap="last")
     painted = torch.tensor([0] + [i + 1 for i in order], dtype=torch.int64)[by_rank]
     present = [int(v) - 1 for v in instance_ids(painted).tolist()]
