@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.policy import GreedyPolicySearch, StatsScorer, WAEScorer, fit_wae, load_wae  # noqa: E402
-from iaaa.policy.data import objects_for_search  # noqa: E402
+from iaaa.synthesis.search_objects import objects_for_search  # noqa: E402
 from iaaa.policy.search import torch_threads  # noqa: E402
 
 TARGET_SEARCH_S = 60.0

@@ -30,6 +30,7 @@ from iaaa.data.dataset import SynthesisDataset
 from iaaa.data.imageio import atomic_write_text, image_suffix_for, temporary_target, write_image, write_label_map
 from iaaa.data.writers import coco_annotations
 from iaaa.errors import IaaaError
+from iaaa.sampler import Sampler, check_sampler
 
 try:
     import fcntl
@@ -254,7 +255,7 @@ def _assemble(out: Path, n: int) -> Path:
 
 
 def export_synthetic(
-    compositor: Any,
+    compositor: Sampler,
     n: int,
     out: str | os.PathLike,
     seed: int = 0,
@@ -277,6 +278,7 @@ def export_synthetic(
     an iaaa export, overlaps an input, is being written by another process, or holds an export
     with other settings or inputs. Returns a summary dict (``written``, ``skipped``, paths).
     """
+    check_sampler(compositor, "compositor")  # before anything is created
     if n < 1:
         raise IaaaError(f"n must be >= 1, got {n}")
     out = Path(out)

@@ -1,36 +1,39 @@
-"""The data model: annotated images, cell objects, and every conversion between mask formats.
+"""The data model: annotated images, cell objects and where a compositor pasted them.
 
 An annotated image is an image tensor ``(C, H, W)`` (uint8, uint16 or float32, any C) plus an
 integer label map ``(H, W)`` where 0 is background and ``k > 0`` is instance ``k``, plus one class
-id per instance. All conversions between label maps, stacked binary masks, boxes, COCO RLE and
-``torchvision.tv_tensors`` live here and nowhere else, so the rest of the library cannot disagree
-about them.
-
-Conventions:
-
-* Instance order is always the sorted order of the non-zero label values present in the map;
-  ``class_ids[i]`` belongs to the ``i``-th instance in that order.
-* Boxes are XYXY with inclusive maxima, exactly as :func:`torchvision.ops.masks_to_boxes`
-  returns them (a one-pixel instance at ``(x, y)`` has box ``(x, y, x, y)``).
-* Label maps are ``torch.int64`` once inside the library (16-bit PNG label maps are read as
-  such), because ``bincount``/``scatter`` indexing wants int64.
+id per instance. The label-map conversions they rest on (masks, boxes, relabelling, validation)
+live in :mod:`iaaa.label_maps` and are importable from here too, so the data model and its
+conversions come from one place; COCO RLE lives in :mod:`iaaa.data.coco`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from iaaa.dtypes import dtype_range, from_float, to_float
 from iaaa.errors import IaaaError
+from iaaa.label_maps import (
+    check_labels,
+    instance_areas,
+    instance_boxes,
+    instance_ids,
+    labels_to_boxes,
+    labels_to_masks,
+    masks_to_boxes,
+    masks_to_labels,
+    relabel_sequential,
+)
 
 __all__ = [
     "AnnotatedImage",
     "CellObject",
+    "PastedWindows",
     "as_annotated",
     "check_labels",
     "instance_ids",
@@ -41,8 +44,6 @@ __all__ = [
     "masks_to_boxes",
     "instance_boxes",
     "relabel_sequential",
-    "labels_to_rle",
-    "rle_to_labels",
     "to_tv_tensors",
     "from_tv_tensors",
     "dtype_range",
@@ -52,255 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_CATEGORIES: dict[int, str] = {1: "cell"}
-
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-def check_labels(labels: Any, what: str = "labels", *, strict: bool = False) -> torch.Tensor:
-    """Validate a label map (any shape) and return it as int64: integer or bool values, none
-    negative; a float map is accepted when it holds whole numbers.
-
-    ``strict=True`` is the op kernels' check: only integer or bool tensors, kept in their dtype
-    (gathering moves any integer dtype exactly) and not scanned for negative values."""
-    if strict:
-        if not isinstance(labels, torch.Tensor):
-            raise TypeError(f"{what}: expected a torch.Tensor or None, got {type(labels).__name__}")
-        if labels.dtype.is_floating_point or labels.dtype.is_complex:
-            raise TypeError(f"{what}: label maps must be integer, got dtype {labels.dtype}")
-        return labels
-    if not isinstance(labels, torch.Tensor):
-        labels = torch.as_tensor(np.asarray(labels))
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dtype.is_complex:
-        if labels.dtype == torch.bool:
-            return labels.to(torch.int64)
-        if labels.dtype.is_floating_point and torch.equal(labels, labels.round()):
-            labels = labels.to(torch.int64)
-        else:
-            raise IaaaError(f"{what}: label map must hold integers, got dtype {labels.dtype}")
-    if labels.dtype == torch.uint16:
-        labels = labels.to(torch.int32)
-    labels = labels.to(torch.int64)
-    if labels.numel() and int(labels.min()) < 0:
-        raise IaaaError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
-    return labels
-
-
-def instance_areas(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ids, areas)``: sorted non-zero label values present in ``labels`` and their pixel
-    counts (int64, on the labels' device).
-
-    A bincount (one pass) rather than ``torch.unique``: unique sorts every pixel, and its
-    multi-threaded CPU sort was measured 10-30x slower than this on a busy 2-core machine. Sparse
-    huge ids, where a bincount would be large, fall back to ``unique``."""
-    flat = labels.reshape(-1).to(torch.int64)
-    if flat.numel() == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=labels.device)
-        return empty, empty
-    top = int(flat.max())
-    if top <= 4 * flat.numel() + 4096:
-        counts = torch.bincount(flat, minlength=top + 1)
-        ids = torch.nonzero(counts[1:]).flatten() + 1
-        return ids, counts[ids]
-    ids, counts = torch.unique(flat, return_counts=True)
-    keep = ids != 0
-    return ids[keep], counts[keep]
-
-
-def instance_ids(labels: torch.Tensor) -> torch.Tensor:
-    """Sorted non-zero label values present in ``labels`` (int64, on the labels' device)."""
-    return instance_areas(labels)[0]
-
-
-# ----------------------------------------------------------------------------- label map <-> masks / boxes
-
-
-def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, windows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a label map ``(H, W)`` into stacked masks ``(N, H, W)`` of ``dtype`` (bool, or
-    uint8 as torchvision's ``Mask`` targets use).
-
-    Returns ``(masks, ids)`` with ``masks[i] = labels == ids[i]``; ``ids`` defaults to
-    :func:`instance_ids`. Each mask is compared only inside its instance's box: comparing every
-    pixel against every id costs N full passes, which dominated building detection targets.
-    ``windows`` (``(N, 4)`` inclusive XYXY, with ``ids``) are boxes already known to contain
-    each instance, e.g. where a compositor pasted it; they save computing the boxes."""
-    if labels.ndim != 2:
-        raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
-    labels = check_labels(labels)
-    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
-        ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
-        return torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device), ids
-    if windows is not None:
-        if ids is None or len(windows) != ids.numel():
-            raise IaaaError(f"windows: need one window per id, got {len(windows)} windows for {None if ids is None else ids.numel()} ids")
-        ids, boxes = ids.to(labels.device, torch.int64), torch.as_tensor(windows, dtype=torch.int64)
-    else:
-        ids, boxes = _ids_and_boxes(labels, ids)
-    masks = torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device)
-    for i, (value, (x0, y0, x1, y1)) in enumerate(zip(ids.tolist(), boxes.tolist())):
-        if x1 >= x0:  # absent ids keep an all-zero mask (their box is all zeros, x1 == x0 == 0)
-            window = labels[y0 : y1 + 1, x0 : x1 + 1]
-            masks[i, y0 : y1 + 1, x0 : x1 + 1] = window == value
-    return masks, ids
-
-
-def masks_to_labels(masks: torch.Tensor, ids: torch.Tensor | Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:
-    """Merge stacked masks ``(N, H, W)`` into an int64 label map; mask ``i`` gets ``ids[i]``
-    (default ``i + 1``).
-
-    ``overlap``: ``"error"`` raises when a pixel belongs to two masks; ``"last"`` lets the later
-    mask win; ``"first"`` the earlier one. The choice is explicit because silently resolving
-    overlaps changes instance shapes."""
-    if masks.ndim != 3:
-        raise IaaaError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
-    n = masks.shape[0]
-    masks = masks.bool()
-    ids_t = torch.arange(1, n + 1, dtype=torch.int64, device=masks.device) if ids is None else torch.as_tensor(ids, dtype=torch.int64, device=masks.device)
-    if ids_t.numel() != n:
-        raise IaaaError(f"ids: {ids_t.numel()} ids for {n} masks")
-    if n == 0:
-        return torch.zeros(masks.shape[1:], dtype=torch.int64, device=masks.device)
-    count = masks.sum(0)
-    if overlap == "error" and bool((count > 1).any()):
-        raise IaaaError(f"masks overlap at {int((count > 1).sum())} pixels; pass overlap='first' or 'last' to resolve")
-    order = torch.arange(n, device=masks.device).view(-1, 1, 1)
-    if overlap == "first":
-        idx = torch.where(masks, order, n).amin(0)
-    elif overlap in ("last", "error"):
-        idx = torch.where(masks, order, -1).amax(0)
-    else:
-        raise IaaaError(f"overlap must be 'error', 'first' or 'last', got {overlap!r}")
-    lut = torch.cat([ids_t, ids_t.new_zeros(1)])  # index n (first) and -1 (last) -> background
-    return lut[idx]
-
-
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """XYXY float boxes of stacked masks, identical to :func:`torchvision.ops.masks_to_boxes`
-    (empty masks give all-zero boxes instead of an error)."""
-    if masks.ndim != 3:
-        raise IaaaError(f"masks: expected (N, H, W), got shape {tuple(masks.shape)}")
-    n, h, w = masks.shape
-    if n == 0:
-        return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    # amax over a uint8 view reads the masks ~10x faster than any() over bool on CPU.
-    m = masks.view(torch.uint8) if masks.dtype == torch.bool else (masks != 0).view(torch.uint8) if masks.dtype != torch.uint8 else masks
-    rows, cols = m.amax(2) > 0, m.amax(1) > 0
-    ar_h = torch.arange(h, device=m.device)
-    ar_w = torch.arange(w, device=m.device)
-    y0 = torch.where(rows, ar_h, h).amin(1)
-    y1 = torch.where(rows, ar_h, -1).amax(1)
-    x0 = torch.where(cols, ar_w, w).amin(1)
-    x1 = torch.where(cols, ar_w, -1).amax(1)
-    boxes = torch.stack([x0, y0, x1, y1], 1).float()
-    return torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
-
-
-def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(ids, int64 XYXY boxes)``; ids default to those present. Absent ids get zero boxes.
-
-    One bincount of ``(label, row)`` pairs and one of ``(label, column)`` pairs say which rows
-    and columns each label touches; the ids fall out of the same tables for free."""
-    h, w = labels.shape
-    dev = labels.device
-    top = int(labels.max()) if labels.numel() else 0
-    if ids is not None and ids.numel():
-        top = max(top, int(ids.max()))
-    if (top + 1) * (h + w) > 64 * (h * w + 4096):
-        # Huge sparse ids: renumber first so the tables stay small.
-        dense, old = relabel_sequential(labels)
-        want = old if ids is None else ids.to(dev, torch.int64)
-        pos = torch.searchsorted(old, want).clamp_max(max(old.numel() - 1, 0))
-        found = (old[pos] == want) if old.numel() else torch.zeros_like(want, dtype=torch.bool)
-        _, boxes = _ids_and_boxes(dense, pos + 1)
-        return want, torch.where(found.view(-1, 1), boxes, torch.zeros_like(boxes))
-    ar_h = torch.arange(h, device=dev)
-    ar_w = torch.arange(w, device=dev)
-    rows = torch.bincount((labels * h + ar_h.view(-1, 1)).reshape(-1), minlength=(top + 1) * h).view(top + 1, h) > 0
-    cols = torch.bincount((labels * w + ar_w.view(1, -1)).reshape(-1), minlength=(top + 1) * w).view(top + 1, w) > 0
-    present = rows.any(1)
-    sel = torch.nonzero(present[1:]).flatten() + 1 if ids is None else ids.to(dev, torch.int64)
-    rows, cols, present = rows[sel], cols[sel], present[sel]
-    y0 = torch.where(rows, ar_h, h).amin(1)
-    y1 = torch.where(rows, ar_h, -1).amax(1)
-    x0 = torch.where(cols, ar_w, w).amin(1)
-    x1 = torch.where(cols, ar_w, -1).amax(1)
-    boxes = torch.stack([x0, y0, x1, y1], 1)
-    return sel, torch.where(present.view(-1, 1), boxes, torch.zeros_like(boxes))
-
-
-def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-    """XYXY boxes ``(N, 4)`` float32 of each instance of a label map, in ``ids`` order (ids absent
-    from the map get all-zero boxes, as :func:`masks_to_boxes` gives empty masks). Never
-    materialises N full masks."""
-    labels = check_labels(labels)
-    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
-        return torch.zeros((0, 4), dtype=torch.float32, device=labels.device)
-    return _ids_and_boxes(labels, ids)[1].float()
-
-
-def instance_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
-    """int64 XYXY boxes (inclusive maxima) of the instances of a label map, in ``ids`` order
-    (default: every instance, sorted)."""
-    if ids is None:
-        ids = instance_areas(labels)[0]
-    return labels_to_boxes(labels, ids).to(torch.int64)
-
-
-def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renumber instances to ``1..N`` keeping their order. Returns ``(new_labels, old_ids)``
-    where ``old_ids[k - 1]`` is the original value of new instance ``k``."""
-    labels = check_labels(labels)
-    old_ids = instance_ids(labels)
-    if old_ids.numel() == 0:
-        return torch.zeros_like(labels), old_ids
-    top = int(old_ids[-1])
-    if top <= 4 * labels.numel() + 4096:
-        lut = torch.zeros(top + 1, dtype=torch.int64, device=labels.device)
-        lut[old_ids] = torch.arange(1, old_ids.numel() + 1, device=labels.device)
-        return lut[labels], old_ids
-    # Huge sparse ids: map through a sorted search instead of a table.
-    pos = torch.searchsorted(old_ids, labels.reshape(-1)).reshape(labels.shape)
-    return torch.where(labels > 0, pos + 1, torch.zeros_like(labels)), old_ids
-
-
-# ----------------------------------------------------------------------------- COCO RLE
-
-
-def labels_to_rle(labels: torch.Tensor, ids: torch.Tensor | None = None) -> list[dict[str, Any]]:
-    """COCO RLE (compressed, ``counts`` as a str so it is JSON-ready) for every instance, in
-    ``ids`` order."""
-    from pycocotools import mask as mask_utils
-
-    labels = check_labels(labels)
-    # pycocotools wants (H, W, N) in Fortran order, which is (N, W, H) in C order: the masks of
-    # the transposed label map, so only the small label map is transposed, never N masks.
-    masks, ids = labels_to_masks(labels.T.contiguous(), ids, dtype=torch.uint8)
-    if masks.shape[0] == 0:
-        return []
-    arr = masks.cpu().numpy().transpose(2, 1, 0)
-    rles = mask_utils.encode(arr)
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return list(rles)
-
-
-def rle_to_labels(rles: Sequence[dict[str, Any]], size: tuple[int, int], ids: Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:
-    """Decode COCO RLEs (compressed or uncompressed) into one label map of ``size = (H, W)``."""
-    from pycocotools import mask as mask_utils
-
-    h, w = size
-    if len(rles) == 0:
-        return torch.zeros((h, w), dtype=torch.int64)
-    fixed = []
-    for i, r in enumerate(rles):
-        if tuple(r.get("size", ())) != (h, w):
-            raise IaaaError(f"rle {i}: size {r.get('size')} does not match the image size {(h, w)}")
-        if isinstance(r["counts"], list):  # uncompressed RLE
-            r = mask_utils.frPyObjects(r, h, w)
-        fixed.append(r)
-    masks = torch.from_numpy(np.ascontiguousarray(mask_utils.decode(fixed).transpose(2, 0, 1)))
-    return masks_to_labels(masks, ids, overlap=overlap)
 
 
 # ----------------------------------------------------------------------------- annotated image
@@ -502,3 +254,22 @@ class CellObject:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
+
+
+# ----------------------------------------------------------------------------- pasted windows
+
+
+@dataclass(frozen=True)
+class PastedWindows:
+    """Where each pasted instance lies, so its mask can be cut from that window alone.
+
+    A compositor records one in ``AnnotatedImage.meta["windows"]``; the datasets read it to build
+    detection targets without scanning the whole label map per instance.
+
+    Attributes:
+        ids: ``(N,)`` int64 label values of the pasted instances.
+        boxes: ``(N, 4)`` int64 XYXY (inclusive) box of the object holding each instance.
+    """
+
+    ids: torch.Tensor
+    boxes: torch.Tensor

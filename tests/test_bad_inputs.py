@@ -303,7 +303,7 @@ def test_malformed_segmentation_names_file_and_annotation(work, capsys, segmenta
 def test_rle_string_counts_match_pycocotools(seed):
     from pycocotools import mask as mask_utils
 
-    from iaaa.data.segmentation import rle_string_counts
+    from iaaa.data.coco import rle_string_counts
 
     rng = np.random.default_rng(seed)
     h, w = rng.integers(1, 60, size=2)

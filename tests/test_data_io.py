@@ -186,3 +186,35 @@ def test_writer_rejects_duplicate_names(tmp_path):
     s = simulate_cells(1, size=(32, 32))[0]
     with pytest.raises(ValueError, match="unique"):
         write_label_folder([s, s], tmp_path / "i", tmp_path / "m")
+
+
+def test_read_coco_equal_areas_tie_goes_to_the_earlier_annotation(tmp_path):
+    _save_png(tmp_path / "a.png", np.zeros((10, 12), np.uint8))
+    square = lambda x, y: [[x, y, x + 4, y, x + 4, y + 4, x, y + 4]]  # noqa: E731
+    doc = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 10, "width": 12}],
+        "annotations": [
+            {"id": 5, "image_id": 1, "segmentation": square(1, 1)},
+            {"id": 6, "image_id": 1, "segmentation": square(3, 3)},
+        ],
+    }
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    with pytest.warns(UserWarning, match="smaller instance"):
+        (a,) = read_coco(tmp_path / "ann.json", tmp_path)
+    from pycocotools import mask as mask_utils
+
+    first = torch.from_numpy(mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(square(1, 1), 10, 12))).astype(bool))
+    assert torch.equal(a.labels == 1, first)  # annotation 5 keeps the overlap
+    assert a.meta["overlap"]["pixels"] > 0 and a.meta["annotation_ids"] == [5, 6]
+
+
+def test_read_dsb_overlapping_masks_paint_like_coco(tmp_path):
+    case = tmp_path / "c1"
+    _save_png(case / "images" / "c1.png", np.zeros((9, 9), np.uint8))
+    big, small = np.zeros((9, 9), np.uint8), np.zeros((9, 9), np.uint8)
+    big[1:7, 1:7], small[5:8, 5:8] = 255, 255
+    _save_png(case / "masks" / "a.png", big)
+    _save_png(case / "masks" / "b.png", small)
+    with pytest.warns(UserWarning, match="4 pixels covered by several instances"):
+        (s,) = read_dsb(tmp_path)
+    assert int((s.labels == 2).sum()) == 9 and int((s.labels == 1).sum()) == 36 - 4

@@ -19,6 +19,7 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
+from iaaa.errors import IaaaError
 from iaaa.data.dataset import MixedDataset, RealDataset, SynthesisDataset, collate_fn
 from iaaa.errors import IaaaError
 
@@ -247,7 +248,7 @@ def test_mixed_bad_arguments():
 
 
 def test_bad_arguments(compositor):
-    with pytest.raises(TypeError, match="sample"):
+    with pytest.raises(IaaaError, match=r"^compositor: expected a sampler .* got object$"):
         SynthesisDataset(object(), 3)
     with pytest.raises(ValueError, match="target_format"):
         SynthesisDataset(compositor, 3, target_format="coco")
@@ -285,3 +286,25 @@ def test_pasted_windows_give_the_same_targets(compositor):
         slow = make_target(plain)[1]
         for k in ("boxes", "labels", "masks", "label_map"):
             assert torch.equal(fast[k], slow[k]), k
+
+
+class _TupleSampler:
+    """Not a compositor: anything with sample(generator) is a Sampler."""
+
+    def sample(self, generator=None):
+        labels = torch.zeros(8, 8, dtype=torch.int64)
+        labels[2:4, 2:5] = 1
+        return torch.rand(1, 8, 8, generator=generator), labels
+
+
+def test_sampler_protocol():
+    from iaaa.sampler import Sampler, check_sampler, is_sampler
+
+    s = _TupleSampler()
+    assert isinstance(s, Sampler) and is_sampler(s) and check_sampler(s) is s
+    assert not is_sampler(object()) and not is_sampler(type("NotCallable", (), {"sample": 3})())
+    with pytest.raises(IaaaError, match=r"^sources\[1\]: expected a sampler .* got int$"):
+        check_sampler(7, "sources[1]")
+    ds = SynthesisDataset(s, 2, seed=3, target_format="sample")
+    assert torch.equal(ds[1].image, SynthesisDataset(s, 2, seed=3, target_format="sample")[1].image)
+    assert ds[0].num_instances == 1

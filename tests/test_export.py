@@ -127,3 +127,12 @@ def test_export_api_refuses_n0(tmp_path):
 
     with pytest.raises(IaaaError):
         export_synthetic(object(), 0, tmp_path)
+
+
+def test_export_api_refuses_a_non_sampler_before_creating_anything(tmp_path):
+    from iaaa.export import export_synthetic
+
+    out = tmp_path / "new"
+    with pytest.raises(IaaaError, match=r"^compositor: expected a sampler .* got str$"):
+        export_synthetic("not a compositor", 2, out, progress=False)
+    assert not out.exists()

@@ -1,10 +1,7 @@
-"""Round trips of every conversion in iaaa.structures, property-based."""
+"""Round trips of every conversion in iaaa.structures / iaaa.label_maps, property-based (COCO RLE: test_coco.py)."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -21,11 +18,9 @@ from iaaa.structures import (
     instance_ids,
     labels_to_boxes,
     labels_to_masks,
-    labels_to_rle,
     masks_to_boxes,
     masks_to_labels,
     relabel_sequential,
-    rle_to_labels,
     to_float,
     to_tv_tensors,
 )
@@ -75,39 +70,6 @@ def test_relabel_sequential(labels):
     # new k sits exactly where old[k-1] was
     lut = torch.cat([torch.zeros(1, dtype=torch.int64), old])
     assert torch.equal(lut[new], labels)
-
-
-@settings(max_examples=40, deadline=None)
-@given(labels=label_maps())
-def test_full_roundtrip_through_coco_file(tmp_path_factory, labels):
-    """label map -> masks -> RLE -> COCO file -> pycocotools -> label map, zero differing pixels."""
-    from pycocotools.coco import COCO
-
-    from iaaa.data import write_coco
-
-    h, w = labels.shape
-    image = torch.zeros((1, h, w), dtype=torch.uint8)
-    d = tmp_path_factory.mktemp("coco")
-    write_coco([AnnotatedImage(image, labels, name="x")], d / "ann.json", d / "images")
-    coco = COCO(str(d / "ann.json"))
-    anns = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
-    ids = instance_ids(labels)
-    assert len(anns) == ids.numel()
-    back = np.zeros((h, w), dtype=np.int64)
-    for ann, i in zip(anns, ids.tolist()):
-        m = coco.annToMask(ann)
-        assert not (back[m > 0]).any()
-        back[m > 0] = i
-    assert np.array_equal(back, labels.numpy())
-    # and the in-memory path
-    assert torch.equal(rle_to_labels(labels_to_rle(labels), (h, w), ids.tolist()), labels)
-
-
-def test_rle_is_json_ready():
-    labels = torch.tensor([[0, 1, 1], [2, 2, 0]])
-    rles = labels_to_rle(labels)
-    json.dumps(rles)
-    assert [r["size"] for r in rles] == [[2, 3], [2, 3]]
 
 
 def test_masks_to_labels_overlap_modes():
@@ -211,3 +173,12 @@ def test_uint8_masks_match_bool(labels):
     mb, _ = labels_to_masks(labels)
     assert m8.dtype == torch.uint8 and torch.equal(m8.bool(), mb)
     assert torch.equal(masks_to_boxes(m8), masks_to_boxes(mb))
+
+
+def test_pasted_windows_are_part_of_the_data_model():
+    from iaaa.structures import PastedWindows
+
+    rec = PastedWindows(torch.tensor([2, 1]), torch.tensor([[0, 0, 3, 3], [4, 4, 5, 6]]))
+    assert rec.ids.tolist() == [2, 1] and rec.boxes.shape == (2, 4)
+    with pytest.raises(Exception):
+        rec.ids = torch.tensor([0])  # frozen: the datasets trust it as recorded

@@ -52,7 +52,7 @@ def parse_size(values: list[int], flag: str = "--size") -> tuple[int, int]:
 
 def load_objects(args: argparse.Namespace) -> list:
     from iaaa.errors import IaaaError
-    from iaaa.policy.data import objects_for_search
+    from iaaa.synthesis.search_objects import objects_for_search
 
     if args.max_objects < 0:
         raise IaaaError(f"--max-objects must be >= 0, got {args.max_objects}")

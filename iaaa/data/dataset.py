@@ -18,8 +18,10 @@ import torch
 from torch.utils.data import Dataset
 
 from iaaa.errors import IaaaError
-from iaaa.structures import AnnotatedImage, as_annotated, labels_to_masks, masks_to_boxes, to_float
-from iaaa.synthesis.placement import PastedWindows
+from iaaa.dtypes import to_float
+from iaaa.label_maps import labels_to_masks, masks_to_boxes
+from iaaa.sampler import Sampler, check_sampler
+from iaaa.structures import AnnotatedImage, PastedWindows, as_annotated
 
 __all__ = ["SynthesisDataset", "RealDataset", "MixedDataset", "collate_fn", "make_target", "sample_generator", "TARGET_FORMATS"]
 
@@ -71,7 +73,7 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
 
 def _pasted_windows(sample: AnnotatedImage) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(ids, boxes)`` of every instance from a compositor's typed record of where it pasted
-    each object (``meta["windows"]``, a :class:`~iaaa.synthesis.placement.PastedWindows`), or
+    each object (``meta["windows"]``, a :class:`~iaaa.structures.PastedWindows`), or
     None when the sample has none. Saves two passes over the label map per sample."""
     rec = sample.meta.get("windows")
     if not isinstance(rec, PastedWindows) or rec.ids.numel() != sample.class_ids.numel():
@@ -112,8 +114,8 @@ class SynthesisDataset(Dataset):
     with any ``num_workers``, under ``DistributedSampler``, on any machine.
 
     Args:
-        compositor: a fitted :class:`~iaaa.synthesis.compositor.CellCompositor` (anything with
-            ``sample(generator=...) -> AnnotatedImage``).
+        compositor: a fitted :class:`~iaaa.synthesis.compositor.CellCompositor`, or any other
+            :class:`~iaaa.sampler.Sampler` (``sample(generator) -> AnnotatedImage``).
         length: number of samples per epoch.
         seed: base seed.
         transforms: optional callable applied after synthesis to
@@ -126,9 +128,8 @@ class SynthesisDataset(Dataset):
         epoch: start epoch; :meth:`set_epoch` changes it so each epoch sees new images.
     """
 
-    def __init__(self, compositor: Any, length: int, seed: int = 0, transforms: Callable | None = None, target_format: str = "detection", epoch: int = 0) -> None:
-        if not hasattr(compositor, "sample"):
-            raise TypeError(f"compositor must have a sample(generator=...) method, got {type(compositor).__name__}")
+    def __init__(self, compositor: Sampler, length: int, seed: int = 0, transforms: Callable | None = None, target_format: str = "detection", epoch: int = 0) -> None:
+        check_sampler(compositor, "compositor")
         if length < 0:
             raise IaaaError(f"length must be >= 0, got {length}")
         if target_format not in TARGET_FORMATS:

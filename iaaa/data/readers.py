@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from iaaa.data.imageio import IMAGE_SUFFIXES, check_unit_range, read_image, read_label_map
-from iaaa.data.segmentation import decode_segmentation
+from iaaa.data.coco import mask_runs, paint_runs, segmentation_runs
 from iaaa.errors import DataError
-from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, instance_ids, masks_to_labels
+from iaaa.label_maps import instance_ids
+from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage
 
 __all__ = ["read_label_folder", "read_coco", "read_dsb", "load_samples", "list_image_files", "CLASSES_FILE", "MASK_SUFFIXES", "MIN_IMAGE_SIDE"]
 
@@ -169,25 +170,27 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
     return out
 
 
-def _paint(masks: torch.Tensor, order_ids: Sequence[int], where: str) -> tuple[torch.Tensor, list[int], dict[str, Any]]:
-    """Paint stacked masks into a label map, larger first; return (labels 1..N in input order of
-    the surviving masks, indices of survivors, overlap report)."""
-    n = masks.shape[0]
-    h, w = masks.shape[1:]
+def _paint(runs: Sequence[tuple[np.ndarray, np.ndarray]], order_ids: Sequence[Any], size: tuple[int, int], where: str) -> tuple[torch.Tensor, list[int], dict[str, Any]]:
+    """Paint instances given as runs (:mod:`iaaa.data.coco`) into a label map, larger first;
+    return (labels 1..N in input order of the surviving instances, indices of survivors,
+    overlap report). O(image) memory however many instances there are."""
+    n = len(runs)
+    h, w = size
     if n == 0:
         return torch.zeros((h, w), dtype=torch.int64), [], {}
-    area = masks.flatten(1).sum(1)
-    order = sorted(range(n), key=lambda i: (-int(area[i]), i))
-    painted = masks_to_labels(masks[order], [i + 1 for i in order], overlap="last")
-    overlap_px = int((masks.sum(0) > 1).sum())
+    area = [int((e - s).sum()) for s, e in runs]
+    # Painted in this order, later over earlier: larger first, and of equal areas the earlier
+    # annotation last, so it keeps the contested pixels.
+    order = sorted(range(n), key=lambda i: (-area[i], -i))
+    by_rank, overlap_px = paint_runs([runs[i] for i in order], (h, w), overlap="last")
+    painted = torch.tensor([0] + [i + 1 for i in order], dtype=torch.int64)[by_rank]
     present = [int(v) - 1 for v in instance_ids(painted).tolist()]
-    empty = [order_ids[i] for i in range(n) if int(area[i]) == 0]
+    empty = [order_ids[i] for i in range(n) if area[i] == 0]
     present_set = set(present)
-    hidden = [order_ids[i] for i in range(n) if int(area[i]) > 0 and i not in present_set]
+    hidden = [order_ids[i] for i in range(n) if area[i] > 0 and i not in present_set]
     # Renumber survivors 1..N in their input order.
     lut = torch.zeros(n + 1, dtype=torch.int64)
-    for new, old in enumerate(sorted(present), start=1):
-        lut[old + 1] = new
+    lut[torch.tensor(present, dtype=torch.int64) + 1] = torch.arange(1, len(present) + 1)
     labels = lut[painted]
     report: dict[str, Any] = {}
     if overlap_px or hidden or empty:
@@ -198,7 +201,7 @@ def _paint(masks: torch.Tensor, order_ids: Sequence[int], where: str) -> tuple[t
         if empty:
             msg += f"; instances {empty} have empty masks and are absent"
         warnings.warn(msg, stacklevel=3)
-    return labels, sorted(present), report
+    return labels, present, report
 
 
 def _coco_file_name(json_path: Path, entry: dict, images_dir: Path) -> str:
@@ -293,15 +296,14 @@ def read_coco(json_path: str | os.PathLike, images_dir: str | os.PathLike) -> li
         if ("height" in entry and int(entry["height"]) != h) or ("width" in entry and int(entry["width"]) != w):
             raise DataError(f"{json_path}: image {entry['file_name']} is {h}x{w} on disk but {entry.get('height')}x{entry.get('width')} in the JSON")
         anns = sorted(per_image[image_id], key=lambda a: a.get("id", 0))
-        decoded = []
+        runs = []
         for ann in anns:
             try:
-                decoded.append(decode_segmentation(ann["segmentation"], h, w))
+                runs.append(segmentation_runs(ann["segmentation"], h, w))
             except (ValueError, TypeError, KeyError, OverflowError) as exc:
                 raise DataError(f"{json_path}: annotation {ann.get('id')} (image {entry['file_name']}): bad segmentation: {exc}") from exc
-        masks = torch.from_numpy(np.stack(decoded)) if decoded else torch.zeros((0, h, w), dtype=torch.uint8)
         ann_ids = [a.get("id") for a in anns]
-        labels, kept, report = _paint(masks, ann_ids, f"{json_path}: image {entry['file_name']}")
+        labels, kept, report = _paint(runs, ann_ids, (h, w), f"{json_path}: image {entry['file_name']}")
         class_ids = torch.tensor([int(anns[i].get("category_id", 1)) for i in kept], dtype=torch.int64)
         meta = {"image_path": str(path), "coco_image_id": image_id, "annotation_ids": [ann_ids[i] for i in kept]}
         if report:
@@ -336,7 +338,7 @@ def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
         h, w = image.shape[-2:]
         # An empty masks/ folder is an explicit "no cells here"; a missing one is not.
         mask_files = list_image_files(mask_dir, "masks", allow_empty=True)
-        stack = []
+        runs = []
         for mf in mask_files:
             m = read_label_map(mf)
             if tuple(m.shape) != (h, w):
@@ -344,9 +346,8 @@ def read_dsb(root: str | os.PathLike) -> list[AnnotatedImage]:
             if bool(((m != 0) & (m != m.max())).any()):
                 n = int(torch.unique(m).numel())
                 raise DataError(f"{mf}: holds {n} distinct values, but a DSB masks/ file is one binary cell mask; read a label map of all cells with --images/--masks instead")
-            stack.append(m > 0)
-        masks = torch.stack(stack) if stack else torch.zeros((0, h, w), dtype=torch.bool)
-        labels, kept, report = _paint(masks, [f.name for f in mask_files], f"{case}")
+            runs.append(mask_runs(m > 0))
+        labels, kept, report = _paint(runs, [f.name for f in mask_files], (h, w), f"{case}")
         meta = {"image_path": str(candidates[0]), "mask_files": [mask_files[i].name for i in kept]}
         if report:
             meta["overlap"] = report

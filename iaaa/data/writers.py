@@ -11,12 +11,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
 
+from iaaa.data.coco import coco_masks
 from iaaa.data.imageio import atomic_write_text, image_suffix_for, write_image, write_label_map
 from iaaa.data.readers import CLASSES_FILE
 from iaaa.errors import IaaaError
-from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, as_annotated, instance_ids, labels_to_boxes, labels_to_rle
+from iaaa.label_maps import instance_ids
+from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage, as_annotated
 
 __all__ = ["write_label_folder", "write_coco", "coco_annotations"]
 
@@ -67,15 +68,12 @@ def write_label_folder(samples: Iterable[Any], images_dir: str | os.PathLike, ma
 
 def coco_annotations(sample: AnnotatedImage, image_id: int, first_annotation_id: int) -> list[dict[str, Any]]:
     """COCO annotation dicts (RLE segmentation, XYWH bbox, area) for one sample's instances,
-    numbered from ``first_annotation_id``."""
-    ids = instance_ids(sample.labels)
-    if ids.numel() == 0:
-        return []
-    rles = labels_to_rle(sample.labels, ids)
-    boxes = labels_to_boxes(sample.labels, ids)
-    areas = torch.bincount(sample.labels.reshape(-1), minlength=int(ids.max()) + 1)[ids]
+    numbered from ``first_annotation_id``. O(image) memory for any number of instances
+    (:func:`iaaa.data.coco.coco_masks`)."""
+    rles, boxes, areas = coco_masks(sample.labels)
     anns = []
-    for k, (rle, box, area, cls) in enumerate(zip(rles, boxes.tolist(), areas.tolist(), sample.class_ids.tolist())):
+    # Float boxes, as the writer has always recorded them, so exports stay byte-identical.
+    for k, (rle, box, area, cls) in enumerate(zip(rles, boxes.float().tolist(), areas.tolist(), sample.class_ids.tolist(), strict=True)):
         x0, y0, x1, y1 = box
         anns.append(
             {

@@ -146,7 +146,7 @@ class SAAA:
         """Train both models on annotated images (anything :func:`~iaaa.structures.as_annotated`
         takes). ``checkpoint_dir`` holds resumable checkpoints (rerun the same call to continue
         after an interruption)."""
-        from iaaa.policy.data import objects_for_search
+        from iaaa.synthesis.search_objects import objects_for_search
         from iaaa.saaa.perceptual import build_perceptual
 
         samples = [as_annotated(s) for s in samples]

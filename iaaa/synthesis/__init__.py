@@ -41,6 +41,7 @@ _LAZY: dict[str, str] = {
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",
+    "objects_for_search": "search_objects",
 }
 
 __all__ = list(_LAZY)

@@ -47,7 +47,7 @@ import torch
 from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius, gaussian_blur
-from iaaa.structures import CellObject, check_labels, from_float, to_float
+from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, grown_runs
 from iaaa.synthesis.checks import check, one_of
 from iaaa.synthesis.halo import dilate_disk
@@ -133,19 +133,6 @@ class PlacementResult:
         pos[placed] = np.arange(placed.size)
         boxes = self.boxes.cpu().numpy()[pos[self.instance_object.cpu().numpy()]].reshape(-1, 4)
         return PastedWindows(self.new_ids, torch.from_numpy(boxes))
-
-
-@dataclass(frozen=True)
-class PastedWindows:
-    """Where each pasted instance lies, so its mask can be cut from that window alone.
-
-    Attributes:
-        ids: ``(N,)`` int64 label values of the pasted instances.
-        boxes: ``(N, 4)`` int64 XYXY (inclusive) box of the object holding each instance.
-    """
-
-    ids: torch.Tensor
-    boxes: torch.Tensor
 
 
 def _host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:

@@ -1,4 +1,8 @@
-"""Cell objects for the search and the WAE, from annotated images (used by the CLI)."""
+"""Cell objects for the policy search and the WAE, cut from annotated images.
+
+Lives in synthesis because cutting objects is a synthesis stage (:mod:`~iaaa.synthesis.objects`);
+the policy package only receives the objects, so it never imports synthesis.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from typing import Any, Sequence
 
 import torch
 
-from iaaa.structures import CellObject
 from iaaa.errors import IaaaError
+from iaaa.structures import CellObject
+from iaaa.synthesis.objects import extract_objects
 
 __all__ = ["KINDS", "objects_for_search"]
 
@@ -18,8 +23,6 @@ def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: i
     """Cut cell objects out of ``samples`` with :func:`iaaa.synthesis.objects.extract_objects` and keep
     those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
     drawn by a seeded permutation so the subset does not depend on file order alone."""
-    from iaaa.synthesis.objects import extract_objects
-
     if kind not in KINDS:
         raise IaaaError(f"kind must be one of {KINDS}, got {kind!r}")
     objs = extract_objects(samples, **extract)
