@@ -122,18 +122,19 @@ class SAAAConfig:
         for name in ("size", "sample_size"):
             v = getattr(self, name)
             if v is not None and v % step:
-                raise IaaaError(f"{name}: must be a multiple of {step} ({self._step_reason()}), got {v}")
+                raise IaaaError(f"{name}: must be a multiple of {step} ({self.size_rule()}), got {v}")
         self.diffusion.size = self.size
 
     def size_step(self) -> int:
         """What every image side must be a multiple of: both networks halve it repeatedly."""
         return 2 ** max(self.pix2pix.depth, len(self.diffusion.block_out_channels) - 1)
 
-    def _step_reason(self) -> str:
+    def size_rule(self) -> str:
+        """Why sides must be multiples of :meth:`size_step` (for messages)."""
         levels = len(self.diffusion.block_out_channels) - 1
         if self.pix2pix.depth >= levels:
-            return f"the Pix2Pix generator halves it {self.pix2pix.depth} times"
-        return f"the mask U-Net halves it {levels} times"
+            return f"the Pix2Pix generator of depth {self.pix2pix.depth} halves it {self.pix2pix.depth} times"
+        return f"the mask U-Net of {levels + 1} levels halves it {levels} times"
 
     def crop_bytes(self, n_images: int, channels: int) -> int:
         """Memory the training crops of ``n_images`` images of ``channels`` channels take: float
@@ -428,7 +429,7 @@ def _ours(p: Path) -> bool:
     # What a model folder holds before saaa.json exists: checkpoints/ and our temporaries.
     from iaaa.data.imageio import temporary_target
 
-    return p.name == CHECKPOINTS or temporary_target(p.name) in (MODEL_FILE, "mask_diffusion.pt", "pix2pix.pt")
+    return p.name in (CHECKPOINTS, "mask_diffusion.pt", "pix2pix.pt") or temporary_target(p.name) in (MODEL_FILE, "mask_diffusion.pt", "pix2pix.pt")
 
 
 def check_model_folder(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), fingerprint: str | None = None, overwrite: bool = False) -> dict[str, Any] | None:
