@@ -455,8 +455,10 @@ def check_model_folder(folder: str | os.PathLike, inputs: Sequence[str | os.Path
                 f"{root}: folder is not empty ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and holds no SAAA {MODEL_FILE}; "
                 "refusing to write into it: choose a new or empty folder"
             )
-        if inputs:
-            check_export_folder(root, inputs)  # the export rules for where output may lie
+        if inputs and not (is_dir and any(root.iterdir())):
+            # The export rules for where output may lie. A folder holding our checkpoints was
+            # checked when it was started; its checkpoints carry the data's fingerprint.
+            check_export_folder(root, inputs)
         return None
     if fingerprint is not None and meta.get("fingerprint") != fingerprint and not overwrite:
         raise IaaaError(f"{root}: holds a finished SAAA model trained on other data or options; choose another folder, or replace it explicitly (--overwrite, save(overwrite=True))")
