@@ -56,15 +56,17 @@ def run(args: argparse.Namespace) -> int:
         raise IaaaError("nothing to draw: give input data (--images/--masks, --coco, --dsb) and/or --synthetic DIR")
     if not args.out.lower().endswith(".png"):
         raise IaaaError(f"--out must be a .png file, got {args.out}")
-    _refuse_input_target(args.out, args)
-    if Path(args.out).is_dir():
-        raise IaaaError(f"--out {args.out}: is a folder; name the .png file to write")
     rows = []
     with torch_threads_of(args):
+        # Inputs are read (and named when malformed) first; nothing is written before the
+        # target is checked against them.
         if has_inputs(args):
             rows.append([overlay_instances(s, args.style) for s in load_inputs(args)[: args.n]])
         if args.synthetic:
             rows.append([overlay_instances(s, args.style) for s in load_export_folder(args.synthetic)[: args.n]])
+        _refuse_input_target(args.out, args)
+        if Path(args.out).is_dir():
+            raise IaaaError(f"--out {args.out}: is a folder; name the .png file to write")
         path = write_image(args.out, contact_sheet(rows))
     print(f"wrote {path} ({' + '.join(f'{len(r)}' for r in rows)} images)")
     return 0
