@@ -92,7 +92,7 @@ def _input_paths(args: argparse.Namespace) -> list[str]:
 def run_fit(args: argparse.Namespace) -> int:
     from iaaa.device import resolve_device
     from iaaa.errors import IaaaError
-    from iaaa.saaa import SAAA, MaskDiffusionConfig, Pix2PixConfig, SAAAConfig
+    from iaaa.saaa import SAAA, SAAAConfig
     from iaaa.saaa.model import CHECKPOINTS, MODEL_FILE, check_model_folder
 
     d_steps = args.diffusion_steps if args.diffusion_steps is not None else args.steps if args.steps is not None else SAAAConfig.diffusion_steps
