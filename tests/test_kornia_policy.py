@@ -107,3 +107,36 @@ def test_non_affine_pipeline_uses_nearest_mask_path():
         img, lab = _object()
         _, moved = pol(img, lab, torch.Generator().manual_seed(0))
     assert set(moved.unique().tolist()) <= set(lab.unique().tolist())
+
+
+@pytest.mark.parametrize("first", [K.RandomRotation(degrees=90.0, p=1.0, resample="nearest"), K.RandomAffine(degrees=30.0, shear=10.0, p=1.0, resample="nearest")])
+def test_elastic_after_affine_labels_follow_the_image_exactly(first):
+    """Issue 21 class 7: with a non-affine op the labels used to follow the affine part only
+    (IoU 0.01-0.07). The image here *is* the label map, warped by nearest throughout, so the
+    returned labels must equal the warped image pixel for pixel."""
+    pipe = _pipeline(first, K.RandomElasticTransform(kernel_size=(31, 31), sigma=(6.0, 6.0), alpha=(3.0, 3.0), p=1.0, resample="nearest"))
+    pol = as_object_policy(pipe)
+    assert pol.non_matrix_ops == ["RandomElasticTransform"]
+    _, lab = _object()
+    moved_any = False
+    for s in range(6):
+        out, moved = pol(lab.float()[None], lab, torch.Generator().manual_seed(s))
+        assert torch.equal(out[0].round().long(), moved)
+        moved_any |= not torch.equal(moved, lab)
+    assert moved_any
+
+
+def test_elastic_keeps_big_ids_and_background():
+    pol = as_object_policy(_pipeline(K.RandomRotation(degrees=45.0, p=1.0), K.RandomElasticTransform(p=1.0)))
+    img, lab = _object(big_ids=True)
+    _, moved = pol(img, lab, torch.Generator().manual_seed(2))
+    assert set(moved.unique().tolist()) <= set(lab.unique().tolist()) and len(moved.unique()) > 2
+    full = torch.full_like(lab, 2**40)  # no background at all: padding must still come back as 0
+    _, moved = as_object_policy(_pipeline(K.RandomRotation(degrees=(45.0, 45.0), p=1.0), K.RandomElasticTransform(p=1.0)))(img, full, torch.Generator().manual_seed(0))
+    assert set(moved.unique().tolist()) == {0, 2**40}
+
+
+@pytest.mark.parametrize("op", [K.RandomThinPlateSpline(p=1.0), K.RandomFisheye(torch.tensor([-0.3, 0.3]), torch.tensor([-0.3, 0.3]), torch.tensor([0.9, 1.0]), p=1.0)], ids=["tps", "fisheye"])
+def test_op_without_mask_transform_is_refused_by_name(op):
+    with pytest.raises(IaaaError, match=f"Kornia op {type(op).__name__} has no mask transform"):
+        as_object_policy(_pipeline(K.RandomRotation(degrees=10.0, p=1.0), op))

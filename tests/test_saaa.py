@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from iaaa.errors import IaaaError
 from iaaa.saaa import SAAA, MaskDiffusionConfig, Pix2PixConfig, channels_to_labels, labels_to_channels
-from iaaa.structures import instance_areas
+from iaaa.structures import AnnotatedImage, instance_areas
 
 pytest.importorskip("diffusers")
 
@@ -187,9 +187,10 @@ def test_dataset_and_source_mix(tiny, sim_small):
 
     model, _ = tiny
 
-    class Real:  # a second source: the real images, one chosen per sample
+    class Real:  # a second source: 32 px corners of the real images, one chosen per sample
         def sample(self, generator):
-            return sim_small[int(torch.randint(len(sim_small), (1,), generator=generator))]
+            s = sim_small[int(torch.randint(len(sim_small), (1,), generator=generator))]
+            return AnnotatedImage(s.image[:, :32, :32], s.labels[:32, :32])
 
     mix = SourceMix([model, Real()], weights=[1, 1])
     ds = SynthesisDataset(mix, 8, seed=3, target_format="sample")
@@ -200,6 +201,13 @@ def test_dataset_and_source_mix(tiny, sim_small):
     assert img.dtype == torch.float32 and target["masks"].shape[0] == target["labels"].numel()
     with pytest.raises(IaaaError):
         SourceMix([model], weights=[1, 2])
+
+    class Whole:  # the real images at their own size: not what the model makes
+        def sample(self, generator):
+            return sim_small[0]
+
+    with pytest.raises(IaaaError, match=r"source 1 \(Whole\) makes 1-channel uint8 96x128.*size must agree"):
+        SourceMix([model, Whole()])
 
 
 def test_vgg_weights_file_errors(tmp_path):
@@ -243,7 +251,7 @@ def test_cli_fit_and_sample(sim_small, tmp_path, capsys, one_thread):
     assert len(read_label_folder(alone / "images", alone / "masks")) == 2
     mixed = tmp_path / "synth_mixed"
     argv = ["synth", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--saaa", str(model),
-            "--saaa-weight", "0.5", "--n", "6", "--out", str(mixed), "--no-progress", "--keep-border"]
+            "--saaa-weight", "0.5", "--n", "6", "--out", str(mixed), "--no-progress", "--keep-border", "--size", "32", "32"]
     assert main(argv) == 0
     manifest = json.loads((mixed / "manifest.json").read_text())
     assert manifest["saaa"]["weight"] == 0.5 and "compositor" in manifest

@@ -137,28 +137,27 @@ def _value_range(values: list[str] | None) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from iaaa.data.imageio import atomic_write_text
+    from iaaa.device import resolve_device
     from iaaa.metrics import evaluate_fidelity
+    from iaaa.metrics.protocols import SIZE_BOUNDS
 
     levels = _csv(args.levels, _LEVELS, "--levels")
     metrics = _csv(args.metrics, _METRICS, "--metrics")
-    for flag, v, lo in (("--tile", args.tile, 0), ("--crop-size", args.crop_size, 16), ("--image-size", args.image_size, 16), ("--subsets", args.subsets, 1), ("--batch-size", args.batch_size, 1)):
-        if v < lo:
-            raise IaaaError(f"{flag}: must be >= {lo}, got {v}")
+    if args.tile < 0:
+        raise IaaaError(f"--tile: must be >= 0, got {args.tile}")
     if 0 < args.tile < 16:
         raise IaaaError(f"--tile: tiles below 16 px hold no pyramid levels; got {args.tile} (0 = whole images)")
+    # The library's own bounds, checked here first so the refusal names the flag.
+    for flag, v, name in (("--tile", args.tile or 16, "tile"), ("--crop-size", args.crop_size, "crop_size"), ("--image-size", args.image_size, "image_size"), ("--subsets", args.subsets, "num_subsets"), ("--batch-size", args.batch_size, "batch_size")):
+        lo, hi = SIZE_BOUNDS[name]
+        if not lo <= v <= hi:
+            raise IaaaError(f"{flag}: must be in [{lo}, {hi}], got {v}")
     if args.subset_size is not None and args.subset_size < 2:
         raise IaaaError(f"--subset-size: must be >= 2, got {args.subset_size}")
     if args.max_samples is not None and args.max_samples < 2:
         raise IaaaError(f"--max-samples: must be >= 2, got {args.max_samples}")
     value_range = _value_range(args.value_range)
-    try:
-        import torch
-
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise IaaaError(f"--device: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise IaaaError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
+    resolve_device(args.device, "--device")
     real, real_annotated = _read_side(args, "real")
     synthetic, synth_annotated = _read_side(args, "synthetic")
     object_levels = [lv for lv in levels if lv != "image"]

@@ -28,7 +28,7 @@ from iaaa.metrics.swd import SWDResult, swd
 from iaaa.structures import CellObject, as_annotated, dtype_range
 from iaaa.errors import IaaaError
 
-__all__ = ["LEVELS", "METRICS", "LevelReport", "FidelityReport", "evaluate_fidelity", "level_images", "image_tiles", "resolve_value_range"]
+__all__ = ["LEVELS", "METRICS", "LevelReport", "FidelityReport", "evaluate_fidelity", "SIZE_BOUNDS", "level_images", "image_tiles", "resolve_value_range"]
 
 LEVELS = ("sco", "mco", "image")
 METRICS = ("kid", "swd", "fid", "fid_inf")
@@ -191,6 +191,11 @@ def _subsample(items: list, limit: int | None, seed: int) -> list:
     return [items[i] for i in idx.tolist()]
 
 
+#: ``argument -> (lo, hi)``: bounds of :func:`evaluate_fidelity`'s size-like arguments (the
+#: command line checks its flags against the same numbers).
+SIZE_BOUNDS = {"tile": (16, 4096), "crop_size": (16, 1024), "image_size": (16, 2048), "batch_size": (1, 4096), "num_subsets": (1, 100_000)}
+
+
 def evaluate_fidelity(
     real: Sequence[Any],
     synthetic: Sequence[Any],
@@ -221,6 +226,13 @@ def evaluate_fidelity(
     is reported with a note instead of numbers."""
     levels = list(levels)
     metrics = list(metrics)
+    # Sizes bounded before any image is resized: a typo such as image_size=100000 would fill
+    # tens of GB per image.
+    given = {"tile": tile or 16, "crop_size": crop_size, "image_size": image_size, "batch_size": batch_size, "num_subsets": num_subsets}
+    for name, (lo, hi) in SIZE_BOUNDS.items():
+        v = given[name]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise IaaaError(f"{name}: must be an integer in [{lo}, {hi}], got {v!r}")
     for lv in levels:
         if lv not in LEVELS:
             raise IaaaError(f"levels: unknown level {lv!r}; choose from {LEVELS}")

@@ -19,9 +19,16 @@ import torch
 from torch import nn
 
 from iaaa.errors import IaaaError
+from iaaa.saaa.fields import MAX_SAMPLE_SIZE, MAX_WIDTH, choice, flag, integer, number
 from iaaa.saaa.masks import MASK_CHANNELS, channels_to_labels
 
-__all__ = ["MaskDiffusionConfig", "MaskDiffusion"]
+__all__ = ["MaskDiffusionConfig", "MaskDiffusion", "BETA_SCHEDULES", "PREDICTION_TYPES"]
+
+#: Noise schedules diffusers' DDPM/DDIM schedulers implement.
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: DDPM noise levels: the schedule holds one float per level; thousands are customary.
+MAX_TIMESTEPS = 10_000
 
 
 @dataclass
@@ -39,7 +46,7 @@ class MaskDiffusionConfig:
         prediction_type: what the U-Net predicts: ``"epsilon"`` (the noise, as in DDPM),
             ``"v_prediction"`` (default) or ``"sample"``; the latter two keep the clean-mask estimate
             well conditioned at high noise, where an epsilon model's error is amplified.
-        sample_steps: DDIM steps when sampling.
+        sample_steps: DDIM steps when sampling (at most ``num_train_timesteps``).
         min_area: smallest instance (pixels) kept when decoding a sample.
         marker_threshold: distance level that marks a cell centre when decoding.
     """
@@ -56,14 +63,23 @@ class MaskDiffusionConfig:
     marker_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        # Every field is checked for type and bounds before anything is built from it: configs
+        # come back from hand-editable files (see iaaa.saaa.fields).
+        if not isinstance(self.block_out_channels, (list, tuple)) or not 1 <= len(self.block_out_channels) <= 8:
+            raise IaaaError(f"block_out_channels: must be a list of 1 to 8 widths, got {self.block_out_channels!r:.80}")
+        self.block_out_channels = tuple(integer(c, "block_out_channels", 1, MAX_WIDTH) for c in self.block_out_channels)
         step = 2 ** (len(self.block_out_channels) - 1)
+        integer(self.size, "size", 1, MAX_SAMPLE_SIZE)
         if self.size < step or self.size % step:
-            raise IaaaError(f"MaskDiffusionConfig: size {self.size} must be a positive multiple of {step} for {len(self.block_out_channels)} levels")
-        if min(self.block_out_channels) < 1 or self.layers_per_block < 1 or self.sample_steps < 1 or self.num_train_timesteps < 2:
-            raise IaaaError("MaskDiffusionConfig: block_out_channels, layers_per_block, sample_steps must be >= 1 and num_train_timesteps >= 2")
-        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise IaaaError(f"MaskDiffusionConfig: prediction_type must be 'epsilon', 'v_prediction' or 'sample', got {self.prediction_type!r}")
+            raise IaaaError(f"size: must be a multiple of {step} (the U-Net halves it {len(self.block_out_channels) - 1} times), got {self.size}")
+        integer(self.layers_per_block, "layers_per_block", 1, 8)
+        flag(self.attention, "attention")
+        integer(self.num_train_timesteps, "num_train_timesteps", 2, MAX_TIMESTEPS)
+        choice(self.beta_schedule, "beta_schedule", BETA_SCHEDULES)
+        choice(self.prediction_type, "prediction_type", PREDICTION_TYPES)
+        integer(self.sample_steps, "sample_steps", 1, min(self.num_train_timesteps, MAX_TIMESTEPS))
+        integer(self.min_area, "min_area", 0, 2**31)
+        self.marker_threshold = number(self.marker_threshold, "marker_threshold", 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -128,12 +144,14 @@ class MaskDiffusion(nn.Module):
         from diffusers import DDIMScheduler
 
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        ddim = DDIMScheduler.from_config(self.scheduler.config)
-        ddim.set_timesteps(int(steps or self.config.sample_steps))
-        s = int(size or self.config.size)
+        k = integer(steps if steps is not None else self.config.sample_steps, "steps", 1, self.config.num_train_timesteps)
+        s = integer(size if size is not None else self.config.size, "size", 1, MAX_SAMPLE_SIZE)
+        integer(n, "n", 1, 1 << 20)
         step = 2 ** (len(self.config.block_out_channels) - 1)
-        if s < step or s % step:
-            raise IaaaError(f"MaskDiffusion: sample size {s} must be a positive multiple of {step}")
+        if s % step:
+            raise IaaaError(f"size: must be a multiple of {step} (the U-Net halves it {len(self.config.block_out_channels) - 1} times), got {s}")
+        ddim = DDIMScheduler.from_config(self.scheduler.config)
+        ddim.set_timesteps(k)
         x = torch.randn((n, MASK_CHANNELS, s, s), generator=g).to(self.device)
         was_training = self.training
         self.eval()

@@ -17,6 +17,7 @@ A saved model is a folder: ``saaa.json`` (options, data description, training su
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -25,19 +26,41 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from iaaa.device import resolve_device
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.saaa.diffusion import MaskDiffusion, MaskDiffusionConfig
+from iaaa.saaa.fields import MAX_BATCH, MAX_CROP_BYTES, MAX_CROPS_PER_IMAGE, MAX_SAMPLE_SIZE, MAX_TRAIN_SIZE, choice, integer, number
 from iaaa.saaa.masks import labels_to_channels
 from iaaa.saaa.pix2pix import Pix2PixConfig, UNetGenerator
 from iaaa.saaa.training import CropPool, TrainReport, fit_mask_diffusion, fit_pix2pix
 from iaaa.structures import AnnotatedImage, as_annotated
+from iaaa.torchfile import check_state_dict, load_torch_file
 
-__all__ = ["SAAA", "SAAAConfig", "random_crops"]
+__all__ = ["SAAA", "SAAAConfig", "random_crops", "check_model_folder", "read_model_description", "MODEL_FILE", "CHECKPOINTS"]
 
 FORMAT = "iaaa.saaa"
 VERSION = 1
 _DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32}
+MODEL_FILE = "saaa.json"
+CHECKPOINTS = "checkpoints"
+#: Most optimiser steps of either network.
+MAX_STEPS = 10_000_000
+
+
+def _sub_config(cls: type, value: Any, name: str, forced: dict[str, Any]) -> Any:
+    """``value`` (a ``cls`` or its dict) as a checked ``cls`` with ``forced`` fields set; errors
+    name the field as ``name.field``."""
+    if isinstance(value, cls):
+        value = value.to_dict()
+    if not isinstance(value, dict):
+        raise IaaaError(f"{name}: must be a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+    try:
+        return cls(**{**value, **forced})
+    except TypeError as exc:  # an unknown or missing field
+        raise IaaaError(f"{name}: {str(exc).split('__init__() ')[-1]}") from None
+    except IaaaError as exc:
+        raise IaaaError(f"{name}.{exc}") from None
 
 
 @dataclass
@@ -74,19 +97,49 @@ class SAAAConfig:
     sample_size: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.diffusion, dict):
-            self.diffusion = MaskDiffusionConfig(**self.diffusion)
-        if isinstance(self.pix2pix, dict):
-            self.pix2pix = Pix2PixConfig(**self.pix2pix)
-        self.perceptual = str(self.perceptual)
-        if self.size < 8 or self.crops_per_image < 1 or min(self.diffusion_batch, self.pix2pix_batch) < 1 or min(self.diffusion_steps, self.pix2pix_steps) < 0:
-            raise IaaaError(f"SAAAConfig: size must be >= 8, crops_per_image and batch sizes >= 1, steps >= 0 (got size {self.size})")
-        self.diffusion = MaskDiffusionConfig(**{**self.diffusion.to_dict(), "size": self.size})
-        step = 2**self.pix2pix.depth
+        # Every field is checked for type and bounds before anything is built from it: the
+        # config comes back from saaa.json, which people edit (see iaaa.saaa.fields).
+        integer(self.size, "size", 8, MAX_TRAIN_SIZE)
+        integer(self.crops_per_image, "crops_per_image", 1, MAX_CROPS_PER_IMAGE)
+        integer(self.diffusion_steps, "diffusion_steps", 0, MAX_STEPS)
+        integer(self.pix2pix_steps, "pix2pix_steps", 0, MAX_STEPS)
+        integer(self.diffusion_batch, "diffusion_batch", 1, MAX_BATCH)
+        integer(self.pix2pix_batch, "pix2pix_batch", 1, MAX_BATCH)
+        for name in ("diffusion_lr", "pix2pix_lr"):
+            if number(getattr(self, name), name, 0.0, 10.0) <= 0:
+                raise IaaaError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+            setattr(self, name, float(getattr(self, name)))
+        if not isinstance(self.perceptual, str):
+            raise IaaaError(f"perceptual: must be 'wae', 'random', 'none' or a file path, got {self.perceptual!r:.80}")
+        integer(self.seed, "seed", -(2**63), 2**64 - 1)
+        if self.sample_size is not None:
+            integer(self.sample_size, "sample_size", 8, MAX_SAMPLE_SIZE)
+        self.pix2pix = _sub_config(Pix2PixConfig, self.pix2pix, "pix2pix", {})
+        # The mask DDPM learns the crops, so its size is the crop size whatever a file says; it is
+        # checked here against both networks (128 is valid for any of the 1..8 levels meanwhile).
+        self.diffusion = _sub_config(MaskDiffusionConfig, self.diffusion, "diffusion", {"size": 128})
+        step = self.size_step()
         for name in ("size", "sample_size"):
             v = getattr(self, name)
-            if v is not None and (v < step or v % step):
-                raise IaaaError(f"SAAAConfig: {name} {v} must be a positive multiple of {step} for a Pix2Pix generator of depth {self.pix2pix.depth}")
+            if v is not None and v % step:
+                raise IaaaError(f"{name}: must be a multiple of {step} ({self.size_rule()}), got {v}")
+        self.diffusion.size = self.size
+
+    def size_step(self) -> int:
+        """What every image side must be a multiple of: both networks halve it repeatedly."""
+        return 2 ** max(self.pix2pix.depth, len(self.diffusion.block_out_channels) - 1)
+
+    def size_rule(self) -> str:
+        """Why sides must be multiples of :meth:`size_step` (for messages)."""
+        levels = len(self.diffusion.block_out_channels) - 1
+        if self.pix2pix.depth >= levels:
+            return f"the Pix2Pix generator of depth {self.pix2pix.depth} halves it {self.pix2pix.depth} times"
+        return f"the mask U-Net of {levels + 1} levels halves it {levels} times"
+
+    def crop_bytes(self, n_images: int, channels: int) -> int:
+        """Memory the training crops of ``n_images`` images of ``channels`` channels take: float
+        images, two float mask channels and int64 labels per crop pixel."""
+        return int(n_images) * self.crops_per_image * self.size**2 * (4 * int(channels) + 4 * 2 + 8)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -133,58 +186,107 @@ class SAAA:
         try:
             self.config = config if config is not None else SAAAConfig(**options)
         except TypeError as exc:
-            raise IaaaError(f"SAAA: {exc}") from exc
-        self.device = torch.device(device)
+            raise IaaaError(f"SAAA: {str(exc).split('__init__() ')[-1]}") from None
+        self.device = resolve_device(device)
         self.diffusion: MaskDiffusion | None = None
         self.generator: UNetGenerator | None = None
         self.data: dict[str, Any] = {}
         self.reports: dict[str, TrainReport] = {}
+        self.fingerprint: str | None = None
 
     # ------------------------------------------------------------------ fitting
 
-    def fit(self, samples: Iterable[Any], checkpoint_dir: str | os.PathLike | None = None, progress: bool = False) -> "SAAA":
-        """Train both models on annotated images (anything :func:`~iaaa.structures.as_annotated`
-        takes). ``checkpoint_dir`` holds resumable checkpoints (rerun the same call to continue
-        after an interruption)."""
-        from iaaa.synthesis.search_objects import objects_for_search
-        from iaaa.saaa.perceptual import build_perceptual
-
-        samples = [as_annotated(s) for s in samples]
+    def describe_data(self, samples: Sequence[AnnotatedImage]) -> dict[str, Any]:
+        """Check training images and describe them (channels, dtype, count, ``sha256`` of their
+        pixels and labels) without training: the refusals :meth:`fit` would give (no images,
+        mixed channels or dtypes, no cells, too many crops) come from here first."""
         if not samples:
             raise IaaaError("SAAA.fit: no training images")
         chans = {int(s.image.shape[0]) for s in samples}
         dtypes = {s.image.dtype for s in samples}
         if len(chans) != 1 or len(dtypes) != 1:
             raise IaaaError(f"SAAA.fit: training images must share one channel count and dtype, got channels {sorted(chans)} and dtypes {sorted(map(str, dtypes))}")
-        dtype = dtypes.pop()
-        if str(dtype).removeprefix("torch.") not in _DTYPES:
+        dtype = str(dtypes.pop()).removeprefix("torch.")
+        if dtype not in _DTYPES:
             raise IaaaError(f"SAAA.fit: image dtype {dtype} is not supported (uint8, uint16, float32)")
+        if not any(bool((s.labels > 0).any()) for s in samples):
+            raise IaaaError(f"SAAA.fit: the {len(samples)} training label maps hold no cells (every label is 0); SAAA learns cell layouts from annotated cells")
+        channels = chans.pop()
+        need = self.config.crop_bytes(len(samples), channels)
+        if need > MAX_CROP_BYTES:
+            raise IaaaError(
+                f"crops_per_image {self.config.crops_per_image} x {len(samples)} images of size {self.config.size} px would take "
+                f"{need / 2**30:.1f} GiB of training crops (limit {MAX_CROP_BYTES / 2**30:.0f} GiB); lower crops_per_image or size"
+            )
+        h = hashlib.sha256()
+        for smp in samples:  # identity of the data, not a float comparison: equal bytes, equal data
+            for t in (smp.image, smp.labels):
+                t = t.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
+        return {"channels": channels, "dtype": dtype, "n_images": len(samples), "sha256": h.hexdigest()}
+
+    def fingerprint_for(self, data: dict[str, Any]) -> str:
+        """SHA-256 of the options and the data description: a model folder or checkpoint with
+        another fingerprint was trained on other data or with other options."""
+        doc = {"format": FORMAT, "version": VERSION, "config": self.config.to_dict(), "data_sha256": data["sha256"], "channels": data["channels"], "dtype": data["dtype"]}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def fit(self, samples: Iterable[Any], checkpoint_dir: str | os.PathLike | None = None, progress: bool = False) -> "SAAA":
+        """Train both models on annotated images (anything :func:`~iaaa.structures.as_annotated`
+        takes). ``checkpoint_dir`` holds resumable checkpoints (rerun the same call to continue
+        after an interruption); a checkpoint written for other data or options is refused.
+
+        Everything is checked before the first step: the data (:meth:`describe_data`), the
+        perceptual loss (a missing VGG file), the checkpoint folder."""
+        from iaaa.synthesis.search_objects import objects_for_search
+        from iaaa.saaa.perceptual import build_perceptual
+
+        samples = [as_annotated(s) for s in samples]
+        described = self.describe_data(samples)
         c = self.config
+        channels = described["channels"]
+        p2p = Pix2PixConfig(**{**c.pix2pix.to_dict(), "out_channels": channels})
+        objects = objects_for_search(samples, max_objects=300, seed=c.seed) if c.perceptual == "wae" else None
+        perceptual, _ = build_perceptual(c.perceptual, objects, channels, seed=c.seed)
+        ck = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if ck is not None:
+            try:
+                ck.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise IaaaError(f"{ck}: cannot create the checkpoint folder ({exc.strerror})") from None
         g = torch.Generator().manual_seed(c.seed)
         images, labels = random_crops(samples, c.size, c.crops_per_image, g)
+        if not bool((labels > 0).any()):
+            raise IaaaError(f"SAAA.fit: none of the {labels.shape[0]} random {c.size} px crops holds a cell; raise crops_per_image or size")
         # Per-channel scale from a high percentile: a dim 16-bit stack reaches the networks on
         # the same footing as a bright 8-bit one.
         flat = images.transpose(0, 1).reshape(images.shape[1], -1)
         scale = torch.quantile(flat[:, :: max(1, flat.shape[1] // 1_000_000)], 0.995, dim=1).clamp_min(1e-3)
-        self.data = {"channels": chans.pop(), "dtype": str(dtype).removeprefix("torch."), "scale": scale.tolist(), "n_images": len(samples), "n_crops": int(images.shape[0])}
+        self.data = {"channels": channels, "dtype": described["dtype"], "scale": scale.tolist(), "n_images": len(samples), "n_crops": int(images.shape[0]), "sha256": described["sha256"]}
+        self.fingerprint = self.fingerprint_for(described)
         pool = CropPool(labels_to_channels(labels), self._to_model_range(images))
-        ck = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        if ck is not None:
-            ck.mkdir(parents=True, exist_ok=True)
+        # The data and the crop options join each checkpoint's options, so a checkpoint left by
+        # a run on other data is refused instead of resumed.
+        guard = {"data_sha256": described["sha256"], "crop_size": c.size, "crops_per_image": c.crops_per_image}
         self.diffusion = MaskDiffusion(c.diffusion, seed=c.seed)
         self.reports["diffusion"] = fit_mask_diffusion(
             self.diffusion, pool, c.diffusion_steps, c.diffusion_batch, c.diffusion_lr, c.seed, self.device,
-            checkpoint=(ck / "diffusion.ckpt") if ck else None, progress=progress,
+            checkpoint=(ck / "diffusion.ckpt") if ck else None, progress=progress, options=guard,
         )
-        p2p = Pix2PixConfig(**{**c.pix2pix.to_dict(), "out_channels": self.data["channels"]})
-        objects = objects_for_search(samples, max_objects=300, seed=c.seed) if c.perceptual == "wae" else None
-        perceptual, _ = build_perceptual(c.perceptual, objects, self.data["channels"], seed=c.seed)
         self.generator, self.reports["pix2pix"] = fit_pix2pix(
             p2p, pool, c.pix2pix_steps, perceptual, c.pix2pix_batch, c.pix2pix_lr, c.seed, self.device,
-            checkpoint=(ck / "pix2pix.ckpt") if ck else None, progress=progress, options={"perceptual": c.perceptual},
+            checkpoint=(ck / "pix2pix.ckpt") if ck else None, progress=progress, options={"perceptual": c.perceptual, **guard},
         )
         self.diffusion.eval()
         return self
+
+    def output_spec(self) -> tuple[int, torch.dtype, tuple[int, int]]:
+        """``(channels, dtype, (H, W))`` of every sample, known without sampling (what
+        :class:`iaaa.sources.SourceMix` compares across its sources)."""
+        self._check_fitted()
+        side = self.config.sample_size or self.config.size
+        return int(self.data["channels"]), _DTYPES[self.data["dtype"]], (side, side)
 
     # ------------------------------------------------------------------ sampling
 
@@ -229,60 +331,74 @@ class SAAA:
 
     # ------------------------------------------------------------------ persistence
 
-    def save(self, folder: str | os.PathLike) -> Path:
-        """Write ``saaa.json``, ``mask_diffusion.pt`` and ``pix2pix.pt`` into ``folder``."""
+    def save(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``saaa.json``, ``mask_diffusion.pt`` and ``pix2pix.pt`` into ``folder`` (checked
+        with :func:`check_model_folder`: a foreign non-empty folder is refused, and a finished
+        model trained on other data or options is replaced only with ``overwrite=True``)."""
         from iaaa import __version__
         from iaaa.data.imageio import atomic_path
 
         self._check_fitted()
         root = Path(folder)
-        root.mkdir(parents=True, exist_ok=True)
+        check_model_folder(root, fingerprint=self.fingerprint or "", overwrite=overwrite)  # unknown: never equal
+        _make_folder(root)
         for name, model, cfg in (("mask_diffusion", self.diffusion.unet, self.diffusion.config.to_dict()), ("pix2pix", self.generator, self.generator.config.to_dict())):
             payload = {"format": f"{FORMAT}.{name}", "version": VERSION, "config": cfg, "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             with atomic_path(root / f"{name}.pt") as tmp:
-                torch.save(payload, tmp)
+                _torch_save(payload, tmp, root / f"{name}.pt")
         summary = {k: {"steps": r.steps, "seconds": round(r.seconds, 1), "final": {n: v[-1] for n, v in r.losses.items() if v}} for k, r in self.reports.items()}
-        meta = {"format": FORMAT, "version": VERSION, "iaaa_version": __version__, "config": self.config.to_dict(), "data": self.data, "training": summary}
-        with atomic_path(root / "saaa.json") as tmp:
+        meta = {"format": FORMAT, "version": VERSION, "iaaa_version": __version__, "fingerprint": self.fingerprint, "config": self.config.to_dict(), "data": self.data, "training": summary}
+        # saaa.json last: a folder holds a finished model only once every weights file is in place.
+        with atomic_path(root / MODEL_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2))
         return root
 
     @classmethod
     def load(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "SAAA":
-        """Load a folder written by :meth:`save`; a missing or foreign file raises
-        :class:`~iaaa.errors.IaaaError` naming it."""
+        """Load a folder written by :meth:`save`. Every field of ``saaa.json`` and of each
+        weights file's config is checked for type and bounds, and the weights' names and shapes
+        are compared with the config on the ``meta`` device, all before any network is
+        allocated; a missing or bad file or field raises one :class:`~iaaa.errors.IaaaError`
+        naming it."""
+        device = resolve_device(device)
         root = Path(folder)
         if not root.is_dir():
             raise IaaaError(f"{root}: no such SAAA model folder (train one with `iaaa saaa fit`)")
-        meta_path = root / "saaa.json"
-        if not meta_path.is_file():
-            raise IaaaError(f"{meta_path}: missing; {root} is not a SAAA model folder")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise IaaaError(f"{meta_path}: not valid JSON ({exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise IaaaError(f"{meta_path}: not a SAAA model description (field 'format' should be {FORMAT!r})")
+        meta_path = root / MODEL_FILE
+        meta = read_model_description(root)
+        if meta is None:
+            raise IaaaError(f"{meta_path}: missing; {root} is not a SAAA model folder (or its training did not finish)")
         if meta.get("version") != VERSION:
             raise IaaaError(f"{meta_path}: SAAA model version {meta.get('version')!r} is not supported (expected {VERSION})")
+        if not isinstance(meta.get("config"), dict):
+            raise IaaaError(f"{meta_path}: field 'config' must be an object of SAAA options")
         try:
             config = SAAAConfig(**meta["config"])
-            data = dict(meta["data"])
-            _DTYPES[data["dtype"]], int(data["channels"]), list(data["scale"])
-        except (TypeError, ValueError, KeyError) as exc:
-            raise IaaaError(f"{meta_path}: field 'config' or 'data' is invalid: {exc}") from exc
+        except TypeError as exc:
+            raise IaaaError(f"{meta_path}: field 'config': {str(exc).split('__init__() ')[-1]}") from None
+        except IaaaError as exc:
+            raise IaaaError(f"{meta_path}: field config.{exc}") from None
+        data = _check_data(meta.get("data"), meta_path)
         saaa = cls(config, device=device)
         saaa.data = data
+        fp = meta.get("fingerprint")
+        saaa.fingerprint = fp if isinstance(fp, str) else None
         path = root / "mask_diffusion.pt"
         payload = _read_payload(path, "mask_diffusion")
         # Files written before prediction_type was an option hold epsilon models.
         payload["config"].setdefault("prediction_type", "epsilon")
-        saaa.diffusion = MaskDiffusion(_build_config(MaskDiffusionConfig, payload, path))
+        dcfg = _build_config(MaskDiffusionConfig, payload, path)
+        _check_shapes(lambda: MaskDiffusion(dcfg).unet, payload, path)
+        gpath = root / "pix2pix.pt"
+        gpayload = _read_payload(gpath, "pix2pix")
+        gcfg = _build_config(Pix2PixConfig, gpayload, gpath)
+        if gcfg.out_channels != data["channels"]:
+            raise IaaaError(f"{gpath}: field config.out_channels is {gcfg.out_channels} but {meta_path} says the data has {data['channels']} channels")
+        _check_shapes(lambda: UNetGenerator(gcfg), gpayload, gpath)
+        saaa.diffusion = MaskDiffusion(dcfg)
         _load_state(saaa.diffusion.unet, payload, path)
-        path = root / "pix2pix.pt"
-        payload = _read_payload(path, "pix2pix")
-        saaa.generator = UNetGenerator(_build_config(Pix2PixConfig, payload, path))
-        _load_state(saaa.generator, payload, path)
+        saaa.generator = UNetGenerator(gcfg)
+        _load_state(saaa.generator, gpayload, gpath)
         saaa.diffusion.to(saaa.device).eval()
         saaa.generator.to(saaa.device).eval()
         return saaa
@@ -292,28 +408,137 @@ class SAAA:
         return f"SAAA(size={self.config.size}, channels={self.data.get('channels')}, dtype={self.data.get('dtype')}, {state})"
 
 
+def read_model_description(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``saaa.json`` of ``folder`` when it is one of ours (``format`` field), ``None``
+    when there is none; an unreadable or foreign one raises :class:`IaaaError` naming it."""
+    path = Path(folder) / MODEL_FILE
+    try:
+        if not path.is_file():
+            return None
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise IaaaError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IaaaError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise IaaaError(f"{path}: not a SAAA model description (field 'format' should be {FORMAT!r})")
+    return meta
+
+
+def _ours(p: Path) -> bool:
+    # What a model folder holds before saaa.json exists: checkpoints/ and our temporaries.
+    from iaaa.data.imageio import temporary_target
+
+    return p.name in (CHECKPOINTS, "mask_diffusion.pt", "pix2pix.pt") or temporary_target(p.name) in (MODEL_FILE, "mask_diffusion.pt", "pix2pix.pt")
+
+
+def check_model_folder(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), fingerprint: str | None = None, overwrite: bool = False) -> dict[str, Any] | None:
+    """Raise :class:`IaaaError` unless ``folder`` can take a SAAA model, by the rules of
+    :func:`iaaa.export.check_export_folder`: it is new, empty, or a SAAA model folder (its
+    ``saaa.json`` or only ``checkpoints/``), and does not overlap ``inputs``. A finished model
+    whose fingerprint differs from ``fingerprint`` (other data or options) is refused unless
+    ``overwrite``. Creates nothing. Returns the existing ``saaa.json`` contents, if any."""
+    from iaaa.export import check_export_folder
+
+    root = Path(folder)
+    try:
+        exists, is_dir = root.exists(), root.is_dir()
+        meta = read_model_description(root) if is_dir else None
+        foreign = sorted(p.name for p in root.iterdir() if not _ours(p)) if is_dir and meta is None else []
+    except OSError as exc:  # a path too long, a folder we may not list
+        raise IaaaError(f"{str(root)[:120]}: cannot use as a model folder ({exc.strerror})") from None
+    if exists and not is_dir:
+        raise IaaaError(f"{root}: exists and is not a folder; a SAAA model is a folder")
+    if meta is None:
+        if foreign:
+            raise IaaaError(
+                f"{root}: folder is not empty ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and holds no SAAA {MODEL_FILE}; "
+                "refusing to write into it: choose a new or empty folder"
+            )
+        if inputs and not (is_dir and any(root.iterdir())):
+            # The export rules for where output may lie. A folder holding our checkpoints was
+            # checked when it was started; its checkpoints carry the data's fingerprint.
+            check_export_folder(root, inputs)
+        return None
+    if fingerprint is not None and meta.get("fingerprint") != fingerprint and not overwrite:
+        raise IaaaError(f"{root}: holds a finished SAAA model trained on other data or options; choose another folder, or replace it explicitly (--overwrite, save(overwrite=True))")
+    return meta
+
+
+def _make_folder(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IaaaError(f"{str(root)[:120]}: cannot create the model folder ({exc.strerror})") from None
+
+
+def _torch_save(payload: Any, tmp: Path, target: Path) -> None:
+    try:
+        torch.save(payload, tmp)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError of its zip writer
+        raise IaaaError(f"{target}: cannot write ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]})") from None
+
+
+def _check_data(data: Any, meta_path: Path) -> dict[str, Any]:
+    """The ``data`` field of ``saaa.json``, every entry checked."""
+    if not isinstance(data, dict):
+        raise IaaaError(f"{meta_path}: field 'data' must be an object (channels, dtype, scale, ...)")
+    try:
+        channels = integer(data.get("channels"), "data.channels", 1, 64)
+        choice(data.get("dtype"), "data.dtype", tuple(_DTYPES))
+        scale = data.get("scale")
+        if not isinstance(scale, list) or len(scale) != channels:
+            raise IaaaError(f"data.scale: must be a list of {channels} numbers, got {str(scale)[:60]}")
+        for v in scale:
+            if number(v, "data.scale", 0.0, 1e6) <= 0:
+                raise IaaaError(f"data.scale: must hold positive numbers, got {v!r}")
+        for k in ("n_images", "n_crops"):
+            if k in data:
+                integer(data[k], f"data.{k}", 0, 2**62)
+    except IaaaError as exc:
+        raise IaaaError(f"{meta_path}: field {exc}") from None
+    return dict(data)
+
+
 def _read_payload(path: Path, name: str) -> dict[str, Any]:
     """The checked contents of one network file of a saved model."""
     if not path.is_file():
         raise IaaaError(f"{path}: missing weights file of the SAAA model")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types; report them as one
-        raise IaaaError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
+    payload = load_torch_file(path, f"SAAA {name} weights")
     if not isinstance(payload, dict) or payload.get("format") != f"{FORMAT}.{name}" or "state_dict" not in payload or "config" not in payload:
         raise IaaaError(f"{path}: not a SAAA {name} weights file (field 'format' should be '{FORMAT}.{name}')")
+    if not isinstance(payload["config"], dict):
+        raise IaaaError(f"{path}: field 'config' must be a dict of options, got {type(payload['config']).__name__}")
+    check_state_dict(payload["state_dict"], path)
     return payload
 
 
 def _build_config(cls: type, payload: dict[str, Any], path: Path) -> Any:
     try:
         return cls(**payload["config"])
-    except (TypeError, ValueError) as exc:
-        raise IaaaError(f"{path}: field 'config' is invalid: {exc}") from exc
+    except TypeError as exc:
+        raise IaaaError(f"{path}: field 'config': {str(exc).split('__init__() ')[-1]}") from None
+    except IaaaError as exc:
+        raise IaaaError(f"{path}: field config.{exc}") from None
+
+
+def _check_shapes(build: Any, payload: dict[str, Any], path: Path) -> None:
+    """Compare the file's tensor names and shapes with the network its config describes, built
+    on the ``meta`` device (no memory), so a config that does not match its weights is refused
+    before the real network is allocated."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
+    if expected != got:
+        missing = sorted(set(expected) - set(got))
+        extra = sorted(set(got) - set(expected))
+        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
+        what = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else f"{wrong[0]} is {got[wrong[0]]}, the config needs {expected[wrong[0]]}")
+        raise IaaaError(f"{path}: field 'state_dict' does not match its config ({what})")
 
 
 def _load_state(module: torch.nn.Module, payload: dict[str, Any], path: Path) -> None:
     try:
         module.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise IaaaError(f"{path}: field 'state_dict' does not match its config ({str(exc).splitlines()[0]})") from exc
+        raise IaaaError(f"{path}: field 'state_dict' does not match its config ({str(exc).splitlines()[0]})") from None

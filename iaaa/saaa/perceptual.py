@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from iaaa.errors import IaaaError
+from iaaa.torchfile import load_torch_file
 
 __all__ = ["PERCEPTUAL_CHOICES", "FeatureLoss", "vgg_features", "wae_encoder_features", "build_perceptual"]
 
@@ -99,10 +100,7 @@ def vgg_features(path: str | os.PathLike) -> FeatureLoss:
 
     if not os.path.isfile(path):
         raise IaaaError(f"{path}: no such perceptual weights file (a torchvision VGG16/VGG19 state dict)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types; report them as one
-        raise IaaaError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
+    state = load_torch_file(path, "perceptual weights")
     if not isinstance(state, dict):
         raise IaaaError(f"{path}: expected a VGG state dict, got {type(state).__name__}")
     features = {k[len("features."):]: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}

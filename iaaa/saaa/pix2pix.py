@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from iaaa.errors import IaaaError
+from iaaa.saaa.fields import MAX_WIDTH, flag, integer, number
 from iaaa.saaa.masks import MASK_CHANNELS
 
 __all__ = ["Pix2PixConfig", "SelfAttention", "SqueezeExcitation", "UNetGenerator", "PatchDiscriminator", "generator_loss", "discriminator_loss", "init_weights"]
@@ -53,8 +54,15 @@ class Pix2PixConfig:
     perceptual_weight: float = 10.0
 
     def __post_init__(self) -> None:
-        if min(self.out_channels, self.base, self.depth, self.disc_base, self.disc_layers) < 1:
-            raise IaaaError("Pix2PixConfig: out_channels, base, depth, disc_base and disc_layers must be >= 1")
+        # Checked for type and bounds before any layer is built (configs come back from files).
+        integer(self.out_channels, "out_channels", 1, 64)
+        integer(self.base, "base", 1, MAX_WIDTH // 8)
+        integer(self.depth, "depth", 1, 8)
+        integer(self.disc_base, "disc_base", 1, MAX_WIDTH // 8)
+        integer(self.disc_layers, "disc_layers", 1, 8)
+        flag(self.noise, "noise")
+        self.l1_weight = number(self.l1_weight, "l1_weight", 0.0, 1e6)
+        self.perceptual_weight = number(self.perceptual_weight, "perceptual_weight", 0.0, 1e6)
 
     @property
     def in_channels(self) -> int:

@@ -21,6 +21,7 @@ from torch import nn
 from iaaa.errors import IaaaError
 from iaaa.saaa.diffusion import MaskDiffusion
 from iaaa.saaa.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator, discriminator_loss, generator_loss, init_weights
+from iaaa.torchfile import check_state_dict, load_torch_file
 
 __all__ = ["CropPool", "TrainReport", "run_steps", "fit_mask_diffusion", "fit_pix2pix", "random_dihedral"]
 
@@ -74,16 +75,36 @@ class TrainReport:
 def _load_checkpoint(path: str, options: dict[str, Any]) -> dict[str, Any] | None:
     if not os.path.isfile(path):
         return None
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types; report them as one
-        raise IaaaError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); delete it to start over") from exc
+    ck = load_torch_file(path, "SAAA checkpoint")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise IaaaError(f"{path}: not an iaaa SAAA checkpoint (field 'format'); delete it to start over")
     # The step count is not an option: a checkpoint can be trained further with more steps.
-    if ck.get("options") != options:
-        diff = sorted(k for k in set(options) | set(ck.get("options", {})) if options.get(k) != ck.get("options", {}).get(k))
+    theirs = ck.get("options")
+    if not isinstance(theirs, dict):
+        raise IaaaError(f"{path}: field 'options' must be a dict, got {type(theirs).__name__}; delete it to start over")
+    if theirs != options:
+        diff = sorted(k for k in set(options) | set(theirs) if options.get(k) != theirs.get(k))
+        if diff == ["data_sha256"]:
+            raise IaaaError(f"{path}: checkpoint was trained on other data; use the same data, or another folder to start over")
         raise IaaaError(f"{path}: checkpoint was written with other options ({', '.join(diff)}); use the same options or delete it")
+    # Every other field is checked before it reaches a module, optimiser or generator.
+    step = ck.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise IaaaError(f"{path}: field 'step' must be a non-negative integer, got {step!r:.40}")
+    for field in ("modules", "optimizers"):
+        if not isinstance(ck.get(field), dict):
+            raise IaaaError(f"{path}: field {field!r} must be a dict, got {type(ck.get(field)).__name__}")
+    for k, state in ck["modules"].items():
+        check_state_dict(state, path, f"modules.{k}")
+    for k, state in ck["optimizers"].items():
+        if not isinstance(state, dict) or not isinstance(state.get("state"), dict) or not isinstance(state.get("param_groups"), list):
+            raise IaaaError(f"{path}: field 'optimizers.{k}' is not an optimiser state (state, param_groups)")
+    gen = ck.get("generator")
+    if not isinstance(gen, torch.Tensor) or gen.dtype != torch.uint8 or gen.ndim != 1:
+        raise IaaaError(f"{path}: field 'generator' must be a torch.Generator state (a 1-d uint8 tensor)")
+    losses = ck.get("losses")
+    if not isinstance(losses, dict) or not all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in losses.values()):
+        raise IaaaError(f"{path}: field 'losses' must map names to lists of numbers")
     return ck
 
 
@@ -111,11 +132,14 @@ def run_steps(
     ck = _load_checkpoint(str(checkpoint), options) if checkpoint else None
     start = 0
     if ck is not None:
-        for k, m in modules.items():
-            m.load_state_dict(ck["modules"][k])
-        for k, o in optimizers.items():
-            o.load_state_dict(ck["optimizers"][k])
-        generator.set_state(ck["generator"])
+        try:
+            for k, m in modules.items():
+                m.load_state_dict(ck["modules"][k])
+            for k, o in optimizers.items():
+                o.load_state_dict(ck["optimizers"][k])
+            generator.set_state(ck["generator"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise IaaaError(f"{checkpoint}: checkpoint does not fit the models of these options ({(str(exc).splitlines() or [''])[0][:160]}); delete it to start over") from None
         report.losses = {k: list(v) for k, v in ck["losses"].items()}
         start = report.resumed_from = int(ck["step"])
         if start > steps:
@@ -129,7 +153,10 @@ def run_steps(
             "generator": generator.get_state(), "losses": report.losses,
         }
         with atomic_path(checkpoint) as tmp:
-            torch.save(payload, tmp)
+            try:
+                torch.save(payload, tmp)
+            except (OSError, RuntimeError) as exc:  # a full disk reaches torch's zip writer as RuntimeError
+                raise IaaaError(f"{checkpoint}: cannot write the checkpoint ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]})") from None
 
     t0 = time.perf_counter()
     for m in modules.values():
