@@ -14,8 +14,8 @@ crops, in the same order, at every step of every arm (real-only pairing). What t
   of another real crop) pasted in; the batch size is unchanged.
 
 With ``+aug`` (and in ``aug``) every crop of the step goes through the standard augmentation
-(:mod:`iaaa.judge.augment`); the real crops' augmentation is drawn first, one row per crop, so
-it is the same in every augmenting arm. Targets are computed after all of it, from the crops'
+(:mod:`iaaa.judge.augment`); the real crops' augmentation comes from a stream of its own, so it
+is the same in every augmenting arm. Targets are computed after all of it, from the crops'
 label maps.
 """
 
@@ -96,7 +96,8 @@ class StepComposer:
     Args:
         real: prepared real training images (each at least ``recipe.crop`` per side).
         recipe: protocol, ratio, p, batch size, crop, boundary.
-        seed: the run's seed (streams 1: real crops, 2: synthetic, 3: augmentation).
+        seed: the run's seed (streams 1: real crops, 2: synthetic crops and pastes, 3: the real
+            crops' augmentation, 4: the synthetic crops' augmentation).
         arm: what the arm adds.
         pool: the prepared synthetic images of the arm's source (``None`` for real, aug, naive).
         augment: ranges of the standard augmentation.
@@ -118,7 +119,9 @@ class StepComposer:
         for p in [*self.real, *(self.pool or [])]:
             if min(p.labels.shape) < crop:
                 raise IaaaError(f"{p.name or 'image'}: {tuple(p.labels.shape)} is smaller than the crop {crop}; prepare() it with crop={crop}")
-        self.g_real, self.g_syn, self.g_aug = (derived_generator(self.seed, k) for k in (1, 2, 3))
+        # the real crops' augmentation has a stream of its own so the synthetic crops' draws
+        # never shift it: real crops stay paired across augmenting arms
+        self.g_real, self.g_syn, self.g_aug, self.g_aug_syn = (derived_generator(self.seed, k) for k in (1, 2, 3, 4))
 
     def _cut(self, pool: Sequence[Prepared], draws: list[tuple[int, int, int, int]], rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         crop = self.recipe.crop
@@ -129,8 +132,8 @@ class StepComposer:
         centres = [(y + (crop - 1) / 2, x + (crop - 1) / 2) for _, y, x, _ in draws]
         return warp_crops([pool[i].image for i, *_ in draws], [pool[i].labels for i, *_ in draws], centres, crop, rows)
 
-    def _rows(self, n: int) -> torch.Tensor | None:
-        return draw_augment(n, self.augment, self.g_aug) if self.arm.augment else None
+    def _rows(self, n: int, g: torch.Generator) -> torch.Tensor | None:
+        return draw_augment(n, self.augment, g) if self.arm.augment else None
 
     def _extra(self, n: int, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` synthetic crops: pool crops, or (naive) real crops with other real cells pasted in."""
@@ -157,7 +160,7 @@ class StepComposer:
         """The next step's crops."""
         r = self.recipe
         draws = _draw(r.batch_size, self.real, r.crop, self.g_real)
-        real_rows = self._rows(r.batch_size)
+        real_rows = self._rows(r.batch_size, self.g_aug)
         images, labels = self._cut(self.real, draws, real_rows)
         n_syn = n_pasted = 0
         if self.arm.source is not None and r.protocol == "online":
@@ -167,10 +170,10 @@ class StepComposer:
             images = photometric(images, real_rows, self.g_aug)
         if self.arm.source is not None and r.protocol != "online":
             n_syn = r.n_synthetic
-            extra_rows = self._rows(n_syn)
+            extra_rows = self._rows(n_syn, self.g_aug_syn)
             xi, xl = self._extra(n_syn, extra_rows)
             if extra_rows is not None:
-                xi = photometric(xi, extra_rows, self.g_aug)
+                xi = photometric(xi, extra_rows, self.g_aug_syn)
             keep = r.batch_size if r.protocol == "add" else r.batch_size - n_syn
             images, labels = torch.cat([images[:keep], xi]), torch.cat([labels[:keep], xl])
         return Step(images, labels, class_targets(labels, r.boundary), draws, n_syn, n_pasted)

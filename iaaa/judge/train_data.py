@@ -1,7 +1,8 @@
 """Images ready for the judge's U-Net: normalised, at the working scale, padded to the crop.
 
 Determinism: every random stream of a run is ``derived_generator(seed, stream)`` (0: weights,
-1: real crops, 2: synthetic crops and pastes, 3: augmentation), so streams never share draws.
+1: real crops, 2: synthetic crops and pastes, 3 and 4: augmentation of the real and the synthetic
+crops), so streams never share draws.
 """
 
 from __future__ import annotations
