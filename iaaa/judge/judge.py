@@ -112,19 +112,22 @@ def _score(model: Any, test: Sequence[Prepared], recipe: Recipe, min_area: int) 
 
 def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list[Prepared], recipe: Recipe, seed: int,
          min_area: int, say: Callable[[str], None]) -> dict[str, Any]:
-    """Train one (arm, fold, seed) run and score it, with its learning curve."""
+    """Train one (arm, fold, seed) run and score it, with its learning curve (the curve's last
+    point, at the last step, is the run's score: the model is scored once there)."""
     curve: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
 
     def at_curve(step: int, model: Any) -> None:
-        s = _score(model, test, recipe, min_area)
-        curve.append({"step": step, **{m: s[m] for m in METRICS}})
+        t = time.perf_counter()
+        last.clear()
+        last.update(_score(model, test, recipe, min_area), eval_s=time.perf_counter() - t)
+        curve.append({"step": step, **{m: last[m] for m in METRICS}})
 
     composer = StepComposer(real, recipe, seed, arm, pool)
     t0 = time.perf_counter()
-    model = train_segmenter(composer, recipe, at_curve=at_curve, log=say)
-    t1 = time.perf_counter()
-    scores = _score(model, test, recipe, min_area)
-    scores.update(curve=curve, train_s=t1 - t0, eval_s=time.perf_counter() - t1, pool=len(pool or []))
+    train_segmenter(composer, recipe, at_curve=at_curve, log=say)
+    scores = dict(last)
+    scores.update(curve=curve, train_s=time.perf_counter() - t0, pool=len(pool or []), curve_points=len(curve))  # train_s includes the curve's scoring
     return scores
 
 
