@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.judge import auto_min_area, class_targets, instances_from_classes, iou_matrix, score_image, score_images
-from iaaa.judge.targets import BACKGROUND, BOUNDARY, INTERIOR
+from iaaa.judge.targets import BOUNDARY, INTERIOR
 
 
 def _rectangles(draw_boxes, size=(32, 32), gap=1):
