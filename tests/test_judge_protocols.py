@@ -245,6 +245,11 @@ def test_report_pairs_per_fold_and_seed():
     assert [s for s, _ in curve] == [5, 10] and [v for _, v in curve] == pytest.approx([0.4, 0.5])
     table = rep.table()
     assert "learning curve" in table and f"{want[1]:+.3f}" in table and "ceiling" in table
+    assert rep.plateaued() is False and "NOT plateaued" in table  # 0.4 -> 0.5: still rising
+    flat = {"real": {run_key(0, 0): {**run(0.5), "curve": [{"step": s, "mean_ap": v} for s, v in ((1, 0.2), (2, 0.495), (3, 0.5))]}}}
+    assert JudgeReport(flat).plateaued() is True
+    never = {"real": {run_key(0, 0): {**run(0.0), "curve": [{"step": s, "mean_ap": 0.001} for s in (1, 2, 3)]}}}
+    assert JudgeReport(never).plateaued() is False  # flat at zero has not begun to learn
 
 
 # ----------------------------------------------------------------------------- recipe

@@ -72,9 +72,13 @@ class JudgeReport:
         return [(s, sum(v) / len(v)) for s, v in sorted(points.items())]
 
     def plateaued(self) -> bool | None:
-        """Whether real only's last two curve points are within :data:`PLATEAU` (``None``: no curve)."""
+        """Whether real only's last two curve points are within :data:`PLATEAU` after the curve
+        rose by at least as much from its first point (a curve flat from the start has not begun
+        to learn; ``None``: no curve)."""
         c = self.curve()
-        return None if len(c) < 2 else abs(c[-1][1] - c[-2][1]) < PLATEAU
+        if len(c) < 2:
+            return None
+        return abs(c[-1][1] - c[-2][1]) < PLATEAU and c[-1][1] - c[0][1] >= PLATEAU
 
     def table(self) -> str:
         """Mean ± sd over runs of each metric per arm; paired difference to real only with its
@@ -103,7 +107,7 @@ class JudgeReport:
         curve = self.curve()
         if curve:
             flat = self.plateaued()
-            verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more; train longer)")
+            verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more, or the curve never rose; train longer)")
             lines.append(f"{self.baseline} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
         lines += [f"warning: {w}" for w in self.settings.get("warnings", [])]
         return "\n".join(lines)
