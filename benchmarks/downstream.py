@@ -1,39 +1,41 @@
 """Downstream benchmark: does synthetic data help a segmentation model on held-out REAL images?
 
-The judge (``iaaa.judge``) trains the same small 3-class U-Net (background / interior /
-boundary, instances by seeded growth) from scratch on real only and on real + synthetic data
-(half of every batch synthetic, the paper's ~1:1), for several paired seeds, and scores
-held-out real images with the Data Science Bowl mean AP (IoU 0.50:0.05:0.95), AP@0.5 and
-F1@0.5 at the label maps' native resolution. Cases:
+The judge (``iaaa.judge``) trains the same small 3-class U-Net from scratch for every arm, every
+fold of the data regime and every seed, and scores held-out real images with the Data Science
+Bowl mean AP (IoU 0.50:0.05:0.95), AP@0.5 and F1@0.5 at the label maps' native resolution.
+Arms (``--arms``):
 
-    real    real only (the reference of the paired differences)
-    naive   + hard-edged copy-paste of real cells onto real images (Simple Copy-Paste style)
-    iaaa    + iaaa.CellCompositor() with its defaults
+    real        real crops only (the reference of the paired differences)
+    aug         real crops with standard augmentation (scale 0.5-2x, any angle, mirror,
+                brightness/contrast/gamma, blur, noise; iaaa.ops, labels exact)
+    naive       online Simple Copy-Paste between real crops
+    iaaa        + iaaa.CellCompositor() with its defaults, fitted on each fold's training images
+    X+aug       arm X with the standard augmentation on every crop
     iaaa[k=v,...]   + CellCompositor(k=v, ...) for each --compositor variant
     synthetic:NAME  + the images of an `iaaa synth` output folder (--synthetic DIR), used whole
+
+``--protocol add`` (default): every step holds the same real crops as real only plus
+``ratio x batch`` synthetic crops; ``mix``: synthetic crops replace real ones; ``online``: real
+crops get pasted cells with probability ``--p``. ``--train-limit N --folds K``: K subsets of N
+training fields, the same test fields; differences paired per (fold, seed) with 95 % t intervals.
 
 Datasets (by path, never copied):
 
     usiigaci   ../shared/data/usiigaci_phase_dev: 16 dense 1022x1024 uint16 phase-contrast fields,
-               sorted by name: first 8 train, last 8 test. Worked at scale 0.5 (cells stay
-               ~40-70 px across), scored at full resolution.
+               sorted by name: first 8 train, last 8 test. Worked at scale 0.5, scored at full
+               resolution.
     dsb        ../shared/data/dsb2018_fluo: 30 nuclei images of several labs and sizes. Split by
-               size group (sizes stand for labs/magnifications), sorted by name within each group,
-               alternating train/test starting with train: 17 train / 13 test, every group on both
-               sides except the single 260x347 image (train). Worked at scale 1.
+               size group, alternating train/test within each: 17 train / 13 test. Scale 1.
 
-Default recipe: 750 steps, batch 8 crops of 96 px (working scale), U-Net width 16, depth 3,
-Adam lr 2e-3 with cosine decay, 32 synthetic images per seed and case, seeds 0,1,2. It took
-33 min for usiigaci on one CPU thread of the 2-core dev machine shared with five other agents
-(benchmarks/downstream.md); ``--steps 1500`` (the issue's reference, the library's default)
-takes ~30 min on an idle core and about twice that under such load, or a few minutes on a GPU.
-``--quick``: 300 steps, seeds 0,1, a pool of 8 (a few minutes; for exploring variants, not for
-conclusions).
+``--time-steps N``: instead of a judgement, seconds per training step of the previous default
+(U-Net width 16) and the current one (width 8), real only and with each protocol's extra crops,
+interleaved in one process so the ratios hold under any load, and the wall time this predicts
+for the record's commands (benchmarks/downstream.md, "to run").
 
-Run from the repository root:
+Run from the repository root, e.g.
 
-    python benchmarks/downstream.py --dataset usiigaci --json /tmp/downstream_usiigaci.json
-    python benchmarks/downstream.py --dataset dsb --quick --compositor sigma=2
+    python benchmarks/downstream.py --dataset usiigaci --train-limit 2 --folds 4 --json out/u2.json
+    python benchmarks/downstream.py --dataset dsb --time-steps 30
 """
 
 from __future__ import annotations
@@ -55,13 +57,16 @@ if str(ROOT) not in sys.path:
 from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import judge, named_sources  # noqa: E402
+from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, train_segmenter  # noqa: E402
+from iaaa.judge.sources import compositor_name  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+# beside the checkout; a worktree one level deeper (wt/NAME) finds it one level up
+DATA = next((d for d in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if d.is_dir()), ROOT.parent / "shared" / "data")
 DATASETS = {
     "usiigaci": {"folder": "usiigaci_phase_dev", "scale": 0.5},
     "dsb": {"folder": "dsb2018_fluo", "scale": 1.0},
 }
+ARMS = "real,aug,naive,iaaa,iaaa+aug"
 
 
 def split(name: str, samples: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -80,25 +85,65 @@ def split(name: str, samples: list[Any]) -> tuple[list[Any], list[Any]]:
     return train, test
 
 
+def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
+    """Seconds per training step of the old and new defaults and the protocols (module docs)."""
+    real = [prepare(s, recipe.scale, recipe.crop, recipe.boundary) for s in train]
+    cases = [
+        ("width 16, real (previous default)", Recipe(**{**recipe.to_dict(), "width": 16, "steps": n, "curve": (1.0,)}), "real"),
+        ("width 8, real (default)", Recipe(**{**recipe.to_dict(), "steps": n, "curve": (1.0,)}), "real"),
+        ("width 8, aug", Recipe(**{**recipe.to_dict(), "steps": n, "curve": (1.0,)}), "aug"),
+        ("width 8, add ratio 1 (naive)", Recipe(**{**recipe.to_dict(), "steps": n, "curve": (1.0,), "protocol": "add"}), "naive"),
+        ("width 8, add ratio 1 (naive+aug)", Recipe(**{**recipe.to_dict(), "steps": n, "curve": (1.0,), "protocol": "add"}), "naive+aug"),
+    ]
+    times: dict[str, list[float]] = {c[0]: [] for c in cases}
+    for rep in range(3):  # interleaved, so a change of load hits every case alike
+        for label, r, arm in cases:
+            composer = StepComposer(real, r, rep, parse_arm(arm), None)
+            t0 = time.perf_counter()
+            train_segmenter(composer, r)
+            times[label].append((time.perf_counter() - t0) / n)
+    base = min(times[cases[0][0]])
+    print(f"\nseconds per training step (min of 3 interleaved repeats of {n} steps; batch {recipe.batch_size} x {recipe.crop} px, "
+          f"{torch.get_num_threads()} thread(s), {recipe.device})")
+    print("| case | s/step | vs previous default |\n|---|---|---|")
+    for label, *_ in cases:
+        t = min(times[label])
+        print(f"| {label} | {t:.4f} | {base / t:.2f}x fewer s |")
+    new_real, new_add = min(times[cases[1][0]]), min(times[cases[3][0]])
+    print("\npredicted training time of a record command at these speeds (+ ~10 % scoring and curve points):")
+    for name, runs_real, runs_add, steps in (
+        ("5 arms x 4 folds x 3 seeds", 2 * 12, 3 * 12, recipe.steps),
+        ("5 arms x 1 fold x 3 seeds", 2 * 3, 3 * 3, recipe.steps),
+    ):
+        s = steps * (runs_real * new_real + runs_add * new_add) * 1.1
+        print(f"  {name}, {steps} steps: {s / 60:.0f} min")
+
+
 def main() -> int:
+    d = Recipe()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DATASETS), default="usiigaci")
     p.add_argument("--data", help="override the dataset folder (images/ + masks/)")
-    p.add_argument("--cases", default="real,naive,iaaa", help="comma list of real, naive, iaaa (default: %(default)s)")
+    p.add_argument("--arms", "--cases", dest="arms", default=ARMS, help="comma list of arms (default: %(default)s)")
     p.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE", help="a CellCompositor variant (repeatable)")
     p.add_argument("--synthetic", action="append", default=[], metavar="DIR", help="an iaaa synth output folder, used whole (repeatable)")
-    p.add_argument("--seeds", default=None, help="comma list (default 0,1,2; --quick 0,1)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default 750; --quick 300)")
-    p.add_argument("--pool", type=int, default=None, help="synthetic images per seed (default 32; --quick 8)")
-    p.add_argument("--crop", type=int, default=96)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--protocol", default=d.protocol, choices=("add", "mix", "online"))
+    p.add_argument("--ratio", type=float, default=d.ratio)
+    p.add_argument("--p", type=float, default=d.p)
+    p.add_argument("--train-limit", type=int, default=None)
+    p.add_argument("--folds", type=int, default=1)
+    p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--pool", type=int, default=d.pool_size)
+    p.add_argument("--crop", type=int, default=d.crop)
+    p.add_argument("--batch", type=int, default=d.batch_size)
+    p.add_argument("--width", type=int, default=d.width)
+    p.add_argument("--depth", type=int, default=d.depth)
     p.add_argument("--scale", type=float, default=None, help="working scale (default: the dataset's, see module docs)")
-    p.add_argument("--ratio", type=float, default=1.0, help="synthetic:real crops per batch")
-    p.add_argument("--quick", action="store_true", help="a few minutes: 300 steps, seeds 0,1, pool 8")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", dest="json_out", help="write the report (settings, per-seed results, summary) here")
+    p.add_argument("--time-steps", type=int, default=0, metavar="N", help="only time N training steps per case (see module docs)")
+    p.add_argument("--json", dest="json_out", help="write the report (recipe, folds, per-run results and curves, summary) here")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -107,35 +152,37 @@ def main() -> int:
     if not (folder / "images").is_dir():
         print(f"dataset not found at {folder} (it sits in ../shared beside the checkout)", file=sys.stderr)
         return 2
-    seeds = tuple(int(s) for s in (args.seeds or ("0,1" if args.quick else "0,1,2")).split(","))
-    steps = args.steps or (300 if args.quick else 750)
-    pool = args.pool or (8 if args.quick else 32)
-    scale = args.scale if args.scale is not None else cfg["scale"]
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    sources = named_sources(cases, [parse_pairs(pairs) for pairs in args.compositor])
-    for folder_ in args.synthetic:
-        sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
-
+    recipe = Recipe(protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
+                    width=args.width, depth=args.depth, scale=args.scale if args.scale is not None else cfg["scale"],
+                    pool_size=args.pool, seeds=tuple(int(s) for s in args.seeds.split(",")), train_limit=args.train_limit,
+                    folds=args.folds, device=args.device)
     samples = read_label_folder(folder / "images", folder / "masks")
     train, test = split(args.dataset, samples)
-    print(f"{args.dataset}: {len(train)} train / {len(test)} test images; cases {['real'] if 'real' in cases else []} + {list(sources)}; "
-          f"seeds {seeds}; {steps} steps; batch {args.batch} x {args.crop} px at scale {scale}; pool {pool}; device {args.device}; "
+    if args.time_steps:
+        time_steps(train, recipe, args.time_steps)
+        return 0
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    options = [parse_pairs(pairs) for pairs in args.compositor]
+    sources = named_sources(arms, options)
+    arms += [compositor_name(o) for o in options]
+    for folder_ in args.synthetic:
+        sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
+        arms.append(f"synthetic:{Path(folder_).name}")
+    print(f"{args.dataset}: {len(train)} train / {len(test)} test images; arms {arms}; recipe {recipe.to_dict()}; "
           f"{torch.get_num_threads()} thread(s)", flush=True)
     t0 = time.perf_counter()
-    report = judge(
-        train, test, sources, seeds=seeds, steps=steps, crop=args.crop, scale=scale, batch_size=args.batch, ratio=args.ratio,
-        pool_size=pool, width=args.width, include_real="real" in cases, device=args.device, log=lambda m: print(m, flush=True),
-    )
+    report = judge(train, test, sources, recipe, arms=arms, log=lambda m: print(m, flush=True))
     wall = time.perf_counter() - t0
     print()
     print(report.table())
     print(f"\nwall time {wall / 60:.1f} min; torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        from iaaa.data.imageio import atomic_write_text
+
         data = report.to_dict()
-        data.update(dataset=args.dataset, folder=str(folder), train=[s.name for s in train], test=[s.name for s in test],
-                    wall_s=wall, torch=torch.__version__, command=" ".join(sys.argv))
-        Path(args.json_out).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        data.update(dataset=args.dataset, folder=str(folder), train=[s.name for s in train], wall_s=wall, torch=torch.__version__,
+                    command=" ".join(sys.argv))
+        atomic_write_text(args.json_out, json.dumps(data, indent=2))
         print(f"wrote {args.json_out}")
     return 0
 

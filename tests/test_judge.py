@@ -1,29 +1,16 @@
-"""The downstream judge: 3-class targets and seeded growth, DSB scoring, naive paste, a short
-end-to-end run and the CLI."""
+"""The downstream judge's building blocks: 3-class targets and seeded growth, DSB scoring, the
+automatic minimum area. Protocols, augmentation, folds and the end-to-end runs are in
+tests/test_judge_protocols.py, the CLI in tests/test_judge_cli.py."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.judge import (
-    JudgeReport,
-    NaivePaste,
-    auto_min_area,
-    class_targets,
-    compositor_source,
-    instances_from_classes,
-    iou_matrix,
-    judge,
-    naive_source,
-    score_image,
-    score_images,
-)
-from iaaa.judge.targets import BACKGROUND, BOUNDARY, INTERIOR
+from iaaa.judge import auto_min_area, class_targets, instances_from_classes, iou_matrix, score_image, score_images
+from iaaa.judge.targets import BOUNDARY, INTERIOR
 
 
 def _rectangles(draw_boxes, size=(32, 32), gap=1):
@@ -153,94 +140,3 @@ def test_auto_min_area_is_a_quarter_of_the_small_cells():
     # 1st percentile of (400, 100) by linear interpolation: 103; a quarter: 25.
     assert auto_min_area([(torch.zeros(1, 40, 40), lab)]) == 25
     assert auto_min_area([(torch.zeros(1, 4, 4), torch.zeros(4, 4, dtype=torch.int64))]) == 1
-
-
-# ----------------------------------------------------------------------------- naive paste
-
-
-def test_naive_paste_labels_and_determinism():
-    from iaaa.datasets import simulate_cells
-
-    train = simulate_cells(3, seed=4, size=(64, 64))
-    paste = NaivePaste().fit(train)
-    a = paste.sample(torch.Generator().manual_seed(1))
-    b = paste.sample(torch.Generator().manual_seed(1))
-    assert torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels)
-    assert a.image.dtype == train[0].image.dtype and a.image.shape == train[0].image.shape
-    ids = a.ids
-    assert torch.equal(ids, torch.arange(1, ids.numel() + 1))
-    # Pasting only adds pixels over the canvas: some image pixels came from another image.
-    assert any(not torch.equal(a.image, s.image) for s in train)
-    with pytest.raises(ValueError, match="no image holds a cell"):
-        NaivePaste().fit([(torch.zeros(1, 8, 8, dtype=torch.uint8), torch.zeros(8, 8, dtype=torch.int64))])
-
-
-# ----------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture(scope="module")
-def tiny(one_thread):
-    from iaaa.datasets import simulate_cells
-
-    return simulate_cells(3, seed=1, size=(64, 72), cells=(4, 8)), simulate_cells(2, seed=2, size=(56, 64), cells=(4, 8))
-
-
-def test_judge_smoke_paired_and_reproducible(tiny, tmp_path):
-    train, test = tiny
-    kw = dict(seeds=(0, 1), steps=6, crop=32, batch_size=4, pool_size=2, width=4, depth=2)
-    report = judge(train, test, {"naive": naive_source(), "iaaa": compositor_source()}, **kw)
-    assert report.configs == ["real", "naive", "iaaa"]
-    for per_seed in report.results.values():
-        assert sorted(per_seed) == [0, 1]
-        for r in per_seed.values():
-            assert 0.0 <= r["mean_ap"] <= r["ap50"] <= 1.0
-    assert report.results["naive"][0]["pool"] == 2
-    # Same seed, same data: bit-identical; the real-only run does not depend on the other configs.
-    again = judge(train, test, {"naive": naive_source()}, **kw)
-    for name in ("real", "naive"):
-        for s in (0, 1):
-            assert [again.results[name][s][m] for m in ("mean_ap", "ap50", "f1_50", "n_pred")] == [report.results[name][s][m] for m in ("mean_ap", "ap50", "f1_50", "n_pred")]
-    summ = report.summary()
-    d = summ["iaaa"]["mean_ap"]["diff"]
-    assert d == pytest.approx([report.results["iaaa"][s]["mean_ap"] - report.results["real"][s]["mean_ap"] for s in (0, 1)])
-    table = report.table()
-    assert "naive" in table and "±" in table and len(table.splitlines()) == 6 and "ceiling" in table
-    assert 0.5 < report.settings["ceiling"]["mean_ap"] <= 1.0
-    out = tmp_path / "r.json"
-    report.to_json(out)
-    data = json.loads(out.read_text())
-    assert set(data["results"]) == {"real", "naive", "iaaa"} and data["settings"]["steps"] == 6
-    assert isinstance(JudgeReport(report.results).table(), str)
-
-
-def test_judge_fixed_synthetic_list_and_bad_input(tiny):
-    train, test = tiny
-    kw = dict(seeds=(0,), steps=3, crop=24, batch_size=2, width=4, depth=2, include_real=False)
-    report = judge(train, test, {"mine": list(train[:1])}, **kw)
-    assert report.configs == ["mine"] and report.results["mine"][0]["pool"] == 1
-    rgb = [(torch.zeros(3, 40, 40, dtype=torch.uint8), s.labels[:40, :40]) for s in train]
-    with pytest.raises(ValueError, match="channels"):
-        judge(train, rgb, None, **{**kw, "include_real": True})
-    with pytest.raises(ValueError, match="real-only baseline"):
-        judge(train, test, {"real": list(train)}, **kw)
-
-
-def test_cli_judge(tmp_path, capsys, one_thread):
-    from iaaa.cli import main
-    from iaaa.data import write_label_folder
-    from iaaa.datasets import simulate_cells
-
-    write_label_folder(simulate_cells(2, seed=5, size=(48, 48), cells=(3, 6)), tmp_path / "tr" / "images", tmp_path / "tr" / "masks")
-    write_label_folder(simulate_cells(1, seed=6, size=(48, 48), cells=(3, 6)), tmp_path / "te" / "images", tmp_path / "te" / "masks")
-    common = ["judge", "--images", str(tmp_path / "tr" / "images"), "--masks", str(tmp_path / "tr" / "masks"),
-              "--test-images", str(tmp_path / "te" / "images"), "--test-masks", str(tmp_path / "te" / "masks"),
-              "--steps", "3", "--crop", "24", "--batch", "2", "--width", "4", "--seeds", "0", "--pool", "2", "--quiet"]
-    out = tmp_path / "j.json"
-    assert main([*common, "--baselines", "real,naive", "--compositor", "sigma=0", "--json", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "iaaa[sigma=0]" in text and "naive" in text
-    assert set(json.loads(out.read_text())["results"]) == {"real", "naive", "iaaa[sigma=0]"}
-    for bad, word in ((["--baselines", "real,magic"], "magic"), (["--compositor", "nonsense=1"], "nonsense"), (["--seeds", "a"], "--seeds")):
-        assert main([*common, *bad]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and word in err[0]

@@ -1,9 +1,12 @@
-"""``iaaa judge``: does this synthetic data help my model? Real only vs real + synthetic."""
+"""``iaaa judge``: does this synthetic data help my model? Real only vs standard augmentation vs
+online copy-paste vs real + synthetic, over folds of a data regime and paired seeds."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,40 +14,59 @@ from iaaa.commands._inputs import add_input_args, load_export_folder, load_input
 from iaaa.commands._threads import add_threads_arg, torch_threads_of
 from iaaa.errors import IaaaError
 
-BASELINES = ("real", "naive", "iaaa")
+DEFAULT_ARMS = "real,aug,naive,iaaa,iaaa+aug"
+# recipe field -> the flag that sets it, so a refused value is reported by its flag
+FLAGS = {
+    "protocol": "--protocol", "ratio": "--ratio", "p": "--p", "steps": "--steps", "batch_size": "--batch", "crop": "--crop",
+    "lr": "--lr", "width": "--width", "depth": "--depth", "scale": "--scale", "pool_size": "--pool", "seeds": "--seeds",
+    "train_limit": "--train-limit", "folds": "--folds", "device": "--device", "min_area": "--min-area",
+}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from iaaa.judge import PROTOCOLS, Recipe
+
+    d = Recipe()
     p = sub.add_parser(
         "judge",
-        help="train a small U-Net on real vs real + synthetic data and score held-out real images",
-        description="The downstream judge: train the same small 3-class U-Net from scratch on real images only and "
-        "on real + each synthetic source (half of every batch synthetic), with paired seeds, and score held-out real "
-        "images with the Data Science Bowl mean AP (IoU 0.50-0.95), AP@0.5 and F1@0.5. Prints mean ± sd over seeds "
-        "and the paired difference to real only per seed.",
+        help="train a small U-Net on real vs augmented vs real + synthetic data and score held-out real images",
+        description="The downstream judge: train the same small 3-class U-Net from scratch for every arm (real only, "
+        "real with standard augmentation, online Simple Copy-Paste, each synthetic source, '+aug' variants), every fold "
+        "and seed, and score held-out real images with the Data Science Bowl mean AP (IoU 0.50-0.95), AP@0.5 and "
+        "F1@0.5. Prints mean ± sd over runs, the difference to real only paired per (fold, seed) with its 95%% interval, "
+        "and the real-only learning curve.",
     )
     add_input_args(p)
     g = p.add_argument_group("held-out real test data")
     g.add_argument("--test-images", required=True, help="test image folder (never trained on)")
     g.add_argument("--test-masks", required=True, help="test label-map folder matching --test-images by file stem")
-    s = p.add_argument_group("synthetic data")
+    s = p.add_argument_group("arms and synthetic data")
+    s.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of real, aug (standard augmentation), naive (online Simple "
+                   "Copy-Paste), iaaa (CellCompositor defaults), any of these but real with +aug (default: %(default)s); "
+                   "--compositor and --synthetic sources are added")
     s.add_argument("--synthetic", action="append", default=[], metavar="DIR", help="an iaaa synth output folder (images/ + masks/); repeatable")
     s.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="a CellCompositor variant fitted on the training images, e.g. --compositor sigma=2 background_method=\"'paper'\" "
+                   help="a CellCompositor variant fitted on each fold's training images, e.g. --compositor sigma=2 "
                    "(values are python literals; bare words are strings); repeat the option for several variants")
-    s.add_argument("--baselines", default="real,naive,iaaa", help="comma list of real, naive (hard copy-paste), iaaa (CellCompositor defaults) (default: %(default)s)")
-    s.add_argument("--pool", type=int, default=32, help="synthetic images per seed drawn from naive/iaaa/compositor sources (default: %(default)s)")
-    s.add_argument("--ratio", type=float, default=1.0, help="synthetic:real crops per batch (default: %(default)s)")
-    t = p.add_argument_group("training")
-    t.add_argument("--seeds", default="0,1,2", help="comma list of seeds (default: %(default)s)")
-    t.add_argument("--steps", type=int, default=1500, help="training steps per run (default: %(default)s)")
-    t.add_argument("--crop", type=int, default=96, help="crop side in working-scale pixels (default: %(default)s)")
-    t.add_argument("--scale", type=float, default=1.0, help="working scale (0.5 halves each side; scores stay at native resolution) (default: %(default)s)")
-    t.add_argument("--batch", type=int, default=8, help="crops per batch (default: %(default)s)")
-    t.add_argument("--width", type=int, default=16, help="U-Net first-level channels (default: %(default)s)")
-    t.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: %(default)s)")
+    s.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol, help="add: synthetic crops added to the real ones; mix: "
+                   "they replace real ones; online: real crops get pasted cells with probability --p (default: %(default)s)")
+    s.add_argument("--ratio", type=float, default=d.ratio, help="synthetic:real crops per step, add and mix (default: %(default)s)")
+    s.add_argument("--p", type=float, default=d.p, help="probability of the online paste per real crop (default: %(default)s)")
+    s.add_argument("--pool", type=int, default=d.pool_size, help="synthetic images per fold and seed drawn from a sampler (default: %(default)s)")
+    t = p.add_argument_group("data regime and training")
+    t.add_argument("--train-limit", type=int, default=None, metavar="N", help="train on N of the training images (default: all)")
+    t.add_argument("--folds", type=int, default=d.folds, metavar="K", help="K different subsets of --train-limit images (default: %(default)s)")
+    t.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="comma list of seeds (default: %(default)s)")
+    t.add_argument("--steps", type=int, default=d.steps, help="training steps per run (default: %(default)s)")
+    t.add_argument("--crop", type=int, default=d.crop, help="crop side in working-scale pixels (default: %(default)s)")
+    t.add_argument("--scale", type=float, default=d.scale, help="working scale (0.5 halves each side; scores stay at native resolution) (default: %(default)s)")
+    t.add_argument("--batch", type=int, default=d.batch_size, help="real crops per step (default: %(default)s)")
+    t.add_argument("--width", type=int, default=d.width, help="U-Net first-level channels (default: %(default)s)")
+    t.add_argument("--depth", type=int, default=d.depth, help="U-Net poolings (default: %(default)s)")
+    t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate, cosine decay to 0 (default: %(default)s)")
+    t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
     add_threads_arg(t)
-    p.add_argument("--json", dest="json_out", help="also write the report to this JSON file")
+    p.add_argument("--json", dest="json_out", help="also write the report to this JSON file (checked before the run)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -59,7 +81,7 @@ def parse_pairs(pairs: list[str], option: str = "--compositor") -> dict[str, Any
             raise IaaaError(f"{option}: expected KEY=VALUE, got {pair!r}")
         try:
             out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
             out[key] = value
     return out
 
@@ -74,32 +96,78 @@ def _seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def build_sources(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
-    """``(include_real, name -> source)`` from --baselines, --compositor and --synthetic."""
-    from iaaa.judge import named_sources
-
-    names = [b.strip() for b in args.baselines.split(",") if b.strip()]
-    unknown = [b for b in names if b not in BASELINES]
-    if unknown:
-        raise IaaaError(f"--baselines: unknown {unknown[0]!r}; choose from {', '.join(BASELINES)}")
-    options = [parse_pairs(pairs) for pairs in args.compositor]
-    for kwargs in options:
-        _check_compositor_kwargs(kwargs)
-    sources = named_sources(names, options)
-    for folder in args.synthetic:
-        sources[f"synthetic:{Path(folder).name or folder}"] = load_export_folder(folder)
-    return "real" in names, sources
-
-
-def _check_compositor_kwargs(kwargs: dict[str, Any]) -> None:
-    """Build the compositor once, unfitted, so an unknown option or a bad value is reported
-    before any training starts (the compositor validates every option in its constructor)."""
-    from iaaa import CellCompositor
+def recipe_of(args: argparse.Namespace) -> Any:
+    """The :class:`~iaaa.judge.Recipe` of the options; a refused value names its flag."""
+    from iaaa.judge import Recipe, RecipeError
 
     try:
-        CellCompositor(**kwargs)
-    except (TypeError, IaaaError) as exc:
-        raise IaaaError(f"--compositor: {exc}") from exc
+        return Recipe(
+            protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
+            lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_seeds(args.seeds),
+            train_limit=args.train_limit, folds=args.folds, device=args.device,
+        )
+    except RecipeError as exc:
+        raise IaaaError(f"{FLAGS.get(exc.field, exc.field)}: {exc.reason}") from None
+
+
+def check_writable(path: str, flag: str = "--json") -> None:
+    """Refuse an output file that cannot be written, before any work: a folder, a device or
+    other special file, a missing or read-only folder, a full disk. The probe is a temporary file of our own (unique name) beside
+    the target, removed again; the target itself is not touched."""
+    target = Path(path)
+    if target.is_dir():
+        raise IaaaError(f"{flag} {path}: is a folder; give a file name")
+    parent = target.parent
+    if not parent.is_dir():
+        raise IaaaError(f"{flag} {path}: folder {parent} does not exist")
+    if target.exists() and not target.is_file():
+        # a device, pipe or socket: the final rename would replace it with a plain file
+        raise IaaaError(f"{flag} {path}: not a regular file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise IaaaError(f"{flag} {path}: not writable")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise IaaaError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        # a report is tens of KB; a full disk fails this write (or its fsync), not the run's end
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * 256 * 1024)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise IaaaError(f"{flag} {path}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """``(arms, name -> source)`` from --arms, --compositor and --synthetic, every compositor
+    option checked now (the compositor validates them in its constructor)."""
+    from iaaa.judge import named_sources, parse_arm
+    from iaaa.judge.sources import compositor_name
+
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    options = [parse_pairs(pairs) for pairs in args.compositor]
+    try:
+        for a in arms:
+            arm = parse_arm(a)
+            if arm.source not in (None, "naive", "iaaa"):
+                raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, each but real also with +aug")
+        sources = named_sources(arms, [])
+    except IaaaError as exc:
+        raise IaaaError(f"--arms: {exc}") from None
+    for kwargs in options:
+        try:
+            sources.update(named_sources([], [kwargs]))
+        except IaaaError as exc:
+            raise IaaaError(f"--compositor {exc}") from None
+        arms.append(compositor_name(kwargs))
+    for folder in args.synthetic:
+        name = f"synthetic:{Path(folder).name or folder}"
+        sources[name] = load_export_folder(folder)
+        arms.append(name)
+    return arms, sources
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,24 +176,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
-
     from iaaa.data import load_samples
     from iaaa.judge import judge
 
-    seeds = _seeds(args.seeds)
-    include_real, sources = build_sources(args)
+    recipe = recipe_of(args)
+    if args.json_out:
+        check_writable(args.json_out)
+    arms, sources = build_sources(args)
     train = load_inputs(args)
     test = load_samples(images=args.test_images, masks=args.test_masks)
     if not test:
         raise IaaaError(f"--test-images {args.test_images}: no images")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise IaaaError(f"--device {args.device}: CUDA is not available")
-    report = judge(
-        train, test, sources, seeds=seeds, steps=args.steps, crop=args.crop, scale=args.scale, batch_size=args.batch,
-        ratio=args.ratio, pool_size=args.pool, width=args.width, include_real=include_real, device=args.device,
-        log=None if args.quiet else print,
-    )
+    if args.train_limit is not None and args.train_limit > len(train):
+        raise IaaaError(f"--train-limit: {args.train_limit} is more than the {len(train)} training images")
+    report = judge(train, test, sources, recipe, arms=arms, log=None if args.quiet else print)
     print(report.table())
     if args.json_out:
         report.to_json(args.json_out)

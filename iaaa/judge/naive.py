@@ -1,82 +1,76 @@
-"""The naive baseline the judge compares synthesis with: hard-edged copy-paste of real cells.
+"""The naive baseline: online Simple Copy-Paste (Ghiasi et al., CVPR 2021), on batches of crops.
 
-As in Simple Copy-Paste (Ghiasi et al., 2021): cells cut by their masks from a random
-training image are pasted with hard edges at random positions onto another random training
-image (its own cells kept), occluding what lies under them; the label map is updated exactly
-(occluded pixels change owner, fully covered cells vanish) and renumbered ``1..N``. No
-blending, no location search, no background cleaning.
+As published: the source crop gets its own random scale jitter (log-uniform in ``scale``), a
+random mirror and a random shift; a random subset of its cells (each kept with probability
+``keep``) is pasted with hard edges onto the destination crop. Pasted cells occlude what lies
+under them: occluded pixels of the destination's cells change owner, cells hidden entirely
+disappear, pasted cells cut by the frame keep only what is inside. No blending, no location
+search, no background cleaning. Labels stay exact: the source's label map moves by an integer
+gather (:func:`iaaa.ops.functional.warp_labels`) and pasted ids are shifted above the
+destination's ids.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import math
 
+import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
-from iaaa.structures import AnnotatedImage, as_annotated, labels_to_boxes, relabel_sequential
+from iaaa.ops import functional as OF
 
-__all__ = ["NaivePaste"]
+__all__ = ["copy_paste"]
 
 
-class NaivePaste:
-    """Hard copy-paste sampler (see module docs).
+def _jitter_warp(n: int, size: tuple[int, int], scale: tuple[float, float], generator: torch.Generator) -> OF.Warp:
+    """Per sample: zoom about the centre (log-uniform in ``scale``), mirror, shift by up to half
+    the crop, as one output -> input affine map."""
+    u = torch.rand((n, 4), generator=generator, dtype=torch.float64).numpy()
+    s = np.exp(math.log(scale[0]) + u[:, 0] * (math.log(scale[1]) - math.log(scale[0])))
+    fx = np.where(u[:, 1] < 0.5, -1.0, 1.0)
+    h, w = size
+    ty, tx = (u[:, 2] - 0.5) * h, (u[:, 3] - 0.5) * w
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    z = np.zeros(n)
+    # in = c + diag(fx, 1) (out - c - t) / s
+    row_x = np.stack([fx / s, z, cx - fx * (cx + tx) / s], -1)
+    row_y = np.stack([z, 1 / s, cy - (cy + ty) / s], -1)
+    return OF.Warp(np.stack([row_x, row_y], 1), (h, w), (h, w))
+
+
+def copy_paste(
+    dst_images: torch.Tensor,
+    dst_labels: torch.Tensor,
+    src_images: torch.Tensor,
+    src_labels: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.5, 2.0),
+    keep: float = 0.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paste cells of ``src`` crop ``j`` into ``dst`` crop ``j`` (see module docs).
 
     Args:
-        keep: probability that each cell of the source image is pasted (at least one is).
-        flip: also flip each pasted cell horizontally / vertically at random.
-    """
+        dst_images, src_images: float ``(B, C, H, W)`` crops.
+        dst_labels, src_labels: instance label maps ``(B, H, W)``, 0 = background.
+        generator: draws the jitter and the subset of pasted cells.
+        scale: range of the source's scale jitter.
+        keep: probability that a source cell is pasted.
 
-    def __init__(self, keep: float = 0.5, flip: bool = True) -> None:
-        if not 0 < keep <= 1:
-            raise IaaaError(f"keep: must be in (0, 1], got {keep}")
-        self.keep, self.flip = float(keep), bool(flip)
-        self.samples: list[AnnotatedImage] = []
-
-    def fit(self, samples: Iterable[Any]) -> "NaivePaste":
-        """Remember the training images (each needs at least one cell to be a source)."""
-        self.samples = [as_annotated(s) for s in samples]
-        if not any(s.num_instances for s in self.samples):
-            raise IaaaError("NaivePaste.fit: no image holds a cell")
-        channels = {s.image.shape[0] for s in self.samples}
-        if len(channels) > 1 or len({s.image.dtype for s in self.samples}) > 1:
-            raise IaaaError(f"NaivePaste.fit: images mix channel counts {sorted(channels)} or dtypes; convert them first")
-        return self
-
-    def sample(self, generator: torch.Generator) -> AnnotatedImage:
-        """One image: a random training image with cells of a random training image pasted on it."""
-        if not self.samples:
-            raise IaaaError("NaivePaste: call fit() first")
-        g = generator
-        n = len(self.samples)
-        canvas = self.samples[int(torch.randint(n, (1,), generator=g))]
-        sources = [s for s in self.samples if s.num_instances]
-        source = sources[int(torch.randint(len(sources), (1,), generator=g))]
-        image, labels = canvas.image.clone(), canvas.labels.clone()
-        H, W = labels.shape
-        ids = source.ids
-        boxes = labels_to_boxes(source.labels, ids).long()
-        chosen = torch.rand(ids.numel(), generator=g) < self.keep
-        chosen[int(torch.randint(ids.numel(), (1,), generator=g))] = True
-        draws = torch.rand((ids.numel(), 4), generator=g)
-        next_id = int(labels.max()) + 1
-        for j in torch.nonzero(chosen).flatten().tolist():
-            x0, y0, x1, y1 = boxes[j].tolist()
-            h, w = y1 - y0 + 1, x1 - x0 + 1
-            if h > H or w > W:
-                continue  # a cell larger than the canvas cannot be pasted whole
-            mask = source.labels[y0 : y1 + 1, x0 : x1 + 1] == ids[j]
-            patch = source.image[:, y0 : y1 + 1, x0 : x1 + 1]
-            if self.flip:
-                dims = [d for d, u in ((-1, draws[j, 2]), (-2, draws[j, 3])) if u < 0.5]
-                if dims:
-                    mask, patch = mask.flip(dims), patch.flip(dims)
-            y = int(draws[j, 0] * (H - h + 1))
-            x = int(draws[j, 1] * (W - w + 1))
-            win = image[:, y : y + h, x : x + w]
-            image[:, y : y + h, x : x + w] = torch.where(mask, patch, win)
-            lab = labels[y : y + h, x : x + w]
-            labels[y : y + h, x : x + w] = torch.where(mask, next_id, lab)
-            next_id += 1
-        labels, _ = relabel_sequential(labels)
-        return AnnotatedImage(image, labels, name="naive")
+    Returns ``(images, labels)`` of the destination with the cells pasted."""
+    if dst_images.shape != src_images.shape or dst_labels.shape != src_labels.shape or dst_images.shape[0] != dst_labels.shape[0]:
+        raise IaaaError(f"copy_paste: shapes differ: {tuple(dst_images.shape)}/{tuple(dst_labels.shape)} vs {tuple(src_images.shape)}/{tuple(src_labels.shape)}")
+    if not 0 < keep <= 1 or not 0 < scale[0] <= scale[1]:
+        raise IaaaError(f"copy_paste: need 0 < keep <= 1 and 0 < scale low <= high, got keep={keep}, scale={scale}")
+    b, _, h, w = dst_images.shape
+    warp = _jitter_warp(b, (h, w), scale, generator)
+    img = OF.warp_image(src_images, warp, "bilinear", 0.0)
+    lab = OF.warp_labels(src_labels, warp)
+    n_ids = int(src_labels.max()) + 1 if src_labels.numel() else 1
+    chosen = torch.rand((b, n_ids), generator=generator) < keep
+    chosen[:, 0] = False
+    mask = torch.gather(chosen.to(lab.device), 1, lab.reshape(b, -1)).view(b, h, w)
+    offset = dst_labels.reshape(b, -1).amax(1).view(b, 1, 1)
+    out_img = torch.where(mask[:, None], img, dst_images)
+    out_lab = torch.where(mask, lab + offset, dst_labels)
+    return out_img, out_lab

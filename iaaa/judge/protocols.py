@@ -1,0 +1,179 @@
+"""What one training step holds, per arm and protocol (:class:`Recipe`.protocol).
+
+An arm is a name: ``real`` (real crops only), ``aug`` (real crops with the standard
+augmentation), ``naive`` (online Simple Copy-Paste between real crops), any synthetic source
+name (``iaaa``, ``iaaa[k=v]``, ``synthetic:DIR``), and any of these but ``real`` with ``+aug``.
+
+Every step draws ``batch_size`` real crop positions from the real stream of the seed: the same
+crops, in the same order, at every step of every arm (real-only pairing). What the arm adds:
+
+* ``add``: ``recipe.n_synthetic`` more crops: from the synthetic pool, or for ``naive`` a real
+  crop with the cells of another real crop pasted in;
+* ``mix``: the same, replacing the last ``recipe.n_synthetic`` real crops;
+* ``online``: each real crop, with probability ``p``, gets the cells of a pool crop (``naive``:
+  of another real crop) pasted in; the batch size is unchanged.
+
+With ``+aug`` (and in ``aug``) every crop of the step goes through the standard augmentation
+(:mod:`iaaa.judge.augment`); the real crops' augmentation comes from a stream of its own, so it
+is the same in every augmenting arm. Targets are computed after all of it, from the crops'
+label maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from iaaa.errors import IaaaError
+from iaaa.judge.augment import AugmentConfig, draw_augment, photometric, warp_crops
+from iaaa.judge.naive import copy_paste
+from iaaa.judge.recipe import Recipe
+from iaaa.judge.targets import class_targets
+from iaaa.judge.train_data import Prepared, derived_generator, dihedral
+
+__all__ = ["REAL", "AUG", "NAIVE", "Arm", "parse_arm", "Step", "StepComposer"]
+
+REAL, AUG, NAIVE = "real", "aug", "naive"
+_SUFFIX = "+aug"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of a judgement: ``source`` names its synthetic pool (``None``: none;
+    ``"naive"``: pastes from the real crops), ``augment`` adds the standard augmentation."""
+
+    name: str
+    source: str | None = None
+    augment: bool = False
+
+
+def parse_arm(name: str) -> Arm:
+    """``"iaaa+aug"`` -> ``Arm("iaaa+aug", "iaaa", True)`` (see module docs)."""
+    base, augment = (name[: -len(_SUFFIX)], True) if name.endswith(_SUFFIX) else (name, False)
+    if not base or base == REAL and augment:
+        raise IaaaError(f"arm {name!r}: write 'aug' for real data with augmentation")
+    if base == REAL:
+        return Arm(name)
+    if base == AUG:
+        if augment:
+            raise IaaaError(f"arm {name!r}: 'aug' already augments")
+        return Arm(name, None, True)
+    return Arm(name, base, augment)
+
+
+@dataclass
+class Step:
+    """One step's crops: ``images`` ``(n, C, crop, crop)`` float, ``labels`` the crops' instance
+    maps, ``targets`` their 3-class maps; ``real`` the real crop draws ``(image, y, x, k)``
+    (the same in every arm), ``n_synthetic`` the added or replacing crops, ``n_pasted`` the
+    real crops that got pasted cells (``online``)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    targets: torch.Tensor
+    real: list[tuple[int, int, int, int]]
+    n_synthetic: int = 0
+    n_pasted: int = 0
+
+
+def _draw(n: int, pool: Sequence[Prepared], crop: int, g: torch.Generator) -> list[tuple[int, int, int, int]]:
+    """``n`` crop draws ``(image, y, x, dihedral k)``, one fixed-size row each."""
+    u = torch.rand((n, 4), generator=g, dtype=torch.float64)
+    out = []
+    for row in u.tolist():
+        i = min(int(row[0] * len(pool)), len(pool) - 1)
+        h, w = pool[i].labels.shape
+        out.append((i, min(int(row[1] * (h - crop + 1)), h - crop), min(int(row[2] * (w - crop + 1)), w - crop), min(int(row[3] * 8), 7)))
+    return out
+
+
+@dataclass
+class StepComposer:
+    """The crops of every step of one (arm, seed) run (see module docs).
+
+    Args:
+        real: prepared real training images (each at least ``recipe.crop`` per side).
+        recipe: protocol, ratio, p, batch size, crop, boundary.
+        seed: the run's seed (streams 1: real crops, 2: synthetic crops and pastes, 3: the real
+            crops' augmentation, 4: the synthetic crops' augmentation).
+        arm: what the arm adds.
+        pool: the prepared synthetic images of the arm's source (``None`` for real, aug, naive).
+        augment: ranges of the standard augmentation.
+    """
+
+    real: Sequence[Prepared]
+    recipe: Recipe
+    seed: int
+    arm: Arm = field(default_factory=lambda: Arm(REAL))
+    pool: Sequence[Prepared] | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if not self.real:
+            raise IaaaError("judge: no real training images")
+        if self.arm.source not in (None, NAIVE) and not self.pool:
+            raise IaaaError(f"judge: arm {self.arm.name!r} has no synthetic images")
+        crop = self.recipe.crop
+        for p in [*self.real, *(self.pool or [])]:
+            if min(p.labels.shape) < crop:
+                raise IaaaError(f"{p.name or 'image'}: {tuple(p.labels.shape)} is smaller than the crop {crop}; prepare() it with crop={crop}")
+        # the real crops' augmentation has a stream of its own so the synthetic crops' draws
+        # never shift it: real crops stay paired across augmenting arms
+        self.g_real, self.g_syn, self.g_aug, self.g_aug_syn = (derived_generator(self.seed, k) for k in (1, 2, 3, 4))
+
+    def _cut(self, pool: Sequence[Prepared], draws: list[tuple[int, int, int, int]], rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        crop = self.recipe.crop
+        if rows is None:
+            imgs = [dihedral(pool[i].image[:, y : y + crop, x : x + crop], k) for i, y, x, k in draws]
+            labs = [dihedral(pool[i].labels[y : y + crop, x : x + crop], k) for i, y, x, k in draws]
+            return torch.stack(imgs), torch.stack(labs)
+        centres = [(y + (crop - 1) / 2, x + (crop - 1) / 2) for _, y, x, _ in draws]
+        return warp_crops([pool[i].image for i, *_ in draws], [pool[i].labels for i, *_ in draws], centres, crop, rows)
+
+    def _rows(self, n: int, g: torch.Generator) -> torch.Tensor | None:
+        return draw_augment(n, self.augment, g) if self.arm.augment else None
+
+    def _extra(self, n: int, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` synthetic crops: pool crops, or (naive) real crops with other real cells pasted in."""
+        crop = self.recipe.crop
+        if self.arm.source == NAIVE:
+            dst = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), rows)
+            src = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), None)
+            return copy_paste(*dst, *src, self.g_syn)
+        return self._cut(self.pool, _draw(n, self.pool, crop, self.g_syn), rows)
+
+    def _online(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        n = images.shape[0]
+        hit = torch.nonzero(torch.rand(n, generator=self.g_syn) < self.recipe.p).flatten()
+        if hit.numel() == 0:
+            return images, labels, 0
+        pool = self.real if self.arm.source == NAIVE else self.pool
+        src = self._cut(pool, _draw(hit.numel(), pool, self.recipe.crop, self.g_syn), None)
+        img, lab = copy_paste(images[hit], labels[hit], *src, self.g_syn)
+        images, labels = images.clone(), labels.clone()
+        images[hit], labels[hit] = img, lab
+        return images, labels, int(hit.numel())
+
+    def next(self) -> Step:
+        """The next step's crops."""
+        r = self.recipe
+        draws = _draw(r.batch_size, self.real, r.crop, self.g_real)
+        real_rows = self._rows(r.batch_size, self.g_aug)
+        images, labels = self._cut(self.real, draws, real_rows)
+        n_syn = n_pasted = 0
+        if self.arm.source is not None and r.protocol == "online":
+            # pasted cells take the crop's photometric augmentation with it
+            images, labels, n_pasted = self._online(images, labels)
+        if real_rows is not None:
+            images = photometric(images, real_rows, self.g_aug)
+        if self.arm.source is not None and r.protocol != "online":
+            n_syn = r.n_synthetic
+            extra_rows = self._rows(n_syn, self.g_aug_syn)
+            xi, xl = self._extra(n_syn, extra_rows)
+            if extra_rows is not None:
+                xi = photometric(xi, extra_rows, self.g_aug_syn)
+            keep = r.batch_size if r.protocol == "add" else r.batch_size - n_syn
+            images, labels = torch.cat([images[:keep], xi]), torch.cat([labels[:keep], xl])
+        return Step(images, labels, class_targets(labels, r.boundary), draws, n_syn, n_pasted)

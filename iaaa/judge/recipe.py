@@ -1,0 +1,174 @@
+"""The judge's training recipe: every option of a run in one frozen, validated, JSON-round-tripping
+object, recorded in the report.
+
+Bounds are the library's, so every entry point (``judge()``, ``iaaa judge``, the benchmark) gets
+them before any training starts. A :class:`RecipeError` names the field (``.field``) so a
+command line can name its own flag instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal, Mapping
+
+import torch
+
+from iaaa.errors import IaaaError
+
+__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "check_device"]
+
+PROTOCOLS = ("add", "mix", "online")
+Protocol = Literal["add", "mix", "online"]
+
+
+class RecipeError(IaaaError):
+    """A recipe field out of bounds; ``field`` names it, ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def check_device(device: str | torch.device, field: str = "device") -> torch.device:
+    """``torch.device(device)`` if it names a device this machine has, else a :class:`RecipeError`."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise RecipeError(field, f"{device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RecipeError(field, f"{device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RecipeError(field, f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise RecipeError(field, f"{device!r}: the judge runs on cpu or cuda")
+    return dev
+
+
+def _int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecipeError(name, f"must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise RecipeError(name, f"must be in [{lo}, {hi}], got {value}")
+
+
+def _float(name: str, value: Any, lo: float, hi: float, lo_open: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecipeError(name, f"must be a finite number, got {value!r}")
+    if (value <= lo if lo_open else value < lo) or value > hi:
+        raise RecipeError(name, f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value:g}")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every run of a judgement trains and scores (defaults: benchmarks/downstream.md).
+
+    Attributes:
+        protocol: how synthetic data enters a step. ``"add"``: every step holds the
+            ``batch_size`` real crops real-only holds plus ``round(ratio * batch_size)``
+            synthetic crops; ``"mix"``: ``round(batch_size * ratio / (1 + ratio))`` of the real
+            crops are replaced by synthetic ones; ``"online"``: each real crop is replaced, with
+            probability ``p``, by itself with cells of a synthetic (or, for ``naive``, another
+            real) crop pasted in.
+        ratio: synthetic:real crops per step (``add`` / ``mix``).
+        p: probability of the online paste per real crop (``online``).
+        steps, batch_size, crop, lr: Adam steps (cosine decay to 0), real crops per step, crop
+            side in working-scale pixels, learning rate.
+        width, depth: the U-Net's first-level channels and number of poolings.
+        scale: working resolution relative to the images; scores stay at native resolution.
+        boundary: boundary class width in working-scale pixels.
+        pool_size: synthetic images per (fold, seed) drawn from a sampler.
+        min_area: predicted instances under this many native pixels are dropped; ``"auto"``: a
+            quarter of the 1st percentile of the training cells' areas.
+        seeds: one run per seed, fold and arm, paired across arms.
+        train_limit: train on ``train_limit`` of the training images (``None``: all of them).
+        folds: how many different subsets of ``train_limit`` images (rotating through the
+            training images; disjoint where there are enough).
+        curve: evaluation points of the learning curve, as fractions of ``steps`` (measured on
+            the test images for the record only: the model of the last step is always the one
+            scored, no checkpoint is selected).
+        device: ``"cpu"`` or ``"cuda[:i]"``.
+    """
+
+    protocol: Protocol = "add"
+    ratio: float = 1.0
+    p: float = 0.5
+    steps: int = 1500
+    batch_size: int = 8
+    crop: int = 96
+    lr: float = 2e-3
+    width: int = 8
+    depth: int = 3
+    scale: float = 1.0
+    boundary: int = 1
+    pool_size: int = 32
+    min_area: int | str = "auto"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train_limit: int | None = None
+    folds: int = 1
+    curve: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "curve", tuple(self.curve))
+        object.__setattr__(self, "device", str(self.device))
+        if self.protocol not in PROTOCOLS:
+            raise RecipeError("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        _float("ratio", self.ratio, 0.0, 16.0)
+        _float("p", self.p, 0.0, 1.0)
+        _int("steps", self.steps, 1, 10_000_000)
+        _int("batch_size", self.batch_size, 2 if self.protocol == "mix" else 1, 1024)
+        _int("crop", self.crop, 8, 2048)
+        _float("lr", self.lr, 0.0, 1.0)
+        _int("width", self.width, 1, 256)
+        _int("depth", self.depth, 1, 8)
+        _float("scale", self.scale, 0.05, 4.0)
+        _int("boundary", self.boundary, 1, 64)
+        _int("pool_size", self.pool_size, 1, 4096)
+        if self.min_area != "auto":
+            _int("min_area", self.min_area, 0, 100_000_000)
+        if not self.seeds:
+            raise RecipeError("seeds", "give at least one seed")
+        for s in self.seeds:
+            _int("seeds", s, 0, 2**63 - 1)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise RecipeError("seeds", f"repeated seed in {list(self.seeds)}")
+        if self.train_limit is not None:
+            _int("train_limit", self.train_limit, 1, 1_000_000)
+        _int("folds", self.folds, 1, 1000)
+        if self.folds > 1 and self.train_limit is None:
+            raise RecipeError("folds", f"{self.folds} folds need a train_limit (with all images every fold is the same)")
+        if not self.curve or any(not (isinstance(c, (int, float)) and 0 < c <= 1) for c in self.curve) or list(self.curve) != sorted(set(self.curve)):
+            raise RecipeError("curve", f"must be increasing fractions in (0, 1], got {list(self.curve)}")
+        if self.curve[-1] != 1.0:
+            raise RecipeError("curve", f"must end at 1.0 (the scored model), got {list(self.curve)}")
+        check_device(self.device)
+
+    @property
+    def n_synthetic(self) -> int:
+        """Synthetic crops per step under ``add`` / ``mix`` (0 under ``online``)."""
+        if self.protocol == "add":
+            return max(1, round(self.ratio * self.batch_size))
+        if self.protocol == "mix":
+            return min(self.batch_size - 1, max(1, round(self.batch_size * self.ratio / (1 + self.ratio))))
+        return 0
+
+    def curve_steps(self) -> list[int]:
+        """The steps after which the learning curve is measured (the last one is ``steps``)."""
+        return sorted({max(1, round(c * self.steps)) for c in self.curve})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"], d["curve"] = list(self.seeds), list(self.curve)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Recipe":
+        """The recipe of :meth:`to_dict` (unknown fields refused, so a typo is not ignored)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise RecipeError(unknown[0], f"not a recipe field (fields: {', '.join(sorted(names))})")
+        return cls(**dict(data))

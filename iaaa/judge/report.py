@@ -1,0 +1,127 @@
+"""The judge's results: per arm and run (fold, seed) scores and learning curves, paired
+differences to real only with 95 % t intervals, the text table and the JSON record."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from iaaa.judge.regimes import paired_interval
+
+__all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
+
+METRICS = ("mean_ap", "ap50", "f1_50")
+_LABELS = {"mean_ap": "mean AP", "ap50": "AP@0.5", "f1_50": "F1@0.5"}
+PLATEAU = 0.01  # real only has plateaued when its last two curve points differ by less
+
+
+def run_key(fold: int, seed: int) -> str:
+    """The key of one run in ``JudgeReport.results[arm]``."""
+    return f"fold{fold}/seed{seed}"
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    if not n:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    return mean, (math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0)
+
+
+@dataclass
+class JudgeReport:
+    """Results of :func:`~iaaa.judge.judge`: ``results[arm][run_key(fold, seed)]`` holds
+    ``mean_ap``, ``ap50``, ``f1_50`` (means over the test images), counts, timings and
+    ``curve`` (the same scores after each curve step); ``settings`` the recipe, folds, test
+    images, decoding ceiling and warnings."""
+
+    results: dict[str, dict[str, dict[str, Any]]]
+    settings: dict[str, Any] = field(default_factory=dict)
+    baseline: str = "real"
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.results)
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per arm and metric: mean and sd over runs, and the differences to the baseline paired
+        per (fold, seed) with their mean and 95 % t interval (``diff_low``, ``diff_high``)."""
+        base = self.results.get(self.baseline, {})
+        out: dict[str, dict[str, Any]] = {}
+        for arm, runs in self.results.items():
+            keys = sorted(runs)
+            row: dict[str, Any] = {"runs": keys}
+            for m in METRICS:
+                vals = [runs[k][m] for k in keys]
+                mean, sd = _mean_sd(vals)
+                diffs = [runs[k][m] - base[k][m] for k in keys if k in base] if arm != self.baseline else []
+                d, lo, hi = paired_interval(diffs)
+                row[m] = {"mean": mean, "sd": sd, "values": vals, "diff": diffs, "diff_mean": d, "diff_low": lo, "diff_high": hi}
+            out[arm] = row
+        return out
+
+    def curve(self, arm: str | None = None) -> list[tuple[int, float]]:
+        """``(step, mean AP averaged over runs)`` of ``arm``'s learning curve (default: the baseline)."""
+        runs = self.results.get(arm or self.baseline, {})
+        points: dict[int, list[float]] = {}
+        for r in runs.values():
+            for p in r.get("curve", []):
+                points.setdefault(int(p["step"]), []).append(float(p["mean_ap"]))
+        return [(s, sum(v) / len(v)) for s, v in sorted(points.items())]
+
+    def plateaued(self) -> bool | None:
+        """Whether real only's last two curve points are within :data:`PLATEAU` after the curve
+        rose by at least as much from its first point (a curve flat from the start has not begun
+        to learn; ``None``: no curve)."""
+        c = self.curve()
+        if len(c) < 2:
+            return None
+        return abs(c[-1][1] - c[-2][1]) < PLATEAU and c[-1][1] - c[0][1] >= PLATEAU
+
+    def table(self) -> str:
+        """Mean ± sd over runs of each metric per arm; paired difference to real only with its
+        95 % interval; the ceiling, the real-only curve and any warnings below."""
+        summ = self.summary()
+        head = ["arm", *(_LABELS[m] for m in METRICS), *(f"Δ{_LABELS[m]} [95% CI]" for m in METRICS), "runs"]
+        rows = []
+        for arm, row in summ.items():
+            cells = [arm] + [f"{row[m]['mean']:.3f} ± {row[m]['sd']:.3f}" for m in METRICS]
+            for m in METRICS:
+                d = row[m]
+                if not d["diff"]:
+                    cells.append("-")
+                elif math.isnan(d["diff_low"]):
+                    cells.append(f"{d['diff_mean']:+.3f}")
+                else:
+                    cells.append(f"{d['diff_mean']:+.3f} [{d['diff_low']:+.3f}, {d['diff_high']:+.3f}]")
+            cells.append(str(len(row["runs"])))
+            rows.append(cells)
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+        lines = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)]
+        c = self.settings.get("ceiling")
+        if c:
+            lines.append(f"ceiling (perfect 3-class prediction, same decoding): mean AP {c['mean_ap']:.3f}, AP@0.5 {c['ap50']:.3f}, F1@0.5 {c['f1_50']:.3f}")
+        curve = self.curve()
+        if curve:
+            flat = self.plateaued()
+            verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more, or the curve never rose; train longer)")
+            lines.append(f"{self.baseline} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
+        lines += [f"warning: {w}" for w in self.settings.get("warnings", [])]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": self.settings, "baseline": self.baseline, "results": self.results, "summary": self.summary(),
+                "curve": {arm: self.curve(arm) for arm in self.results}}
+
+    def to_json(self, path: str | None = None) -> str:
+        """The report as JSON text; also written to ``path`` when given, through a temporary
+        file of its own and a rename (nothing else beside ``path`` is touched)."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            from iaaa.data.imageio import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text

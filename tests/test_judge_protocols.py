@@ -1,0 +1,331 @@
+"""The judge's protocols (add / mix / online), the standard augmentation and online Simple
+Copy-Paste, folds of a data regime, the paired interval, the recipe and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iaaa.errors import IaaaError
+from iaaa.judge import (
+    AugmentConfig,
+    JudgeReport,
+    Recipe,
+    RecipeError,
+    StepComposer,
+    copy_paste,
+    draw_augment,
+    fold_subsets,
+    judge,
+    named_sources,
+    paired_interval,
+    parse_arm,
+    prepare,
+    run_key,
+    warp_crops,
+)
+from iaaa.judge.targets import INTERIOR, class_targets
+
+
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    from iaaa.datasets import simulate_cells
+
+    return simulate_cells(4, seed=1, size=(64, 72), cells=(4, 8)), simulate_cells(2, seed=2, size=(56, 64), cells=(4, 8))
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny):
+    train, _ = tiny
+    real = [prepare(s, 1.0, 32) for s in train]
+    pool = [prepare(s, 1.0, 32) for s in train[:2]]  # a stand-in synthetic pool
+    return real, pool
+
+
+def _steps(real, pool, recipe, arm, n=4, seed=3):
+    c = StepComposer(real, recipe, seed, parse_arm(arm), pool if parse_arm(arm).source not in (None, "naive") else None)
+    return [c.next() for _ in range(n)]
+
+
+# ----------------------------------------------------------------------------- protocols
+
+
+@pytest.mark.parametrize("protocol", ["add", "mix", "online"])
+def test_same_real_crops_in_every_arm(prepared, protocol):
+    real, pool = prepared
+    recipe = Recipe(protocol=protocol, batch_size=4, crop=32, ratio=1.0, p=0.5, seeds=(0,))
+    ref = _steps(real, pool, recipe, "real")
+    arms = {a: _steps(real, pool, recipe, a) for a in ("aug", "naive", "iaaa", "naive+aug", "iaaa+aug")}
+    keep = 4 - recipe.n_synthetic if protocol == "mix" else 4
+    for arm, steps in arms.items():
+        for r, s in zip(ref, steps):
+            assert s.real == r.real, arm  # the same real draws at every step
+            if arm in ("naive", "iaaa"):
+                if protocol == "online":
+                    # untouched real crops are the real arm's crops, bit for bit
+                    same = [j for j in range(4) if torch.equal(s.labels[j], r.labels[j])]
+                    assert all(torch.equal(s.images[j], r.images[j]) for j in same)
+                    assert len(same) >= 4 - s.n_pasted
+                else:
+                    assert torch.equal(s.images[:keep], r.images[:keep]) and torch.equal(s.labels[:keep], r.labels[:keep])
+    # the augmenting arms see the same augmented real crops
+    for a, b in zip(arms["aug"], arms["iaaa+aug"]):
+        if protocol == "add":
+            assert torch.equal(a.images, b.images[:4]) and torch.equal(a.labels, b.labels[:4])
+    # and the augmentation changes them
+    assert any(not torch.equal(a.images, r.images) for a, r in zip(arms["aug"], ref))
+
+
+def test_added_crops_are_counted(prepared):
+    real, pool = prepared
+    for ratio, want in ((1.0, 4), (0.5, 2), (2.0, 8), (0.1, 1)):
+        recipe = Recipe(protocol="add", batch_size=4, crop=32, ratio=ratio)
+        for arm in ("naive", "iaaa", "iaaa+aug"):
+            s = _steps(real, pool, recipe, arm, n=1)[0]
+            assert recipe.n_synthetic == want and s.n_synthetic == want
+            assert s.images.shape == (4 + want, 1, 32, 32) and s.targets.shape == (4 + want, 32, 32)
+    mix = Recipe(protocol="mix", batch_size=4, crop=32, ratio=1.0)
+    s = _steps(real, pool, mix, "iaaa", n=1)[0]
+    assert s.n_synthetic == 2 and s.images.shape[0] == 4
+    on = Recipe(protocol="online", batch_size=4, crop=32, p=1.0)
+    for arm in ("naive", "iaaa"):
+        s = _steps(real, pool, on, arm, n=1)[0]
+        assert s.images.shape[0] == 4 and s.n_pasted == 4 and s.n_synthetic == 0
+    # real and aug add nothing whatever the protocol
+    assert _steps(real, pool, Recipe(protocol="add", batch_size=4, crop=32), "aug", n=1)[0].images.shape[0] == 4
+
+
+def test_targets_follow_the_crops_labels(prepared):
+    real, pool = prepared
+    for s in _steps(real, pool, Recipe(batch_size=4, crop=32), "naive+aug", n=3):
+        assert torch.equal(s.targets, class_targets(s.labels))
+        assert s.images.dtype == torch.float32 and float(s.images.min()) >= 0 and float(s.images.max()) <= 1
+
+
+def test_parse_arm():
+    assert parse_arm("iaaa+aug") == parse_arm("iaaa+aug") and parse_arm("iaaa+aug").augment
+    assert parse_arm("aug").source is None and parse_arm("aug").augment
+    assert parse_arm("naive").source == "naive" and not parse_arm("real").augment
+    for bad in ("real+aug", "aug+aug", "+aug"):
+        with pytest.raises(IaaaError):
+            parse_arm(bad)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def test_quarter_turn_at_scale_one_is_exact():
+    g = torch.Generator().manual_seed(0)
+    lab = torch.randint(0, 5, (40, 40), generator=g)
+    img = torch.rand((1, 40, 40), generator=g)
+    row = torch.tensor([[1.0, 90.0, 0.0, 1, 1, 1, 0, 0]], dtype=torch.float64)
+    ci, cl = warp_crops([img], [lab], [(19.5, 19.5)], 20, row)
+    win = lab[10:30, 10:30]
+    # some quarter turn of the window, exactly (which way round is the warp's convention)
+    assert any(torch.equal(cl[0], torch.rot90(win, k)) for k in (1, 3))
+    k = next(k for k in (1, 3) if torch.equal(cl[0], torch.rot90(win, k)))
+    assert torch.allclose(ci[0, 0], torch.rot90(img[0, 10:30, 10:30], k), atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_augmentation_keeps_labels_exact(seed):
+    from iaaa.datasets import simulate_cells
+
+    s = simulate_cells(1, seed=seed % 50, size=(64, 64), cells=(3, 6))[0]
+    lab = s.labels
+    img = (lab > 0).float()[None]  # the image IS the mask: any drift between them shows
+    g = torch.Generator().manual_seed(seed)
+    rows = draw_augment(3, AugmentConfig(), g)
+    ci, cl = warp_crops([img] * 3, [lab] * 3, [(31.5, 31.5)] * 3, 32, rows)
+    assert set(cl.unique().tolist()) <= set(lab.unique().tolist())  # no label invented
+    # The image IS the mask, sampled bilinearly: where the nearest source pixel (the label's) is a
+    # cell it weighs at least a quarter, so a cell's interior reads >= 0.25 and pixels far from any
+    # cell <= 0.75; overall the two agree almost everywhere. A shift of a pixel breaks all three.
+    inner = class_targets(cl) == INTERIOR
+    assert bool((ci[:, 0][inner] >= 0.25 - 1e-6).all())
+    far = (class_targets(cl) == 0) & (torch.nn.functional.max_pool2d((cl > 0).float()[:, None], 5, 1, 2)[:, 0] == 0)
+    assert bool((ci[:, 0][far] <= 0.75 + 1e-6).all())
+    assert float(((ci[:, 0] > 0.5) == (cl > 0)).float().mean()) > 0.95
+
+
+def test_photometric_leaves_labels_and_draws_reproducibly(prepared):
+    real, pool = prepared
+    r = Recipe(batch_size=4, crop=32)
+    a = _steps(real, pool, r, "aug", n=2, seed=5)
+    b = _steps(real, pool, r, "aug", n=2, seed=5)
+    for x, y in zip(a, b):
+        assert torch.equal(x.images, y.images) and torch.equal(x.labels, y.labels)
+
+
+# ----------------------------------------------------------------------------- copy-paste
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_copy_paste_occludes_exactly(seed):
+    g = torch.Generator().manual_seed(seed)
+    dl = torch.randint(0, 4, (3, 24, 24), generator=g)
+    sl = torch.randint(0, 6, (3, 24, 24), generator=g)
+    di, si = torch.rand((3, 2, 24, 24), generator=g), torch.rand((3, 2, 24, 24), generator=g)
+    img, lab = copy_paste(di, dl, si, sl, torch.Generator().manual_seed(seed))
+    top = dl.flatten(1).amax(1).view(3, 1, 1)
+    kept = lab <= top
+    # where nothing was pasted, the destination is untouched; pasted ids sit above its ids
+    assert torch.equal(lab[kept], dl[kept]) and torch.equal(img.permute(1, 0, 2, 3)[:, kept], di.permute(1, 0, 2, 3)[:, kept])
+    # a destination cell only loses pixels
+    for b in range(3):
+        for k in dl[b].unique().tolist():
+            if k:
+                assert int((lab[b] == k).sum()) <= int((dl[b] == k).sum())
+    again = copy_paste(di, dl, si, sl, torch.Generator().manual_seed(seed))
+    assert torch.equal(again[0], img) and torch.equal(again[1], lab)
+
+
+def test_copy_paste_drops_fully_hidden_cells():
+    dl = torch.zeros(1, 16, 16, dtype=torch.int64)
+    dl[0, 4:8, 4:8], dl[0, 10:13, 2:6] = 1, 2
+    sl = torch.ones(1, 16, 16, dtype=torch.int64)  # one source cell covering the crop
+    img, lab = copy_paste(torch.zeros(1, 1, 16, 16), dl, torch.ones(1, 1, 16, 16), sl, torch.Generator().manual_seed(0), scale=(4.0, 4.0), keep=1.0)
+    # zoomed 4x and shifted by at most half the crop, the source still covers every pixel
+    assert torch.equal(lab, torch.full_like(lab, 3)) and bool((img == 1).all())
+
+
+# ----------------------------------------------------------------------------- regimes and intervals
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 6))
+def test_folds(n, limit, folds):
+    if limit >= n and folds > 1:
+        with pytest.raises(IaaaError):
+            fold_subsets(n, limit, folds)
+        return
+    subsets = fold_subsets(n, limit, folds)
+    if limit >= n:
+        assert subsets == [list(range(n))]
+        return
+    assert len(subsets) == folds and all(len(s) == limit == len(set(s)) for s in subsets)
+    if folds * limit <= n:  # disjoint where N allows
+        flat = [i for s in subsets for i in s]
+        assert len(flat) == len(set(flat))
+    else:  # rotating: every image used, no image more than once more than another
+        counts = [sum(i in s for s in subsets) for i in range(n)]
+        assert max(counts) - min(counts) <= 1
+
+
+def test_paired_interval_hand_values():
+    mean, lo, hi = paired_interval([1.0, 2.0, 3.0])
+    # sd 1, t(0.975, 2) = 4.302653, half width 4.302653 / sqrt(3)
+    assert mean == 2.0 and hi - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5) and mean - lo == pytest.approx(hi - mean)
+    m, lo, hi = paired_interval([0.5])
+    assert m == 0.5 and math.isnan(lo) and math.isnan(hi)
+    assert paired_interval([0.2, 0.2, 0.2])[1:] == pytest.approx((0.2, 0.2))
+
+
+def test_report_pairs_per_fold_and_seed():
+    def run(v):
+        return {"mean_ap": v, "ap50": v, "f1_50": v, "curve": [{"step": 5, "mean_ap": v - 0.1}, {"step": 10, "mean_ap": v}]}
+
+    results = {
+        "real": {run_key(0, 0): run(0.5), run_key(0, 1): run(0.6), run_key(1, 0): run(0.4)},
+        "iaaa": {run_key(0, 0): run(0.55), run_key(0, 1): run(0.6), run_key(1, 0): run(0.5)},
+    }
+    rep = JudgeReport(results, {"ceiling": {"mean_ap": 0.9, "ap50": 0.95, "f1_50": 0.97}})
+    d = rep.summary()["iaaa"]["mean_ap"]
+    assert d["diff"] == pytest.approx([0.05, 0.0, 0.1])  # sorted keys: fold0/seed0, fold0/seed1, fold1/seed0
+    want = paired_interval([0.05, 0.0, 0.1])
+    assert (d["diff_mean"], d["diff_low"], d["diff_high"]) == pytest.approx(want)
+    curve = rep.curve()
+    assert [s for s, _ in curve] == [5, 10] and [v for _, v in curve] == pytest.approx([0.4, 0.5])
+    table = rep.table()
+    assert "learning curve" in table and f"{want[1]:+.3f}" in table and "ceiling" in table
+    assert rep.plateaued() is False and "NOT plateaued" in table  # 0.4 -> 0.5: still rising
+    flat = {"real": {run_key(0, 0): {**run(0.5), "curve": [{"step": s, "mean_ap": v} for s, v in ((1, 0.2), (2, 0.495), (3, 0.5))]}}}
+    assert JudgeReport(flat).plateaued() is True
+    never = {"real": {run_key(0, 0): {**run(0.0), "curve": [{"step": s, "mean_ap": 0.001} for s in (1, 2, 3)]}}}
+    assert JudgeReport(never).plateaued() is False  # flat at zero has not begun to learn
+
+
+# ----------------------------------------------------------------------------- recipe
+
+
+def test_recipe_round_trip_and_bounds():
+    r = Recipe(protocol="online", p=0.3, seeds=(4, 5), train_limit=2, folds=3, curve=(0.5, 1.0))
+    assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    for field, value in (("ratio", 0), ("ratio", float("inf")), ("ratio", float("nan")), ("crop", 10**6), ("pool_size", 10**6),
+                         ("scale", 0.001), ("device", "bogus"), ("protocol", "x"), ("steps", 0), ("seeds", ()), ("folds", 2),
+                         ("curve", (0.5,)), ("p", 0.0)):
+        with pytest.raises(RecipeError) as e:
+            Recipe(**{field: value})
+        assert e.value.field == field
+    if not torch.cuda.is_available():
+        with pytest.raises(RecipeError, match="CUDA"):
+            Recipe(device="cuda")
+    with pytest.raises(RecipeError, match="not a recipe field"):
+        Recipe.from_dict({"stpes": 3})
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_judge_folds_seeds_and_pairing(tiny, tmp_path):
+    train, test = tiny
+    recipe = Recipe(steps=4, crop=32, batch_size=2, width=4, depth=2, pool_size=2, seeds=(0, 1), train_limit=2, folds=2)
+    rep = judge(train, test, named_sources(["iaaa"]), recipe, arms=["real", "aug", "naive", "iaaa", "iaaa+aug"])
+    assert rep.arms == ["real", "aug", "naive", "iaaa", "iaaa+aug"]
+    keys = sorted(run_key(f, s) for f in (0, 1) for s in (0, 1))
+    for arm, runs in rep.results.items():
+        assert sorted(runs) == keys
+        for r in runs.values():
+            assert 0.0 <= r["mean_ap"] <= r["ap50"] <= 1.0 and [p["step"] for p in r["curve"]] == [1, 2, 3, 4]
+            assert r["curve"][-1]["mean_ap"] == r["mean_ap"]  # the last curve point is the scored model
+    assert rep.settings["folds"] == [[train[0].name, train[1].name], [train[2].name, train[3].name]]
+    # real only does not depend on the other arms, and a run is reproducible
+    alone = judge(train, test, None, recipe, arms=["real"])
+    assert {k: v["mean_ap"] for k, v in alone.results["real"].items()} == {k: v["mean_ap"] for k, v in rep.results["real"].items()}
+    out = tmp_path / "r.json"
+    (tmp_path / "r.json.tmp").write_text("someone else's")
+    rep.to_json(str(out))
+    data = json.loads(out.read_text())
+    assert Recipe.from_dict(data["settings"]["recipe"]) == recipe and set(data["results"]) == set(rep.arms)
+    assert (tmp_path / "r.json.tmp").read_text() == "someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.json.tmp"]
+
+
+def test_judge_refuses_meaningless_data(tiny):
+    train, test = tiny
+    recipe = Recipe(steps=1, crop=32, batch_size=2, width=4, depth=2, seeds=(0,))
+    empty = [(s.image, torch.zeros_like(s.labels)) for s in test]
+    with pytest.raises(IaaaError, match="test images hold no cell"):
+        judge(train, empty, None, recipe, arms=["real"])
+    with pytest.raises(IaaaError, match="also a training image"):
+        judge(train, [train[1]], None, recipe, arms=["real"])
+    with pytest.raises(IaaaError, match="needs a synthetic source"):
+        judge(train, test, None, recipe, arms=["real", "iaaa"])
+    with pytest.raises(IaaaError, match="built-in arms"):
+        judge(train, test, {"naive": list(train)}, recipe, arms=["real"])
+    rgb = [(torch.zeros(3, 40, 40, dtype=torch.uint8), s.labels[:40, :40]) for s in train]
+    with pytest.raises(IaaaError, match="channels"):
+        judge(train, rgb, None, recipe, arms=["real"])
+
+
+def test_judge_fixed_synthetic_list_under_mix_and_online(tiny):
+    train, test = tiny
+    for protocol in ("mix", "online"):
+        recipe = Recipe(protocol=protocol, steps=2, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), p=1.0)
+        rep = judge(train, test, {"mine": list(train[:1])}, recipe, arms=["mine", "mine+aug"])
+        assert rep.arms == ["mine", "mine+aug"] and rep.results["mine"][run_key(0, 0)]["pool"] == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_judge_on_cuda_matches_the_table_shape(tiny):
+    train, test = tiny
+    recipe = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), device="cuda")
+    rep = judge(train, test, None, recipe, arms=["real", "aug", "naive"])
+    assert set(rep.results) == {"real", "aug", "naive"} and "learning curve" in rep.table()
