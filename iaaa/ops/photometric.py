@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import numpy as np
 
 from iaaa.filters import gaussian_blur_batch
+from iaaa.threads import serial_kernel
 
 from ._common import ParamLike, as_param, bit_depth, bound, check_image, device_param, from_work, to_work
 from iaaa.errors import IaaaError
@@ -58,6 +59,7 @@ def _blend(x: torch.Tensor, other: torch.Tensor, factor: np.ndarray, dtype: torc
     return from_work(x + device_param(1.0 - factor, x) * (other - x), dtype)
 
 
+@serial_kernel
 def invert(image: torch.Tensor) -> torch.Tensor:
     """``max - x``: 255 - x, 65535 - x, or 1 - x."""
     check_image(image)
@@ -68,6 +70,7 @@ def invert(image: torch.Tensor) -> torch.Tensor:
     return 1.0 - image
 
 
+@serial_kernel
 def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
     """Invert pixels strictly above ``threshold`` (a fraction of the dtype's range, per sample);
     ``threshold = 1`` is the identity."""
@@ -79,6 +82,7 @@ def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
     return out.to(image.dtype)
 
 
+@serial_kernel
 def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     """Keep the top ``bits`` bits of each pixel (per sample) out of the dtype's depth: 8 for
     uint8, 16 for uint16 (no cast to 8 bits), and 8 for floats, which are quantised to
@@ -104,6 +108,7 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     return (image.to(torch.int32) & mask).to(torch.uint16)
 
 
+@serial_kernel
 def autocontrast(image: torch.Tensor) -> torch.Tensor:
     """Stretch each channel linearly so its min becomes 0 and its max the dtype's maximum
     (65535 for uint16). Constant channels are left as they are."""
@@ -149,6 +154,7 @@ def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch
     return lut_fn(below, non_max, value).reshape(-1).index_select(0, idx).view(r, n)
 
 
+@serial_kernel
 def equalize(image: torch.Tensor) -> torch.Tensor:
     """Histogram-equalise each channel.
 
@@ -193,6 +199,7 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
     return from_work(out, image.dtype, clamp=False)
 
 
+@serial_kernel
 def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Multiply by ``factor`` (per sample; 1 = identity) and clip to the dtype's range."""
     check_image(image)
@@ -203,6 +210,7 @@ def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return from_work(x * device_param(a, image), image.dtype)
 
 
+@serial_kernel
 def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend with the mean gray level (per sample; per channel unless RGB): 0 gives flat gray,
     1 the identity, > 1 more contrast."""
@@ -221,6 +229,7 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return from_work((x * device_param(f, image)).add_(device_param(1.0 - f, image) * mean), image.dtype)
 
 
+@serial_kernel
 def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend RGB images with their grayscale version (0 = gray, 1 = identity); other channel
     counts have no hue to saturate and are returned unchanged."""
@@ -232,6 +241,7 @@ def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, _gray(x), f, image.dtype)
 
 
+@serial_kernel
 def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """PIL's sharpness: blend with a copy smoothed by ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``
     (border pixels kept); 0 = smoothed, 1 = identity, 2 = twice as sharp. Images under 3x3 are
@@ -254,6 +264,7 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
+@serial_kernel
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated.
@@ -282,6 +293,7 @@ def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> t
     return (xs >= bx[:, 0]) & (xs < bx[:, 2]) & (ys >= bx[:, 1]) & (ys < bx[:, 3])
 
 
+@serial_kernel
 def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> torch.Tensor:
     """Paint the rectangle ``box = (x0, y0, x1, y1)`` (pixels ``x0 <= x < x1``, one row per
     sample) with ``fill``: ``"mean"`` (each channel's mean, which keeps the overall intensity
@@ -299,6 +311,7 @@ def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> t
     return from_work(torch.where(inside, value, x), image.dtype, clamp=False)
 
 
+@serial_kernel
 def cutout_labels(labels: torch.Tensor, box: ParamLike) -> torch.Tensor:
     """Set label pixels inside ``box`` to background, for cutouts that should erase the cell
     part they cover (``(B, H, W)`` label maps, dtype kept)."""
