@@ -105,3 +105,11 @@ def test_positions_switch_to_float64_on_huge_canvases():
     out = F.warp_labels(lab, F.rotate_warp((1, 70000), 1e-9))
     assert torch.equal(out, lab)
     assert np.isfinite(F.rotate_warp((1, 70000), 1e-9).matrix).all()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_huge_label_map_general_path_on_cuda(big_labels):
+    w = F.rotate_warp((N, N), [90.0 + 1e-9])
+    out = F.warp_labels(big_labels.cuda(), w)
+    assert torch.equal(out[0].cpu(), torch.rot90(big_labels[0], 1, (0, 1)))
