@@ -30,8 +30,8 @@ import torch
 __all__ = ["PARALLEL_MIN_NUMEL", "serial", "serial_kernel", "torch_threads"]
 
 PARALLEL_MIN_NUMEL: int = 1 << 23
-"""Blocks handling fewer elements than this (8 M, e.g. 32 single-channel 512x512 images) run on
-one torch thread. Set it to 0 to keep torch's thread count everywhere."""
+"""Blocks handling fewer elements than this (2**23, as many as 32 single-channel 512x512 images
+hold) run on one torch thread. Set it to 0 to keep torch's thread count everywhere."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
