@@ -7,7 +7,10 @@ geometric ops), drawing its own random parameters per sample over the same range
   (a) 64 cell crops 1x64x64 per batch -- what the compositor runs;
   (b) 16 images 1x512x512 per batch;
   (c) uint16 and 4-channel inputs: which peer fails or quietly casts to 8 bits, and speeds;
-  (d) iaaa alone: one cell object per call, the compositor's hot path.
+  (d) iaaa alone: one cell object per call, the compositor's hot path;
+  (s) the speed target of issue 20: 512x512 uint8 and uint16, one image and 16-image batches;
+  (t) threads: 1 vs 2 torch threads while a busy process loads the other core(s), with and
+      without the library's one-thread guard for small work (:mod:`iaaa.threads`).
 
 Each cell is the median of ``--repeats`` timed batches after a warm-up, with torch's default
 thread count; the ratios come from the same run. Install the peers with
@@ -305,10 +308,72 @@ def single_object(repeats: int) -> None:
         print(f"| {name} | {us:,.0f} | {1e6 / us:,.0f} |")
 
 
+def _busy_processes(n: int) -> list:
+    """``n`` processes spinning on a core each, to make the machine 'loaded' on purpose."""
+    import subprocess
+
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def threads_table(repeats: int) -> None:
+    """Median time of small batched work under 1 and 2 torch threads while other cores spin,
+    with the guard of :mod:`iaaa.threads` on (the library's default) and off."""
+    import os
+
+    import iaaa.threads as th
+
+    limit = th.PARALLEL_MIN_NUMEL
+    busy = _busy_processes(max(1, (os.cpu_count() or 2) - 1))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 64, 64)
+    crops, clab = make_batch(64, 1, 64, torch.uint8)
+    big, blab = make_batch(16, 1, 512, torch.uint8)
+    work = {
+        "`x + 1`, 64x1x64x64 float32 (plain torch, no guard)": lambda: x + 1,
+        "Brightness, 64 crops 1x64x64 uint8": lambda: apply_op("Brightness", crops, clab, 0.5, g),
+        "Rotate, 64 crops 1x64x64 uint8": lambda: apply_op("Rotate", crops, clab, 0.5, g),
+        "Equalize, 64 crops 1x64x64 uint8": lambda: apply_op("Equalize", crops, clab, 0.5, g),
+        "Brightness, 16 x 1x512x512 uint8": lambda: apply_op("Brightness", big, blab, 0.5, g),
+        "Rotate, 16 x 1x512x512 uint8": lambda: apply_op("Rotate", big, blab, 0.5, g),
+    }
+    print(f"\n### (t) Threads: {len(busy)} busy process(es) spinning beside the benchmark\n")
+    print("Median ms of %d calls (calls interleaved across settings)." % repeats)
+    print("\n| work | 1 thread | 2 threads, no guard | 2 threads, guard (default) | guard / 1 thread |")
+    print("|---|---:|---:|---:|---:|")
+    settings = (("1", 1, limit), ("2 raw", 2, 0), ("2 guard", 2, limit))
+    try:
+        for name, fn in work.items():
+            times: dict[str, list[float]] = {k: [] for k, _, _ in settings}
+            for _ in range(repeats):
+                for key, nt, lim in settings:
+                    torch.set_num_threads(nt)
+                    th.PARALLEL_MIN_NUMEL = lim
+                    fn()
+                    t = time.perf_counter()
+                    fn()
+                    times[key].append(time.perf_counter() - t)
+            med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+            print(f"| {name} | {med['1']:.2f} | {med['2 raw']:.2f} | {med['2 guard']:.2f} | {med['2 guard'] / med['1']:.2f} |")
+            sys.stdout.flush()
+    finally:
+        th.PARALLEL_MIN_NUMEL = limit
+        for p in busy:
+            p.kill()
+            p.wait()
+
+
+def speed_table(repeats: int, ops: list[str]) -> None:
+    """Issue 20's ops target: 512x512 uint8 and uint16, one image and 16 images, one thread."""
+    for dtype in (torch.uint8, torch.uint16):
+        d = str(dtype).replace("torch.", "")
+        for b in (1, 16):
+            run_table(f"(s) {b} image{'s' if b > 1 else ''} 1x512x512 {d}, {torch.get_num_threads()} torch thread(s)", b, 1, 512, dtype, repeats if b == 1 else max(3, repeats // 2), ops)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=7, help="timed batches per cell (median reported)")
-    p.add_argument("--workloads", default="a,b,c,d", help="comma list of a, b, c, d")
+    p.add_argument("--workloads", default="a,b,c,d", help="comma list of a, b, c, d, s, t")
     p.add_argument("--ops", default=",".join(TABLE_S1), help="comma list of op names")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts to run with; 0 = torch's default")
     args = p.parse_args()
@@ -343,6 +408,10 @@ def main() -> None:
             run_table(f"(c) 64 crops 4x64x64 uint8, {tag}", 64, 4, 64, torch.uint8, args.repeats, ops)
         if "d" in wl:
             single_object(args.repeats)
+        if "s" in wl:
+            speed_table(args.repeats, ops)
+    if "t" in wl:
+        threads_table(max(args.repeats, 15))
     if "c" in wl:
         fidelity(ops)
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from iaaa.errors import IaaaError
+from iaaa.threads import serial_kernel
 
 __all__ = ["PADDINGS", "feather_radius", "gaussian_kernel", "gaussian_blur", "blur_small", "feather_mask", "gaussian_blur_batch"]
 
@@ -118,6 +119,7 @@ def feather_mask(mask: torch.Tensor, sigma: float, truncate: float = 3.0, paddin
     return torch.where(a > 1 - 1e-6, torch.ones_like(a), a.clamp_(0, 1)) if sigma > 0 else a
 
 
+@serial_kernel
 def gaussian_blur_batch(x: torch.Tensor, sigma: np.ndarray) -> torch.Tensor:
     """Blur a float batch ``(B, C, H, W)`` with one ``sigma`` per sample (``(B,)`` float64, 0 =
     unchanged), radius ``ceil(3 * sigma)``, edges replicated; no rounding back to an integer

@@ -13,6 +13,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import Transform
 from torchvision.transforms.v2 import functional as TF
 from iaaa.errors import IaaaError
+from iaaa.threads import serial
 
 from . import functional as F
 from ._common import bound, check_labels
@@ -138,6 +139,10 @@ class Op(Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if params.get("skip"):
             return inpt
+        with serial(inpt.numel() if isinstance(inpt, torch.Tensor) else 0):
+            return self._transform_one(inpt, params)
+
+    def _transform_one(self, inpt: Any, params: dict[str, Any]) -> Any:
         if isinstance(inpt, PIL.Image.Image):
             out = self._image_any(TF.pil_to_tensor(inpt), params)
             if out.dtype == torch.uint16:  # to_pil_image has no 16-bit path

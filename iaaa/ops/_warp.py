@@ -103,17 +103,26 @@ def _separable_plan(w: Warp) -> tuple | None:
 
 _AXES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
+# float32 holds every integer up to 2**24 exactly (flat indices up to there are exact).
+_F32_EXACT = 2**24
+# Positions are float32 up to this side length (resolution under 1/128 px); beyond, float64.
+_F32_SIDE = 2**16
 
-def _axes(ho: int, wo: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output pixel centres: ``xs (1, 1, W', 1)`` and ``ys (1, H', 1, 1)`` float32, cached."""
-    key = (ho, wo, str(device))
+
+def _pos_dtype(w: Warp) -> torch.dtype:
+    return torch.float32 if max(*w.out_size, *w.in_size) <= _F32_SIDE else torch.float64
+
+
+def _axes(ho: int, wo: int, device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output pixel centres: ``xs (1, 1, W', 1)`` and ``ys (1, H', 1, 1)``, cached."""
+    key = (ho, wo, str(device), dtype)
     a = _AXES.get(key)
     if a is None:
         if len(_AXES) > 512:
             _AXES.clear()
         a = _AXES[key] = (
-            torch.arange(wo, dtype=torch.float32, device=device).view(1, 1, wo, 1),
-            torch.arange(ho, dtype=torch.float32, device=device).view(1, ho, 1, 1),
+            torch.arange(wo, dtype=dtype, device=device).view(1, 1, wo, 1),
+            torch.arange(ho, dtype=dtype, device=device).view(1, ho, 1, 1),
         )
     return a
 
@@ -126,22 +135,33 @@ def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
     positions whatever the batch layout or device, so nearest-sampling ties always break the
     same way: a batch equals its samples run one by one, and CUDA equals CPU. Only the last add
     touches every pixel."""
-    xs, ys = _axes(*w.out_size, device)
-    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1), dtype=np.float32)).to(device).view(-1, 3, 1, 1, 2)
+    dt = _pos_dtype(w)
+    xs, ys = _axes(*w.out_size, device, dt)
+    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1))).to(device, dt).view(-1, 3, 1, 1, 2)
     if w.offset is not None:
-        off = torch.from_numpy(w.offset.astype(np.float32)).to(device).view(-1, 2, 1, 1, 1)
+        off = torch.from_numpy(w.offset).to(device, dt).view(-1, 2, 1, 1, 1)
         xs, ys = xs - off[:, 0], ys - off[:, 1]  # exact: whole pixels
     return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
 
 
 def all_inside(w: Warp) -> bool:
-    """Does every output pixel read from inside the input, with a margin no float32 rounding
-    can cross? An affine map takes its extremes at the corners, so four points decide."""
+    """Does every output pixel read from inside the input, with a margin no rounding of the
+    positions can cross? An affine map takes its extremes at the corners, so four points decide.
+
+    The margin follows the size of the numbers: positions are computed in float32 (float64 on
+    huge canvases) from rounded coefficients, each step off by at most one rounding relative to
+    the magnitudes involved, so a fixed margin would be crossed on large or strongly sheared
+    canvases (an out-of-bounds gather)."""
     ho, wo = w.out_size
     h, wi = w.in_size
     corners = np.array([[0.0, 0.0, 1.0], [wo - 1.0, 0.0, 1.0], [0.0, ho - 1.0, 1.0], [wo - 1.0, ho - 1.0, 1.0]])
     src = w.full_matrix() @ corners.T  # (n, 2, 4)
-    m = 1e-3
+    local = np.broadcast_to(corners[None, :, :2], (w.n, 4, 2))
+    if w.offset is not None:
+        local = local - w.offset[:, None, :]
+    size = np.abs(w.matrix[:, :, :2]) @ np.abs(local).transpose(0, 2, 1) + np.abs(w.matrix[:, :, 2:])
+    eps = np.finfo(np.float32 if _pos_dtype(w) == torch.float32 else np.float64).eps
+    m = 1e-3 + 8 * eps * float(size.max())
     return bool((src[:, 0] > -0.5 + m).all() and (src[:, 0] < wi - 0.5 - m).all() and (src[:, 1] > -0.5 + m).all() and (src[:, 1] < h - 0.5 - m).all())
 
 
@@ -177,7 +197,11 @@ def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.T
             cx, cy = ix.clamp(0, wi - 1), iy.clamp(0, h - 1)
             ok = (cx == ix).logical_and_(cy == iy)
             ix, iy = cx, cy
-        flat = iy.mul_(wi).add_(ix).long()  # exact: float32 holds indices below 2**24
+        if h * wi <= _F32_EXACT and ix.dtype == torch.float32:
+            flat = iy.mul_(wi).add_(ix).long()  # exact: float32 holds these indices
+        else:
+            # Beyond 2**24 pixels float32 cannot hold every flat index: integer arithmetic.
+            flat = iy.long().mul_(wi).add_(ix.long())
         w._cache[key] = (flat.view(-1, ho * wo), ok)
     return w._cache[key]
 

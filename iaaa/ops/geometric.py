@@ -22,6 +22,7 @@ from ._common import ParamLike, as_param, bound, check_image, check_labels, from
 from ._warp import Warp, all_inside, sampling_grid, nearest_tables, whole_pixel
 from iaaa.errors import IaaaError
 from iaaa.filters import gaussian_blur_batch
+from iaaa.threads import serial_kernel
 
 __all__ = [
     "Warp",
@@ -180,6 +181,7 @@ def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
 # ----------------------------------------------------------------------------- application
 
 
+@serial_kernel
 def antialias_source(image: torch.Tensor, scale: np.ndarray) -> torch.Tensor | None:
     """Float working copy of ``image`` with each downscaled sample Gaussian-smoothed by
     ``(1/s - 1) / 2`` px (skimage's choice) before resampling, or ``None`` if none needs it.
@@ -278,6 +280,7 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     return out if ok is None else out.masked_fill_(~ok.unsqueeze(1), fill)
 
 
+@serial_kernel
 def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear", fill: float = 0.0, source: torch.Tensor | None = None) -> torch.Tensor:
     """Resample images ``(B, C, H, W)`` through ``warp``. Output dtype = input dtype.
 
@@ -319,6 +322,7 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     return out
 
 
+@serial_kernel
 def warp_labels(labels: torch.Tensor, warp: Warp) -> torch.Tensor:
     """Move label maps ``(B, H, W)`` (any integer dtype, kept) through ``warp`` with nearest
     sampling; pixels from outside the input become 0 (background)."""

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import numpy as np
 
 from iaaa.filters import gaussian_blur_batch
+from iaaa.threads import serial_kernel
 
 from ._common import ParamLike, as_param, bit_depth, bound, check_image, device_param, from_work, to_work
 from iaaa.errors import IaaaError
@@ -51,6 +52,53 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
+# uint8 images go through a look-up table when each plane has at least this many pixels per
+# table entry: the table is the op's own float formula applied to every level (so the result is
+# bit-identical), and applying it is one int32 conversion and one gather instead of the four or
+# five float passes (convert, multiply, add, round, clamp, cast) of the direct formula.
+# (uint16 measured slower through a 65536-entry table than directly, even at 512x512.)
+_LUT_MIN_PIXELS_PER_LEVEL = {torch.uint8: 4}
+_RAMPS: dict[tuple, torch.Tensor] = {}
+
+
+def _ramp(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Every uint8 level, ``(1, 1, 1, 256)`` (cached per device)."""
+    key = (dtype, str(device))
+    if key not in _RAMPS:
+        _RAMPS[key] = torch.arange(256, dtype=torch.int32, device=device).to(dtype).view(1, 1, 1, 256)
+    return _RAMPS[key]
+
+
+# Batches of large integer planes without a table run sample by sample into one output: each
+# sample's float temporaries (1 MB at 512x512) stay in cache, where the batched formula streams
+# B times that through memory for every pass.
+_PER_SAMPLE_MIN_PIXELS = 1 << 16
+
+
+def _pointwise(image: torch.Tensor, fn, *params: float | torch.Tensor) -> torch.Tensor:
+    """``fn(image, *params)`` for an elementwise map whose ``params`` broadcast as ``(B or 1,
+    C or 1, 1, 1)``: through a per-plane look-up table when that is cheaper (uint8 with large
+    planes), sample by sample for large integer planes, else directly. Every route computes the
+    same float formula on the same values, so the results are bit-identical."""
+    b, c, h, w = image.shape
+    per_level = _LUT_MIN_PIXELS_PER_LEVEL.get(image.dtype)
+    if per_level is not None and h * w >= per_level * 256:
+        lut = fn(_ramp(image.dtype, image.device), *params)  # (b', c', 1, 256)
+        rows = lut.shape[0] * lut.shape[1]
+        idx = image.to(torch.int32)
+        if rows > 1:
+            off = torch.arange(rows, dtype=torch.int32, device=image.device).mul_(256).view(lut.shape[0], lut.shape[1], 1, 1)
+            idx = idx.add_(off)  # off broadcasts: its rows are 1 or B by 1 or C
+        return lut.reshape(-1).index_select(0, idx.reshape(-1)).view(b, c, h, w)
+    if b > 1 and not image.dtype.is_floating_point and c * h * w >= _PER_SAMPLE_MIN_PIXELS:
+        out = torch.empty_like(image)
+        for i in range(b):
+            ps = [p[i:i + 1] if isinstance(p, torch.Tensor) and p.shape[0] > 1 else p for p in params]
+            out[i:i + 1] = fn(image[i:i + 1], *ps)
+        return out
+    return fn(image, *params)
+
+
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     # factor * x + (1 - factor) * other, written so factor == 1 returns x bit-exactly. (1 - factor)
     # is formed on the host in float64 and rounded once, so one sample alone and the same sample
@@ -58,6 +106,7 @@ def _blend(x: torch.Tensor, other: torch.Tensor, factor: np.ndarray, dtype: torc
     return from_work(x + device_param(1.0 - factor, x) * (other - x), dtype)
 
 
+@serial_kernel
 def invert(image: torch.Tensor) -> torch.Tensor:
     """``max - x``: 255 - x, 65535 - x, or 1 - x."""
     check_image(image)
@@ -68,6 +117,7 @@ def invert(image: torch.Tensor) -> torch.Tensor:
     return 1.0 - image
 
 
+@serial_kernel
 def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
     """Invert pixels strictly above ``threshold`` (a fraction of the dtype's range, per sample);
     ``threshold = 1`` is the identity."""
@@ -79,6 +129,7 @@ def solarize(image: torch.Tensor, threshold: ParamLike) -> torch.Tensor:
     return out.to(image.dtype)
 
 
+@serial_kernel
 def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     """Keep the top ``bits`` bits of each pixel (per sample) out of the dtype's depth: 8 for
     uint8, 16 for uint16 (no cast to 8 bits), and 8 for floats, which are quantised to
@@ -100,10 +151,13 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     if image.dtype == torch.uint8:
         mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.uint8, device=image.device).view(-1, 1, 1, 1)
         return image & mask
-    mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.int32, device=image.device).view(-1, 1, 1, 1)
-    return (image.to(torch.int32) & mask).to(torch.uint16)
+    # The same bits as int16 (every kernel has it): one pass, no widening.
+    masks = [m - 65536 if m >= 32768 else m for m in masks]
+    mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.int16, device=image.device).view(-1, 1, 1, 1)
+    return (image.view(torch.int16) & mask).view(torch.uint16)
 
 
+@serial_kernel
 def autocontrast(image: torch.Tensor) -> torch.Tensor:
     """Stretch each channel linearly so its min becomes 0 and its max the dtype's maximum
     (65535 for uint16). Constant channels are left as they are."""
@@ -114,7 +168,10 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     scale = torch.where(span > 0, bound(image.dtype) / span.clamp(min=1e-12), torch.ones_like(span))
     lo = torch.where(span > 0, lo, torch.zeros_like(lo))
     # (x - lo) * max / span never leaves the range, so only rounding is needed on the way back.
-    return from_work((x - lo) * scale, image.dtype, saturate=False)
+    # (Table levels below lo wrap or go negative; no pixel reads them.)
+    if image.dtype == torch.uint16:
+        return _pointwise(image, lambda v, lo, scale: from_work((to_work(v) - lo) * scale, image.dtype, saturate=False), lo, scale)
+    return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale)
 
 
 def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch.Tensor:
@@ -149,6 +206,7 @@ def _lut_equalize(x: torch.Tensor, r: int, n: int, levels: int, lut_fn) -> torch
     return lut_fn(below, non_max, value).reshape(-1).index_select(0, idx).view(r, n)
 
 
+@serial_kernel
 def equalize(image: torch.Tensor) -> torch.Tensor:
     """Histogram-equalise each channel.
 
@@ -193,16 +251,19 @@ def equalize(image: torch.Tensor) -> torch.Tensor:
     return from_work(out, image.dtype, clamp=False)
 
 
+@serial_kernel
 def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Multiply by ``factor`` (per sample; 1 = identity) and clip to the dtype's range."""
     check_image(image)
     a = as_param(factor, image.shape[0], "factor")
     if (a < 0).any():
         raise IaaaError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
-    x = to_work(image) if image.dtype == torch.uint16 else image  # uint8 * float promotes by itself
-    return from_work(x * device_param(a, image), image.dtype)
+    f = device_param(a, image)
+    # uint8 * float promotes by itself; uint16 needs the float copy.
+    return _pointwise(image, lambda v, f: from_work((to_work(v) if v.dtype == torch.uint16 else v) * f, image.dtype), f)
 
 
+@serial_kernel
 def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend with the mean gray level (per sample; per channel unless RGB): 0 gives flat gray,
     1 the identity, > 1 more contrast."""
@@ -212,15 +273,25 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     if image.shape[1] == 3:
         mean = _gray(to_work(image)).mean((-3, -2, -1), keepdim=True)
     else:
-        x = image.view(torch.int16).to(torch.int32) & 0xFFFF if image.dtype == torch.uint16 else image
+        # uint16: the float copy's mean (the same sum as an integer mean in float32, measured
+        # bit-identical) -- torch's integer-to-float reduction is several times slower.
+        x = to_work(image) if image.dtype == torch.uint16 else image
         mean = x.mean((-2, -1), keepdim=True, dtype=dt)
-    x = to_work(image) if image.dtype == torch.uint16 else image
+    fd, shift = device_param(f, image), device_param(1.0 - f, image) * mean
     # f * x + (1 - f) * mean: the mean is one value per sample and channel, so this is two passes
-    # over the image; f == 1 gives x exactly. Weights are formed on the host in float64 and
-    # rounded once, so a sample alone and in a batch see the same numbers.
-    return from_work((x * device_param(f, image)).add_(device_param(1.0 - f, image) * mean), image.dtype)
+    # over the image (or one table); f == 1 gives x exactly. Weights are formed on the host in
+    # float64 and rounded once, so a sample alone and in a batch see the same numbers.
+
+    def fn(v: torch.Tensor, fd: float | torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        y = (to_work(v) if v.dtype == torch.uint16 else v) * fd
+        # In place on the image's own temporary; a table row is smaller than the mean's batch.
+        y = y.add_(shift) if not isinstance(shift, torch.Tensor) or y.shape == torch.broadcast_shapes(y.shape, shift.shape) else y + shift
+        return from_work(y, image.dtype)
+
+    return _pointwise(image, fn, fd, shift)
 
 
+@serial_kernel
 def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Blend RGB images with their grayscale version (0 = gray, 1 = identity); other channel
     counts have no hue to saturate and are returned unchanged."""
@@ -232,6 +303,7 @@ def adjust_saturation(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, _gray(x), f, image.dtype)
 
 
+@serial_kernel
 def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """PIL's sharpness: blend with a copy smoothed by ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``
     (border pixels kept); 0 = smoothed, 1 = identity, 2 = twice as sharp. Images under 3x3 are
@@ -254,6 +326,7 @@ def adjust_sharpness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     return _blend(x, degenerate, f, image.dtype)
 
 
+@serial_kernel
 def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     """Separable Gaussian low-pass with a per-sample ``sigma`` in pixels (0 = identity), kernel
     radius ``ceil(3 * sigma)``, edges replicated.
@@ -282,6 +355,7 @@ def _box_mask(box: ParamLike, b: int, h: int, w: int, device: torch.device) -> t
     return (xs >= bx[:, 0]) & (xs < bx[:, 2]) & (ys >= bx[:, 1]) & (ys < bx[:, 3])
 
 
+@serial_kernel
 def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> torch.Tensor:
     """Paint the rectangle ``box = (x0, y0, x1, y1)`` (pixels ``x0 <= x < x1``, one row per
     sample) with ``fill``: ``"mean"`` (each channel's mean, which keeps the overall intensity
@@ -299,6 +373,7 @@ def cutout(image: torch.Tensor, box: ParamLike, fill: float | str = "mean") -> t
     return from_work(torch.where(inside, value, x), image.dtype, clamp=False)
 
 
+@serial_kernel
 def cutout_labels(labels: torch.Tensor, box: ParamLike) -> torch.Tensor:
     """Set label pixels inside ``box`` to background, for cutouts that should erase the cell
     part they cover (``(B, H, W)`` label maps, dtype kept)."""

@@ -17,6 +17,7 @@ import torch
 from . import transforms as T
 from ._common import as_param, check_labels, unbatch_image
 from iaaa.errors import IaaaError
+from iaaa.threads import serial
 
 __all__ = ["OpSpec", "SPACE", "TABLE_S1", "EXTENDED", "apply_op"]
 
@@ -157,5 +158,6 @@ def apply_op(
 
 def _run(cls: type, img: torch.Tensor, lab: torch.Tensor | None, param: np.ndarray, rand: np.ndarray, expand: bool, opts: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None]:
     params = cls.prepare_params(param, tuple(img.shape[-2:]), rand, expand, opts)
-    out = cls.apply_image(img, params, opts)
-    return out, None if lab is None else cls.apply_labels(lab, params, opts)
+    with serial(img.numel()):
+        out = cls.apply_image(img, params, opts)
+        return out, None if lab is None else cls.apply_labels(lab, params, opts)
