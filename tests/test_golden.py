@@ -62,13 +62,20 @@ def _data():
     return simulate_cells(4, seed=1, size=(128, 160), mode="fluorescence", dtype=torch.uint8, cells=(8, 14), radius=(6.0, 14.0), cluster_prob=0.35)
 
 
-def compositor_hashes() -> dict[str, list[list[str]]]:
-    from iaaa import CellCompositor
+def _compositor(options: dict[str, Any]):
+    """A compositor from BASE-style flat options (config fields by name, plus seed/dtype/device)."""
+    from iaaa import CellCompositor, CompositorConfig
 
+    opts = dict(options)
+    extra = {k: opts.pop(k) for k in ("dtype", "seed", "device")}
+    return CellCompositor(CompositorConfig().replace(**opts), policy=_policy(), **extra)
+
+
+def compositor_hashes() -> dict[str, list[list[str]]]:
     data = _data()
     out: dict[str, list[list[str]]] = {"data": [[_digest(s.image), _digest(s.labels)] for s in data]}
     for name, cfg in CONFIGS.items():
-        comp = CellCompositor(policy=_policy(), **{**BASE, **cfg}).fit(data)
+        comp = _compositor({**BASE, **cfg}).fit(data)
         rows = []
         for s in SEEDS:
             x = comp.sample(torch.Generator().manual_seed(s))
@@ -153,9 +160,7 @@ def test_simulated_input_unchanged():
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_compositor_golden(config):
-    from iaaa import CellCompositor
-
-    comp = CellCompositor(policy=_policy(), **{**BASE, **CONFIGS[config]}).fit(_data())
+    comp = _compositor({**BASE, **CONFIGS[config]}).fit(_data())
     for s, want in zip(SEEDS, GOLDEN_COMPOSITOR[config]):
         x = comp.sample(torch.Generator().manual_seed(s))
         placed = json.dumps([{k: o[k] for k in ("object", "kind", "source", "box", "ids")} for o in x.meta["objects"]], sort_keys=True)

@@ -1,25 +1,6 @@
-"""Running a block of torch work with a chosen number of intra-op threads (the search, WAE
-training and the command line share it)."""
+"""The thread-count context of the search and WAE training: :func:`iaaa.threads.torch_threads`
+(it lives in :mod:`iaaa.threads` so synthesis can use it without importing the policy package)."""
 
-from __future__ import annotations
-
-from contextlib import contextmanager
-from typing import Iterator
-
-import torch
+from iaaa.threads import torch_threads
 
 __all__ = ["torch_threads"]
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -4,12 +4,12 @@ Every merged cell box is filled with pixels drawn from outside all boxes, chosen
 box's corners, and the filled box is pasted back through a Gaussian-filtered rectangle so no seam
 shows. Two ways to choose the fill pixels:
 
-``method="paper"``
+``background_method="paper"``
     For each inside pixel, ``n`` random outside pixels are scored by the mean Euclidean distance
     (over channels) between their value and the box's four corner pixels; the closest wins. The
     criterion is the same for every pixel of a box, so a large ``n`` flattens the box to one value.
 
-``method="bilinear"`` (default of the free functions; the compositor's default is ``"mask"``)
+``background_method="bilinear"``
     The target of an inside pixel is the bilinear blend, at that pixel's position, of the local
     background level at the four corners of the box, so illumination gradients continue through
     the box. Candidates are compared by their *local background level* (a Gaussian mean over
@@ -22,7 +22,7 @@ shows. Two ways to choose the fill pixels:
 In both methods every filled value is a real outside pixel value, and pixels farther than the
 feather from every box are left bit-identical. The Gaussian filters are :mod:`iaaa.filters`.
 
-``method="mask"``
+``background_method="mask"`` (the default)
     Not boxes but each cell's mask grown by its ``halo`` is removed (the halo or blurred rim that
     belongs to the cell in the image, measured per dataset by
     :func:`iaaa.synthesis.halo.measure_halo`; ``halo=None`` measures it on the image itself),
@@ -34,7 +34,7 @@ feather from every box are left bit-identical. The Gaussian filters are :mod:`ia
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +43,11 @@ from iaaa.boxes import boxes_to_mask, merge_boxes
 from iaaa.errors import IaaaError
 from iaaa.filters import feather_mask, feather_radius, gaussian_blur
 from iaaa.structures import check_labels, from_float, instance_boxes, to_float
-from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.checks import bounded, check, validate
 
-__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "fill", "fill_background", "remove_cells", "reflect_index", "tile"]
+__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "remove_cells", "reflect_index", "tile"]
 
-METHODS = ("bilinear", "paper", "mask")
+METHODS: tuple[str, ...] = ("bilinear", "paper", "mask")
 
 # Candidate gathers are (pixels x n x C); chunking keeps a 1024x1024 image under ~100 MB.
 _CHUNK_ELEMS = 1 << 22
@@ -80,25 +80,42 @@ def tile(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class BackgroundConfig:
-    """How cells are removed from an image (validated once, here); see :func:`fill_background`."""
+    """How cells are removed from an image (validated once, here); see :func:`remove_cells`.
 
-    method: str = "mask"
-    n_candidates: int = 32
-    sigma: float = 2.0
-    truncate: float = 3.0
-    margin: int = 1
-    level_sigma: float = 4.0
-    patch: int = 8
-    halo: int | None = None
+    The fields carry the ``background_`` prefix so every option of a
+    :class:`~iaaa.synthesis.config.CompositorConfig` has one unique flat name.
+
+    Attributes:
+        background_method: ``"mask"`` (default: each cell and its halo removed, every other pixel
+            kept, holes inpainted), ``"bilinear"`` or ``"paper"`` (both fill merged boxes); see
+            module docs.
+        background_candidates: random outside pixels (or windows) scored per fill pixel (block).
+        background_sigma: Gaussian sigma of the rectangle feather of the box methods. The filled
+            region is each merged box grown by ``2 * feather_radius(sigma)``; the white
+            rectangle is the box grown by one radius, so every pixel of the box is replaced.
+        background_truncate: the feather's kernel reaches ``truncate * sigma`` pixels.
+        background_margin: boxes closer than this many pixels are merged before filling (see
+            :func:`iaaa.boxes.merge_boxes`).
+        background_level_sigma: scale of the local background level (``"bilinear"`` and
+            ``"mask"``).
+        background_patch: side of the square blocks the fill is copied in (``"bilinear"``; with
+            ``"mask"`` the starting stride of the texture blocks). ``1`` draws every inside pixel
+            on its own, which turns a real background's spatially correlated noise into white
+            noise; ``patch > 1`` tiles the fill region with ``patch x patch`` blocks (grid at a
+            random phase) and copies, for each block, a whole outside window chosen the same way,
+            falling back to smaller blocks where too few all-outside windows exist.
+    """
+
+    background_method: Literal["bilinear", "paper", "mask"] = "mask"
+    background_candidates: int = bounded(32, 1, 1024)
+    background_sigma: float = bounded(2.0, 0.0, 50.0)
+    background_truncate: float = bounded(3.0, 0.5, 10.0)
+    background_margin: int = bounded(1, 0, 256)
+    background_level_sigma: float = bounded(4.0, 0.1, 256.0)
+    background_patch: int = bounded(8, 1, 256)
 
     def __post_init__(self) -> None:
-        one_of(self.method, "method", METHODS)
-        check(self.halo is None or (isinstance(self.halo, int) and self.halo >= 0), "halo", "must be None or an integer >= 0", self.halo)
-        check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
-        feather_radius(self.sigma, self.truncate)  # sigma >= 0, truncate > 0
-        check(self.margin >= 0, "margin", "must be >= 0", self.margin)
-        check(self.level_sigma > 0, "level_sigma", "must be > 0", self.level_sigma)
-        check(int(self.patch) == self.patch and self.patch >= 1, "patch", "must be a positive integer", self.patch)
+        validate(self)
 
 
 # ----------------------------------------------------------------------------- cell removal
@@ -215,13 +232,36 @@ def _patch_units(
     return block_target, window_key, unit, gy - by * k, gx - bx * k, ay, ax
 
 
-def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None = None) -> BackgroundFill:
-    """:func:`fill_background` with its options in a validated :class:`BackgroundConfig`."""
-    if config.method == "mask":
-        return _fill_by_mask(image, labels, config, generator)
-    method, n_candidates, sigma, truncate = config.method, config.n_candidates, config.sigma, config.truncate
-    level_sigma = config.level_sigma
-    patch = int(config.patch) if method == "bilinear" else 1
+def remove_cells(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    config: BackgroundConfig | None = None,
+    *,
+    halo: int | None = None,
+    generator: torch.Generator | None = None,
+) -> BackgroundFill:
+    """Remove every instance of ``labels`` from ``image``; ``.image`` of the result is the
+    background (same dtype and shape as ``image``), the other fields show how it was made.
+
+    Args:
+        image: ``(C, H, W)`` (or ``(H, W)``) uint8, uint16 or float image.
+        labels: ``(H, W)`` instance label map; every instance is removed.
+        config: how (:class:`BackgroundConfig`; ``None``: its defaults, ``"mask"``).
+        halo: ``background_method="mask"`` only: pixels removed around every mask, a value
+            measured from the data (``None``: measured on this image,
+            :func:`iaaa.synthesis.halo.measure_halo`).
+        generator: the only source of randomness (``None`` means a fresh generator seeded 0,
+            so the result is still reproducible; the global RNG is never read).
+    """
+    config = BackgroundConfig() if config is None else config
+    if not isinstance(config, BackgroundConfig):
+        raise IaaaError(f"config: expected a BackgroundConfig, got {type(config).__name__}")
+    check(halo is None or (isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256), "halo", "must be None or an integer in [0, 256]", halo)
+    if config.background_method == "mask":
+        return _fill_by_mask(image, labels, config, halo, generator)
+    method, n_candidates, sigma, truncate = config.background_method, config.background_candidates, config.background_sigma, config.background_truncate
+    level_sigma = config.background_level_sigma
+    patch = int(config.background_patch) if method == "bilinear" else 1
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
@@ -230,7 +270,7 @@ def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, ge
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
     c, h, w = img.shape
     x = to_float(img)
-    boxes, _ = merge_boxes(instance_boxes(labels), config.margin)
+    boxes, _ = merge_boxes(instance_boxes(labels), config.background_margin)
     boxes = boxes.to(img.device)
     empty = torch.zeros(h, w, dtype=torch.bool, device=img.device)
     if boxes.shape[0] == 0:
@@ -333,7 +373,7 @@ def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, ge
     return BackgroundFill(from_float(out, img.dtype), filled, alpha, region, outside, boxes)
 
 
-def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None) -> BackgroundFill:
+def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, generator: torch.Generator | None) -> BackgroundFill:
     from iaaa.synthesis.halo import measure_halo
     from iaaa.synthesis.inpaint import remove_cells_by_mask
 
@@ -341,57 +381,8 @@ def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundC
     labels = check_labels(labels).to(img.device)
     if tuple(labels.shape) != tuple(img.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
-    halo = config.halo
     if halo is None:
         halo = measure_halo([(img, labels)])[0] if bool((labels > 0).any()) and bool((labels == 0).any()) else 0
-    r = remove_cells_by_mask(img, labels, halo, sigma=config.level_sigma, block=config.patch, n_candidates=config.n_candidates, generator=generator)
+    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, generator=generator)
     boxes = instance_boxes(labels).to(img.device)
     return BackgroundFill(r.image, to_float(r.image), r.hole.to(torch.float32), r.hole, r.reference, boxes)
-
-
-def fill_background(
-    image: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    method: str = "bilinear",
-    n_candidates: int = 32,
-    sigma: float = 2.0,
-    truncate: float = 3.0,
-    margin: int = 1,
-    level_sigma: float = 4.0,
-    patch: int = 8,
-    halo: int | None = None,
-    generator: torch.Generator | None = None,
-) -> BackgroundFill:
-    """Remove every instance of ``labels`` from ``image`` and return the details.
-
-    Args:
-        image: ``(C, H, W)`` (or ``(H, W)``) uint8, uint16 or float image.
-        labels: ``(H, W)`` instance label map; every instance is removed.
-        method: ``"bilinear"`` (default, see module docs), ``"paper"`` or ``"mask"``.
-        n_candidates: random outside pixels drawn per inside pixel.
-        sigma: Gaussian sigma of the rectangle feather. The filled region is each merged box
-            grown by ``2 * feather_radius(sigma)``; the white rectangle is the box grown by one
-            radius, so every pixel of the box itself is fully replaced.
-        margin: boxes closer than this many pixels are merged (see :func:`iaaa.boxes.merge_boxes`).
-        level_sigma: scale of the local background level (``method="bilinear"`` only).
-        patch: side of the square blocks the fill is copied in (``method="bilinear"`` only).
-            ``1`` draws every inside pixel on its own, which turns a real background's spatially
-            correlated noise into white noise; ``patch > 1`` tiles the fill region with
-            ``patch x patch`` blocks (grid at a random phase) and copies, for each block, a whole
-            outside ``patch x patch`` window chosen the same way, so the fill keeps the
-            background's noise correlation within each block. Falls back to smaller blocks
-            where too few all-outside windows exist. With ``method="mask"``: the starting
-            stride of the texture blocks.
-        halo: ``method="mask"`` only: pixels removed around every mask (``None``: measured).
-        generator: the only source of randomness (``None`` means a fresh generator seeded 0,
-            so the result is still reproducible; the global RNG is never read).
-    """
-    config = BackgroundConfig(method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate, margin=margin, level_sigma=level_sigma, patch=patch, halo=halo)
-    return fill(image, labels, config, generator)
-
-
-def remove_cells(image: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
-    """Return ``image`` with every annotated cell removed and the holes filled with background
-    texture (same dtype and shape as ``image``). ``options`` are :func:`fill_background`'s."""
-    return fill_background(image, labels, generator=generator, **options).image

@@ -39,7 +39,7 @@ device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -49,48 +49,59 @@ from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius, gaussian_blur
 from iaaa.structures import CellObject, check_labels, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, grown_runs
-from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
 ]
 
-FEATHERS = ("mask", "outside")
-COLLISIONS = ("box", "mask")
+FEATHERS: tuple[str, ...] = ("mask", "outside")
+COLLISIONS: tuple[str, ...] = ("box", "mask")
 
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    """How objects are placed and blended (validated once, here); see :func:`place_objects`."""
+    """How objects are placed and blended (validated once, here); see :func:`place_objects`.
 
-    n_candidates: int = 32
-    rounds: int = 4
-    gap: int | None = None
-    border: int = 0
-    sigma: float = 1.0
-    truncate: float = 3.0
-    feather: str = "mask"
-    match_sigma: float = 2.0
-    collision: str = "box"
-    rim: int = 0
+    Attributes:
+        n_candidates: random positions scored per object and round.
+        rounds: if every candidate of a round collides with placed cells or the frame, a fresh
+            round of ``n_candidates`` is tried, up to ``rounds`` (1 is the paper).
+        gap: minimum free pixels between an object's box and any placed cell (``None``: the
+            feather radius, so feathers never touch another cell).
+        border: minimum distance (pixels) between an object's box and the frame.
+        sigma: Gaussian sigma of the feather of pasted objects (``0``: hard paste).
+        truncate: the feather's kernel reaches ``truncate * sigma`` pixels.
+        feather: ``"mask"`` (paper) or ``"outside"`` (see module docs).
+        match_sigma: smoothing of the background for corner scores (0: raw pixels, the paper).
+        collision: ``"box"`` (default): a position is free when the object's box grown by
+            ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
+            none, so round cells pack as closely as real ones (slower for large objects).
+
+    The rim an object carries is not a choice here but the halo measured from the data (the
+    compositor's ``rim`` switch, its value kept in the fitted group pool); :func:`place_objects`
+    takes it as an argument.
+    """
+
+    n_candidates: int = bounded(32, 1, 4096)
+    rounds: int = bounded(4, 1, 64)
+    gap: int | None = bounded(None, 0, 1024)
+    border: int = bounded(0, 0, 4096)
+    sigma: float = bounded(1.0, 0.0, 50.0)
+    truncate: float = bounded(3.0, 0.5, 10.0)
+    feather: Literal["mask", "outside"] = "mask"
+    match_sigma: float = bounded(2.0, 0.0, 50.0)
+    collision: Literal["box", "mask"] = "box"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.rim, int) and self.rim >= 0, "rim", "must be an integer >= 0", self.rim)
-        check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
-        check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
-        check(self.gap is None or self.gap >= 0, "gap", "must be None or >= 0", self.gap)
-        check(self.border >= 0, "border", "must be >= 0", self.border)
-        feather_radius(self.sigma, self.truncate)  # sigma >= 0, truncate > 0
-        one_of(self.feather, "feather", FEATHERS)
-        check(self.match_sigma >= 0, "match_sigma", "must be >= 0", self.match_sigma)
-        one_of(self.collision, "collision", COLLISIONS)
+        validate(self)
 
     @property
     def radius(self) -> int:
         """The feather radius: pixels farther than this from every pasted cell's mask grown by
-        ``rim`` are untouched."""
+        its rim are untouched."""
         return feather_radius(self.sigma, self.truncate)
 
     @property
@@ -190,13 +201,17 @@ def place(
     config: PlacementConfig,
     generator: torch.Generator,
     density: tuple[np.ndarray, int] | None = None,
+    *,
+    rim: int = 0,
 ) -> PlacementResult:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
-    the canvas, in order (``config.gap`` and ``config.border`` are the canvas's). ``density``:
+    the canvas, in order (``config.gap`` and ``config.border`` are the canvas's): the kernel of
+    :func:`place_objects`, which the compositor calls on its own canvas. ``density``:
     ``(grid, step)``, the weight of each ``step`` x ``step`` block for an object's centre
-    (``None``: uniform over the frame). The result's ``image`` is the canvas's float composite."""
+    (``None``: uniform over the frame); ``rim``: see :func:`place_objects`. The result's
+    ``image`` is the canvas's float composite."""
     n_candidates, sigma, truncate, feather = config.n_candidates, config.sigma, config.truncate, config.feather
-    rounds, collision, rim = config.rounds, config.collision, config.rim
+    rounds, collision = config.rounds, config.collision
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
     # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
@@ -341,17 +356,9 @@ def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
 def place_objects(
     background: torch.Tensor,
     objects: Sequence[Any],
+    config: PlacementConfig | None = None,
     *,
     labels: torch.Tensor | None = None,
-    n_candidates: int = 32,
-    rounds: int = 4,
-    gap: int | None = None,
-    border: int = 0,
-    sigma: float = 1.0,
-    truncate: float = 3.0,
-    feather: str = "mask",
-    match_sigma: float = 2.0,
-    collision: str = "box",
     rim: int = 0,
     density: torch.Tensor | np.ndarray | None = None,
     generator: torch.Generator | None = None,
@@ -363,26 +370,18 @@ def place_objects(
         objects: :class:`~iaaa.structures.CellObject` s or ``(image, labels[, class_ids])``
             tuples; ``labels`` ``(h, w)`` with cells ``1..k`` (0 = surroundings); images in any
             dtype with the background's channel count. Placed in the given order.
+        config: how (:class:`PlacementConfig`; ``None``: its defaults).
         labels: optional existing label map of the background; its cells are kept and avoided.
-        n_candidates: random positions scored per object and round.
-        rounds: if every candidate of a round collides with placed cells or the frame, a fresh
-            round of ``n_candidates`` is tried, up to ``rounds`` (1 is the paper).
-        gap: minimum free pixels between an object's box and any placed cell
-            (default: the feather radius).
-        border: minimum distance (pixels) between an object's box and the frame.
-        sigma, truncate: Gaussian feather of the object mask (``sigma=0``: hard paste).
-        feather: ``"mask"`` (paper) or ``"outside"`` (see module docs).
-        match_sigma: smoothing of the background for corner scores (0: raw pixels).
-        collision: ``"box"`` (default): a position is free when the object's box grown by
-            ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
-            none, so round cells pack as closely as real ones (slower for large objects).
         rim: objects carry this many pixels of their surroundings around the mask (their halo;
             see module docs); 0: the mask alone.
         density: optional ``(H, W)`` non-negative weights: candidate positions for an object's
             centre are drawn in proportion to them (``None``: uniform over the frame).
         generator: the only source of randomness (``None``: a generator seeded 0).
     """
-    config = PlacementConfig(n_candidates=n_candidates, rounds=rounds, gap=gap, border=border, sigma=sigma, truncate=truncate, feather=feather, match_sigma=match_sigma, collision=collision, rim=rim)
+    config = PlacementConfig() if config is None else config
+    if not isinstance(config, PlacementConfig):
+        raise IaaaError(f"config: expected a PlacementConfig, got {type(config).__name__}")
+    check(isinstance(rim, int) and not isinstance(rim, bool) and 0 <= rim <= 256, "rim", "must be an integer in [0, 256]", rim)
     bg = background if background.ndim == 3 else background.unsqueeze(0)
     if bg.ndim != 3:
         raise IaaaError(f"background: expected (C, H, W) or (H, W), got shape {tuple(background.shape)}")
@@ -415,8 +414,8 @@ def place_objects(
         if not bool(torch.isfinite(d).all()) or bool((d < 0).any()) or float(d.sum()) <= 0:
             raise IaaaError("density: weights must be finite, >= 0 and not all 0")
         grid = (d.numpy(), 1)
-    canvas = Canvas(to_float(bg).clone(), level_map(bg, match_sigma), lab0, config.min_gap, border)
-    result = place(canvas, imgs, labs, clss, config, generator, grid)
+    canvas = Canvas(to_float(bg).clone(), level_map(bg, config.match_sigma), lab0, config.min_gap, config.border)
+    result = place(canvas, imgs, labs, clss, config, generator, grid, rim=rim)
     result.image = from_float(result.image, bg.dtype)
     result.labels = result.labels.to(bg.device)
     return result
