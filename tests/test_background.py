@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import blur_small, feather_radius, fill_background, gaussian_blur, remove_cells
+from iaaa.filters import blur_small, feather_radius, gaussian_blur
+from iaaa.synthesis import BackgroundConfig, remove_cells
 from iaaa.structures import from_float, to_float
 
 

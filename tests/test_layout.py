@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis import CellCompositor, CompositorConfig
 from iaaa.datasets import simulate_cells
-from iaaa.layout import candidate_positions, layout_density, layout_grid
-from iaaa.placement import place_objects
+from iaaa.synthesis import candidate_positions, layout_density, layout_grid
+from iaaa.synthesis import place_objects
 from iaaa.structures import AnnotatedImage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,14 +115,14 @@ def test_layout_and_collision_do_not_change_the_random_stream():
     for layout in ("uniform", "source"):
         for collision in ("mask", "box"):
             g = _gen(9)
-            CellCompositor(layout=layout, collision=collision, seed=0).fit(data).sample(g)
+            CellCompositor(CompositorConfig().replace(layout=layout, collision=collision), seed=0).fit(data).sample(g)
             states.append(g.get_state())
     assert all(torch.equal(states[0], s) for s in states[1:])
 
 
 def test_count_background_takes_the_backgrounds_own_count():
     data = simulate_cells(5, seed=7, size=(160, 160), cells=(3, 30))
-    comp = CellCompositor(count="background", policy="identity", seed=0).fit(data)
+    comp = CellCompositor(CompositorConfig().replace(count="background"), policy="identity", seed=0).fit(data)
     cells = {s.name: int(s.labels.max()) for s in data}
     seen = set()
     for i in range(20):
@@ -131,7 +131,7 @@ def test_count_background_takes_the_backgrounds_own_count():
         assert out.meta["requested_cells"] == cells[out.meta["background_source"]]
     assert len(seen) >= 3
     # With an output size, the count is scaled by area like "sample".
-    big = CellCompositor(count="background", size=(320, 320), policy="identity").fit(data)
+    big = CellCompositor(CompositorConfig().replace(count="background", size=(320, 320)), policy="identity").fit(data)
     out = big.sample(_gen(0))
     assert abs(out.meta["requested_cells"] - 4 * cells[out.meta["background_source"]]) <= 1
 
@@ -160,11 +160,11 @@ def test_mask_collisions_pack_round_cells_closer_than_boxes():
 
 def test_option_errors_name_the_field():
     with pytest.raises(ValueError, match="layout"):
-        CellCompositor(layout="grid")
+        CellCompositor(CompositorConfig().replace(layout="grid"))
     with pytest.raises(ValueError, match="layout_mix"):
-        CellCompositor(layout_mix=1.5)
+        CellCompositor(CompositorConfig().replace(layout_mix=1.5))
     with pytest.raises(ValueError, match="collision"):
-        CellCompositor(collision="circle")
+        CellCompositor(CompositorConfig().replace(collision="circle"))
     bg = torch.zeros(1, 16, 16)
     with pytest.raises(ValueError, match="density"):
         place_objects(bg, [], density=torch.ones(8, 8))

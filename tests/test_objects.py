@@ -8,8 +8,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import remove_cells
-from iaaa.objects import extract_objects, group_instances, merge_boxes
+from iaaa.synthesis import remove_cells
+from iaaa.boxes import merge_boxes
+from iaaa.synthesis import ObjectConfig, extract_objects, group_instances
 from iaaa.structures import AnnotatedImage
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import feather_radius
+from iaaa.filters import feather_radius
 from iaaa.synthesis.canvas import BAND as _BAND, Canvas as _Canvas
 from iaaa.synthesis.placement import place_objects
 from iaaa.structures import CellObject, from_float

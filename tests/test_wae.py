@@ -86,7 +86,7 @@ def sim_objects():
 
     samples = simulate_cells(6, seed=0, size=(256, 256))
     try:
-        from iaaa.objects import extract_objects
+        from iaaa.synthesis import ObjectConfig, extract_objects
     except ImportError:  # the object extractor is another module; boxes are enough to train on
         from iaaa.structures import instance_ids, labels_to_boxes
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from iaaa.background import remove_cells
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis import remove_cells
+from iaaa.synthesis import CellCompositor, CompositorConfig
 from iaaa.data import read_label_folder
 from iaaa.datasets import simulate_cells
 from iaaa.preview import contact_sheet, overlay_instances
@@ -64,7 +64,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if (DSB / "images").is_dir():
         real = read_label_folder(DSB / "images", DSB / "masks")
-        comp = CellCompositor(group_by="size", seed=0).fit(real)
+        comp = CellCompositor(CompositorConfig().replace(group_by="size"), seed=0).fit(real)
         # Pick one image per source group with backgrounds worth looking at.
         picks = [0, 3, 14, 24]
         sheet = contact_sheet(rows_for(real, comp, picks), cell=160, pad=3)

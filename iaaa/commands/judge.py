@@ -94,12 +94,9 @@ def build_sources(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
 def _check_compositor_kwargs(kwargs: dict[str, Any]) -> None:
     """Build the compositor once, unfitted, so an unknown option or a bad value is reported
     before any training starts (the compositor validates every option in its constructor)."""
-    from iaaa import CellCompositor
+    from iaaa import CompositorConfig
 
-    try:
-        CellCompositor(**kwargs)
-    except (TypeError, IaaaError) as exc:
-        raise IaaaError(f"--compositor: {exc}") from exc
+    CompositorConfig.from_options(kwargs, option="--compositor")
 
 
 def run(args: argparse.Namespace) -> int:

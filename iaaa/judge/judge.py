@@ -48,12 +48,13 @@ def naive_source(**kwargs: Any) -> Callable[[Sequence[Any]], NaivePaste]:
 
 
 def compositor_source(**kwargs: Any) -> Callable[[Sequence[Any]], Any]:
-    """Factory of ``iaaa.CellCompositor(**kwargs).fit(train_samples)``."""
+    """Factory of ``iaaa.CellCompositor(CompositorConfig.from_options(kwargs)).fit(train_samples)``
+    (``kwargs``: flat or dotted compositor options, see :class:`iaaa.CompositorConfig`)."""
 
     def build(samples: Sequence[Any]) -> Any:
-        from iaaa import CellCompositor
+        from iaaa import CellCompositor, CompositorConfig
 
-        return CellCompositor(**kwargs).fit(samples)
+        return CellCompositor(CompositorConfig.from_options(kwargs)).fit(samples, progress=False)
 
     return build
 

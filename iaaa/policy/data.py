@@ -18,11 +18,11 @@ def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: i
     """Cut cell objects out of ``samples`` with :func:`iaaa.synthesis.objects.extract_objects` and keep
     those of ``kind`` (``"all"``, ``"sco"`` or ``"mco"``), at most ``max_objects`` of them,
     drawn by a seeded permutation so the subset does not depend on file order alone."""
-    from iaaa.synthesis.objects import extract_objects
+    from iaaa.synthesis.objects import ObjectConfig, extract_objects
 
     if kind not in KINDS:
         raise IaaaError(f"kind must be one of {KINDS}, got {kind!r}")
-    objs = extract_objects(samples, **extract)
+    objs = extract_objects(samples, ObjectConfig(**{"grouping": "box", **extract}))  # the paper's merged-box objects
     if kind != "all":
         objs = [o for o in objs if o.kind == kind]
     if max_objects is not None and len(objs) > max_objects:
