@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa.synthesis import CellCompositor, CompositorConfig
-from iaaa.synthesis.objects import extract_objects, group_instances
+from iaaa.synthesis import BackgroundConfig, ObjectConfig, extract_objects, group_instances, remove_cells
 from iaaa.synthesis.halo import grow_masks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +38,7 @@ def fitted(sim):
 def test_mask_grouping_crops_hold_only_their_cells(sim):
     s = sim[0]
     bg = torch.full_like(s.image, 7)
-    objs = extract_objects([s], grouping="mask", touch=1, halo=3, context=6, backgrounds=[bg])
+    objs = extract_objects([s], ObjectConfig(grouping="mask", touch=1), halo=3, context=6, backgrounds=[bg])
     grown = grow_masks(s.labels, 3)
     assert objs
     for o in objs:
@@ -59,7 +59,7 @@ def test_mask_grouping_keeps_more_cells_than_boxes(fitted, sim):
     assert mask.kept_share > box.kept_share
     assert 0 < mask.kept_share <= 1
     assert "real cells" in mask.summary() and "halo 3" in mask.summary()
-    g = group_instances(sim[0].labels, grouping="mask", touch=1)
+    g = group_instances(sim[0].labels, ObjectConfig(grouping="mask", touch=1))
     assert int(g.sizes.sum()) == g.ids.numel()
 
 
@@ -108,10 +108,9 @@ def test_samples_are_exact(fitted, seed, name):
 
 
 def test_removed_halo_and_beyond_are_exact(sim):
-    from iaaa.synthesis.background import fill_background
 
     s = sim[1]
-    r = fill_background(s.image, s.labels, method="mask", halo=3, generator=torch.Generator().manual_seed(0))
+    r = remove_cells(s.image, s.labels, BackgroundConfig(background_method="mask"), halo=3, generator=torch.Generator().manual_seed(0))
     hole = grow_masks(s.labels, 3) > 0
     assert torch.equal(r.fill_mask, hole)
     assert torch.equal(r.image[:, ~hole], s.image[:, ~hole])

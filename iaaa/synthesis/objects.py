@@ -223,8 +223,7 @@ def extract(
     context holds a foreign cell or leaves the frame; computed with
     :func:`~iaaa.synthesis.background.remove_cells` when needed and not given. ``halo`` and
     ``context``: see :func:`extract_objects`."""
-    check(isinstance(halo, int) and not isinstance(halo, bool) and halo >= 0, "halo", "must be an integer >= 0", halo)
-    check(isinstance(context, int) and not isinstance(context, bool) and context >= 0, "context", "must be an integer >= 0", context)
+    _check_measured(halo, context)
     g = group_instances(s.labels, config)
     img, labels = s.image, s.labels
     h, w = labels.shape
@@ -288,6 +287,11 @@ def extract(
     return objs, g
 
 
+def _check_measured(halo: Any, context: Any) -> None:
+    check(isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256, "halo", "must be an integer in [0, 256]", halo)
+    check(isinstance(context, int) and not isinstance(context, bool) and 0 <= context <= 4096, "context", "must be an integer in [0, 4096]", context)
+
+
 def _background_for(s: AnnotatedImage, background: Any, config: ObjectConfig, halo: int) -> torch.Tensor:
     if background is not None:
         bg = torch.as_tensor(background)
@@ -333,6 +337,7 @@ def extract_objects(
     config = ObjectConfig() if config is None else config
     if not isinstance(config, ObjectConfig):
         raise IaaaError(f"config: expected an ObjectConfig, got {type(config).__name__}")
+    _check_measured(halo, context)
     out: list[CellObject] = []
     for i, raw in enumerate(samples):
         s = as_annotated(raw, name=f"sample{i}")
