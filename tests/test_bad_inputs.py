@@ -489,10 +489,10 @@ def test_demo_refuses_out_around_its_input(work, capsys):
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (["--sigma", "nan"], "--sigma: must be a finite number"),
-        (["--sigma", "inf"], "--sigma: must be a finite number"),
-        (["--sigma", "-1"], "--sigma: must be >= 0"),
-        (["--sigma", "1e9"], "--sigma: must be <= 50"),
+        (["--sigma", "nan"], "--sigma: expected a finite number"),
+        (["--sigma", "inf"], "--sigma: expected a finite number"),
+        (["--sigma", "-1"], "--sigma: must be in [0.0, 50.0]"),
+        (["--sigma", "1e9"], "--sigma: must be in [0.0, 50.0]"),
         (["--count", "-3"], "--count"),
         (["--size", "1", "1"], "--size"),
     ],
