@@ -150,13 +150,38 @@ class CellCompositor:
         t0 = time.perf_counter()
         cfg = self.config
         builder = PoolBuilder(self.device)
-        source_layout = cfg.layout.layout == "source"
         samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
         samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
-        pending = []
+        pending: list[tuple[AnnotatedImage, Any, int, int, torch.Tensor]] = []
         need_halo = cfg.objects.grouping == "mask" or cfg.background.background_method == "mask" or cfg.rim
-        keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area)
-        bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
+        # Fitting is a chain of memory-bound full-image passes (halo profiles, the membrane
+        # relaxation and texture search of mask removal) and many small per-cell ops: a second
+        # intra-op thread speeds none of them up much and, on a busy machine, makes every op wait
+        # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread.
+        with torch_threads(1):
+            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area)
+            bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
+            try:
+                self._fit_images(keys, halos, builder, pending, bar)
+            finally:
+                bar.close()
+            if not builder.objects and not cfg.objects.keep_border:
+                # Small images whose every object touches the frame: pool the border objects
+                # rather than fail (the summary says so).
+                border_rule = dataclasses.replace(cfg.objects, keep_border=True)
+                for s, key, halo, context, bg in pending:
+                    builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0])
+                builder.stats.border_fallback = bool(builder.objects)
+        self.pools = builder.finish(self.dtype)
+        self.pools.stats.fit_seconds = time.perf_counter() - t0
+        return self
+
+    def _fit_images(self, keys: list[Any], halos: dict[Any, int], builder: PoolBuilder, pending: list, bar: Iterable[AnnotatedImage]) -> None:
+        """Add every image of ``bar`` (the samples, showing progress) to ``builder``: its objects,
+        background, counts and its group's measured values; ``pending`` keeps what the border
+        fallback needs."""
+        cfg = self.config
+        source_layout = cfg.layout.layout == "source"
         for i, s in enumerate(bar):
             builder.check(s)
             key, halo = keys[i], halos[keys[i]]
@@ -167,10 +192,7 @@ class CellCompositor:
                 bg = remove_cells(s.image, s.labels, cfg.background, halo=halo, generator=g).image
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
-            # Cutting objects is many small-tensor ops per cell: a second intra-op thread only
-            # adds hand-off costs there (and waits for a descheduled core on a busy machine).
-            with torch_threads(1):
-                objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context)
+            objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context)
             pending.append((s, key, halo, context, bg if bg is not None else s.image))
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())
@@ -189,18 +211,6 @@ class CellCompositor:
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], cfg.size)[0], cfg.layout.layout_sigma) if source_layout else None
                 pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
             builder.add_background(pooled, s.name)
-        bar.close()
-        if not builder.objects and not cfg.objects.keep_border:
-            # Small images whose every object touches the frame: pool the border objects rather
-            # than fail (the summary says so).
-            border_rule = dataclasses.replace(cfg.objects, keep_border=True)
-            for s, key, halo, context, bg in pending:
-                with torch_threads(1):
-                    builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0])
-            builder.stats.border_fallback = bool(builder.objects)
-        self.pools = builder.finish(self.dtype)
-        self.pools.stats.fit_seconds = time.perf_counter() - t0
-        return self
 
     def _fitted(self) -> Pools:
         if self.pools is None:
