@@ -164,17 +164,17 @@ def _inside_outside_contrast(sample) -> float:
 
 
 def test_policy_set_through_cell_compositor_keeps_alignment():
-    from iaaa.synthesis import CellCompositor, CompositorConfig
     from iaaa.policy.search import torch_threads
 
     # One thread: several test processes share two cores, and oversubscribed threads made
     # this test 10x slower.
     with torch_threads(1):
-        _compositor_alignment(compositor_mod)
+        _compositor_alignment()
 
 
-def _compositor_alignment(compositor_mod):
+def _compositor_alignment():
     from iaaa.datasets import simulate_cells
+    from iaaa.synthesis import CellCompositor, CompositorConfig
 
     samples = simulate_cells(3, seed=1, size=(128, 128))
     ps = PolicySet([
