@@ -11,6 +11,9 @@ the MCO pool in the recorded ratio, applies a per-object policy to each
 Gaussian-feathered blending (:mod:`~iaaa.synthesis.placement`, candidates from
 :mod:`~iaaa.synthesis.layout`), writing the unfeathered masks with fresh ids.
 
+Every choice is one :class:`~iaaa.synthesis.config.CompositorConfig`; what ``fit`` measures (each
+group's halo, rim and context) goes to the pools, never into the config.
+
 ``sample(generator)`` reads nothing but the generator (and the fitted state, which it never
 changes), so ``sample(torch.Generator().manual_seed(s))`` is a pure function of ``s``.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
