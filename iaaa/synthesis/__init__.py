@@ -13,6 +13,7 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
   (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
 * :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
 * :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
+* :mod:`~iaaa.synthesis.mirror` — reading past the frame by reflection (:func:`tile`, :func:`reflect_index`);
 * :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
 * :mod:`~iaaa.synthesis.config` — :class:`CompositorConfig`: the stage configs and the choices
   that span stages, flat ``KEY=VALUE`` options, JSON round trip, the ``paper()`` preset;
@@ -37,7 +38,8 @@ _LAZY: dict[str, str] = {
     "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
     "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "inpaint", "remove_cells_by_mask": "inpaint",
     "auto_group_keys": "image_groups", "survey": "image_groups",
-    "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background", "tile": "background",
+    "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background",
+    "reflect_index": "mirror", "tile": "mirror",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
     "place_objects": "placement", "level_map": "placement",

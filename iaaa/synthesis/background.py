@@ -45,7 +45,7 @@ from iaaa.filters import feather_mask, feather_radius, gaussian_blur
 from iaaa.structures import check_labels, from_float, instance_boxes, to_float
 from iaaa.synthesis.checks import bounded, check, validate
 
-__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "remove_cells", "reflect_index", "tile"]
+__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "remove_cells"]
 
 METHODS: tuple[str, ...] = ("bilinear", "paper", "mask")
 
@@ -54,28 +54,6 @@ _CHUNK_ELEMS = 1 << 22
 _CORNER_OUT = 2
 # Below this share of the image, box-free pixels are too few and too clustered to sample from.
 _MIN_OUTSIDE_FRACTION = 0.02
-
-
-def reflect_index(n: int, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-    """Indices ``lo..hi-1`` folded into ``0..n-1`` by mirror reflection (edge not repeated)."""
-    idx = torch.arange(lo, hi, device=device)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    m = idx.remainder(period)
-    return torch.where(m >= n, period - m, m)
-
-
-def tile(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """Mirror-tile ``image`` ``(C, H, W)`` up to at least ``size`` on both axes (``None`` or a
-    smaller size: unchanged), so a background can be cropped to any output size."""
-    if size is None:
-        return image
-    h, w = image.shape[-2:]
-    H, W = max(h, size[0]), max(w, size[1])
-    if (H, W) == (h, w):
-        return image
-    return image[:, reflect_index(h, 0, H, image.device)][:, :, reflect_index(w, 0, W, image.device)]
 
 
 @dataclass(frozen=True)
@@ -259,118 +237,175 @@ def remove_cells(
     check(halo is None or (isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256), "halo", "must be None or an integer in [0, 256]", halo)
     if config.background_method == "mask":
         return _fill_by_mask(image, labels, config, halo, generator)
-    method, n_candidates, sigma, truncate = config.background_method, config.background_candidates, config.background_sigma, config.background_truncate
-    level_sigma = config.background_level_sigma
-    patch = int(config.background_patch) if method == "bilinear" else 1
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
     labels = check_labels(labels).to(img.device)
     if tuple(labels.shape) != tuple(img.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
-    c, h, w = img.shape
+    _, h, w = img.shape
     x = to_float(img)
     boxes, _ = merge_boxes(instance_boxes(labels), config.background_margin)
     boxes = boxes.to(img.device)
     empty = torch.zeros(h, w, dtype=torch.bool, device=img.device)
     if boxes.shape[0] == 0:
         return BackgroundFill(img.clone(), x.clone(), torch.zeros(h, w, device=img.device), empty, ~empty, boxes)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    region = _describe(labels, boxes, config)
+    target = _targets(x, region, boxes, config)
+    chosen, blocks = _choose(x, region, target, config, generator)
+    filled = x.clone()
+    fy, fx = region.fy, region.fx
+    if blocks is not None:
+        # Every pixel of a block copies the pixel at the same offset in its block's window.
+        unit, dy, dx, ay, ax = blocks
+        src = chosen[unit]
+        filled[:, fy, fx] = x[:, ay[src] + dy, ax[src] + dx]
+    else:
+        filled[:, fy, fx] = target.raw_out[chosen].T
+    out = torch.where(region.mask, torch.lerp(x, filled, region.alpha), x)
+    return BackgroundFill(from_float(out, img.dtype), filled, region.alpha, region.mask, region.outside, boxes)
 
+
+@dataclass
+class _Region:
+    """Where a box fill writes and reads (phase 1)."""
+
+    alpha: torch.Tensor
+    """``(H, W)`` Gaussian-filtered rectangle mask the fill is pasted through."""
+    mask: torch.Tensor
+    """``(H, W)`` bool, ``alpha > 0``: the pixels filled."""
+    outside: torch.Tensor
+    """``(H, W)`` bool: the pixels fill values are drawn from."""
+    fy: torch.Tensor
+    fx: torch.Tensor
+    """Coordinates of the fill pixels."""
+    fj: torch.Tensor
+    """Merged box each fill pixel belongs to."""
+    r: int
+    """The feather radius."""
+
+
+def _describe(labels: torch.Tensor, boxes: torch.Tensor, config: BackgroundConfig) -> _Region:
+    """Phase 1: the feathered fill region of the merged ``boxes``, the outside pixels and which
+    box every fill pixel belongs to."""
+    h, w = labels.shape
+    sigma, truncate = config.background_sigma, config.background_truncate
     r = feather_radius(sigma, truncate)
     core = boxes_to_mask(boxes, (h, w), r)
     # Replicate padding: a box cut by the frame must be fully replaced up to the frame.
     alpha = feather_mask(core, sigma, truncate, "replicate")
     region = alpha > 0
-    outside = _outside(labels, boxes, r, max(16, n_candidates))
-
+    outside = _outside(labels, boxes, r, max(16, config.background_candidates))
     # Which box a fill pixel belongs to: rings may overlap, box interiors never do, so paint the
     # grown regions first and the boxes last. One slice per box, not per pixel.
-    owner = torch.full((h, w), -1, dtype=torch.int64, device=img.device)
+    owner = torch.full((h, w), -1, dtype=torch.int64, device=labels.device)
     bl = boxes.tolist()
     for j, (x0, y0, x1, y1) in enumerate(bl):
         owner[max(0, y0 - 2 * r) : y1 + 2 * r + 1, max(0, x0 - 2 * r) : x1 + 2 * r + 1] = j
     for j, (x0, y0, x1, y1) in enumerate(bl):
         owner[y0 : y1 + 1, x0 : x1 + 1] = j
     fy, fx = torch.nonzero(region, as_tuple=True)
-    fj = owner[fy, fx]
+    return _Region(alpha, region, outside, fy, fx, owner[fy, fx], r)
 
-    oy, ox = torch.nonzero(outside, as_tuple=True)
+
+@dataclass
+class _Targets:
+    """What each fill pixel should look like and how the outside pixels compare (phase 2)."""
+
+    raw_out: torch.Tensor
+    """``(O, C)`` raw values of the outside pixels (what gets copied)."""
+    key_out: torch.Tensor
+    """``(O, C)`` what candidates are compared by (raw values, or their local level)."""
+    corners: torch.Tensor
+    """``(M, 4, C)`` the corners of every merged box."""
+    target: torch.Tensor | None
+    """``(P, C)`` bilinear target of every fill pixel (``"bilinear"``), else ``None``."""
+    level: torch.Tensor | None
+    """``(C, H, W)`` local background level (``"bilinear"``), else ``None``."""
+
+
+def _targets(x: torch.Tensor, region: _Region, boxes: torch.Tensor, config: BackgroundConfig) -> _Targets:
+    """Phase 2: the corners of every box and, for ``"bilinear"``, every fill pixel's target."""
+    c, h, w = x.shape
+    oy, ox = torch.nonzero(region.outside, as_tuple=True)
     raw_out = x[:, oy, ox].T.contiguous()  # (O, C)
-    if method == "paper":
+    if config.background_method == "paper":
         # Literal corner pixels of the merged box.
         cy = torch.stack([boxes[:, 1], boxes[:, 1], boxes[:, 3], boxes[:, 3]], 1)
         cx = torch.stack([boxes[:, 0], boxes[:, 2], boxes[:, 0], boxes[:, 2]], 1)
-        corners = x[:, cy, cx].permute(1, 2, 0)  # (M, 4, C)
-        key_out = raw_out
-    else:
-        level, support = _local_level(x, outside, level_sigma, 2)
-        coarse, coarse_support = _local_level(x, outside, 4 * level_sigma, 4)
-        # Corners are sampled at the edge of the filled region (two feather radii out): that is
-        # the background the fill must meet, and the cell's own halo has faded there.
-        co = _CORNER_OUT * r
-        bx0 = (boxes[:, 0] - co).clamp(0, w - 1)
-        by0 = (boxes[:, 1] - co).clamp(0, h - 1)
-        bx1 = (boxes[:, 2] + co).clamp(0, w - 1)
-        by1 = (boxes[:, 3] + co).clamp(0, h - 1)
-        cy = torch.stack([by0, by0, by1, by1], 1)
-        cx = torch.stack([bx0, bx1, bx0, bx1], 1)
-        lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], coarse[:, cy, cx])
-        lost = coarse_support[cy, cx] <= 1e-3
-        if bool(lost.any()):  # no outside pixel even at the coarse scale: the image's median
-            lv = torch.where(lost, raw_out.median(0).values.view(c, 1, 1), lv)
-        corners = lv.permute(1, 2, 0)  # (M, 4, C)
-        key_out = level[:, oy, ox].T.contiguous()
-        # Bilinear target per fill pixel, position clamped to the corner rectangle.
-        u = ((fx - bx0[fj]).float() / (bx1[fj] - bx0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
-        v = ((fy - by0[fj]).float() / (by1[fj] - by0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
-        cj = corners[fj]  # (P, 4, C)
-        target = (1 - u) * (1 - v) * cj[:, 0] + u * (1 - v) * cj[:, 1] + (1 - u) * v * cj[:, 2] + u * v * cj[:, 3]
+        return _Targets(raw_out, raw_out, x[:, cy, cx].permute(1, 2, 0), None, None)
+    level_sigma = config.background_level_sigma
+    level, support = _local_level(x, region.outside, level_sigma, 2)
+    coarse, coarse_support = _local_level(x, region.outside, 4 * level_sigma, 4)
+    # Corners are sampled at the edge of the filled region (two feather radii out): that is
+    # the background the fill must meet, and the cell's own halo has faded there.
+    co = _CORNER_OUT * region.r
+    bx0 = (boxes[:, 0] - co).clamp(0, w - 1)
+    by0 = (boxes[:, 1] - co).clamp(0, h - 1)
+    bx1 = (boxes[:, 2] + co).clamp(0, w - 1)
+    by1 = (boxes[:, 3] + co).clamp(0, h - 1)
+    cy = torch.stack([by0, by0, by1, by1], 1)
+    cx = torch.stack([bx0, bx1, bx0, bx1], 1)
+    lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], coarse[:, cy, cx])
+    lost = coarse_support[cy, cx] <= 1e-3
+    if bool(lost.any()):  # no outside pixel even at the coarse scale: the image's median
+        lv = torch.where(lost, raw_out.median(0).values.view(c, 1, 1), lv)
+    corners = lv.permute(1, 2, 0)  # (M, 4, C)
+    # Bilinear target per fill pixel, position clamped to the corner rectangle.
+    fy, fx, fj = region.fy, region.fx, region.fj
+    u = ((fx - bx0[fj]).float() / (bx1[fj] - bx0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
+    v = ((fy - by0[fj]).float() / (by1[fj] - by0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
+    cj = corners[fj]  # (P, 4, C)
+    target = (1 - u) * (1 - v) * cj[:, 0] + u * (1 - v) * cj[:, 1] + (1 - u) * v * cj[:, 2] + u * v * cj[:, 3]
+    return _Targets(raw_out, level[:, oy, ox].T.contiguous(), corners, target, level)
 
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+
+def _choose(
+    x: torch.Tensor, region: _Region, t: _Targets, config: BackgroundConfig, generator: torch.Generator,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Phase 3: for every fill pixel (or block) the best of ``background_candidates`` random
+    outside pixels (or windows). Returns ``(chosen, blocks)``: indices into the outside pixels
+    (or windows), and ``(unit, dy, dx, ay, ax)`` when the fill is copied in blocks."""
+    method, n = config.background_method, config.background_candidates
+    patch = int(config.background_patch) if method == "bilinear" else 1
+    c = x.shape[0]
+    key_out, target = t.key_out, t.target
     blocks = None
     if patch > 1:
-        blocks = _patch_units(outside, level, target, fy, fx, patch, max(16, n_candidates), generator)
+        blocks = _patch_units(region.outside, t.level, target, region.fy, region.fx, patch, max(16, n), generator)
     if blocks is not None:
         # Units are blocks and sources are the anchors of all-outside windows (see _patch_units).
         target, key_out, unit, dy, dx, ay, ax = blocks
         p = target.shape[0]
+        blocks = (unit, dy, dx, ay, ax)
     else:
-        p = fy.numel()
+        p = region.fy.numel()
     n_out = key_out.shape[0]
     # Each inside pixel (or block) reads n consecutive entries, from a random offset, of a pool of
     # random outside pixels (or windows): every pixel's candidates are still independent uniform draws, at a cost
     # of one random number per pixel instead of n (the RNG dominated large images), and the
     # candidate windows are strided views of the pool, so no (pixels x n) index array is built.
-    n = n_candidates
     n_pool = max(4096, min(1 << 16, n_out))
-    pool = torch.randint(n_out, (n_pool,), generator=generator, device=generator.device).to(img.device)
-    offset = torch.randint(n_pool, (p,), generator=generator, device=generator.device).to(img.device)
+    pool = torch.randint(n_out, (n_pool,), generator=generator, device=generator.device).to(x.device)
+    offset = torch.randint(n_pool, (p,), generator=generator, device=generator.device).to(x.device)
     key_pool = key_out[pool]
     windows = torch.cat([key_pool, key_pool[: n - 1]]).unfold(0, n, 1)  # (n_pool, C, n) view
-    best = torch.empty(p, dtype=torch.int64, device=img.device)
+    best = torch.empty(p, dtype=torch.int64, device=x.device)
     step = max(1, _CHUNK_ELEMS // (n * max(c, 1) * (4 if method == "paper" else 1)))
+    fj = region.fj
     for s in range(0, p, step):
         cand = windows[offset[s : s + step]]  # (q, C, n)
         if method == "paper":
             # Mean over the four corners of the Euclidean distance over channels.
-            diff = cand.unsqueeze(1) - corners[fj[s : s + step]].unsqueeze(-1)  # (q, 4, C, n)
+            diff = cand.unsqueeze(1) - t.corners[fj[s : s + step]].unsqueeze(-1)  # (q, 4, C, n)
             d = diff.square_().sum(2).sqrt_().mean(1)
         else:
             # Squared distance ranks candidates exactly as the distance does.
             d = (cand - target[s : s + step].unsqueeze(-1)).square_().sum(1)
         best[s : s + step] = d.argmin(1)
-    chosen = pool[(offset + best).remainder_(n_pool)]
-
-    filled = x.clone()
-    if blocks is not None:
-        # Every pixel of a block copies the pixel at the same offset in its block's window.
-        src = chosen[unit]
-        filled[:, fy, fx] = x[:, ay[src] + dy, ax[src] + dx]
-    else:
-        filled[:, fy, fx] = raw_out[chosen].T
-    out = torch.where(region, torch.lerp(x, filled, alpha), x)
-    return BackgroundFill(from_float(out, img.dtype), filled, alpha, region, outside, boxes)
+    return pool[(offset + best).remainder_(n_pool)], blocks
 
 
 def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, generator: torch.Generator | None) -> BackgroundFill:

@@ -30,11 +30,12 @@ import torch
 
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
-from iaaa.synthesis.background import remove_cells, tile
+from iaaa.synthesis.background import remove_cells
 from iaaa.synthesis.canvas import Canvas
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.image_groups import survey
 from iaaa.synthesis.layout import layout_density, layout_grid
+from iaaa.synthesis.mirror import tile
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.placement import PastedWindows, PlacementResult, level_map, place

@@ -44,9 +44,10 @@ import torch
 from iaaa.boxes import merge_boxes
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, as_annotated, check_labels, instance_areas, instance_boxes
-from iaaa.synthesis.background import BackgroundConfig, reflect_index, remove_cells
+from iaaa.synthesis.background import BackgroundConfig, remove_cells
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.halo import grow_masks
+from iaaa.synthesis.mirror import reflect_index
 
 __all__ = [
     "GROUPINGS", "ObjectConfig", "ObjectGroups", "group_cells", "label_adjacency", "group_instances", "extract_objects",
