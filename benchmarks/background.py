@@ -3,7 +3,7 @@
 For each real dataset (by path), the halo width is measured (:func:`iaaa.synthesis.halo.measure_halo`)
 and every image's cells are removed by
 
-* ``paper``     the paper's box fill (``iaaa.synthesis.background.fill_background(method="paper")``);
+* ``paper``     the paper's box fill (``iaaa.synthesis.background.remove_cells(image, labels, BackgroundConfig(background_method="paper"))``);
 * ``bilinear``  the box fill with bilinear corner targets and block texture (today's default);
 * ``mask``      mask-level removal: halo-grown masks, coarse-to-fine level + real residual
                 texture (:func:`iaaa.synthesis.inpaint.remove_cells_by_mask`);
@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from iaaa.synthesis.background import fill_background  # noqa: E402
+from iaaa.synthesis.background import BackgroundConfig, remove_cells  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.metrics.remnants import remnant_scores  # noqa: E402
 from iaaa.synthesis.halo import grow_masks, measure_halo  # noqa: E402
@@ -49,7 +49,7 @@ def clean(method: str, image: torch.Tensor, labels: torch.Tensor, halo: int, see
     if method == "none":
         return image
     if method in ("paper", "bilinear"):
-        return fill_background(image, labels, method=method, generator=g).image
+        return remove_cells(image, labels, BackgroundConfig(background_method=method), generator=g).image
     return remove_cells_by_mask(image, labels, halo, generator=g).image
 
 

@@ -111,10 +111,10 @@ def naive_paste(samples: list[AnnotatedImage], objects: list[CellObject], seed: 
 def pasted_objects(samples: list[AnnotatedImage]) -> list[CellObject]:
     """Objects of the naive images that hold at least one pasted cell: the baseline's SCO/MCO
     levels judge what it added, not the untouched original cells around it."""
-    from iaaa.synthesis.objects import extract_objects
+    from iaaa.synthesis.objects import ObjectConfig, extract_objects
 
     keep = {s.name: set(s.meta.get("pasted_ids", ())) for s in samples}
-    return [o for o in extract_objects(samples) if keep.get(o.source, set()) & set(o.source_ids)]
+    return [o for o in extract_objects(samples, ObjectConfig(grouping="box")) if keep.get(o.source, set()) & set(o.source_ids)]
 
 
 def flips(samples: list[AnnotatedImage], seed: int) -> list[AnnotatedImage]:
@@ -136,9 +136,9 @@ def iaaa_synthetic(samples: list[AnnotatedImage], seed: int, factor: int, **kwar
     background (and so its size) at random; with one draw per source image the mix of sizes -
     which here means labs and magnifications, and at the tile level a 520x696 image weighs 20
     tiles against 4 - would differ from A's by chance alone and dominate the tile numbers."""
-    from iaaa.synthesis.compositor import CellCompositor
+    from iaaa.synthesis import CellCompositor, CompositorConfig
 
-    comp = CellCompositor(seed=seed, **kwargs).fit(samples)
+    comp = CellCompositor(CompositorConfig().replace(**kwargs), seed=seed).fit(samples, progress=False)
     g = torch.Generator().manual_seed(seed)
     return [comp.sample(g) for _ in range(factor * len(samples))]
 
@@ -159,9 +159,9 @@ def build_case(case: str, a: list[AnnotatedImage], seed: int, factor: int = 1, *
         opts = {"layout": "source", "count": "background", "collision": "mask", **compositor}
         return iaaa_synthetic(a, seed, factor, group_by="size", **opts), None
     if case == "c":
-        from iaaa.synthesis.objects import extract_objects
+        from iaaa.synthesis.objects import ObjectConfig, extract_objects
 
-        images = naive_paste(a, extract_objects(a), seed)
+        images = naive_paste(a, extract_objects(a, ObjectConfig(grouping="box")), seed)
         return images, pasted_objects(images)
     if case == "d":
         return flips(a, seed), None

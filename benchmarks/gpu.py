@@ -95,13 +95,13 @@ def ops_part(device: torch.device, quick: bool) -> str:
 
 
 def compositor_part(device: torch.device, quick: bool) -> str:
-    from iaaa import CellCompositor
+    from iaaa import CellCompositor, CompositorConfig
     from iaaa.datasets import simulate_cells
 
     size, n_fit, n_time = ((128, 128), 3, 4) if quick else ((512, 512), 16, 64)
     samples = simulate_cells(n_fit, seed=0, size=size)
     t = time.perf_counter()
-    comp = CellCompositor(size=size).fit(samples).to(str(device))
+    comp = CellCompositor(CompositorConfig(size=size)).fit(samples, progress=False).to(str(device))
     fit_s = time.perf_counter() - t
     g = torch.Generator().manual_seed(0)
     comp.sample(g)

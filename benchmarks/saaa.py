@@ -151,7 +151,7 @@ def rerender(model, labels: list[torch.Tensor], seed: int, batch: int = 32) -> l
 
 
 def iaaa_tiles(real: list[AnnotatedImage], n_images: int, size: int, per_image: int, seed: int) -> list[AnnotatedImage]:
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis import CellCompositor
     from iaaa.data.dataset import sample_generator
 
     comp = CellCompositor().fit(real)

@@ -123,10 +123,10 @@ def worker(method: str, size: int, n: int, repeats: int, workers: int) -> dict:
     src = sources(size, cells)
     out: dict = {"method": method, "size": size, "target_cells": cells}
     if method in ("iaaa", "iaaa-dl2"):
-        from iaaa.synthesis.compositor import CellCompositor
+        from iaaa.synthesis import CellCompositor, CompositorConfig
 
         t0 = time.perf_counter()
-        comp = CellCompositor(size=(size, size), count=cells).fit(src)
+        comp = CellCompositor(CompositorConfig().replace(size=(size, size), count=cells)).fit(src)
         out["fit_s"] = time.perf_counter() - t0
         out["fit_images"] = len(src)
         if method == "iaaa":

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis import CellCompositor
 from iaaa.data import read_label_folder, write_coco
 from iaaa.data.dataset import MixedDataset, RealDataset, SynthesisDataset, collate_fn
 from iaaa.datasets import simulate_cells

@@ -33,7 +33,7 @@ _CLI_WORDING = (
     ("is below min_area", "is too small"),
     ("keep_border=True", "--keep-border"),
     ("pass CellCompositor(dtype=...) to choose the output dtype", "convert the images to one dtype first"),
-    ("pass CellCompositor(size=...)", "pass --size H W"),
+    ("pass CompositorConfig(size=...)", "pass --size H W"),
 )
 
 

@@ -218,6 +218,7 @@ def _check_or_write_manifest(out: Path, record: dict[str, Any]) -> None:
         raise IaaaError(f"{man_path}: unreadable manifest ({exc}); remove it or choose another --out") from exc
     if not isinstance(old, dict) or "iaaa_version" not in old:
         raise IaaaError(f"{man_path}: not a manifest written by iaaa; refusing to write into {out}")
+    old.pop("background_sources", None)  # written after the images, by this same run
     if old != record:
         diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
         what = "input files changed since" if diff == ["inputs_sha256"] else "settings differ from"
@@ -230,6 +231,15 @@ def _jsonable(v: Any) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _record_background_sources(out: Path, n: int, record: dict[str, Any]) -> None:
+    """Add to the manifest the real image each output image was built on (``meta["background_source"]``),
+    so a user can check that no held-out field went into training data."""
+    parts = [json.loads((out / _PARTS / f"{i:08d}.json").read_text(encoding="utf-8")) for i in range(n)]
+    sources = {p["image"]["file_name"]: p["meta"]["background_source"] for p in parts if "background_source" in p.get("meta", {})}
+    if sources:
+        atomic_write_text(out / MANIFEST, _manifest_text({**record, "background_sources": sources}))
 
 
 def _assemble(out: Path, n: int) -> Path:
@@ -312,4 +322,5 @@ def export_synthetic(
             if bar is not None:
                 bar.close()
         ann = _assemble(out, n)
+        _record_background_sources(out, n, record)
     return {"written": len(todo), "skipped": n - len(todo), "annotations": str(ann), "manifest": str(out / MANIFEST), "out": str(out)}

@@ -44,7 +44,7 @@ class SourceMix:
         k = int(torch.multinomial(self.weights, 1, generator=g))
         out = self.sources[k].sample(generator=g)
         if self.spec is not None and _spec_of(out) != self.spec:
-            raise IaaaError(f"SourceMix: source {k} ({type(self.sources[k]).__name__}) gave a {_show(_spec_of(out))} sample, the mix agreed on {_show(self.spec)}; give every source one output size; pass CellCompositor(size=...)")
+            raise IaaaError(f"SourceMix: source {k} ({type(self.sources[k]).__name__}) gave a {_show(_spec_of(out))} sample, the mix agreed on {_show(self.spec)}; give every source one output size; pass CompositorConfig(size=...)")
         out.meta = {**out.meta, "source_index": k}
         return out
 
@@ -82,6 +82,6 @@ def _agreed_spec(sources: Sequence[Any]) -> Spec:
             what = [name for name, a, b in zip(("channels", "dtype", "size"), specs[0], spec) if a != b]
             raise IaaaError(
                 f"SourceMix: source 0 ({type(sources[0]).__name__}) makes {_show(specs[0])} images but source {k} "
-                f"({type(sources[k]).__name__}) makes {_show(spec)}; their {' and '.join(what)} must agree to share one dataset" + ("; pass CellCompositor(size=...) to match the size" if what == ["size"] else "")
+                f"({type(sources[k]).__name__}) makes {_show(spec)}; their {' and '.join(what)} must agree to share one dataset" + ("; pass CompositorConfig(size=...) to match the size" if what == ["size"] else "")
             )
     return specs[0]

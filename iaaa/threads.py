@@ -77,8 +77,9 @@ def serial_kernel(fn: F) -> F:
 
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone)."""
-    if n is None:
+    """Run the block with ``n`` torch intra-op threads (``None``: leave the setting alone); the
+    previous setting is restored afterwards, also when the block raises."""
+    if n is None or int(n) == torch.get_num_threads():
         yield
         return
     old = torch.get_num_threads()

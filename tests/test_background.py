@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import blur_small, feather_radius, fill_background, gaussian_blur, remove_cells
+from iaaa.filters import blur_small, feather_radius, gaussian_blur
+from iaaa.synthesis import BackgroundConfig, remove_cells
 from iaaa.structures import from_float, to_float
 
 
@@ -39,7 +40,7 @@ def scenes(draw):
 @given(scenes())
 def test_removal_properties(scene):
     img, lab, method, sigma, seed, patch = scene
-    r = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, patch=patch, generator=torch.Generator().manual_seed(seed))
+    r = remove_cells(img, lab, BackgroundConfig(background_method=method, background_sigma=sigma, background_candidates=8, background_patch=patch), generator=torch.Generator().manual_seed(seed))
     assert r.image.dtype == img.dtype and r.image.shape == img.shape
     # Outside the feathered boxes nothing changes, bit for bit.
     assert torch.equal(r.image[:, ~r.fill_mask], img[:, ~r.fill_mask])
@@ -56,7 +57,7 @@ def test_removal_properties(scene):
     assert bool((r.alpha[cells] == 1).all())
     assert torch.equal(r.image[:, cells], from_float(r.filled[:, cells], img.dtype))
     # Same generator seed, same result.
-    r2 = fill_background(img, lab, method=method, sigma=sigma, n_candidates=8, patch=patch, generator=torch.Generator().manual_seed(seed))
+    r2 = remove_cells(img, lab, BackgroundConfig(background_method=method, background_sigma=sigma, background_candidates=8, background_patch=patch), generator=torch.Generator().manual_seed(seed))
     assert torch.equal(r.image, r2.image)
 
 
@@ -66,7 +67,7 @@ def test_feather_reaches_the_frame():
     lab[0:6, 10:16] = 1
     img = torch.full((1, 40, 40), 10, dtype=torch.uint8)
     img[0][lab > 0] = 250
-    out = remove_cells(img, lab, method="bilinear")
+    out = remove_cells(img, lab, BackgroundConfig(background_method="bilinear")).image
     assert int(out.max()) == 10
 
 
@@ -86,7 +87,7 @@ def test_bilinear_continues_gradient_and_keeps_noise():
     img, lab, ramp, noise = _ramp_scene()
     res = {}
     for m in ("paper", "bilinear"):
-        out = remove_cells(img, lab, method=m, n_candidates=64, generator=torch.Generator().manual_seed(1))
+        out = remove_cells(img, lab, BackgroundConfig(background_method=m, background_candidates=64), generator=torch.Generator().manual_seed(1)).image
         # Illumination: the fill's column means against the ramp (noise averages out).
         err = (out[0, 30:70, 40:90].mean(0) - ramp[0, 0, 40:90]).abs().mean().item()
         # Texture: spread of neighbour differences inside the box vs far outside it.
@@ -120,7 +121,7 @@ def test_patch_fill_keeps_the_noise_correlation():
     img = torch.where(lab > 0, torch.full_like(img, 0.9), img)
     corr, sd = {}, {}
     for k in (1, 8):
-        r = fill_background(img, lab, patch=k, generator=torch.Generator().manual_seed(0))
+        r = remove_cells(img, lab, BackgroundConfig(background_method="bilinear", background_patch=k), generator=torch.Generator().manual_seed(0))
         inner = r.alpha >= 1
         corr[k], sd[k] = _neighbour_corr(r.filled[0], inner), float(r.filled[0][inner].std())
         ref = r.outside_mask
@@ -131,18 +132,18 @@ def test_patch_fill_keeps_the_noise_correlation():
     assert abs(corr[8] - corr_out) < 0.25 * abs(corr[1] - corr_out)
     assert 0.8 < sd[8] / float(img[0][ref].std()) < 1.25  # and its noise level
     # The default (patch=8) still removes every cell and samples only outside pixels.
-    r = fill_background(img, lab, generator=torch.Generator().manual_seed(0))
+    r = remove_cells(img, lab, BackgroundConfig(background_method="bilinear"), generator=torch.Generator().manual_seed(0))
     assert not (r.outside_mask & (lab > 0)).any()
     assert int((r.image[0][lab > 0] > 0.6).sum()) == 0  # the cells are gone
 
 
 def test_patch_is_ignored_by_the_paper_method_and_validated():
     img, lab, _, _ = _ramp_scene()
-    a = fill_background(img, lab, method="paper", patch=8, generator=torch.Generator().manual_seed(1))
-    b = fill_background(img, lab, method="paper", generator=torch.Generator().manual_seed(1))
+    a = remove_cells(img, lab, BackgroundConfig(background_method="paper", background_patch=8), generator=torch.Generator().manual_seed(1))
+    b = remove_cells(img, lab, BackgroundConfig(background_method="paper"), generator=torch.Generator().manual_seed(1))
     assert torch.equal(a.image, b.image)
     with pytest.raises(ValueError, match="patch"):
-        fill_background(img, lab, patch=0)
+        remove_cells(img, lab, BackgroundConfig(background_method="bilinear", background_patch=0))
 
 
 def test_dense_image_falls_back_to_gaps_between_cells():
@@ -154,7 +155,7 @@ def test_dense_image_falls_back_to_gaps_between_cells():
             lab[y + 1 : y + 7, x + 1 : x + 7] = k
             k += 1
     img = torch.where(lab > 0, torch.tensor(200), torch.tensor(30)).to(torch.uint8)[None]
-    r = fill_background(img, lab, margin=2, sigma=1.0)
+    r = remove_cells(img, lab, BackgroundConfig(background_method="bilinear", background_margin=2, background_sigma=1.0))
     assert r.outside_mask.any() and not (r.outside_mask & (lab > 0)).any()
     assert int(r.image.max()) == 30
 
@@ -162,18 +163,18 @@ def test_dense_image_falls_back_to_gaps_between_cells():
 def test_errors_name_the_fault():
     lab = torch.ones(8, 8, dtype=torch.int64)
     with pytest.raises(ValueError, match="every pixel"):
-        remove_cells(torch.zeros(1, 8, 8), lab)
+        remove_cells(torch.zeros(1, 8, 8), lab, BackgroundConfig(background_method="bilinear")).image
     with pytest.raises(ValueError, match="labels: shape"):
-        remove_cells(torch.zeros(1, 8, 9), torch.zeros(8, 8, dtype=torch.int64))
+        remove_cells(torch.zeros(1, 8, 9), torch.zeros(8, 8, dtype=torch.int64), BackgroundConfig(background_method="bilinear")).image
     with pytest.raises(ValueError, match="method"):
-        remove_cells(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64), method="telea")
-    with pytest.raises(ValueError, match="n_candidates"):
-        remove_cells(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64), n_candidates=0)
+        remove_cells(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64), BackgroundConfig(background_method="telea")).image
+    with pytest.raises(ValueError, match="^background_candidates: must be in"):
+        remove_cells(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64), BackgroundConfig(background_method="bilinear", background_candidates=0)).image
 
 
 def test_no_cells_is_identity_and_2d_images_work():
     img = torch.randint(0, 255, (20, 30), dtype=torch.uint8)
-    out = remove_cells(img, torch.zeros(20, 30, dtype=torch.int64))
+    out = remove_cells(img, torch.zeros(20, 30, dtype=torch.int64), BackgroundConfig(background_method="bilinear")).image
     assert out.shape == (1, 20, 30) and torch.equal(out[0], img)
 
 
@@ -194,7 +195,7 @@ def test_gaussian_support_and_band_blur(h, w, sigma, seed):
 def test_real_dsb_backgrounds(dsb_fluo):
     for s in dsb_fluo[::3]:
         img, lab = s.image, s.labels
-        r = fill_background(img, lab, generator=torch.Generator().manual_seed(0))
+        r = remove_cells(img, lab, BackgroundConfig(background_method="bilinear"), generator=torch.Generator().manual_seed(0))
         assert torch.equal(r.image[:, ~r.fill_mask], img[:, ~r.fill_mask])
         cells = lab > 0
         # Cells are gone: what replaced them looks like the image's own background.

@@ -135,7 +135,7 @@ _RESOURCE_SCRIPT = r"""
 import contextlib, io, json, resource, sys
 import torch
 torch.set_num_threads(1)
-import iaaa.cli, iaaa.compositor, iaaa.export, iaaa.data, pycocotools.mask, tifffile, PIL.Image
+import iaaa.cli, iaaa.synthesis.compositor, iaaa.export, iaaa.data, pycocotools.mask, tifffile, PIL.Image
 def vmsize():
     for line in open("/proc/self/status"):
         if line.startswith("VmSize:"):
@@ -419,7 +419,7 @@ def test_out_inside_the_inputs(work, capsys):
 
 
 def test_inputs_inside_out_api(work):
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis import CellCompositor
 
     comp = CellCompositor(seed=0).fit(read_label_folder(work / "data" / "images", work / "data" / "masks"))
     before = _snapshot(work)
@@ -489,10 +489,10 @@ def test_demo_refuses_out_around_its_input(work, capsys):
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (["--sigma", "nan"], "--sigma: must be a finite number"),
-        (["--sigma", "inf"], "--sigma: must be a finite number"),
-        (["--sigma", "-1"], "--sigma: must be >= 0"),
-        (["--sigma", "1e9"], "--sigma: must be <= 50"),
+        (["--sigma", "nan"], "--sigma: expected a finite number"),
+        (["--sigma", "inf"], "--sigma: expected a finite number"),
+        (["--sigma", "-1"], "--sigma: must be in [0.0, 50.0]"),
+        (["--sigma", "1e9"], "--sigma: must be in [0.0, 50.0]"),
         (["--count", "-3"], "--count"),
         (["--size", "1", "1"], "--size"),
     ],
@@ -545,7 +545,7 @@ def test_float_image_in_unit_range_is_read(tmp_path):
 
 
 def test_nan_option_never_reaches_manifest_api(work):
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis import CellCompositor
 
     comp = CellCompositor(seed=0).fit(read_label_folder(work / "data" / "images", work / "data" / "masks"))
     with pytest.raises(IaaaError, match="NaN or infinite"):

@@ -89,3 +89,57 @@ def test_train_maskrcnn_example_smoke(tmp_path):
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["iterations"] == 2 and doc["train_synthetic"] > 0
     assert 0.0 <= doc["bbox_AP"] <= 1.0 and 0.0 <= doc["segm_AP"] <= 1.0
+
+
+# ----------------------------------------------------------------------------- synth = the library
+
+
+def _synth_args(*argv: str):
+    import argparse
+
+    from iaaa.commands import synth
+
+    parser = argparse.ArgumentParser()
+    synth.register(parser.add_subparsers())
+    return parser.parse_args(["synth", "--out", "o", *argv])
+
+
+def test_synth_without_options_resolves_to_the_library_default():
+    from iaaa import CompositorConfig
+    from iaaa.commands.synth import compositor_config
+
+    assert compositor_config(_synth_args()) == CompositorConfig()
+    assert compositor_config(_synth_args("--paper")) == CompositorConfig.paper()
+    got = compositor_config(_synth_args("--background", "mask", "--sigma", "2", "--group-by", "none", "--count", "4-9", "--compositor", "grouping=box", "placement.rounds=2"))
+    assert got == CompositorConfig().replace(background_method="mask", sigma=2.0, group_by=None, count=(4, 9), grouping="box", rounds=2)
+
+
+def test_synth_compositor_option_end_to_end_records_config_and_sources(demo_out, tmp_path, capsys):
+    import json
+
+    from iaaa import CompositorConfig
+
+    real = demo_out / "real"
+    out = tmp_path / "boxed"
+    argv = ["synth", "--images", str(real / "images"), "--masks", str(real / "masks"), "--n", "2", "--out", str(out), "--no-progress", "--compositor", "grouping=box"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = CompositorConfig.from_dict(manifest["compositor"]["config"])
+    assert config == CompositorConfig().replace(grouping="box")
+    # onto="image": every output image names the real field it was built on, one of the inputs.
+    inputs = {p.stem for p in (real / "images").iterdir()}
+    sources = manifest["background_sources"]
+    assert sorted(sources) == sorted(p.name for p in (out / "images").iterdir()) and set(sources.values()) <= inputs
+    capsys.readouterr()
+    assert main(argv) == 0  # the run resumes over its own finished manifest
+    assert "wrote 0 images (2 already done)" in capsys.readouterr().out
+
+
+def test_synth_bad_compositor_value_is_one_line(demo_out, tmp_path, capsys):
+    real = demo_out / "real"
+    argv = ["synth", "--images", str(real / "images"), "--masks", str(real / "masks"), "--n", "1", "--out", str(tmp_path / "o")]
+    for bad, line in (("sigma=big", "--compositor sigma: expected a number, got 'big'"), ("colour=3", "--compositor colour: unknown compositor option")):
+        assert main([*argv, "--compositor", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and line in err[0]
+    assert not (tmp_path / "o").exists()

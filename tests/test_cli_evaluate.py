@@ -113,7 +113,7 @@ def test_evaluate_gray_vs_rgb_follows_the_channel_rule(tmp_path, capsys):
 
 
 def test_evaluate_with_a_saved_wae_encoder(folders, tmp_path, capsys):
-    wae_mod = pytest.importorskip("iaaa.policy.wae", reason="iaaa.policy.wae (issue 6) not in this checkout")
+    import iaaa.policy.wae as wae_mod
     model = wae_mod.WAE(wae_mod.WAEConfig(in_channels=1, size=(32, 32), latent_dim=4))
     model.save(tmp_path / "wae.pt")
     out = tmp_path / "r.json"

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis import CellCompositor, CompositorConfig
 from iaaa.datasets import simulate_cells
-from iaaa.object_policy import Identity, ObjectAugment
+from iaaa.synthesis import Identity, ObjectAugment
 from iaaa.structures import AnnotatedImage, from_float, to_float
 
 
@@ -106,7 +106,7 @@ def test_invariants_over_seeds(fitted, seed):
 )
 def test_invariants_across_options(dtype, mode, sigma, feather, size, keep_border, seed):
     data = simulate_cells(2, seed=seed, size=(96, 112), mode=mode, dtype=dtype)
-    comp = CellCompositor(sigma=sigma, feather=feather, size=size, keep_border=keep_border, seed=seed)
+    comp = CellCompositor(CompositorConfig().replace(sigma=sigma, feather=feather, size=size, keep_border=keep_border), seed=seed)
     try:
         comp.fit(data)
     except ValueError as e:  # every object touched the border: a legitimate, reported outcome
@@ -121,7 +121,7 @@ def test_invariants_across_options(dtype, mode, sigma, feather, size, keep_borde
 def test_counts_and_mco_share_match_the_data():
     data = simulate_cells(8, seed=11, size=(160, 160), cells=(10, 24), cluster_prob=0.5)
     # The count mechanism on cleaned backgrounds (onto="image" adds the count to the real cells).
-    comp = CellCompositor(seed=0, onto="background", count_cap=False).fit(data)
+    comp = CellCompositor(CompositorConfig().replace(onto="background", count_cap=False), seed=0).fit(data)
     st_ = comp.stats
     assert st_.n_sco > 20 and st_.n_mco > 5
     cells, mco, objs = [], 0, 0
@@ -140,19 +140,19 @@ def test_counts_and_mco_share_match_the_data():
 
 
 def test_count_options(sim):
-    mode = CellCompositor(count="mode", policy="identity").fit(sim)
+    mode = CellCompositor(CompositorConfig().replace(count="mode"), policy="identity").fit(sim)
     assert {mode.sample(_gen(i)).meta["requested_cells"] for i in range(5)} == {mode.stats.mode_cells}
-    fixed = CellCompositor(count=4, policy="identity").fit(sim)
+    fixed = CellCompositor(CompositorConfig().replace(count=4), policy="identity").fit(sim)
     assert all(fixed.sample(_gen(i)).meta["requested_cells"] == 4 for i in range(5))
-    rng = CellCompositor(count=(2, 3), policy="identity").fit(sim)
+    rng = CellCompositor(CompositorConfig().replace(count=(2, 3)), policy="identity").fit(sim)
     assert {rng.sample(_gen(i)).meta["requested_cells"] for i in range(30)} == {2, 3}
-    fn = CellCompositor(count=lambda g: 1, policy="identity", onto="background", mco_fraction=0.0).fit(sim)
+    fn = CellCompositor(CompositorConfig().replace(count=lambda g: 1, onto="background", mco_fraction=0.0), policy="identity").fit(sim)
     assert fn.sample(_gen(0)).num_instances == 1
     # onto="image" (the default): the count is added to the real image's own cells.
-    added = CellCompositor(count=lambda g: 1, policy="identity", mco_fraction=0.0, count_cap=False).fit(sim).sample(_gen(0))
+    added = CellCompositor(CompositorConfig().replace(count=lambda g: 1, mco_fraction=0.0, count_cap=False), policy="identity").fit(sim).sample(_gen(0))
     assert added.num_instances == added.meta["real_cells"] + 1
     # Output area 4x the source area: 4x the cells on average ("sample" scales by area).
-    big = CellCompositor(size=(256, 256), policy="identity").fit(sim)
+    big = CellCompositor(CompositorConfig().replace(size=(256, 256)), policy="identity").fit(sim)
     req = np.mean([big.sample(_gen(i)).meta["requested_cells"] for i in range(40)])
     assert 3.0 * big.stats.mean_cells < req < 5.0 * big.stats.mean_cells
 
@@ -191,7 +191,6 @@ def test_policies_are_hooks(sim):
 
 
 def test_op_triples_and_policy_sets(sim):
-    pytest.importorskip("iaaa.ops")
     from iaaa.policy import Policy, PolicySet
 
     comp = CellCompositor(policy=[("Rotate", 1.0, 0.5), ("Brightness", 0.5, 0.3)]).fit(sim)
@@ -206,7 +205,7 @@ def test_op_triples_and_policy_sets(sim):
 def test_object_scale_changes_sizes(sim):
     areas = {}
     for s in (0.5, 2.0):
-        comp = CellCompositor(object_scale=s, policy="identity", count=3, size=(256, 256)).fit(sim)
+        comp = CellCompositor(CompositorConfig().replace(object_scale=s, count=3, size=(256, 256)), policy="identity").fit(sim)
         out = comp.sample(_gen(0))
         check_invariants(comp, out)
         areas[s] = float((out.labels > 0).sum()) / max(1, out.num_instances)
@@ -218,8 +217,8 @@ def test_group_by_keeps_objects_with_their_images():
         return [AnnotatedImage(x.image, x.labels, name=f"{prefix}{i}") for i, x in enumerate(samples)]
 
     data = named(simulate_cells(2, seed=1, size=(96, 96)), "a") + named(simulate_cells(2, seed=2, size=(128, 160)), "b")
-    grouped = CellCompositor(group_by="size").fit(data)
-    mixed = CellCompositor(group_by=None).fit(data)
+    grouped = CellCompositor(CompositorConfig().replace(group_by="size")).fit(data)
+    mixed = CellCompositor(CompositorConfig().replace(group_by=None)).fit(data)
     crossed = 0
     for i in range(20):
         out = grouped.sample(_gen(i))
@@ -228,7 +227,7 @@ def test_group_by_keeps_objects_with_their_images():
         m = mixed.sample(_gen(i))
         crossed += len({mixed.objects[o["object"]].source[0] for o in m.meta["objects"]}) > 1
     assert crossed > 0  # without groups, images do mix sources
-    keyed = CellCompositor(group_by=lambda s: s.name[0]).fit(data)
+    keyed = CellCompositor(CompositorConfig().replace(group_by=lambda s: s.name[0])).fit(data)
     assert set(keyed.pools.groups) == {"a", "b"}
 
 
@@ -238,12 +237,12 @@ def test_sample_batch_equals_successive_samples(fitted):
     singles = [fitted.sample(g2) for _ in range(3)]
     for x, y in zip(batch, singles):
         assert torch.equal(x.image, y.image) and torch.equal(x.labels, y.labels)
-    sized = CellCompositor(size=(64, 64), keep_border=True).fit(simulate_cells(2, seed=0, size=(96, 96)))
+    sized = CellCompositor(CompositorConfig().replace(size=(64, 64), keep_border=True)).fit(simulate_cells(2, seed=0, size=(96, 96)))
     imgs, labs, metas = sized.sample_batch(4, _gen(0), stack=True)
     assert imgs.shape == (4, 1, 64, 64) and labs.shape == (4, 64, 64) and len(metas) == 4
     ref = sized.sample_batch(4, _gen(0))
     assert all(torch.equal(imgs[i], ref[i].image) and torch.equal(labs[i], ref[i].labels) for i in range(4))
-    two_sizes = CellCompositor(keep_border=True).fit(simulate_cells(1, seed=0, size=(96, 96)) + simulate_cells(1, seed=0, size=(112, 96)))
+    two_sizes = CellCompositor(CompositorConfig().replace(keep_border=True)).fit(simulate_cells(1, seed=0, size=(96, 96)) + simulate_cells(1, seed=0, size=(112, 96)))
     with pytest.raises(ValueError, match="size"):
         two_sizes.sample_batch(8, _gen(0), stack=True)
 
@@ -260,13 +259,13 @@ def test_fit_and_sampling_errors(sim):
     with pytest.raises(RuntimeError, match="fit"):
         CellCompositor().sample()
     with pytest.raises(ValueError, match="count"):
-        CellCompositor(count="median")
+        CellCompositor(CompositorConfig().replace(count="median"))
     with pytest.raises(ValueError, match="mco_fraction"):
-        CellCompositor(mco_fraction=1.5)
+        CellCompositor(CompositorConfig().replace(mco_fraction=1.5))
     with pytest.raises(ValueError, match="size"):
-        CellCompositor(size=(0, 5))
+        CellCompositor(CompositorConfig().replace(size=(0, 5)))
     with pytest.raises(ValueError, match="background_patch"):
-        CellCompositor(background_patch=0)
+        CellCompositor(CompositorConfig().replace(background_patch=0))
     with pytest.raises(ValueError, match="sample1: 3 channels"):
         CellCompositor().fit([sim[0], AnnotatedImage(torch.zeros(3, 128, 128, dtype=torch.uint8), sim[1].labels)])
     with pytest.raises(ValueError, match="dtype"):
@@ -279,7 +278,7 @@ def test_fit_and_sampling_errors(sim):
 
 def test_real_dsb_end_to_end(dsb_fluo):
     samples = dsb_fluo
-    comp = CellCompositor(group_by="size").fit(samples)
+    comp = CellCompositor(CompositorConfig().replace(group_by="size")).fit(samples)
     assert comp.stats.n_images == 30 and comp.stats.n_backgrounds == 30
     assert comp.stats.n_sco > 200 and comp.stats.n_mco > 30
     for i in range(5):

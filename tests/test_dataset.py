@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def compositor():
-    from iaaa.compositor import CellCompositor
+    from iaaa.synthesis import CellCompositor, CompositorConfig
     from iaaa.datasets import simulate_cells
 
     real = simulate_cells(4, seed=2, size=(80, 96), cells=(6, 12), radius=(5.0, 9.0))
     # Cleaned backgrounds: onto="image" may return a real image unchanged when it is already
     # as dense as its group allows, and these tests need every sample to differ.
-    return CellCompositor(seed=0, onto="background").fit(real)
+    return CellCompositor(CompositorConfig().replace(onto="background"), seed=0).fit(real)
 
 
 def _same(a, b):

@@ -82,9 +82,11 @@ OP_MAGNITUDE, OP_SEED = 0.7, 11
 
 def make_compositor(options: dict[str, Any]) -> Any:
     """The one place the golden cases build a compositor from ``{**BASE, **CONFIGS[name]}``."""
-    from iaaa import CellCompositor
+    from iaaa import CellCompositor, CompositorConfig
 
-    return CellCompositor(policy=_policy(), **options)
+    opts = dict(options)
+    extra = {k: opts.pop(k) for k in ("dtype", "seed", "device")}
+    return CellCompositor(CompositorConfig().replace(**opts), policy=_policy(), **extra)
 
 
 def _policy():

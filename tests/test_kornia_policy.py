@@ -11,7 +11,7 @@ import torch
 K = pytest.importorskip("kornia.augmentation")
 
 from iaaa.errors import IaaaError  # noqa: E402
-from iaaa.synthesis import CellCompositor, KorniaPolicy, as_object_policy  # noqa: E402
+from iaaa.synthesis import CellCompositor, CompositorConfig, KorniaPolicy, as_object_policy  # noqa: E402
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -87,7 +87,7 @@ def test_randomness_comes_from_the_generator_only():
 
 
 def test_compositor_takes_a_kornia_pipeline(sim_small):
-    comp = CellCompositor(policy=_pipeline(*GEOMETRIC), keep_border=True, seed=0).fit(sim_small)
+    comp = CellCompositor(CompositorConfig().replace(keep_border=True), policy=_pipeline(*GEOMETRIC), seed=0).fit(sim_small)
     x = comp.sample(torch.Generator().manual_seed(1))
     y = comp.sample(torch.Generator().manual_seed(1))
     assert torch.equal(x.image, y.image) and torch.equal(x.labels, y.labels)

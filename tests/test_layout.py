@@ -3,6 +3,8 @@ the background (``count="background"``) and mask-level collisions (``collision="
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -10,10 +12,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.compositor import CellCompositor
 from iaaa.datasets import simulate_cells
-from iaaa.layout import candidate_positions, layout_density, layout_grid
-from iaaa.placement import place_objects
+from iaaa.synthesis import CellCompositor, CompositorConfig, PlacementConfig, candidate_positions, layout_density, layout_grid, place_objects
 from iaaa.structures import AnnotatedImage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,9 +99,9 @@ def _centres_x(out: AnnotatedImage) -> torch.Tensor:
 
 def test_source_layout_puts_cells_where_the_background_had_them():
     data = _left_half(simulate_cells(4, seed=2, size=(192, 192), cells=(14, 20)))
-    kw = dict(policy="identity", count=12, seed=0, onto="background")  # cells go where the removed ones were
-    src = CellCompositor(layout="source", layout_mix=0.0, layout_sigma=4.0, **kw).fit(data)
-    uni = CellCompositor(layout="uniform", **kw).fit(data)
+    base = CompositorConfig().replace(count=12, onto="background")  # cells go where the removed ones were
+    src = CellCompositor(base.replace(layout="source", layout_mix=0.0, layout_sigma=4.0), policy="identity").fit(data)
+    uni = CellCompositor(base.replace(layout="uniform"), policy="identity").fit(data)
     left_src = torch.cat([_centres_x(src.sample(_gen(i))) for i in range(10)])
     left_uni = torch.cat([_centres_x(uni.sample(_gen(i))) for i in range(10)])
     # Centres are drawn in the left half; a box is only pushed right by at most its own width.
@@ -115,14 +115,14 @@ def test_layout_and_collision_do_not_change_the_random_stream():
     for layout in ("uniform", "source"):
         for collision in ("mask", "box"):
             g = _gen(9)
-            CellCompositor(layout=layout, collision=collision, seed=0).fit(data).sample(g)
+            CellCompositor(CompositorConfig().replace(layout=layout, collision=collision), seed=0).fit(data).sample(g)
             states.append(g.get_state())
     assert all(torch.equal(states[0], s) for s in states[1:])
 
 
 def test_count_background_takes_the_backgrounds_own_count():
     data = simulate_cells(5, seed=7, size=(160, 160), cells=(3, 30))
-    comp = CellCompositor(count="background", policy="identity", seed=0).fit(data)
+    comp = CellCompositor(CompositorConfig().replace(count="background"), policy="identity", seed=0).fit(data)
     cells = {s.name: int(s.labels.max()) for s in data}
     seen = set()
     for i in range(20):
@@ -131,7 +131,7 @@ def test_count_background_takes_the_backgrounds_own_count():
         assert out.meta["requested_cells"] == cells[out.meta["background_source"]]
     assert len(seen) >= 3
     # With an output size, the count is scaled by area like "sample".
-    big = CellCompositor(count="background", size=(320, 320), policy="identity").fit(data)
+    big = CellCompositor(CompositorConfig().replace(count="background", size=(320, 320)), policy="identity").fit(data)
     out = big.sample(_gen(0))
     assert abs(out.meta["requested_cells"] - 4 * cells[out.meta["background_source"]]) <= 1
 
@@ -145,26 +145,26 @@ def test_mask_collisions_pack_round_cells_closer_than_boxes():
     bg = torch.zeros(1, 40, 40, dtype=torch.uint8)
     existing = torch.zeros(40, 40, dtype=torch.int64)
     existing[:21, :21] = disc  # a disc in the top-left corner; its box's far corner is empty
-    kw = dict(labels=existing, gap=2, n_candidates=64, rounds=8, sigma=0.0)
+    config = PlacementConfig(gap=2, n_candidates=64, rounds=8, sigma=0.0)
     # The only free 21x21 box positions keep x or y >= 24, off a 40 px frame: none fits.
-    boxed = place_objects(bg, [obj], collision="box", generator=_gen(0), **kw)
+    boxed = place_objects(bg, [obj], dataclasses.replace(config, collision="box"), labels=existing, generator=_gen(0))
     assert boxed.skipped.tolist() == [0]
-    masked = place_objects(bg, [obj], collision="mask", generator=_gen(0), **kw)
+    masked = place_objects(bg, [obj], dataclasses.replace(config, collision="mask"), labels=existing, generator=_gen(0))
     assert masked.placed.tolist() == [0]
     new = masked.labels == 2
     near = F.max_pool2d(new.float()[None, None], 5, 1, 2)[0, 0] > 0
     assert not bool((near & (existing > 0)).any())  # more than gap=2 px from the old disc
     with pytest.raises(ValueError, match="collision"):
-        place_objects(bg, [obj], collision="circle")
+        place_objects(bg, [obj], PlacementConfig(collision="circle"))
 
 
 def test_option_errors_name_the_field():
     with pytest.raises(ValueError, match="layout"):
-        CellCompositor(layout="grid")
+        CellCompositor(CompositorConfig().replace(layout="grid"))
     with pytest.raises(ValueError, match="layout_mix"):
-        CellCompositor(layout_mix=1.5)
+        CellCompositor(CompositorConfig().replace(layout_mix=1.5))
     with pytest.raises(ValueError, match="collision"):
-        CellCompositor(collision="circle")
+        CellCompositor(CompositorConfig().replace(collision="circle"))
     bg = torch.zeros(1, 16, 16)
     with pytest.raises(ValueError, match="density"):
         place_objects(bg, [], density=torch.ones(8, 8))

@@ -190,7 +190,7 @@ def test_inception_missing_or_wrong_weights_explain_how_to_get_them(tmp_path, no
 
 
 def test_wae_encoder_plugs_in(tmp_path):
-    wae_mod = pytest.importorskip("iaaa.policy.wae", reason="iaaa.policy.wae (issue 6) not in this checkout")
+    import iaaa.policy.wae as wae_mod
     model = wae_mod.WAE(wae_mod.WAEConfig(in_channels=1, size=(32, 32), latent_dim=6))
     ext = wae_features(model)
     crops = [torch.randint(0, 255, (1, 20, 10 + i), dtype=torch.uint8, generator=_gen(i)) for i in range(3)]
@@ -199,12 +199,11 @@ def test_wae_encoder_plugs_in(tmp_path):
     with torch.no_grad():
         expect = model.encode(prepare_batch(crops, (32, 32), 1)).double()
     assert torch.allclose(f, expect, atol=1e-6)
-    if hasattr(model, "save"):
-        model.save(tmp_path / "wae.pt")
-        assert torch.allclose(compute_features(crops, wae_features(tmp_path / "wae.pt")), f, atol=1e-6)
-    scorers = pytest.importorskip("iaaa.policy.scorers")
-    if hasattr(scorers, "WAEScorer"):  # the scorer holds its WAE as .model
-        assert torch.allclose(compute_features(crops, wae_features(scorers.WAEScorer(model))), f, atol=1e-6)
+    model.save(tmp_path / "wae.pt")
+    assert torch.allclose(compute_features(crops, wae_features(tmp_path / "wae.pt")), f, atol=1e-6)
+    from iaaa.policy.scorers import WAEScorer
+
+    assert torch.allclose(compute_features(crops, wae_features(WAEScorer(model))), f, atol=1e-6)  # the scorer holds its WAE as .model
     with pytest.raises(IaaaError, match="not found"):
         wae_features(tmp_path / "nope.pt")
     with pytest.raises(TypeError, match="expected a WAE"):

@@ -146,7 +146,6 @@ def test_real_dsb_blur_is_detected_against_the_held_out_half(dsb_fluo):
 
     (Brightness is deliberately left alone: the two halves of this small, mixed-lab set already
     differ in brightness more than a mild dimming would, see docs/metrics.md.)"""
-    pytest.importorskip("iaaa.objects", reason="SCO/MCO extraction (issue 4) not in this checkout")
     a, b = dsb_fluo[0::2], dsb_fluo[1::2]
     k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0])
     k2 = (torch.outer(k, k) / 256).view(1, 1, 5, 5)

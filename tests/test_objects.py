@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import remove_cells
-from iaaa.objects import extract_objects, group_instances, merge_boxes
+from iaaa.boxes import merge_boxes
+from iaaa.synthesis import BackgroundConfig, ObjectConfig, extract_objects, group_instances, remove_cells
 from iaaa.structures import AnnotatedImage
 
 
@@ -101,20 +101,20 @@ def _scene() -> torch.Tensor:
 def test_classification_by_hand():
     lab = _scene()
     assert not (lab == 4).roll(1, 0).logical_and(lab == 5).any()  # 4 and 5 do not touch
-    g = group_instances(lab, margin=1, min_area=10)
+    g = group_instances(lab, ObjectConfig(grouping="box", margin=1, min_area=10))
     assert g.fragments.tolist() == [7]
     by_members = {tuple(g.ids[g.group == j].tolist()): (g.kinds[j], bool(g.border[j])) for j in range(g.boxes.shape[0])}
     assert by_members == {(1,): ("sco", False), (2, 3): ("mco", False), (4, 5): ("mco", False), (6,): ("sco", True)}
-    objs = extract_objects([(torch.zeros(1, 64, 64, dtype=torch.uint8), lab)])
+    objs = extract_objects([(torch.zeros(1, 64, 64, dtype=torch.uint8), lab)], ObjectConfig(grouping="box"))
     assert sorted((o.kind, o.source_ids) for o in objs) == [("mco", (2, 3)), ("mco", (4, 5)), ("sco", (1,))]
-    objs_b = extract_objects([(torch.zeros(1, 64, 64, dtype=torch.uint8), lab)], keep_border=True)
+    objs_b = extract_objects([(torch.zeros(1, 64, 64, dtype=torch.uint8), lab)], ObjectConfig(grouping="box", keep_border=True))
     assert ("sco", (6,)) in [(o.kind, o.source_ids) for o in objs_b]
     # min_area=1 turns the fragment into an SCO of its own.
-    assert ("sco", (7,)) in [(o.kind, o.source_ids) for o in extract_objects([(torch.zeros(1, 64, 64), lab)], min_area=1)]
+    assert ("sco", (7,)) in [(o.kind, o.source_ids) for o in extract_objects([(torch.zeros(1, 64, 64), lab)], ObjectConfig(grouping="box", min_area=1))]
 
 
 def test_margin_zero_keeps_touching_boxes_apart():
-    g = group_instances(_scene(), margin=0, min_area=10)
+    g = group_instances(_scene(), ObjectConfig(grouping="box", margin=0, min_area=10))
     members = sorted(tuple(g.ids[g.group == j].tolist()) for j in range(g.boxes.shape[0]))
     assert (2,) in members and (3,) in members  # adjacent but not intersecting
     assert (4, 5) in members  # their boxes intersect
@@ -128,7 +128,7 @@ def test_object_crop_contents_and_class_ids():
     img = torch.arange(3 * 64 * 64, dtype=torch.float32).reshape(3, 64, 64) / (3 * 64 * 64)
     cls = torch.tensor([5, 6, 7, 8, 9, 10, 11])
     s = AnnotatedImage(img, lab, cls, name="scene")
-    for o in extract_objects([s]):
+    for o in extract_objects([s], ObjectConfig(grouping="box")):
         x0, y0, x1, y1 = o.box
         src_lab = lab[y0 : y1 + 1, x0 : x1 + 1]
         assert o.image.dtype == img.dtype and o.image.shape == (3, y1 - y0 + 1, x1 - x0 + 1)
@@ -149,9 +149,9 @@ def test_context_replaces_foreign_cells_and_mirrors_out_of_frame():
     _box(lab, 3, 2, 30, 6, 34)  # 2 pixels from the left border
     img = torch.full((1, 40, 40), 20, dtype=torch.uint8)
     img[0][lab > 0] = 200
-    bg = remove_cells(img, lab)
+    bg = remove_cells(img, lab, BackgroundConfig(background_method="bilinear")).image
     assert int(bg.max()) < 100
-    objs = {o.source_ids: o for o in extract_objects([(img, lab)], context=5, backgrounds=[bg])}
+    objs = {o.source_ids: o for o in extract_objects([(img, lab)], ObjectConfig(grouping="box"), context=5, backgrounds=[bg])}
     assert set(objs) == {(1,), (2,), (3,)}
     o1 = objs[(1,)]
     assert o1.box == (5, 5, 20, 20)
@@ -174,23 +174,23 @@ def test_fragment_inside_a_crop_is_erased():
     lab[12, 12] = 2  # a 1-pixel fragment inside cell 1's box (replaces one of its pixels)
     img = torch.full((1, 40, 40), 10, dtype=torch.uint8)
     img[0][lab > 0] = 250
-    objs = extract_objects([(img, lab)], min_area=5)
+    objs = extract_objects([(img, lab)], ObjectConfig(grouping="box", min_area=5))
     assert len(objs) == 1 and objs[0].kind == "sco" and objs[0].source_ids == (1,)
     assert int(objs[0].labels[2, 2]) == 0  # fragment pixel is not a cell
     assert int(objs[0].image[0, 2, 2]) < 250  # and shows background
 
 
 def test_empty_and_invalid_inputs():
-    assert extract_objects([(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64))]) == []
+    assert extract_objects([(torch.zeros(1, 8, 8), torch.zeros(8, 8, dtype=torch.int64))], ObjectConfig(grouping="box")) == []
     with pytest.raises(ValueError, match="min_area"):
-        extract_objects([], min_area=0)
+        extract_objects([], ObjectConfig(grouping="box", min_area=0))
     with pytest.raises(ValueError, match="context"):
-        extract_objects([], context=-1)
+        extract_objects([], ObjectConfig(grouping="box"), context=-1)
     with pytest.raises(ValueError, match="background"):
         lab = torch.zeros(20, 20, dtype=torch.int64)
         _box(lab, 1, 5, 5, 8, 8)
         _box(lab, 2, 10, 5, 13, 8)
-        extract_objects([(torch.zeros(1, 20, 20), lab)], context=4, backgrounds=[torch.zeros(1, 10, 10)])
+        extract_objects([(torch.zeros(1, 20, 20), lab)], ObjectConfig(grouping="box"), context=4, backgrounds=[torch.zeros(1, 10, 10)])
 
 
 # ----------------------------------------------------------------------------- real data
@@ -199,11 +199,11 @@ def test_empty_and_invalid_inputs():
 def test_real_dsb_objects_account_for_every_cell(dsb_fluo):
     samples = dsb_fluo
     assert len(samples) == 30
-    objs = extract_objects(samples, context=3)
+    objs = extract_objects(samples, ObjectConfig(grouping="box"), context=3)
     total_cells = 0
     border_cells = 0
     for s in samples:
-        g = group_instances(s.labels, min_area=10)
+        g = group_instances(s.labels, ObjectConfig(grouping="box", min_area=10))
         total_cells += int(g.ids.numel())
         border_cells += int(g.sizes[g.border].sum())
     assert sum(o.num_cells for o in objs) + border_cells == total_cells

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.background import feather_radius
+from iaaa.filters import feather_radius
 from iaaa.synthesis.canvas import BAND as _BAND, Canvas as _Canvas
-from iaaa.synthesis.placement import place_objects
+from iaaa.synthesis.placement import PlacementConfig, place_objects
 from iaaa.structures import CellObject, from_float
 
 
@@ -68,7 +68,8 @@ def placements(draw):
 @given(placements())
 def test_placement_properties(case):
     bg, objs, kw, seed = case
-    r = place_objects(bg, objs, generator=torch.Generator().manual_seed(seed), **kw)
+    config = PlacementConfig(**{k: v for k, v in kw.items() if k != "density"})
+    r = place_objects(bg, objs, config, density=kw.get("density"), generator=torch.Generator().manual_seed(seed))
     H, W = bg.shape[-2:]
     lab = r.labels
     assert r.image.dtype == bg.dtype and r.image.shape == bg.shape and lab.shape == (H, W)
@@ -120,7 +121,7 @@ def test_placement_properties(case):
             got = r.image[:, y0 : y1 + 1, x0 : x1 + 1][:, m]
             assert torch.equal(got, from_float(img_o[:, sl[0], sl[1]][:, m], bg.dtype))
     # The same generator seed gives the same result.
-    r2 = place_objects(bg, objs, generator=torch.Generator().manual_seed(seed), **kw)
+    r2 = place_objects(bg, objs, config, density=kw.get("density"), generator=torch.Generator().manual_seed(seed))
     assert torch.equal(r.image, r2.image) and torch.equal(r.labels, r2.labels)
 
 
@@ -153,11 +154,11 @@ def test_corner_matching_picks_the_matching_half():
     img[0][lab > 0] = 0.3
     wins = 0
     for s in range(20):
-        r = place_objects(bg, [(img, lab)], n_candidates=16, sigma=1.0, generator=torch.Generator().manual_seed(s))
+        r = place_objects(bg, [(img, lab)], PlacementConfig(n_candidates=16, sigma=1.0), generator=torch.Generator().manual_seed(s))
         wins += int(r.boxes[0, 0]) >= 64 - 3
     assert wins >= 19
     # With one candidate there is nothing to choose: both halves occur.
-    sides = {int(place_objects(bg, [(img, lab)], n_candidates=1, generator=torch.Generator().manual_seed(s)).boxes[0, 0]) >= 64 for s in range(20)}
+    sides = {int(place_objects(bg, [(img, lab)], PlacementConfig(n_candidates=1), generator=torch.Generator().manual_seed(s)).boxes[0, 0]) >= 64 for s in range(20)}
     assert sides == {True, False}
 
 
@@ -167,7 +168,7 @@ def test_existing_labels_are_kept_and_avoided():
     existing[:, :30] = 7  # only a 10-pixel strip is free
     lab = torch.zeros(4, 4, dtype=torch.int64)
     lab[1:3, 1:3] = 1
-    r = place_objects(bg, [(torch.ones(1, 4, 4), lab)] * 3, labels=existing, gap=1, sigma=0.0, generator=torch.Generator().manual_seed(0))
+    r = place_objects(bg, [(torch.ones(1, 4, 4), lab)] * 3, PlacementConfig(gap=1, sigma=0.0), labels=existing, generator=torch.Generator().manual_seed(0))
     assert torch.equal(r.labels[existing == 7], existing[existing == 7])
     assert r.new_ids.tolist()[:1] == [8]
     assert bool((r.boxes[:, 0] >= 31).all())
@@ -176,7 +177,7 @@ def test_existing_labels_are_kept_and_avoided():
 def test_full_canvas_skips_and_reports():
     lab = torch.ones(10, 10, dtype=torch.int64)
     objs = [(torch.ones(1, 10, 10), lab)] * 5 + [(torch.ones(1, 30, 30), torch.ones(30, 30, dtype=torch.int64))]
-    r = place_objects(torch.zeros(1, 20, 20), objs, gap=0, sigma=0.0, generator=torch.Generator().manual_seed(0))
+    r = place_objects(torch.zeros(1, 20, 20), objs, PlacementConfig(gap=0, sigma=0.0), generator=torch.Generator().manual_seed(0))
     assert r.placed.numel() <= 4 and 5 in r.skipped.tolist()
     assert r.placed.numel() + r.skipped.numel() == 6
     # An object with an empty mask is skipped too.
@@ -189,7 +190,7 @@ def test_accepts_cell_objects_and_keeps_dtype():
     lab[3:9, 3:9] = 1
     o = CellObject(torch.full((3, 12, 12), 1000, dtype=torch.uint16), lab, torch.tensor([4]), "sco")
     bg = torch.full((3, 50, 50), 10, dtype=torch.uint16)
-    r = place_objects(bg, [o], feather="outside", generator=torch.Generator().manual_seed(3))
+    r = place_objects(bg, [o], PlacementConfig(feather="outside"), generator=torch.Generator().manual_seed(3))
     assert r.image.dtype == torch.uint16 and r.class_ids.tolist() == [4]
     assert int(r.image.to(torch.int32).max()) == 1000
 
@@ -204,7 +205,7 @@ def test_errors_name_the_fault():
     with pytest.raises(TypeError, match=r"objects\[0\]"):
         place_objects(bg, [torch.zeros(3, 4, 4)])
     with pytest.raises(ValueError, match="feather"):
-        place_objects(bg, [], feather="soft")
+        place_objects(bg, [], PlacementConfig(feather="soft"))
     with pytest.raises(ValueError, match="labels: shape"):
         place_objects(bg, [], labels=torch.zeros(5, 5, dtype=torch.int64))
 

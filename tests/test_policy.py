@@ -139,7 +139,6 @@ def test_load_errors_name_file_and_field(tmp_path):
 
 
 def test_real_ops_keep_objects_whole_and_aligned():
-    pytest.importorskip("iaaa.ops")
     yy, xx = torch.meshgrid(torch.arange(20.0), torch.arange(30.0), indexing="ij")
     lab = torch.zeros(20, 30, dtype=torch.long)
     lab[((yy - 10) ** 2 / 36 + (xx - 10) ** 2 / 64) <= 1] = 1
@@ -165,17 +164,17 @@ def _inside_outside_contrast(sample) -> float:
 
 
 def test_policy_set_through_cell_compositor_keeps_alignment():
-    compositor_mod = pytest.importorskip("iaaa.compositor", reason="CellCompositor (synthesis issue) not available")
     from iaaa.policy.search import torch_threads
 
     # One thread: several test processes share two cores, and oversubscribed threads made
     # this test 10x slower.
     with torch_threads(1):
-        _compositor_alignment(compositor_mod)
+        _compositor_alignment()
 
 
-def _compositor_alignment(compositor_mod):
+def _compositor_alignment():
     from iaaa.datasets import simulate_cells
+    from iaaa.synthesis import CellCompositor, CompositorConfig
 
     samples = simulate_cells(3, seed=1, size=(128, 128))
     ps = PolicySet([
@@ -184,7 +183,7 @@ def _compositor_alignment(compositor_mod):
         Policy([("FlipLR", 0.5, None), ("Contrast", 1.0, 0.6)]),
     ])
     # Cleaned backgrounds: every cell is a pasted one, so the contrast measures the policy alone.
-    comp = compositor_mod.CellCompositor(policy=ps, size=(128, 128), seed=0, onto="background").fit(samples)
+    comp = CellCompositor(CompositorConfig().replace(size=(128, 128), onto="background"), policy=ps, seed=0).fit(samples)
     real = min(_inside_outside_contrast(s) for s in samples)
     g = torch.Generator().manual_seed(0)
     outs = comp.sample_batch(4, generator=g)
@@ -202,6 +201,6 @@ def _compositor_alignment(compositor_mod):
     def misaligned(image, labels, generator):
         return image.roll(image.shape[-1] // 2, -1), labels
 
-    bad = compositor_mod.CellCompositor(policy=misaligned, size=(128, 128), seed=0, onto="background").fit(samples)
+    bad = CellCompositor(CompositorConfig().replace(size=(128, 128), onto="background"), policy=misaligned, seed=0).fit(samples)
     bad_out = bad.sample_batch(4, generator=torch.Generator().manual_seed(0))
     assert min(_inside_outside_contrast(s) for s in bad_out) < 0.5 * real

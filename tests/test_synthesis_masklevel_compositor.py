@@ -10,13 +10,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.synthesis import CellCompositor
-from iaaa.synthesis.objects import extract_objects, group_instances
+from iaaa.synthesis import CellCompositor, CompositorConfig
+from iaaa.synthesis import BackgroundConfig, ObjectConfig, extract_objects, group_instances, remove_cells
 from iaaa.synthesis.halo import grow_masks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MASK = dict(grouping="mask", background_method="mask", rim=True, halo=3, group_by=None, policy="identity")
+MASK = dict(grouping="mask", background_method="mask", rim=True, halo=3, group_by=None)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +29,16 @@ def sim():
 @pytest.fixture(scope="module")
 def fitted(sim):
     return {
-        "mask": CellCompositor(**MASK).fit(sim),
-        "image": CellCompositor(**{**MASK, "onto": "image"}).fit(sim),
-        "paper": CellCompositor(grouping="box", background_method="paper", rim=False, policy="identity", group_by=None).fit(sim),
+        "mask": CellCompositor(CompositorConfig().replace(**MASK), policy="identity").fit(sim),
+        "image": CellCompositor(CompositorConfig().replace(**{**MASK, "onto": "image"}), policy="identity").fit(sim),
+        "paper": CellCompositor(CompositorConfig().replace(grouping="box", background_method="paper", rim=False, group_by=None), policy="identity").fit(sim),
     }
 
 
 def test_mask_grouping_crops_hold_only_their_cells(sim):
     s = sim[0]
     bg = torch.full_like(s.image, 7)
-    objs = extract_objects([s], grouping="mask", touch=1, halo=3, context=6, backgrounds=[bg])
+    objs = extract_objects([s], ObjectConfig(grouping="mask", touch=1), halo=3, context=6, backgrounds=[bg])
     grown = grow_masks(s.labels, 3)
     assert objs
     for o in objs:
@@ -54,12 +54,12 @@ def test_mask_grouping_crops_hold_only_their_cells(sim):
 
 
 def test_mask_grouping_keeps_more_cells_than_boxes(fitted, sim):
-    box = CellCompositor(grouping="box", policy="identity").fit(sim).stats
+    box = CellCompositor(CompositorConfig().replace(grouping="box"), policy="identity").fit(sim).stats
     mask = fitted["mask"].stats
     assert mask.kept_share > box.kept_share
     assert 0 < mask.kept_share <= 1
     assert "real cells" in mask.summary() and "halo 3" in mask.summary()
-    g = group_instances(sim[0].labels, grouping="mask", touch=1)
+    g = group_instances(sim[0].labels, ObjectConfig(grouping="mask", touch=1))
     assert int(g.sizes.sum()) == g.ids.numel()
 
 
@@ -108,10 +108,9 @@ def test_samples_are_exact(fitted, seed, name):
 
 
 def test_removed_halo_and_beyond_are_exact(sim):
-    from iaaa.synthesis.background import fill_background
 
     s = sim[1]
-    r = fill_background(s.image, s.labels, method="mask", halo=3, generator=torch.Generator().manual_seed(0))
+    r = remove_cells(s.image, s.labels, BackgroundConfig(background_method="mask"), halo=3, generator=torch.Generator().manual_seed(0))
     hole = grow_masks(s.labels, 3) > 0
     assert torch.equal(r.fill_mask, hole)
     assert torch.equal(r.image[:, ~hole], s.image[:, ~hole])
@@ -127,7 +126,7 @@ def test_auto_groups_keep_settings_apart():
 
     small = named(simulate_cells(3, seed=1, size=(96, 96), cells=(4, 6), radius=(4.0, 5.0)), "small")
     large = named(simulate_cells(3, seed=2, size=(160, 160), cells=(10, 14), radius=(12.0, 15.0)), "large")
-    comp = CellCompositor(**{**MASK, "group_by": "auto"}).fit(small + large)
+    comp = CellCompositor(CompositorConfig().replace(**{**MASK, "group_by": "auto"}), policy="identity").fit(small + large)
     groups = comp.stats.groups
     assert len(groups) == 2
     names = {s.name: s.size for s in small + large}

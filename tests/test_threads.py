@@ -10,7 +10,6 @@ import iaaa.threads as th
 from iaaa.ops import apply_op
 from iaaa.ops import functional as F
 from iaaa.ops import geometric, photometric
-from iaaa.policy.threads import torch_threads as policy_torch_threads
 
 
 @pytest.fixture
@@ -79,7 +78,3 @@ def test_v2_transform_restores_threads(two_threads):
 
     out = Brightness(magnitude=0.5, generator=torch.Generator().manual_seed(0))(torch.zeros(1, 8, 8, dtype=torch.uint8))
     assert out.shape == (1, 8, 8) and torch.get_num_threads() == 2
-
-
-def test_policy_threads_is_the_same_primitive():
-    assert policy_torch_threads is th.torch_threads

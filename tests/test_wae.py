@@ -86,7 +86,7 @@ def sim_objects():
 
     samples = simulate_cells(6, seed=0, size=(256, 256))
     try:
-        from iaaa.objects import extract_objects
+        from iaaa.synthesis import ObjectConfig, extract_objects
     except ImportError:  # the object extractor is another module; boxes are enough to train on
         from iaaa.structures import instance_ids, labels_to_boxes
 
@@ -96,7 +96,7 @@ def sim_objects():
             for k, (x0, y0, x1, y1) in zip(ids.tolist(), labels_to_boxes(s.labels, ids).long().tolist()):
                 out.append((s.image[:, y0 : y1 + 1, x0 : x1 + 1], (s.labels[y0 : y1 + 1, x0 : x1 + 1] == k).long()))
         return out
-    return extract_objects(samples)
+    return extract_objects(samples, ObjectConfig(grouping="box"))
 
 
 TINY = dict(size=16, latent_dim=4, channels=(8, 16), epochs=12, batch_size=32, lr=3e-3)

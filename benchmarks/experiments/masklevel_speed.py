@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synthesis import sources  # noqa: E402
 
-from iaaa.synthesis import CellCompositor  # noqa: E402
+from iaaa.synthesis import CellCompositor, CompositorConfig  # noqa: E402
 
 torch.set_num_threads(1)
 src = sources(512, 20)
@@ -24,7 +24,7 @@ cfgs = {
     "mask, onto background": dict(onto="background"),
     "new defaults (onto image)": dict(),
 }
-comps = {k: CellCompositor(size=(512, 512), count=20, **kw).fit(src) for k, kw in cfgs.items()}
+comps = {k: CellCompositor(CompositorConfig().replace(size=(512, 512), count=20, **kw)).fit(src) for k, kw in cfgs.items()}
 rates: dict[str, list[float]] = {k: [] for k in cfgs}
 pasted: dict[str, list[int]] = {k: [] for k in cfgs}
 for rep in range(3):

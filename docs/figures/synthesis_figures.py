@@ -10,8 +10,7 @@ from pathlib import Path
 
 import torch
 
-from iaaa.background import remove_cells
-from iaaa.compositor import CellCompositor
+from iaaa.synthesis import BackgroundConfig, CellCompositor, CompositorConfig, remove_cells
 from iaaa.data import read_label_folder
 from iaaa.datasets import simulate_cells
 from iaaa.preview import contact_sheet, overlay_instances
@@ -50,8 +49,8 @@ def rows_for(samples, comp, picks, n_synth=2, seed=0):
         s = samples[i]
         show = background_stretch(s.image, s.labels)
         g = torch.Generator().manual_seed(seed + k)
-        paper = remove_cells(s.image, s.labels, method="paper", generator=g)
-        ours = remove_cells(s.image, s.labels, method="bilinear", generator=g)
+        paper = remove_cells(s.image, s.labels, BackgroundConfig(background_method="paper"), generator=g).image
+        ours = remove_cells(s.image, s.labels, BackgroundConfig(background_method="bilinear"), generator=g).image
         row = [overlay_instances(s), show(paper), show(ours)]
         for j in range(n_synth):
             out = comp.sample(torch.Generator().manual_seed(1000 * (seed + k) + j))
@@ -64,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if (DSB / "images").is_dir():
         real = read_label_folder(DSB / "images", DSB / "masks")
-        comp = CellCompositor(group_by="size", seed=0).fit(real)
+        comp = CellCompositor(CompositorConfig().replace(group_by="size"), seed=0).fit(real)
         # Pick one image per source group with backgrounds worth looking at.
         picks = [0, 3, 14, 24]
         sheet = contact_sheet(rows_for(real, comp, picks), cell=160, pad=3)

@@ -17,7 +17,7 @@ def add_threads_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> Non
 
 def torch_threads_of(args: argparse.Namespace) -> ContextManager[None]:
     """A context running its block under ``args.threads`` torch threads (0: leave torch's setting)."""
-    from iaaa.policy.threads import torch_threads
+    from iaaa.threads import torch_threads
 
     if args.threads < 0:
         raise IaaaError(f"--threads must be >= 0, got {args.threads}")

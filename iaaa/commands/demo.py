@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,10 +24,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--images", help="use this image folder instead of the simulator (needs --masks)")
     p.add_argument("--masks", help="label-map folder matching --images")
+    p.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="a CompositorConfig option by its flat or dotted name (default: the library's CompositorConfig())")
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    with torch_threads_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from iaaa.commands.synth import compositor_config
     from iaaa.synthesis.compositor import CellCompositor
     from iaaa.data import load_samples, write_coco, write_label_folder
     from iaaa.data.dataset import SynthesisDataset
@@ -34,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
     from iaaa.preview import save_preview
 
+    config = compositor_config(args, flags=False)  # option errors first
     if args.n < 1 or args.synthetic < 1:
         raise IaaaError(f"--n and --synthetic must be >= 1, got {args.n} and {args.synthetic}")
     out = Path(args.out)
@@ -59,21 +71,22 @@ def run(args: argparse.Namespace) -> int:
     cells = sum(s.num_instances for s in real)
     print(f"read {len(real)} annotated images ({cells} cells) from {source}")
     print(f"wrote {out / 'real'}/images, masks, annotations.json")
-    compositor = CellCompositor(seed=args.seed).fit(real)
+    compositor = CellCompositor(config, seed=args.seed).fit(real, progress=False)
     print(f"fitted: {compositor.stats.summary()}")
-    result = export_synthetic(compositor, args.synthetic, out / "synthetic", seed=args.seed, manifest={"source": source}, progress=False)
+    manifest = {"source": source, "compositor": {"config": config.to_dict()}}
+    result = export_synthetic(compositor, args.synthetic, out / "synthetic", seed=args.seed, manifest=manifest, progress=False)
     synthetic = [SynthesisDataset(compositor, args.synthetic, seed=args.seed).synthesize(i) for i in range(min(4, args.synthetic))]
     print(f"wrote {result['written']} synthetic images to {out / 'synthetic'}/images, masks, annotations.json, manifest.json")
-    # The compositor pastes onto the real images (onto="image"), so its pool holds them with
-    # their cells; the preview's middle row shows what cell removal makes of the same images.
+    # With onto="image" the compositor's pool holds the real images with their cells; the
+    # preview's middle row shows what the configured cell removal makes of the same images.
     import torch
 
-    from iaaa.synthesis.background import fill_background
+    from iaaa.synthesis.background import remove_cells
     from iaaa.synthesis.image_groups import survey
 
     shown = real[:4]
-    keys, halos = survey(shown, "auto", "auto")
-    cleaned = [fill_background(s.image, s.labels, method="mask", halo=halos[k], generator=torch.Generator().manual_seed(args.seed)).image for s, k in zip(shown, keys)]
+    keys, halos = survey(shown, config.group_by, config.halo, config.objects.min_area)
+    cleaned = [remove_cells(s.image, s.labels, config.background, halo=halos[k], generator=torch.Generator().manual_seed(args.seed)).image for s, k in zip(shown, keys)]
     preview = save_preview(out / "preview.png", shown, synthetic, backgrounds=cleaned)
     print(f"wrote {preview} (rows: real with outlines, the same images with cells removed, synthetic)")
     return 0

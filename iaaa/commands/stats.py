@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from iaaa.commands._inputs import add_input_args, has_inputs, load_export_folder, load_inputs
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
+from iaaa.synthesis.objects import GROUPINGS, ObjectConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_input_args(p)
     p.add_argument("--synthetic", help="an iaaa synth output folder to compare with")
     p.add_argument("--keep-border", action="store_true", help="count objects touching the image border too")
-    p.add_argument("--grouping", choices=("mask", "box"), default="mask", help="cells form one object when their masks touch (default) or their boxes do (the paper)")
+    p.add_argument("--grouping", choices=GROUPINGS, default=ObjectConfig().grouping,
+                   help="cells form one object when their masks touch ('mask') or their boxes do ('box', the paper) (default: %(default)s, the compositor's)")
+    add_threads_arg(p)
     p.add_argument("--json", dest="json_out", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
@@ -34,11 +38,13 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
     from iaaa.synthesis.image_groups import survey
     from iaaa.synthesis.objects import group_instances
 
+    rule = ObjectConfig(grouping=grouping, keep_border=keep_border)
+
     counts = torch.tensor([s.num_instances for s in samples], dtype=torch.float64)
     n_sco = n_mco = cells = kept = 0
     cells_in_mco, sides = [], []
     for s in samples:
-        g = group_instances(s.labels, grouping=grouping)
+        g = group_instances(s.labels, rule)
         keep = torch.ones_like(g.border) if keep_border else ~g.border
         sizes = g.sizes[keep]
         cells += int(g.ids.numel())
@@ -96,6 +102,11 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    with torch_threads_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from iaaa.data.imageio import atomic_write_text
     from iaaa.errors import IaaaError
 

@@ -5,66 +5,79 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from iaaa.commands._checks import finite
 from iaaa.commands._inputs import add_input_args, has_inputs, input_record, load_inputs
+from iaaa.commands._threads import add_threads_arg, torch_threads_of
 from iaaa.errors import IaaaError
+
+if TYPE_CHECKING:
+    from iaaa.synthesis.config import CompositorConfig
 
 
 def add_compositor_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("synthesis")
+    """The synthesis options. Every default is ``CompositorConfig()``'s: a flag left out leaves
+    the library's value, so ``iaaa synth`` makes what ``CellCompositor()`` makes."""
+    from iaaa.synthesis.config import CompositorConfig
+    from iaaa.synthesis.background import METHODS
+
+    d = CompositorConfig()
+    g = p.add_argument_group("synthesis (defaults: the library's, iaaa.CompositorConfig())")
     g.add_argument("--policies", help="policy-set JSON from `iaaa search` (default: flips, any rotation, mild brightness/contrast)")
     g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="output size (default: each background's own size)")
-    g.add_argument("--count", default="sample", help="cells per image: 'sample' (from the data, default), 'mode' (the paper), N, or LO-HI")
-    g.add_argument("--sigma", type=float, default=1.0, help="Gaussian feather sigma of pasted objects (default: %(default)s)")
-    g.add_argument("--background", choices=("paper", "bilinear"), default="bilinear", help="cell-removal fill (default: %(default)s)")
-    g.add_argument("--keep-border", action="store_true", help="also use objects that touch the image border")
-    g.add_argument("--group-by-size", action="store_true", help="only paste cells onto backgrounds from images of the same size")
+    g.add_argument("--count", help=f"cells per image: 'sample' (from the data), 'background', 'mode' (the paper), N, or LO-HI (default: {d.count.count})")
+    g.add_argument("--sigma", help=f"Gaussian feather sigma of pasted objects (default: {d.placement.sigma})")
+    g.add_argument("--background", choices=METHODS, help=f"cell removal: mask, bilinear or paper (default: {d.background.background_method})")
+    g.add_argument("--keep-border", action="store_true", default=None, help="also use objects that touch the image border")
+    g.add_argument("--group-by", choices=("none", "size", "auto"), help=f"which images share cells and backgrounds (default: {d.group_by})")
+    g.add_argument("--paper", action="store_true", help="start from the paper's rules (CompositorConfig.paper()) instead of the library default")
+    g.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="any CompositorConfig option by its flat or dotted name, e.g. --compositor grouping=box sigma=2 (applied last)")
 
 
-def _count(value: str):
-    if value in ("sample", "mode"):
-        return value
-    try:
-        if "-" in value:
-            lo, hi = (int(v) for v in value.split("-", 1))
-            if not 0 <= lo <= hi:
-                raise ValueError
-            return (lo, hi)
-        if int(value) < 0:
-            raise ValueError
-        return int(value)
-    except ValueError:
-        raise IaaaError(f"--count must be 'sample', 'mode', an integer >= 0 or LO-HI with 0 <= LO <= HI, got {value!r}") from None
+_FLAGS = (("--size", "size"), ("--count", "count"), ("--sigma", "sigma"), ("--background", "background_method"), ("--keep-border", "keep_border"), ("--group-by", "group_by"))
 
 
-# A feather wider than this blurs a pasted cell into its surroundings (and its kernel grows
-# with it); 0 is a hard paste.
-MAX_SIGMA = 50.0
+def compositor_config(args: argparse.Namespace, flags: bool = True) -> "CompositorConfig":
+    """The configuration the options ask for: ``CompositorConfig()`` (or ``.paper()`` with
+    ``--paper``), then each given flag of :func:`add_compositor_args` (``flags=False``: a
+    command without them, whose ``--size`` means something else), then every
+    ``--compositor KEY=VALUE``; a bad value raises one line naming the flag."""
+    from iaaa.synthesis.config import CompositorConfig
 
-
-def compositor_options(args: argparse.Namespace) -> dict:
-    """The CellCompositor keyword arguments the options ask for (JSON-ready, for manifests)."""
-    finite("--sigma", args.sigma, 0.0, MAX_SIGMA)
-    if args.size and min(args.size) < 8:
-        raise IaaaError(f"--size: output images need at least 8 px a side, got {args.size[0]} {args.size[1]}")
-    return {
-        "size": list(args.size) if args.size else None,
-        "count": list(c) if isinstance(c := _count(args.count), tuple) else c,
-        "sigma": args.sigma,
-        "background_method": args.background,
-        "keep_border": bool(args.keep_border),
-        "group_by": "size" if args.group_by_size else None,
-    }
+    config = CompositorConfig.paper() if getattr(args, "paper", False) else CompositorConfig()
+    for flag, key in _FLAGS if flags else ():
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value is None:
+            continue
+        if key == "size":
+            value = tuple(value)
+        elif key == "group_by":
+            value = None if value == "none" else value
+        try:
+            config = CompositorConfig.from_options({key: value}, config)
+        except IaaaError as exc:
+            raise IaaaError(f"{flag}: {str(exc).partition(': ')[2]}") from None
+    pairs = {}
+    for pair in (p for group in getattr(args, "compositor", []) for p in group):
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise IaaaError(f"--compositor: expected KEY=VALUE, got {pair!r}")
+        pairs[key.strip()] = value
+    return CompositorConfig.from_options(pairs, config, option="--compositor") if pairs else config
 
 
 def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, dict]:
+    """The fitted compositor and what the manifest records of it: the full resolved
+    configuration (``config``), the seed it was fitted with and the policies."""
     import json
 
     from iaaa.synthesis.compositor import CellCompositor
 
-    options = compositor_options(args)
+    config = compositor_config(args)
     policy = None
-    record = dict(options)
+    record: dict = {"config": config.to_dict()}
     if args.policies:
         from iaaa.policy import PolicySet
 
@@ -78,15 +91,7 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
         except (ValueError, KeyError, TypeError) as exc:
             raise IaaaError(f"--policies {path}: not a policy-set JSON ({exc})") from exc
         record["policies"] = json.loads(path.read_text(encoding="utf-8"))
-    kwargs = dict(options)
-    kwargs["count"] = tuple(kwargs["count"]) if isinstance(kwargs["count"], list) else kwargs["count"]
-    kwargs["size"] = tuple(kwargs["size"]) if kwargs["size"] else None
-    try:
-        compositor = CellCompositor(policy=policy, **kwargs).fit(samples)
-    except IaaaError:
-        raise
-    except ValueError as exc:
-        raise IaaaError(str(exc)) from exc
+    compositor = CellCompositor(config, policy=policy).fit(samples, progress=not getattr(args, "no_progress", False))
     return compositor, record
 
 
@@ -103,7 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="worker processes generating images (default: %(default)s)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (fit and writing)")
+    add_threads_arg(p)
     p.add_argument("--saaa", metavar="MODEL_DIR", help="SAAA model folder (from `iaaa saaa fit`): generated images; alone, or mixed with IAAA when input data is given")
     p.add_argument("--saaa-weight", type=float, default=0.5, help="with --saaa and input data: share of images drawn from SAAA (default: %(default)s)")
     add_compositor_args(p)
@@ -111,13 +117,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with torch_threads_of(args):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from iaaa.export import check_export_folder, export_synthetic
 
     if args.n < 1:
         raise IaaaError(f"--n must be >= 1, got {args.n}")
     if args.workers < 0:
         raise IaaaError(f"--workers must be >= 0, got {args.workers}")
-    compositor_options(args)  # option errors first, before minutes of reading and fitting
+    compositor_config(args)  # option errors first, before minutes of reading and fitting
     if args.saaa:
         finite("--saaa-weight", args.saaa_weight, 0.0, 1.0)
     elif not has_inputs(args):

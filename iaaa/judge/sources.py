@@ -19,31 +19,18 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from iaaa.errors import IaaaError
+from iaaa.sampler import is_sampler
 
-__all__ = ["make_compositor", "compositor_source", "is_sampler", "fit_source", "draw_pool", "compositor_name"]
+__all__ = ["make_compositor", "compositor_source", "fit_source", "draw_pool", "compositor_name"]
 
 
 def make_compositor(options: Mapping[str, Any]) -> Any:
-    """``CellCompositor`` from ``--compositor KEY=VALUE`` options, unfitted: the one place the
-    judge builds a compositor (so the switch to a ``CompositorConfig`` happens here only).
+    """``CellCompositor`` from ``--compositor KEY=VALUE`` options (flat or ``stage.field``
+    names of :class:`~iaaa.synthesis.config.CompositorConfig`), unfitted: the one place the
+    judge builds a compositor. A bad option is refused with one line naming its key."""
+    from iaaa import CellCompositor, CompositorConfig
 
-    A bad option is reported with its key: each key is tried alone first, so a type error
-    deep in the constructor still names the option at fault."""
-    from iaaa import CellCompositor
-
-    for key, value in options.items():
-        try:
-            CellCompositor(**{key: value})
-        except TypeError as exc:
-            if "unexpected keyword" in str(exc) or "got an unexpected" in str(exc):
-                raise IaaaError(f"{key}: not a CellCompositor option") from None
-            raise IaaaError(f"{key}={value!r}: not a valid value") from None
-        except (ValueError, OverflowError) as exc:
-            raise IaaaError(f"{key}={value!r}: {exc}") from None
-    try:
-        return CellCompositor(**dict(options))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise IaaaError(f"{', '.join(options)}: {exc}") from None
+    return CellCompositor(CompositorConfig.from_options(dict(options), option="--compositor"))
 
 
 def compositor_name(options: Mapping[str, Any]) -> str:
@@ -54,12 +41,7 @@ def compositor_name(options: Mapping[str, Any]) -> str:
 def compositor_source(**options: Any) -> Callable[[Sequence[Any]], Any]:
     """Factory of ``CellCompositor(**options).fit(train_samples)`` (built by :func:`make_compositor`)."""
     make_compositor(options)  # refuse bad options now, not after the real-only runs
-    return lambda samples: make_compositor(options).fit(samples)
-
-
-def is_sampler(source: Any) -> bool:
-    """Whether ``source`` keeps the sampler contract (a callable ``sample`` attribute)."""
-    return callable(getattr(source, "sample", None))
+    return lambda samples: make_compositor(options).fit(samples, progress=False)
 
 
 def fit_source(name: str, source: Any, train: Sequence[Any]) -> Any:

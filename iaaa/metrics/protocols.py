@@ -134,14 +134,14 @@ def _image_of(sample: Any) -> torch.Tensor:
 def _objects(samples: Sequence[Any], given: Sequence[CellObject] | None, which: str) -> list[CellObject]:
     if given is not None:
         return list(given)
-    from iaaa.synthesis.objects import extract_objects
+    from iaaa.synthesis.objects import ObjectConfig, extract_objects
 
     annotated = []
     for i, s in enumerate(samples):
         if isinstance(s, torch.Tensor):
             raise IaaaError(f"{which}[{i}]: a bare image has no instance labels; the sco/mco levels need annotated images")
         annotated.append(as_annotated(s))
-    return list(extract_objects(annotated))
+    return list(extract_objects(annotated, ObjectConfig(grouping="box")))  # the paper's merged-box objects
 
 
 def level_images(

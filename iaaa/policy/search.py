@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from iaaa.policy.batch import ObjectBatch, prepare_objects
-from iaaa.policy.threads import torch_threads
+from iaaa.threads import torch_threads
 from iaaa.policy.policy import ApplyFn, Policy, PolicySet, SubPolicy, default_apply
 from iaaa.errors import IaaaError
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from iaaa.errors import IaaaError
 from iaaa.policy.batch import ObjectBatch, prepare_objects
-from iaaa.policy.threads import torch_threads
+from iaaa.threads import torch_threads
 
 __all__ = ["WAE", "WAEConfig", "FitReport", "fit_wae", "load_wae", "imq_kernel", "offdiag_mean", "mmd_unbiased", "IMQ_SCALES"]
 

@@ -1,20 +1,26 @@
 """Synthesis (IAAA, paper sections 2.2-2.4): one module per stage, each with a small validated
-config, composed by :class:`CellCompositor`.
+config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCompositor`.
 
 * :mod:`~iaaa.synthesis.objects` — cut SCOs / MCOs out of annotated images (:class:`ObjectConfig`);
 * :mod:`~iaaa.synthesis.background` — remove the cells, fill the holes (:class:`BackgroundConfig`);
 * :mod:`~iaaa.synthesis.layout` — where candidate positions come from (:class:`LayoutConfig`);
 * :mod:`~iaaa.synthesis.canvas` — the image being built and its occupancy bookkeeping (:class:`Canvas`);
 * :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a canvas
-  (:class:`PlacementConfig`, :func:`place` -> :class:`PlacementResult`);
+  (:class:`PlacementConfig`, :func:`place_objects` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
   (:class:`CountConfig`);
 * :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
   (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
 * :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
 * :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
+* :mod:`~iaaa.synthesis.mirror` — reading past the frame by reflection (:func:`tile`, :func:`reflect_index`);
 * :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
+* :mod:`~iaaa.synthesis.config` — :class:`CompositorConfig`: the stage configs and the choices
+  that span stages, flat ``KEY=VALUE`` options, JSON round trip, the ``paper()`` preset;
 * :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`.
+
+One public function per stage: :func:`extract_objects`, :func:`remove_cells`,
+:func:`place_objects`, each taking its stage config.
 
 Names are imported lazily, so importing one stage does not import the others.
 """
@@ -26,18 +32,19 @@ from typing import Any
 
 _LAZY: dict[str, str] = {
     "CellCompositor": "compositor",
-    "ObjectConfig": "objects", "ObjectGroups": "objects", "group_instances": "objects", "extract": "objects", "extract_objects": "objects",
+    "CompositorConfig": "config",
+    "ObjectConfig": "objects", "ObjectGroups": "objects", "group_instances": "objects", "extract_objects": "objects",
     "group_cells": "objects", "label_adjacency": "objects",
     "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
     "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "inpaint", "remove_cells_by_mask": "inpaint",
     "auto_group_keys": "image_groups", "survey": "image_groups",
-    "BackgroundConfig": "background", "BackgroundFill": "background", "fill": "background", "fill_background": "background",
-    "remove_cells": "background", "tile": "background",
+    "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background",
+    "reflect_index": "mirror", "tile": "mirror",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
-    "place": "placement", "place_objects": "placement", "level_map": "placement",
+    "place_objects": "placement", "level_map": "placement",
     "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
-    "GroupPool": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
+    "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",

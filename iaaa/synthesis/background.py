@@ -4,12 +4,12 @@ Every merged cell box is filled with pixels drawn from outside all boxes, chosen
 box's corners, and the filled box is pasted back through a Gaussian-filtered rectangle so no seam
 shows. Two ways to choose the fill pixels:
 
-``method="paper"``
+``background_method="paper"``
     For each inside pixel, ``n`` random outside pixels are scored by the mean Euclidean distance
     (over channels) between their value and the box's four corner pixels; the closest wins. The
     criterion is the same for every pixel of a box, so a large ``n`` flattens the box to one value.
 
-``method="bilinear"`` (default of the free functions; the compositor's default is ``"mask"``)
+``background_method="bilinear"``
     The target of an inside pixel is the bilinear blend, at that pixel's position, of the local
     background level at the four corners of the box, so illumination gradients continue through
     the box. Candidates are compared by their *local background level* (a Gaussian mean over
@@ -22,7 +22,7 @@ shows. Two ways to choose the fill pixels:
 In both methods every filled value is a real outside pixel value, and pixels farther than the
 feather from every box are left bit-identical. The Gaussian filters are :mod:`iaaa.filters`.
 
-``method="mask"``
+``background_method="mask"`` (the default)
     Not boxes but each cell's mask grown by its ``halo`` is removed (the halo or blurred rim that
     belongs to the cell in the image, measured per dataset by
     :func:`iaaa.synthesis.halo.measure_halo`; ``halo=None`` measures it on the image itself),
@@ -34,7 +34,7 @@ feather from every box are left bit-identical. The Gaussian filters are :mod:`ia
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +43,11 @@ from iaaa.boxes import boxes_to_mask, merge_boxes
 from iaaa.errors import IaaaError
 from iaaa.filters import feather_mask, feather_radius, gaussian_blur
 from iaaa.structures import check_labels, from_float, instance_boxes, to_float
-from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.checks import bounded, check, validate
 
-__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "fill", "fill_background", "remove_cells", "reflect_index", "tile"]
+__all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "remove_cells"]
 
-METHODS = ("bilinear", "paper", "mask")
+METHODS: tuple[str, ...] = ("bilinear", "paper", "mask")
 
 # Candidate gathers are (pixels x n x C); chunking keeps a 1024x1024 image under ~100 MB.
 _CHUNK_ELEMS = 1 << 22
@@ -56,49 +56,44 @@ _CORNER_OUT = 2
 _MIN_OUTSIDE_FRACTION = 0.02
 
 
-def reflect_index(n: int, lo: int, hi: int, device: torch.device) -> torch.Tensor:
-    """Indices ``lo..hi-1`` folded into ``0..n-1`` by mirror reflection (edge not repeated)."""
-    idx = torch.arange(lo, hi, device=device)
-    if n == 1:
-        return torch.zeros_like(idx)
-    period = 2 * (n - 1)
-    m = idx.remainder(period)
-    return torch.where(m >= n, period - m, m)
-
-
-def tile(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
-    """Mirror-tile ``image`` ``(C, H, W)`` up to at least ``size`` on both axes (``None`` or a
-    smaller size: unchanged), so a background can be cropped to any output size."""
-    if size is None:
-        return image
-    h, w = image.shape[-2:]
-    H, W = max(h, size[0]), max(w, size[1])
-    if (H, W) == (h, w):
-        return image
-    return image[:, reflect_index(h, 0, H, image.device)][:, :, reflect_index(w, 0, W, image.device)]
-
-
 @dataclass(frozen=True)
 class BackgroundConfig:
-    """How cells are removed from an image (validated once, here); see :func:`fill_background`."""
+    """How cells are removed from an image (validated once, here); see :func:`remove_cells`.
 
-    method: str = "mask"
-    n_candidates: int = 32
-    sigma: float = 2.0
-    truncate: float = 3.0
-    margin: int = 1
-    level_sigma: float = 4.0
-    patch: int = 8
-    halo: int | None = None
+    The fields carry the ``background_`` prefix so every option of a
+    :class:`~iaaa.synthesis.config.CompositorConfig` has one unique flat name.
+
+    Attributes:
+        background_method: ``"mask"`` (default: each cell and its halo removed, every other pixel
+            kept, holes inpainted), ``"bilinear"`` or ``"paper"`` (both fill merged boxes); see
+            module docs.
+        background_candidates: random outside pixels (or windows) scored per fill pixel (block).
+        background_sigma: Gaussian sigma of the rectangle feather of the box methods. The filled
+            region is each merged box grown by ``2 * feather_radius(sigma)``; the white
+            rectangle is the box grown by one radius, so every pixel of the box is replaced.
+        background_truncate: the feather's kernel reaches ``truncate * sigma`` pixels.
+        background_margin: boxes closer than this many pixels are merged before filling (see
+            :func:`iaaa.boxes.merge_boxes`).
+        background_level_sigma: scale of the local background level (``"bilinear"`` and
+            ``"mask"``).
+        background_patch: side of the square blocks the fill is copied in (``"bilinear"``; with
+            ``"mask"`` the starting stride of the texture blocks). ``1`` draws every inside pixel
+            on its own, which turns a real background's spatially correlated noise into white
+            noise; ``patch > 1`` tiles the fill region with ``patch x patch`` blocks (grid at a
+            random phase) and copies, for each block, a whole outside window chosen the same way,
+            falling back to smaller blocks where too few all-outside windows exist.
+    """
+
+    background_method: Literal["bilinear", "paper", "mask"] = "mask"
+    background_candidates: int = bounded(32, 1, 1024)
+    background_sigma: float = bounded(2.0, 0.0, 50.0)
+    background_truncate: float = bounded(3.0, 0.5, 10.0)
+    background_margin: int = bounded(1, 0, 256)
+    background_level_sigma: float = bounded(4.0, 0.1, 256.0)
+    background_patch: int = bounded(8, 1, 256)
 
     def __post_init__(self) -> None:
-        one_of(self.method, "method", METHODS)
-        check(self.halo is None or (isinstance(self.halo, int) and self.halo >= 0), "halo", "must be None or an integer >= 0", self.halo)
-        check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
-        feather_radius(self.sigma, self.truncate)  # sigma >= 0, truncate > 0
-        check(self.margin >= 0, "margin", "must be >= 0", self.margin)
-        check(self.level_sigma > 0, "level_sigma", "must be > 0", self.level_sigma)
-        check(int(self.patch) == self.patch and self.patch >= 1, "patch", "must be a positive integer", self.patch)
+        validate(self)
 
 
 # ----------------------------------------------------------------------------- cell removal
@@ -106,7 +101,7 @@ class BackgroundConfig:
 
 @dataclass
 class BackgroundFill:
-    """Everything :func:`fill_background` computed, for inspection and tests.
+    """Everything :func:`remove_cells` computed, for inspection and tests.
 
     Attributes:
         image: the background, same dtype and shape as the input image.
@@ -215,125 +210,205 @@ def _patch_units(
     return block_target, window_key, unit, gy - by * k, gx - bx * k, ay, ax
 
 
-def fill(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None = None) -> BackgroundFill:
-    """:func:`fill_background` with its options in a validated :class:`BackgroundConfig`."""
-    if config.method == "mask":
-        return _fill_by_mask(image, labels, config, generator)
-    method, n_candidates, sigma, truncate = config.method, config.n_candidates, config.sigma, config.truncate
-    level_sigma = config.level_sigma
-    patch = int(config.patch) if method == "bilinear" else 1
+def remove_cells(
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    config: BackgroundConfig | None = None,
+    *,
+    halo: int | None = None,
+    generator: torch.Generator | None = None,
+) -> BackgroundFill:
+    """Remove every instance of ``labels`` from ``image``; ``.image`` of the result is the
+    background (same dtype and shape as ``image``), the other fields show how it was made.
+
+    Args:
+        image: ``(C, H, W)`` (or ``(H, W)``) uint8, uint16 or float image.
+        labels: ``(H, W)`` instance label map; every instance is removed.
+        config: how (:class:`BackgroundConfig`; ``None``: its defaults, ``"mask"``).
+        halo: ``background_method="mask"`` only: pixels removed around every mask, a value
+            measured from the data (``None``: measured on this image,
+            :func:`iaaa.synthesis.halo.measure_halo`).
+        generator: the only source of randomness (``None`` means a fresh generator seeded 0,
+            so the result is still reproducible; the global RNG is never read).
+    """
+    config = BackgroundConfig() if config is None else config
+    if not isinstance(config, BackgroundConfig):
+        raise IaaaError(f"config: expected a BackgroundConfig, got {type(config).__name__}")
+    check(halo is None or (isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256), "halo", "must be None or an integer in [0, 256]", halo)
+    if config.background_method == "mask":
+        return _fill_by_mask(image, labels, config, halo, generator)
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
     labels = check_labels(labels).to(img.device)
     if tuple(labels.shape) != tuple(img.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
-    c, h, w = img.shape
+    _, h, w = img.shape
     x = to_float(img)
-    boxes, _ = merge_boxes(instance_boxes(labels), config.margin)
+    boxes, _ = merge_boxes(instance_boxes(labels), config.background_margin)
     boxes = boxes.to(img.device)
     empty = torch.zeros(h, w, dtype=torch.bool, device=img.device)
     if boxes.shape[0] == 0:
         return BackgroundFill(img.clone(), x.clone(), torch.zeros(h, w, device=img.device), empty, ~empty, boxes)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    region = _describe(labels, boxes, config)
+    target = _targets(x, region, boxes, config)
+    chosen, blocks = _choose(x, region, target, config, generator)
+    filled = x.clone()
+    fy, fx = region.fy, region.fx
+    if blocks is not None:
+        # Every pixel of a block copies the pixel at the same offset in its block's window.
+        unit, dy, dx, ay, ax = blocks
+        src = chosen[unit]
+        filled[:, fy, fx] = x[:, ay[src] + dy, ax[src] + dx]
+    else:
+        filled[:, fy, fx] = target.raw_out[chosen].T
+    out = torch.where(region.mask, torch.lerp(x, filled, region.alpha), x)
+    return BackgroundFill(from_float(out, img.dtype), filled, region.alpha, region.mask, region.outside, boxes)
 
+
+@dataclass
+class _Region:
+    """Where a box fill writes and reads (phase 1)."""
+
+    alpha: torch.Tensor
+    """``(H, W)`` Gaussian-filtered rectangle mask the fill is pasted through."""
+    mask: torch.Tensor
+    """``(H, W)`` bool, ``alpha > 0``: the pixels filled."""
+    outside: torch.Tensor
+    """``(H, W)`` bool: the pixels fill values are drawn from."""
+    fy: torch.Tensor
+    fx: torch.Tensor
+    """Coordinates of the fill pixels."""
+    fj: torch.Tensor
+    """Merged box each fill pixel belongs to."""
+    r: int
+    """The feather radius."""
+
+
+def _describe(labels: torch.Tensor, boxes: torch.Tensor, config: BackgroundConfig) -> _Region:
+    """Phase 1: the feathered fill region of the merged ``boxes``, the outside pixels and which
+    box every fill pixel belongs to."""
+    h, w = labels.shape
+    sigma, truncate = config.background_sigma, config.background_truncate
     r = feather_radius(sigma, truncate)
     core = boxes_to_mask(boxes, (h, w), r)
     # Replicate padding: a box cut by the frame must be fully replaced up to the frame.
     alpha = feather_mask(core, sigma, truncate, "replicate")
     region = alpha > 0
-    outside = _outside(labels, boxes, r, max(16, n_candidates))
-
+    outside = _outside(labels, boxes, r, max(16, config.background_candidates))
     # Which box a fill pixel belongs to: rings may overlap, box interiors never do, so paint the
     # grown regions first and the boxes last. One slice per box, not per pixel.
-    owner = torch.full((h, w), -1, dtype=torch.int64, device=img.device)
+    owner = torch.full((h, w), -1, dtype=torch.int64, device=labels.device)
     bl = boxes.tolist()
     for j, (x0, y0, x1, y1) in enumerate(bl):
         owner[max(0, y0 - 2 * r) : y1 + 2 * r + 1, max(0, x0 - 2 * r) : x1 + 2 * r + 1] = j
     for j, (x0, y0, x1, y1) in enumerate(bl):
         owner[y0 : y1 + 1, x0 : x1 + 1] = j
     fy, fx = torch.nonzero(region, as_tuple=True)
-    fj = owner[fy, fx]
+    return _Region(alpha, region, outside, fy, fx, owner[fy, fx], r)
 
-    oy, ox = torch.nonzero(outside, as_tuple=True)
+
+@dataclass
+class _Targets:
+    """What each fill pixel should look like and how the outside pixels compare (phase 2)."""
+
+    raw_out: torch.Tensor
+    """``(O, C)`` raw values of the outside pixels (what gets copied)."""
+    key_out: torch.Tensor
+    """``(O, C)`` what candidates are compared by (raw values, or their local level)."""
+    corners: torch.Tensor
+    """``(M, 4, C)`` the corners of every merged box."""
+    target: torch.Tensor | None
+    """``(P, C)`` bilinear target of every fill pixel (``"bilinear"``), else ``None``."""
+    level: torch.Tensor | None
+    """``(C, H, W)`` local background level (``"bilinear"``), else ``None``."""
+
+
+def _targets(x: torch.Tensor, region: _Region, boxes: torch.Tensor, config: BackgroundConfig) -> _Targets:
+    """Phase 2: the corners of every box and, for ``"bilinear"``, every fill pixel's target."""
+    c, h, w = x.shape
+    oy, ox = torch.nonzero(region.outside, as_tuple=True)
     raw_out = x[:, oy, ox].T.contiguous()  # (O, C)
-    if method == "paper":
+    if config.background_method == "paper":
         # Literal corner pixels of the merged box.
         cy = torch.stack([boxes[:, 1], boxes[:, 1], boxes[:, 3], boxes[:, 3]], 1)
         cx = torch.stack([boxes[:, 0], boxes[:, 2], boxes[:, 0], boxes[:, 2]], 1)
-        corners = x[:, cy, cx].permute(1, 2, 0)  # (M, 4, C)
-        key_out = raw_out
-    else:
-        level, support = _local_level(x, outside, level_sigma, 2)
-        coarse, coarse_support = _local_level(x, outside, 4 * level_sigma, 4)
-        # Corners are sampled at the edge of the filled region (two feather radii out): that is
-        # the background the fill must meet, and the cell's own halo has faded there.
-        co = _CORNER_OUT * r
-        bx0 = (boxes[:, 0] - co).clamp(0, w - 1)
-        by0 = (boxes[:, 1] - co).clamp(0, h - 1)
-        bx1 = (boxes[:, 2] + co).clamp(0, w - 1)
-        by1 = (boxes[:, 3] + co).clamp(0, h - 1)
-        cy = torch.stack([by0, by0, by1, by1], 1)
-        cx = torch.stack([bx0, bx1, bx0, bx1], 1)
-        lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], coarse[:, cy, cx])
-        lost = coarse_support[cy, cx] <= 1e-3
-        if bool(lost.any()):  # no outside pixel even at the coarse scale: the image's median
-            lv = torch.where(lost, raw_out.median(0).values.view(c, 1, 1), lv)
-        corners = lv.permute(1, 2, 0)  # (M, 4, C)
-        key_out = level[:, oy, ox].T.contiguous()
-        # Bilinear target per fill pixel, position clamped to the corner rectangle.
-        u = ((fx - bx0[fj]).float() / (bx1[fj] - bx0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
-        v = ((fy - by0[fj]).float() / (by1[fj] - by0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
-        cj = corners[fj]  # (P, 4, C)
-        target = (1 - u) * (1 - v) * cj[:, 0] + u * (1 - v) * cj[:, 1] + (1 - u) * v * cj[:, 2] + u * v * cj[:, 3]
+        return _Targets(raw_out, raw_out, x[:, cy, cx].permute(1, 2, 0), None, None)
+    level_sigma = config.background_level_sigma
+    level, support = _local_level(x, region.outside, level_sigma, 2)
+    coarse, coarse_support = _local_level(x, region.outside, 4 * level_sigma, 4)
+    # Corners are sampled at the edge of the filled region (two feather radii out): that is
+    # the background the fill must meet, and the cell's own halo has faded there.
+    co = _CORNER_OUT * region.r
+    bx0 = (boxes[:, 0] - co).clamp(0, w - 1)
+    by0 = (boxes[:, 1] - co).clamp(0, h - 1)
+    bx1 = (boxes[:, 2] + co).clamp(0, w - 1)
+    by1 = (boxes[:, 3] + co).clamp(0, h - 1)
+    cy = torch.stack([by0, by0, by1, by1], 1)
+    cx = torch.stack([bx0, bx1, bx0, bx1], 1)
+    lv = torch.where(support[cy, cx] > 1e-3, level[:, cy, cx], coarse[:, cy, cx])
+    lost = coarse_support[cy, cx] <= 1e-3
+    if bool(lost.any()):  # no outside pixel even at the coarse scale: the image's median
+        lv = torch.where(lost, raw_out.median(0).values.view(c, 1, 1), lv)
+    corners = lv.permute(1, 2, 0)  # (M, 4, C)
+    # Bilinear target per fill pixel, position clamped to the corner rectangle.
+    fy, fx, fj = region.fy, region.fx, region.fj
+    u = ((fx - bx0[fj]).float() / (bx1[fj] - bx0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
+    v = ((fy - by0[fj]).float() / (by1[fj] - by0[fj]).clamp_min(1).float()).clamp(0, 1).unsqueeze(1)
+    cj = corners[fj]  # (P, 4, C)
+    target = (1 - u) * (1 - v) * cj[:, 0] + u * (1 - v) * cj[:, 1] + (1 - u) * v * cj[:, 2] + u * v * cj[:, 3]
+    return _Targets(raw_out, level[:, oy, ox].T.contiguous(), corners, target, level)
 
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+
+def _choose(
+    x: torch.Tensor, region: _Region, t: _Targets, config: BackgroundConfig, generator: torch.Generator,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """Phase 3: for every fill pixel (or block) the best of ``background_candidates`` random
+    outside pixels (or windows). Returns ``(chosen, blocks)``: indices into the outside pixels
+    (or windows), and ``(unit, dy, dx, ay, ax)`` when the fill is copied in blocks."""
+    method, n = config.background_method, config.background_candidates
+    patch = int(config.background_patch) if method == "bilinear" else 1
+    c = x.shape[0]
+    key_out, target = t.key_out, t.target
     blocks = None
     if patch > 1:
-        blocks = _patch_units(outside, level, target, fy, fx, patch, max(16, n_candidates), generator)
+        blocks = _patch_units(region.outside, t.level, target, region.fy, region.fx, patch, max(16, n), generator)
     if blocks is not None:
         # Units are blocks and sources are the anchors of all-outside windows (see _patch_units).
         target, key_out, unit, dy, dx, ay, ax = blocks
         p = target.shape[0]
+        blocks = (unit, dy, dx, ay, ax)
     else:
-        p = fy.numel()
+        p = region.fy.numel()
     n_out = key_out.shape[0]
     # Each inside pixel (or block) reads n consecutive entries, from a random offset, of a pool of
     # random outside pixels (or windows): every pixel's candidates are still independent uniform draws, at a cost
     # of one random number per pixel instead of n (the RNG dominated large images), and the
     # candidate windows are strided views of the pool, so no (pixels x n) index array is built.
-    n = n_candidates
     n_pool = max(4096, min(1 << 16, n_out))
-    pool = torch.randint(n_out, (n_pool,), generator=generator, device=generator.device).to(img.device)
-    offset = torch.randint(n_pool, (p,), generator=generator, device=generator.device).to(img.device)
+    pool = torch.randint(n_out, (n_pool,), generator=generator, device=generator.device).to(x.device)
+    offset = torch.randint(n_pool, (p,), generator=generator, device=generator.device).to(x.device)
     key_pool = key_out[pool]
     windows = torch.cat([key_pool, key_pool[: n - 1]]).unfold(0, n, 1)  # (n_pool, C, n) view
-    best = torch.empty(p, dtype=torch.int64, device=img.device)
+    best = torch.empty(p, dtype=torch.int64, device=x.device)
     step = max(1, _CHUNK_ELEMS // (n * max(c, 1) * (4 if method == "paper" else 1)))
+    fj = region.fj
     for s in range(0, p, step):
         cand = windows[offset[s : s + step]]  # (q, C, n)
         if method == "paper":
             # Mean over the four corners of the Euclidean distance over channels.
-            diff = cand.unsqueeze(1) - corners[fj[s : s + step]].unsqueeze(-1)  # (q, 4, C, n)
+            diff = cand.unsqueeze(1) - t.corners[fj[s : s + step]].unsqueeze(-1)  # (q, 4, C, n)
             d = diff.square_().sum(2).sqrt_().mean(1)
         else:
             # Squared distance ranks candidates exactly as the distance does.
             d = (cand - target[s : s + step].unsqueeze(-1)).square_().sum(1)
         best[s : s + step] = d.argmin(1)
-    chosen = pool[(offset + best).remainder_(n_pool)]
-
-    filled = x.clone()
-    if blocks is not None:
-        # Every pixel of a block copies the pixel at the same offset in its block's window.
-        src = chosen[unit]
-        filled[:, fy, fx] = x[:, ay[src] + dy, ax[src] + dx]
-    else:
-        filled[:, fy, fx] = raw_out[chosen].T
-    out = torch.where(region, torch.lerp(x, filled, alpha), x)
-    return BackgroundFill(from_float(out, img.dtype), filled, alpha, region, outside, boxes)
+    return pool[(offset + best).remainder_(n_pool)], blocks
 
 
-def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, generator: torch.Generator | None) -> BackgroundFill:
+def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, generator: torch.Generator | None) -> BackgroundFill:
     from iaaa.synthesis.halo import measure_halo
     from iaaa.synthesis.inpaint import remove_cells_by_mask
 
@@ -341,57 +416,8 @@ def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundC
     labels = check_labels(labels).to(img.device)
     if tuple(labels.shape) != tuple(img.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
-    halo = config.halo
     if halo is None:
         halo = measure_halo([(img, labels)])[0] if bool((labels > 0).any()) and bool((labels == 0).any()) else 0
-    r = remove_cells_by_mask(img, labels, halo, sigma=config.level_sigma, block=config.patch, n_candidates=config.n_candidates, generator=generator)
+    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, generator=generator)
     boxes = instance_boxes(labels).to(img.device)
     return BackgroundFill(r.image, to_float(r.image), r.hole.to(torch.float32), r.hole, r.reference, boxes)
-
-
-def fill_background(
-    image: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    method: str = "bilinear",
-    n_candidates: int = 32,
-    sigma: float = 2.0,
-    truncate: float = 3.0,
-    margin: int = 1,
-    level_sigma: float = 4.0,
-    patch: int = 8,
-    halo: int | None = None,
-    generator: torch.Generator | None = None,
-) -> BackgroundFill:
-    """Remove every instance of ``labels`` from ``image`` and return the details.
-
-    Args:
-        image: ``(C, H, W)`` (or ``(H, W)``) uint8, uint16 or float image.
-        labels: ``(H, W)`` instance label map; every instance is removed.
-        method: ``"bilinear"`` (default, see module docs), ``"paper"`` or ``"mask"``.
-        n_candidates: random outside pixels drawn per inside pixel.
-        sigma: Gaussian sigma of the rectangle feather. The filled region is each merged box
-            grown by ``2 * feather_radius(sigma)``; the white rectangle is the box grown by one
-            radius, so every pixel of the box itself is fully replaced.
-        margin: boxes closer than this many pixels are merged (see :func:`iaaa.boxes.merge_boxes`).
-        level_sigma: scale of the local background level (``method="bilinear"`` only).
-        patch: side of the square blocks the fill is copied in (``method="bilinear"`` only).
-            ``1`` draws every inside pixel on its own, which turns a real background's spatially
-            correlated noise into white noise; ``patch > 1`` tiles the fill region with
-            ``patch x patch`` blocks (grid at a random phase) and copies, for each block, a whole
-            outside ``patch x patch`` window chosen the same way, so the fill keeps the
-            background's noise correlation within each block. Falls back to smaller blocks
-            where too few all-outside windows exist. With ``method="mask"``: the starting
-            stride of the texture blocks.
-        halo: ``method="mask"`` only: pixels removed around every mask (``None``: measured).
-        generator: the only source of randomness (``None`` means a fresh generator seeded 0,
-            so the result is still reproducible; the global RNG is never read).
-    """
-    config = BackgroundConfig(method=method, n_candidates=n_candidates, sigma=sigma, truncate=truncate, margin=margin, level_sigma=level_sigma, patch=patch, halo=halo)
-    return fill(image, labels, config, generator)
-
-
-def remove_cells(image: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
-    """Return ``image`` with every annotated cell removed and the holes filled with background
-    texture (same dtype and shape as ``image``). ``options`` are :func:`fill_background`'s."""
-    return fill_background(image, labels, generator=generator, **options).image

@@ -1,6 +1,6 @@
 """Mask-level cell removal: cut each cell out by its halo-grown mask and inpaint the hole.
 
-Unlike the paper's box fill (:func:`iaaa.synthesis.background.fill_background`), which rebuilds every merged
+Unlike the paper's box fill (:func:`iaaa.synthesis.background.remove_cells`), which rebuilds every merged
 cell *box* (65-100 % of a dense phase-contrast field), only the cells and the halo that belongs to
 them (:mod:`iaaa.synthesis.halo`) are replaced; every other pixel is returned bit-identical.
 

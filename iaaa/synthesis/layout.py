@@ -11,6 +11,7 @@ uniform so cells still land anywhere; corner matching then picks the best candid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -18,11 +19,11 @@ import torch.nn.functional as F
 
 from iaaa.errors import IaaaError
 from iaaa.filters import gaussian_blur
-from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.checks import bounded, validate
 
 __all__ = ["LAYOUTS", "STEP", "LayoutConfig", "layout_grid", "layout_density", "candidate_positions"]
 
-LAYOUTS = ("uniform", "source")
+LAYOUTS: tuple[str, ...] = ("uniform", "source")
 STEP = 4
 """Pixels per side of a block of the density grid: the density is smooth at the scale of a cell,
 so blocks keep the grid (and its CDF) 16x smaller than the image at no visible cost."""
@@ -30,23 +31,23 @@ so blocks keep the grid (and its CDF) 16x smaller than the image at no visible c
 
 @dataclass(frozen=True)
 class LayoutConfig:
-    """Where candidate positions come from (validated once, here).
+    """Where candidate positions come from (validated once, here). The fields carry the
+    ``layout`` prefix so every option of a :class:`~iaaa.synthesis.config.CompositorConfig` has
+    one unique flat name.
 
     Attributes:
-        method: ``"uniform"`` (the paper: anywhere in the frame) or ``"source"`` (where the
+        layout: ``"uniform"`` (the paper: anywhere in the frame) or ``"source"`` (where the
             background's own image had cells, see module docs).
-        sigma: blur of the cell mask, pixels (``"source"`` only).
-        mix: share of uniform mixed into the density (``"source"`` only).
+        layout_sigma: blur of the cell mask, pixels (``"source"`` only).
+        layout_mix: share of uniform mixed into the density (``"source"`` only).
     """
 
-    method: str = "uniform"
-    sigma: float = 16.0
-    mix: float = 0.25
+    layout: Literal["uniform", "source"] = "uniform"
+    layout_sigma: float = bounded(16.0, 0.5, 1024.0)
+    layout_mix: float = bounded(0.25, 0.0, 1.0)
 
     def __post_init__(self) -> None:
-        one_of(self.method, "method", LAYOUTS)
-        check(self.sigma > 0, "sigma", "must be > 0", self.sigma)
-        check(0 <= self.mix <= 1, "mix", "must be in [0, 1]", self.mix)
+        validate(self)
 
 
 def layout_grid(mask: torch.Tensor, sigma: float, step: int = STEP) -> np.ndarray:

@@ -134,7 +134,7 @@ def _base_grid(ho: int, wo: int, device: str) -> torch.Tensor:
 class RandomScale:
     """Resize an object by a factor drawn log-uniformly from ``(lo, hi)`` (one uniform per
     call): bilinear (antialiased when shrinking) for the image, nearest for the labels. What
-    ``CellCompositor(object_scale=...)`` applies before the policy.
+    ``CompositorConfig(object_scale=...)`` applies before the policy.
 
     Args:
         scale: a factor > 0, or ``(lo, hi)`` with ``0 < lo <= hi``.

@@ -36,7 +36,7 @@ Choices the paper leaves open, made here on purpose:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -44,48 +44,43 @@ import torch
 from iaaa.boxes import merge_boxes
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, as_annotated, check_labels, instance_areas, instance_boxes
-from iaaa.synthesis.checks import check, one_of
-from iaaa.synthesis.background import reflect_index, remove_cells
+from iaaa.synthesis.background import BackgroundConfig, remove_cells
+from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.halo import grow_masks
+from iaaa.synthesis.mirror import reflect_index
 
 __all__ = [
-    "GROUPINGS", "ObjectConfig", "ObjectGroups", "group_cells", "label_adjacency", "group_instances", "extract", "extract_objects",
+    "GROUPINGS", "ObjectConfig", "ObjectGroups", "group_cells", "label_adjacency", "group_instances", "extract_objects",
     "instance_areas", "instance_boxes", "merge_boxes",
 ]
 
-GROUPINGS = ("box", "mask")
+GROUPINGS: tuple[str, ...] = ("box", "mask")
 
 
 @dataclass(frozen=True)
 class ObjectConfig:
     """How objects are cut out of an annotated image (validated once, here).
 
+    The halo a crop keeps and the context around it are not choices but values the compositor
+    derives from the data and the placement (they live in its fitted group pools); the functions
+    here take them as arguments.
+
     Attributes:
         margin: boxes closer than this many pixels are merged (see :func:`iaaa.boxes.merge_boxes`).
         min_area: instances smaller than this (pixels) are debris (see module docs).
         keep_border: also keep objects touching the image border (the paper drops them).
-        context: pixels of surroundings kept on every side of the merged box.
-        grouping: ``"box"`` (the paper) or ``"mask"`` (see module docs).
+        grouping: ``"mask"`` (default) or ``"box"`` (the paper); see module docs.
         touch: growth before testing mask contact (``grouping="mask"``).
-        halo: with ``grouping="mask"``, the crop keeps the real pixels within this many pixels
-            of its own cells (nearer to them than to any other cell): the cells' halo or rim.
     """
 
-    margin: int = 1
-    min_area: int = 10
+    margin: int = bounded(1, 0, 256)
+    min_area: int = bounded(10, 1, 1 << 20)
     keep_border: bool = False
-    context: int = 0
-    grouping: str = "mask"
-    touch: int = 1
-    halo: int = 0
+    grouping: Literal["box", "mask"] = "mask"
+    touch: int = bounded(1, 0, 64)
 
     def __post_init__(self) -> None:
-        one_of(self.grouping, "grouping", GROUPINGS)
-        check(isinstance(self.touch, int) and self.touch >= 0, "touch", "must be an integer >= 0", self.touch)
-        check(isinstance(self.halo, int) and self.halo >= 0, "halo", "must be an integer >= 0", self.halo)
-        check(self.margin >= 0, "margin", "must be >= 0", self.margin)
-        check(self.min_area >= 1, "min_area", "must be >= 1", self.min_area)
-        check(self.context >= 0, "context", "must be >= 0", self.context)
+        validate(self)
 
 
 @dataclass
@@ -183,13 +178,17 @@ def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None =
     return cells.to(labels.device), torch.from_numpy(rank[comp]).to(labels.device)
 
 
-def group_instances(labels: torch.Tensor, *, margin: int = 1, min_area: int = 10, grouping: str = "box", touch: int = 1) -> ObjectGroups:
-    """Group the instances of ``labels`` ``(H, W)`` into SCOs/MCOs (see module docs); with
-    ``grouping="mask"`` the ``boxes`` are the union boxes of each group's cells."""
+def group_instances(labels: torch.Tensor, config: ObjectConfig | None = None) -> ObjectGroups:
+    """Group the instances of ``labels`` ``(H, W)`` into SCOs/MCOs by ``config`` (``None``: the
+    :class:`ObjectConfig` defaults; see module docs); with ``grouping="mask"`` the ``boxes`` are
+    the union boxes of each group's cells."""
+    config = ObjectConfig() if config is None else config
+    if not isinstance(config, ObjectConfig):
+        raise IaaaError(f"config: expected an ObjectConfig, got {type(config).__name__}")
+    margin, min_area, grouping, touch = config.margin, config.min_area, config.grouping, config.touch
     labels = check_labels(labels)
     if labels.ndim != 2:
         raise IaaaError(f"labels: expected (H, W), got shape {tuple(labels.shape)}")
-    one_of(grouping, "grouping", GROUPINGS)
     h, w = labels.shape
     ids, areas = instance_areas(labels)
     big = areas >= min_area
@@ -215,19 +214,24 @@ def group_instances(labels: torch.Tensor, *, margin: int = 1, min_area: int = 10
     return ObjectGroups(cells, areas[big], merged, group, sizes, border, frags, ids)
 
 
-def extract(s: AnnotatedImage, config: ObjectConfig, background: torch.Tensor | None = None) -> tuple[list[CellObject], ObjectGroups]:
-    """The objects of one named annotated image and how its instances grouped.
+def extract(
+    s: AnnotatedImage, config: ObjectConfig, background: torch.Tensor | None = None, *, halo: int = 0, context: int = 0,
+) -> tuple[list[CellObject], ObjectGroups]:
+    """The objects of one named annotated image and how its instances grouped (the kernel of
+    :func:`extract_objects`, which the compositor calls per image).
 
     ``background``: a cell-free version of the image (same shape and dtype), read where a crop's
     context holds a foreign cell or leaves the frame; computed with
-    :func:`~iaaa.synthesis.background.remove_cells` when needed and not given."""
-    g = group_instances(s.labels, margin=config.margin, min_area=config.min_area, grouping=config.grouping, touch=config.touch)
+    :func:`~iaaa.synthesis.background.remove_cells` when needed and not given. ``halo`` and
+    ``context``: see :func:`extract_objects`."""
+    _check_measured(halo, context)
+    g = group_instances(s.labels, config)
     img, labels = s.image, s.labels
     h, w = labels.shape
     keep = [j for j in range(g.boxes.shape[0]) if config.keep_border or not bool(g.border[j])]
     if not keep:
         return [], g
-    c = int(config.context)
+    c = int(context)
     group_l = g.group.tolist()
     members: dict[int, list[int]] = {}
     for pos, j in enumerate(group_l):
@@ -238,7 +242,7 @@ def extract(s: AnnotatedImage, config: ObjectConfig, background: torch.Tensor | 
     bg = None
     # grouping="mask": every pixel within `halo` of a cell belongs to its nearest cell; a crop
     # keeps the real pixels of its own cells' grown region and takes the rest from the background.
-    grown = grow_masks(labels, config.halo) if config.grouping == "mask" else labels
+    grown = grow_masks(labels, halo) if config.grouping == "mask" else labels
     objs: list[CellObject] = []
     for j in keep:
         x0, y0, x1, y1 = (int(v) for v in g.boxes[j])
@@ -265,7 +269,7 @@ def extract(s: AnnotatedImage, config: ObjectConfig, background: torch.Tensor | 
         foreign = (lab != 0) & ~own if config.grouping == "box" else ~torch.isin(reg, own_ids)
         if bool(foreign.any()):
             if bg is None:
-                bg = _background_for(s, background, config)
+                bg = _background_for(s, background, config, halo)
             bgc = bg[:, Y0 : Y1 + 1, X0 : X1 + 1] if inside else bg[:, iy][:, :, ix]
             crop = torch.where(foreign.unsqueeze(0), bgc, crop)
         else:
@@ -284,43 +288,45 @@ def extract(s: AnnotatedImage, config: ObjectConfig, background: torch.Tensor | 
     return objs, g
 
 
-def _background_for(s: AnnotatedImage, background: Any, config: ObjectConfig) -> torch.Tensor:
+def _check_measured(halo: Any, context: Any) -> None:
+    check(isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256, "halo", "must be an integer in [0, 256]", halo)
+    check(isinstance(context, int) and not isinstance(context, bool) and 0 <= context <= 4096, "context", "must be an integer in [0, 4096]", context)
+
+
+def _background_for(s: AnnotatedImage, background: Any, config: ObjectConfig, halo: int) -> torch.Tensor:
     if background is not None:
         bg = torch.as_tensor(background)
         bg = bg if bg.ndim == 3 else bg.unsqueeze(0)
         if tuple(bg.shape) != tuple(s.image.shape) or bg.dtype != s.image.dtype:
             raise IaaaError(f"{s.name or 'sample'}: background {tuple(bg.shape)} {bg.dtype} does not match image {tuple(s.image.shape)} {s.image.dtype}")
         return bg.to(s.image.device)
+    # Mask grouping keeps every real pixel beyond the halos, so the background it falls back on
+    # removes cells the same way; box grouping keeps the paper's box fill.
     method = "mask" if config.grouping == "mask" else "bilinear"
-    return remove_cells(s.image, s.labels, method=method, halo=config.halo if method == "mask" else None, generator=torch.Generator().manual_seed(0))
+    return remove_cells(s.image, s.labels, BackgroundConfig(background_method=method), halo=halo if method == "mask" else None, generator=torch.Generator().manual_seed(0)).image
 
 
 def extract_objects(
     samples: Iterable[Any],
+    config: ObjectConfig | None = None,
     *,
-    margin: int = 1,
-    keep_border: bool = False,
-    min_area: int = 10,
+    halo: int = 0,
     context: int = 0,
     backgrounds: Sequence[torch.Tensor] | None = None,
-    grouping: str = "box",
-    touch: int = 1,
-    halo: int = 0,
 ) -> list[CellObject]:
     """Cut SCOs and MCOs out of annotated images.
 
     Args:
         samples: annotated images (:class:`~iaaa.structures.AnnotatedImage`, ``(image, labels)``
             pairs or dicts; see :func:`~iaaa.structures.as_annotated`).
-        margin: box merge distance (see :func:`iaaa.boxes.merge_boxes`).
-        keep_border: also keep objects touching the image border (the paper drops them).
-        min_area: instances smaller than this (pixels) are treated as debris (see module docs).
+        config: which cells form one object and which are kept (:class:`ObjectConfig`; ``None``:
+            its defaults, mask grouping; ``ObjectConfig(grouping="box")`` is the paper's rule).
+        halo: with ``grouping="mask"``, the crop keeps the real pixels within this many pixels
+            of its own cells (nearer to them than to any other cell): the cells' halo or rim.
         context: pixels of surroundings kept on every side of the merged box.
         backgrounds: optional cell-free version of each sample (same shape and dtype), used
             where a crop's context holds a foreign cell or leaves the frame; computed with
             :func:`iaaa.synthesis.background.remove_cells` when needed and not given.
-        grouping, touch, halo: which cells form one object and which real pixels a crop keeps
-            (see module docs and :class:`ObjectConfig`).
 
     Returns:
         One :class:`~iaaa.structures.CellObject` per kept merged box: ``image`` is the crop in the
@@ -329,13 +335,16 @@ def extract_objects(
         by up to ``context`` where the crop was mirrored), ``source`` the sample's name (or
         ``"sample<i>"``), ``source_ids`` the cells' original label values.
     """
-    config = ObjectConfig(margin=margin, min_area=min_area, keep_border=keep_border, context=context, grouping=grouping, touch=touch, halo=halo)
+    config = ObjectConfig() if config is None else config
+    if not isinstance(config, ObjectConfig):
+        raise IaaaError(f"config: expected an ObjectConfig, got {type(config).__name__}")
+    _check_measured(halo, context)
     out: list[CellObject] = []
     for i, raw in enumerate(samples):
         s = as_annotated(raw, name=f"sample{i}")
         if not s.name:
             s = AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta)
         bg = None if backgrounds is None else backgrounds[i]
-        objs, _ = extract(s, config, bg)
+        objs, _ = extract(s, config, bg, halo=halo, context=context)
         out.extend(objs)
     return out

@@ -38,8 +38,8 @@ device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -49,48 +49,59 @@ from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius, gaussian_blur
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, grown_runs
-from iaaa.synthesis.checks import check, one_of
+from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
 ]
 
-FEATHERS = ("mask", "outside")
-COLLISIONS = ("box", "mask")
+FEATHERS: tuple[str, ...] = ("mask", "outside")
+COLLISIONS: tuple[str, ...] = ("box", "mask")
 
 
 @dataclass(frozen=True)
 class PlacementConfig:
-    """How objects are placed and blended (validated once, here); see :func:`place_objects`."""
+    """How objects are placed and blended (validated once, here); see :func:`place_objects`.
 
-    n_candidates: int = 32
-    rounds: int = 4
-    gap: int | None = None
-    border: int = 0
-    sigma: float = 1.0
-    truncate: float = 3.0
-    feather: str = "mask"
-    match_sigma: float = 2.0
-    collision: str = "box"
-    rim: int = 0
+    Attributes:
+        n_candidates: random positions scored per object and round.
+        rounds: if every candidate of a round collides with placed cells or the frame, a fresh
+            round of ``n_candidates`` is tried, up to ``rounds`` (1 is the paper).
+        gap: minimum free pixels between an object's box and any placed cell (``None``: the
+            feather radius, so feathers never touch another cell).
+        border: minimum distance (pixels) between an object's box and the frame.
+        sigma: Gaussian sigma of the feather of pasted objects (``0``: hard paste).
+        truncate: the feather's kernel reaches ``truncate * sigma`` pixels.
+        feather: ``"mask"`` (paper) or ``"outside"`` (see module docs).
+        match_sigma: smoothing of the background for corner scores (0: raw pixels, the paper).
+        collision: ``"box"`` (default): a position is free when the object's box grown by
+            ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
+            none, so round cells pack as closely as real ones (slower for large objects).
+
+    The rim an object carries is not a choice here but the halo measured from the data (the
+    compositor's ``rim`` switch, its value kept in the fitted group pool); :func:`place_objects`
+    takes it as an argument.
+    """
+
+    n_candidates: int = bounded(32, 1, 4096)
+    rounds: int = bounded(4, 1, 64)
+    gap: int | None = bounded(None, 0, 1024)
+    border: int = bounded(0, 0, 4096)
+    sigma: float = bounded(1.0, 0.0, 50.0)
+    truncate: float = bounded(3.0, 0.5, 10.0)
+    feather: Literal["mask", "outside"] = "mask"
+    match_sigma: float = bounded(2.0, 0.0, 50.0)
+    collision: Literal["box", "mask"] = "box"
 
     def __post_init__(self) -> None:
-        check(isinstance(self.rim, int) and self.rim >= 0, "rim", "must be an integer >= 0", self.rim)
-        check(self.n_candidates >= 1, "n_candidates", "must be >= 1", self.n_candidates)
-        check(self.rounds >= 1, "rounds", "must be >= 1", self.rounds)
-        check(self.gap is None or self.gap >= 0, "gap", "must be None or >= 0", self.gap)
-        check(self.border >= 0, "border", "must be >= 0", self.border)
-        feather_radius(self.sigma, self.truncate)  # sigma >= 0, truncate > 0
-        one_of(self.feather, "feather", FEATHERS)
-        check(self.match_sigma >= 0, "match_sigma", "must be >= 0", self.match_sigma)
-        one_of(self.collision, "collision", COLLISIONS)
+        validate(self)
 
     @property
     def radius(self) -> int:
         """The feather radius: pixels farther than this from every pasted cell's mask grown by
-        ``rim`` are untouched."""
+        its rim are untouched."""
         return feather_radius(self.sigma, self.truncate)
 
     @property
@@ -177,31 +188,73 @@ def place(
     config: PlacementConfig,
     generator: torch.Generator,
     density: tuple[np.ndarray, int] | None = None,
+    *,
+    rim: int = 0,
 ) -> PlacementResult:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
-    the canvas, in order (``config.gap`` and ``config.border`` are the canvas's). ``density``:
+    the canvas, in order (``config.gap`` and ``config.border`` are the canvas's): the kernel of
+    :func:`place_objects`, which the compositor calls on its own canvas. ``density``:
     ``(grid, step)``, the weight of each ``step`` x ``step`` block for an object's centre
-    (``None``: uniform over the frame). The result's ``image`` is the canvas's float composite."""
-    n_candidates, sigma, truncate, feather = config.n_candidates, config.sigma, config.truncate, config.feather
-    rounds, collision, rim = config.rounds, config.collision, config.rim
+    (``None``: uniform over the frame); ``rim``: see :func:`place_objects`. The result's
+    ``image`` is the canvas's float composite."""
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
     # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
-    n = n_candidates
-    u = torch.rand((k, rounds * n, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
+    n = config.n_candidates
+    u = torch.rand((k, config.rounds * n, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
+    d = _describe(images, labels, config, rim, canvas.level.shape[0])
+    xs, ys, scores, fits = _score(canvas, d, u, density)
+    result = _Placed()
+    for j in range(k):
+        best = _choose(canvas, d, j, xs, ys, scores, fits, config) if fits[j] else -1
+        if best < 0:
+            result.skipped.append(j)
+            continue
+        _write_labels(canvas, d, j, int(xs[j, best]), int(ys[j, best]), class_ids[j], float(scores[j, best]), result)
+    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim)
+    return PlacementResult(
+        image=canvas.out,
+        labels=torch.from_numpy(canvas.labels),
+        boxes=torch.tensor(result.boxes, dtype=torch.int64).reshape(-1, 4),
+        placed=torch.tensor(result.placed, dtype=torch.int64),
+        skipped=torch.tensor(result.skipped, dtype=torch.int64),
+        scores=torch.tensor(result.scores, dtype=torch.float32),
+        new_ids=torch.tensor(result.new_ids, dtype=torch.int64),
+        instance_object=torch.tensor(result.inst_obj, dtype=torch.int64),
+        class_ids=torch.tensor(result.inst_cls, dtype=torch.int64),
+    )
+
+
+@dataclass
+class _Described:
+    """What placement knows of each object before it looks at the canvas."""
+
+    alphas: list[torch.Tensor]
+    """Paste alpha of each object (its mask, grown by the rim, feathered)."""
+    labs: list[np.ndarray]
+    """Label crops on the host."""
+    tights: list[tuple[int, int, int, int] | None]
+    """Tight ``(y0, y1, x0, x1)`` box of each mask (``None``: empty)."""
+    th: np.ndarray
+    tw: np.ndarray
+    desc: np.ndarray
+    """``(k, 4, C)`` corner descriptors (see :func:`_corner_descriptor`)."""
+
+
+def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], config: PlacementConfig, rim: int, c: int) -> _Described:
+    """Phase 1: each object's alpha, tight box and corner descriptor."""
     alphas, covers = [], []
     for lab in labels:
         m = (dilate_disk(lab > 0, rim) if rim else lab > 0).to(torch.float32)
-        a = blur_small(m, sigma, truncate)
-        alphas.append(torch.maximum(a, m) if feather == "outside" else a)
+        a = blur_small(m, config.sigma, config.truncate)
+        alphas.append(torch.maximum(a, m) if config.feather == "outside" else a)
         covers.append(m)
     labs_np = _host(labels)
     imgs_np = _host(images)
     alph_np = _host(alphas)
     # Corners describe the surroundings beyond the rim (the background the object must meet).
     cover_np = _host(covers) if rim else labs_np
-    c = canvas.level.shape[0]
-    H, W, b = canvas.h, canvas.w, canvas.border
+    k = len(labels)
     tights: list[tuple[int, int, int, int] | None] = []
     desc = np.zeros((k, 4, c), dtype=np.float32)
     th = np.zeros(k, dtype=np.int64)
@@ -212,102 +265,115 @@ def place(
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
             desc[j] = _corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
+    return _Described(alphas, labs_np, tights, th, tw, desc)
+
+
+def _score(canvas: Canvas, d: _Described, u: np.ndarray, density: tuple[np.ndarray, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Phase 2: every candidate position of every object and its corner score, in one gather.
+    Returns ``(xs, ys, scores, fits)``; ``fits[j]`` is false for an object larger than the frame."""
+    H, W, b = canvas.h, canvas.w, canvas.border
+    th, tw = d.th, d.tw
     span_x = W - tw - 2 * b + 1
     span_y = H - th - 2 * b + 1
     fits = (th > 0) & (span_x >= 1) & (span_y >= 1)
     xs, ys = candidate_positions(u, th, tw, span_y, span_x, b, density)
-    # Corner scores of all candidates of all objects in one gather.
     x1s = np.minimum(xs + (tw[:, None] - 1), W - 1)
     y1s = np.minimum(ys + (th[:, None] - 1), H - 1)
     x0s, y0s = np.minimum(xs, W - 1), np.minimum(ys, H - 1)
     cx = np.stack([x0s, x1s, x0s, x1s], -1)
     cy = np.stack([y0s, y0s, y1s, y1s], -1)
-    diff = canvas.level[:, cy, cx] - desc.transpose(2, 0, 1)[:, :, None, :]  # (C, k, n, 4)
+    diff = canvas.level[:, cy, cx] - d.desc.transpose(2, 0, 1)[:, :, None, :]  # (C, k, n, 4)
     scores = np.sqrt((diff * diff).sum(0)).mean(-1)  # (k, n)
+    return xs, ys, scores, fits
 
-    placed, boxes, chosen_scores, skipped = [], [], [], []
-    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * k  # grown masks, built on first need
-    new_ids, inst_obj, inst_cls = [], [], []
-    pastes = []
-    for j in range(k):
-        if not fits[j]:
-            skipped.append(j)
-            continue
-        h_j, w_j = int(th[j]), int(tw[j])
-        best = -1
-        # The best free candidate of the first round that has one: a fresh round only when
-        # every candidate so far collides, so matching is never traded for a free spot.
-        for r0 in range(0, rounds * n, n):
-            cx, cy = xs[j, r0 : r0 + n], ys[j, r0 : r0 + n]
-            busy = canvas.occupied(cx, cy, h_j, w_j) > 0
-            if collision == "mask" and busy.any():
-                # The box test is exact for "free"; boxes that hit something get the exact
-                # test of the grown mask, so round cells can pack as closely as real ones.
-                if runs[j] is None:
-                    runs[j] = grown_runs(labs_np[j], tights[j], canvas.gap)
-                idx = np.flatnonzero(busy)
-                busy[idx] = canvas.overlaps(cx[idx], cy[idx], runs[j])
-            free = ~busy
-            if free.any():
-                best = r0 + int(np.where(free, scores[j, r0 : r0 + n], np.inf).argmin())
-                break
-        if best < 0:
-            skipped.append(j)
-            continue
-        x, y = int(xs[j, best]), int(ys[j, best])
-        y0t, y1t, x0t, x1t = tights[j]
-        lab_t = labs_np[j][y0t : y1t + 1, x0t : x1t + 1]
-        m_t = lab_t > 0
-        first = canvas.next_id
-        region = canvas.labels[y : y + h_j, x : x + w_j]
-        # Ids present after the object's transform (a tiny cell can vanish), renumbered densely.
-        count = np.bincount(lab_t.ravel())
-        present = np.flatnonzero(count[1:]) + 1
-        if len(present) == 1:
-            region[m_t] = first
-        else:
-            lut = np.zeros(len(count), dtype=np.int64)
-            lut[present] = first + np.arange(len(present))
-            region[m_t] = lut[lab_t[m_t]]
-        canvas.mark(m_t, y, x)
-        canvas.next_id = first + len(present)
-        new_ids.extend(range(first, first + len(present)))
-        inst_obj.extend([j] * len(present))
-        cls = class_ids[j]
-        if cls is not None and int(present[-1]) > len(cls):
-            raise IaaaError(f"objects[{j}]: label value {int(present[-1])} but only {len(cls)} class ids; a per-object policy must keep the object's cell ids 1..k")
-        inst_cls.extend(cls[present - 1].tolist() if cls is not None else [1] * len(present))
-        placed.append(j)
-        boxes.append((x, y, x + w_j - 1, y + h_j - 1))
-        chosen_scores.append(float(scores[j, best]))
-        pastes.append((j, x - x0t, y - y0t, first, len(present)))
 
-    r = feather_radius(sigma, truncate) + rim
+def _choose(canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, fits: np.ndarray, config: PlacementConfig) -> int:
+    """Phase 3: the best free candidate of object ``j`` (index into its candidates), or -1.
+
+    The best free candidate of the first round that has one: a fresh round only when every
+    candidate so far collides, so matching is never traded for a free spot."""
+    n = config.n_candidates
+    h_j, w_j = int(d.th[j]), int(d.tw[j])
+    runs = None  # the grown mask, built on first need
+    for r0 in range(0, config.rounds * n, n):
+        cx, cy = xs[j, r0 : r0 + n], ys[j, r0 : r0 + n]
+        busy = canvas.occupied(cx, cy, h_j, w_j) > 0
+        if config.collision == "mask" and busy.any():
+            # The box test is exact for "free"; boxes that hit something get the exact test of
+            # the grown mask, so round cells can pack as closely as real ones.
+            if runs is None:
+                runs = grown_runs(d.labs[j], d.tights[j], canvas.gap)
+            idx = np.flatnonzero(busy)
+            busy[idx] = canvas.overlaps(cx[idx], cy[idx], runs)
+        free = ~busy
+        if free.any():
+            return r0 + int(np.where(free, scores[j, r0 : r0 + n], np.inf).argmin())
+    return -1
+
+
+@dataclass
+class _Placed:
+    """What the label phase recorded, in placement order."""
+
+    placed: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    new_ids: list[int] = field(default_factory=list)
+    inst_obj: list[int] = field(default_factory=list)
+    inst_cls: list[int] = field(default_factory=list)
+    pastes: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    """``(object, x offset, y offset, first id, ids)`` of each paste, for the blend."""
+
+
+def _write_labels(canvas: Canvas, d: _Described, j: int, x: int, y: int, cls: np.ndarray | None, score: float, out: _Placed) -> None:
+    """Phase 4: write object ``j``'s unfeathered mask at ``(x, y)`` with fresh ids and book it."""
+    h_j, w_j = int(d.th[j]), int(d.tw[j])
+    y0t, y1t, x0t, x1t = d.tights[j]
+    lab_t = d.labs[j][y0t : y1t + 1, x0t : x1t + 1]
+    m_t = lab_t > 0
+    first = canvas.next_id
+    region = canvas.labels[y : y + h_j, x : x + w_j]
+    # Ids present after the object's transform (a tiny cell can vanish), renumbered densely.
+    count = np.bincount(lab_t.ravel())
+    present = np.flatnonzero(count[1:]) + 1
+    if cls is not None and int(present[-1]) > len(cls):
+        raise IaaaError(f"objects[{j}]: label value {int(present[-1])} but only {len(cls)} class ids; a per-object policy must keep the object's cell ids 1..k")
+    if len(present) == 1:
+        region[m_t] = first
+    else:
+        lut = np.zeros(len(count), dtype=np.int64)
+        lut[present] = first + np.arange(len(present))
+        region[m_t] = lut[lab_t[m_t]]
+    canvas.mark(m_t, y, x)
+    canvas.next_id = first + len(present)
+    out.new_ids.extend(range(first, first + len(present)))
+    out.inst_obj.extend([j] * len(present))
+    out.inst_cls.extend(cls[present - 1].tolist() if cls is not None else [1] * len(present))
+    out.placed.append(j)
+    out.boxes.append((x, y, x + w_j - 1, y + h_j - 1))
+    out.scores.append(score)
+    out.pastes.append((j, x - x0t, y - y0t, first, len(present)))
+
+
+def _blend(canvas: Canvas, images: Sequence[torch.Tensor], d: _Described, pastes: list[tuple[int, int, int, int, int]], r: int, rim: int) -> None:
+    """Phase 5: blend every placed object into ``canvas.out`` through its alpha (``r``: how far
+    the alpha reaches beyond the mask's tight box)."""
+    H, W = canvas.h, canvas.w
     out = canvas.out
     for j, ox, oy, first, n_new in pastes:
         # Only the mask's box grown by the rim and the feather radius can have alpha > 0.
-        y0t, y1t, x0t, x1t = tights[j]
-        h_c, w_c = labs_np[j].shape
+        y0t, y1t, x0t, x1t = d.tights[j]
+        h_c, w_c = d.labs[j].shape
         sy0, sy1 = max(y0t - r, 0, -oy), min(y1t + r + 1, h_c, H - oy)
         sx0, sx1 = max(x0t - r, 0, -ox), min(x1t + r + 1, w_c, W - ox)
-        alpha = alphas[j][sy0:sy1, sx0:sx1]
+        alpha = d.alphas[j][sy0:sy1, sx0:sx1]
         if rim:
             # The rim never covers another cell: alpha 0 on labelled pixels that are not its own.
             lw = canvas.labels[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1]
             mine = (lw == 0) | ((lw >= first) & (lw < first + n_new))
             alpha = alpha * torch.from_numpy(mine).to(alpha.device)
         out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(images[j][:, sy0:sy1, sx0:sx1], alpha)
-    return PlacementResult(
-        image=out,
-        labels=torch.from_numpy(canvas.labels),
-        boxes=torch.tensor(boxes, dtype=torch.int64).reshape(-1, 4),
-        placed=torch.tensor(placed, dtype=torch.int64),
-        skipped=torch.tensor(skipped, dtype=torch.int64),
-        scores=torch.tensor(chosen_scores, dtype=torch.float32),
-        new_ids=torch.tensor(new_ids, dtype=torch.int64),
-        instance_object=torch.tensor(inst_obj, dtype=torch.int64),
-        class_ids=torch.tensor(inst_cls, dtype=torch.int64),
-    )
 
 
 def _as_object(obj: Any, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -328,17 +394,9 @@ def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
 def place_objects(
     background: torch.Tensor,
     objects: Sequence[Any],
+    config: PlacementConfig | None = None,
     *,
     labels: torch.Tensor | None = None,
-    n_candidates: int = 32,
-    rounds: int = 4,
-    gap: int | None = None,
-    border: int = 0,
-    sigma: float = 1.0,
-    truncate: float = 3.0,
-    feather: str = "mask",
-    match_sigma: float = 2.0,
-    collision: str = "box",
     rim: int = 0,
     density: torch.Tensor | np.ndarray | None = None,
     generator: torch.Generator | None = None,
@@ -350,26 +408,18 @@ def place_objects(
         objects: :class:`~iaaa.structures.CellObject` s or ``(image, labels[, class_ids])``
             tuples; ``labels`` ``(h, w)`` with cells ``1..k`` (0 = surroundings); images in any
             dtype with the background's channel count. Placed in the given order.
+        config: how (:class:`PlacementConfig`; ``None``: its defaults).
         labels: optional existing label map of the background; its cells are kept and avoided.
-        n_candidates: random positions scored per object and round.
-        rounds: if every candidate of a round collides with placed cells or the frame, a fresh
-            round of ``n_candidates`` is tried, up to ``rounds`` (1 is the paper).
-        gap: minimum free pixels between an object's box and any placed cell
-            (default: the feather radius).
-        border: minimum distance (pixels) between an object's box and the frame.
-        sigma, truncate: Gaussian feather of the object mask (``sigma=0``: hard paste).
-        feather: ``"mask"`` (paper) or ``"outside"`` (see module docs).
-        match_sigma: smoothing of the background for corner scores (0: raw pixels).
-        collision: ``"box"`` (default): a position is free when the object's box grown by
-            ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
-            none, so round cells pack as closely as real ones (slower for large objects).
         rim: objects carry this many pixels of their surroundings around the mask (their halo;
             see module docs); 0: the mask alone.
         density: optional ``(H, W)`` non-negative weights: candidate positions for an object's
             centre are drawn in proportion to them (``None``: uniform over the frame).
         generator: the only source of randomness (``None``: a generator seeded 0).
     """
-    config = PlacementConfig(n_candidates=n_candidates, rounds=rounds, gap=gap, border=border, sigma=sigma, truncate=truncate, feather=feather, match_sigma=match_sigma, collision=collision, rim=rim)
+    config = PlacementConfig() if config is None else config
+    if not isinstance(config, PlacementConfig):
+        raise IaaaError(f"config: expected a PlacementConfig, got {type(config).__name__}")
+    check(isinstance(rim, int) and not isinstance(rim, bool) and 0 <= rim <= 256, "rim", "must be an integer in [0, 256]", rim)
     bg = background if background.ndim == 3 else background.unsqueeze(0)
     if bg.ndim != 3:
         raise IaaaError(f"background: expected (C, H, W) or (H, W), got shape {tuple(background.shape)}")
@@ -402,8 +452,8 @@ def place_objects(
         if not bool(torch.isfinite(d).all()) or bool((d < 0).any()) or float(d.sum()) <= 0:
             raise IaaaError("density: weights must be finite, >= 0 and not all 0")
         grid = (d.numpy(), 1)
-    canvas = Canvas(to_float(bg).clone(), level_map(bg, match_sigma), lab0, config.min_gap, border)
-    result = place(canvas, imgs, labs, clss, config, generator, grid)
+    canvas = Canvas(to_float(bg).clone(), level_map(bg, config.match_sigma), lab0, config.min_gap, config.border)
+    result = place(canvas, imgs, labs, clss, config, generator, grid, rim=rim)
     result.image = from_float(result.image, bg.dtype)
     result.labels = result.labels.to(bg.device)
     return result

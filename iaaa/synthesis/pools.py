@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -21,14 +21,16 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
-from iaaa.synthesis.checks import check
+from iaaa.synthesis.checks import bounded, check, validate
 
 __all__ = [
     "COUNTS", "CountConfig", "CompositorStats", "PooledObject", "PooledBackground", "RealCells", "GroupPool", "Pools", "PoolBuilder",
     "draw_count", "count_cap", "choose_objects", "mode", "real_cells", "crop_real_cells",
 ]
 
-COUNTS = ("sample", "mode", "background")
+COUNTS: tuple[str, ...] = ("sample", "mode", "background")
+MAX_COUNT = 10_000
+"""The most cells a synthetic image may be asked for (a bound, so ``count=1e9`` is refused)."""
 
 
 class PooledObject(NamedTuple):
@@ -151,21 +153,14 @@ class CountConfig:
             MCO drawn near the end can overshoot the group's real range.
     """
 
-    count: Any = "sample"
-    mco_fraction: float | str = "data"
+    count: int | tuple[int, int] | Literal["sample", "mode", "background"] | Callable[[torch.Generator], int] = bounded("sample", 0, MAX_COUNT)
+    mco_fraction: float | Literal["data"] = bounded("data", 0.0, 1.0)
     count_cap: bool = True
 
     def __post_init__(self) -> None:
+        validate(self)
         c = self.count
-        ok = (isinstance(c, str) and c in COUNTS) or isinstance(c, int) or callable(c) or (isinstance(c, (tuple, list)) and len(c) == 2)
-        check(ok, "count", "expected 'sample', 'mode', 'background', an int, a (lo, hi) range or a callable", c)
-        check(not isinstance(c, (tuple, list)) or 0 <= int(c[0]) <= int(c[1]), "count", "range must satisfy 0 <= lo <= hi", c)
-        check(not isinstance(c, int) or c >= 0, "count", "must be >= 0", c)
-        check(isinstance(self.count_cap, bool), "count_cap", "expected True or False", self.count_cap)
-        m = self.mco_fraction
-        check(m == "data" or (isinstance(m, (int, float)) and 0 <= m <= 1), "mco_fraction", "expected 'data' or a share in [0, 1]", m)
-        if isinstance(c, (tuple, list)):
-            object.__setattr__(self, "count", (int(c[0]), int(c[1])))
+        check(not isinstance(c, tuple) or c[0] <= c[1], "count", "range must satisfy lo <= hi", c)
 
 
 class PooledBackground(NamedTuple):
@@ -251,7 +246,12 @@ class GroupPool:
     mode: int
     mode_area: float
     halo: int = 0
+    """The group's halo width measured by ``fit`` (or the config's int): what mask grouping
+    keeps around a crop's cells and mask background removal removes."""
     rim: int = 0
+    """The rim pasted objects carry (the halo with ``rim=True``, else 0)."""
+    context: int = 0
+    """Pixels of surroundings kept around every object of the group."""
 
 
 @dataclass
@@ -299,7 +299,7 @@ class PoolBuilder:
         self.dtypes: set[torch.dtype] = set()
         self.channels: int | None = None
         self.categories: dict[int, str] = {}
-        self.halos: dict[Any, tuple[int, int]] = {}
+        self.halos: dict[Any, tuple[int, int, int]] = {}
 
     def check(self, sample: AnnotatedImage) -> None:
         """Refuse a sample whose channel layout differs from the first one's."""
@@ -309,11 +309,14 @@ class PoolBuilder:
         elif c != self.channels:
             raise IaaaError(f"{sample.name}: {c} channels, but the first sample has {self.channels}; the compositor mixes objects and backgrounds of one channel layout")
 
-    def add(self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int, halo: int = 0, rim: int = 0) -> None:
-        """Record one image: its group key, its objects, its counts, and its group's halo and the
-        rim its objects are pasted with."""
+    def add(
+        self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int,
+        halo: int = 0, rim: int = 0, context: int = 0,
+    ) -> None:
+        """Record one image: its group key, its objects, its counts, and its group's measured
+        halo, the rim its objects are pasted with and the context they were cut with."""
         self.check(sample)
-        self.halos[group] = (int(halo), int(rim))
+        self.halos[group] = (int(halo), int(rim), int(context))
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
         self.image_groups.append(group)
@@ -379,8 +382,8 @@ class PoolBuilder:
                 sco, mco = sco_index, mco_index
             c = counts[im]
             m = mode([int(v) for v in c])
-            halo, rim = self.halos.get(key, (0, 0))
-            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()), halo, rim)
+            halo, rim, context = self.halos.get(key, (0, 0, 0))
+            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()), halo, rim, context)
             st.groups[key] = {"images": int(im.sum()), "cells_min": int(c.min()), "cells_max": int(c.max()), "halo": halo}
         return pools
 

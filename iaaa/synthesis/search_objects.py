@@ -12,7 +12,7 @@ import torch
 
 from iaaa.errors import IaaaError
 from iaaa.structures import CellObject
-from iaaa.synthesis.objects import extract_objects
+from iaaa.synthesis.objects import ObjectConfig, extract_objects
 
 __all__ = ["KINDS", "objects_for_search"]
 
@@ -25,7 +25,7 @@ def objects_for_search(samples: Sequence[Any], kind: str = "all", max_objects: i
     drawn by a seeded permutation so the subset does not depend on file order alone."""
     if kind not in KINDS:
         raise IaaaError(f"kind must be one of {KINDS}, got {kind!r}")
-    objs = extract_objects(samples, **extract)
+    objs = extract_objects(samples, ObjectConfig(**{"grouping": "box", **extract}))  # the paper's merged-box objects
     if kind != "all":
         objs = [o for o in objs if o.kind == kind]
     if max_objects is not None and len(objs) > max_objects:
