@@ -116,7 +116,8 @@ def main(argv=None) -> dict:
     opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=args.lr, momentum=0.9, weight_decay=1e-4)
     it = 0
     for epoch in range(args.epochs):
-        synthetic.set_epoch(epoch)
+        synthetic.set_epoch(epoch)  # new synthetic images each epoch
+        dataset.set_epoch(epoch)  # and a new real/synthetic layout
         model.train()
         for images, targets in loader:
             images = [to_rgb(im).to(device) for im in images]
