@@ -5,7 +5,9 @@ Exports are resumable: every file is written atomically, and each sample's annot
 a small part file written *last*, so a sample counts as done only when all its files are
 complete. A rerun with the same options skips finished samples; the final COCO JSON is
 assembled from the parts in index order, so an interrupted-and-resumed export is byte-identical
-to an uninterrupted one.
+to an uninterrupted one. The part files stay in the hidden ``.parts/`` folder of a finished
+export (a rerun with the same options then has nothing to do); deleting them is safe, and a
+rerun then writes every sample again.
 
 An export never touches files it did not write: ``out`` must be new, empty, or an earlier iaaa
 export (it holds iaaa's ``manifest.json``); it may not overlap the input data; one process at
