@@ -1,12 +1,15 @@
 """Helpers of the hostile-input tests: run the CLI, require exit 2 with one stderr line naming
 what is at fault, and require that nothing outside the command's output changed.
 
-(tests/test_bad_inputs.py holds the same four helpers privately; new hostile-input test
-modules import them from here.)"""
+Also :func:`cli_under_memory_limit`: CLI runs in one subprocess under an address-space limit,
+for the resource cases."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from iaaa.cli import main
@@ -52,3 +55,43 @@ def check(capsys, root: Path, argv: list, *needles: str, out: Path | None = None
     )
     assert not changed, f"a refused run changed files outside its output: {changed[:10]}"
     return line
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_LIMITED_CLI = r"""
+import contextlib, io, json, resource, sys
+import torch
+torch.set_num_threads(1)
+import iaaa.cli
+for name in sys.argv[3].split(","):
+    if name:
+        __import__(name)
+def vmsize():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+limit = vmsize() + int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = iaaa.cli.main(argv)
+    results.append({"rc": rc, "err": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def cli_under_memory_limit(argvs: list[list], headroom: int, preload: tuple[str, ...] = ()) -> list[dict]:
+    """Run each ``iaaa argv`` in ONE subprocess whose address space is limited to what it holds
+    after importing torch, iaaa and ``preload`` (the modules the cases will need, imported before
+    the limit so only the cases' own allocations count) plus ``headroom`` bytes. Returns one
+    ``{"rc", "err"}`` per argv."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIMITED_CLI, json.dumps([[str(a) for a in argv] for argv in argvs]), str(headroom), ",".join(preload)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

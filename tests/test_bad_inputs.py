@@ -3,7 +3,7 @@ naming the file, field or option at fault (CLI), or an IaaaError saying the same
 stays bounded; nothing outside the export is created, changed or deleted.
 
 Sections follow the issue's six classes: resources, tracebacks, user files, silent wrong data,
-layouts, smaller. Resource cases run in one subprocess under RLIMIT_AS (see ``_RESOURCE_SCRIPT``).
+layouts, smaller. Resource cases run in one subprocess under RLIMIT_AS (``cli_checks.cli_under_memory_limit``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from cli_checks import check as _check, cli as _cli, cli_under_memory_limit, refused as _refused, snapshot as _snapshot
 from iaaa.cli import main
 from iaaa.data import read_dsb, read_image, read_label_folder, read_label_map, write_coco, write_image, write_label_folder
 from iaaa.datasets import simulate_cells
@@ -36,45 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file and folder under ``root``: contents and mode (folders: empty contents)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        st = p.lstat()
-        out[str(p.relative_to(root))] = (p.read_bytes() if p.is_file() else b"", st.st_mode)
-    return out
-
-
-def _cli(capsys, *argv) -> tuple[int, list[str]]:
-    rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    return rc, err
-
-
-def _refused(rc: int, err: list[str], *needles: str) -> str:
-    assert rc == 2, (rc, err)
-    assert len(err) == 1, err
-    for needle in needles:
-        assert needle in err[0], (needle, err[0])
-    return err[0]
-
-
-def _check(capsys, root: Path, argv: list, *needles: str, out: Path | None = None) -> str:
-    """Run the CLI, require exit 2 with one stderr line holding ``needles``, and require that
-    nothing under ``root`` was created, changed or deleted except inside ``out``."""
-    before = _snapshot(root)
-    rc, err = _cli(capsys, *argv)
-    line = _refused(rc, err, *needles)
-    after = _snapshot(root)
-    inside = str(out.relative_to(root)) if out is not None else None
-    changed = sorted(
-        k for k in set(before) | set(after)
-        if before.get(k) != after.get(k) and not (inside and (k == inside or k.startswith(inside + os.sep)))
-    )
-    assert not changed, f"a refused run changed files outside its export: {changed[:10]}"
-    return line
 
 
 def _png(path: Path, arr: np.ndarray) -> Path:
@@ -130,26 +92,6 @@ def _coco_case(work: Path, segmentation, size=(64, 72)) -> Path:
 # MemoryError.
 
 HEADROOM = 1 << 30
-
-_RESOURCE_SCRIPT = r"""
-import contextlib, io, json, resource, sys
-import torch
-torch.set_num_threads(1)
-import iaaa.cli, iaaa.synthesis.compositor, iaaa.export, iaaa.data, pycocotools.mask, tifffile, PIL.Image
-def vmsize():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-limit = vmsize() + int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-results = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = iaaa.cli.main(argv)
-    results.append({"rc": rc, "err": err.getvalue()})
-print(json.dumps(results))
-"""
 
 _CONTROL_SCRIPT = r"""
 import resource, sys
@@ -232,11 +174,9 @@ def resource_runs(tmp_path_factory):
     cases["png_image_30000"] = (["synth", "--images", png / "images", "--masks", png / "masks", "--n", "1", "--out", png / "out", "--no-progress"], "x.png", "IAAA_MAX_PIXELS")
     names = list(cases)
     argvs = [[str(a) for a in cases[k][0]] for k in names]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
     before = _snapshot(root)
-    proc = subprocess.run([sys.executable, "-c", _RESOURCE_SCRIPT, json.dumps(argvs), str(HEADROOM)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = dict(zip(names, json.loads(proc.stdout.strip().splitlines()[-1])))
+    preload = ("iaaa.synthesis.compositor", "iaaa.export", "iaaa.data", "pycocotools.mask", "tifffile", "PIL.Image")
+    results = dict(zip(names, cli_under_memory_limit(argvs, HEADROOM, preload)))
     return {"cases": cases, "results": results, "root": root, "before": before, "after": _snapshot(root)}
 
 

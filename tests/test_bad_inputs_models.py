@@ -22,16 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_checks import check, cli, refused, snapshot
+from cli_checks import check, cli, cli_under_memory_limit, refused, snapshot
 from iaaa.data.writers import write_label_folder
 from iaaa.datasets import simulate_cells
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage
 
-pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # The smallest model the CLI trains: 2 steps each, 32 px crops, two U-Net levels, depth-3 Pix2Pix.
 TINY_FLAGS = ["--steps", "2", "--size", "32", "--crops-per-image", "2", "--batch-size", "2", "2", "--diffusion-channels", "8", "16",
@@ -313,26 +311,6 @@ def test_hand_edited_checkpoint_fields_are_refused(work, capsys, field, value, n
 
 HEADROOM = 1 << 30
 
-_RESOURCE_SCRIPT = r"""
-import contextlib, io, json, resource, sys
-import torch
-torch.set_num_threads(1)
-import diffusers, iaaa.cli, iaaa.saaa, iaaa.export, iaaa.data
-def vmsize():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmSize:"):
-            return int(line.split()[1]) * 1024
-limit = vmsize() + int(sys.argv[2])
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-results = []
-for argv in json.loads(sys.argv[1]):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = iaaa.cli.main(argv)
-    results.append({"rc": rc, "err": err.getvalue()})
-print(json.dumps(results))
-"""
-
 _CONTROL_SCRIPT = r"""
 import json, resource, sys
 import torch
@@ -381,11 +359,8 @@ def resource_runs(tmp_path_factory, trained):
     cases["sample_flag"] = (_sample(trained["model"], root / "flag" / "synth", "--size", "1048576"), ["--size", "2048"])
     names = list(cases)
     argvs = [[str(a) for a in cases[k][0]] for k in names]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MALLOC_ARENA_MAX": "2", "OMP_NUM_THREADS": "1"}
     before = snapshot(root)
-    proc = subprocess.run([sys.executable, "-c", _RESOURCE_SCRIPT, json.dumps(argvs), str(HEADROOM)], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = dict(zip(names, json.loads(proc.stdout.strip().splitlines()[-1])))
+    results = dict(zip(names, cli_under_memory_limit(argvs, HEADROOM, ("diffusers", "iaaa.saaa", "iaaa.export", "iaaa.data"))))
     return {"cases": cases, "results": results, "before": before, "after": snapshot(root)}
 
 

@@ -16,7 +16,6 @@ from iaaa.errors import IaaaError
 from iaaa.saaa import SAAA, MaskDiffusionConfig, Pix2PixConfig, channels_to_labels, labels_to_channels
 from iaaa.structures import AnnotatedImage, instance_areas
 
-pytest.importorskip("diffusers")
 
 TINY = dict(
     size=32, crops_per_image=6, diffusion_steps=4, pix2pix_steps=4, diffusion_batch=4, pix2pix_batch=4,
