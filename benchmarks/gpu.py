@@ -13,7 +13,7 @@ Three parts, each printed as a markdown table and collected into ``--out``:
   ``iaaa.judge.judge`` on simulated cells.
 
 ``--device cpu --quick`` runs everything small on the CPU, so the script is known to work
-before a GPU is at hand (tests/test_ops_gpu_script.py runs its ops part).
+before a GPU is at hand (tests/ops/test_ops_gpu_script.py runs its ops part).
 """
 
 from __future__ import annotations

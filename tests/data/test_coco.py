@@ -21,7 +21,7 @@ from iaaa.errors import IaaaError
 from iaaa.label_maps import instance_ids, labels_to_boxes, labels_to_masks, masks_to_labels
 from iaaa.structures import AnnotatedImage
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @st.composite

@@ -1,6 +1,6 @@
 """The downstream judge's building blocks: 3-class targets and seeded growth, DSB scoring, the
 automatic minimum area. Protocols, augmentation, folds and the end-to-end runs are in
-tests/test_judge_protocols.py, the CLI in tests/test_judge_cli.py."""
+tests/judge/test_judge_protocols.py, the CLI in tests/judge/test_judge_cli.py."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ from iaaa.datasets import simulate_cells
 from iaaa.errors import IaaaError
 from iaaa.export import LOCK_FILE, export_synthetic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -82,7 +82,7 @@ def test_train_maskrcnn_example_smoke(tmp_path):
     import os
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     res = subprocess.run([sys.executable, str(root / "examples" / "train_maskrcnn.py"), "--smoke", "--out", str(tmp_path / "r.json")], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -21,7 +21,7 @@ from iaaa.data import read_label_folder, write_label_folder
 from iaaa.datasets import simulate_cells
 from iaaa.errors import IaaaError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

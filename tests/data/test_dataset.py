@@ -23,7 +23,7 @@ from iaaa.errors import IaaaError
 from iaaa.data.dataset import MixedDataset, RealDataset, SynthesisDataset, collate_fn
 from iaaa.errors import IaaaError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
