@@ -93,7 +93,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from iaaa.device import resolve_device
     from iaaa.errors import IaaaError
     from iaaa.saaa import SAAA, SAAAConfig
-    from iaaa.saaa.model import CHECKPOINTS, MODEL_FILE, check_model_folder
+    from iaaa.saaa.folder import CHECKPOINTS, MODEL_FILE, check_model_folder
 
     d_steps = args.diffusion_steps if args.diffusion_steps is not None else args.steps if args.steps is not None else SAAAConfig.diffusion_steps
     p_steps = args.pix2pix_steps if args.pix2pix_steps is not None else args.steps if args.steps is not None else SAAAConfig.pix2pix_steps

@@ -30,20 +30,18 @@ from iaaa.device import resolve_device
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.saaa.diffusion import MaskDiffusion, MaskDiffusionConfig
-from iaaa.saaa.fields import MAX_BATCH, MAX_CROP_BYTES, MAX_CROPS_PER_IMAGE, MAX_SAMPLE_SIZE, MAX_TRAIN_SIZE, choice, integer, number
+from iaaa.saaa.folder import (
+    CHECKPOINTS, DTYPES, FORMAT, MODEL_FILE, VERSION, build_network_config, check_data_description, check_model_folder, check_weight_shapes,
+    load_weights, make_model_folder, read_model_description, read_network_file, save_network_file,
+)
+from iaaa.saaa.fields import MAX_BATCH, MAX_CROP_BYTES, MAX_CROPS_PER_IMAGE, MAX_SAMPLE_SIZE, MAX_TRAIN_SIZE, integer, number
 from iaaa.saaa.masks import labels_to_channels
 from iaaa.saaa.pix2pix import Pix2PixConfig, UNetGenerator
 from iaaa.saaa.training import CropPool, TrainReport, fit_mask_diffusion, fit_pix2pix
 from iaaa.structures import AnnotatedImage, as_annotated
-from iaaa.torchfile import check_state_dict, load_torch_file
 
-__all__ = ["SAAA", "SAAAConfig", "random_crops", "check_model_folder", "read_model_description", "MODEL_FILE", "CHECKPOINTS"]
+__all__ = ["SAAA", "SAAAConfig", "random_crops"]
 
-FORMAT = "iaaa.saaa"
-VERSION = 1
-_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float32": torch.float32}
-MODEL_FILE = "saaa.json"
-CHECKPOINTS = "checkpoints"
 #: Most optimiser steps of either network.
 MAX_STEPS = 10_000_000
 
@@ -207,7 +205,7 @@ class SAAA:
         if len(chans) != 1 or len(dtypes) != 1:
             raise IaaaError(f"SAAA.fit: training images must share one channel count and dtype, got channels {sorted(chans)} and dtypes {sorted(map(str, dtypes))}")
         dtype = str(dtypes.pop()).removeprefix("torch.")
-        if dtype not in _DTYPES:
+        if dtype not in DTYPES:
             raise IaaaError(f"SAAA.fit: image dtype {dtype} is not supported (uint8, uint16, float32)")
         if not any(bool((s.labels > 0).any()) for s in samples):
             raise IaaaError(f"SAAA.fit: the {len(samples)} training label maps hold no cells (every label is 0); SAAA learns cell layouts from annotated cells")
@@ -286,7 +284,7 @@ class SAAA:
         :class:`iaaa.sources.SourceMix` compares across its sources)."""
         self._check_fitted()
         side = self.config.sample_size or self.config.size
-        return int(self.data["channels"]), _DTYPES[self.data["dtype"]], (side, side)
+        return int(self.data["channels"]), DTYPES[self.data["dtype"]], (side, side)
 
     # ------------------------------------------------------------------ sampling
 
@@ -312,7 +310,7 @@ class SAAA:
         noise = torch.randn((lab.shape[0], 1, *lab.shape[-2:]), generator=g).to(self.device) if self.generator.config.noise else None
         out = self.generator(masks, noise)
         img = ((out + 1) / 2).clamp(0, 1) * self._scale().to(self.device)
-        img = from_float(img.clamp(0, 1), _DTYPES[self.data["dtype"]])
+        img = from_float(img.clamp(0, 1), DTYPES[self.data["dtype"]])
         return img[0] if single else img
 
     def sample_batch(self, n: int, generator: torch.Generator | None = None) -> list[AnnotatedImage]:
@@ -341,11 +339,11 @@ class SAAA:
         self._check_fitted()
         root = Path(folder)
         check_model_folder(root, fingerprint=self.fingerprint or "", overwrite=overwrite)  # unknown: never equal
-        _make_folder(root)
+        make_model_folder(root)
         for name, model, cfg in (("mask_diffusion", self.diffusion.unet, self.diffusion.config.to_dict()), ("pix2pix", self.generator, self.generator.config.to_dict())):
             payload = {"format": f"{FORMAT}.{name}", "version": VERSION, "config": cfg, "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             with atomic_path(root / f"{name}.pt") as tmp:
-                _torch_save(payload, tmp, root / f"{name}.pt")
+                save_network_file(payload, tmp, root / f"{name}.pt")
         summary = {k: {"steps": r.steps, "seconds": round(r.seconds, 1), "final": {n: v[-1] for n, v in r.losses.items() if v}} for k, r in self.reports.items()}
         meta = {"format": FORMAT, "version": VERSION, "iaaa_version": __version__, "fingerprint": self.fingerprint, "config": self.config.to_dict(), "data": self.data, "training": summary}
         # saaa.json last: a folder holds a finished model only once every weights file is in place.
@@ -378,27 +376,27 @@ class SAAA:
             raise IaaaError(f"{meta_path}: field 'config': {str(exc).split('__init__() ')[-1]}") from None
         except IaaaError as exc:
             raise IaaaError(f"{meta_path}: field config.{exc}") from None
-        data = _check_data(meta.get("data"), meta_path)
+        data = check_data_description(meta.get("data"), meta_path)
         saaa = cls(config, device=device)
         saaa.data = data
         fp = meta.get("fingerprint")
         saaa.fingerprint = fp if isinstance(fp, str) else None
         path = root / "mask_diffusion.pt"
-        payload = _read_payload(path, "mask_diffusion")
+        payload = read_network_file(path, "mask_diffusion")
         # Files written before prediction_type was an option hold epsilon models.
         payload["config"].setdefault("prediction_type", "epsilon")
-        dcfg = _build_config(MaskDiffusionConfig, payload, path)
-        _check_shapes(lambda: MaskDiffusion(dcfg).unet, payload, path)
+        dcfg = build_network_config(MaskDiffusionConfig, payload, path)
+        check_weight_shapes(lambda: MaskDiffusion(dcfg).unet, payload, path)
         gpath = root / "pix2pix.pt"
-        gpayload = _read_payload(gpath, "pix2pix")
-        gcfg = _build_config(Pix2PixConfig, gpayload, gpath)
+        gpayload = read_network_file(gpath, "pix2pix")
+        gcfg = build_network_config(Pix2PixConfig, gpayload, gpath)
         if gcfg.out_channels != data["channels"]:
             raise IaaaError(f"{gpath}: field config.out_channels is {gcfg.out_channels} but {meta_path} says the data has {data['channels']} channels")
-        _check_shapes(lambda: UNetGenerator(gcfg), gpayload, gpath)
+        check_weight_shapes(lambda: UNetGenerator(gcfg), gpayload, gpath)
         saaa.diffusion = MaskDiffusion(dcfg)
-        _load_state(saaa.diffusion.unet, payload, path)
+        load_weights(saaa.diffusion.unet, payload, path)
         saaa.generator = UNetGenerator(gcfg)
-        _load_state(saaa.generator, gpayload, gpath)
+        load_weights(saaa.generator, gpayload, gpath)
         saaa.diffusion.to(saaa.device).eval()
         saaa.generator.to(saaa.device).eval()
         return saaa
@@ -406,139 +404,3 @@ class SAAA:
     def __repr__(self) -> str:
         state = "fitted" if self.generator is not None else "not fitted"
         return f"SAAA(size={self.config.size}, channels={self.data.get('channels')}, dtype={self.data.get('dtype')}, {state})"
-
-
-def read_model_description(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The parsed ``saaa.json`` of ``folder`` when it is one of ours (``format`` field), ``None``
-    when there is none; an unreadable or foreign one raises :class:`IaaaError` naming it."""
-    path = Path(folder) / MODEL_FILE
-    try:
-        if not path.is_file():
-            return None
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise IaaaError(f"{path}: cannot read ({exc.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IaaaError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise IaaaError(f"{path}: not a SAAA model description (field 'format' should be {FORMAT!r})")
-    return meta
-
-
-def _ours(p: Path) -> bool:
-    # What a model folder holds before saaa.json exists: checkpoints/ and our temporaries.
-    from iaaa.data.imageio import temporary_target
-
-    return p.name in (CHECKPOINTS, "mask_diffusion.pt", "pix2pix.pt") or temporary_target(p.name) in (MODEL_FILE, "mask_diffusion.pt", "pix2pix.pt")
-
-
-def check_model_folder(folder: str | os.PathLike, inputs: Sequence[str | os.PathLike] = (), fingerprint: str | None = None, overwrite: bool = False) -> dict[str, Any] | None:
-    """Raise :class:`IaaaError` unless ``folder`` can take a SAAA model, by the rules of
-    :func:`iaaa.export.check_export_folder`: it is new, empty, or a SAAA model folder (its
-    ``saaa.json`` or only ``checkpoints/``), and does not overlap ``inputs``. A finished model
-    whose fingerprint differs from ``fingerprint`` (other data or options) is refused unless
-    ``overwrite``. Creates nothing. Returns the existing ``saaa.json`` contents, if any."""
-    from iaaa.export import check_export_folder
-
-    root = Path(folder)
-    try:
-        exists, is_dir = root.exists(), root.is_dir()
-        meta = read_model_description(root) if is_dir else None
-        foreign = sorted(p.name for p in root.iterdir() if not _ours(p)) if is_dir and meta is None else []
-    except OSError as exc:  # a path too long, a folder we may not list
-        raise IaaaError(f"{str(root)[:120]}: cannot use as a model folder ({exc.strerror})") from None
-    if exists and not is_dir:
-        raise IaaaError(f"{root}: exists and is not a folder; a SAAA model is a folder")
-    if meta is None:
-        if foreign:
-            raise IaaaError(
-                f"{root}: folder is not empty ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) and holds no SAAA {MODEL_FILE}; "
-                "refusing to write into it: choose a new or empty folder"
-            )
-        if inputs and not (is_dir and any(root.iterdir())):
-            # The export rules for where output may lie. A folder holding our checkpoints was
-            # checked when it was started; its checkpoints carry the data's fingerprint.
-            check_export_folder(root, inputs)
-        return None
-    if fingerprint is not None and meta.get("fingerprint") != fingerprint and not overwrite:
-        raise IaaaError(f"{root}: holds a finished SAAA model trained on other data or options; choose another folder, or replace it explicitly (--overwrite, save(overwrite=True))")
-    return meta
-
-
-def _make_folder(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise IaaaError(f"{str(root)[:120]}: cannot create the model folder ({exc.strerror})") from None
-
-
-def _torch_save(payload: Any, tmp: Path, target: Path) -> None:
-    try:
-        torch.save(payload, tmp)
-    except (OSError, RuntimeError) as exc:  # torch reports a full disk as a RuntimeError of its zip writer
-        raise IaaaError(f"{target}: cannot write ({(str(exc).splitlines() or [type(exc).__name__])[0][:160]})") from None
-
-
-def _check_data(data: Any, meta_path: Path) -> dict[str, Any]:
-    """The ``data`` field of ``saaa.json``, every entry checked."""
-    if not isinstance(data, dict):
-        raise IaaaError(f"{meta_path}: field 'data' must be an object (channels, dtype, scale, ...)")
-    try:
-        channels = integer(data.get("channels"), "data.channels", 1, 64)
-        choice(data.get("dtype"), "data.dtype", tuple(_DTYPES))
-        scale = data.get("scale")
-        if not isinstance(scale, list) or len(scale) != channels:
-            raise IaaaError(f"data.scale: must be a list of {channels} numbers, got {str(scale)[:60]}")
-        for v in scale:
-            if number(v, "data.scale", 0.0, 1e6) <= 0:
-                raise IaaaError(f"data.scale: must hold positive numbers, got {v!r}")
-        for k in ("n_images", "n_crops"):
-            if k in data:
-                integer(data[k], f"data.{k}", 0, 2**62)
-    except IaaaError as exc:
-        raise IaaaError(f"{meta_path}: field {exc}") from None
-    return dict(data)
-
-
-def _read_payload(path: Path, name: str) -> dict[str, Any]:
-    """The checked contents of one network file of a saved model."""
-    if not path.is_file():
-        raise IaaaError(f"{path}: missing weights file of the SAAA model")
-    payload = load_torch_file(path, f"SAAA {name} weights")
-    if not isinstance(payload, dict) or payload.get("format") != f"{FORMAT}.{name}" or "state_dict" not in payload or "config" not in payload:
-        raise IaaaError(f"{path}: not a SAAA {name} weights file (field 'format' should be '{FORMAT}.{name}')")
-    if not isinstance(payload["config"], dict):
-        raise IaaaError(f"{path}: field 'config' must be a dict of options, got {type(payload['config']).__name__}")
-    check_state_dict(payload["state_dict"], path)
-    return payload
-
-
-def _build_config(cls: type, payload: dict[str, Any], path: Path) -> Any:
-    try:
-        return cls(**payload["config"])
-    except TypeError as exc:
-        raise IaaaError(f"{path}: field 'config': {str(exc).split('__init__() ')[-1]}") from None
-    except IaaaError as exc:
-        raise IaaaError(f"{path}: field config.{exc}") from None
-
-
-def _check_shapes(build: Any, payload: dict[str, Any], path: Path) -> None:
-    """Compare the file's tensor names and shapes with the network its config describes, built
-    on the ``meta`` device (no memory), so a config that does not match its weights is refused
-    before the real network is allocated."""
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in payload["state_dict"].items()}
-    if expected != got:
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-        what = (f"missing {missing[0]}" if missing else f"unexpected {extra[0]}" if extra else f"{wrong[0]} is {got[wrong[0]]}, the config needs {expected[wrong[0]]}")
-        raise IaaaError(f"{path}: field 'state_dict' does not match its config ({what})")
-
-
-def _load_state(module: torch.nn.Module, payload: dict[str, Any], path: Path) -> None:
-    try:
-        module.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise IaaaError(f"{path}: field 'state_dict' does not match its config ({str(exc).splitlines()[0]})") from None

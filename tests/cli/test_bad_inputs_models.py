@@ -494,7 +494,7 @@ def test_fit_full_disk_while_saving(work, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     out = work / "new"
-    monkeypatch.setattr("iaaa.saaa.model.torch.save", save)
+    monkeypatch.setattr("iaaa.saaa.folder.torch.save", save)
     monkeypatch.setattr("iaaa.saaa.training.torch.save", save)
     check(capsys, work, _fit(work / "a", out), "No space left on device", out=out)
     assert not (out / "saaa.json").exists()
