@@ -31,6 +31,11 @@ Choices made here where the paper is loose:
   the exact unfeathered mask. A rim never paints over another cell's pixels (its alpha is zero
   on every labelled pixel that is not its own), so image and labels stay consistent.
 
+* ``contacts="data"``: objects are placed against existing cells, masks adjacent with no pixel
+  shared, as often as the data's touching share needs (:mod:`iaaa.synthesis.contacts`);
+  ``level_match`` shifts an object's ring to the destination's level, ``level_reject`` refuses
+  destinations far outside the group's background level (walls, debris bands).
+
 Placement bookkeeping (boxes, summed-area table, label map) runs in NumPy on the host: it is a few
 small arrays per object; the pixel work (feathering, blending) runs in torch on the background's
 device.
@@ -55,7 +60,7 @@ from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
 ]
 
 FEATHERS: tuple[str, ...] = ("mask", "outside")
