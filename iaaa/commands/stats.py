@@ -1,4 +1,4 @@
-"""``iaaa stats``: cells per image, SCO/MCO counts and ratio, object sizes."""
+"""``iaaa stats``: cells per image, SCO/MCO counts and ratio, object sizes, how cells touch."""
 
 from __future__ import annotations
 
@@ -25,16 +25,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-border", action="store_true", help="count objects touching the image border too")
     p.add_argument("--grouping", choices=GROUPINGS, default=ObjectConfig().grouping,
                    help="cells form one object when their masks touch ('mask') or their boxes do ('box', the paper) (default: %(default)s, the compositor's)")
+    p.add_argument("--contact-reach", type=int, default=1, metavar="PX",
+                   help="masks within this many pixels count as touching (default: %(default)s, the compositor's contact_reach)")
     add_threads_arg(p)
     p.add_argument("--json", dest="json_out", help="also write the numbers to this JSON file")
     p.set_defaults(func=run)
 
 
-def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str = "mask") -> dict[str, Any]:
+def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str = "mask", contact_reach: int = 1) -> dict[str, Any]:
     """The numbers ``iaaa stats`` prints, as a dict: cells per image, the objects the
     compositor's pools would keep (SCOs / MCOs by ``grouping``, border objects left out unless
     ``keep_border``) and the share of real cells they hold, and the image groups of mixed data
-    (``group_by="auto"``: image size and cell size) with their cell-count ranges and halo widths."""
+    (``group_by="auto"``: image size and cell size) with their cell-count ranges and halo widths,
+    and how cells touch (:func:`~iaaa.synthesis.contacts.measure_contacts` at ``contact_reach``:
+    share of touching cells, contact pixels per touching cell, cluster sizes)."""
+    from iaaa.synthesis.contacts import ContactStats, measure_contacts
     from iaaa.synthesis.image_groups import survey
     from iaaa.synthesis.objects import group_instances
 
@@ -43,7 +48,9 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
     counts = torch.tensor([s.num_instances for s in samples], dtype=torch.float64)
     n_sco = n_mco = cells = kept = 0
     cells_in_mco, sides = [], []
+    contacts = ContactStats(reach=contact_reach)
     for s in samples:
+        contacts = contacts + measure_contacts(s.labels, contact_reach)
         g = group_instances(s.labels, rule)
         keep = torch.ones_like(g.border) if keep_border else ~g.border
         sizes = g.sizes[keep]
@@ -75,6 +82,7 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         "kept_share": kept / max(1, cells),
         "object_side_px": {"median": float(side.median()), "p10": float(side.quantile(0.1)), "p90": float(side.quantile(0.9))},
         "groups": groups,
+        "contacts": contacts.to_dict(),
     }
 
 
@@ -92,6 +100,10 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("cells per MCO", lambda d: f"{d['cells_per_mco']:.2f}"),
         ("cells kept in objects", lambda d: f"{d['cells_in_objects']} ({100 * d['kept_share']:.0f}%)"),
         ("object side px p10/median/p90", lambda d: "{p10:.0f}/{median:.0f}/{p90:.0f}".format(**d["object_side_px"])),
+        ("touching share", lambda d: f"{d['contacts']['touching_share']:.3f}"),
+        ("contact px per touching cell", lambda d: f"{d['contacts']['mean_contact_px']:.1f}"),
+        ("cells per cluster (mean)", lambda d: f"{d['contacts']['mean_cluster_size']:.2f}"),
+        ("clusters of 1/2/3/4+ cells", lambda d: "/".join(str(v) for v in d["contacts"]["clusters"][:3] + [sum(d["contacts"]["clusters"][3:])])),
     ]
     names = list(columns)
     width = max(len(r[0]) for r in rows)
@@ -111,10 +123,12 @@ def _run(args: argparse.Namespace) -> int:
     from iaaa.errors import IaaaError
 
     columns = {}
+    if not 1 <= args.contact_reach <= 8:
+        raise IaaaError(f"--contact-reach: must be an integer in [1, 8], got {args.contact_reach}")
     if has_inputs(args):
-        columns["real"] = dataset_stats(load_inputs(args), args.keep_border, args.grouping)
+        columns["real"] = dataset_stats(load_inputs(args), args.keep_border, args.grouping, args.contact_reach)
     if args.synthetic:
-        columns["synthetic"] = dataset_stats(load_export_folder(args.synthetic), args.keep_border, args.grouping)
+        columns["synthetic"] = dataset_stats(load_export_folder(args.synthetic), args.keep_border, args.grouping, args.contact_reach)
     if not columns:
         raise IaaaError("nothing to describe: give input data (--images/--masks, --coco, --dsb) and/or --synthetic DIR")
     print(_table(columns))

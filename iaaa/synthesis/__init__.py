@@ -7,6 +7,8 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
 * :mod:`~iaaa.synthesis.canvas` — the image being built and its occupancy bookkeeping (:class:`Canvas`);
 * :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a canvas
   (:class:`PlacementConfig`, :func:`place_objects` -> :class:`PlacementResult`);
+* :mod:`~iaaa.synthesis.contacts` — how cells touch in the data (:func:`measure_contacts`) and
+  positions against a cell for contact-aware placement;
 * :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
   (:class:`CountConfig`);
 * :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
@@ -43,6 +45,7 @@ _LAZY: dict[str, str] = {
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
     "place_objects": "placement", "level_map": "placement",
+    "ContactStats": "contacts", "measure_contacts": "contacts",
     "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
     "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",

@@ -33,6 +33,7 @@ from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.background import remove_cells
 from iaaa.synthesis.canvas import Canvas
 from iaaa.synthesis.config import CompositorConfig
+from iaaa.synthesis.contacts import measure_contacts
 from iaaa.synthesis.image_groups import survey
 from iaaa.synthesis.layout import layout_density, layout_grid
 from iaaa.synthesis.mirror import tile
@@ -200,7 +201,8 @@ class CellCompositor:
             pending.append((s, key, halo, context, bg if bg is not None else s.image))
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())
-            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context)
+            contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
+            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts)
             pooled = None
             if bg is not None:
                 real = None
@@ -212,6 +214,7 @@ class CellCompositor:
                 # Corner scores read a smoothed background; float16 halves the pool's memory and
                 # is ample to rank candidates.
                 level = level_map(bg, cfg.placement.match_sigma).astype(np.float16)
+                builder.add_level(key, level, tile((s.labels == 0)[None], cfg.size)[0].cpu().numpy())
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], cfg.size)[0], cfg.layout.layout_sigma) if source_layout else None
                 pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
             builder.add_background(pooled, s.name)
@@ -293,7 +296,8 @@ class CellCompositor:
         next_id = None if cls0 is None else len(cls0) + 1
         canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.config.layout.layout_mix) if background.layout is not None else None
-        result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim)
+        touch = pool.contacts.touching_share if self.config.placement.contacts == "data" else None
+        result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range)
         meta = self._meta(result, chosen, bi, (oy, ox), n_cells)
         class_ids = result.class_ids
         if cls0 is not None:

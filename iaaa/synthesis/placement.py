@@ -31,6 +31,11 @@ Choices made here where the paper is loose:
   the exact unfeathered mask. A rim never paints over another cell's pixels (its alpha is zero
   on every labelled pixel that is not its own), so image and labels stay consistent.
 
+* ``contacts="data"``: objects are placed against existing cells, masks adjacent with no pixel
+  shared, as often as the data's touching share needs (:mod:`iaaa.synthesis.contacts`);
+  ``level_match`` shifts an object's ring to the destination's level, ``level_reject`` refuses
+  destinations far outside the group's background level (walls, debris bands).
+
 Placement bookkeeping (boxes, summed-area table, label map) runs in NumPy on the host: it is a few
 small arrays per object; the pixel work (feathering, blending) runs in torch on the background's
 device.
@@ -50,15 +55,17 @@ from iaaa.filters import blur_small, feather_radius, gaussian_blur
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, grown_runs
 from iaaa.synthesis.checks import bounded, check, validate
+from iaaa.synthesis.contacts import contact_candidates, touching_ids
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
 ]
 
 FEATHERS: tuple[str, ...] = ("mask", "outside")
 COLLISIONS: tuple[str, ...] = ("box", "mask")
+CONTACTS: tuple[str, ...] = ("off", "data")
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,19 @@ class PlacementConfig:
         collision: ``"box"`` (default): a position is free when the object's box grown by
             ``gap`` holds no labelled pixel; ``"mask"``: when its mask grown by ``gap`` touches
             none, so round cells pack as closely as real ones (slower for large objects).
+        contacts: ``"off"`` (default: every object keeps ``gap`` from every cell) or ``"data"``:
+            objects are placed against an existing or already pasted cell (masks adjacent, no
+            pixel shared) with the probability that brings the image's share of touching cells
+            to the share ``fit`` measured in the group (:mod:`iaaa.synthesis.contacts`).
+        contact_reach: pixels within which two masks count as touching, when ``fit`` measures
+            the data and when placement tracks the image being built (1: 8-adjacent).
+        level_match: shift the context ring an object carries (its pixels outside the mask) by
+            the difference between the destination's smoothed level there and the ring's own
+            mean level, so the rim meets the local background (labels unchanged).
+        level_reject: ``None`` (default: off) or a robust z-score: candidates whose corner
+            levels lie farther than this many robust standard deviations (1.4826 MAD) from the
+            median background level of the group (measured by ``fit``) are refused, so objects
+            are not pasted onto channel walls or debris bands.
 
     The rim an object carries is not a choice here but the halo measured from the data (the
     compositor's ``rim`` switch, its value kept in the fitted group pool); :func:`place_objects`
@@ -94,6 +114,10 @@ class PlacementConfig:
     feather: Literal["mask", "outside"] = "mask"
     match_sigma: float = bounded(2.0, 0.0, 50.0)
     collision: Literal["box", "mask"] = "box"
+    contacts: Literal["off", "data"] = "off"
+    contact_reach: int = bounded(1, 1, 8)
+    level_match: bool = False
+    level_reject: float | None = bounded(None, 0.5, 100.0)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -190,28 +214,49 @@ def place(
     density: tuple[np.ndarray, int] | None = None,
     *,
     rim: int = 0,
+    touch_share: float | None = None,
+    level_range: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PlacementResult:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
     the canvas, in order (``config.gap`` and ``config.border`` are the canvas's): the kernel of
     :func:`place_objects`, which the compositor calls on its own canvas. ``density``:
     ``(grid, step)``, the weight of each ``step`` x ``step`` block for an object's centre
-    (``None``: uniform over the frame); ``rim``: see :func:`place_objects`. The result's
-    ``image`` is the canvas's float composite."""
+    (``None``: uniform over the frame); ``rim``: see :func:`place_objects`. ``touch_share``:
+    the share of touching cells to reach with ``config.contacts="data"`` (``None``: contacts
+    off); ``level_range``: ``(median, scale)`` per channel of the background level, what
+    ``config.level_reject`` measures against (``None``: no rejection). The result's ``image``
+    is the canvas's float composite."""
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
     # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
     n = config.n_candidates
     u = torch.rand((k, config.rounds * n, 2), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy()
+    contacts = touch_share is not None and config.contacts == "data"
+    # Contacts draw their own uniforms after the others (one decision + n anchors per object),
+    # so with contacts off the stream is exactly the one above.
+    uc = torch.rand((k, 1 + n), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy() if contacts else None
     d = _describe(images, labels, config, rim, canvas.level.shape[0])
-    xs, ys, scores, fits = _score(canvas, d, u, density)
+    reject = (level_range, float(config.level_reject)) if level_range is not None and config.level_reject is not None else None
+    xs, ys, scores, fits, allowed = _score(canvas, d, u, density, reject)
     result = _Placed()
+    tracker = _Touching(canvas, d, float(touch_share), config.contact_reach) if contacts else None
     for j in range(k):
-        best = _choose(canvas, d, j, xs, ys, scores, fits, config) if fits[j] else -1
-        if best < 0:
+        pos = None
+        if tracker is not None and fits[j] and uc[j, 0] < tracker.probability(j):
+            pos = _choose_contact(canvas, d, j, uc[j, 1:], reject)
+        if pos is None:
+            best = _choose(canvas, d, j, xs, ys, scores, fits, config, allowed) if fits[j] else -1
+            if best >= 0:
+                pos = (int(xs[j, best]), int(ys[j, best]), float(scores[j, best]))
+        if pos is None:
             result.skipped.append(j)
+            if tracker is not None:
+                tracker.skip(j)
             continue
-        _write_labels(canvas, d, j, int(xs[j, best]), int(ys[j, best]), class_ids[j], float(scores[j, best]), result)
-    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim)
+        _write_labels(canvas, d, j, pos[0], pos[1], class_ids[j], pos[2], result)
+        if tracker is not None:
+            tracker.placed(j, pos[0], pos[1])
+    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim, config.level_match, contacts)
     return PlacementResult(
         image=canvas.out,
         labels=torch.from_numpy(canvas.labels),
@@ -268,9 +313,13 @@ def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], co
     return _Described(alphas, labs_np, tights, th, tw, desc)
 
 
-def _score(canvas: Canvas, d: _Described, u: np.ndarray, density: tuple[np.ndarray, int] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _score(
+    canvas: Canvas, d: _Described, u: np.ndarray, density: tuple[np.ndarray, int] | None, reject: tuple | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Phase 2: every candidate position of every object and its corner score, in one gather.
-    Returns ``(xs, ys, scores, fits)``; ``fits[j]`` is false for an object larger than the frame."""
+    Returns ``(xs, ys, scores, fits, allowed)``; ``fits[j]`` is false for an object larger than
+    the frame; ``allowed`` (``None`` without ``reject``) is false where the destination's level
+    lies outside the group's background distribution (:func:`_level_ok`)."""
     H, W, b = canvas.h, canvas.w, canvas.border
     th, tw = d.th, d.tw
     span_x = W - tw - 2 * b + 1
@@ -282,12 +331,107 @@ def _score(canvas: Canvas, d: _Described, u: np.ndarray, density: tuple[np.ndarr
     x0s, y0s = np.minimum(xs, W - 1), np.minimum(ys, H - 1)
     cx = np.stack([x0s, x1s, x0s, x1s], -1)
     cy = np.stack([y0s, y0s, y1s, y1s], -1)
-    diff = canvas.level[:, cy, cx] - d.desc.transpose(2, 0, 1)[:, :, None, :]  # (C, k, n, 4)
+    at = canvas.level[:, cy, cx]  # (C, k, n, 4)
+    diff = at - d.desc.transpose(2, 0, 1)[:, :, None, :]
     scores = np.sqrt((diff * diff).sum(0)).mean(-1)  # (k, n)
-    return xs, ys, scores, fits
+    return xs, ys, scores, fits, (_level_ok(at, reject) if reject is not None else None)
 
 
-def _choose(canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, fits: np.ndarray, config: PlacementConfig) -> int:
+def _level_ok(at: np.ndarray, reject: tuple) -> np.ndarray:
+    """Whether every corner level ``at`` ``(C, ..., 4)`` lies within ``z`` robust standard
+    deviations of the group's median background level (``reject = ((median, scale), z)``)."""
+    (center, scale), z = reject
+    shape = (-1,) + (1,) * (at.ndim - 1)
+    dev = np.abs(at.astype(np.float32) - center.reshape(shape)) / np.maximum(scale, 1e-6).reshape(shape)
+    return dev.max(axis=(0, at.ndim - 1)) <= z
+
+
+def _corner_scores(canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, reject: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+    """Corner scores of object ``j`` at positions ``xs``, ``ys`` (in the frame) and whether the
+    level rejection allows them."""
+    h, w = int(d.th[j]), int(d.tw[j])
+    cx = np.stack([xs, xs + w - 1, xs, xs + w - 1], -1)
+    cy = np.stack([ys, ys, ys + h - 1, ys + h - 1], -1)
+    at = canvas.level[:, cy, cx]  # (C, m, 4)
+    diff = at - d.desc[j].T[:, None, :]
+    scores = np.sqrt((diff * diff).sum(0)).mean(-1)
+    return scores, (_level_ok(at, reject) if reject is not None else np.ones(len(xs), dtype=bool))
+
+
+def _choose_contact(canvas: Canvas, d: _Described, j: int, u: np.ndarray, reject: tuple | None) -> tuple[int, int, float] | None:
+    """Object ``j`` against a cell (:func:`~iaaa.synthesis.contacts.contact_candidates`): the
+    best-scoring touching position, or ``None`` when no candidate touches in the frame."""
+    runs = grown_runs(d.labs[j], d.tights[j], 0)
+    xs, ys, ok = contact_candidates(canvas.labels, u, int(d.th[j]), int(d.tw[j]), canvas.border, lambda x, y: canvas.overlaps(x, y, runs))
+    if not ok.any():
+        return None
+    xs, ys = xs[ok], ys[ok]
+    scores, allowed = _corner_scores(canvas, d, j, xs, ys, reject)
+    if not allowed.any():
+        return None
+    best = int(np.where(allowed, scores, np.inf).argmin())
+    return int(xs[best]), int(ys[best]), float(scores[best])
+
+
+class _Touching:
+    """Which cells of the image being built touch another, and how likely the next object must
+    be placed against a cell for the image to reach the data's touching share.
+
+    Before object ``j``: the image will hold ``N`` cells (those on the canvas plus every object
+    still to come); ``share * N`` of them should touch. The cells that touch anyway (on the
+    canvas, or inside a multi-cell object still to come) leave a deficit; each object placed
+    against a cell gains its own cells that do not already touch plus, as often as the canvas's
+    cells are isolated, its neighbour. The probability is the deficit over the gain of the
+    objects still to come (clipped to [0, 1]), so the expected share is the target."""
+
+    def __init__(self, canvas: Canvas, d: _Described, share: float, reach: int) -> None:
+        self.canvas, self.share, self.reach = canvas, share, reach
+        k = len(d.labs)
+        self.cells = np.zeros(k, dtype=np.int64)
+        self.inner = np.zeros(k, dtype=np.int64)  # cells of the object touching a sibling
+        for j, lab in enumerate(d.labs):
+            t = touching_ids(lab, reach)
+            self.cells[j] = int(np.count_nonzero(np.bincount(lab.ravel())[1:])) if lab.size else 0
+            self.inner[j] = int(t[1:].sum())
+        self.d = d
+        self.touch = np.zeros(canvas.next_id + int(self.cells.sum()) + 1, dtype=bool)
+        if canvas.next_id > 1:
+            t = touching_ids(canvas.labels, reach)
+            self.touch[: t.size] = t
+        self.on_canvas = int(np.count_nonzero(np.bincount(canvas.labels.ravel())[1:])) if canvas.next_id > 1 else 0
+        self.done = np.zeros(k, dtype=bool)
+
+    def probability(self, j: int) -> float:
+        todo = ~self.done
+        todo[:j] = False
+        n = self.on_canvas + int(self.cells[todo].sum())
+        touching = int(self.touch.sum()) + int(self.inner[todo].sum())
+        deficit = self.share * n - touching
+        isolated = 1.0 - (int(self.touch.sum()) / self.on_canvas if self.on_canvas else 0.0)
+        gain = float((self.cells[todo] - self.inner[todo]).sum()) + isolated * int(todo.sum())
+        return min(max(deficit / gain, 0.0), 1.0) if gain > 0 else 0.0
+
+    def skip(self, j: int) -> None:
+        self.done[j] = True
+
+    def placed(self, j: int, x: int, y: int) -> None:
+        """Object ``j`` was written at ``(x, y)``: its cells join the canvas, and every id within
+        ``reach`` of its box is re-checked."""
+        self.done[j] = True
+        self.on_canvas += int(self.cells[j])
+        c, r = self.canvas, self.reach + 1
+        d = self.d
+        win = c.labels[max(y - r, 0) : y + int(d.th[j]) + r, max(x - r, 0) : x + int(d.tw[j]) + r]
+        t = touching_ids(win, self.reach)
+        if t.size > self.touch.size:
+            self.touch = np.concatenate([self.touch, np.zeros(t.size - self.touch.size, dtype=bool)])
+        self.touch[: t.size] |= t
+
+
+def _choose(
+    canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, fits: np.ndarray, config: PlacementConfig,
+    allowed: np.ndarray | None = None,
+) -> int:
     """Phase 3: the best free candidate of object ``j`` (index into its candidates), or -1.
 
     The best free candidate of the first round that has one: a fresh round only when every
@@ -306,6 +450,8 @@ def _choose(canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarra
             idx = np.flatnonzero(busy)
             busy[idx] = canvas.overlaps(cx[idx], cy[idx], runs)
         free = ~busy
+        if allowed is not None:
+            free &= allowed[j, r0 : r0 + n]
         if free.any():
             return r0 + int(np.where(free, scores[j, r0 : r0 + n], np.inf).argmin())
     return -1
@@ -356,9 +502,14 @@ def _write_labels(canvas: Canvas, d: _Described, j: int, x: int, y: int, cls: np
     out.pastes.append((j, x - x0t, y - y0t, first, len(present)))
 
 
-def _blend(canvas: Canvas, images: Sequence[torch.Tensor], d: _Described, pastes: list[tuple[int, int, int, int, int]], r: int, rim: int) -> None:
+def _blend(
+    canvas: Canvas, images: Sequence[torch.Tensor], d: _Described, pastes: list[tuple[int, int, int, int, int]], r: int, rim: int,
+    level_match: bool = False, guard: bool = False,
+) -> None:
     """Phase 5: blend every placed object into ``canvas.out`` through its alpha (``r``: how far
-    the alpha reaches beyond the mask's tight box)."""
+    the alpha reaches beyond the mask's tight box). ``level_match``: shift the object's ring
+    (its pixels outside the mask) to the destination's level; ``guard``: keep the alpha off
+    other cells' pixels even without a rim (objects placed against a cell)."""
     H, W = canvas.h, canvas.w
     out = canvas.out
     for j, ox, oy, first, n_new in pastes:
@@ -368,12 +519,28 @@ def _blend(canvas: Canvas, images: Sequence[torch.Tensor], d: _Described, pastes
         sy0, sy1 = max(y0t - r, 0, -oy), min(y1t + r + 1, h_c, H - oy)
         sx0, sx1 = max(x0t - r, 0, -ox), min(x1t + r + 1, w_c, W - ox)
         alpha = d.alphas[j][sy0:sy1, sx0:sx1]
-        if rim:
+        src = images[j][:, sy0:sy1, sx0:sx1]
+        if level_match:
+            src = _match_ring(src, alpha, d.labs[j][sy0:sy1, sx0:sx1], canvas.level[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1])
+        if rim or guard:
             # The rim never covers another cell: alpha 0 on labelled pixels that are not its own.
             lw = canvas.labels[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1]
             mine = (lw == 0) | ((lw >= first) & (lw < first + n_new))
             alpha = alpha * torch.from_numpy(mine).to(alpha.device)
-        out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(images[j][:, sy0:sy1, sx0:sx1], alpha)
+        out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(src, alpha)
+
+
+def _match_ring(src: torch.Tensor, alpha: torch.Tensor, lab: np.ndarray, level: np.ndarray) -> torch.Tensor:
+    """``src`` with its ring (alpha > 0 outside the mask) shifted by the destination's mean level
+    minus the ring's own mean level, both weighted by the alpha (one offset per channel: the
+    ring keeps its texture and meets the local background)."""
+    ring = alpha * torch.from_numpy(lab == 0).to(alpha.device)
+    wsum = float(ring.sum())
+    if wsum <= 1e-6:
+        return src
+    dest = torch.from_numpy(level.astype(np.float32)).to(src.device)
+    shift = ((dest - src) * ring).sum((-2, -1)) / wsum  # (C,)
+    return (src + shift[:, None, None] * (ring > 0)).clamp_(0.0, 1.0)
 
 
 def _as_object(obj: Any, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -400,6 +567,8 @@ def place_objects(
     rim: int = 0,
     density: torch.Tensor | np.ndarray | None = None,
     generator: torch.Generator | None = None,
+    touch_share: float | None = None,
+    level_range: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PlacementResult:
     """Place ``objects`` one after another on ``background`` (see module docs).
 
@@ -415,6 +584,11 @@ def place_objects(
         density: optional ``(H, W)`` non-negative weights: candidate positions for an object's
             centre are drawn in proportion to them (``None``: uniform over the frame).
         generator: the only source of randomness (``None``: a generator seeded 0).
+        touch_share: with ``config.contacts="data"``, the share of touching cells to reach
+            (measured data, e.g. :attr:`~iaaa.synthesis.contacts.ContactStats.touching_share`);
+            ``None``: contacts off.
+        level_range: ``(median, scale)``, each ``(C,)``, of the background level that
+            ``config.level_reject`` measures candidates against (``None``: no rejection).
     """
     config = PlacementConfig() if config is None else config
     if not isinstance(config, PlacementConfig):
@@ -453,7 +627,13 @@ def place_objects(
             raise IaaaError("density: weights must be finite, >= 0 and not all 0")
         grid = (d.numpy(), 1)
     canvas = Canvas(to_float(bg).clone(), level_map(bg, config.match_sigma), lab0, config.min_gap, config.border)
-    result = place(canvas, imgs, labs, clss, config, generator, grid, rim=rim)
+    if touch_share is not None:
+        check(isinstance(touch_share, (int, float)) and 0.0 <= float(touch_share) <= 1.0, "touch_share", "must be a number in [0, 1]", touch_share)
+    if level_range is not None:
+        lr = tuple(np.asarray(v, dtype=np.float32).reshape(-1) for v in level_range)
+        check(len(lr) == 2 and lr[0].size == c and lr[1].size == c and bool(np.isfinite(np.concatenate(lr)).all()), "level_range", f"must be (median, scale) of {c} finite values each", level_range)
+        level_range = lr
+    result = place(canvas, imgs, labs, clss, config, generator, grid, rim=rim, touch_share=touch_share, level_range=level_range)
     result.image = from_float(result.image, bg.dtype)
     result.labels = result.labels.to(bg.device)
     return result

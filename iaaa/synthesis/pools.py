@@ -22,6 +22,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.checks import bounded, check, validate
+from iaaa.synthesis.contacts import ContactStats
 
 __all__ = [
     "COUNTS", "CountConfig", "CompositorStats", "PooledObject", "PooledBackground", "RealCells", "GroupPool", "Pools", "PoolBuilder",
@@ -68,8 +69,10 @@ class CompositorStats:
         no_background: names of images with no background pixel (left out of the pool).
         fit_seconds: wall time of ``fit``.
         cells_pooled: cells held by the pooled objects (SCOs and MCOs).
-        groups: group key -> ``{"images", "cells_min", "cells_max", "halo"}`` (one entry,
-            key ``None``, without ``group_by``).
+        groups: group key -> ``{"images", "cells_min", "cells_max", "halo", "touching_share"}``
+            (one entry, key ``None``, without ``group_by``).
+        contacts: how the cells of all fitted images touch
+            (:class:`~iaaa.synthesis.contacts.ContactStats`).
         border_fallback: every object touched the frame, so border objects were pooled.
     """
 
@@ -87,6 +90,7 @@ class CompositorStats:
     cells_pooled: int = 0
     groups: dict[Any, dict[str, int]] = field(default_factory=dict)
     border_fallback: bool = False
+    contacts: ContactStats = field(default_factory=ContactStats)
 
     @property
     def kept_share(self) -> float:
@@ -252,6 +256,12 @@ class GroupPool:
     """The rim pasted objects carry (the halo with ``rim=True``, else 0)."""
     context: int = 0
     """Pixels of surroundings kept around every object of the group."""
+    contacts: ContactStats = field(default_factory=ContactStats)
+    """How the group's cells touch (what ``placement.contacts="data"`` reproduces)."""
+    level_range: tuple[np.ndarray, np.ndarray] | None = None
+    """``(median, scale)`` per channel of the smoothed level of the group's background pixels
+    (scale: 1.4826 x the median absolute deviation, spread of image medians included): what
+    ``placement.level_reject`` measures candidates against; ``None`` when no image had one."""
 
 
 @dataclass
@@ -300,6 +310,8 @@ class PoolBuilder:
         self.channels: int | None = None
         self.categories: dict[int, str] = {}
         self.halos: dict[Any, tuple[int, int, int]] = {}
+        self.contacts: dict[Any, ContactStats] = {}
+        self.levels: dict[Any, list[np.ndarray]] = {}
 
     def check(self, sample: AnnotatedImage) -> None:
         """Refuse a sample whose channel layout differs from the first one's."""
@@ -311,11 +323,15 @@ class PoolBuilder:
 
     def add(
         self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int,
-        halo: int = 0, rim: int = 0, context: int = 0,
+        halo: int = 0, rim: int = 0, context: int = 0, contacts: ContactStats | None = None,
     ) -> None:
-        """Record one image: its group key, its objects, its counts, and its group's measured
-        halo, the rim its objects are pasted with and the context they were cut with."""
+        """Record one image: its group key, its objects, its counts, its group's measured
+        halo, the rim its objects are pasted with and the context they were cut with, and how
+        its cells touch (``contacts``, :func:`~iaaa.synthesis.contacts.measure_contacts`)."""
         self.check(sample)
+        if contacts is not None:
+            self.contacts[group] = self.contacts[group] + contacts if group in self.contacts else contacts
+            self.stats.contacts = self.stats.contacts + contacts if self.stats.contacts.cells else contacts
         self.halos[group] = (int(halo), int(rim), int(context))
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
@@ -335,6 +351,19 @@ class PoolBuilder:
         for o in objects:
             self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
         self.stats.cells_pooled += sum(o.num_cells for o in objects)
+
+    def add_level(self, group: Any, level: np.ndarray, background: np.ndarray) -> None:
+        """Record the smoothed ``level`` ``(C, H, W)`` of an image of ``group`` at its background
+        pixels (``background``: ``(H, W)`` bool): per channel its median and robust spread."""
+        v = level[:, background].astype(np.float32)
+        if v.shape[1] == 0:
+            return
+        if v.shape[1] > 65536:
+            # A regular subsample: a median needs no more, and fit stays cheap on large images.
+            v = v[:, :: v.shape[1] // 65536]
+        med = np.median(v, axis=1)
+        mad = np.median(np.abs(v - med[:, None]), axis=1)
+        self.levels.setdefault(group, []).append(np.stack([med, mad]))
 
     def add_background(self, background: PooledBackground | None, name: str) -> None:
         """Record the image's background (``None``: it had no background pixel)."""
@@ -383,9 +412,25 @@ class PoolBuilder:
             c = counts[im]
             m = mode([int(v) for v in c])
             halo, rim, context = self.halos.get(key, (0, 0, 0))
-            pools[key] = GroupPool(sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()), halo, rim, context)
-            st.groups[key] = {"images": int(im.sum()), "cells_min": int(c.min()), "cells_max": int(c.max()), "halo": halo}
+            contacts = self.contacts.get(key, ContactStats())
+            pools[key] = GroupPool(
+                sco, mco, c, areas[im], len(mco) / max(1, len(sco) + len(mco)), m, float(areas[im][c == m].mean()), halo, rim, context,
+                contacts, _level_range(self.levels.get(key, [])),
+            )
+            st.groups[key] = {"images": int(im.sum()), "cells_min": int(c.min()), "cells_max": int(c.max()), "halo": halo, "touching_share": round(contacts.touching_share, 3)}
         return pools
+
+
+def _level_range(levels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Group ``(median, scale)`` from per-image ``[median, MAD]`` rows: the median of the image
+    medians, and a scale that adds the images' typical spread and the spread between images."""
+    if not levels:
+        return None
+    a = np.stack(levels)  # (n, 2, C)
+    med = np.median(a[:, 0], axis=0)
+    within = 1.4826 * np.median(a[:, 1], axis=0)
+    between = 1.4826 * np.median(np.abs(a[:, 0] - med), axis=0)
+    return med.astype(np.float32), np.sqrt(within**2 + between**2).astype(np.float32)
 
 
 def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator, area: float, background: PooledBackground) -> int:

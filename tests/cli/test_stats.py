@@ -40,3 +40,30 @@ def test_box_grouping_merges_diagonal_neighbours_and_border_option():
     assert (d["sco"], d["mco"]) == (0, 2) and d["cells_in_objects"] == 4
     d = dataset_stats([s], keep_border=True)
     assert (d["sco"], d["mco"]) == (3, 1) and d["kept_share"] == 1.0
+
+
+def test_contact_figures_touching_share_length_and_clusters():
+    s = _sample()
+    c = dataset_stats([s])["contacts"]
+    # Cells 3 and 4 touch (one pair), cells 1, 2 and 5 stand alone.
+    assert (c["cells"], c["touching"]) == (5, 2) and abs(c["touching_share"] - 0.4) < 1e-9
+    assert c["clusters"][:3] == [3, 1, 0] and abs(c["mean_cluster_size"] - 5 / 4) < 1e-9
+    assert c["mean_contact_px"] > 0
+    # Cells 1 and 2 lie 12 px apart at their closest (the reach bounds are the CLI's 1..8).
+    assert dataset_stats([s], contact_reach=8)["contacts"]["touching"] == 2
+
+
+def test_stats_command_prints_real_and_synthetic_contacts(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from iaaa.cli import main
+
+    s = _sample()
+    for d in ("img", "msk"):
+        (tmp_path / d).mkdir()
+    Image.fromarray(s.image[0].numpy()).save(tmp_path / "img" / "a.png")
+    Image.fromarray(s.labels.numpy().astype(np.uint16)).save(tmp_path / "msk" / "a.png")
+    assert main(["stats", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "msk")]) == 0
+    out = capsys.readouterr().out
+    assert "touching share" in out and "0.400" in out and "clusters of 1/2/3/4+ cells" in out
