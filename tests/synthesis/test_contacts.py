@@ -19,7 +19,7 @@ from iaaa.synthesis.placement import PlacementConfig, place_objects
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-USIIGACI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "usiigaci_phase_dev"
+USIIGACI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "usiigaci_phase_dev"
 
 
 def _reference(lab: np.ndarray, reach: int) -> tuple[int, int, int, list[int]]:
