@@ -452,6 +452,10 @@ def choose_objects(
             # The cap leaves room for fewer cells than the drawn first object holds: the
             # first drawn object that fits, so a draw that asked for cells is not empty.
             fits = chosen[object_cells[chosen] <= cap]
+            if not len(fits) and len(pool.sco) and cap >= 1:
+                # Every drawn object was an MCO too large for the room left: one SCO instead,
+                # indexed by the count's uniform (no extra draw).
+                fits = pool.sco[min(int(r * len(pool.sco)), len(pool.sco) - 1) :][:1]
             kept = fits[:1]
         chosen = kept
     return chosen.tolist()
