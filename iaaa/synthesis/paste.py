@@ -167,7 +167,8 @@ def paste_cells(
         image: ``(C, H, W)``, the pools' dtype or float in ``[0, 1]``.
         labels: integer ``(H, W)`` instance label map, 0 = background.
         class_ids: one class id per instance in sorted id order (``None``: all 1).
-        p: probability of pasting at all.
+        p: probability of pasting at all; a call that does not paste returns the input
+            as it is (its ids not renumbered).
         n: objects pasted, an int or an inclusive ``(lo, hi)`` range drawn uniformly.
         generator: the only source of randomness.
         sample: the sample as an AnnotatedImage, for a callable ``group_by``.
