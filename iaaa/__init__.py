@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     # synthesis (paper sections 2.2-2.4)
     "CellCompositor": "iaaa.synthesis.compositor",
     "CompositorConfig": "iaaa.synthesis.config",
+    "PasteCells": "iaaa.synthesis.paste",
     "PooledObject": "iaaa.synthesis.pools",
     "CompositorStats": "iaaa.synthesis.pools",
     "extract_objects": "iaaa.synthesis.objects",

@@ -65,6 +65,8 @@ BASE: dict[str, Any] = dict(
     # Options added after the freeze (issue 11), at the paper's values: box grouping, no rim,
     # cells pasted onto cleaned backgrounds, no cap on the count.
     grouping="box", rim=False, onto="background", count_cap=False,
+    # Issue 22: objects drawn with replacement, as when the values were frozen.
+    repeat_objects=True,
 )
 CONFIGS: dict[str, dict[str, Any]] = {
     "bilinear": {},

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--test-masks", required=True, help="test label-map folder matching --test-images by file stem")
     s = p.add_argument_group("arms and synthetic data")
     s.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of real, aug (standard augmentation), naive (online Simple "
-                   "Copy-Paste), iaaa (CellCompositor defaults), any of these but real with +aug (default: %(default)s); "
+                   "Copy-Paste), iaaa (CellCompositor defaults), iaaa-online (PasteCells online, fitted per fold), any of these but real with +aug (default: %(default)s); "
                    "--compositor and --synthetic sources are added")
     s.add_argument("--synthetic", action="append", default=[], metavar="DIR", help="an iaaa synth output folder (images/ + masks/); repeatable")
     s.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
@@ -152,8 +152,8 @@ def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     try:
         for a in arms:
             arm = parse_arm(a)
-            if arm.source not in (None, "naive", "iaaa"):
-                raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, each but real also with +aug")
+            if arm.source not in (None, "naive", "iaaa", "iaaa-online"):
+                raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, iaaa-online, each but real also with +aug")
         sources = named_sources(arms, [])
     except IaaaError as exc:
         raise IaaaError(f"--arms: {exc}") from None

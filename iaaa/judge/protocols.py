@@ -13,6 +13,10 @@ crops, in the same order, at every step of every arm (real-only pairing). What t
 * ``online``: each real crop, with probability ``p``, gets the cells of a pool crop (``naive``:
   of another real crop) pasted in; the batch size is unchanged.
 
+The arm ``iaaa-online`` is online under every protocol: each real crop, with probability ``p``,
+goes through :class:`iaaa.PasteCells` (a compositor fitted on the fold's prepared training
+images, the composer's ``paster``), which pastes pooled cells with the compositor's placement.
+
 With ``+aug`` (and in ``aug``) every crop of the step goes through the standard augmentation
 (:mod:`iaaa.judge.augment`); the real crops' augmentation comes from a stream of its own, so it
 is the same in every augmenting arm. Targets are computed after all of it, from the crops'
@@ -22,7 +26,7 @@ label maps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -32,10 +36,12 @@ from iaaa.judge.naive import copy_paste
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.targets import class_targets
 from iaaa.judge.train_data import Prepared, derived_generator, dihedral
+from iaaa.structures import AnnotatedImage
 
-__all__ = ["REAL", "AUG", "NAIVE", "Arm", "parse_arm", "Step", "StepComposer"]
+__all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "Step", "StepComposer"]
 
 REAL, AUG, NAIVE = "real", "aug", "naive"
+IAAA_ONLINE = "iaaa-online"
 _SUFFIX = "+aug"
 
 
@@ -101,6 +107,8 @@ class StepComposer:
         arm: what the arm adds.
         pool: the prepared synthetic images of the arm's source (``None`` for real, aug, naive).
         augment: ranges of the standard augmentation.
+        paster: the ``iaaa-online`` arm's :class:`iaaa.PasteCells` (with ``p=1``: the composer
+            draws which crops it pastes into).
     """
 
     real: Sequence[Prepared]
@@ -109,11 +117,15 @@ class StepComposer:
     arm: Arm = field(default_factory=lambda: Arm(REAL))
     pool: Sequence[Prepared] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    paster: Any = None
 
     def __post_init__(self) -> None:
         if not self.real:
             raise IaaaError("judge: no real training images")
-        if self.arm.source not in (None, NAIVE) and not self.pool:
+        if self.arm.source == IAAA_ONLINE:
+            if self.paster is None:
+                raise IaaaError(f"judge: arm {self.arm.name!r} needs a PasteCells (paster)")
+        elif self.arm.source not in (None, NAIVE) and not self.pool:
             raise IaaaError(f"judge: arm {self.arm.name!r} has no synthetic images")
         crop = self.recipe.crop
         for p in [*self.real, *(self.pool or [])]:
@@ -149,6 +161,12 @@ class StepComposer:
         hit = torch.nonzero(torch.rand(n, generator=self.g_syn) < self.recipe.p).flatten()
         if hit.numel() == 0:
             return images, labels, 0
+        if self.arm.source == IAAA_ONLINE:
+            images, labels = images.clone(), labels.clone()
+            for j in hit.tolist():
+                s = self.paster.apply(AnnotatedImage.trusted(image=images[j], labels=labels[j], class_ids=None), self.g_syn)
+                images[j], labels[j] = s.image, s.labels
+            return images, labels, int(hit.numel())
         pool = self.real if self.arm.source == NAIVE else self.pool
         src = self._cut(pool, _draw(hit.numel(), pool, self.recipe.crop, self.g_syn), None)
         img, lab = copy_paste(images[hit], labels[hit], *src, self.g_syn)
@@ -163,12 +181,13 @@ class StepComposer:
         real_rows = self._rows(r.batch_size, self.g_aug)
         images, labels = self._cut(self.real, draws, real_rows)
         n_syn = n_pasted = 0
-        if self.arm.source is not None and r.protocol == "online":
+        online = r.protocol == "online" or self.arm.source == IAAA_ONLINE
+        if self.arm.source is not None and online:
             # pasted cells take the crop's photometric augmentation with it
             images, labels, n_pasted = self._online(images, labels)
         if real_rows is not None:
             images = photometric(images, real_rows, self.g_aug)
-        if self.arm.source is not None and r.protocol != "online":
+        if self.arm.source is not None and not online:
             n_syn = r.n_synthetic
             extra_rows = self._rows(n_syn, self.g_aug_syn)
             xi, xl = self._extra(n_syn, extra_rows)

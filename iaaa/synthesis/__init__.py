@@ -19,7 +19,9 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
 * :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
 * :mod:`~iaaa.synthesis.config` — :class:`CompositorConfig`: the stage configs and the choices
   that span stages, flat ``KEY=VALUE`` options, JSON round trip, the ``paper()`` preset;
-* :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`.
+* :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`;
+* :mod:`~iaaa.synthesis.paste` — :class:`PasteCells`: the online transform (a fitted
+  compositor's cells pasted into a real sample).
 
 One public function per stage: :func:`extract_objects`, :func:`remove_cells`,
 :func:`place_objects`, each taking its stage config.
@@ -51,6 +53,8 @@ _LAZY: dict[str, str] = {
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",
+    "PasteCells": "paste", "PasteResult": "paste", "paste_cells": "paste", "match_group": "paste",
+    "pick_objects": "pools",
     "objects_for_search": "search_objects",
 }
 

@@ -1,0 +1,99 @@
+"""Speed of the online transform: PasteCells calls per second on 256x256 crops with 3 pasted
+objects, one torch thread, beside the Simple Copy-Paste recipe.
+
+The peer is :func:`iaaa.judge.naive.copy_paste`, the judge's faithful re-implementation of the
+core of torchvision's detection-reference SimpleCopyPaste (scale jitter, mirror, shift of a
+source crop, a random half of its cells pasted with hard edges, occlusion of the destination's
+labels), called on one destination / source pair per call as a DataLoader worker would.
+
+Data: 256x256 crops of the real DSB 2018 fluorescence images (../shared/data/dsb2018_fluo), or
+the simulator when they are absent. Usage::
+
+    PYTHONPATH=$PWD python3 benchmarks/paste.py [--calls 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+
+from iaaa import CellCompositor, CompositorConfig, PasteCells  # noqa: E402
+from iaaa.judge.naive import copy_paste  # noqa: E402
+from iaaa.structures import AnnotatedImage  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
+SIZE = 256
+
+
+def crops() -> tuple[list[AnnotatedImage], str]:
+    if (DATA / "images").is_dir():
+        from iaaa.data import read_label_folder
+
+        samples = read_label_folder(DATA / "images", DATA / "masks")
+        out = []
+        for s in samples:
+            if min(s.size) >= SIZE and s.num_instances:
+                img = s.image[:1, :SIZE, :SIZE]
+                lab = s.labels[:SIZE, :SIZE]
+                out.append(AnnotatedImage(img, lab, None, s.name).relabeled())
+        return out, f"dsb2018_fluo ({len(out)} crops of {SIZE}x{SIZE}, first channel)"
+    from iaaa.datasets import simulate_cells
+
+    return simulate_cells(8, seed=0, size=(SIZE, SIZE), dtype=torch.uint8), f"simulator (8 images {SIZE}x{SIZE})"
+
+
+def rate(fn, n: int, repeats: int) -> float:
+    fn(0)
+    best = float("inf")
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(r * n + i)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    samples, what = crops()
+    print(f"data: {what}; torch threads {torch.get_num_threads()}; {args.calls} calls x {args.repeats} repeats (best)")
+    rows = []
+    variants = (
+        ("PasteCells (library defaults)", None, True),
+        ("PasteCells (identity policy)", "identity", True),
+        ("PasteCells (identity policy, rim=False)", "identity", False),
+    )
+    for name, policy, rim in variants:
+        comp = CellCompositor(CompositorConfig(rim=rim), policy=policy).fit(samples, progress=False)
+        t = PasteCells(comp, p=1.0, n=3)
+        placed = []
+
+        def call(i: int, t=t, placed=placed) -> None:
+            out = t.apply(samples[i % len(samples)], torch.Generator().manual_seed(i))
+            placed.append(len(out.meta["paste"]["objects"]))
+
+        rows.append((name, rate(call, args.calls, args.repeats), sum(placed) / len(placed)))
+    # the peer, on float crops as the judge feeds it
+    flo = [(s.image.float()[None] / 255, s.labels[None]) for s in samples]
+
+    def peer(i: int) -> None:
+        d, s = flo[i % len(flo)], flo[(i + 1) % len(flo)]
+        copy_paste(d[0], d[1], s[0], s[1], torch.Generator().manual_seed(i))
+
+    rows.append(("naive copy_paste (SimpleCopyPaste recipe)", rate(peer, args.calls, args.repeats), float("nan")))
+    ref = rows[-1][1]
+    print(f"{'transform':44s} {'calls/s':>9s} {'x peer':>7s} {'objects placed/call':>20s}")
+    for name, r, k in rows:
+        print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
+
+
+if __name__ == "__main__":
+    main()
