@@ -79,6 +79,8 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         "sco_fraction": n_sco / max(1, n_sco + n_mco),
         "cells_per_mco": float(sum(cells_in_mco) / len(cells_in_mco)) if cells_in_mco else 0.0,
         "cells_in_objects": kept,
+        # the compositor's denominator too: cells of at least min_area px (smaller fragments are never pasted)
+        "cells_at_least_min_area": cells,
         "kept_share": kept / max(1, cells),
         "object_side_px": {"median": float(side.median()), "p10": float(side.quantile(0.1)), "p90": float(side.quantile(0.9))},
         "groups": groups,
@@ -98,7 +100,7 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("MCOs", lambda d: d["mco"]),
         ("SCO fraction", lambda d: f"{d['sco_fraction']:.3f}"),
         ("cells per MCO", lambda d: f"{d['cells_per_mco']:.2f}"),
-        ("cells kept in objects", lambda d: f"{d['cells_in_objects']} ({100 * d['kept_share']:.0f}%)"),
+        ("cells kept in objects", lambda d: f"{d['cells_in_objects']} of {d['cells_at_least_min_area']} ({100 * d['kept_share']:.0f}%)"),
         ("object side px p10/median/p90", lambda d: "{p10:.0f}/{median:.0f}/{p90:.0f}".format(**d["object_side_px"])),
         ("touching share", lambda d: f"{d['contacts']['touching_share']:.3f}"),
         ("contact px per touching cell", lambda d: f"{d['contacts']['mean_contact_px']:.1f}"),

@@ -127,7 +127,7 @@ class CompositorStats:
             f"{self.n_sco} SCOs, {self.n_mco} MCOs ({self.cells_in_mcos} cells), MCO share {self.mco_fraction:.3f}; "
             f"{self.n_border_objects} border objects and {self.n_fragments} fragments left out; "
             f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s; "
-            f"pools keep {self.cells_pooled} of {sum(self.cells_per_image)} real cells ({100 * self.kept_share:.0f}%); "
+            f"pools keep {self.cells_pooled} of {sum(self.cells_per_image)} real cells of >= min_area px ({100 * self.kept_share:.0f}%); "
             + ("every object touched the frame, border objects kept; " if self.border_fallback else "")
             + f"{len(self.groups)} group(s): "
             + ", ".join(f"{k}: {v['images']} images, {v['cells_min']}-{v['cells_max']} cells, halo {v['halo']}" for k, v in self.groups.items())
