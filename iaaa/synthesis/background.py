@@ -188,6 +188,7 @@ def remove_cells(
     config: BackgroundConfig | None = None,
     *,
     halo: int | None = None,
+    grown: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> BackgroundFill:
     """Remove every instance of ``labels`` from ``image``; ``.image`` of the result is the
@@ -200,6 +201,9 @@ def remove_cells(
         halo: ``background_method="mask"`` only: pixels removed around every mask, a value
             measured from the data (``None``: measured on this image,
             :func:`iaaa.synthesis.halo.measure_halo`).
+        grown: ``background_method="mask"`` only: ``labels`` already grown by ``halo``
+            (:func:`iaaa.synthesis.halo.grow_masks`), when the caller has it (``fit`` shares it
+            with object extraction); needs ``halo``.
         generator: the only source of randomness (``None`` means a fresh generator seeded 0,
             so the result is still reproducible; the global RNG is never read).
     """
@@ -207,8 +211,9 @@ def remove_cells(
     if not isinstance(config, BackgroundConfig):
         raise IaaaError(f"config: expected a BackgroundConfig, got {type(config).__name__}")
     check(halo is None or (isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256), "halo", "must be None or an integer in [0, 256]", halo)
+    check(grown is None or (halo is not None and config.background_method == "mask"), "grown", "needs background_method='mask' and the halo it was grown by", type(grown).__name__)
     if config.background_method == "mask":
-        return _fill_by_mask(image, labels, config, halo, generator)
+        return _fill_by_mask(image, labels, config, halo, grown, generator)
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
@@ -380,7 +385,9 @@ def _choose(
     return pool[(offset + best).remainder_(n_pool)], blocks
 
 
-def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, generator: torch.Generator | None) -> BackgroundFill:
+def _fill_by_mask(
+    image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, grown: torch.Tensor | None, generator: torch.Generator | None,
+) -> BackgroundFill:
     from iaaa.synthesis.halo import measure_halo
     from iaaa.synthesis.inpaint import remove_cells_by_mask
 
@@ -390,6 +397,6 @@ def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundC
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
     if halo is None:
         halo = measure_halo([(img, labels)])[0] if bool((labels > 0).any()) and bool((labels == 0).any()) else 0
-    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, generator=generator)
+    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, grown=grown, generator=generator)
     boxes = instance_boxes(labels).to(img.device)
     return BackgroundFill(r.image, to_float(r.image), r.hole.to(torch.float32), r.hole, r.reference, boxes)

@@ -232,12 +232,16 @@ def remove_cells_by_mask(
     block: int = 8,
     n_candidates: int = 16,
     max_energy: float = 0.9,
+    grown: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Inpainting:
     """Remove every instance of ``labels`` together with its ``halo`` (pixels, see
     :func:`iaaa.synthesis.halo.measure_halo`) and inpaint the holes (:func:`inpaint`).
-    Pixels farther than ``halo`` from every cell are returned bit-identical."""
+    Pixels farther than ``halo`` from every cell are returned bit-identical. ``grown``:
+    ``grow_masks(labels, halo)`` when the caller already has it (one distance transform less)."""
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != tuple(image.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(getattr(labels, 'shape', ()))} does not match image {tuple(image.shape)}")
-    hole = grow_masks(labels, halo) > 0
+    if grown is not None and tuple(grown.shape) != tuple(labels.shape):
+        raise IaaaError(f"grown: shape {tuple(grown.shape)} does not match labels {tuple(labels.shape)}")
+    hole = (grow_masks(labels, halo) if grown is None else grown) > 0
     return inpaint(image, hole.to(image.device), margin=margin, sigma=sigma, block=block, n_candidates=n_candidates, max_energy=max_energy, generator=generator)
