@@ -154,8 +154,8 @@ def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None =
     labels = check_labels(labels)
     check(int(touch) == touch and touch >= 0, "touch", "must be an integer >= 0", touch)
     lab = labels.detach().cpu()
-    all_ids = torch.unique(lab)
-    all_ids = all_ids[all_ids > 0]
+    # A bincount and a table gather: torch.unique and torch.isin sort every pixel (10x slower).
+    all_ids = instance_areas(lab)[0]
     if ids is None:
         cells = all_ids
     else:
@@ -163,7 +163,11 @@ def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None =
         missing = cells[~torch.isin(cells, all_ids)]
         if missing.numel():
             raise IaaaError(f"ids: {missing.tolist()[:10]} are not labels of the map")
-        lab = torch.where(torch.isin(lab, cells), lab, torch.zeros_like(lab))
+        if cells.numel() < all_ids.numel():
+            wanted = torch.zeros(all_ids.numel() + 1, dtype=torch.bool)
+            wanted[torch.searchsorted(all_ids, cells) + 1] = True
+            at = torch.where(lab > 0, torch.searchsorted(all_ids, lab.to(torch.int64)) + 1, 0)
+            lab = torch.where(wanted[at], lab, torch.zeros_like(lab))
     n = cells.numel()
     if n == 0:
         return cells.to(labels.device), torch.zeros(0, dtype=torch.int64, device=labels.device)
