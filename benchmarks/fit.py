@@ -66,6 +66,8 @@ def main() -> None:
         for name, samples in workloads.items():
             for threads in (1, 2):
                 times[name, threads].append(_fit(samples, threads))
+                # Each measurement as it comes, so a long run that is cut short still tells something.
+                print(f"# {name}, {threads} thread(s): wall {times[name, threads][-1][0]:.1f} s, user CPU {times[name, threads][-1][1]:.1f} s", flush=True)
     print(f"fit of CellCompositor() with {iaaa.__file__} ({args.repeats} repeat(s), medians)")
     print(f"| {'workload':<22} | threads | wall s | user CPU s | wall vs 1 thread |")
     print(f"|{'-' * 24}|---------|--------|------------|------------------|")
