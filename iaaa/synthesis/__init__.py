@@ -40,7 +40,7 @@ _LAZY: dict[str, str] = {
     "ObjectConfig": "objects", "ObjectGroups": "objects", "group_instances": "objects", "extract_objects": "objects",
     "group_cells": "objects", "label_adjacency": "objects",
     "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
-    "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "inpaint", "remove_cells_by_mask": "inpaint",
+    "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "texture", "remove_cells_by_mask": "inpaint",
     "auto_group_keys": "image_groups", "survey": "image_groups",
     "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background",
     "reflect_index": "mirror", "tile": "mirror",

@@ -41,9 +41,10 @@ import torch.nn.functional as F
 
 from iaaa.boxes import boxes_to_mask, merge_boxes
 from iaaa.errors import IaaaError
-from iaaa.filters import feather_mask, feather_radius, gaussian_blur
+from iaaa.filters import feather_mask, feather_radius
 from iaaa.structures import check_labels, from_float, instance_boxes, to_float
 from iaaa.synthesis.checks import bounded, check, validate
+from iaaa.synthesis.texture import box_mean, local_level, usable_windows
 
 __all__ = ["METHODS", "BackgroundConfig", "BackgroundFill", "remove_cells"]
 
@@ -139,27 +140,6 @@ def _outside(labels: torch.Tensor, boxes: torch.Tensor, grow: int, min_pixels: i
     return out
 
 
-def _local_level(x: torch.Tensor, weight: torch.Tensor, sigma: float, factor: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised convolution: the Gaussian mean of ``x`` over pixels where ``weight`` is 1.
-    Returns ``(level (C, H, W), support (H, W))``; ``support`` near 0 means no outside pixel nearby.
-
-    Computed at ``1/factor`` resolution and upsampled: the level is smooth at scale ``sigma`` and
-    a full-resolution wide blur would dominate the cost of fitting large images."""
-    f = factor if min(x.shape[-2:]) >= 8 * factor and sigma >= factor else 1
-    w = weight.to(x.dtype)[None]
-    num, den = (x * w), w
-    if f > 1:
-        num = F.avg_pool2d(num[None], f, ceil_mode=True)[0]
-        den = F.avg_pool2d(den[None], f, ceil_mode=True)[0]
-    num = gaussian_blur(num, sigma / f, 3.0, "reflect")
-    den = gaussian_blur(den, sigma / f, 3.0, "reflect")
-    if f > 1:
-        size = tuple(x.shape[-2:])
-        num = F.interpolate(num[None], size=size, mode="bilinear", align_corners=False)[0]
-        den = F.interpolate(den[None], size=size, mode="bilinear", align_corners=False)[0]
-    return num / den.clamp_min(1e-12), den[0]
-
-
 def _patch_units(
     outside: torch.Tensor,
     level: torch.Tensor,
@@ -185,16 +165,8 @@ def _patch_units(
     corner. The block grid's phase is drawn from ``generator`` so block edges do not sit at the
     same positions in every background."""
     h, w = outside.shape
-    k = patch
-    ok = None
-    while k > 1:
-        if k <= min(h, w):
-            # A window is usable when all k*k of its pixels are outside (mean of the mask == 1).
-            ok = F.avg_pool2d(outside.to(torch.float32)[None, None], k, 1)[0, 0] > 1 - 1e-4
-            if int(ok.sum()) >= min_windows:
-                break
-        k //= 2
-    if k < 2:
+    k, ok = usable_windows(outside, patch, min_windows, lowest=2)
+    if ok is None:
         return None
     phase = torch.randint(k, (2,), generator=generator, device=generator.device).to(fy.device)
     gy, gx = fy + phase[0], fx + phase[1]
@@ -206,7 +178,7 @@ def _patch_units(
     acc.index_add_(0, unit, torch.cat([target.to(torch.float64), torch.ones_like(target[:, :1], dtype=torch.float64)], 1))
     block_target = (acc[:, :-1] / acc[:, -1:]).to(target.dtype)
     ay, ax = torch.nonzero(ok, as_tuple=True)
-    window_key = F.avg_pool2d(level[None], k, 1)[0][:, ay, ax].T.contiguous()
+    window_key = box_mean(level, k)[:, ay, ax].T.contiguous()
     return block_target, window_key, unit, gy - by * k, gx - bx * k, ay, ax
 
 
@@ -216,6 +188,7 @@ def remove_cells(
     config: BackgroundConfig | None = None,
     *,
     halo: int | None = None,
+    grown: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> BackgroundFill:
     """Remove every instance of ``labels`` from ``image``; ``.image`` of the result is the
@@ -228,6 +201,9 @@ def remove_cells(
         halo: ``background_method="mask"`` only: pixels removed around every mask, a value
             measured from the data (``None``: measured on this image,
             :func:`iaaa.synthesis.halo.measure_halo`).
+        grown: ``background_method="mask"`` only: ``labels`` already grown by ``halo``
+            (:func:`iaaa.synthesis.halo.grow_masks`), when the caller has it (``fit`` shares it
+            with object extraction); needs ``halo``.
         generator: the only source of randomness (``None`` means a fresh generator seeded 0,
             so the result is still reproducible; the global RNG is never read).
     """
@@ -235,8 +211,9 @@ def remove_cells(
     if not isinstance(config, BackgroundConfig):
         raise IaaaError(f"config: expected a BackgroundConfig, got {type(config).__name__}")
     check(halo is None or (isinstance(halo, int) and not isinstance(halo, bool) and 0 <= halo <= 256), "halo", "must be None or an integer in [0, 256]", halo)
+    check(grown is None or (halo is not None and config.background_method == "mask"), "grown", "needs background_method='mask' and the halo it was grown by", type(grown).__name__)
     if config.background_method == "mask":
-        return _fill_by_mask(image, labels, config, halo, generator)
+        return _fill_by_mask(image, labels, config, halo, grown, generator)
     img = image if image.ndim == 3 else image.unsqueeze(0)
     if img.ndim != 3:
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
@@ -337,8 +314,8 @@ def _targets(x: torch.Tensor, region: _Region, boxes: torch.Tensor, config: Back
         cx = torch.stack([boxes[:, 0], boxes[:, 2], boxes[:, 0], boxes[:, 2]], 1)
         return _Targets(raw_out, raw_out, x[:, cy, cx].permute(1, 2, 0), None, None)
     level_sigma = config.background_level_sigma
-    level, support = _local_level(x, region.outside, level_sigma, 2)
-    coarse, coarse_support = _local_level(x, region.outside, 4 * level_sigma, 4)
+    level, support = local_level(x, region.outside, level_sigma, 2)
+    coarse, coarse_support = local_level(x, region.outside, 4 * level_sigma, 4)
     # Corners are sampled at the edge of the filled region (two feather radii out): that is
     # the background the fill must meet, and the cell's own halo has faded there.
     co = _CORNER_OUT * region.r
@@ -408,7 +385,9 @@ def _choose(
     return pool[(offset + best).remainder_(n_pool)], blocks
 
 
-def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, generator: torch.Generator | None) -> BackgroundFill:
+def _fill_by_mask(
+    image: torch.Tensor, labels: torch.Tensor, config: BackgroundConfig, halo: int | None, grown: torch.Tensor | None, generator: torch.Generator | None,
+) -> BackgroundFill:
     from iaaa.synthesis.halo import measure_halo
     from iaaa.synthesis.inpaint import remove_cells_by_mask
 
@@ -418,6 +397,6 @@ def _fill_by_mask(image: torch.Tensor, labels: torch.Tensor, config: BackgroundC
         raise IaaaError(f"labels: shape {tuple(labels.shape)} does not match image size {tuple(img.shape[-2:])}")
     if halo is None:
         halo = measure_halo([(img, labels)])[0] if bool((labels > 0).any()) and bool((labels == 0).any()) else 0
-    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, generator=generator)
+    r = remove_cells_by_mask(img, labels, halo, sigma=config.background_level_sigma, block=config.background_patch, n_candidates=config.background_candidates, grown=grown, generator=generator)
     boxes = instance_boxes(labels).to(img.device)
     return BackgroundFill(r.image, to_float(r.image), r.hole.to(torch.float32), r.hole, r.reference, boxes)

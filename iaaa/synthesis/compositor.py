@@ -34,6 +34,7 @@ from iaaa.synthesis.background import remove_cells
 from iaaa.synthesis.canvas import Canvas
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.contacts import measure_contacts
+from iaaa.synthesis.halo import grow_masks
 from iaaa.synthesis.image_groups import survey
 from iaaa.synthesis.layout import layout_density, layout_grid
 from iaaa.synthesis.mirror import tile
@@ -193,11 +194,15 @@ class CellCompositor:
             rim = halo if cfg.rim else 0
             context = self._context(rim)
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+            # Mask removal and mask grouping both need the labels grown by the halo: one
+            # distance transform serves both.
+            by_mask = cfg.background.background_method == "mask"
+            grown = grow_masks(s.labels, halo) if by_mask and cfg.objects.grouping == "mask" else None
             try:
-                bg = remove_cells(s.image, s.labels, cfg.background, halo=halo, generator=g).image
+                bg = remove_cells(s.image, s.labels, cfg.background, halo=halo, grown=grown, generator=g).image
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
-            objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context)
+            objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context, grown=grown)
             pending.append((s, key, halo, context, bg if bg is not None else s.image))
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())

@@ -6,7 +6,7 @@ them (:mod:`iaaa.synthesis.halo`) are replaced; every other pixel is returned bi
 
 A hole is filled in two parts, so that neither a cell-shaped ghost nor a smooth patch remains:
 
-**Level** (:func:`background_level`): the smooth background brightness, from the *reference*
+**Level** (:func:`iaaa.synthesis.texture.background_level`, shared with the box fills): the smooth background brightness, from the *reference*
 pixels only (known pixels at least ``margin`` pixels from every hole, so what is left of a halo
 beyond the measured width does not leak in). On the reference pixels it is a Gaussian normalised
 convolution (``blur(x * w) / blur(w)``), refitted without outliers (debris, specks: more than 2.5
@@ -34,21 +34,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
 
-from iaaa.filters import gaussian_blur
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
-from iaaa.synthesis.halo import grow_masks
+from iaaa.synthesis.halo import dilate_disk, grow_masks
+from iaaa.synthesis.texture import background_level, box_mean, usable_windows
 
-__all__ = ["Inpainting", "background_level", "texture_residual", "inpaint", "remove_cells_by_mask"]
+__all__ = ["Inpainting", "texture_residual", "inpaint", "remove_cells_by_mask"]
 
-_CHUNK = 1 << 14
-_OUTLIER = 2.5  # robust sds beyond which a reference pixel does not shape the level
-_RELAX_STEPS = 24  # Jacobi steps per pyramid level (see _relax)  # blocks per gather chunk: keeps (blocks x candidates x C) small
+_CHUNK = 1 << 14  # blocks per gather chunk: keeps (blocks x candidates x C) small
 
 
 @dataclass
@@ -68,63 +64,6 @@ class Inpainting:
     reference: torch.Tensor
     level: torch.Tensor
     block: int
-
-
-def background_level(x: torch.Tensor, weight: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
-    """Smooth level of ``x`` ``(C, H, W)`` float from the pixels where ``weight`` ``(H, W)`` is true.
-
-    On those pixels: a Gaussian normalised convolution at scale ``sigma``. Elsewhere: the membrane
-    (harmonic) interpolation of those values, solved coarse-to-fine (see the module docs).
-
-    Raises:
-        IaaaError: ``weight`` has no true pixel.
-    """
-    if not bool(weight.any()):
-        raise IaaaError("weight: no reference pixel to estimate the background level from")
-    w = weight.to(x.dtype)[None]
-    den = gaussian_blur(w, sigma, 3.0, "reflect")
-    est = gaussian_blur(x * w, sigma, 3.0, "reflect") / den.clamp_min(1e-6)
-    # Outliers (debris, specks) are texture, not level: a dark speck on a hole's edge would
-    # otherwise radiate into the membrane. Refit without pixels beyond `_OUTLIER` robust sds.
-    dev = (x - est).abs().amax(0)
-    ref = dev[weight]
-    sd = 1.4826 * float(ref.median()) if ref.numel() else 0.0
-    if sd > 0:
-        wi = (weight & (dev <= _OUTLIER * sd)).to(x.dtype)[None]
-        den_i = gaussian_blur(wi, sigma, 3.0, "reflect")
-        est_i = gaussian_blur(x * wi, sigma, 3.0, "reflect") / den_i.clamp_min(1e-6)
-        est = torch.where(den_i > 0.1 * den, est_i, est)
-    # Pyramid of (value sum, weight) over the fixed pixels, halving until one pixel is left.
-    pyr = [(est * w, w)]
-    while min(pyr[-1][1].shape[-2:]) > 2:
-        v, m = pyr[-1]
-        pyr.append((F.avg_pool2d(v[None], 2, ceil_mode=True)[0], F.avg_pool2d(m[None], 2, ceil_mode=True)[0]))
-    v, m = pyr[-1]
-    mean = v.sum((-2, -1), keepdim=True) / m.sum()
-    level = torch.where(m > 0, v / m.clamp_min(1e-12), mean)
-    for s in range(len(pyr) - 2, -1, -1):
-        v, m = pyr[s]
-        level = F.interpolate(level[None], size=tuple(m.shape[-2:]), mode="bilinear", align_corners=False)[0]
-        fixed = m[0] > (0.5 if s == 0 else 0.0)
-        level = torch.where(fixed, v / m.clamp_min(1e-12), level)
-        level = _relax(level, fixed, _RELAX_STEPS if s > 0 else 2 * _RELAX_STEPS)
-    return level
-
-
-def _relax(level: torch.Tensor, fixed: torch.Tensor, steps: int) -> torch.Tensor:
-    """Jacobi steps of the Laplace equation on the pixels that are not ``fixed``: the membrane
-    interpolation continues a linear illumination gradient through a hole instead of flattening
-    it. Started from the coarser level's solution, a few steps per level remove the upsampling
-    error (cascadic multigrid); pixels of a level with any reference pixel below are fixed to
-    their mean, which the finer levels correct."""
-    free = ~fixed
-    if not bool(free.any()) or min(level.shape[-2:]) < 2:
-        return level
-    for _ in range(steps):
-        p = F.pad(level[None], (1, 1, 1, 1), mode="replicate")[0]
-        nb = 0.25 * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
-        level = torch.where(free, nb, level)
-    return level
 
 
 def _sine_window(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -160,16 +99,8 @@ def texture_residual(
     """
     c, h, w = residual.shape
     dev = residual.device
-    k = int(block)
-    ok = None
-    while k >= 1:
-        b = 2 * k
-        if b <= min(h, w):
-            ok = F.avg_pool2d(source.to(torch.float32)[None, None], b, 1)[0, 0] > 1 - 1e-4
-            if int(ok.sum()) >= min_windows:
-                break
-        k //= 2
-    if k < 1:
+    k, ok = usable_windows(source, int(block), min_windows, side=lambda k: 2 * k)
+    if ok is None:
         # Not even 2x2 background windows: copy single level-matched residual pixels.
         sy, sx = torch.nonzero(source, as_tuple=True)
         hy, hx = torch.nonzero(hole, as_tuple=True)
@@ -197,13 +128,13 @@ def texture_residual(
         # Windows whose residual energy is in the top share hold the background's rare bright or
         # dark structures (unannotated debris, glow); copied into many blocks they would repeat
         # as conspicuous blobs, so they are not offered as sources.
-        energy = F.avg_pool2d(residual.square().sum(0)[None, None], b, 1)[0, 0]
+        energy = box_mean(residual.square().sum(0), b)
         cut = torch.quantile(energy[ok].double()[: 1 << 24], max_energy).to(energy.dtype)
         calm = ok & (energy <= cut)
         if int(calm.sum()) >= min_windows:
             ok = calm
     wy, wx = torch.nonzero(ok, as_tuple=True)
-    win_level = F.avg_pool2d(level[None], b, 1)[0][:, wy, wx].T  # (nw, C)
+    win_level = box_mean(level, b)[:, wy, wx].T  # (nw, C)
     nb = blk.numel()
     cand = torch.randint(wy.numel(), (nb, n_candidates), generator=generator, device=generator.device).to(dev)
     pick = torch.empty(nb, dtype=torch.int64, device=dev)
@@ -258,9 +189,9 @@ def inpaint(
         raise IaaaError(f"image: expected (C, H, W) or (H, W), got shape {tuple(image.shape)}")
     if hole.dtype != torch.bool or tuple(hole.shape) != tuple(img.shape[-2:]):
         raise IaaaError(f"hole: expected a bool mask of shape {tuple(img.shape[-2:])}, got {hole.dtype} {tuple(hole.shape)}")
-    if margin < 0 or sigma <= 0 or block < 0 or n_candidates < 1 or not 0 < max_energy <= 1:
+    if margin < 0 or int(margin) != margin or sigma <= 0 or block < 0 or n_candidates < 1 or not 0 < max_energy <= 1:
         raise IaaaError(
-            f"need margin >= 0, sigma > 0, block >= 0, n_candidates >= 1, 0 < max_energy <= 1; "
+            f"need an integer margin >= 0, sigma > 0, block >= 0, n_candidates >= 1, 0 < max_energy <= 1; "
             f"got {margin}, {sigma}, {block}, {n_candidates}, {max_energy}"
         )
     hole = hole.to(img.device)
@@ -274,8 +205,9 @@ def inpaint(
         return Inpainting(img.clone(), hole, known, x, block)
     reference = known
     if margin > 0:
-        near = ndi.distance_transform_edt(~hole.cpu().numpy()) <= margin
-        ref = known & ~torch.from_numpy(near).to(img.device)
+        # Within Euclidean distance `margin` of a hole is a dilation by a disk: one small
+        # convolution instead of a full-image distance transform.
+        ref = known & ~dilate_disk(hole, int(margin))
         # Dense fields: keep the margin only while it leaves a usable share of the background.
         if int(ref.sum()) >= max(64, 0.25 * int(known.sum())):
             reference = ref
@@ -299,12 +231,16 @@ def remove_cells_by_mask(
     block: int = 8,
     n_candidates: int = 16,
     max_energy: float = 0.9,
+    grown: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> Inpainting:
     """Remove every instance of ``labels`` together with its ``halo`` (pixels, see
     :func:`iaaa.synthesis.halo.measure_halo`) and inpaint the holes (:func:`inpaint`).
-    Pixels farther than ``halo`` from every cell are returned bit-identical."""
+    Pixels farther than ``halo`` from every cell are returned bit-identical. ``grown``:
+    ``grow_masks(labels, halo)`` when the caller already has it (one distance transform less)."""
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != tuple(image.shape[-2:]):
         raise IaaaError(f"labels: shape {tuple(getattr(labels, 'shape', ()))} does not match image {tuple(image.shape)}")
-    hole = grow_masks(labels, halo) > 0
+    if grown is not None and tuple(grown.shape) != tuple(labels.shape):
+        raise IaaaError(f"grown: shape {tuple(grown.shape)} does not match labels {tuple(labels.shape)}")
+    hole = (grow_masks(labels, halo) if grown is None else grown) > 0
     return inpaint(image, hole.to(image.device), margin=margin, sigma=sigma, block=block, n_candidates=n_candidates, max_energy=max_energy, generator=generator)

@@ -215,3 +215,20 @@ def test_real_dsb_objects_account_for_every_cell(dsb_fluo):
         # The object keeps a clear ring of context: its cells never touch the crop edge.
         m = o.labels > 0
         assert not (m[:3].any() or m[-3:].any() or m[:, :3].any() or m[:, -3:].any())
+
+
+def test_extract_with_a_shared_grown_map_is_the_same():
+    # fit grows the masks once and hands the map to extraction: same objects as growing inside.
+    from iaaa.datasets import simulate_cells
+    from iaaa.synthesis.halo import grow_masks
+    from iaaa.synthesis.objects import extract
+
+    s = simulate_cells(1, seed=3, size=(160, 160), cells=(12, 16))[0]
+    bg = remove_cells(s.image, s.labels, BackgroundConfig(background_method="bilinear")).image
+    for cfg in (ObjectConfig(keep_border=True), ObjectConfig(grouping="box", keep_border=True), ObjectConfig(min_area=200, keep_border=True)):
+        a, _ = extract(s, cfg, bg, halo=3, context=6)
+        b, _ = extract(s, cfg, bg, halo=3, context=6, grown=grow_masks(s.labels, 3))
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            assert x.box == y.box and x.source_ids == y.source_ids
+            assert torch.equal(x.image, y.image) and torch.equal(x.labels, y.labels)

@@ -15,7 +15,8 @@ from iaaa.errors import IaaaError
 from iaaa.metrics.remnants import remnant_scores
 from iaaa.synthesis.objects import group_cells, label_adjacency
 from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo
-from iaaa.synthesis.inpaint import background_level, inpaint, remove_cells_by_mask
+from iaaa.synthesis.inpaint import inpaint, remove_cells_by_mask
+from iaaa.synthesis.texture import background_level
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 DTYPES = [torch.uint8, torch.uint16, torch.float32]

@@ -1,0 +1,98 @@
+"""The shared texture/window engine (iaaa.synthesis.texture): its fast kernels against the
+plain definitions they replaced (stride-1 pooling, padded Jacobi steps, a distance transform)."""
+
+from __future__ import annotations
+
+import pytest
+import scipy.ndimage as ndi
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iaaa.errors import IaaaError
+from iaaa.synthesis.halo import dilate_disk
+from iaaa.synthesis.inpaint import inpaint
+from iaaa.synthesis.texture import _relax, box_mean, box_sum, local_level, usable_windows
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 9), st.integers(9, 30), st.integers(9, 30), st.integers(0, 2**31 - 1))
+def test_box_sum_is_stride_one_pooling(k, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, h, w, generator=g)
+    want = F.avg_pool2d(x[None], k, 1)[0]
+    assert torch.allclose(box_mean(x, k), want, atol=1e-6)
+    m = x[0] > 0.3
+    assert torch.equal(box_sum(m, k), (F.avg_pool2d(m.double()[None, None], k, 1)[0, 0] * k * k).round().long())
+
+
+def test_box_sum_rejects_a_window_larger_than_the_image():
+    with pytest.raises(IaaaError, match="k: window side"):
+        box_sum(torch.zeros(4, 5), 6)
+
+
+def test_usable_windows_halves_until_enough_fit():
+    src = torch.zeros(40, 40, dtype=torch.bool)
+    src[:6, :6] = True  # one 6x6 free corner: 9 windows of side 4, 25 of side 2, 1 of side 6
+    k, ok = usable_windows(src, 8, 9, side=lambda k: 2 * k)
+    assert k == 2 and int(ok.sum()) == 9
+    k, ok = usable_windows(src, 8, 10, side=lambda k: 2 * k)
+    assert k == 1 and int(ok.sum()) == 25
+    assert usable_windows(src, 8, 26, side=lambda k: 2 * k) == (0, None)
+    k, ok = usable_windows(src, 8, 9, lowest=2)  # side = k, never below 2
+    assert k == 4 and int(ok.sum()) == 9
+
+
+def _relax_reference(level, fixed, steps):
+    free = ~fixed
+    for _ in range(steps):
+        p = F.pad(level[None], (1, 1, 1, 1), mode="replicate")[0]
+        nb = 0.25 * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
+        level = torch.where(free, nb, level)
+    return level
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(2, 20), st.integers(2, 20), st.integers(1, 30), st.integers(0, 2**31 - 1))
+def test_relax_matches_padded_jacobi_steps(h, w, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    level = torch.rand(2, h, w, generator=g)
+    fixed = torch.rand(h, w, generator=g) > 0.5
+    assert torch.equal(_relax(level, fixed, steps), _relax_reference(level, fixed, steps))
+
+
+def test_local_level_is_a_normalised_convolution():
+    x = torch.full((1, 32, 32), 0.25)
+    x[:, :, 16:] = 0.75
+    w = torch.ones(32, 32, dtype=torch.bool)
+    w[10:20, 10:20] = False
+    level, support = local_level(x, w, 2.0)
+    # Far from the step, only equal values are averaged, whatever the weight's hole.
+    assert torch.allclose(level[:, :, :6], torch.full((1, 32, 6), 0.25), atol=1e-6)
+    assert torch.allclose(level[:, :, -6:], torch.full((1, 32, 6), 0.75), atol=1e-6)
+    assert float(support[15, 15]) < float(support[0, 0])
+    coarse, _ = local_level(x, w, 4.0, factor=2)
+    assert coarse.shape == x.shape and float((coarse - level).abs()[:, :, :4].max()) < 0.02
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 2**31 - 1))
+def test_inpaint_margin_is_the_distance_band(margin, seed):
+    # The reference pixels exclude exactly the known pixels within `margin` (Euclidean) of a hole.
+    g = torch.Generator().manual_seed(seed)
+    hole = torch.rand(48, 48, generator=g) > 0.97
+    img = torch.rand(1, 48, 48, generator=g)
+    r = inpaint(img, hole, margin=margin, generator=torch.Generator().manual_seed(0))
+    near = torch.from_numpy(ndi.distance_transform_edt(~hole.numpy()) <= margin)
+    want = ~hole & ~near
+    if int(want.sum()) >= max(64, 0.25 * int((~hole).sum())):
+        assert torch.equal(r.reference, want)
+    assert torch.equal(dilate_disk(hole, margin), near)
+
+
+def test_inpaint_rejects_a_fractional_margin():
+    with pytest.raises(IaaaError, match="integer margin"):
+        inpaint(torch.rand(1, 16, 16), torch.zeros(16, 16, dtype=torch.bool), margin=1.5)
