@@ -9,8 +9,9 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
   (:class:`PlacementConfig`, :func:`place_objects` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.contacts` — how cells touch in the data (:func:`measure_contacts`) and
   positions against a cell for contact-aware placement;
-* :mod:`~iaaa.synthesis.pools` — what ``fit`` records and how a synthetic image draws from it
-  (:class:`CountConfig`);
+* :mod:`~iaaa.synthesis.pools` — what ``fit`` records;
+* :mod:`~iaaa.synthesis.draws` — how many cells and which objects a synthetic image draws
+  from the pools (:class:`CountConfig`);
 * :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
   (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
 * :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
@@ -46,15 +47,15 @@ _LAZY: dict[str, str] = {
     "reflect_index": "mirror", "tile": "mirror",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
-    "place_objects": "placement", "level_map": "placement",
+    "place_objects": "placement", "level_map": "levels",
     "ContactStats": "contacts", "measure_contacts": "contacts",
-    "CountConfig": "pools", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
-    "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "pools", "choose_objects": "pools", "count_cap": "pools", "RealCells": "pools",
+    "CountConfig": "draws", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
+    "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "draws", "choose_objects": "draws", "count_cap": "draws", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",
     "PasteCells": "paste", "PasteResult": "paste", "paste_cells": "paste", "match_group": "paste",
-    "pick_objects": "pools",
+    "pick_objects": "draws",
     "objects_for_search": "search_objects",
 }
 

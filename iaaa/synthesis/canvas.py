@@ -9,10 +9,12 @@ NumPy on the host: a few small arrays per object.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
-__all__ = ["BAND", "Canvas", "occupancy_table", "grown_runs"]
+__all__ = ["BAND", "Canvas", "occupancy_table", "grown_runs", "host_arrays"]
 
 BAND = 64
 """Rows per band of the occupancy table."""
@@ -101,6 +103,26 @@ class Canvas:
         v = s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0]
         return (v * (i1 > i0)).sum(1)
 
+    def write_labels(self, lab: np.ndarray, y: int, x: int) -> tuple[int, np.ndarray]:
+        """Write an object's label crop ``lab`` (cells ``1..k``, 0 elsewhere) at ``(y, x)`` with
+        fresh ids, mark it occupied and advance :attr:`next_id`. The ids present in ``lab`` (a
+        transform can make a tiny cell vanish) are renumbered densely from ``next_id`` in their
+        order. Returns ``(first new id, the ids of lab that were present)``."""
+        m = lab > 0
+        first = self.next_id
+        region = self.labels[y : y + lab.shape[0], x : x + lab.shape[1]]
+        count = np.bincount(lab.ravel())
+        present = np.flatnonzero(count[1:]) + 1
+        if len(present) == 1:
+            region[m] = first
+        else:
+            lut = np.zeros(len(count), dtype=np.int64)
+            lut[present] = first + np.arange(len(present))
+            region[m] = lut[lab[m]]
+        self.mark(m, y, x)
+        self.next_id = first + len(present)
+        return first, present
+
     def mark(self, mask: np.ndarray, y: int, x: int) -> None:
         # Per band: the new pixels' own table, then its last row/column (and total) carried down
         # the rest of the band and along the rest of the row. Four slice adds per band.
@@ -143,3 +165,18 @@ def grown_runs(lab: np.ndarray, tight: tuple[int, int, int, int], gap: int) -> t
     ry, start = np.nonzero(e == 1)
     _, stop = np.nonzero(e == -1)  # row-major order pairs every start with its stop
     return ry - gap, start - gap, stop - 1 - gap
+
+
+def host_arrays(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """NumPy views/copies of same-dtype tensors with one device transfer for all of them (the
+    canvas bookkeeping runs on the host; the pixels may live on a GPU)."""
+    if not tensors:
+        return []
+    if tensors[0].device.type == "cpu":
+        return [t.detach().contiguous().numpy() for t in tensors]
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors]).cpu().numpy()
+    out, s = [], 0
+    for t in tensors:
+        out.append(flat[s : s + t.numel()].reshape(tuple(t.shape)))
+        s += t.numel()
+    return out

@@ -40,10 +40,10 @@ from iaaa.synthesis.layout import layout_density, layout_grid
 from iaaa.synthesis.mirror import tile
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
-from iaaa.synthesis.placement import PastedWindows, PlacementResult, level_map, place
-from iaaa.synthesis.pools import (
-    CompositorStats, PooledBackground, PooledObject, PoolBuilder, Pools, choose_objects, count_cap, crop_real_cells, draw_count, real_cells,
-)
+from iaaa.synthesis.levels import level_map
+from iaaa.synthesis.placement import PastedWindows, PlacementResult, place
+from iaaa.synthesis.draws import choose_objects, count_cap, draw_count
+from iaaa.synthesis.pools import CompositorStats, PooledBackground, PooledObject, PoolBuilder, Pools, crop_real_cells, real_cells
 from iaaa.threads import torch_threads
 
 __all__ = ["CellCompositor", "CompositorConfig", "CompositorStats", "PooledObject"]

@@ -5,7 +5,7 @@ Its fields are the stage configs (``objects``: :class:`~iaaa.synthesis.objects.O
 ``background``: :class:`~iaaa.synthesis.background.BackgroundConfig`, ``layout``:
 :class:`~iaaa.synthesis.layout.LayoutConfig`, ``placement``:
 :class:`~iaaa.synthesis.placement.PlacementConfig`, ``count``:
-:class:`~iaaa.synthesis.pools.CountConfig`) plus the choices that span stages (``size``,
+:class:`~iaaa.synthesis.draws.CountConfig`) plus the choices that span stages (``size``,
 ``object_scale``, ``group_by``, ``halo``, ``rim``, ``onto``). Every leaf field has one name that
 is unique over the whole tree, so a flat ``KEY=VALUE`` (``sigma=2``, ``grouping=box``) names
 exactly one field; the dotted ``stage.field`` (``placement.sigma``) always works too.
@@ -32,7 +32,7 @@ from iaaa.synthesis.checks import bounded, check, field_hints, parse_text, valid
 from iaaa.synthesis.layout import LayoutConfig
 from iaaa.synthesis.objects import ObjectConfig
 from iaaa.synthesis.placement import PlacementConfig
-from iaaa.synthesis.pools import CountConfig
+from iaaa.synthesis.draws import CountConfig
 
 __all__ = ["CompositorConfig", "STAGE_CONFIGS", "option_names"]
 
@@ -55,7 +55,7 @@ class CompositorConfig:
         background: how cells are removed (:class:`~iaaa.synthesis.background.BackgroundConfig`).
         layout: where candidate positions come from (:class:`~iaaa.synthesis.layout.LayoutConfig`).
         placement: placement and blending (:class:`~iaaa.synthesis.placement.PlacementConfig`).
-        count: cells per image and MCO share (:class:`~iaaa.synthesis.pools.CountConfig`).
+        count: cells per image and MCO share (:class:`~iaaa.synthesis.draws.CountConfig`).
         size: output ``(H, W)`` (an int: square); ``None`` uses the drawn background's own size.
             Larger backgrounds are cropped at a random offset, smaller ones mirror-tiled.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are

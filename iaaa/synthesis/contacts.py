@@ -22,6 +22,7 @@ The choice is exact and vectorised over candidates x steps with the canvas's row
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -29,8 +30,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from iaaa.errors import IaaaError
+from iaaa.synthesis.canvas import Canvas
 
-__all__ = ["ContactStats", "measure_contacts", "contact_candidates", "touching_ids"]
+__all__ = ["ContactStats", "measure_contacts", "contact_candidates", "touching_ids", "TouchingShare"]
 
 CLUSTER_BINS = 8
 """Cluster sizes are histogrammed as 1, 2, ..., ``CLUSTER_BINS - 1`` and ``>= CLUSTER_BINS``."""
@@ -196,3 +198,59 @@ def contact_candidates(
     ok = has & (first > 0) & hit[np.arange(n), np.maximum(first - 1, 0)]
     r = np.arange(n)
     return px[r, first], py[r, first], ok
+
+
+class TouchingShare:
+    """Which cells of the image being built touch another, and how likely the next object must
+    be placed against a cell for the image to reach the data's touching share.
+
+    Before object ``j``: the image will hold ``N`` cells (those on the canvas plus every object
+    still to come); ``share * N`` of them should touch. The cells that touch anyway (on the
+    canvas, or inside a multi-cell object still to come) leave a deficit; each object placed
+    against a cell gains its own cells that do not already touch plus, as often as the canvas's
+    cells are isolated, its neighbour. The probability is the deficit over the gain of the
+    objects still to come (clipped to [0, 1]), so the expected share is the target."""
+
+    def __init__(self, canvas: Canvas, labs: Sequence[np.ndarray], th: np.ndarray, tw: np.ndarray, share: float, reach: int) -> None:
+        """``labs``: the objects' label crops (host arrays), ``th``/``tw``: their tight heights and
+        widths, in placement order."""
+        self.canvas, self.share, self.reach = canvas, share, reach
+        k = len(labs)
+        self.cells = np.zeros(k, dtype=np.int64)
+        self.inner = np.zeros(k, dtype=np.int64)  # cells of the object touching a sibling
+        for j, lab in enumerate(labs):
+            t = touching_ids(lab, reach)
+            self.cells[j] = int(np.count_nonzero(np.bincount(lab.ravel())[1:])) if lab.size else 0
+            self.inner[j] = int(t[1:].sum())
+        self.th, self.tw = th, tw
+        self.touch = np.zeros(canvas.next_id + int(self.cells.sum()) + 1, dtype=bool)
+        if canvas.next_id > 1:
+            t = touching_ids(canvas.labels, reach)
+            self.touch[: t.size] = t
+        self.on_canvas = int(np.count_nonzero(np.bincount(canvas.labels.ravel())[1:])) if canvas.next_id > 1 else 0
+        self.done = np.zeros(k, dtype=bool)
+
+    def probability(self, j: int) -> float:
+        todo = ~self.done
+        todo[:j] = False
+        n = self.on_canvas + int(self.cells[todo].sum())
+        touching = int(self.touch.sum()) + int(self.inner[todo].sum())
+        deficit = self.share * n - touching
+        isolated = 1.0 - (int(self.touch.sum()) / self.on_canvas if self.on_canvas else 0.0)
+        gain = float((self.cells[todo] - self.inner[todo]).sum()) + isolated * int(todo.sum())
+        return min(max(deficit / gain, 0.0), 1.0) if gain > 0 else 0.0
+
+    def skip(self, j: int) -> None:
+        self.done[j] = True
+
+    def placed(self, j: int, x: int, y: int) -> None:
+        """Object ``j`` was written at ``(x, y)``: its cells join the canvas, and every id within
+        ``reach`` of its box is re-checked."""
+        self.done[j] = True
+        self.on_canvas += int(self.cells[j])
+        c, r = self.canvas, self.reach + 1
+        win = c.labels[max(y - r, 0) : y + int(self.th[j]) + r, max(x - r, 0) : x + int(self.tw[j]) + r]
+        t = touching_ids(win, self.reach)
+        if t.size > self.touch.size:
+            self.touch = np.concatenate([self.touch, np.zeros(t.size - self.touch.size, dtype=bool)])
+        self.touch[: t.size] |= t

@@ -50,8 +50,10 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
 from iaaa.synthesis.canvas import BAND, Canvas
 from iaaa.synthesis.image_groups import median_diameter
-from iaaa.synthesis.placement import level_map, place
-from iaaa.synthesis.pools import GroupPool, Pools, pick_objects
+from iaaa.synthesis.levels import level_map
+from iaaa.synthesis.placement import place
+from iaaa.synthesis.draws import pick_objects
+from iaaa.synthesis.pools import GroupPool, Pools
 
 __all__ = ["PasteCells", "PasteResult", "paste_cells", "match_group"]
 

@@ -10,11 +10,8 @@ and reported, so labels never overlap.
 
 Choices made here where the paper is loose:
 
-* The "corner" of an object is the mean of its own surroundings (the feather ring: pixels with
-  ``alpha > 0`` outside the mask) in that quadrant of its box, and the background side is the
-  Gaussian-smoothed background (``match_sigma``) at the box corner. Single raw pixels are mostly
-  shot noise in fluorescence images, and after a rotation the literal corner of the box can be
-  the rotation's fill value rather than image. ``match_sigma=0`` compares raw background pixels.
+* Corners: see :mod:`iaaa.synthesis.levels` (the object's surroundings per quadrant against
+  the smoothed background at the box corner).
 * Overlap is checked on an occupancy summed-area table (kept per band of rows, see
   :class:`~iaaa.synthesis.canvas.Canvas`):
   a candidate whose box grown by ``gap`` holds no labelled pixel is free (an O(1) test). With
@@ -51,16 +48,17 @@ import torch
 
 from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
-from iaaa.filters import blur_small, feather_radius, gaussian_blur
+from iaaa.filters import blur_small, feather_radius
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
-from iaaa.synthesis.canvas import Canvas, grown_runs
+from iaaa.synthesis.canvas import Canvas, grown_runs, host_arrays
 from iaaa.synthesis.checks import bounded, check, validate
-from iaaa.synthesis.contacts import contact_candidates, touching_ids
+from iaaa.synthesis.contacts import TouchingShare, contact_candidates
+from iaaa.synthesis.levels import corner_descriptor, corner_scores, level_map, level_ok, match_ring
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "level_map",
+    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects",
 ]
 
 FEATHERS: tuple[str, ...] = ("mask", "outside")
@@ -170,40 +168,6 @@ class PlacementResult:
         return PastedWindows(self.new_ids, torch.from_numpy(boxes))
 
 
-def _host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """NumPy views/copies of same-dtype tensors with one device transfer for all of them."""
-    if not tensors:
-        return []
-    if tensors[0].device.type == "cpu":
-        return [t.detach().contiguous().numpy() for t in tensors]
-    flat = torch.cat([t.detach().reshape(-1) for t in tensors]).cpu().numpy()
-    out, s = [], 0
-    for t in tensors:
-        out.append(flat[s : s + t.numel()].reshape(tuple(t.shape)))
-        s += t.numel()
-    return out
-
-
-def _corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: tuple[int, int, int, int]) -> np.ndarray:
-    """``(4, C)``: mean surroundings (feather-weighted ring outside the mask) in the upper-left,
-    upper-right, lower-left and lower-right quadrant of the object's box; falls back to the
-    whole ring's mean for an empty quadrant and to the box's corner pixels without a ring."""
-    y0, y1, x0, x1 = t
-    h, w = lab.shape
-    ring = alpha * (lab == 0)
-    c = img.shape[0]
-    if h >= 2 and w >= 2 and ring.any():
-        cy = min(max((y0 + y1 + 1) // 2, 1), h - 1)
-        cx = min(max((x0 + x1 + 1) // 2, 1), w - 1)
-        wi = img * ring
-        num = np.add.reduceat(np.add.reduceat(wi, [0, cy], axis=1), [0, cx], axis=2).reshape(c, 4)
-        den = np.add.reduceat(np.add.reduceat(ring, [0, cy], axis=0), [0, cx], axis=1).reshape(4)
-        mean = num.sum(1) / den.sum()
-        ok = den > 1e-6
-        return np.where(ok[:, None], num.T / np.where(ok, den, 1.0)[:, None], mean[None, :])
-    return img[:, [y0, y0, y1, y1], [x0, x1, x0, x1]].T
-
-
 def place(
     canvas: Canvas,
     images: Sequence[torch.Tensor],
@@ -239,7 +203,7 @@ def place(
     reject = (level_range, float(config.level_reject)) if level_range is not None and config.level_reject is not None else None
     xs, ys, scores, fits, allowed = _score(canvas, d, u, density, reject)
     result = _Placed()
-    tracker = _Touching(canvas, d, float(touch_share), config.contact_reach) if contacts else None
+    tracker = TouchingShare(canvas, d.labs, d.th, d.tw, float(touch_share), config.contact_reach) if contacts else None
     for j in range(k):
         pos = None
         if tracker is not None and fits[j] and uc[j, 0] < tracker.probability(j):
@@ -283,7 +247,7 @@ class _Described:
     th: np.ndarray
     tw: np.ndarray
     desc: np.ndarray
-    """``(k, 4, C)`` corner descriptors (see :func:`_corner_descriptor`)."""
+    """``(k, 4, C)`` corner descriptors (see :func:`~iaaa.synthesis.levels.corner_descriptor`)."""
 
 
 def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], config: PlacementConfig, rim: int, c: int) -> _Described:
@@ -294,11 +258,11 @@ def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], co
         a = blur_small(m, config.sigma, config.truncate)
         alphas.append(torch.maximum(a, m) if config.feather == "outside" else a)
         covers.append(m)
-    labs_np = _host(labels)
-    imgs_np = _host(images)
-    alph_np = _host(alphas)
+    labs_np = host_arrays(labels)
+    imgs_np = host_arrays(images)
+    alph_np = host_arrays(alphas)
     # Corners describe the surroundings beyond the rim (the background the object must meet).
-    cover_np = _host(covers) if rim else labs_np
+    cover_np = host_arrays(covers) if rim else labs_np
     k = len(labels)
     tights: list[tuple[int, int, int, int] | None] = []
     desc = np.zeros((k, 4, c), dtype=np.float32)
@@ -309,7 +273,7 @@ def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], co
         tights.append(t)
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
-            desc[j] = _corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
+            desc[j] = corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
     return _Described(alphas, labs_np, tights, th, tw, desc)
 
 
@@ -334,28 +298,7 @@ def _score(
     at = canvas.level[:, cy, cx]  # (C, k, n, 4)
     diff = at - d.desc.transpose(2, 0, 1)[:, :, None, :]
     scores = np.sqrt((diff * diff).sum(0)).mean(-1)  # (k, n)
-    return xs, ys, scores, fits, (_level_ok(at, reject) if reject is not None else None)
-
-
-def _level_ok(at: np.ndarray, reject: tuple) -> np.ndarray:
-    """Whether every corner level ``at`` ``(C, ..., 4)`` lies within ``z`` robust standard
-    deviations of the group's median background level (``reject = ((median, scale), z)``)."""
-    (center, scale), z = reject
-    shape = (-1,) + (1,) * (at.ndim - 1)
-    dev = np.abs(at.astype(np.float32) - center.reshape(shape)) / np.maximum(scale, 1e-6).reshape(shape)
-    return dev.max(axis=(0, at.ndim - 1)) <= z
-
-
-def _corner_scores(canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, reject: tuple | None) -> tuple[np.ndarray, np.ndarray]:
-    """Corner scores of object ``j`` at positions ``xs``, ``ys`` (in the frame) and whether the
-    level rejection allows them."""
-    h, w = int(d.th[j]), int(d.tw[j])
-    cx = np.stack([xs, xs + w - 1, xs, xs + w - 1], -1)
-    cy = np.stack([ys, ys, ys + h - 1, ys + h - 1], -1)
-    at = canvas.level[:, cy, cx]  # (C, m, 4)
-    diff = at - d.desc[j].T[:, None, :]
-    scores = np.sqrt((diff * diff).sum(0)).mean(-1)
-    return scores, (_level_ok(at, reject) if reject is not None else np.ones(len(xs), dtype=bool))
+    return xs, ys, scores, fits, (level_ok(at, reject) if reject is not None else None)
 
 
 def _choose_contact(canvas: Canvas, d: _Described, j: int, u: np.ndarray, reject: tuple | None) -> tuple[int, int, float] | None:
@@ -366,66 +309,11 @@ def _choose_contact(canvas: Canvas, d: _Described, j: int, u: np.ndarray, reject
     if not ok.any():
         return None
     xs, ys = xs[ok], ys[ok]
-    scores, allowed = _corner_scores(canvas, d, j, xs, ys, reject)
+    scores, allowed = corner_scores(canvas.level, d.desc[j], int(d.th[j]), int(d.tw[j]), xs, ys, reject)
     if not allowed.any():
         return None
     best = int(np.where(allowed, scores, np.inf).argmin())
     return int(xs[best]), int(ys[best]), float(scores[best])
-
-
-class _Touching:
-    """Which cells of the image being built touch another, and how likely the next object must
-    be placed against a cell for the image to reach the data's touching share.
-
-    Before object ``j``: the image will hold ``N`` cells (those on the canvas plus every object
-    still to come); ``share * N`` of them should touch. The cells that touch anyway (on the
-    canvas, or inside a multi-cell object still to come) leave a deficit; each object placed
-    against a cell gains its own cells that do not already touch plus, as often as the canvas's
-    cells are isolated, its neighbour. The probability is the deficit over the gain of the
-    objects still to come (clipped to [0, 1]), so the expected share is the target."""
-
-    def __init__(self, canvas: Canvas, d: _Described, share: float, reach: int) -> None:
-        self.canvas, self.share, self.reach = canvas, share, reach
-        k = len(d.labs)
-        self.cells = np.zeros(k, dtype=np.int64)
-        self.inner = np.zeros(k, dtype=np.int64)  # cells of the object touching a sibling
-        for j, lab in enumerate(d.labs):
-            t = touching_ids(lab, reach)
-            self.cells[j] = int(np.count_nonzero(np.bincount(lab.ravel())[1:])) if lab.size else 0
-            self.inner[j] = int(t[1:].sum())
-        self.d = d
-        self.touch = np.zeros(canvas.next_id + int(self.cells.sum()) + 1, dtype=bool)
-        if canvas.next_id > 1:
-            t = touching_ids(canvas.labels, reach)
-            self.touch[: t.size] = t
-        self.on_canvas = int(np.count_nonzero(np.bincount(canvas.labels.ravel())[1:])) if canvas.next_id > 1 else 0
-        self.done = np.zeros(k, dtype=bool)
-
-    def probability(self, j: int) -> float:
-        todo = ~self.done
-        todo[:j] = False
-        n = self.on_canvas + int(self.cells[todo].sum())
-        touching = int(self.touch.sum()) + int(self.inner[todo].sum())
-        deficit = self.share * n - touching
-        isolated = 1.0 - (int(self.touch.sum()) / self.on_canvas if self.on_canvas else 0.0)
-        gain = float((self.cells[todo] - self.inner[todo]).sum()) + isolated * int(todo.sum())
-        return min(max(deficit / gain, 0.0), 1.0) if gain > 0 else 0.0
-
-    def skip(self, j: int) -> None:
-        self.done[j] = True
-
-    def placed(self, j: int, x: int, y: int) -> None:
-        """Object ``j`` was written at ``(x, y)``: its cells join the canvas, and every id within
-        ``reach`` of its box is re-checked."""
-        self.done[j] = True
-        self.on_canvas += int(self.cells[j])
-        c, r = self.canvas, self.reach + 1
-        d = self.d
-        win = c.labels[max(y - r, 0) : y + int(d.th[j]) + r, max(x - r, 0) : x + int(d.tw[j]) + r]
-        t = touching_ids(win, self.reach)
-        if t.size > self.touch.size:
-            self.touch = np.concatenate([self.touch, np.zeros(t.size - self.touch.size, dtype=bool)])
-        self.touch[: t.size] |= t
 
 
 def _choose(
@@ -477,22 +365,9 @@ def _write_labels(canvas: Canvas, d: _Described, j: int, x: int, y: int, cls: np
     h_j, w_j = int(d.th[j]), int(d.tw[j])
     y0t, y1t, x0t, x1t = d.tights[j]
     lab_t = d.labs[j][y0t : y1t + 1, x0t : x1t + 1]
-    m_t = lab_t > 0
-    first = canvas.next_id
-    region = canvas.labels[y : y + h_j, x : x + w_j]
-    # Ids present after the object's transform (a tiny cell can vanish), renumbered densely.
-    count = np.bincount(lab_t.ravel())
-    present = np.flatnonzero(count[1:]) + 1
-    if cls is not None and int(present[-1]) > len(cls):
-        raise IaaaError(f"objects[{j}]: label value {int(present[-1])} but only {len(cls)} class ids; a per-object policy must keep the object's cell ids 1..k")
-    if len(present) == 1:
-        region[m_t] = first
-    else:
-        lut = np.zeros(len(count), dtype=np.int64)
-        lut[present] = first + np.arange(len(present))
-        region[m_t] = lut[lab_t[m_t]]
-    canvas.mark(m_t, y, x)
-    canvas.next_id = first + len(present)
+    if cls is not None and int(lab_t.max(initial=0)) > len(cls):
+        raise IaaaError(f"objects[{j}]: label value {int(lab_t.max())} but only {len(cls)} class ids; a per-object policy must keep the object's cell ids 1..k")
+    first, present = canvas.write_labels(lab_t, y, x)
     out.new_ids.extend(range(first, first + len(present)))
     out.inst_obj.extend([j] * len(present))
     out.inst_cls.extend(cls[present - 1].tolist() if cls is not None else [1] * len(present))
@@ -521,7 +396,7 @@ def _blend(
         alpha = d.alphas[j][sy0:sy1, sx0:sx1]
         src = images[j][:, sy0:sy1, sx0:sx1]
         if level_match:
-            src = _match_ring(src, alpha, d.labs[j][sy0:sy1, sx0:sx1], canvas.level[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1])
+            src = match_ring(src, alpha, d.labs[j][sy0:sy1, sx0:sx1], canvas.level[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1])
         if rim or guard:
             # The rim never covers another cell: alpha 0 on labelled pixels that are not its own.
             lw = canvas.labels[oy + sy0 : oy + sy1, ox + sx0 : ox + sx1]
@@ -530,32 +405,12 @@ def _blend(
         out[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1].lerp_(src, alpha)
 
 
-def _match_ring(src: torch.Tensor, alpha: torch.Tensor, lab: np.ndarray, level: np.ndarray) -> torch.Tensor:
-    """``src`` with its ring (alpha > 0 outside the mask) shifted by the destination's mean level
-    minus the ring's own mean level, both weighted by the alpha (one offset per channel: the
-    ring keeps its texture and meets the local background)."""
-    ring = alpha * torch.from_numpy(lab == 0).to(alpha.device)
-    wsum = float(ring.sum())
-    if wsum <= 1e-6:
-        return src
-    dest = torch.from_numpy(level.astype(np.float32)).to(src.device)
-    shift = ((dest - src) * ring).sum((-2, -1)) / wsum  # (C,)
-    return (src + shift[:, None, None] * (ring > 0)).clamp_(0.0, 1.0)
-
-
 def _as_object(obj: Any, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     if isinstance(obj, CellObject):
         return obj.image, obj.labels, obj.class_ids
     if isinstance(obj, (tuple, list)) and len(obj) in (2, 3):
         return obj[0], obj[1], (torch.as_tensor(obj[2]) if len(obj) == 3 and obj[2] is not None else None)
     raise TypeError(f"objects[{i}]: expected a CellObject or an (image, labels) pair, got {type(obj).__name__}")
-
-
-def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
-    """The background as placement scores see it: float ``(C, H, W)`` on the host, smoothed by
-    ``match_sigma`` (0: raw pixels)."""
-    x = to_float(background if background.ndim == 3 else background.unsqueeze(0))
-    return gaussian_blur(x, match_sigma, 3.0, "reflect").cpu().numpy() if match_sigma > 0 else x.cpu().numpy()
 
 
 def place_objects(

@@ -312,7 +312,7 @@ def _pool(n_sco: int, n_mco: int, share: float):
 
 
 def test_no_object_twice_unless_the_pool_is_too_small():
-    from iaaa.synthesis.pools import CountConfig, pick_objects
+    from iaaa.synthesis.draws import CountConfig, pick_objects
 
     cfg = CountConfig()
     for seed in range(50):
@@ -332,7 +332,7 @@ def test_no_object_twice_unless_the_pool_is_too_small():
 
 
 def test_draws_without_repeats_equal_the_old_draws():
-    from iaaa.synthesis.pools import CountConfig, pick_objects
+    from iaaa.synthesis.draws import CountConfig, pick_objects
 
     for seed in range(50):
         new = pick_objects(_pool(12, 4, 0.25), CountConfig(), 10, _g(seed))
@@ -342,7 +342,7 @@ def test_draws_without_repeats_equal_the_old_draws():
 
 
 def test_no_empty_draw():
-    from iaaa.synthesis.pools import CountConfig, choose_objects
+    from iaaa.synthesis.draws import CountConfig, choose_objects
 
     pool = _pool(5, 2, 0.3)
     cells = np.array([1] * 5 + [3, 3])

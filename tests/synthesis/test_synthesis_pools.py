@@ -10,7 +10,7 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject
 from iaaa.synthesis import CellCompositor, CompositorConfig, CountConfig, PoolBuilder, PooledBackground, Pools
-from iaaa.synthesis.pools import choose_objects, count_cap, draw_count
+from iaaa.synthesis.draws import choose_objects, count_cap, draw_count
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
