@@ -266,6 +266,28 @@ class CellCompositor:
 
     # ------------------------------------------------------------------ sampling
 
+    def augmented_objects(
+        self, chosen: Iterable[int], generator: torch.Generator, device: torch.device | None = None,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Any]]:
+        """Pool objects ``chosen`` (indices), each moved to ``device`` (default: where it is),
+        resized by ``object_scale`` and augmented by the per-object policy, drawing from
+        ``generator`` in order: ``(float32 images, int64 label maps, class ids)``, what
+        :func:`~iaaa.synthesis.placement.place` takes (the compositor's samples and
+        :class:`~iaaa.synthesis.paste.PasteCells` both use it)."""
+        pools = self._fitted()
+        imgs, labs, clss = [], [], []
+        for j in chosen:
+            img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
+            if device is not None:
+                img, lab = img.to(device), lab.to(device)
+            if self.object_scale is not None:
+                img, lab = self.object_scale(img, lab, generator)
+            img, lab = self.policy(img, lab, generator)
+            imgs.append(img if img.dtype == torch.float32 else to_float(img))
+            labs.append(lab if lab.dtype == torch.int64 else lab.to(torch.int64))
+            clss.append(cls)
+        return imgs, labs, clss
+
     def _sample_into(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         pools = self._fitted()
         bi = min(int(torch.rand((), generator=g, device=g.device, dtype=torch.float64) * len(pools.backgrounds)), len(pools.backgrounds) - 1)
@@ -287,15 +309,7 @@ class CellCompositor:
             # onto="image": the drawn count is added to the real cells, up to the group's maximum.
             cap = max(0, cap - len(cls0))
         chosen = choose_objects(pool, self.config.count, pools.object_cells, n_cells, g, cap)
-        imgs, labs, clss = [], [], []
-        for j in chosen:
-            img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
-            if self.object_scale is not None:
-                img, lab = self.object_scale(img, lab, g)
-            img, lab = self.policy(img, lab, g)
-            imgs.append(img if img.dtype == torch.float32 else to_float(img))
-            labs.append(lab if lab.dtype == torch.int64 else lab.to(torch.int64))
-            clss.append(cls)
+        imgs, labs, clss = self.augmented_objects(chosen, g)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         next_id = None if cls0 is None else len(cls0) + 1

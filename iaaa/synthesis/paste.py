@@ -2,7 +2,7 @@
 training sample, inside the user's own pipeline (torchvision v2 style).
 
 :func:`paste_cells` is the kernel: it draws whether to paste (probability ``p``), how many
-objects (``n``), which ones (:func:`~iaaa.synthesis.pools.pick_objects` on the group pool that
+objects (``n``), which ones (:func:`~iaaa.synthesis.draws.pick_objects` on the group pool that
 matches the sample, without repeats), applies the compositor's object scale and per-object
 policy to each, and places them with the compositor's placement (corner-matched candidates,
 feathered blend, the group's rim; :func:`~iaaa.synthesis.placement.place`).
@@ -212,16 +212,7 @@ def paste_cells(
     key, pool = match_group(compositor, sample, counts[ids])
     chosen = pick_objects(pool, compositor.config.count, m, g)
     dev = image.device
-    imgs, labs, clss = [], [], []
-    for j in chosen:
-        oi, ol, oc = pools.objects[j][:3]
-        oi, ol = oi.to(dev), ol.to(dev)
-        if compositor.object_scale is not None:
-            oi, ol = compositor.object_scale(oi, ol, g)
-        oi, ol = compositor.policy(oi, ol, g)
-        imgs.append(oi if oi.dtype == torch.float32 else to_float(oi))
-        labs.append(ol if ol.dtype == torch.int64 else ol.to(torch.int64))
-        clss.append(oc)
+    imgs, labs, clss = compositor.augmented_objects(chosen, g, dev)
     pc = compositor.config.placement
     work = to_float(image)
     work = work.clone() if work.data_ptr() == image.data_ptr() else work
