@@ -313,7 +313,7 @@ def extract(
 def _compact(labels: torch.Tensor, instances: torch.Tensor) -> torch.Tensor:
     """``labels`` as table indices: 1 for background, ``2 + i`` for ``instances[i]`` (sorted, every
     non-zero label among them), so that 0 is free for pixels beyond the frame."""
-    idx = torch.searchsorted(instances, labels.to(instances.dtype)) + 2
+    idx = torch.searchsorted(instances, labels.to(instances.dtype).contiguous()) + 2  # a crop view is strided
     return torch.where(labels > 0, idx, 1)
 
 
