@@ -89,14 +89,22 @@ def _disk(radius: int, device: torch.device) -> torch.Tensor:
 
 
 def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary dilation of a small ``(h, w)`` mask by a Euclidean disk of integer ``radius``
-    (the pixels within ``radius`` of the mask), on the mask's own device: one convolution, what
-    pasting an object together with its rim needs per object and sample (crops are small)."""
+    """Binary dilation of an ``(h, w)`` mask by a Euclidean disk of integer ``radius`` (the
+    pixels within ``radius`` of the mask), on the mask's own device. On the CPU an exact
+    Euclidean distance transform (10-50x faster than the disk convolution for the rims pasting
+    needs per object and sample: this was 85 % of a PasteCells call); elsewhere one convolution
+    with the disk. Both give the same pixels (tests/synthesis/test_synthesis_masklevel.py)."""
     if int(radius) != radius or radius < 0:
         raise IaaaError(f"radius must be an integer >= 0, got {radius}")
     m = mask > 0
     if radius == 0:
         return m
+    if m.device.type == "cpu":
+        a = m.numpy()
+        if not a.any():
+            return m
+        # sqrt is correctly rounded, so dist <= radius exactly when dy^2 + dx^2 <= radius^2.
+        return torch.from_numpy(ndi.distance_transform_edt(~a) <= radius)
     k = _disk(int(radius), m.device)
     y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k, padding=int(radius))[0, 0]
     return y > 0.5

@@ -72,6 +72,25 @@ def test_dilate_disk_is_the_euclidean_neighbourhood(lab, radius):
     assert np.array_equal(got.numpy(), want)
 
 
+@settings(max_examples=30, deadline=None)
+@given(label_maps(max_side=24), st.integers(1, 9))
+def test_dilate_disk_equals_shifted_disk_offsets(lab, radius):
+    """An independent reference for both code paths: OR of the mask shifted by every offset of the
+    disk dy^2 + dx^2 <= r^2 (what the GPU path's convolution computes)."""
+    m = (lab > 0).numpy()
+    h, w = m.shape
+    want = np.zeros_like(m)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy * dy + dx * dx <= radius * radius:
+                want[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= m[max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
+    assert np.array_equal(dilate_disk(lab > 0, radius).numpy(), want)
+    # the same on a strided view (object crops are views)
+    big = torch.zeros(h + 4, w + 4, dtype=torch.bool)
+    big[2 : 2 + h, 2 : 2 + w] = lab > 0
+    assert np.array_equal(dilate_disk(big[2 : 2 + h, 2 : 2 + w], radius).numpy(), want)
+
+
 def test_grow_masks_rejects_bad_input():
     with pytest.raises(IaaaError):
         grow_masks(torch.zeros(4, 4), 1)
