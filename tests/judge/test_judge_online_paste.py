@@ -16,13 +16,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(one_thread):
-    from iaaa.datasets import simulate_cells
-
-    return simulate_cells(4, seed=1, size=(64, 72), cells=(4, 8)), simulate_cells(2, seed=2, size=(56, 64), cells=(4, 8))
-
-
-@pytest.fixture(scope="module")
 def setup(tiny):
     train, _ = tiny
     real = [prepare(s, 1.0, 32) for s in train]
