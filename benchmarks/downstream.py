@@ -58,6 +58,7 @@ from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, train_segmenter  # noqa: E402
+from iaaa.judge.report import JudgeReport  # noqa: E402
 from iaaa.judge.sources import compositor_name  # noqa: E402
 
 # beside the checkout; a worktree one level deeper (wt/NAME) finds it one level up
@@ -119,6 +120,24 @@ def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
         print(f"  {name}, {steps} steps: {s / 60:.0f} min")
 
 
+def merge(paths: list[str], json_out: str | None) -> int:
+    """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    report = JudgeReport.merge([JudgeReport.from_dict(d) for d in parts])
+    print(report.table())
+    wall = sum(float(d.get("wall_s", 0.0)) for d in parts)
+    print(f"\n{len(parts)} parts, {wall / 60:.1f} min of wall time in all (parts run side by side overlap)")
+    if json_out:
+        from iaaa.data.imageio import atomic_write_text
+
+        data = report.to_dict()
+        data.update({k: parts[0][k] for k in ("dataset", "folder", "train", "torch") if k in parts[0]},
+                    parts=[{"path": p, "command": d.get("command"), "wall_s": d.get("wall_s")} for p, d in zip(paths, parts)])
+        atomic_write_text(json_out, json.dumps(data, indent=2))
+        print(f"wrote {json_out}")
+    return 0
+
+
 def main() -> int:
     d = Recipe()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -132,6 +151,8 @@ def main() -> int:
     p.add_argument("--p", type=float, default=d.p)
     p.add_argument("--train-limit", type=int, default=None)
     p.add_argument("--folds", type=int, default=1)
+    p.add_argument("--only-folds", default=None, metavar="K,..", help="run only these folds of the regime (split a regime over processes; put the JSONs together with --merge)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts; trains nothing")
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--pool", type=int, default=d.pool_size)
@@ -146,6 +167,8 @@ def main() -> int:
     p.add_argument("--json", dest="json_out", help="write the report (recipe, folds, per-run results and curves, summary) here")
     args = p.parse_args()
 
+    if args.merge:
+        return merge(args.merge, args.json_out)
     torch.set_num_threads(args.threads)
     cfg = DATASETS[args.dataset]
     folder = Path(args.data) if args.data else DATA / cfg["folder"]
@@ -155,7 +178,8 @@ def main() -> int:
     recipe = Recipe(protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
                     width=args.width, depth=args.depth, scale=args.scale if args.scale is not None else cfg["scale"],
                     pool_size=args.pool, seeds=tuple(int(s) for s in args.seeds.split(",")), train_limit=args.train_limit,
-                    folds=args.folds, device=args.device)
+                    folds=args.folds, device=args.device,
+                    only_folds=None if args.only_folds is None else tuple(int(k) for k in args.only_folds.split(",")))
     samples = read_label_folder(folder / "images", folder / "masks")
     train, test = split(args.dataset, samples)
     if args.time_steps:
@@ -188,4 +212,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from iaaa.errors import IaaaError
+
+    try:
+        sys.exit(main())
+    except IaaaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

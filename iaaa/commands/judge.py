@@ -19,7 +19,7 @@ DEFAULT_ARMS = "real,aug,naive,iaaa,iaaa+aug"
 FLAGS = {
     "protocol": "--protocol", "ratio": "--ratio", "p": "--p", "steps": "--steps", "batch_size": "--batch", "crop": "--crop",
     "lr": "--lr", "width": "--width", "depth": "--depth", "scale": "--scale", "pool_size": "--pool", "seeds": "--seeds",
-    "train_limit": "--train-limit", "folds": "--folds", "device": "--device", "min_area": "--min-area",
+    "train_limit": "--train-limit", "folds": "--folds", "only_folds": "--only-folds", "device": "--device", "min_area": "--min-area",
 }
 
 
@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = p.add_argument_group("data regime and training")
     t.add_argument("--train-limit", type=int, default=None, metavar="N", help="train on N of the training images (default: all)")
     t.add_argument("--folds", type=int, default=d.folds, metavar="K", help="K different subsets of --train-limit images (default: %(default)s)")
+    t.add_argument("--only-folds", default=None, metavar="K,..", help="train only these folds (0-based) of the --folds regime, to split "
+                   "a regime over processes (default: all)")
     t.add_argument("--seeds", default=",".join(map(str, d.seeds)), help="comma list of seeds (default: %(default)s)")
     t.add_argument("--steps", type=int, default=d.steps, help="training steps per run (default: %(default)s)")
     t.add_argument("--crop", type=int, default=d.crop, help="crop side in working-scale pixels (default: %(default)s)")
@@ -86,14 +88,14 @@ def parse_pairs(pairs: list[str], option: str = "--compositor") -> dict[str, Any
     return out
 
 
-def _seeds(text: str) -> tuple[int, ...]:
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
-        seeds = tuple(int(v) for v in text.split(",") if v.strip())
+        values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise IaaaError(f"--seeds: expected a comma list of integers, got {text!r}") from None
-    if not seeds:
-        raise IaaaError("--seeds: give at least one seed")
-    return seeds
+        raise IaaaError(f"{flag}: expected a comma list of integers, got {text!r}") from None
+    if not values:
+        raise IaaaError(f"{flag}: give at least one value")
+    return values
 
 
 def recipe_of(args: argparse.Namespace) -> Any:
@@ -103,8 +105,9 @@ def recipe_of(args: argparse.Namespace) -> Any:
     try:
         return Recipe(
             protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
-            lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_seeds(args.seeds),
+            lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_int_list(args.seeds, "--seeds"),
             train_limit=args.train_limit, folds=args.folds, device=args.device,
+            only_folds=None if args.only_folds is None else _int_list(args.only_folds, "--only-folds"),
         )
     except RecipeError as exc:
         raise IaaaError(f"{FLAGS.get(exc.field, exc.field)}: {exc.reason}") from None

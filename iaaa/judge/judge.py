@@ -219,6 +219,8 @@ def judge(
     }
     results: dict[str, dict[str, dict[str, Any]]] = {a.name: {} for a in arm_list}
     for k, subset in enumerate(folds):
+        if recipe.only_folds is not None and k not in recipe.only_folds:
+            continue
         fold_train = [train[i] for i in subset]
         real_prep = _prepare_all(fold_train, recipe, recipe.crop)
         fitted = _fold_pools(arm_list, sources, fold_train, say)

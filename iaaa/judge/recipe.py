@@ -85,6 +85,10 @@ class Recipe:
         train_limit: train on ``train_limit`` of the training images (``None``: all of them).
         folds: how many different subsets of ``train_limit`` images (rotating through the
             training images; disjoint where there are enough).
+        only_folds: train only these folds of the regime (``None``: all). A regime split over
+            processes this way is put back together with :meth:`JudgeReport.merge`; the fold
+            subsets are the same in every part, since they depend on ``train_limit`` and
+            ``folds`` only.
         curve: evaluation points of the learning curve, as fractions of ``steps`` (measured on
             the test images for the record only: the model of the last step is always the one
             scored, no checkpoint is selected).
@@ -107,12 +111,15 @@ class Recipe:
     seeds: tuple[int, ...] = (0, 1, 2)
     train_limit: int | None = None
     folds: int = 1
+    only_folds: tuple[int, ...] | None = None
     curve: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
         object.__setattr__(self, "curve", tuple(self.curve))
+        if self.only_folds is not None:
+            object.__setattr__(self, "only_folds", tuple(self.only_folds))
         object.__setattr__(self, "device", str(self.device))
         if self.protocol not in PROTOCOLS:
             raise RecipeError("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
@@ -140,6 +147,13 @@ class Recipe:
         _int("folds", self.folds, 1, 1000)
         if self.folds > 1 and self.train_limit is None:
             raise RecipeError("folds", f"{self.folds} folds need a train_limit (with all images every fold is the same)")
+        if self.only_folds is not None:
+            if not self.only_folds:
+                raise RecipeError("only_folds", "give at least one fold (or None for all)")
+            for k in self.only_folds:
+                _int("only_folds", k, 0, self.folds - 1)
+            if len(set(self.only_folds)) != len(self.only_folds):
+                raise RecipeError("only_folds", f"repeated fold in {list(self.only_folds)}")
         if not self.curve or any(not (isinstance(c, (int, float)) and 0 < c <= 1) for c in self.curve) or list(self.curve) != sorted(set(self.curve)):
             raise RecipeError("curve", f"must be increasing fractions in (0, 1], got {list(self.curve)}")
         if self.curve[-1] != 1.0:
@@ -162,6 +176,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seeds"], d["curve"] = list(self.seeds), list(self.curve)
+        d["only_folds"] = None if self.only_folds is None else list(self.only_folds)
         return d
 
     @classmethod

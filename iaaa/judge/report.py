@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from iaaa.errors import IaaaError
 from iaaa.judge.regimes import paired_interval
 
 __all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
@@ -115,6 +116,50 @@ class JudgeReport:
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "baseline": self.baseline, "results": self.results, "summary": self.summary(),
                 "curve": {arm: self.curve(arm) for arm in self.results}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JudgeReport":
+        """The report of :meth:`to_dict` (its ``summary`` and ``curve`` are recomputed)."""
+        try:
+            return cls(dict(data["results"]), dict(data["settings"]), str(data.get("baseline", "real")))
+        except (KeyError, TypeError, ValueError) as e:
+            raise IaaaError(f"judge report: not a report of JudgeReport.to_dict ({e!r} missing or malformed)") from None
+
+    @classmethod
+    def merge(cls, parts: "list[JudgeReport]") -> "JudgeReport":
+        """One report from the parts of a regime run as separate processes (``Recipe.only_folds``
+        or other seeds): the parts must agree on everything but ``only_folds`` and ``seeds``
+        (arms, recipe, fold subsets, test images, ceiling) and hold no run twice."""
+        if not parts:
+            raise IaaaError("judge report merge: no report given")
+        first = parts[0]
+        loose = ("only_folds", "seeds")
+        same = lambda st: ({k: v for k, v in st.get("recipe", {}).items() if k not in loose},  # noqa: E731
+                           {k: v for k, v in st.items() if k not in ("recipe", "warnings")})
+        results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in first.results}
+        seeds: set[int] = set()
+        folds: set[int] = set()
+        for i, part in enumerate(parts):
+            if same(part.settings) != same(first.settings) or part.baseline != first.baseline:
+                raise IaaaError(f"judge report merge: part {i} was run with other settings than part 0 (recipe, arms, folds or test images differ)")
+            if set(part.results) != set(results):
+                raise IaaaError(f"judge report merge: part {i} has arms {sorted(part.results)}, part 0 {sorted(results)}")
+            for arm, runs in part.results.items():
+                twice = sorted(set(runs) & set(results[arm]))
+                if twice:
+                    raise IaaaError(f"judge report merge: run {twice[0]} of arm {arm!r} is in two parts")
+                results[arm].update(runs)
+            recipe = part.settings.get("recipe", {})
+            seeds.update(recipe.get("seeds", []))
+            n_folds = int(recipe.get("folds", 1))
+            folds.update(recipe["only_folds"] if recipe.get("only_folds") is not None else range(n_folds))
+        settings = dict(first.settings)
+        recipe = dict(settings.get("recipe", {}))
+        recipe["seeds"] = sorted(seeds)
+        recipe["only_folds"] = None if folds == set(range(int(recipe.get("folds", 1)))) else sorted(folds)
+        settings["recipe"] = recipe
+        settings["warnings"] = list(dict.fromkeys(w for p in parts for w in p.settings.get("warnings", [])))
+        return cls(results, settings, first.baseline)
 
     def to_json(self, path: str | None = None) -> str:
         """The report as JSON text; also written to ``path`` when given, through a temporary

@@ -64,6 +64,7 @@ BAD = [
     (["--arms", "real,magic"], "magic"), (["--arms", "real+aug"], "--arms"), (["--compositor", "nonsense=1"], "nonsense"),
     (["--compositor", "sigma=big"], "sigma"), (["--compositor", "sigma=1e999"], "sigma"), (["--compositor", "size=ab"], "size"),
     (["--compositor", "seed=x"], "seed"), (["--lr", "-1"], "--lr"), (["--width", "100000"], "--width"),
+    (["--train-limit", "1", "--folds", "2", "--only-folds", "2"], "--only-folds"), (["--only-folds", "a"], "--only-folds"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["--device", "cuda"], "--device"))

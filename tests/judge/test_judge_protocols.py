@@ -291,6 +291,33 @@ def test_judge_folds_seeds_and_pairing(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.json.tmp"]
 
 
+def test_regime_split_over_processes_merges_into_the_whole(tiny):
+    """--only-folds parts, run separately and merged, give the whole regime's runs and table."""
+    from iaaa.judge.report import JudgeReport
+
+    train, test = tiny
+    whole = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), train_limit=1, folds=3)
+    arms = ["real", "naive"]
+    full = judge(train, test, None, whole, arms=arms)
+    parts = [judge(train, test, None, Recipe.from_dict({**whole.to_dict(), "only_folds": folds}), arms=arms)
+             for folds in ([2], [0, 1])]
+    assert sorted(parts[0].results["real"]) == [run_key(2, 0)]
+    assert sorted(parts[1].results["real"]) == [run_key(0, 0), run_key(1, 0)]
+    merged = JudgeReport.merge([JudgeReport.from_dict(json.loads(p.to_json())) for p in parts])
+    for arm in arms:
+        assert {k: v["mean_ap"] for k, v in merged.results[arm].items()} == {k: v["mean_ap"] for k, v in full.results[arm].items()}
+    assert merged.settings["recipe"]["only_folds"] is None and merged.table() == full.table()
+    with pytest.raises(IaaaError, match="in two parts"):
+        JudgeReport.merge([parts[0], parts[0]])
+    other = judge(train, test, None, Recipe.from_dict({**whole.to_dict(), "only_folds": [1], "steps": 2}), arms=arms)
+    with pytest.raises(IaaaError, match="other settings"):
+        JudgeReport.merge([parts[0], other])
+    for bad in ([3], [0, 0], []):
+        with pytest.raises(RecipeError) as e:
+            Recipe(train_limit=1, folds=3, only_folds=bad)
+        assert e.value.field == "only_folds"
+
+
 def test_judge_refuses_meaningless_data(tiny):
     train, test = tiny
     recipe = Recipe(steps=1, crop=32, batch_size=2, width=4, depth=2, seeds=(0,))
