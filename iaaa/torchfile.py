@@ -32,9 +32,13 @@ def load_torch_file(path: str | os.PathLike, what: str, map_location: str | torc
         return torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses any pickled global (class, function): such a file can run code.
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln or "Unsupported operand" in ln), "")
+        # Any other unpickling failure (e.g. "Unsupported operand" from a text file) means the
+        # bytes are not a pickle at all, which is a different complaint.
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "unsupported global" in ln.lower()), "")
+        if not detail:
+            raise IaaaError(f"{p}: not a readable {what} (not a torch.save file)") from None
         detail = detail.split(" was not an allowed global")[0].removeprefix("WeightsUnpickler error: ")
-        raise IaaaError(f"{p}: not a plain {what}: it holds pickled Python objects that could run code when loaded ({detail or 'not tensors and plain values'}); iaaa refuses to load it") from None
+        raise IaaaError(f"{p}: not a plain {what}: it holds pickled Python objects that could run code when loaded ({detail}); iaaa refuses to load it") from None
     except OSError as exc:
         raise IaaaError(f"{p}: cannot read the {what} ({exc.strerror or exc})") from None
     except Exception as exc:  # zip/pickle framing errors come in many types; report them as one line

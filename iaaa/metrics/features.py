@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from iaaa.errors import IaaaError
+from iaaa.torchfile import load_torch_file
 from iaaa.metrics.pyramid import laplacian_pyramid
 from iaaa.structures import to_float
 
@@ -332,10 +333,7 @@ class InceptionFeatures:
         path = os.fspath(weights) if weights is not None else ""
         if not path or not os.path.isfile(path):
             raise IaaaError(f"inception weights: file {path!r} not found; {INCEPTION_WEIGHTS_HELP}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for a non-checkpoint file
-            raise IaaaError(f"inception weights: {path!r} is not a torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        state = load_torch_file(path, "Inception-v3 weights file (a torch checkpoint)")
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from iaaa.errors import IaaaError
+from iaaa.torchfile import load_torch_file
 from iaaa.policy.batch import ObjectBatch, prepare_objects
 from iaaa.threads import torch_threads
 
@@ -237,7 +238,7 @@ class WAE(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "WAE":
-        """Load a model written by :meth:`save` (``torch.load(weights_only=True)``)."""
+        """Load a model written by :meth:`save` (tensors and plain values only: :func:`iaaa.torchfile.load_torch_file`)."""
         return load_wae(path, map_location)
 
 
@@ -245,10 +246,7 @@ def load_wae(path: str | os.PathLike, map_location: str | torch.device = "cpu") 
     """Load a :class:`WAE` from a local file written by :meth:`WAE.save` / ``iaaa fit-wae``."""
     if not os.path.isfile(path):
         raise IaaaError(f"{path}: no such WAE model file (train one with `iaaa fit-wae`)")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors come in many types; report them as one
-        raise IaaaError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from exc
+    payload = load_torch_file(path, "WAE model", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise IaaaError(f"{path}: not an iaaa WAE model (field 'format' should be {FORMAT!r})")
     if payload.get("version") != VERSION:

@@ -178,8 +178,13 @@ def test_inception_missing_or_wrong_weights_explain_how_to_get_them(tmp_path, no
         InceptionFeatures(tmp_path / "missing.pth")
     junk = tmp_path / "junk.pth"
     junk.write_text("not a checkpoint")
-    with pytest.raises(IaaaError, match="is not a torch checkpoint"):
+    with pytest.raises(IaaaError, match="junk.pth: not a readable Inception-v3 weights file"):
         InceptionFeatures(junk)
+    code = tmp_path / "code.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2), "how": IaaaError("a pickled class")}, code)
+    with pytest.raises(IaaaError, match="could run code") as e:
+        InceptionFeatures(code)
+    assert "weights_only=False" not in str(e.value)
     wrong = tmp_path / "wrong.pth"
     torch.save(torch.nn.Linear(2, 2).state_dict(), wrong)
     with pytest.raises(IaaaError, match="does not match torchvision's Inception-v3.*missing"):

@@ -150,8 +150,13 @@ def test_load_errors_name_the_file(tmp_path):
         load_wae(tmp_path / "missing.pt")
     bad = tmp_path / "bad.pt"
     bad.write_text("not a model")
-    with pytest.raises(IaaaError, match="bad.pt"):
+    with pytest.raises(IaaaError, match="bad.pt: not a readable WAE model"):
         load_wae(bad)
+    code = tmp_path / "code.pt"
+    torch.save({"format": "iaaa.wae", "how": IaaaError("a pickled class")}, code)
+    with pytest.raises(IaaaError, match="could run code") as e:
+        load_wae(code)
+    assert "weights_only=False" not in str(e.value)
     other = tmp_path / "other.pt"
     torch.save({"format": "something"}, other)
     with pytest.raises(IaaaError, match="format"):
