@@ -188,7 +188,9 @@ def main() -> int:
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     options = [parse_pairs(pairs) for pairs in args.compositor]
     sources = named_sources(arms, options)
-    arms += [compositor_name(o) for o in options]
+    # a variant named in --arms (e.g. "iaaa[halo=16]+aug") runs as named; the others plain
+    listed = {parse_arm(a).source for a in arms}
+    arms += [compositor_name(o) for o in options if compositor_name(o) not in listed]
     for folder_ in args.synthetic:
         sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
         arms.append(f"synthetic:{Path(folder_).name}")

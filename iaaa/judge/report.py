@@ -72,11 +72,11 @@ class JudgeReport:
                 points.setdefault(int(p["step"]), []).append(float(p["mean_ap"]))
         return [(s, sum(v) / len(v)) for s, v in sorted(points.items())]
 
-    def plateaued(self) -> bool | None:
-        """Whether real only's last two curve points are within :data:`PLATEAU` after the curve
-        rose by at least as much from its first point (a curve flat from the start has not begun
-        to learn; ``None``: no curve)."""
-        c = self.curve()
+    def plateaued(self, arm: str | None = None) -> bool | None:
+        """Whether ``arm``'s (default: real only's) last two curve points are within
+        :data:`PLATEAU` after the curve rose by at least as much from its first point (a curve
+        flat from the start has not begun to learn; ``None``: no curve)."""
+        c = self.curve(arm)
         if len(c) < 2:
             return None
         return abs(c[-1][1] - c[-2][1]) < PLATEAU and c[-1][1] - c[0][1] >= PLATEAU
@@ -105,11 +105,15 @@ class JudgeReport:
         c = self.settings.get("ceiling")
         if c:
             lines.append(f"ceiling (perfect 3-class prediction, same decoding): mean AP {c['mean_ap']:.3f}, AP@0.5 {c['ap50']:.3f}, F1@0.5 {c['f1_50']:.3f}")
-        curve = self.curve()
-        if curve:
-            flat = self.plateaued()
+        # every arm's curve: a baseline that has not plateaued (an augmented arm learns a harder
+        # task in the same steps) would make any difference to it a difference in speed
+        for arm in [self.baseline, *(a for a in self.results if a != self.baseline)]:
+            curve = self.curve(arm)
+            if not curve:
+                continue
+            flat = self.plateaued(arm)
             verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more, or the curve never rose; train longer)")
-            lines.append(f"{self.baseline} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
+            lines.append(f"{arm} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
         lines += [f"warning: {w}" for w in self.settings.get("warnings", [])]
         return "\n".join(lines)
 

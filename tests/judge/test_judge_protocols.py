@@ -239,6 +239,8 @@ def test_report_pairs_per_fold_and_seed():
     table = rep.table()
     assert "learning curve" in table and f"{want[1]:+.3f}" in table and "ceiling" in table
     assert rep.plateaued() is False and "NOT plateaued" in table  # 0.4 -> 0.5: still rising
+    assert "real learning curve" in table and "iaaa learning curve" in table  # every arm's curve, the baseline first
+    assert table.index("real learning curve") < table.index("iaaa learning curve")
     flat = {"real": {run_key(0, 0): {**run(0.5), "curve": [{"step": s, "mean_ap": v} for s, v in ((1, 0.2), (2, 0.495), (3, 0.5))]}}}
     assert JudgeReport(flat).plateaued() is True
     never = {"real": {run_key(0, 0): {**run(0.0), "curve": [{"step": s, "mean_ap": 0.001} for s in (1, 2, 3)]}}}
