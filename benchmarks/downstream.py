@@ -120,11 +120,18 @@ def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
         print(f"  {name}, {steps} steps: {s / 60:.0f} min")
 
 
-def merge(paths: list[str], json_out: str | None) -> int:
-    """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds)."""
+def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> int:
+    """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds),
+    and the differences paired against each of ``baselines`` (e.g. ``aug``)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     report = JudgeReport.merge([JudgeReport.from_dict(d) for d in parts])
     print(report.table())
+    for arm in baselines:
+        if arm not in report.results:
+            print(f"error: --baseline {arm}: not an arm of these reports ({', '.join(report.arms)})", file=sys.stderr)
+            return 2
+        print(f"\npaired against {arm}:")
+        print(JudgeReport(report.results, {}, arm).table().split("\n" + f"{arm} learning curve")[0])
     wall = sum(float(d.get("wall_s", 0.0)) for d in parts)
     print(f"\n{len(parts)} parts, {wall / 60:.1f} min of wall time in all (parts run side by side overlap)")
     if json_out:
@@ -153,6 +160,7 @@ def main() -> int:
     p.add_argument("--folds", type=int, default=1)
     p.add_argument("--only-folds", default=None, metavar="K,..", help="run only these folds of the regime (split a regime over processes; put the JSONs together with --merge)")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts; trains nothing")
+    p.add_argument("--baseline", action="append", default=[], metavar="ARM", help="with --merge: also print the differences paired against this arm (repeatable)")
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--pool", type=int, default=d.pool_size)
@@ -168,7 +176,7 @@ def main() -> int:
     args = p.parse_args()
 
     if args.merge:
-        return merge(args.merge, args.json_out)
+        return merge(args.merge, args.json_out, args.baseline)
     torch.set_num_threads(args.threads)
     cfg = DATASETS[args.dataset]
     folder = Path(args.data) if args.data else DATA / cfg["folder"]
