@@ -60,7 +60,8 @@ def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float]
     for (h, w), idx in by_size.items():
         d = np.array([diameters[i] for i in idx], dtype=np.float64)
         order = np.argsort(d, kind="stable")
-        start = d[order[0]]
+        # cell-less images (diameter 0, sorted first) take the key of the smallest diameter
+        start = d[order[np.argmax(d[order] > 0)]] if (d > 0).any() else 0.0
         for n, i in enumerate(order):
             if n > 0 and d[order[n - 1]] > 0 and d[i] > ratio * d[order[n - 1]]:
                 start = d[i]

@@ -32,10 +32,11 @@ def test_sizes_and_magnifications_separate():
     # Single linkage: a run of steps below the ratio stays one group however far it drifts.
     chain = auto_group_keys([(64, 64)] * 4, [10.0, 15.0, 22.0, 33.0])
     assert len(set(chain)) == 1
-    # An image without cells joins the cluster of the smallest diameter of its size (whose key
-    # then names the smallest median, 0).
+    # An image without cells joins the cluster of the smallest diameter of its size, whose key
+    # still names that cluster's smallest cell diameter (PasteCells matches samples by it).
     keys = auto_group_keys([(64, 64)] * 3, [0.0, 20.0, 50.0])
-    assert keys[0] == keys[1] != keys[2] == (64, 64, 50)
+    assert keys == [(64, 64, 20), (64, 64, 20), (64, 64, 50)]
+    assert auto_group_keys([(64, 64)] * 2, [0.0, 0.0]) == [(64, 64, 0)] * 2
 
 
 @settings(max_examples=80, deadline=None)
