@@ -74,12 +74,13 @@ class JudgeReport:
 
     def plateaued(self, arm: str | None = None) -> bool | None:
         """Whether ``arm``'s (default: real only's) last two curve points are within
-        :data:`PLATEAU` after the curve rose by at least as much from its first point (a curve
-        flat from the start has not begun to learn; ``None``: no curve)."""
+        :data:`PLATEAU`, on a curve that has reached at least :data:`PLATEAU` somewhere (a curve
+        flat near zero has not begun to learn; one that is flat from its first point on at a
+        real level learned early, e.g. on a few training images; ``None``: no curve)."""
         c = self.curve(arm)
         if len(c) < 2:
             return None
-        return abs(c[-1][1] - c[-2][1]) < PLATEAU and c[-1][1] - c[0][1] >= PLATEAU
+        return abs(c[-1][1] - c[-2][1]) < PLATEAU and max(v for _, v in c) >= PLATEAU
 
     def table(self) -> str:
         """Mean ± sd over runs of each metric per arm; paired difference to real only with its
@@ -112,7 +113,7 @@ class JudgeReport:
             if not curve:
                 continue
             flat = self.plateaued(arm)
-            verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more, or the curve never rose; train longer)")
+            verdict = "" if flat is None else (" (plateaued: last two within 0.01)" if flat else " (NOT plateaued: last two differ by 0.01 or more, or the curve never left zero; train longer)")
             lines.append(f"{arm} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
         lines += [f"warning: {w}" for w in self.settings.get("warnings", [])]
         return "\n".join(lines)

@@ -245,6 +245,8 @@ def test_report_pairs_per_fold_and_seed():
     assert JudgeReport(flat).plateaued() is True
     never = {"real": {run_key(0, 0): {**run(0.0), "curve": [{"step": s, "mean_ap": 0.001} for s in (1, 2, 3)]}}}
     assert JudgeReport(never).plateaued() is False  # flat at zero has not begun to learn
+    early = {"real": {run_key(0, 0): {**run(0.4), "curve": [{"step": s, "mean_ap": v} for s, v in ((1, 0.394), (2, 0.403), (3, 0.4))]}}}
+    assert JudgeReport(early).plateaued() is True  # flat from the first point at a real level: learned early
 
 
 # ----------------------------------------------------------------------------- recipe
