@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
 from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, train_segmenter  # noqa: E402
+from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter  # noqa: E402
 from iaaa.judge.report import JudgeReport  # noqa: E402
 from iaaa.judge.sources import compositor_name  # noqa: E402
 
@@ -121,7 +121,8 @@ def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
 
 
 def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> int:
-    """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds),
+    """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds,
+    arms run later: ``JudgeReport.merge``),
     and the differences paired against each of ``baselines`` (e.g. ``aug``)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     report = JudgeReport.merge([JudgeReport.from_dict(d) for d in parts])
@@ -159,7 +160,7 @@ def main() -> int:
     p.add_argument("--train-limit", type=int, default=None)
     p.add_argument("--folds", type=int, default=1)
     p.add_argument("--only-folds", default=None, metavar="K,..", help="run only these folds of the regime (split a regime over processes; put the JSONs together with --merge)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts; trains nothing")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts (other folds, seeds, or arms run later beside a shared arm whose runs must reproduce); trains nothing")
     p.add_argument("--baseline", action="append", default=[], metavar="ARM", help="with --merge: also print the differences paired against this arm (repeatable)")
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
     p.add_argument("--steps", type=int, default=d.steps)
@@ -193,7 +194,7 @@ def main() -> int:
     if args.time_steps:
         time_steps(train, recipe, args.time_steps)
         return 0
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    arms = split_arms(args.arms)
     options = [parse_pairs(pairs) for pairs in args.compositor]
     sources = named_sources(arms, options)
     # a variant named in --arms (e.g. "iaaa[halo=16]+aug") runs as named; the others plain

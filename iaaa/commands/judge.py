@@ -147,12 +147,12 @@ def check_writable(path: str, flag: str = "--json") -> None:
 def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """``(arms, name -> source)`` from --arms, --compositor and --synthetic, every compositor
     option checked now (the compositor validates them in its constructor)."""
-    from iaaa.judge import named_sources, parse_arm
+    from iaaa.judge import named_sources, parse_arm, split_arms
     from iaaa.judge.sources import compositor_name
 
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     options = [parse_pairs(pairs) for pairs in args.compositor]
     try:
+        arms = split_arms(args.arms)
         for a in arms:
             arm = parse_arm(a)
             if arm.source not in (None, "naive", "iaaa", "iaaa-online"):

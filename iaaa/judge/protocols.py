@@ -38,7 +38,7 @@ from iaaa.judge.targets import class_targets
 from iaaa.judge.train_data import Prepared, derived_generator, dihedral
 from iaaa.structures import AnnotatedImage
 
-__all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "Step", "StepComposer"]
+__all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "split_arms", "Step", "StepComposer"]
 
 REAL, AUG, NAIVE = "real", "aug", "naive"
 IAAA_ONLINE = "iaaa-online"
@@ -53,6 +53,23 @@ class Arm:
     name: str
     source: str | None = None
     augment: bool = False
+
+
+def split_arms(text: str) -> list[str]:
+    """A comma list of arm names as the names: commas inside ``[...]`` belong to a compositor
+    variant (``"aug,iaaa[object_scale=(0.7, 1.4)]+aug"`` is two arms)."""
+    arms, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if depth < 0:
+            raise IaaaError(f"arms {text!r}: ']' without '[' at character {i}")
+        if ch == "," and depth == 0:
+            arms.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise IaaaError(f"arms {text!r}: '[' without ']'")
+    arms.append(text[start:])
+    return [a.strip() for a in arms if a.strip()]
 
 
 def parse_arm(name: str) -> Arm:

@@ -131,29 +131,40 @@ class JudgeReport:
             raise IaaaError(f"judge report: not a report of JudgeReport.to_dict ({e!r} missing or malformed)") from None
 
     @classmethod
-    def merge(cls, parts: "list[JudgeReport]") -> "JudgeReport":
-        """One report from the parts of a regime run as separate processes (``Recipe.only_folds``
-        or other seeds): the parts must agree on everything but ``only_folds`` and ``seeds``
-        (arms, recipe, fold subsets, test images, ceiling) and hold no run twice."""
+    def merge(cls, parts: "list[JudgeReport]", tolerance: float = 1e-9) -> "JudgeReport":
+        """One report from the parts of a regime run as separate processes (``Recipe.only_folds``,
+        other seeds, or other arms added later). The parts must agree on everything but
+        ``only_folds``, ``seeds`` and their arms (recipe, fold subsets, test images, ceiling).
+        A run (arm, fold, seed) in more than one part must have the same scores in each (within
+        ``tolerance``): that is how an arm run later proves it saw the same real crops and
+        weights as the earlier parts (run a cheap shared arm such as ``aug`` beside it); it is
+        then counted once. Parts with no run in common are simply put together."""
         if not parts:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]
         loose = ("only_folds", "seeds")
         same = lambda st: ({k: v for k, v in st.get("recipe", {}).items() if k not in loose},  # noqa: E731
-                           {k: v for k, v in st.items() if k not in ("recipe", "warnings")})
-        results: dict[str, dict[str, dict[str, Any]]] = {arm: {} for arm in first.results}
+                           {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms")})
+        results: dict[str, dict[str, dict[str, Any]]] = {}
+        origin: dict[tuple[str, str], int] = {}
         seeds: set[int] = set()
         folds: set[int] = set()
         for i, part in enumerate(parts):
             if same(part.settings) != same(first.settings) or part.baseline != first.baseline:
-                raise IaaaError(f"judge report merge: part {i} was run with other settings than part 0 (recipe, arms, folds or test images differ)")
-            if set(part.results) != set(results):
-                raise IaaaError(f"judge report merge: part {i} has arms {sorted(part.results)}, part 0 {sorted(results)}")
+                raise IaaaError(f"judge report merge: part {i} was run with other settings than part 0 (recipe, folds or test images differ)")
+            added = 0
             for arm, runs in part.results.items():
-                twice = sorted(set(runs) & set(results[arm]))
-                if twice:
-                    raise IaaaError(f"judge report merge: run {twice[0]} of arm {arm!r} is in two parts")
-                results[arm].update(runs)
+                into = results.setdefault(arm, {})
+                for key, run in runs.items():
+                    if key not in into:
+                        into[key], origin[arm, key] = run, i
+                        added += 1
+                    elif any(abs(float(run[m]) - float(into[key][m])) > tolerance for m in METRICS):
+                        raise IaaaError(f"judge report merge: run {key} of arm {arm!r} has mean AP {into[key]['mean_ap']:.6f} in part "
+                                        f"{origin[arm, key]} and {run['mean_ap']:.6f} in part {i}: the parts are not paired "
+                                        "(other code, torch build or machine)")
+            if not added:
+                raise IaaaError(f"judge report merge: part {i} adds no run that the parts before it do not hold (the same part twice?)")
             recipe = part.settings.get("recipe", {})
             seeds.update(recipe.get("seeds", []))
             n_folds = int(recipe.get("folds", 1))
@@ -163,6 +174,7 @@ class JudgeReport:
         recipe["seeds"] = sorted(seeds)
         recipe["only_folds"] = None if folds == set(range(int(recipe.get("folds", 1)))) else sorted(folds)
         settings["recipe"] = recipe
+        settings["arms"] = list(results)
         settings["warnings"] = list(dict.fromkeys(w for p in parts for w in p.settings.get("warnings", [])))
         return cls(results, settings, first.baseline)
 

@@ -311,7 +311,7 @@ def test_regime_split_over_processes_merges_into_the_whole(tiny):
     for arm in arms:
         assert {k: v["mean_ap"] for k, v in merged.results[arm].items()} == {k: v["mean_ap"] for k, v in full.results[arm].items()}
     assert merged.settings["recipe"]["only_folds"] is None and merged.table() == full.table()
-    with pytest.raises(IaaaError, match="in two parts"):
+    with pytest.raises(IaaaError, match="adds no run"):
         JudgeReport.merge([parts[0], parts[0]])
     other = judge(train, test, None, Recipe.from_dict({**whole.to_dict(), "only_folds": [1], "steps": 2}), arms=arms)
     with pytest.raises(IaaaError, match="other settings"):
@@ -320,6 +320,35 @@ def test_regime_split_over_processes_merges_into_the_whole(tiny):
         with pytest.raises(RecipeError) as e:
             Recipe(train_limit=1, folds=3, only_folds=bad)
         assert e.value.field == "only_folds"
+
+
+def test_arm_run_later_merges_only_when_the_shared_arm_reproduces(tiny):
+    """An arm added in a later process joins the record when the arm both runs share has the same
+    scores (same real crops, weights and build); a shared run that differs is refused by name."""
+    from iaaa.judge.report import JudgeReport
+
+    train, test = tiny
+    recipe = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), train_limit=1, folds=2)
+    first = judge(train, test, None, recipe, arms=["real", "naive"])
+    later = judge(train, test, None, recipe, arms=["real", "aug"])
+    merged = JudgeReport.merge([JudgeReport.from_dict(json.loads(p.to_json())) for p in (first, later)])
+    full = judge(train, test, None, recipe, arms=["real", "naive", "aug"])
+    assert merged.arms == ["real", "naive", "aug"] and merged.settings["arms"] == merged.arms
+    assert merged.table() == full.table()
+    tampered = JudgeReport.from_dict(json.loads(later.to_json()))
+    tampered.results["real"][run_key(1, 0)]["mean_ap"] += 0.01
+    with pytest.raises(IaaaError, match=r"run fold1/seed0 of arm 'real' .* not paired"):
+        JudgeReport.merge([first, tampered])
+
+
+def test_arm_list_splits_outside_variant_brackets():
+    from iaaa.judge import split_arms
+
+    assert split_arms(" aug, iaaa[object_scale=(0.7, 1.4),sigma=2]+aug ,naive,") == [
+        "aug", "iaaa[object_scale=(0.7, 1.4),sigma=2]+aug", "naive"]
+    for bad in ("aug,iaaa[sigma=2", "aug]"):
+        with pytest.raises(IaaaError, match="without"):
+            split_arms(bad)
 
 
 def test_judge_refuses_meaningless_data(tiny):
