@@ -306,8 +306,10 @@ class CellCompositor:
         lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
         cap = count_cap(pool, float(H * W)) if self.config.count.count_cap else None
         if cap is not None and cls0 is not None:
-            # onto="image": the drawn count is added to the real cells, up to the group's maximum.
-            cap = max(0, cap - len(cls0))
+            # onto="image": the drawn count is added to the real cells, up to the group's maximum;
+            # the group's densest image still gets one object, or its draws would return the real
+            # image unchanged (with two training images, half of all draws: issue 22).
+            cap = max(1, cap - len(cls0))
         chosen = choose_objects(pool, self.config.count, pools.object_cells, n_cells, g, cap)
         imgs, labs, clss = self.augmented_objects(chosen, g)
         out = to_float(bg)

@@ -157,6 +157,18 @@ def test_count_options(sim):
     assert 3.0 * big.stats.mean_cells < req < 5.0 * big.stats.mean_cells
 
 
+def test_capped_draw_onto_the_densest_image_still_pastes(sim):
+    """With the count cap on and onto="image", the group's densest image has no room left under
+    the cap; a draw onto it still draws an object (placed where the image has free space, else
+    reported as skipped) instead of returning the real image by construction."""
+    comp = CellCompositor(CompositorConfig().replace(count_cap=True, mco_fraction=0.0, group_by=None), policy="identity").fit(sim)
+    densest = int(np.argmax([b.real.labels.max() for b in comp.pools.backgrounds]))
+    onto_densest = [x for x in (comp.sample(_gen(i)) for i in range(40)) if x.meta["background"] == densest]
+    assert onto_densest
+    assert all(len(x.meta["objects"]) + len(x.meta["skipped"]) >= 1 for x in onto_densest)
+    assert any(x.num_instances > x.meta["real_cells"] for x in onto_densest)
+
+
 def test_class_ids_are_carried(sim):
     data = [AnnotatedImage(s.image, s.labels, (s.ids % 2) + 2, s.name, {2: "a", 3: "b"}) for s in sim]
     comp = CellCompositor(policy="identity").fit(data)
