@@ -54,7 +54,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from iaaa.commands._inputs import load_export_folder  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter  # noqa: E402
@@ -201,7 +200,11 @@ def main() -> int:
     listed = {parse_arm(a).source for a in arms}
     arms += [compositor_name(o) for o in options if compositor_name(o) not in listed]
     for folder_ in args.synthetic:
-        sources[f"synthetic:{Path(folder_).name}"] = load_export_folder(folder_)
+        root = Path(folder_)
+        if not (root / "images").is_dir() or not (root / "masks").is_dir():
+            print(f"--synthetic {root}: expected an iaaa synth output folder with images/ and masks/", file=sys.stderr)
+            return 2
+        sources[f"synthetic:{root.name}"] = read_label_folder(root / "images", root / "masks")
         arms.append(f"synthetic:{Path(folder_).name}")
     print(f"{args.dataset}: {len(train)} train / {len(test)} test images; arms {arms}; recipe {recipe.to_dict()}; "
           f"{torch.get_num_threads()} thread(s)", flush=True)
