@@ -131,7 +131,7 @@ def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> 
             print(f"error: --baseline {arm}: not an arm of these reports ({', '.join(report.arms)})", file=sys.stderr)
             return 2
         print(f"\npaired against {arm}:")
-        print(JudgeReport(report.results, {}, arm).table().split("\n" + f"{arm} learning curve")[0])
+        print(report.rebased(arm).table(curves=False))
     wall = sum(float(d.get("wall_s", 0.0)) for d in parts)
     print(f"\n{len(parts)} parts, {wall / 60:.1f} min of wall time in all (parts run side by side overlap)")
     if json_out:

@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_input_args(p)
     g = p.add_argument_group("held-out real test data")
-    g.add_argument("--test-images", required=True, help="test image folder (never trained on)")
-    g.add_argument("--test-masks", required=True, help="test label-map folder matching --test-images by file stem")
+    g.add_argument("--test-images", help="test image folder (never trained on; required unless --merge)")
+    g.add_argument("--test-masks", help="test label-map folder matching --test-images by file stem")
     s = p.add_argument_group("arms and synthetic data")
     s.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of real, aug (standard augmentation), naive (online Simple "
                    "Copy-Paste), iaaa (CellCompositor defaults), iaaa-online (PasteCells online, fitted per fold), any of these but real with +aug (default: %(default)s); "
@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate, cosine decay to 0 (default: %(default)s)")
     t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
     add_threads_arg(t)
+    m = p.add_argument_group("putting parts together (no training)")
+    m.add_argument("--merge", nargs="+", metavar="JSON", help="print one report from the --json reports of a regime's parts (other "
+                   "--only-folds, other --seeds, or arms run later beside a shared arm whose runs must reproduce) and write it with --json")
+    m.add_argument("--baseline", action="append", default=[], metavar="ARM", help="also print the differences paired against this arm "
+                   "(repeatable; with --merge or a run)")
     p.add_argument("--json", dest="json_out", help="also write the report to this JSON file (checked before the run)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
@@ -182,10 +187,17 @@ def _run(args: argparse.Namespace) -> int:
     from iaaa.data import load_samples
     from iaaa.judge import judge
 
+    if args.merge:
+        return _merge(args)
+    if not args.test_images or not args.test_masks:
+        raise IaaaError("--test-images and --test-masks: both required (held-out real images to score), unless --merge")
     recipe = recipe_of(args)
     if args.json_out:
         check_writable(args.json_out)
     arms, sources = build_sources(args)
+    for arm in args.baseline:
+        if arm not in arms:
+            raise IaaaError(f"--baseline {arm}: not one of the arms ({', '.join(arms)})")
     train = load_inputs(args)
     test = load_samples(images=args.test_images, masks=args.test_masks)
     if not test:
@@ -193,8 +205,45 @@ def _run(args: argparse.Namespace) -> int:
     if args.train_limit is not None and args.train_limit > len(train):
         raise IaaaError(f"--train-limit: {args.train_limit} is more than the {len(train)} training images")
     report = judge(train, test, sources, recipe, arms=arms, log=None if args.quiet else print)
+    return _print_and_write(report, args)
+
+
+def _print_and_write(report: Any, args: argparse.Namespace) -> int:
     print(report.table())
+    for arm in args.baseline:
+        print(f"\npaired against {arm}:")
+        print(report.rebased(arm).table(curves=False))
     if args.json_out:
         report.to_json(args.json_out)
         print(f"wrote {args.json_out}")
     return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """``--merge``: the parts' JSON reports as one (:meth:`JudgeReport.merge`); trains nothing."""
+    import json
+
+    from iaaa.judge.report import JudgeReport
+
+    if args.json_out:
+        check_writable(args.json_out)
+    parts = []
+    for path in args.merge:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise IaaaError(f"--merge {path}: cannot read it ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IaaaError(f"--merge {path}: not a JSON report of iaaa judge --json ({exc})") from None
+        try:
+            parts.append(JudgeReport.from_dict(data if isinstance(data, dict) else {}))
+        except IaaaError as exc:
+            raise IaaaError(f"--merge {path}: {exc}") from None
+    try:
+        report = JudgeReport.merge(parts)
+    except IaaaError as exc:
+        raise IaaaError(f"--merge (parts numbered from 0 in the order given): {exc}") from None
+    for arm in args.baseline:
+        if arm not in report.results:
+            raise IaaaError(f"--baseline {arm}: not an arm of these reports ({', '.join(report.arms)})")
+    return _print_and_write(report, args)

@@ -82,9 +82,16 @@ class JudgeReport:
             return None
         return abs(c[-1][1] - c[-2][1]) < PLATEAU and max(v for _, v in c) >= PLATEAU
 
-    def table(self) -> str:
-        """Mean ± sd over runs of each metric per arm; paired difference to real only with its
-        95 % interval; the ceiling, the real-only curve and any warnings below."""
+    def rebased(self, arm: str) -> "JudgeReport":
+        """The same runs with the differences paired against ``arm`` (e.g. ``"aug"``)."""
+        if arm not in self.results:
+            raise IaaaError(f"judge report: no arm {arm!r} to pair against (arms: {', '.join(self.results)})")
+        return JudgeReport(self.results, self.settings, arm)
+
+    def table(self, curves: bool = True) -> str:
+        """Mean ± sd over runs of each metric per arm; paired difference to the baseline (real
+        only unless :meth:`rebased`) with its 95 % interval; the ceiling, and with ``curves``
+        every arm's learning curve and any warnings below."""
         summ = self.summary()
         head = ["arm", *(_LABELS[m] for m in METRICS), *(f"Δ{_LABELS[m]} [95% CI]" for m in METRICS), "runs"]
         rows = []
@@ -103,6 +110,8 @@ class JudgeReport:
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
         fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
         lines = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)]
+        if not curves:
+            return "\n".join(lines)
         c = self.settings.get("ceiling")
         if c:
             lines.append(f"ceiling (perfect 3-class prediction, same decoding): mean AP {c['mean_ap']:.3f}, AP@0.5 {c['ap50']:.3f}, F1@0.5 {c['f1_50']:.3f}")

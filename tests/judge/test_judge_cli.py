@@ -80,6 +80,34 @@ def test_bad_options_one_line_before_training(folders, capsys, bad, word):
     assert _snapshot(folders) == before
 
 
+def test_regime_parts_merge_on_the_command_line(folders, capsys, tmp_path):
+    """Two --only-folds runs and a later arm run beside a shared arm, put together by --merge:
+    the table of the whole, the differences against --baseline, the merged JSON; a part that does
+    not pair and a file that is not a report end in one line naming them."""
+    regime = ["--train-limit", "1", "--folds", "2", "--seeds", "0"]
+    paths = [tmp_path / f"{n}.json" for n in ("f0", "f1", "late")]
+    for only, arms, path in (("0", "real,aug", paths[0]), ("1", "real,aug", paths[1]), ("0,1", "aug,naive", paths[2])):
+        assert main([*_common(folders), *regime, "--only-folds", only, "--arms", arms, "--json", str(path)]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "merged.json"
+    assert main(["judge", "--merge", *map(str, paths), "--baseline", "aug", "--json", str(merged)]) == 0
+    out = capsys.readouterr().out
+    assert "paired against aug:" in out and "real learning curve" in out
+    data = json.loads(merged.read_text())
+    assert set(data["results"]) == {"real", "aug", "naive"}
+    assert all(len(data["results"][a]) == 2 for a in data["results"]) and data["settings"]["recipe"]["only_folds"] is None
+    tampered = json.loads(paths[2].read_text())
+    tampered["results"]["aug"]["fold1/seed0"]["mean_ap"] += 0.5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered))
+    (tmp_path / "junk.json").write_text("not json")
+    for args, word in (([str(paths[0]), str(paths[1]), str(bad)], "not paired"), ([str(paths[0]), str(tmp_path / "junk.json")], "junk.json"),
+                       ([str(paths[0]), str(paths[1]), "--baseline", "iaaa"], "--baseline iaaa")):
+        assert main(["judge", "--merge", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and word in err[0], err
+
+
 def test_meaningless_data_refused_before_training(folders, capsys):
     c = _common(folders)
     for test_dir, word in ((folders / "empty", "no cell"), (folders / "tr", "also a training image")):
