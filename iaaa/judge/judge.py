@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.judge.augment import AugmentConfig
 from iaaa.judge.protocols import AUG, IAAA_ONLINE, NAIVE, REAL, Arm, StepComposer, parse_arm
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import fold_subsets
@@ -123,7 +124,8 @@ def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list
         last.update(_score(model, test, recipe, min_area), eval_s=time.perf_counter() - t)
         curve.append({"step": step, **{m: last[m] for m in METRICS}})
 
-    composer = StepComposer(real, recipe, seed, arm, pool, paster=paster if arm.source == IAAA_ONLINE else None)
+    composer = StepComposer(real, recipe, seed, arm, pool, augment=AugmentConfig(scale=recipe.aug_scale),
+                            paster=paster if arm.source == IAAA_ONLINE else None)
     t0 = time.perf_counter()
     train_segmenter(composer, recipe, at_curve=at_curve, log=say)
     scores = dict(last)

@@ -93,6 +93,10 @@ class Recipe:
             the test images for the record only: the model of the last step is always the one
             scored, no checkpoint is selected).
         device: ``"cpu"`` or ``"cuda[:i]"``.
+        aug_scale: ``(low, high)`` zoom range of the standard augmentation of the ``aug`` and
+            ``+aug`` arms (drawn log-uniformly per crop). The default 0.5-2x is what a user of
+            mixed-magnification data sets up; on data of one magnification a milder range
+            (0.8-1.25x) is the baseline such a user would choose (benchmarks/downstream.md).
     """
 
     protocol: Protocol = "add"
@@ -114,9 +118,11 @@ class Recipe:
     only_folds: tuple[int, ...] | None = None
     curve: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     device: str = "cpu"
+    aug_scale: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "aug_scale", tuple(self.aug_scale))
         object.__setattr__(self, "curve", tuple(self.curve))
         if self.only_folds is not None:
             object.__setattr__(self, "only_folds", tuple(self.only_folds))
@@ -159,6 +165,10 @@ class Recipe:
         if self.curve[-1] != 1.0:
             raise RecipeError("curve", f"must end at 1.0 (the scored model), got {list(self.curve)}")
         check_device(self.device)
+        lo_hi = self.aug_scale
+        if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in lo_hi) \
+                or not 0.05 <= lo_hi[0] <= lo_hi[1] <= 20.0:
+            raise RecipeError("aug_scale", f"must be (low, high) with 0.05 <= low <= high <= 20, got {list(lo_hi)}")
 
     @property
     def n_synthetic(self) -> int:
@@ -175,7 +185,7 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["seeds"], d["curve"] = list(self.seeds), list(self.curve)
+        d["seeds"], d["curve"], d["aug_scale"] = list(self.seeds), list(self.curve), list(self.aug_scale)
         d["only_folds"] = None if self.only_folds is None else list(self.only_folds)
         return d
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iaaa.errors import IaaaError
+from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import paired_interval
 
 __all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
@@ -152,7 +153,9 @@ class JudgeReport:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]
         loose = ("only_folds", "seeds")
-        same = lambda st: ({k: v for k, v in st.get("recipe", {}).items() if k not in loose},  # noqa: E731
+        # A part written before a recipe field existed ran with that field's default.
+        defaults = Recipe().to_dict()
+        same = lambda st: ({k: v for k, v in {**defaults, **st.get("recipe", {})}.items() if k not in loose},  # noqa: E731
                            {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms")})
         results: dict[str, dict[str, dict[str, Any]]] = {}
         origin: dict[tuple[str, str], int] = {}

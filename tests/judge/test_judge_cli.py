@@ -65,6 +65,8 @@ BAD = [
     (["--compositor", "sigma=big"], "sigma"), (["--compositor", "sigma=1e999"], "sigma"), (["--compositor", "size=ab"], "size"),
     (["--compositor", "seed=x"], "seed"), (["--lr", "-1"], "--lr"), (["--width", "100000"], "--width"),
     (["--train-limit", "1", "--folds", "2", "--only-folds", "2"], "--only-folds"), (["--only-folds", "a"], "--only-folds"),
+    (["--aug-scale", "2,0.5"], "--aug-scale"), (["--aug-scale", "0,1"], "--aug-scale"), (["--aug-scale", "1"], "--aug-scale"),
+    (["--aug-scale", "a,b"], "--aug-scale"), (["--aug-scale", "0.8,inf"], "--aug-scale"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["--device", "cuda"], "--device"))

@@ -253,11 +253,12 @@ def test_report_pairs_per_fold_and_seed():
 
 
 def test_recipe_round_trip_and_bounds():
-    r = Recipe(protocol="online", p=0.3, seeds=(4, 5), train_limit=2, folds=3, curve=(0.5, 1.0))
+    r = Recipe(protocol="online", p=0.3, seeds=(4, 5), train_limit=2, folds=3, curve=(0.5, 1.0), aug_scale=(0.8, 1.25))
     assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     for field, value in (("ratio", 0), ("ratio", float("inf")), ("ratio", float("nan")), ("crop", 10**6), ("pool_size", 10**6),
                          ("scale", 0.001), ("device", "bogus"), ("protocol", "x"), ("steps", 0), ("seeds", ()), ("folds", 2),
-                         ("curve", (0.5,)), ("p", 0.0)):
+                         ("curve", (0.5,)), ("p", 0.0), ("aug_scale", (2.0, 0.5)), ("aug_scale", (0.0, 1.0)),
+                         ("aug_scale", (1.0,)), ("aug_scale", (1.0, float("nan"))), ("aug_scale", (True, 2.0))):
         with pytest.raises(RecipeError) as e:
             Recipe(**{field: value})
         assert e.value.field == field
@@ -339,6 +340,42 @@ def test_arm_run_later_merges_only_when_the_shared_arm_reproduces(tiny):
     tampered.results["real"][run_key(1, 0)]["mean_ap"] += 0.01
     with pytest.raises(IaaaError, match=r"run fold1/seed0 of arm 'real' .* not paired"):
         JudgeReport.merge([first, tampered])
+
+
+def test_aug_scale_reaches_the_aug_arms_and_keeps_regimes_apart(tiny, monkeypatch):
+    """The recipe's zoom range is the one the aug arms draw from (real only is untouched), a
+    report records it, and parts run with different ranges never merge; a part written before
+    the field existed counts as the default range."""
+    import iaaa.judge.protocols as protocols
+    from iaaa.judge.report import JudgeReport
+
+    seen = []
+    draw = protocols.draw_augment
+
+    def spy(n, config, generator):
+        rows = draw(n, config, generator)
+        seen.append((config.scale, float(rows[:, 0].min()), float(rows[:, 0].max())))
+        return rows
+
+    monkeypatch.setattr(protocols, "draw_augment", spy)
+    train, test = tiny
+    wide = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), train_limit=1, folds=2)
+    mild = Recipe(**{**wide.to_dict(), "aug_scale": (0.8, 1.25)})
+    a = judge(train, test, None, mild, arms=["real", "aug"])
+    assert seen and all(sc == (0.8, 1.25) and 0.8 <= lo <= hi <= 1.25 for sc, lo, hi in seen)
+    seen.clear()
+    b = judge(train, test, None, wide, arms=["real", "aug"])
+    assert seen and all(sc == (0.5, 2.0) for sc, *_ in seen) and max(hi for *_, hi in seen) > 1.25
+    scores = lambda rep: {k: (r["mean_ap"], r["n_pred"], r["curve"]) for k, r in rep.results["real"].items()}  # noqa: E731
+    assert scores(a) == scores(b)
+    assert a.settings["recipe"]["aug_scale"] == [0.8, 1.25]
+    with pytest.raises(IaaaError, match="other settings"):
+        JudgeReport.merge([a, b])
+    older = b.to_dict()
+    del older["settings"]["recipe"]["aug_scale"]
+    later = judge(train, test, None, wide, arms=["real", "naive"])
+    merged = JudgeReport.merge([JudgeReport.from_dict(older), later])
+    assert merged.arms == ["real", "aug", "naive"]
 
 
 def test_arm_list_splits_outside_variant_brackets():
