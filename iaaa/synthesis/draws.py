@@ -38,6 +38,11 @@ class CountConfig:
         count_cap: no synthetic image holds more cells than the densest real image of its group
             (scaled by area): objects drawn beyond it are dropped, last first. Without the cap an
             MCO drawn near the end can overshoot the group's real range.
+        count_factor: multiplies a count taken from the data (``"sample"``, ``"background"``,
+            ``"mode"``; stochastically rounded, before the cap): with ``onto="image"`` and no cap,
+            ``count="background", count_factor=0.5`` makes every synthetic image hold about 1.5x
+            its own real image's cells, whatever the data's density. Explicit counts are used
+            as given.
         repeat_objects: draw objects with replacement, so one image can hold the same object
             twice although unused ones remain (the behaviour before issue 22; the golden cases
             keep it). Default ``False``: an object repeats only once every object of its kind
@@ -47,6 +52,7 @@ class CountConfig:
     count: int | tuple[int, int] | Literal["sample", "mode", "background"] | Callable[[torch.Generator], int] = bounded("sample", 0, MAX_COUNT)
     mco_fraction: float | Literal["data"] = bounded("data", 0.0, 1.0)
     count_cap: bool = True
+    count_factor: float = bounded(1.0, 0.0, 100.0)
     repeat_objects: bool = False
 
     def __post_init__(self) -> None:
@@ -74,6 +80,7 @@ def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator,
         return c[0] + min(int(u[0] * (c[1] - c[0] + 1)), c[1] - c[0])
     else:
         return int(c(g))
+    x *= config.count_factor
     # Stochastic rounding keeps the expected count exact when areas differ.
     return int(math.floor(x) + (u[1] < x - math.floor(x)))
 
