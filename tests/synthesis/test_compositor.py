@@ -169,6 +169,20 @@ def test_capped_draw_onto_the_densest_image_still_pastes(sim):
     assert any(x.num_instances > x.meta["real_cells"] for x in onto_densest)
 
 
+def test_count_relative_to_the_image_follows_each_images_own_density(sim):
+    """count="background", count_factor=0.5 without the cap asks every draw for half its own
+    real image's cells (whatever the group's densest image holds), checked on the recorded
+    request, and pastes what fits of it."""
+    cfg = CompositorConfig().replace(count="background", count_factor=0.5, count_cap=False, mco_fraction=0.0, group_by=None)
+    comp = CellCompositor(cfg, policy="identity").fit(sim)
+    for i in range(12):
+        out = comp.sample(_gen(i))
+        own = int(comp.pools.backgrounds[out.meta["background"]].real.labels.max())
+        assert out.meta["requested_cells"] in (own // 2, (own + 1) // 2)
+        assert out.num_instances - out.meta["real_cells"] <= out.meta["requested_cells"]
+        check_invariants(comp, out)
+
+
 def test_class_ids_are_carried(sim):
     data = [AnnotatedImage(s.image, s.labels, (s.ids % 2) + 2, s.name, {2: "a", 3: "b"}) for s in sim]
     comp = CellCompositor(policy="identity").fit(data)
