@@ -72,7 +72,9 @@ def score_image(true: torch.Tensor, pred: torch.Tensor, thresholds: Sequence[flo
 
 def score_images(trues: Sequence[torch.Tensor], preds: Sequence[torch.Tensor]) -> dict[str, float]:
     """Mean over images of :func:`score_image`: ``{"mean_ap", "ap50", "f1_50"}`` plus the totals
-    ``n_true``, ``n_pred`` and ``tp50``."""
+    ``n_true``, ``n_pred`` and ``tp50``, and ``per_image``: those four per image, in order (the
+    score is a mean over images, so where unmatched predictions fall matters as much as how
+    many there are; a report keeps what a diagnosis needs)."""
     if len(trues) != len(preds):
         raise IaaaError(f"{len(trues)} true label maps for {len(preds)} predictions")
     if not trues:
@@ -86,4 +88,5 @@ def score_images(trues: Sequence[torch.Tensor], preds: Sequence[torch.Tensor]) -
         "n_true": sum(s.n_true for s in scores),
         "n_pred": sum(s.n_pred for s in scores),
         "tp50": sum(s.tp50 for s in scores),
+        "per_image": {k: [getattr(s, k) for s in scores] for k in ("mean_ap", "n_true", "n_pred", "tp50")},
     }

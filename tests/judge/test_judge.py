@@ -103,6 +103,8 @@ def test_score_hand_case():
     assert (s.n_true, s.n_pred, s.tp50) == (2, 2, 1)
     agg = score_images([true, true], [pred, true])
     assert agg["mean_ap"] == pytest.approx((4 / 30 + 1.0) / 2) and agg["tp50"] == 3
+    per = agg["per_image"]
+    assert per["mean_ap"] == [pytest.approx(4 / 30), 1.0] and per["n_pred"] == [2, 2] and per["tp50"] == [1, 2] and per["n_true"] == [2, 2]
 
 
 def test_iou_matrix_equals_brute_force():
