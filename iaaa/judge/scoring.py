@@ -12,7 +12,7 @@ instance scores 1; one side empty and not the other scores 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -70,7 +70,7 @@ def score_image(true: torch.Tensor, pred: torch.Tensor, thresholds: Sequence[flo
     return ImageScore(float(precision.mean()), float(ap50), float(f1), n_t, n_p, tp50)
 
 
-def score_images(trues: Sequence[torch.Tensor], preds: Sequence[torch.Tensor]) -> dict[str, float]:
+def score_images(trues: Sequence[torch.Tensor], preds: Sequence[torch.Tensor]) -> dict[str, Any]:
     """Mean over images of :func:`score_image`: ``{"mean_ap", "ap50", "f1_50"}`` plus the totals
     ``n_true``, ``n_pred`` and ``tp50``, and ``per_image``: those four per image, in order (the
     score is a mean over images, so where unmatched predictions fall matters as much as how
