@@ -184,10 +184,15 @@ def main() -> int:
     if not (folder / "images").is_dir():
         print(f"dataset not found at {folder} (it sits in ../shared beside the checkout)", file=sys.stderr)
         return 2
+    try:
+        aug_scale = tuple(float(v) for v in args.aug_scale.split(","))
+    except ValueError:
+        print(f"--aug-scale: expected LO,HI numbers, got {args.aug_scale!r}", file=sys.stderr)
+        return 2
     recipe = Recipe(protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
                     width=args.width, depth=args.depth, scale=args.scale if args.scale is not None else cfg["scale"],
                     pool_size=args.pool, seeds=tuple(int(s) for s in args.seeds.split(",")), train_limit=args.train_limit,
-                    folds=args.folds, device=args.device, aug_scale=tuple(float(v) for v in args.aug_scale.split(",")),
+                    folds=args.folds, device=args.device, aug_scale=aug_scale,
                     only_folds=None if args.only_folds is None else tuple(int(k) for k in args.only_folds.split(",")))
     samples = read_label_folder(folder / "images", folder / "masks")
     train, test = split(args.dataset, samples)
