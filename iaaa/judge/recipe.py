@@ -95,8 +95,8 @@ class Recipe:
         device: ``"cpu"`` or ``"cuda[:i]"``.
         aug_scale: ``(low, high)`` zoom range of the standard augmentation of the ``aug`` and
             ``+aug`` arms (drawn log-uniformly per crop). The default 0.5-2x is what a user of
-            mixed-magnification data sets up; on data of one magnification a milder range
-            (0.8-1.25x) is the baseline such a user would choose (benchmarks/downstream.md).
+            mixed-magnification data sets up; a user of one magnification may choose a milder
+            range such as 0.8-1.25x (on usiigaci it scored the same: benchmarks/downstream.md).
     """
 
     protocol: Protocol = "add"

@@ -102,10 +102,10 @@ def test_counts_and_choices_follow_the_group():
     assert all(3 <= draw_count(a, CountConfig(count=(3, 5)), g, area, bg) <= 5 for _ in range(20))
     # count_factor scales a count taken from the data (stochastically rounded: the mean is exact)
     # and leaves explicit counts alone; 1.0 draws what no factor draws, from the same stream.
-    half = [draw_count(a, CountConfig(count="background", count_factor=0.75), g, area, bg) for _ in range(400)]
-    assert set(half) == {3} and abs(np.mean(half) - 0.75 * 4) < 1e-9
-    third = [draw_count(a, CountConfig(count="background", count_factor=0.6), g, area, bg) for _ in range(2000)]
-    assert set(third) == {2, 3} and abs(np.mean(third) - 2.4) < 0.05
+    whole = [draw_count(a, CountConfig(count="background", count_factor=0.75), g, area, bg) for _ in range(400)]
+    assert set(whole) == {3} and abs(np.mean(whole) - 0.75 * 4) < 1e-9
+    rounded = [draw_count(a, CountConfig(count="background", count_factor=0.6), g, area, bg) for _ in range(2000)]
+    assert set(rounded) == {2, 3} and abs(np.mean(rounded) - 2.4) < 0.05
     assert draw_count(a, CountConfig(count=7, count_factor=0.5), g, area, bg) == 7
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     for _ in range(20):
