@@ -14,7 +14,7 @@ the real crops of a step get the same augmentation in every arm that augments.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -50,6 +50,23 @@ class AugmentConfig:
             positive = name in ("scale", "gamma")
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi and (lo > 0 if positive else lo >= 0)):
                 raise IaaaError(f"AugmentConfig.{name}: expected 0 {'<' if positive else '<='} low <= high, got {(lo, hi)}")
+
+    def with_photometric_strength(self, strength: float) -> "AugmentConfig":
+        """This config with every photometric range pulled towards identity by ``strength``
+        (``0``: geometry only; ``1``: unchanged; above 1: wider). Multiplicative factors
+        (brightness, contrast, gamma) are scaled in log space, so ``(0.8, 1.25)`` at 0.5 becomes
+        ``(0.894, 1.118)``; the blur and noise sigmas linearly."""
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 4.0:
+            raise IaaaError(f"AugmentConfig photometric strength: expected a number in [0, 4], got {strength!r}")
+        if strength == 1.0:
+            return self
+
+        def power(r: tuple[float, float]) -> tuple[float, float]:
+            return (r[0] ** strength, r[1] ** strength)
+
+        return replace(self, brightness=power(self.brightness), contrast=power(self.contrast), gamma=power(self.gamma),
+                       blur=(self.blur[0] * strength, self.blur[1] * strength),
+                       noise=(self.noise[0] * strength, self.noise[1] * strength))
 
 
 def _uniform(u: torch.Tensor, lo: float, hi: float, log: bool = False) -> torch.Tensor:

@@ -124,7 +124,7 @@ def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list
         last.update(_score(model, test, recipe, min_area), eval_s=time.perf_counter() - t)
         curve.append({"step": step, **{m: last[m] for m in METRICS}})
 
-    composer = StepComposer(real, recipe, seed, arm, pool, augment=AugmentConfig(scale=recipe.aug_scale),
+    composer = StepComposer(real, recipe, seed, arm, pool, augment=AugmentConfig(scale=recipe.aug_scale).with_photometric_strength(recipe.aug_photometric),
                             paster=paster if arm.source == IAAA_ONLINE else None)
     t0 = time.perf_counter()
     train_segmenter(composer, recipe, at_curve=at_curve, log=say)

@@ -97,6 +97,10 @@ class Recipe:
             ``+aug`` arms (drawn log-uniformly per crop). The default 0.5-2x is what a user of
             mixed-magnification data sets up; a user of one magnification may choose a milder
             range such as 0.8-1.25x (on usiigaci it scored the same: benchmarks/downstream.md).
+        aug_photometric: strength of the standard augmentation's photometric part (brightness,
+            contrast, gamma, blur, noise) relative to its default ranges: ``0`` turns it off
+            (geometry only), ``1`` is the default, up to ``4`` widens it
+            (:meth:`~iaaa.judge.AugmentConfig.with_photometric_strength`).
     """
 
     protocol: Protocol = "add"
@@ -119,6 +123,7 @@ class Recipe:
     curve: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     device: str = "cpu"
     aug_scale: tuple[float, float] = (0.5, 2.0)
+    aug_photometric: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -169,6 +174,7 @@ class Recipe:
         if len(lo_hi) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in lo_hi) \
                 or not 0.05 <= lo_hi[0] <= lo_hi[1] <= 20.0:
             raise RecipeError("aug_scale", f"must be (low, high) with 0.05 <= low <= high <= 20, got {list(lo_hi)}")
+        _float("aug_photometric", self.aug_photometric, 0.0, 4.0, lo_open=False)
 
     @property
     def n_synthetic(self) -> int:

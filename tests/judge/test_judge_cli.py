@@ -67,6 +67,7 @@ BAD = [
     (["--train-limit", "1", "--folds", "2", "--only-folds", "2"], "--only-folds"), (["--only-folds", "a"], "--only-folds"),
     (["--aug-scale", "2,0.5"], "--aug-scale"), (["--aug-scale", "0,1"], "--aug-scale"), (["--aug-scale", "1"], "--aug-scale"),
     (["--aug-scale", "a,b"], "--aug-scale"), (["--aug-scale", "0.8,inf"], "--aug-scale"),
+    (["--aug-photometric", "-1"], "--aug-photometric"), (["--aug-photometric", "nan"], "--aug-photometric"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["--device", "cuda"], "--device"))

@@ -258,7 +258,8 @@ def test_recipe_round_trip_and_bounds():
     for field, value in (("ratio", 0), ("ratio", float("inf")), ("ratio", float("nan")), ("crop", 10**6), ("pool_size", 10**6),
                          ("scale", 0.001), ("device", "bogus"), ("protocol", "x"), ("steps", 0), ("seeds", ()), ("folds", 2),
                          ("curve", (0.5,)), ("p", 0.0), ("aug_scale", (2.0, 0.5)), ("aug_scale", (0.0, 1.0)),
-                         ("aug_scale", (1.0,)), ("aug_scale", (1.0, float("nan"))), ("aug_scale", (True, 2.0))):
+                         ("aug_scale", (1.0,)), ("aug_scale", (1.0, float("nan"))), ("aug_scale", (True, 2.0)),
+                         ("aug_photometric", -0.1), ("aug_photometric", 5.0), ("aug_photometric", float("nan")), ("aug_photometric", True)):
         with pytest.raises(RecipeError) as e:
             Recipe(**{field: value})
         assert e.value.field == field
@@ -376,6 +377,54 @@ def test_aug_scale_reaches_the_aug_arms_and_keeps_regimes_apart(tiny, monkeypatc
     later = judge(train, test, None, wide, arms=["real", "naive"])
     merged = JudgeReport.merge([JudgeReport.from_dict(older), later])
     assert merged.arms == ["real", "aug", "naive"]
+
+
+def test_photometric_strength_scales_ranges_towards_identity():
+    from iaaa.judge import AugmentConfig
+
+    base = AugmentConfig()
+    assert base.with_photometric_strength(1.0) == base
+    off = base.with_photometric_strength(0.0)
+    assert (off.brightness, off.contrast, off.gamma, off.blur, off.noise) == ((1.0, 1.0),) * 3 + ((0.0, 0.0),) * 2
+    assert (off.scale, off.rotate, off.flip) == (base.scale, base.rotate, base.flip)
+    half = base.with_photometric_strength(0.5)
+    assert half.brightness == pytest.approx((0.8 ** 0.5, 1.25 ** 0.5)) and half.blur == pytest.approx((0.0, 0.6))
+    with pytest.raises(IaaaError, match="photometric strength"):
+        base.with_photometric_strength(-1.0)
+
+
+def test_photometric_off_leaves_aug_crops_geometric_only(tiny, monkeypatch):
+    """``aug_photometric=0``: the aug arms' crops are exactly the warped real pixels (no
+    brightness, contrast, gamma, blur or noise), the geometry is drawn as before, and parts
+    with other strengths never merge."""
+    import iaaa.judge.protocols as protocols
+    from iaaa.judge.report import JudgeReport
+
+    seen = []
+    draw = protocols.draw_augment
+
+    def spy(n, config, generator):
+        rows = draw(n, config, generator)
+        seen.append(rows)
+        return rows
+
+    monkeypatch.setattr(protocols, "draw_augment", spy)
+    train, test = tiny
+    full = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), train_limit=1, folds=2)
+    geo = Recipe(**{**full.to_dict(), "aug_photometric": 0.0})
+    a = judge(train, test, None, geo, arms=["real", "aug"])
+    rows_geo = torch.cat(seen)
+    seen.clear()
+    b = judge(train, test, None, full, arms=["real", "aug"])
+    rows_full = torch.cat(seen)
+    assert torch.equal(rows_geo[:, :3], rows_full[:, :3])  # same zoom, angle, mirror
+    assert torch.all(rows_geo[:, 3:6] == 1.0) and torch.all(rows_geo[:, 6:] == 0.0)
+    assert not torch.all(rows_full[:, 6:] == 0.0)
+    x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(protocols.photometric(x, rows_geo[:4], torch.Generator().manual_seed(1)), x, atol=1e-6)
+    assert a.settings["recipe"]["aug_photometric"] == 0.0
+    with pytest.raises(IaaaError, match="other settings"):
+        JudgeReport.merge([a, b])
 
 
 def test_arm_list_splits_outside_variant_brackets():
