@@ -165,10 +165,11 @@ class CellCompositor:
         # intra-op thread speeds none of them up much and, on a busy machine, makes every op wait
         # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread.
         with torch_threads(1):
-            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area)
+            nearest: list = []
+            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area, nearest=nearest)
             bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
             try:
-                self._fit_images(keys, halos, builder, pending, bar)
+                self._fit_images(keys, halos, builder, pending, bar, nearest)
             finally:
                 bar.close()
             if not builder.objects and not cfg.objects.keep_border:
@@ -182,10 +183,12 @@ class CellCompositor:
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _fit_images(self, keys: list[Any], halos: dict[Any, int], builder: PoolBuilder, pending: list, bar: Iterable[AnnotatedImage]) -> None:
+    def _fit_images(self, keys: list[Any], halos: dict[Any, int], builder: PoolBuilder, pending: list, bar: Iterable[AnnotatedImage],
+                    nearest: list) -> None:
         """Add every image of ``bar`` (the samples, showing progress) to ``builder``: its objects,
         background, counts and its group's measured values; ``pending`` keeps what the border
-        fallback needs."""
+        fallback needs; ``nearest``: the survey's :class:`~iaaa.synthesis.halo.NearestCells` per
+        sample (or ``None``), released as each image is done."""
         cfg = self.config
         source_layout = cfg.layout.layout == "source"
         for i, s in enumerate(bar):
@@ -197,7 +200,10 @@ class CellCompositor:
             # Mask removal and mask grouping both need the labels grown by the halo: one
             # distance transform serves both.
             by_mask = cfg.background.background_method == "mask"
-            grown = grow_masks(s.labels, halo) if by_mask and cfg.objects.grouping == "mask" else None
+            table, nearest[i] = nearest[i], None
+            grown = None
+            if by_mask and cfg.objects.grouping == "mask":
+                grown = table.grow(halo).to(s.labels.device) if table is not None else grow_masks(s.labels, halo)
             try:
                 bg = remove_cells(s.image, s.labels, cfg.background, halo=halo, grown=grown, generator=g).image
             except IaaaError:  # no background pixel at all: the image still gives objects

@@ -33,9 +33,13 @@ import numpy as np
 
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, instance_areas
-from iaaa.synthesis.halo import halo_profile
+from iaaa.synthesis.halo import halo_profile, nearest_cells
 
 __all__ = ["median_diameter", "auto_group_keys", "survey"]
+
+# What survey may keep of the images' distance transforms for the caller (3 bytes a pixel with
+# up to 65535 labels: about 85 1024x1024 images); images beyond it are transformed again.
+_NEAREST_BUDGET = 256 * 2**20
 
 
 def median_diameter(areas: Sequence[float] | np.ndarray) -> float:
@@ -74,6 +78,7 @@ def survey(
     group_by: str | Callable[[AnnotatedImage], Any] | None,
     halo: int | str,
     min_area: int = 10,
+    nearest: list | None = None,
 ) -> tuple[list[Any], dict[Any, int]]:
     """Group key of every sample and halo width of every group.
 
@@ -86,6 +91,10 @@ def survey(
             median cell diameter; a group without an image that has both cells and background
             takes the median over all images, or 0.
         min_area: cells below this area do not count towards the median diameter.
+        nearest: a list to fill, for a caller that grows the masks by the measured halos next,
+            with one :class:`~iaaa.synthesis.halo.NearestCells` per sample (``None`` where no
+            halo was measured, or once the tables would hold more than 256 MiB), so the distance
+            transform of each image is not computed twice.
     """
     if group_by is None:
         keys: list[Any] = [None] * len(samples)
@@ -101,13 +110,19 @@ def survey(
         keys = [group_by(s) for s in samples]
     else:
         raise IaaaError(f"group_by: expected None, 'size', 'auto' or a callable sample -> key, got {group_by!r}")
+    if nearest is not None:
+        nearest[:] = [None] * len(samples)
     if halo != "auto":
         return keys, {k: int(halo) for k in keys}
     widths: dict[Any, list[int]] = {}
-    for s, k in zip(samples, keys):
+    kept = 0
+    for i, (s, k) in enumerate(zip(samples, keys)):
         lab = s.labels
         if bool((lab > 0).any()) and bool((lab == 0).any()):
-            widths.setdefault(k, []).append(halo_profile(s.image, lab).width())
+            d, table = nearest_cells(lab)
+            widths.setdefault(k, []).append(halo_profile(s.image, lab, distance=d).width())
+            if nearest is not None and kept + table.nbytes <= _NEAREST_BUDGET:
+                nearest[i], kept = table, kept + table.nbytes
     radius: dict[Any, list[float]] = {}
     for s, k in zip(samples, keys):
         areas = instance_areas(s.labels)[1].cpu().numpy()

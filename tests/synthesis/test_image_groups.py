@@ -105,3 +105,33 @@ def test_auto_halo_is_bounded_by_half_the_cell_diameter(two_settings):
     empty = AnnotatedImage(blank, torch.zeros(96, 96, dtype=torch.int64), name="empty")
     keys2, halos2 = survey([*two_settings[:3], empty], lambda s: s.name == "empty", halo="auto")
     assert halos2[True] == halos2[False] == survey(two_settings[:3], None, halo="auto")[1][None]
+
+
+def test_survey_hands_over_the_distance_tables_within_its_budget(two_settings, monkeypatch):
+    """With ``nearest=[]`` the survey keeps each measured image's nearest-cell table (the masks
+    grown from it are the ones a fresh transform grows) until its memory budget is spent; a
+    fit that reuses the tables makes the same pools as one that recomputes them."""
+    import iaaa.synthesis.image_groups as groups
+    from iaaa.synthesis import CellCompositor
+    from iaaa.synthesis.halo import grow_masks
+
+    nearest: list = []
+    keys, halos = survey(two_settings, "auto", halo="auto", nearest=nearest)
+    assert len(nearest) == len(two_settings) and all(t is not None for t in nearest)
+    for s, k, t in zip(two_settings, keys, nearest):
+        assert torch.equal(t.grow(halos[k]), grow_masks(s.labels, halos[k]))
+    assert survey(two_settings, "auto", halo=2, nearest=nearest) and nearest == [None] * len(two_settings)
+    reused = CellCompositor(seed=1).fit(two_settings, progress=False)
+    monkeypatch.setattr(groups, "_NEAREST_BUDGET", 2 * nearest_bytes(two_settings[0]))
+    survey(two_settings, "auto", halo="auto", nearest=nearest)
+    assert [t is not None for t in nearest] == [True, True] + [False] * 5
+    monkeypatch.setattr(groups, "_NEAREST_BUDGET", 0)
+    fresh = CellCompositor(seed=1).fit(two_settings, progress=False)
+    assert len(reused.objects) == len(fresh.objects)
+    for a, b in zip(reused.objects, fresh.objects):
+        assert torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels)
+    assert all(torch.equal(a, b) for a, b in zip(reused.backgrounds, fresh.backgrounds))
+
+
+def nearest_bytes(sample) -> int:
+    return sample.labels.numel() * 3  # uint8 ring + uint16 label

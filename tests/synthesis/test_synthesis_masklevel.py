@@ -14,7 +14,7 @@ from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.metrics.remnants import remnant_scores
 from iaaa.synthesis.objects import group_cells, label_adjacency
-from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo
+from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo, nearest_cells
 from iaaa.synthesis.inpaint import inpaint, remove_cells_by_mask
 from iaaa.synthesis.texture import background_level
 
@@ -61,6 +61,29 @@ def test_grow_masks_nearest_without_overlap(lab, radius, metric):
         dy, dx = np.abs(py - y), np.abs(px - x)
         own = np.sqrt(dy**2 + dx**2).min() if metric == "euclidean" else np.maximum(dy, dx).min()
         assert own <= d[y, x] + 1e-9
+
+
+@settings(max_examples=40, deadline=None)
+@given(label_maps(), st.integers(0, 12), st.integers(0, 3))
+def test_nearest_cells_grows_exactly_as_grow_masks(lab, radius, big):
+    """The table kept from the halo measurement grows masks to the same pixels and labels as a
+    fresh distance transform, for every integer radius (also labels beyond uint16)."""
+    lab = lab * (70_000 if big == 3 else 1)
+    if not (lab > 0).any() or not (lab == 0).any():
+        with pytest.raises(IaaaError, match="one cell and one free pixel"):
+            nearest_cells(lab)
+        return
+    d, table = nearest_cells(lab)
+    assert np.array_equal(d, ndi.distance_transform_edt(lab.numpy() == 0))
+    assert table.ring.dtype == np.uint8 and table.label.dtype == (np.int64 if big == 3 else np.uint16)
+    assert torch.equal(table.grow(radius), grow_masks(lab, radius))
+    img = torch.rand(lab.shape, generator=torch.Generator().manual_seed(radius))
+    a, b = halo_profile(img, lab, max_distance=8, far=4.0), halo_profile(img, lab, max_distance=8, far=4.0, distance=d)
+    assert np.array_equal(a.mean, b.mean, equal_nan=True) and (a.far, a.noise, a.far_distance) == (b.far, b.noise, b.far_distance)
+    with pytest.raises(IaaaError, match="radius"):
+        table.grow(2.5)
+    with pytest.raises(IaaaError, match="distance"):
+        halo_profile(img, lab, distance=d[:-1])
 
 
 @settings(max_examples=30, deadline=None)
