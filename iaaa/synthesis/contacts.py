@@ -90,12 +90,15 @@ def _edges(lab: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     """``(own, hi, lo)`` per labelled pixel: its id and the largest / smallest other id within
     ``reach`` (its own id where there is none)."""
     size = 2 * reach + 1
-    hi = ndimage.maximum_filter(lab, size=size, mode="constant", cval=0)
     # A value above every id (not the dtype's maximum: the filter's cval goes through float64).
     big = int(lab.max()) + 1
-    lo = ndimage.minimum_filter(np.where(lab > 0, lab, big), size=size, mode="constant", cval=big)
-    m = lab > 0
-    return lab[m], hi[m], lo[m]
+    # The filters are memory-bound: run them on the narrowest type that holds every id and `big`
+    # (uint8 for up to 254 cells), then hand back int64 ids.
+    narrow = lab.astype(np.min_scalar_type(big), copy=False)
+    hi = ndimage.maximum_filter(narrow, size=size, mode="constant", cval=0)
+    lo = ndimage.minimum_filter(np.where(narrow > 0, narrow, narrow.dtype.type(big)), size=size, mode="constant", cval=big)
+    m = narrow > 0
+    return lab[m], hi[m].astype(np.int64), lo[m].astype(np.int64)
 
 
 def measure_contacts(labels, reach: int = 1) -> ContactStats:

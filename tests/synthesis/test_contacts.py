@@ -84,6 +84,30 @@ def test_measure_matches_brute_force(seed, reach, n):
     assert (m.cells, m.touching, m.contact_px, m.clusters.tolist()) == (cells, touching, length, hist)
 
 
+@pytest.mark.parametrize("n,top", [(300, 5000), (200, 200), (253, 253), (254, 254), (255, 70_000)])
+def test_measure_with_many_cells_and_large_ids(n, top):
+    """Around the narrow filter types' limits (uint8 up to 254 ids, then uint16): the same
+    contacts as the int64 filters give."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(n)
+    lab = np.zeros((160, 170), dtype=np.int64)
+    ids = rng.choice(np.arange(1, top + 1), size=n, replace=False)
+    ids[0] = top
+    for i in ids:
+        y, x = rng.integers(0, 156), rng.integers(0, 166)
+        lab[y : y + rng.integers(2, 5), x : x + rng.integers(2, 5)] = i
+    big = int(lab.max()) + 1
+    hi = ndimage.maximum_filter(lab, size=3, mode="constant", cval=0)
+    lo = ndimage.minimum_filter(np.where(lab > 0, lab, big), size=3, mode="constant", cval=big)
+    m = lab > 0
+    contact = m & ((hi != lab) | (lo != lab))
+    got = measure_contacts(lab, 1)
+    assert got.cells == len(np.unique(lab[m])) and got.contact_px == int(contact.sum())
+    assert got.touching == len(np.unique(lab[contact]))
+    assert np.array_equal(touching_ids(lab).nonzero()[0], np.unique(lab[contact]))
+
+
 def test_measure_refuses_bad_input():
     with pytest.raises(IaaaError, match="reach"):
         measure_contacts(np.zeros((4, 4), dtype=np.int64), 0)
