@@ -16,9 +16,13 @@ import torch
 
 from iaaa.errors import IaaaError
 
-__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "check_device"]
+__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "ADDED_FIELDS", "check_device"]
 
 PROTOCOLS = ("add", "mix", "online")
+# Recipe fields added after reports were first written, with the value every run made before
+# the field existed had (JSON form): what a part without the field is merged as, whatever the
+# field's default is now.
+ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0}
 Protocol = Literal["add", "mix", "online"]
 
 

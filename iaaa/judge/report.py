@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iaaa.errors import IaaaError
-from iaaa.judge.recipe import Recipe
+from iaaa.judge.recipe import ADDED_FIELDS, Recipe
 from iaaa.judge.regimes import paired_interval
 
 __all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
@@ -153,8 +153,8 @@ class JudgeReport:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]
         loose = ("only_folds", "seeds")
-        # A part written before a recipe field existed ran with that field's default.
-        defaults = Recipe().to_dict()
+        # A part written before a recipe field existed ran with what the field's value was then.
+        defaults = {**Recipe().to_dict(), **ADDED_FIELDS}
         same = lambda st: ({k: v for k, v in {**defaults, **st.get("recipe", {})}.items() if k not in loose},  # noqa: E731
                            {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms")})
         results: dict[str, dict[str, dict[str, Any]]] = {}

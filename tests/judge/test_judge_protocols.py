@@ -425,6 +425,14 @@ def test_photometric_off_leaves_aug_crops_geometric_only(tiny, monkeypatch):
     assert a.settings["recipe"]["aug_photometric"] == 0.0
     with pytest.raises(IaaaError, match="other settings"):
         JudgeReport.merge([a, b])
+    # A part written before the field existed ran the full photometric part: it merges with
+    # full-strength parts only, whatever the default is.
+    older = b.to_dict()
+    del older["settings"]["recipe"]["aug_photometric"]
+    later = judge(train, test, None, full, arms=["real", "naive"])
+    assert JudgeReport.merge([JudgeReport.from_dict(older), later]).arms == ["real", "aug", "naive"]
+    with pytest.raises(IaaaError, match="other settings"):
+        JudgeReport.merge([JudgeReport.from_dict(older), a])
 
 
 def test_arm_list_splits_outside_variant_brackets():
