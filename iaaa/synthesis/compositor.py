@@ -165,8 +165,11 @@ class CellCompositor:
         # intra-op thread speeds none of them up much and, on a busy machine, makes every op wait
         # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread.
         with torch_threads(1):
+            # The survey's distance transforms are kept only where fit grows the masks from them.
+            grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask"
             nearest: list = []
-            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area, nearest=nearest)
+            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area, nearest=nearest if grows else None)
+            nearest = nearest or [None] * len(samples)
             bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
             try:
                 self._fit_images(keys, halos, builder, pending, bar, nearest)
@@ -197,8 +200,8 @@ class CellCompositor:
             rim = halo if cfg.rim else 0
             context = self._context(rim)
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-            # Mask removal and mask grouping both need the labels grown by the halo: one
-            # distance transform serves both.
+            # Mask removal and mask grouping both need the labels grown by the halo: the survey's
+            # distance transform serves both (a fresh one beyond its memory budget).
             by_mask = cfg.background.background_method == "mask"
             table, nearest[i] = nearest[i], None
             grown = None

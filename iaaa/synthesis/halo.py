@@ -123,6 +123,16 @@ class NearestCells:
     def nbytes(self) -> int:
         return int(self.ring.nbytes + self.label.nbytes)
 
+    @staticmethod
+    def label_dtype(labels: torch.Tensor) -> np.dtype:
+        """The type :func:`nearest_cells` stores ``labels``' nearest labels in."""
+        return np.dtype(np.uint16 if int(labels.max()) <= np.iinfo(np.uint16).max else np.int64)
+
+    @staticmethod
+    def nbytes_for(labels: torch.Tensor) -> int:
+        """What the table of ``labels`` will hold, before computing it."""
+        return int(labels.numel()) * (1 + NearestCells.label_dtype(labels).itemsize)
+
     def grow(self, radius: int) -> torch.Tensor:
         """``grow_masks(labels, radius)`` (Euclidean) for an integer ``radius`` in ``[0, 254]``:
         a distance ``d`` is within the radius exactly when ``ceil(d)`` is."""
@@ -141,9 +151,7 @@ def nearest_cells(labels: torch.Tensor) -> tuple[np.ndarray, NearestCells]:
     if free.all() or not free.any():
         raise IaaaError("labels: need at least one cell and one free pixel to measure distances to cells")
     d, (iy, ix) = ndi.distance_transform_edt(free, return_indices=True)
-    nearest = a[iy, ix]
-    if int(a.max()) <= np.iinfo(np.uint16).max:
-        nearest = nearest.astype(np.uint16)
+    nearest = a[iy, ix].astype(NearestCells.label_dtype(labels), copy=False)
     ring = np.minimum(np.ceil(d), 255).astype(np.uint8)
     return d, NearestCells(ring, nearest)
 

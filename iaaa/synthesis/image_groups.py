@@ -33,7 +33,7 @@ import numpy as np
 
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, instance_areas
-from iaaa.synthesis.halo import halo_profile, nearest_cells
+from iaaa.synthesis.halo import NearestCells, halo_profile, nearest_cells
 
 __all__ = ["median_diameter", "auto_group_keys", "survey"]
 
@@ -119,10 +119,13 @@ def survey(
     for i, (s, k) in enumerate(zip(samples, keys)):
         lab = s.labels
         if bool((lab > 0).any()) and bool((lab == 0).any()):
-            d, table = nearest_cells(lab)
-            widths.setdefault(k, []).append(halo_profile(s.image, lab, distance=d).width())
-            if nearest is not None and kept + table.nbytes <= _NEAREST_BUDGET:
-                nearest[i], kept = table, kept + table.nbytes
+            if nearest is not None and kept + NearestCells.nbytes_for(lab) <= _NEAREST_BUDGET:
+                d, nearest[i] = nearest_cells(lab)
+                kept += nearest[i].nbytes
+                profile = halo_profile(s.image, lab, distance=d)
+            else:  # nobody grows from it: the plain distance transform is enough
+                profile = halo_profile(s.image, lab)
+            widths.setdefault(k, []).append(profile.width())
     radius: dict[Any, list[float]] = {}
     for s, k in zip(samples, keys):
         areas = instance_areas(s.labels)[1].cpu().numpy()
