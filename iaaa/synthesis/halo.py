@@ -85,23 +85,29 @@ def grow_masks(labels: torch.Tensor, radius: float, metric: str = "euclidean") -
 
 # Radii the CPU path dilates with max filters (1.4-15x faster than the distance transform at
 # radius 1-3 on 48-1024 px masks, slower from radius 4 on small crops: benchmarks/fit.md).
-_RECTANGLES_UP_TO = 3
-
-
-def _dilate_by_rectangles(a: np.ndarray, radius: int) -> np.ndarray:
-    """``a`` (bool) dilated by the disk ``dy^2 + dx^2 <= radius^2``, as the union of the disk's
-    widest rectangles ``|dy| <= k, |dx| <= isqrt(r^2 - k^2)``: separable max filters only."""
-    v = np.ascontiguousarray(a).view(np.uint8)
-    out = None
-    for dy in range(radius + 1):
-        if dy:
-            v = ndi.maximum_filter1d(v, 3, axis=0, mode="constant")
-        half = math.isqrt(radius * radius - dy * dy)
-        if dy < radius and math.isqrt(radius * radius - (dy + 1) ** 2) == half:
-            continue  # the next, taller rectangle of the same width covers this one
-        t = ndi.maximum_filter1d(v, 2 * half + 1, axis=1, mode="constant") if half else v
-        out = t.copy() if out is None else np.maximum(out, t, out=out)
-    return out.view(bool)
+def _dilate_by_rows(a: np.ndarray, radius: int) -> np.ndarray:
+    """``a`` (bool ``(h, w)``) dilated by the disk ``dy^2 + dx^2 <= radius^2``: each pixel's
+    distance to the nearest set pixel *in its own row* (two running max/min passes), then row
+    ``y`` is set where some row ``y + dy`` holds a set pixel within ``isqrt(radius^2 - dy^2)``.
+    Integer arithmetic only, so exactly the Euclidean disk; 2r + 1 whole-array comparisons
+    instead of a 2-D distance transform (6x faster on a 1024x1024 field, level on a cell crop)."""
+    h, w = a.shape
+    # "far" (no set pixel in the row) must stay farther than the radius from every column.
+    dt = np.int16 if w + radius < 1 << 14 else np.int64
+    x = np.arange(w, dtype=dt)
+    far = dt(1 << 14) if dt is np.int16 else dt(1 << 40)
+    left = np.maximum.accumulate(np.where(a, x, -far), axis=1)
+    right = np.minimum.accumulate(np.where(a, x, far)[:, ::-1], axis=1)[:, ::-1]
+    row_dist = np.minimum(x - left, right - x)
+    out = row_dist <= radius
+    half, within = -1, out
+    for dy in range(1, min(radius, h - 1) + 1):
+        if math.isqrt(radius * radius - dy * dy) != half:
+            half = math.isqrt(radius * radius - dy * dy)
+            within = row_dist <= half
+        out[dy:] |= within[:-dy]
+        out[:-dy] |= within[dy:]
+    return out
 
 
 @dataclass(frozen=True)
@@ -164,11 +170,10 @@ def _disk(radius: int, device: torch.device) -> torch.Tensor:
 
 def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary dilation of an ``(h, w)`` mask by a Euclidean disk of integer ``radius`` (the
-    pixels within ``radius`` of the mask), on the mask's own device. On the CPU an exact
-    Euclidean distance transform (10-50x faster than the disk convolution for the rims pasting
-    needs per object and sample: this was 85 % of a PasteCells call), or for radius <= 3 separable
-    max filters (the inpainting margin of every fitted image); elsewhere one convolution
-    with the disk. All three give the same pixels (tests/synthesis/test_synthesis_masklevel.py)."""
+    pixels within ``radius`` of the mask), on the mask's own device. On the CPU row distances
+    (:func:`_dilate_by_rows`: exact, faster than a 2-D distance transform, max filters or the
+    disk convolution at every size measured); elsewhere one convolution with the disk. Both give
+    the same pixels (tests/synthesis/test_synthesis_masklevel.py)."""
     if int(radius) != radius or radius < 0:
         raise IaaaError(f"radius must be an integer >= 0, got {radius}")
     m = mask > 0
@@ -178,10 +183,7 @@ def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
         a = m.numpy()
         if not a.any():
             return m
-        if radius <= _RECTANGLES_UP_TO:
-            return torch.from_numpy(_dilate_by_rectangles(a, int(radius)))
-        # sqrt is correctly rounded, so dist <= radius exactly when dy^2 + dx^2 <= radius^2.
-        return torch.from_numpy(ndi.distance_transform_edt(~a) <= radius)
+        return torch.from_numpy(_dilate_by_rows(a, int(radius)))
     k = _disk(int(radius), m.device)
     y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k, padding=int(radius))[0, 0]
     return y > 0.5

@@ -1,5 +1,6 @@
 """iaaa.filters: the truncated Gaussian against scipy.ndimage, its exact-zero support, mass
-preservation, and agreement between its code paths (scipy on the CPU, conv2d elsewhere)."""
+preservation, and agreement between its code paths (shifted sums for large planes and scipy for small ones on the
+CPU, conv2d elsewhere)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,29 @@ def test_blur_matches_scipy_gaussian_filter(seed, shape, sigma, truncate, paddin
     if padding == "reflect" and feather_radius(sigma, truncate) >= min(shape[-2:]):
         return
     np.testing.assert_allclose(got.numpy(), _scipy(x, sigma, truncate, padding), atol=2e-6)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    shape=st.sampled_from([(1, 128, 128), (2, 130, 200), (3, 256, 129), (1, 1, 160, 140)]),
+    sigma=st.floats(0.3, 12.0),
+    padding=st.sampled_from(PADDINGS),
+)
+def test_large_planes_blur_as_scipy_and_keep_exact_zeros(seed, shape, sigma, padding):
+    """Planes from 128x128 up take the shifted-sums path: the same values as scipy's float64
+    filter, and with zero padding still exactly 0 beyond the radius of every non-zero pixel."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(shape, np.float32)
+    x[..., 40:70, 50:90] = rng.random(shape[:-2] + (30, 40), dtype=np.float32)
+    got = gaussian_blur(torch.from_numpy(x), sigma, 3.0, padding)
+    assert got.dtype == torch.float32 and got.shape == shape
+    np.testing.assert_allclose(got.numpy(), _scipy(x, sigma, 3.0, padding), atol=2e-6)
+    if padding == "zeros":
+        r = feather_radius(sigma, 3.0)
+        near = np.zeros(shape[-2:], bool)
+        near[max(40 - r, 0) : 70 + r, max(50 - r, 0) : 90 + r] = True
+        assert (got.numpy()[..., ~near] == 0).all()
 
 
 @pytest.mark.parametrize("padding", PADDINGS)

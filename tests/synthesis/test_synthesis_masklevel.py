@@ -114,6 +114,20 @@ def test_dilate_disk_equals_shifted_disk_offsets(lab, radius):
     assert np.array_equal(dilate_disk(big[2 : 2 + h, 2 : 2 + w], radius).numpy(), want)
 
 
+@pytest.mark.parametrize("shape, radius", [((3, 16390), 9), ((40, 16370), 20), ((1, 1), 4), ((30, 1), 6), ((700, 900), 31)])
+def test_dilate_disk_exact_on_wide_thin_and_large_masks(shape, radius):
+    """Row distances need a "no cell in this row" value farther than the radius from every column:
+    widths near 2**14 switch to wide integers; rows without a set pixel, one-pixel masks and a
+    radius beyond the mask's height included."""
+    rng = np.random.default_rng(radius)
+    m = rng.random(shape) < 0.0005
+    m[0, 0] = True
+    if shape[0] > 2:
+        m[1:3] = False
+    want = ndi.distance_transform_edt(~m) <= radius
+    assert np.array_equal(dilate_disk(torch.from_numpy(m), radius).numpy(), want)
+
+
 def test_grow_masks_rejects_bad_input():
     with pytest.raises(IaaaError):
         grow_masks(torch.zeros(4, 4), 1)
