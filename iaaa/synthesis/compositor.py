@@ -40,7 +40,7 @@ from iaaa.synthesis.layout import layout_density, layout_grid
 from iaaa.synthesis.mirror import tile
 from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
-from iaaa.synthesis.levels import level_map
+from iaaa.synthesis.levels import intensity_anchors, level_map, match_intensity
 from iaaa.synthesis.placement import PastedWindows, PlacementResult, place
 from iaaa.synthesis.draws import choose_objects, count_cap, draw_count
 from iaaa.synthesis.pools import CompositorStats, PooledBackground, PooledObject, PoolBuilder, Pools, crop_real_cells, real_cells
@@ -180,7 +180,8 @@ class CellCompositor:
                 # rather than fail (the summary says so).
                 border_rule = dataclasses.replace(cfg.objects, keep_border=True)
                 for s, key, halo, context, bg in pending:
-                    builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0])
+                    anchors = intensity_anchors(s.image, s.labels) if cfg.match_intensity else None
+                    builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0], anchors)
                 builder.stats.border_fallback = bool(builder.objects)
         self.pools = builder.finish(self.dtype)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
@@ -216,7 +217,8 @@ class CellCompositor:
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())
             contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
-            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts)
+            anchors = intensity_anchors(s.image, s.labels) if cfg.match_intensity else None
+            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts, anchors=anchors)
             pooled = None
             if bg is not None:
                 real = None
@@ -230,7 +232,7 @@ class CellCompositor:
                 level = level_map(bg, cfg.placement.match_sigma).astype(np.float16)
                 builder.add_level(key, level, tile((s.labels == 0)[None], cfg.size)[0].cpu().numpy())
                 grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], cfg.size)[0], cfg.layout.layout_sigma) if source_layout else None
-                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real)
+                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real, anchors)
             builder.add_background(pooled, s.name)
 
     def _fitted(self) -> Pools:
@@ -276,19 +278,23 @@ class CellCompositor:
     # ------------------------------------------------------------------ sampling
 
     def augmented_objects(
-        self, chosen: Iterable[int], generator: torch.Generator, device: torch.device | None = None,
+        self, chosen: Iterable[int], generator: torch.Generator, device: torch.device | None = None, anchors: np.ndarray | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Any]]:
         """Pool objects ``chosen`` (indices), each moved to ``device`` (default: where it is),
-        resized by ``object_scale`` and augmented by the per-object policy, drawing from
-        ``generator`` in order: ``(float32 images, int64 label maps, class ids)``, what
+        mapped to the destination's levels ``anchors`` (with ``match_intensity``; ``None``:
+        unchanged), resized by ``object_scale`` and augmented by the per-object policy, drawing
+        from ``generator`` in order: ``(float32 images, int64 label maps, class ids)``, what
         :func:`~iaaa.synthesis.placement.place` takes (the compositor's samples and
         :class:`~iaaa.synthesis.paste.PasteCells` both use it)."""
         pools = self._fitted()
         imgs, labs, clss = [], [], []
+        match = self.config.match_intensity and anchors is not None
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
                 img, lab = img.to(device), lab.to(device)
+            if match:
+                img = match_intensity(img, pools.objects[j].anchors, anchors)
             if self.object_scale is not None:
                 img, lab = self.object_scale(img, lab, generator)
             img, lab = self.policy(img, lab, generator)
@@ -320,7 +326,7 @@ class CellCompositor:
             # image unchanged (with two training images, half of all draws: issue 22).
             cap = max(1, cap - len(cls0))
         chosen = choose_objects(pool, self.config.count, pools.object_cells, n_cells, g, cap)
-        imgs, labs, clss = self.augmented_objects(chosen, g)
+        imgs, labs, clss = self.augmented_objects(chosen, g, anchors=background.anchors)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         next_id = None if cls0 is None else len(cls0) + 1

@@ -6,7 +6,7 @@ Its fields are the stage configs (``objects``: :class:`~iaaa.synthesis.objects.O
 :class:`~iaaa.synthesis.layout.LayoutConfig`, ``placement``:
 :class:`~iaaa.synthesis.placement.PlacementConfig`, ``count``:
 :class:`~iaaa.synthesis.draws.CountConfig`) plus the choices that span stages (``size``,
-``object_scale``, ``group_by``, ``halo``, ``rim``, ``onto``). Every leaf field has one name that
+``object_scale``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
 is unique over the whole tree, so a flat ``KEY=VALUE`` (``sigma=2``, ``grouping=box``) names
 exactly one field; the dotted ``stage.field`` (``placement.sigma``) always works too.
 
@@ -76,6 +76,12 @@ class CompositorConfig:
             ``size`` gives its cleaned background instead) or ``"background"`` (the paper: onto
             cleaned backgrounds). With ``"image"`` the drawn count is *added* to the real cells,
             and ``count_cap`` bounds the total.
+        match_intensity: map every pasted object's intensities from its source image's
+            background and cell levels to the destination image's
+            (:func:`iaaa.synthesis.levels.match_intensity`), context ring included: data of
+            mixed exposures (several labs or gains in one set) otherwise paste bright
+            nuclei with grey rings into dim fields. Off by default (the paper pastes pixels as
+            they are); on data of one exposure the map is close to the identity.
     """
 
     objects: ObjectConfig = field(default_factory=ObjectConfig)
@@ -89,6 +95,7 @@ class CompositorConfig:
     halo: int | Literal["auto"] = bounded("auto", 0, 256)
     rim: bool = True
     onto: Literal["background", "image"] = "image"
+    match_intensity: bool = False
 
     def __post_init__(self) -> None:
         for name, cls in STAGE_CONFIGS.items():

@@ -1,8 +1,9 @@
 """Background levels in placement (paper section 2.3): the smoothed level map the corner scores
 read (:func:`level_map`), the four corners an object must meet (:func:`corner_descriptor`), the
 score of a position (:func:`corner_scores`), whether a destination's level belongs to the
-group's background (:func:`level_ok`), and a pasted ring shifted to the destination's level
-(:func:`match_ring`).
+group's background (:func:`level_ok`), a pasted ring shifted to the destination's level
+(:func:`match_ring`), and an object's intensities mapped from its source image's levels to the
+destination's (:func:`intensity_anchors`, :func:`match_intensity`).
 
 The "corner" of an object is the mean of its own surroundings (the feather ring: pixels with
 ``alpha > 0`` outside the mask) in that quadrant of its box, and the background side is the
@@ -19,7 +20,7 @@ import torch
 from iaaa.dtypes import to_float
 from iaaa.filters import gaussian_blur
 
-__all__ = ["level_map", "corner_descriptor", "corner_scores", "level_ok", "match_ring"]
+__all__ = ["level_map", "corner_descriptor", "corner_scores", "level_ok", "match_ring", "intensity_anchors", "match_intensity"]
 
 
 def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
@@ -81,3 +82,47 @@ def match_ring(src: torch.Tensor, alpha: torch.Tensor, lab: np.ndarray, level: n
     dest = torch.from_numpy(level.astype(np.float32)).to(src.device)
     shift = ((dest - src) * ring).sum((-2, -1)) / wsum  # (C,)
     return (src + shift[:, None, None] * (ring > 0)).clamp_(0.0, 1.0)
+
+
+_ANCHOR_PIXELS = 65536
+"""Pixels a median of :func:`intensity_anchors` reads at most (a regular subsample beyond)."""
+GAIN_RANGE = (0.125, 8.0)
+"""Gains :func:`match_intensity` applies; outside it (or for opposite contrast) it only shifts."""
+
+
+def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray | None:
+    """``(2, C)`` float32: per channel the median of the background pixels (label 0) and of the
+    cell pixels of one image (float scale ``[0, 1]``); ``None`` without either. The two levels
+    that say how an image was exposed: a nucleus cut from a bright, high-gain field and pasted
+    into a dim one keeps its own levels unless they are mapped (:func:`match_intensity`)."""
+    x = to_float(image if image.ndim == 3 else image.unsqueeze(0))
+    c = x.shape[0]
+    flat = x.reshape(c, -1)
+    lab = labels.reshape(-1).to(flat.device)
+    out = []
+    for sel in (lab == 0, lab > 0):
+        v = flat[:, sel]
+        if v.shape[1] == 0:
+            return None
+        if v.shape[1] > _ANCHOR_PIXELS:
+            v = v[:, :: v.shape[1] // _ANCHOR_PIXELS]
+        out.append(v.median(dim=1).values.cpu().numpy())
+    return np.stack(out).astype(np.float32)
+
+
+def match_intensity(image: torch.Tensor, source: np.ndarray | None, destination: np.ndarray | None) -> torch.Tensor:
+    """Float ``image`` ``(C, h, w)`` in ``[0, 1]`` mapped linearly per channel so that the
+    ``source`` anchors (background, cells: :func:`intensity_anchors` of the image it was cut
+    from) land on the ``destination``'s: ``y = dst_bg + g (x - src_bg)``, ``g = (dst_cells -
+    dst_bg) / (src_cells - src_bg)``, clamped to ``[0, 1]``. A gain outside :data:`GAIN_RANGE`
+    (flat or opposite contrast) becomes 1: the background level still moves, the contrast is
+    kept. Either anchor ``None``: ``image`` unchanged."""
+    if source is None or destination is None:
+        return image
+    s_bg, s_fg = (torch.as_tensor(v, dtype=image.dtype, device=image.device) for v in source)
+    d_bg, d_fg = (torch.as_tensor(v, dtype=image.dtype, device=image.device) for v in destination)
+    span = s_fg - s_bg
+    gain = torch.where(span.abs() > 1e-4, (d_fg - d_bg) / torch.where(span.abs() > 1e-4, span, torch.ones_like(span)), torch.ones_like(span))
+    gain = torch.where((gain >= GAIN_RANGE[0]) & (gain <= GAIN_RANGE[1]), gain, torch.ones_like(gain))
+    shape = (-1,) + (1,) * (image.ndim - 1)
+    return ((image - s_bg.view(shape)) * gain.view(shape) + d_bg.view(shape)).clamp_(0.0, 1.0)

@@ -27,6 +27,8 @@ Choices made here:
   image size preferred) when within the grouping's ratio 1.6; a callable ``group_by`` is
   called on the sample. A sample that matches no group draws from all objects (with the smallest
   rim of the groups, so no object carries more surroundings than it was cut with).
+* With ``match_intensity`` each object is mapped from its source image's levels to the
+  sample's own (its background and cell medians, measured per call).
 * Images: the pools' dtype, or any float image in ``[0, 1]`` (the scale the pools hold their
   objects in, and what :func:`iaaa.data.dataset.make_target` gives); the channel count must be the
   pools'. Output dtype = input dtype.
@@ -50,7 +52,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
 from iaaa.synthesis.canvas import BAND, Canvas
 from iaaa.synthesis.image_groups import median_diameter
-from iaaa.synthesis.levels import level_map
+from iaaa.synthesis.levels import intensity_anchors, level_map
 from iaaa.synthesis.placement import place
 from iaaa.synthesis.draws import pick_objects
 from iaaa.synthesis.pools import GroupPool, Pools
@@ -212,9 +214,10 @@ def paste_cells(
     key, pool = match_group(compositor, sample, counts[ids])
     chosen = pick_objects(pool, compositor.config.count, m, g)
     dev = image.device
-    imgs, labs, clss = compositor.augmented_objects(chosen, g, dev)
-    pc = compositor.config.placement
     work = to_float(image)
+    anchors = intensity_anchors(work, labels) if compositor.config.match_intensity else None
+    imgs, labs, clss = compositor.augmented_objects(chosen, g, dev, anchors)
+    pc = compositor.config.placement
     work = work.clone() if work.data_ptr() == image.data_ptr() else work
     if m_real and ids[-1] != m_real:
         # Ids renumbered 1..M so the pasted ones follow densely.

@@ -44,6 +44,9 @@ class PooledObject(NamedTuple):
     box: tuple[int, int, int, int]
     """XYXY of the crop in the source image."""
     num_cells: int
+    anchors: np.ndarray | None = None
+    """``(2, C)`` background and cell levels of the source image
+    (:func:`~iaaa.synthesis.levels.intensity_anchors`), what ``match_intensity`` maps from."""
 
 
 @dataclass
@@ -154,6 +157,9 @@ class PooledBackground(NamedTuple):
     """the source image's cell density grid (``layout="source"``), else ``None``."""
     real: "RealCells | None" = None
     """``onto="image"``: the real image's own cells, kept in every synthetic image, else ``None``."""
+    anchors: np.ndarray | None = None
+    """``(2, C)`` background and cell levels of the source image, what ``match_intensity``
+    maps pasted objects to."""
 
 
 class RealCells(NamedTuple):
@@ -291,11 +297,12 @@ class PoolBuilder:
 
     def add(
         self, sample: AnnotatedImage, group: Any, objects: list[CellObject], cells: int, border_objects: int, fragments: int,
-        halo: int = 0, rim: int = 0, context: int = 0, contacts: ContactStats | None = None,
+        halo: int = 0, rim: int = 0, context: int = 0, contacts: ContactStats | None = None, anchors: np.ndarray | None = None,
     ) -> None:
         """Record one image: its group key, its objects, its counts, its group's measured
         halo, the rim its objects are pasted with and the context they were cut with, and how
-        its cells touch (``contacts``, :func:`~iaaa.synthesis.contacts.measure_contacts`)."""
+        its cells touch (``contacts``, :func:`~iaaa.synthesis.contacts.measure_contacts`);
+        ``anchors``: the image's levels, kept with each of its objects."""
         self.check(sample)
         if contacts is not None:
             self.contacts[group] = self.contacts[group] + contacts if group in self.contacts else contacts
@@ -304,7 +311,7 @@ class PoolBuilder:
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
         self.image_groups.append(group)
-        self.add_objects(group, objects)
+        self.add_objects(group, objects, anchors)
         st = self.stats
         st.n_images += 1
         st.cells_per_image.append(cells)
@@ -312,12 +319,15 @@ class PoolBuilder:
         st.n_border_objects += border_objects
         st.n_fragments += fragments
 
-    def add_objects(self, group: Any, objects: list[CellObject]) -> None:
+    def add_objects(self, group: Any, objects: list[CellObject], anchors: np.ndarray | None = None) -> None:
         """Pool ``objects`` of an image of ``group`` (:meth:`add` calls it; the compositor calls it
-        again for border objects when no image gave an object otherwise)."""
+        again for border objects when no image gave an object otherwise); ``anchors``: their
+        source image's levels."""
         self.object_groups.extend([group] * len(objects))
         for o in objects:
-            self.objects.append(PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells))
+            self.objects.append(
+                PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells, anchors)
+            )
         self.stats.cells_pooled += sum(o.num_cells for o in objects)
 
     def add_level(self, group: Any, level: np.ndarray, background: np.ndarray) -> None:

@@ -1,0 +1,118 @@
+"""match_intensity: objects cut from one exposure pasted into another take the destination's
+background and cell levels (the map itself, the anchors, and both ways of pasting: the
+compositor's samples and PasteCells), labels untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iaaa import CellCompositor, CompositorConfig, PasteCells
+from iaaa.structures import AnnotatedImage
+from iaaa.synthesis.levels import GAIN_RANGE, intensity_anchors, match_intensity
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+level = st.floats(0.0, 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(s_bg=level, s_fg=level, d_bg=level, d_fg=level)
+def test_map_sends_source_levels_onto_destination_levels(s_bg, s_fg, d_bg, d_fg):
+    src = np.array([[s_bg], [s_fg]], np.float32)
+    dst = np.array([[d_bg], [d_fg]], np.float32)
+    x = torch.tensor([[[s_bg, s_fg, (s_bg + s_fg) / 2]]], dtype=torch.float32)
+    y = match_intensity(x, src, dst)[0, 0]
+    assert y.shape == (3,) and bool(((y >= 0) & (y <= 1)).all())
+    # the source background always lands on the destination's background
+    assert float(y[0]) == pytest.approx(d_bg, abs=1e-5)
+    span = s_fg - s_bg
+    gain = (d_fg - d_bg) / span if abs(span) > 1e-4 else None
+    if gain is not None and GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
+        assert float(y[1]) == pytest.approx(d_fg, abs=1e-4)
+        assert float(y[2]) == pytest.approx((d_bg + d_fg) / 2, abs=1e-4)
+    else:
+        # flat or opposite contrast: a shift only, the object's own contrast kept (then clamped)
+        assert float(y[1]) == pytest.approx(min(max(d_bg + span, 0.0), 1.0), abs=1e-5)
+
+
+def test_map_without_anchors_is_the_identity_and_is_per_channel():
+    x = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(0))
+    assert match_intensity(x, None, np.zeros((2, 2), np.float32)) is x
+    src = np.array([[0.1, 0.2], [0.5, 0.4]], np.float32)
+    dst = np.array([[0.2, 0.0], [0.6, 0.8]], np.float32)
+    y = match_intensity(x, src, dst)
+    torch.testing.assert_close(y[0], ((x[0] - 0.1) * 1.0 + 0.2).clamp(0, 1))
+    torch.testing.assert_close(y[1], ((x[1] - 0.2) * 4.0).clamp(0, 1))
+
+
+def _field(bg: float, fg: float, seed: int, size: int = 96) -> AnnotatedImage:
+    """Disks at ``fg`` on a background at ``bg`` (uint8, a little noise), 6 cells."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    lab = torch.zeros(size, size, dtype=torch.int64)
+    centres = [(20, 20), (20, 70), (48, 45), (75, 20), (75, 72), (50, 84)]
+    for k, (cy, cx) in enumerate(centres, 1):
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= 7**2] = k
+    img = torch.where(lab > 0, fg, bg) + 0.01 * torch.randn(size, size, generator=g)
+    img = (img.clamp(0, 1) * 255).round().to(torch.uint8)[None]
+    return AnnotatedImage(img, lab, None, f"field{seed}")
+
+
+def test_anchors_are_the_background_and_cell_medians():
+    s = _field(0.1, 0.6, 0)
+    a = intensity_anchors(s.image, s.labels)
+    assert a.shape == (2, 1)
+    assert a[0, 0] == pytest.approx(0.1, abs=0.01) and a[1, 0] == pytest.approx(0.6, abs=0.01)
+    assert intensity_anchors(s.image, torch.zeros_like(s.labels)) is None
+
+
+def _pasted_levels(sample: AnnotatedImage, real_cells: int) -> list[float]:
+    """Median level of each pasted cell's interior (3 px in: the feather blends the edge with
+    the destination)."""
+    img = sample.image[0].float() / 255
+    out = []
+    for k in range(real_cells + 1, int(sample.labels.max()) + 1):
+        inner = ndi.binary_erosion((sample.labels == k).numpy(), iterations=3)
+        out.append(float(img[torch.from_numpy(inner)].median()))
+    return out
+
+
+@pytest.mark.parametrize("match", [False, True])
+def test_compositor_pastes_at_the_destination_exposure(match):
+    dim, bright = _field(0.05, 0.2, 1), _field(0.15, 0.9, 2)
+    cfg = CompositorConfig().replace(group_by=None, count_cap=False, match_intensity=match, rim=False)
+    comp = CellCompositor(cfg, policy="identity", seed=0).fit([dim, bright], progress=False)
+    assert all((o.anchors is not None) == match for o in comp.objects)
+    seen = {"dim": [], "bright": []}
+    for i in range(12):
+        s = comp.sample(torch.Generator().manual_seed(i))
+        onto = "dim" if s.meta["background_source"] == "field1" else "bright"
+        real = s.meta["real_cells"]
+        assert torch.equal(s.labels[:96, :96][s.labels <= real], (dim if onto == "dim" else bright).labels[s.labels <= real])
+        for obj, v in zip(s.meta["objects"], _pasted_levels(s, real)):
+            seen[onto].append((obj["source"], v))
+    # Objects from the other field: their own level without the map, the destination's with it.
+    cross = [(onto, v) for onto, items in seen.items() for src, v in items if src != {"dim": "field1", "bright": "field2"}[onto]]
+    assert cross, "no object crossed between the fields in 12 draws"
+    for onto, v in cross:
+        own, other = (0.2, 0.9) if onto == "dim" else (0.9, 0.2)
+        want = own if match else other
+        assert abs(v - want) < 0.05, (onto, v, want)
+
+
+def test_paste_cells_maps_objects_to_the_sample_it_pastes_into():
+    dim, bright = _field(0.05, 0.2, 1), _field(0.15, 0.9, 2)
+    cfg = CompositorConfig().replace(group_by=None, match_intensity=True, rim=False)
+    comp = CellCompositor(cfg, policy="identity", seed=0).fit([bright], progress=False)
+    out = PasteCells(comp, p=1.0, n=2).apply(dim, torch.Generator().manual_seed(3))
+    levels = _pasted_levels(out, out.num_instances - len(out.meta["paste"]["pasted_ids"]))
+    assert len(levels) >= 1 and all(abs(v - 0.2) < 0.05 for v in levels)
+    plain = CellCompositor(cfg.replace(match_intensity=False), policy="identity", seed=0).fit([bright], progress=False)
+    out = PasteCells(plain, p=1.0, n=2).apply(dim, torch.Generator().manual_seed(3))
+    levels = _pasted_levels(out, out.num_instances - len(out.meta["paste"]["pasted_ids"]))
+    assert len(levels) >= 1 and all(abs(v - 0.9) < 0.05 for v in levels)
