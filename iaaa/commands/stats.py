@@ -1,4 +1,4 @@
-"""``iaaa stats``: cells per image, SCO/MCO counts and ratio, object sizes, how cells touch."""
+"""``iaaa stats``: cells per image, SCO/MCO counts and ratio, object sizes, how cells touch, exposure levels."""
 
 from __future__ import annotations
 
@@ -38,8 +38,14 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
     ``keep_border``) and the share of real cells they hold, and the image groups of mixed data
     (``group_by="auto"``: image size and cell size) with their cell-count ranges and halo widths,
     and how cells touch (:func:`~iaaa.synthesis.contacts.measure_contacts` at ``contact_reach``:
-    share of touching cells, contact pixels per touching cell, cluster sizes)."""
+    share of touching cells, contact pixels per touching cell, cluster sizes), and the images'
+    exposure: each image's background and cell median (float scale, channels averaged;
+    :func:`~iaaa.synthesis.levels.intensity_anchors`) as min / median / max over the images, how
+    many have a cell contrast beyond their noise, and the largest ratio between two of those
+    contrasts (far above 1: mixed exposures, where ``match_intensity`` maps pasted objects to
+    their destination)."""
     from iaaa.synthesis.contacts import ContactStats, measure_contacts
+    from iaaa.synthesis.levels import intensity_anchors
     from iaaa.synthesis.image_groups import survey
     from iaaa.synthesis.objects import group_instances
 
@@ -49,8 +55,12 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
     n_sco = n_mco = cells = kept = 0
     cells_in_mco, sides = [], []
     contacts = ContactStats(reach=contact_reach)
+    levels = []
     for s in samples:
         contacts = contacts + measure_contacts(s.labels, contact_reach)
+        a = intensity_anchors(s.image, s.labels)
+        if a is not None:
+            levels.append(a.mean(axis=1))  # background, cells, noise sd
         g = group_instances(s.labels, rule)
         keep = torch.ones_like(g.border) if keep_border else ~g.border
         sizes = g.sizes[keep]
@@ -85,7 +95,32 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         "object_side_px": {"median": float(side.median()), "p10": float(side.quantile(0.1)), "p90": float(side.quantile(0.9))},
         "groups": groups,
         "contacts": contacts.to_dict(),
+        "levels": _levels(levels),
     }
+
+
+def _levels(levels: list[Any]) -> dict[str, Any]:
+    """Background and cell medians over the images (min, median, max), how many images have a
+    cell contrast beyond the noise (what ``match_intensity`` maps by) and the largest ratio
+    between two of those contrasts."""
+    from iaaa.synthesis.levels import CONTRAST_FLOOR
+
+    if not levels:
+        return {"background": None, "cells": None, "contrasted_images": 0, "contrast_spread": None}
+    v = torch.tensor([[float(x) for x in a] for a in levels], dtype=torch.float64)
+    contrast = (v[:, 1] - v[:, 0]).abs()
+    measured = contrast > (CONTRAST_FLOOR * v[:, 2]).clamp_min(1e-4)
+    c = contrast[measured]
+    return {
+        "background": [float(v[:, 0].min()), float(v[:, 0].median()), float(v[:, 0].max())],
+        "cells": [float(v[:, 1].min()), float(v[:, 1].median()), float(v[:, 1].max())],
+        "contrasted_images": int(measured.sum()),
+        "contrast_spread": float(c.max() / c.min()) if len(c) else None,
+    }
+
+
+def _triple(t: Any) -> str:
+    return "-" if t is None else "/".join(f"{x:.3f}" for x in t)
 
 
 def _table(columns: dict[str, dict[str, Any]]) -> str:
@@ -106,6 +141,10 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("contact px per touching cell", lambda d: f"{d['contacts']['mean_contact_px']:.1f}"),
         ("cells per cluster (mean)", lambda d: f"{d['contacts']['mean_cluster_size']:.2f}"),
         ("clusters of 1/2/3/4+ cells", lambda d: "/".join(str(v) for v in d["contacts"]["clusters"][:3] + [sum(d["contacts"]["clusters"][3:])])),
+        ("background level min/med/max", lambda d: _triple(d["levels"]["background"])),
+        ("cell level min/med/max", lambda d: _triple(d["levels"]["cells"])),
+        ("images with cell contrast", lambda d: f"{d['levels']['contrasted_images']} of {d['images']}"),
+        ("contrast spread (max/min)", lambda d: "-" if d["levels"]["contrast_spread"] is None else f"{d['levels']['contrast_spread']:.2f}"),
     ]
     names = list(columns)
     width = max(len(r[0]) for r in rows)

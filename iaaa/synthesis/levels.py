@@ -88,13 +88,16 @@ _ANCHOR_PIXELS = 65536
 """Pixels a median of :func:`intensity_anchors` reads at most (a regular subsample beyond)."""
 GAIN_RANGE = (0.125, 8.0)
 """Gains :func:`match_intensity` applies; outside it (or for opposite contrast) it only shifts."""
+CONTRAST_FLOOR = 3.0
+"""A contrast (cells minus background) counts only beyond this many background noise sds."""
 
 
 def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray | None:
-    """``(2, C)`` float32: per channel the median of the background pixels (label 0) and of the
-    cell pixels of one image (float scale ``[0, 1]``); ``None`` without either. The two levels
-    that say how an image was exposed: a nucleus cut from a bright, high-gain field and pasted
-    into a dim one keeps its own levels unless they are mapped (:func:`match_intensity`)."""
+    """``(3, C)`` float32: per channel the median of the background pixels (label 0), the
+    median of the cell pixels, and the background's robust noise sd (1.4826 MAD) of one image
+    (float scale ``[0, 1]``); ``None`` without background or cells. The levels that say how an
+    image was exposed: a nucleus cut from a bright, high-gain field and pasted into a dim one
+    keeps its own levels unless they are mapped (:func:`match_intensity`)."""
     x = to_float(image if image.ndim == 3 else image.unsqueeze(0))
     c = x.shape[0]
     flat = x.reshape(c, -1)
@@ -106,23 +109,34 @@ def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray |
             return None
         if v.shape[1] > _ANCHOR_PIXELS:
             v = v[:, :: v.shape[1] // _ANCHOR_PIXELS]
-        out.append(v.median(dim=1).values.cpu().numpy())
-    return np.stack(out).astype(np.float32)
+        med = v.median(dim=1).values
+        out.append(med.cpu().numpy())
+        if len(out) == 1:
+            noise = 1.4826 * (v - med[:, None]).abs().median(dim=1).values.cpu().numpy()
+    return np.stack(out + [noise]).astype(np.float32)
 
 
 def match_intensity(image: torch.Tensor, source: np.ndarray | None, destination: np.ndarray | None) -> torch.Tensor:
     """Float ``image`` ``(C, h, w)`` in ``[0, 1]`` mapped linearly per channel so that the
-    ``source`` anchors (background, cells: :func:`intensity_anchors` of the image it was cut
-    from) land on the ``destination``'s: ``y = dst_bg + g (x - src_bg)``, ``g = (dst_cells -
-    dst_bg) / (src_cells - src_bg)``, clamped to ``[0, 1]``. A gain outside :data:`GAIN_RANGE`
-    (flat or opposite contrast) becomes 1: the background level still moves, the contrast is
-    kept. Either anchor ``None``: ``image`` unchanged."""
+    ``source`` anchors (background, cells, background noise: :func:`intensity_anchors` of the
+    image it was cut from) land on the ``destination``'s: ``y = dst_bg + g (x - src_bg)``, ``g =
+    (dst_cells - dst_bg) / (src_cells - src_bg)``, clamped to ``[0, 1]``.
+
+    The gain is 1 (the background level still moves, the object keeps its contrast) where it
+    would not be measured: where either contrast is within :data:`CONTRAST_FLOOR` noise sds of
+    zero (phase contrast: cells about as bright as the background on average, halo and interior
+    cancelling), or the gain leaves :data:`GAIN_RANGE` (opposite contrast). Either anchor
+    ``None``: ``image`` unchanged."""
     if source is None or destination is None:
         return image
-    s_bg, s_fg = (torch.as_tensor(v, dtype=image.dtype, device=image.device) for v in source)
-    d_bg, d_fg = (torch.as_tensor(v, dtype=image.dtype, device=image.device) for v in destination)
-    span = s_fg - s_bg
-    gain = torch.where(span.abs() > 1e-4, (d_fg - d_bg) / torch.where(span.abs() > 1e-4, span, torch.ones_like(span)), torch.ones_like(span))
-    gain = torch.where((gain >= GAIN_RANGE[0]) & (gain <= GAIN_RANGE[1]), gain, torch.ones_like(gain))
+    s_bg, s_fg, s_sd = source.astype(np.float64)
+    d_bg, d_fg, d_sd = destination.astype(np.float64)
+    s_span, d_span = s_fg - s_bg, d_fg - d_bg
+    measured = (np.abs(s_span) > np.maximum(CONTRAST_FLOOR * s_sd, 1e-4)) & (np.abs(d_span) > np.maximum(CONTRAST_FLOOR * d_sd, 1e-4))
+    gain = np.where(measured, d_span / np.where(measured, s_span, 1.0), 1.0)
+    gain = np.where((gain >= GAIN_RANGE[0]) & (gain <= GAIN_RANGE[1]), gain, 1.0)
     shape = (-1,) + (1,) * (image.ndim - 1)
-    return ((image - s_bg.view(shape)) * gain.view(shape) + d_bg.view(shape)).clamp_(0.0, 1.0)
+    g = torch.as_tensor(gain, dtype=image.dtype, device=image.device).view(shape)
+    sb = torch.as_tensor(s_bg, dtype=image.dtype, device=image.device).view(shape)
+    db = torch.as_tensor(d_bg, dtype=image.dtype, device=image.device).view(shape)
+    return ((image - sb) * g + db).clamp_(0.0, 1.0)

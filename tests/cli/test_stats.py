@@ -1,6 +1,7 @@
 """``iaaa stats`` describes what the compositor's pools keep: objects by mask contact (or the
 paper's box rule), border objects left out, the share of real cells kept, and image groups."""
 
+import pytest
 import torch
 
 from iaaa.commands.stats import dataset_stats
@@ -67,3 +68,20 @@ def test_stats_command_prints_real_and_synthetic_contacts(tmp_path, capsys):
     assert main(["stats", "--images", str(tmp_path / "img"), "--masks", str(tmp_path / "msk")]) == 0
     out = capsys.readouterr().out
     assert "touching share" in out and "0.400" in out and "clusters of 1/2/3/4+ cells" in out
+
+
+def test_exposure_levels_and_their_spread():
+    """Two fields of one layout, exposed differently: the background and cell medians of each, and
+    the ratio of their contrasts (what says a set mixes exposures)."""
+    dim = _sample()
+    bright = AnnotatedImage(((dim.labels > 0).to(torch.uint8) * 180 + 60)[None], dim.labels, name="bright")
+    d = dataset_stats([dim, bright])["levels"]
+    assert d["background"][0] == pytest.approx(20 / 255) and d["background"][2] == pytest.approx(60 / 255)
+    assert d["cells"][0] == pytest.approx(220 / 255) and d["cells"][2] == pytest.approx(240 / 255)
+    assert d["contrasted_images"] == 2 and d["contrast_spread"] == pytest.approx(200 / 180)
+    assert dataset_stats([dim])["levels"]["contrast_spread"] == 1.0
+    # cells as bright as the background (phase contrast on average): no contrast to compare
+    flat = AnnotatedImage(torch.full_like(dim.image, 90), dim.labels, name="flat")
+    d = dataset_stats([flat])["levels"]
+    assert d["contrasted_images"] == 0 and d["contrast_spread"] is None
+    assert dataset_stats([AnnotatedImage(dim.image, torch.zeros_like(dim.labels), name="empty")])["levels"]["cells"] is None

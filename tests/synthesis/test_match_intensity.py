@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells
 from iaaa.structures import AnnotatedImage
-from iaaa.synthesis.levels import GAIN_RANGE, intensity_anchors, match_intensity
+from iaaa.synthesis.levels import CONTRAST_FLOOR, GAIN_RANGE, intensity_anchors, match_intensity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,8 +23,8 @@ level = st.floats(0.0, 1.0)
 @settings(max_examples=60, deadline=None)
 @given(s_bg=level, s_fg=level, d_bg=level, d_fg=level)
 def test_map_sends_source_levels_onto_destination_levels(s_bg, s_fg, d_bg, d_fg):
-    src = np.array([[s_bg], [s_fg]], np.float32)
-    dst = np.array([[d_bg], [d_fg]], np.float32)
+    src = np.array([[s_bg], [s_fg], [0.0]], np.float32)
+    dst = np.array([[d_bg], [d_fg], [0.0]], np.float32)
     x = torch.tensor([[[s_bg, s_fg, (s_bg + s_fg) / 2]]], dtype=torch.float32)
     y = match_intensity(x, src, dst)[0, 0]
     assert y.shape == (3,) and bool(((y >= 0) & (y <= 1)).all())
@@ -42,12 +42,28 @@ def test_map_sends_source_levels_onto_destination_levels(s_bg, s_fg, d_bg, d_fg)
 
 def test_map_without_anchors_is_the_identity_and_is_per_channel():
     x = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(0))
-    assert match_intensity(x, None, np.zeros((2, 2), np.float32)) is x
-    src = np.array([[0.1, 0.2], [0.5, 0.4]], np.float32)
-    dst = np.array([[0.2, 0.0], [0.6, 0.8]], np.float32)
+    assert match_intensity(x, None, np.zeros((3, 2), np.float32)) is x
+    src = np.array([[0.1, 0.2], [0.5, 0.4], [0.01, 0.01]], np.float32)
+    dst = np.array([[0.2, 0.0], [0.6, 0.8], [0.01, 0.01]], np.float32)
     y = match_intensity(x, src, dst)
     torch.testing.assert_close(y[0], ((x[0] - 0.1) * 1.0 + 0.2).clamp(0, 1))
     torch.testing.assert_close(y[1], ((x[1] - 0.2) * 4.0).clamp(0, 1))
+
+
+def test_contrast_within_the_noise_gives_a_shift_only():
+    """Phase contrast: cells about as bright as the background on average (halo and interior
+    cancel), so their ratio would be noise over noise; the object is only shifted."""
+    x = torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(1))
+    sd = 0.015
+    src = np.array([[0.49], [0.49 + 0.9 * CONTRAST_FLOOR * sd], [sd]], np.float32)
+    dst = np.array([[0.48], [0.48 + 0.6 * CONTRAST_FLOOR * sd], [sd]], np.float32)
+    torch.testing.assert_close(match_intensity(x, src, dst), (x - 0.49 + 0.48).clamp(0, 1))
+    # the same contrasts with quiet backgrounds are measured, and mapped
+    src[2], dst[2] = 1e-5, 1e-5
+    y = match_intensity(x, src, dst)
+    gain = ((dst[1] - dst[0]) / (src[1] - src[0])).item()
+    assert gain == pytest.approx(0.6 / 0.9, rel=1e-3)
+    torch.testing.assert_close(y, ((x - 0.49) * gain + 0.48).clamp(0, 1))
 
 
 def _field(bg: float, fg: float, seed: int, size: int = 96) -> AnnotatedImage:
@@ -66,8 +82,9 @@ def _field(bg: float, fg: float, seed: int, size: int = 96) -> AnnotatedImage:
 def test_anchors_are_the_background_and_cell_medians():
     s = _field(0.1, 0.6, 0)
     a = intensity_anchors(s.image, s.labels)
-    assert a.shape == (2, 1)
+    assert a.shape == (3, 1)
     assert a[0, 0] == pytest.approx(0.1, abs=0.01) and a[1, 0] == pytest.approx(0.6, abs=0.01)
+    assert a[2, 0] == pytest.approx(0.01, abs=0.005)  # the field's noise sd
     assert intensity_anchors(s.image, torch.zeros_like(s.labels)) is None
 
 
