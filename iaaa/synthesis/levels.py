@@ -84,8 +84,9 @@ def match_ring(src: torch.Tensor, alpha: torch.Tensor, lab: np.ndarray, level: n
     return (src + shift[:, None, None] * (ring > 0)).clamp_(0.0, 1.0)
 
 
-_ANCHOR_PIXELS = 65536
-"""Pixels a median of :func:`intensity_anchors` reads at most (a regular subsample beyond)."""
+_ANCHOR_PIXELS = 16384
+"""Pixels :func:`intensity_anchors` reads at most (a regular subsample of the image beyond: a
+median needs no more, and PasteCells measures every sample it pastes into)."""
 GAIN_RANGE = (0.125, 8.0)
 """Gains :func:`match_intensity` applies; outside it (or for opposite contrast) it only shifts."""
 CONTRAST_FLOOR = 3.0
@@ -102,13 +103,14 @@ def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray |
     c = x.shape[0]
     flat = x.reshape(c, -1)
     lab = labels.reshape(-1).to(flat.device)
+    if lab.numel() > _ANCHOR_PIXELS:
+        step = -(-lab.numel() // _ANCHOR_PIXELS)
+        flat, lab = flat[:, ::step], lab[::step]
     out = []
     for sel in (lab == 0, lab > 0):
         v = flat[:, sel]
         if v.shape[1] == 0:
             return None
-        if v.shape[1] > _ANCHOR_PIXELS:
-            v = v[:, :: v.shape[1] // _ANCHOR_PIXELS]
         med = v.median(dim=1).values
         out.append(med.cpu().numpy())
         if len(out) == 1:
