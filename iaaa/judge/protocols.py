@@ -13,9 +13,13 @@ crops, in the same order, at every step of every arm (real-only pairing). What t
 * ``online``: each real crop, with probability ``p``, gets the cells of a pool crop (``naive``:
   of another real crop) pasted in; the batch size is unchanged.
 
-The arm ``iaaa-online`` is online under every protocol: each real crop, with probability ``p``,
-goes through :class:`iaaa.PasteCells` (a compositor fitted on the fold's prepared training
-images, the composer's ``paster``), which pastes pooled cells with the compositor's placement.
+The arm ``iaaa-online`` is ``naive``'s counterpart with the library's paste: where ``naive``
+pastes another real crop's cells into a real crop, it pastes pooled cells through
+:class:`iaaa.PasteCells` (a compositor fitted on the fold's prepared training images, the
+composer's ``paster``). Under ``add`` and ``mix`` its added crops are fresh real crops with
+pasted cells, as ``naive``'s are; under ``online`` it pastes into the real crops with
+probability ``p``. (Until 2026-12-03 it pasted into the real crops under every protocol, so
+under ``add`` it trained on half the crops of ``naive``: records before then show that arm.)
 
 With ``+aug`` (and in ``aug``) every crop of the step goes through the standard augmentation
 (:mod:`iaaa.judge.augment`); the real crops' augmentation comes from a stream of its own, so it
@@ -165,13 +169,25 @@ class StepComposer:
         return draw_augment(n, self.augment, g) if self.arm.augment else None
 
     def _extra(self, n: int, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` synthetic crops: pool crops, or (naive) real crops with other real cells pasted in."""
+        """``n`` synthetic crops: pool crops, or real crops with cells pasted in (``naive``: another
+        real crop's; ``iaaa-online``: the paster's)."""
         crop = self.recipe.crop
         if self.arm.source == NAIVE:
             dst = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), rows)
             src = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), None)
             return copy_paste(*dst, *src, self.g_syn)
+        if self.arm.source == IAAA_ONLINE:
+            images, labels = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), rows)
+            return self._paste(images, labels, range(n))
         return self._cut(self.pool, _draw(n, self.pool, crop, self.g_syn), rows)
+
+    def _paste(self, images: torch.Tensor, labels: torch.Tensor, which: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The crops ``which`` of ``images``/``labels`` with the paster's cells pasted in (copies)."""
+        images, labels = images.clone(), labels.clone()
+        for j in which:
+            s = self.paster.apply(AnnotatedImage.trusted(image=images[j], labels=labels[j], class_ids=None), self.g_syn)
+            images[j], labels[j] = s.image, s.labels
+        return images, labels
 
     def _online(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         n = images.shape[0]
@@ -179,11 +195,7 @@ class StepComposer:
         if hit.numel() == 0:
             return images, labels, 0
         if self.arm.source == IAAA_ONLINE:
-            images, labels = images.clone(), labels.clone()
-            for j in hit.tolist():
-                s = self.paster.apply(AnnotatedImage.trusted(image=images[j], labels=labels[j], class_ids=None), self.g_syn)
-                images[j], labels[j] = s.image, s.labels
-            return images, labels, int(hit.numel())
+            return (*self._paste(images, labels, hit.tolist()), int(hit.numel()))
         pool = self.real if self.arm.source == NAIVE else self.pool
         src = self._cut(pool, _draw(hit.numel(), pool, self.recipe.crop, self.g_syn), None)
         img, lab = copy_paste(images[hit], labels[hit], *src, self.g_syn)
@@ -198,7 +210,7 @@ class StepComposer:
         real_rows = self._rows(r.batch_size, self.g_aug)
         images, labels = self._cut(self.real, draws, real_rows)
         n_syn = n_pasted = 0
-        online = r.protocol == "online" or self.arm.source == IAAA_ONLINE
+        online = r.protocol == "online"
         if self.arm.source is not None and online:
             # pasted cells take the crop's photometric augmentation with it
             images, labels, n_pasted = self._online(images, labels)

@@ -1,5 +1,6 @@
 """The judge's ``iaaa-online`` arm: PasteCells fitted on each fold's prepared training images,
-applied to the real crops with probability ``p`` under every protocol."""
+applied as ``naive`` applies its paste: to added real crops under ``add``/``mix``, to the real
+crops with probability ``p`` under ``online``."""
 
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ def setup(tiny):
     return real, PasteCells(comp, p=1.0)
 
 
-@pytest.mark.parametrize("protocol", ["add", "online"])
-def test_online_arm_pastes_into_the_same_real_crops(setup, protocol):
+def _more_cells_ids_1_to_n(labels):
+    ids = torch.unique(labels[labels > 0])
+    assert ids.tolist() == list(range(1, ids.numel() + 1))
+    return ids.numel()
+
+
+def test_online_arm_pastes_into_the_same_real_crops(setup):
     real, paster = setup
-    recipe = Recipe(protocol=protocol, batch_size=4, crop=32, p=0.5, seeds=(0,))
+    recipe = Recipe(protocol="online", batch_size=4, crop=32, p=0.5, seeds=(0,))
     ref = StepComposer(real, recipe, 3, parse_arm("real"))
     arm = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster)
     pasted = 0
@@ -38,8 +44,7 @@ def test_online_arm_pastes_into_the_same_real_crops(setup, protocol):
         for j in set(range(4)) - set(changed):
             assert torch.equal(s.images[j], r.images[j])
         for j in changed:  # pasted crops: more cells, ids 1..N
-            ids = torch.unique(s.labels[j][s.labels[j] > 0])
-            assert ids.tolist() == list(range(1, ids.numel() + 1))
+            _more_cells_ids_1_to_n(s.labels[j])
         assert torch.equal(s.targets, class_targets(s.labels))
         pasted += len(changed)
     assert pasted > 0
@@ -47,6 +52,46 @@ def test_online_arm_pastes_into_the_same_real_crops(setup, protocol):
     again = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster)
     first = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
     assert torch.equal(again.next().images, first.images)
+
+
+@pytest.mark.parametrize("protocol", ["add", "mix"])
+def test_online_arm_adds_pasted_real_crops_as_naive_does(setup, protocol):
+    """Under add / mix the arm's crops are fresh real crops with pasted cells, as naive's are:
+    the same number of crops per step as naive, the real crops untouched (add) or the last ones
+    replaced (mix)."""
+    real, paster = setup
+    recipe = Recipe(protocol=protocol, batch_size=4, crop=32, ratio=1.0, seeds=(0,))
+    ref = StepComposer(real, recipe, 3, parse_arm("real"))
+    naive = StepComposer(real, recipe, 3, parse_arm("naive"))
+    arm = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster)
+    keep, extra = (4, 4) if protocol == "add" else (2, 2)
+    grew = 0
+    for _ in range(6):
+        r, n, s = ref.next(), naive.next(), arm.next()
+        assert s.real == r.real and s.n_synthetic == n.n_synthetic == extra and s.n_pasted == 0
+        assert s.images.shape == n.images.shape == (keep + extra, 1, 32, 32)
+        assert torch.equal(s.images[:keep], r.images[:keep]) and torch.equal(s.labels[:keep], r.labels[:keep])
+        assert torch.equal(s.targets, class_targets(s.labels))
+        for j in range(keep, keep + extra):
+            _more_cells_ids_1_to_n(s.labels[j])
+    # The first step's added crops, pasted and not: the same real windows (drawn before any
+    # paste), so where the labels differ the paste added cells, and elsewhere nothing changed.
+    class Unpasted:
+        def apply(self, sample, generator=None):
+            return sample
+
+    plain = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=Unpasted()).next()
+    first = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
+    for j in range(keep, keep + extra):
+        if torch.equal(first.labels[j], plain.labels[j]):
+            assert torch.equal(first.images[j], plain.images[j])
+        else:
+            grew += 1
+            assert _more_cells_ids_1_to_n(first.labels[j]) > 0 and not torch.equal(first.images[j], plain.images[j])
+    assert grew > 0
+    again = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
+    first = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
 
 
 def test_online_arm_needs_a_paster(setup):
