@@ -43,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--test-masks", help="test label-map folder matching --test-images by file stem")
     s = p.add_argument_group("arms and synthetic data")
     s.add_argument("--arms", default=DEFAULT_ARMS, help="comma list of real, aug (standard augmentation), naive (online Simple "
-                   "Copy-Paste), iaaa (CellCompositor defaults), iaaa-online (PasteCells online, fitted per fold), any of these but real with +aug (default: %(default)s); "
-                   "--compositor and --synthetic sources are added")
+                   "Copy-Paste), iaaa (CellCompositor defaults), iaaa-online (PasteCells, fitted per fold, pasting into real crops as naive does), any of these but real with +aug (default: %(default)s); "
+                   "--compositor and --synthetic sources are added as arms, but a --compositor k=v that an iaaa-online[k=v] arm pastes from")
     s.add_argument("--synthetic", action="append", default=[], metavar="DIR", help="an iaaa synth output folder (images/ + masks/); repeatable")
     s.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
                    help="a CellCompositor variant fitted on each fold's training images, e.g. --compositor sigma=2 "
@@ -166,15 +166,20 @@ def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """``(arms, name -> source)`` from --arms, --compositor and --synthetic, every compositor
     option checked now (the compositor validates them in its constructor)."""
     from iaaa.judge import named_sources, parse_arm, split_arms
+    from iaaa.judge.protocols import is_online, offline_source
     from iaaa.judge.sources import compositor_name
 
     options = [parse_pairs(pairs) for pairs in args.compositor]
     try:
         arms = split_arms(args.arms)
+        online = set()
         for a in arms:
             arm = parse_arm(a)
-            if arm.source not in (None, "naive", "iaaa", "iaaa-online"):
-                raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, iaaa-online, each but real also with +aug")
+            if is_online(arm.source):
+                online.add(offline_source(arm.source))
+            elif arm.source not in (None, "naive", "iaaa"):
+                raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, iaaa-online, each but real also with +aug "
+                                "(and iaaa-online[k=v] for a --compositor k=v)")
         sources = named_sources(arms, [])
     except IaaaError as exc:
         raise IaaaError(f"--arms: {exc}") from None
@@ -183,7 +188,8 @@ def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
             sources.update(named_sources([], [kwargs]))
         except IaaaError as exc:
             raise IaaaError(f"--compositor {exc}") from None
-        arms.append(compositor_name(kwargs))
+        if compositor_name(kwargs) not in online:  # a variant an online arm pastes from is not an arm itself
+            arms.append(compositor_name(kwargs))
     for folder in args.synthetic:
         name = f"synthetic:{Path(folder).name or folder}"
         sources[name] = load_export_folder(folder)

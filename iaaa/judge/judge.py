@@ -17,7 +17,7 @@ import torch
 
 from iaaa.errors import IaaaError
 from iaaa.judge.augment import AugmentConfig
-from iaaa.judge.protocols import AUG, IAAA_ONLINE, NAIVE, REAL, Arm, StepComposer, parse_arm
+from iaaa.judge.protocols import AUG, IAAA_ONLINE, NAIVE, REAL, Arm, StepComposer, is_online, offline_source, parse_arm
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import fold_subsets
 from iaaa.judge.report import METRICS, JudgeReport, run_key
@@ -125,7 +125,7 @@ def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list
         curve.append({"step": step, **{m: last[m] for m in METRICS}})
 
     composer = StepComposer(real, recipe, seed, arm, pool, augment=AugmentConfig(scale=recipe.aug_scale).with_photometric_strength(recipe.aug_photometric),
-                            paster=paster if arm.source == IAAA_ONLINE else None)
+                            paster=paster)
     t0 = time.perf_counter()
     train_segmenter(composer, recipe, at_curve=at_curve, log=say)
     scores = dict(last)
@@ -140,8 +140,10 @@ def _check_arms(arms: Sequence[str], sources: Mapping[str, Any]) -> list[Arm]:
     if len({a.name for a in parsed}) != len(parsed):
         raise IaaaError(f"judge: an arm is named twice in {list(arms)}")
     for a in parsed:
-        if a.source not in (None, NAIVE, IAAA_ONLINE) and a.source not in sources:
+        if a.source not in (None, NAIVE) and not is_online(a.source) and a.source not in sources:
             raise IaaaError(f"judge: arm {a.name!r} needs a synthetic source named {a.source!r}; sources: {', '.join(sources) or 'none'}")
+        if is_online(a.source) and a.source != IAAA_ONLINE and (offline_source(a.source) not in sources or isinstance(sources[offline_source(a.source)], (list, tuple))):
+            raise IaaaError(f"judge: arm {a.name!r} pastes from the compositor variant {offline_source(a.source)!r}; give that variant as a source (--compositor)")
     if REAL in sources or AUG in sources or NAIVE in sources:
         raise IaaaError(f"judge: {REAL!r}, {AUG!r} and {NAIVE!r} name built-in arms; give the synthetic source another name")
     return parsed
@@ -150,26 +152,32 @@ def _check_arms(arms: Sequence[str], sources: Mapping[str, Any]) -> list[Arm]:
 def _fold_pools(arms: list[Arm], sources: Mapping[str, Any], train: list[AnnotatedImage], say: Callable[[str], None]) -> dict[str, tuple[Any, float]]:
     """The fitted sources one fold needs, with their fit time."""
     fitted: dict[str, tuple[Any, float]] = {}
-    for name in dict.fromkeys(a.source for a in arms if a.source not in (None, NAIVE, IAAA_ONLINE)):
+    for name in dict.fromkeys(a.source for a in arms if a.source not in (None, NAIVE) and not is_online(a.source)):
         t0 = time.perf_counter()
         fitted[name] = (fit_source(name, sources[name], train), time.perf_counter() - t0)
         say(f"[{name}] fitted in {fitted[name][1]:.1f}s")
     return fitted
 
 
-def _fold_paster(arms: list[Arm], real_prep: list[Prepared], say: Callable[[str], None]) -> Any:
-    """The ``iaaa-online`` arm's PasteCells: compositor defaults fitted on the fold's prepared
-    training images (normalised, at the working scale, as the crops it pastes into), or ``None``
-    without that arm. ``p=1``: the step composer draws which crops it pastes into."""
-    if not any(a.source == IAAA_ONLINE for a in arms):
-        return None
+def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:
+    """Each online arm's PasteCells (by source): the compositor (defaults for ``iaaa-online``, the
+    source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the fold's prepared training images
+    (normalised, at the working scale, as the crops it pastes into). ``p=1``: the step composer
+    draws which crops it pastes into."""
     from iaaa.judge.sources import make_compositor
     from iaaa.synthesis.paste import PasteCells
 
-    t0 = time.perf_counter()
-    comp = make_compositor({}).fit([AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep], progress=False)
-    say(f"[{IAAA_ONLINE}] fitted in {time.perf_counter() - t0:.1f}s")
-    return PasteCells(comp, p=1.0)
+    pasters: dict[str, Any] = {}
+    for name in dict.fromkeys(a.source for a in arms if is_online(a.source)):
+        t0 = time.perf_counter()
+        samples = [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
+        if name == IAAA_ONLINE:
+            comp = make_compositor({}).fit(samples, progress=False)
+        else:
+            comp = fit_source(offline_source(name), sources[offline_source(name)], samples)
+        say(f"[{name}] fitted in {time.perf_counter() - t0:.1f}s")
+        pasters[name] = PasteCells(comp, p=1.0)
+    return pasters
 
 
 def _prepared_pool(name: str, fitted: Any, seed: int, recipe: Recipe, channels: int) -> list[Prepared]:
@@ -226,12 +234,12 @@ def judge(
         fold_train = [train[i] for i in subset]
         real_prep = _prepare_all(fold_train, recipe, recipe.crop)
         fitted = _fold_pools(arm_list, sources, fold_train, say)
-        paster = _fold_paster(arm_list, real_prep, say)
+        pasters = _fold_pasters(arm_list, sources, real_prep, say)
         for seed in recipe.seeds:
             pools = {name: _prepared_pool(name, f, seed, recipe, channels) for name, (f, _) in fitted.items()}
             for arm in arm_list:
                 tag = f"[{arm.name} fold {k} seed {seed}]"
-                r = _run(arm, real_prep, pools.get(arm.source or ""), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), paster)
+                r = _run(arm, real_prep, pools.get(arm.source or ""), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(arm.source or ""))
                 if arm.source in fitted:
                     r["fit_s"] = fitted[arm.source][1]
                 results[arm.name][run_key(k, seed)] = r

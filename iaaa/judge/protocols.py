@@ -18,7 +18,8 @@ pastes another real crop's cells into a real crop, it pastes pooled cells throug
 :class:`iaaa.PasteCells` (a compositor fitted on the fold's prepared training images, the
 composer's ``paster``). Under ``add`` and ``mix`` its added crops are fresh real crops with
 pasted cells, as ``naive``'s are; under ``online`` it pastes into the real crops with
-probability ``p``. (Until 2026-12-03 it pasted into the real crops under every protocol, so
+probability ``p``. ``iaaa-online[k=v,...]`` pastes from the compositor variant ``iaaa[k=v,...]``
+(which the judge's sources must hold). (Until 2026-12-03 it pasted into the real crops under every protocol, so
 under ``add`` it trained on half the crops of ``naive``: records before then show that arm.)
 
 With ``+aug`` (and in ``aug``) every crop of the step goes through the standard augmentation
@@ -42,11 +43,23 @@ from iaaa.judge.targets import class_targets
 from iaaa.judge.train_data import Prepared, derived_generator, dihedral
 from iaaa.structures import AnnotatedImage
 
-__all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "split_arms", "Step", "StepComposer"]
+__all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "split_arms", "is_online", "offline_source", "Step", "StepComposer"]
 
 REAL, AUG, NAIVE = "real", "aug", "naive"
 IAAA_ONLINE = "iaaa-online"
 _SUFFIX = "+aug"
+
+
+def is_online(source: str | None) -> bool:
+    """Whether an arm's source is the online paste: ``iaaa-online``, or ``iaaa-online[k=v,...]``
+    (a compositor variant's :class:`iaaa.PasteCells`)."""
+    return source is not None and (source == IAAA_ONLINE or source.startswith(IAAA_ONLINE + "["))
+
+
+def offline_source(source: str) -> str:
+    """The compositor source an online arm pastes from: ``"iaaa-online[k=v]"`` -> ``"iaaa[k=v]"``,
+    ``"iaaa-online"`` -> ``"iaaa"``."""
+    return "iaaa" + source[len(IAAA_ONLINE):]
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,7 @@ class StepComposer:
         arm: what the arm adds.
         pool: the prepared synthetic images of the arm's source (``None`` for real, aug, naive).
         augment: ranges of the standard augmentation.
-        paster: the ``iaaa-online`` arm's :class:`iaaa.PasteCells` (with ``p=1``: the composer
+        paster: an online arm's :class:`iaaa.PasteCells` (with ``p=1``: the composer
             draws which crops it pastes into).
     """
 
@@ -143,7 +156,7 @@ class StepComposer:
     def __post_init__(self) -> None:
         if not self.real:
             raise IaaaError("judge: no real training images")
-        if self.arm.source == IAAA_ONLINE:
+        if is_online(self.arm.source):
             if self.paster is None:
                 raise IaaaError(f"judge: arm {self.arm.name!r} needs a PasteCells (paster)")
         elif self.arm.source not in (None, NAIVE) and not self.pool:
@@ -176,7 +189,7 @@ class StepComposer:
             dst = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), rows)
             src = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), None)
             return copy_paste(*dst, *src, self.g_syn)
-        if self.arm.source == IAAA_ONLINE:
+        if is_online(self.arm.source):
             images, labels = self._cut(self.real, _draw(n, self.real, crop, self.g_syn), rows)
             return self._paste(images, labels, range(n))
         return self._cut(self.pool, _draw(n, self.pool, crop, self.g_syn), rows)
@@ -194,7 +207,7 @@ class StepComposer:
         hit = torch.nonzero(torch.rand(n, generator=self.g_syn) < self.recipe.p).flatten()
         if hit.numel() == 0:
             return images, labels, 0
-        if self.arm.source == IAAA_ONLINE:
+        if is_online(self.arm.source):
             return (*self._paste(images, labels, hit.tolist()), int(hit.numel()))
         pool = self.real if self.arm.source == NAIVE else self.pool
         src = self._cut(pool, _draw(hit.numel(), pool, self.recipe.crop, self.g_syn), None)

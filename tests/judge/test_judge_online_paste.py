@@ -110,3 +110,36 @@ def test_judge_runs_the_online_arm(tiny):
         for r in runs.values():
             assert 0.0 <= r["mean_ap"] <= 1.0
     assert any("[iaaa-online] fitted" in m for m in lines)
+
+
+def test_online_variant_pastes_from_its_compositor_variant(tiny):
+    """``iaaa-online[k=v]`` fits the source ``iaaa[k=v]`` per fold and pastes from it; that
+    source is not an arm of its own, and a missing one is refused before any training."""
+    from iaaa.judge import named_sources
+
+    train, test = tiny
+    recipe = Recipe(protocol="add", steps=2, crop=32, batch_size=2, width=4, depth=2, seeds=(0,))
+    sources = named_sources([], [{"match_intensity": True}])
+    lines: list[str] = []
+    arms = ["real", "iaaa-online[match_intensity=True]+aug"]
+    rep = judge(train, test, sources, recipe, arms=arms, log=lines.append)
+    assert rep.arms == arms
+    assert any("[iaaa-online[match_intensity=True]] fitted" in m for m in lines)
+    assert not any(m.startswith("[iaaa[match_intensity=True]] fitted") for m in lines)
+    with pytest.raises(IaaaError, match=r"iaaa\[sigma=2\.0\].*--compositor"):
+        judge(train, test, sources, recipe, arms=["real", "iaaa-online[sigma=2.0]"])
+
+
+def test_online_variant_on_the_command_line():
+    """The CLI takes ``iaaa-online[k=v]`` with its ``--compositor k=v`` and does not add the
+    offline variant as an arm."""
+    import argparse
+
+    from iaaa.commands.judge import build_sources
+
+    args = argparse.Namespace(arms="real,iaaa-online[match_intensity=True]", compositor=[["match_intensity=True"]], synthetic=[])
+    arms, sources = build_sources(args)
+    assert arms == ["real", "iaaa-online[match_intensity=True]"] and list(sources) == ["iaaa[match_intensity=True]"]
+    args = argparse.Namespace(arms="real,iaaa-online", compositor=[["match_intensity=True"]], synthetic=[])
+    arms, _ = build_sources(args)
+    assert arms == ["real", "iaaa-online", "iaaa[match_intensity=True]"]
