@@ -56,10 +56,8 @@ if str(ROOT) not in sys.path:
 
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter  # noqa: E402
+from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter, variant_arms  # noqa: E402
 from iaaa.judge.report import JudgeReport  # noqa: E402
-from iaaa.judge.sources import compositor_name  # noqa: E402
-from iaaa.judge.protocols import is_online, offline_source  # noqa: E402
 
 # beside the checkout; a worktree one level deeper (wt/NAME) finds it one level up
 DATA = next((d for d in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if d.is_dir()), ROOT.parent / "shared" / "data")
@@ -206,9 +204,7 @@ def main() -> int:
     sources = named_sources(arms, options)
     # a variant named in --arms (e.g. "iaaa[halo=16]+aug", or online: "iaaa-online[halo=16]+aug")
     # runs as named; the others plain
-    listed = {parse_arm(a).source for a in arms}
-    listed |= {offline_source(x) for x in listed if is_online(x)}
-    arms += [compositor_name(o) for o in options if compositor_name(o) not in listed]
+    arms += variant_arms(arms, options)
     for folder_ in args.synthetic:
         root = Path(folder_)
         if not (root / "images").is_dir() or not (root / "masks").is_dir():

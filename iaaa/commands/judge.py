@@ -165,19 +165,15 @@ def check_writable(path: str, flag: str = "--json") -> None:
 def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """``(arms, name -> source)`` from --arms, --compositor and --synthetic, every compositor
     option checked now (the compositor validates them in its constructor)."""
-    from iaaa.judge import named_sources, parse_arm, split_arms
-    from iaaa.judge.protocols import is_online, offline_source
-    from iaaa.judge.sources import compositor_name
+    from iaaa.judge import named_sources, parse_arm, split_arms, variant_arms
+    from iaaa.judge.protocols import is_online
 
     options = [parse_pairs(pairs) for pairs in args.compositor]
     try:
         arms = split_arms(args.arms)
-        online = set()
         for a in arms:
             arm = parse_arm(a)
-            if is_online(arm.source):
-                online.add(offline_source(arm.source))
-            elif arm.source not in (None, "naive", "iaaa"):
+            if not is_online(arm.source) and arm.source not in (None, "naive", "iaaa"):
                 raise IaaaError(f"unknown arm {a!r}; choose from real, aug, naive, iaaa, iaaa-online, each but real also with +aug "
                                 "(and iaaa-online[k=v] for a --compositor k=v)")
         sources = named_sources(arms, [])
@@ -188,8 +184,7 @@ def build_sources(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
             sources.update(named_sources([], [kwargs]))
         except IaaaError as exc:
             raise IaaaError(f"--compositor {exc}") from None
-        if compositor_name(kwargs) not in online:  # a variant an online arm pastes from is not an arm itself
-            arms.append(compositor_name(kwargs))
+    arms += variant_arms(arms, options)
     for folder in args.synthetic:
         name = f"synthetic:{Path(folder).name or folder}"
         sources[name] = load_export_folder(folder)

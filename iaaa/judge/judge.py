@@ -22,13 +22,13 @@ from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import fold_subsets
 from iaaa.judge.report import METRICS, JudgeReport, run_key
 from iaaa.judge.scoring import score_images
-from iaaa.judge.sources import compositor_source, draw_pool, fit_source
+from iaaa.judge.sources import compositor_name, compositor_source, draw_pool, fit_source
 from iaaa.judge.targets import instances_from_classes
 from iaaa.judge.train import predict_instances, train_segmenter
 from iaaa.judge.train_data import Prepared, prepare
 from iaaa.structures import AnnotatedImage, as_annotated
 
-__all__ = ["judge", "check_data", "auto_min_area", "decoding_ceiling", "named_sources", "DEFAULT_ARMS"]
+__all__ = ["judge", "check_data", "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "DEFAULT_ARMS"]
 
 DEFAULT_ARMS = (REAL, AUG, NAIVE, "iaaa", "iaaa+aug")
 
@@ -37,14 +37,21 @@ def named_sources(arms: Sequence[str], compositor_options: Sequence[dict[str, An
     """The synthetic sources the ``arms`` need: ``"iaaa"`` (``CellCompositor`` defaults) when an
     arm uses it, and one ``"iaaa[k=v,...]"`` per dict of compositor options (``real``, ``aug``
     and ``naive`` need no source)."""
-    from iaaa.judge.sources import compositor_name
-
     sources: dict[str, Any] = {}
     if any(parse_arm(a).source == "iaaa" for a in arms):
         sources["iaaa"] = compositor_source()
     for options in compositor_options:
         sources[compositor_name(options)] = compositor_source(**options)
     return sources
+
+
+def variant_arms(arms: Sequence[str], compositor_options: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The arms compositor variants add to ``arms``: each variant's plain arm ``"iaaa[k=v]"``,
+    unless an arm already names it (``"iaaa[k=v]+aug"``) or pastes from it online
+    (``"iaaa-online[k=v]"``)."""
+    listed = {parse_arm(a).source for a in arms}
+    listed |= {offline_source(s) for s in listed if is_online(s)}
+    return [compositor_name(o) for o in compositor_options if compositor_name(o) not in listed]
 
 
 def auto_min_area(samples: Sequence[Any]) -> int:
@@ -164,17 +171,14 @@ def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[P
     source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the fold's prepared training images
     (normalised, at the working scale, as the crops it pastes into). ``p=1``: the step composer
     draws which crops it pastes into."""
-    from iaaa.judge.sources import make_compositor
     from iaaa.synthesis.paste import PasteCells
 
     pasters: dict[str, Any] = {}
+    samples = [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
     for name in dict.fromkeys(a.source for a in arms if is_online(a.source)):
         t0 = time.perf_counter()
-        samples = [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
-        if name == IAAA_ONLINE:
-            comp = make_compositor({}).fit(samples, progress=False)
-        else:
-            comp = fit_source(offline_source(name), sources[offline_source(name)], samples)
+        factory = compositor_source() if name == IAAA_ONLINE else sources[offline_source(name)]
+        comp = fit_source(offline_source(name), factory, samples)
         say(f"[{name}] fitted in {time.perf_counter() - t0:.1f}s")
         pasters[name] = PasteCells(comp, p=1.0)
     return pasters

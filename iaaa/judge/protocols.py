@@ -31,7 +31,7 @@ label maps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
@@ -194,7 +194,7 @@ class StepComposer:
             return self._paste(images, labels, range(n))
         return self._cut(self.pool, _draw(n, self.pool, crop, self.g_syn), rows)
 
-    def _paste(self, images: torch.Tensor, labels: torch.Tensor, which: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _paste(self, images: torch.Tensor, labels: torch.Tensor, which: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The crops ``which`` of ``images``/``labels`` with the paster's cells pasted in (copies)."""
         images, labels = images.clone(), labels.clone()
         for j in which:

@@ -90,7 +90,6 @@ def test_online_arm_adds_pasted_real_crops_as_naive_does(setup, protocol):
             assert _more_cells_ids_1_to_n(first.labels[j]) > 0 and not torch.equal(first.images[j], plain.images[j])
     assert grew > 0
     again = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
-    first = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
     assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
 
 
