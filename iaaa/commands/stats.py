@@ -102,20 +102,20 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
 def _levels(levels: list[Any]) -> dict[str, Any]:
     """Background and cell medians over the images (min, median, max), how many images have a
     cell contrast beyond the noise (what ``match_intensity`` maps by) and the largest ratio
-    between two of those contrasts."""
-    from iaaa.synthesis.levels import CONTRAST_FLOOR
+    between two of those contrasts (:func:`~iaaa.synthesis.levels.exposure_spread`), and what
+    ``match_intensity="auto"`` resolves to on them."""
+    from iaaa.synthesis.levels import exposure_spread, mixed_exposures
 
     if not levels:
-        return {"background": None, "cells": None, "contrasted_images": 0, "contrast_spread": None}
+        return {"background": None, "cells": None, "contrasted_images": 0, "contrast_spread": None, "match_intensity_auto": False}
     v = torch.tensor([[float(x) for x in a] for a in levels], dtype=torch.float64)
-    contrast = (v[:, 1] - v[:, 0]).abs()
-    measured = contrast > (CONTRAST_FLOOR * v[:, 2]).clamp_min(1e-4)
-    c = contrast[measured]
+    contrasted, spread = exposure_spread(levels)
     return {
         "background": [float(v[:, 0].min()), float(v[:, 0].median()), float(v[:, 0].max())],
         "cells": [float(v[:, 1].min()), float(v[:, 1].median()), float(v[:, 1].max())],
-        "contrasted_images": int(measured.sum()),
-        "contrast_spread": float(c.max() / c.min()) if len(c) else None,
+        "contrasted_images": contrasted,
+        "contrast_spread": spread,
+        "match_intensity_auto": mixed_exposures(levels),
     }
 
 
@@ -145,6 +145,7 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("cell level min/med/max", lambda d: _triple(d["levels"]["cells"])),
         ("images with cell contrast", lambda d: f"{d['levels']['contrasted_images']} of {d['images']}"),
         ("contrast spread (max/min)", lambda d: "-" if d["levels"]["contrast_spread"] is None else f"{d['levels']['contrast_spread']:.2f}"),
+        ("match_intensity=auto", lambda d: "on" if d["levels"]["match_intensity_auto"] else "off"),
     ]
     names = list(columns)
     width = max(len(r[0]) for r in rows)

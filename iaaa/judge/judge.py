@@ -162,8 +162,16 @@ def _fold_pools(arms: list[Arm], sources: Mapping[str, Any], train: list[Annotat
     for name in dict.fromkeys(a.source for a in arms if a.source not in (None, NAIVE) and not is_online(a.source)):
         t0 = time.perf_counter()
         fitted[name] = (fit_source(name, sources[name], train), time.perf_counter() - t0)
-        say(f"[{name}] fitted in {fitted[name][1]:.1f}s")
+        say(f"[{name}] fitted in {fitted[name][1]:.1f}s{_resolved(fitted[name][0])}")
     return fitted
+
+
+def _resolved(fitted: Any) -> str:
+    """What a compositor's data-chosen settings resolved to on this fold ("" for other sources)."""
+    config = getattr(fitted, "config", None)
+    if getattr(config, "match_intensity", None) != "auto":
+        return ""
+    return f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} (contrast spread {fitted.stats.contrast_spread or 0:.1f}x)"
 
 
 def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:
@@ -179,7 +187,7 @@ def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[P
         t0 = time.perf_counter()
         factory = compositor_source() if name == IAAA_ONLINE else sources[offline_source(name)]
         comp = fit_source(offline_source(name), factory, samples)
-        say(f"[{name}] fitted in {time.perf_counter() - t0:.1f}s")
+        say(f"[{name}] fitted in {time.perf_counter() - t0:.1f}s{_resolved(comp)}")
         pasters[name] = PasteCells(comp, p=1.0)
     return pasters
 

@@ -180,10 +180,10 @@ class CellCompositor:
                 # rather than fail (the summary says so).
                 border_rule = dataclasses.replace(cfg.objects, keep_border=True)
                 for s, key, halo, context, bg in pending:
-                    anchors = intensity_anchors(s.image, s.labels) if cfg.match_intensity else None
+                    anchors = intensity_anchors(s.image, s.labels)
                     builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0], anchors)
                 builder.stats.border_fallback = bool(builder.objects)
-        self.pools = builder.finish(self.dtype)
+        self.pools = builder.finish(self.dtype, cfg.match_intensity)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self
 
@@ -217,7 +217,7 @@ class CellCompositor:
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())
             contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
-            anchors = intensity_anchors(s.image, s.labels) if cfg.match_intensity else None
+            anchors = intensity_anchors(s.image, s.labels)
             builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts, anchors=anchors)
             pooled = None
             if bg is not None:
@@ -243,6 +243,12 @@ class CellCompositor:
     @property
     def stats(self) -> CompositorStats:
         return self._fitted().stats
+
+    @property
+    def matches_intensity(self) -> bool:
+        """Whether pasted objects are mapped to their destination's levels
+        (``config.match_intensity``, ``"auto"`` resolved by :meth:`fit`)."""
+        return self._fitted().stats.match_intensity
 
     @property
     def objects(self) -> list[PooledObject]:
@@ -288,7 +294,7 @@ class CellCompositor:
         :class:`~iaaa.synthesis.paste.PasteCells` both use it)."""
         pools = self._fitted()
         imgs, labs, clss = [], [], []
-        match = self.config.match_intensity and anchors is not None
+        match = pools.stats.match_intensity and anchors is not None
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:

@@ -80,7 +80,10 @@ class CompositorConfig:
             background and cell levels to the destination image's
             (:func:`iaaa.synthesis.levels.match_intensity`), context ring included: data of
             mixed exposures (several labs or gains in one set) otherwise paste bright
-            nuclei with grey rings into dim fields. Off by default (the paper pastes pixels as
+            nuclei with grey rings into dim fields. ``"auto"``: on where the fitted images mix
+            exposures (:func:`iaaa.synthesis.levels.mixed_exposures`: cell contrasts beyond
+            the noise that differ by 2x or more), off otherwise; what it resolved to is
+            ``CompositorStats.match_intensity``. Off by default (the paper pastes pixels as
             they are); on data of one exposure the map is close to the identity.
     """
 
@@ -95,7 +98,7 @@ class CompositorConfig:
     halo: int | Literal["auto"] = bounded("auto", 0, 256)
     rim: bool = True
     onto: Literal["background", "image"] = "image"
-    match_intensity: bool = False
+    match_intensity: bool | Literal["auto"] = False
 
     def __post_init__(self) -> None:
         for name, cls in STAGE_CONFIGS.items():

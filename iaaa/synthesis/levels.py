@@ -3,7 +3,9 @@ read (:func:`level_map`), the four corners an object must meet (:func:`corner_de
 score of a position (:func:`corner_scores`), whether a destination's level belongs to the
 group's background (:func:`level_ok`), a pasted ring shifted to the destination's level
 (:func:`match_ring`), and an object's intensities mapped from its source image's levels to the
-destination's (:func:`intensity_anchors`, :func:`match_intensity`).
+destination's (:func:`intensity_anchors`, :func:`match_intensity`), and whether a set of images
+mixes exposures enough for ``match_intensity="auto"`` to map (:func:`exposure_spread`,
+:func:`mixed_exposures`).
 
 The "corner" of an object is the mean of its own surroundings (the feather ring: pixels with
 ``alpha > 0`` outside the mask) in that quadrant of its box, and the background side is the
@@ -14,13 +16,18 @@ the rotation's fill value rather than image. ``match_sigma=0`` compares raw back
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
 from iaaa.dtypes import to_float
 from iaaa.filters import gaussian_blur
 
-__all__ = ["level_map", "corner_descriptor", "corner_scores", "level_ok", "match_ring", "intensity_anchors", "match_intensity"]
+__all__ = [
+    "level_map", "corner_descriptor", "corner_scores", "level_ok", "match_ring", "intensity_anchors", "match_intensity",
+    "exposure_spread", "mixed_exposures", "MIXED_SPREAD",
+]
 
 
 def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
@@ -91,6 +98,11 @@ GAIN_RANGE = (0.125, 8.0)
 """Gains :func:`match_intensity` applies; outside it (or for opposite contrast) it only shifts."""
 CONTRAST_FLOOR = 3.0
 """A contrast (cells minus background) counts only beyond this many background noise sds."""
+MIXED_SPREAD = 2.0
+"""Ratio between the largest and the smallest measured cell contrast of a set of images from
+which ``match_intensity="auto"`` maps objects: a factor of 2 in gain or exposure is a different
+acquisition, not the spread of one setting (DSB 2018's training images: 9.2; any 4 of them:
+2.4-4.9; phase contrast has no measured contrast at all)."""
 
 
 def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray | None:
@@ -142,3 +154,25 @@ def match_intensity(image: torch.Tensor, source: np.ndarray | None, destination:
     sb = torch.as_tensor(s_bg, dtype=image.dtype, device=image.device).view(shape)
     db = torch.as_tensor(d_bg, dtype=image.dtype, device=image.device).view(shape)
     return ((image - sb) * g + db).clamp_(0.0, 1.0)
+
+
+def exposure_spread(anchors: Sequence[np.ndarray | None]) -> tuple[int, float | None]:
+    """How a set of images was exposed, from their :func:`intensity_anchors` (``(3, C)`` or
+    channel-averaged ``(3,)``; ``None`` entries are skipped): how many images have a cell
+    contrast beyond :data:`CONTRAST_FLOOR` noise sds, and the ratio of the largest of those
+    contrasts to the smallest (``None`` without any). Channels are averaged first."""
+    rows = [np.asarray(a, dtype=np.float64).reshape(3, -1).mean(axis=1) for a in anchors if a is not None]
+    if not rows:
+        return 0, None
+    v = np.stack(rows)
+    contrast = np.abs(v[:, 1] - v[:, 0])
+    c = contrast[contrast > np.maximum(CONTRAST_FLOOR * v[:, 2], 1e-4)]
+    return int(len(c)), (float(c.max() / c.min()) if len(c) else None)
+
+
+def mixed_exposures(anchors: Sequence[np.ndarray | None], spread: float = MIXED_SPREAD) -> bool:
+    """Whether images of these anchors mix exposures (what ``match_intensity="auto"`` decides
+    by): at least two of them have a measured cell contrast and those contrasts differ by a
+    factor of ``spread`` or more (:func:`exposure_spread`)."""
+    n, ratio = exposure_spread(anchors)
+    return n >= 2 and ratio is not None and ratio >= spread

@@ -215,7 +215,7 @@ def paste_cells(
     chosen = pick_objects(pool, compositor.config.count, m, g)
     dev = image.device
     work = to_float(image)
-    anchors = intensity_anchors(work, labels) if compositor.config.match_intensity else None
+    anchors = intensity_anchors(work, labels) if compositor.matches_intensity else None
     imgs, labs, clss = compositor.augmented_objects(chosen, g, dev, anchors)
     pc = compositor.config.placement
     work = work.clone() if work.data_ptr() == image.data_ptr() else work

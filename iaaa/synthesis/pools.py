@@ -22,6 +22,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.contacts import ContactStats
+from iaaa.synthesis.levels import exposure_spread, mixed_exposures
 
 __all__ = [
     "CompositorStats", "PooledObject", "PooledBackground", "RealCells", "GroupPool", "Pools", "PoolBuilder", "mode", "real_cells", "crop_real_cells",
@@ -71,6 +72,12 @@ class CompositorStats:
         contacts: how the cells of all fitted images touch
             (:class:`~iaaa.synthesis.contacts.ContactStats`).
         border_fallback: every object touched the frame, so border objects were pooled.
+        contrasted_images, contrast_spread: images with a cell contrast beyond their noise, and
+            the ratio of the largest such contrast to the smallest
+            (:func:`~iaaa.synthesis.levels.exposure_spread`; ``None`` without any).
+        match_intensity: whether pasted objects are mapped to their destination's levels:
+            ``config.match_intensity``, with ``"auto"`` resolved on the fitted images
+            (:func:`~iaaa.synthesis.levels.mixed_exposures`).
     """
 
     n_images: int = 0
@@ -88,6 +95,9 @@ class CompositorStats:
     groups: dict[Any, dict[str, int]] = field(default_factory=dict)
     border_fallback: bool = False
     contacts: ContactStats = field(default_factory=ContactStats)
+    contrasted_images: int = 0
+    contrast_spread: float | None = None
+    match_intensity: bool = False
 
     @property
     def kept_share(self) -> float:
@@ -126,6 +136,9 @@ class CompositorStats:
             f"{self.n_backgrounds} backgrounds; fit {self.fit_seconds:.1f} s; "
             f"pools keep {self.cells_pooled} of {sum(self.cells_per_image)} real cells of >= min_area px ({100 * self.kept_share:.0f}%); "
             + ("every object touched the frame, border objects kept; " if self.border_fallback else "")
+            + f"{self.contrasted_images} images with cell contrast"
+            + ("" if self.contrast_spread is None else f" (spread {self.contrast_spread:.1f}x)")
+            + f", match_intensity {'on' if self.match_intensity else 'off'}; "
             + f"{len(self.groups)} group(s): "
             + ", ".join(f"{k}: {v['images']} images, {v['cells_min']}-{v['cells_max']} cells, halo {v['halo']}" for k, v in self.groups.items())
         )
@@ -286,6 +299,7 @@ class PoolBuilder:
         self.halos: dict[Any, tuple[int, int, int]] = {}
         self.contacts: dict[Any, ContactStats] = {}
         self.levels: dict[Any, list[np.ndarray]] = {}
+        self.image_anchors: list[np.ndarray | None] = []
 
     def check(self, sample: AnnotatedImage) -> None:
         """Refuse a sample whose channel layout differs from the first one's."""
@@ -311,6 +325,7 @@ class PoolBuilder:
         self.dtypes.add(sample.image.dtype)
         self.categories.update(sample.categories)
         self.image_groups.append(group)
+        self.image_anchors.append(anchors)
         self.add_objects(group, objects, anchors)
         st = self.stats
         st.n_images += 1
@@ -350,9 +365,13 @@ class PoolBuilder:
         else:
             self.backgrounds.append(background._replace(image=background.image.to(self.device)))
 
-    def finish(self, dtype: torch.dtype | None) -> Pools:
-        """The pools; ``dtype`` is the output dtype (``None``: the data's, which must be one)."""
+    def finish(self, dtype: torch.dtype | None, match_intensity: bool | str = False) -> Pools:
+        """The pools; ``dtype`` is the output dtype (``None``: the data's, which must be one);
+        ``match_intensity``: the config's setting, ``"auto"`` resolved here on the images'
+        anchors (:func:`~iaaa.synthesis.levels.mixed_exposures`)."""
         st = self.stats
+        st.contrasted_images, st.contrast_spread = exposure_spread(self.image_anchors)
+        st.match_intensity = mixed_exposures(self.image_anchors) if match_intensity == "auto" else bool(match_intensity)
         if st.n_images == 0:
             raise IaaaError("fit: no samples given")
         if not self.backgrounds:

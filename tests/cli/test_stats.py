@@ -79,6 +79,10 @@ def test_exposure_levels_and_their_spread():
     assert d["background"][0] == pytest.approx(20 / 255) and d["background"][2] == pytest.approx(60 / 255)
     assert d["cells"][0] == pytest.approx(220 / 255) and d["cells"][2] == pytest.approx(240 / 255)
     assert d["contrasted_images"] == 2 and d["contrast_spread"] == pytest.approx(200 / 180)
+    assert d["match_intensity_auto"] is False  # 1.1x: one exposure
+    dark = AnnotatedImage(((dim.labels > 0).to(torch.uint8) * 60 + 20)[None], dim.labels, name="dark")
+    d = dataset_stats([dim, dark])["levels"]
+    assert d["contrast_spread"] == pytest.approx(200 / 60) and d["match_intensity_auto"] is True
     assert dataset_stats([dim])["levels"]["contrast_spread"] == 1.0
     # cells as bright as the background (phase contrast on average): no contrast to compare
     flat = AnnotatedImage(torch.full_like(dim.image, 90), dim.labels, name="flat")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells
 from iaaa.structures import AnnotatedImage
-from iaaa.synthesis.levels import CONTRAST_FLOOR, GAIN_RANGE, intensity_anchors, match_intensity
+from iaaa.synthesis.levels import CONTRAST_FLOOR, GAIN_RANGE, MIXED_SPREAD, exposure_spread, intensity_anchors, match_intensity, mixed_exposures
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,7 +104,7 @@ def test_compositor_pastes_at_the_destination_exposure(match):
     dim, bright = _field(0.05, 0.2, 1), _field(0.15, 0.9, 2)
     cfg = CompositorConfig().replace(group_by=None, count_cap=False, match_intensity=match, rim=False)
     comp = CellCompositor(cfg, policy="identity", seed=0).fit([dim, bright], progress=False)
-    assert all((o.anchors is not None) == match for o in comp.objects)
+    assert all(o.anchors is not None for o in comp.objects) and comp.matches_intensity is match
     seen = {"dim": [], "bright": []}
     for i in range(12):
         s = comp.sample(torch.Generator().manual_seed(i))
@@ -133,3 +133,57 @@ def test_paste_cells_maps_objects_to_the_sample_it_pastes_into():
     out = PasteCells(plain, p=1.0, n=2).apply(dim, torch.Generator().manual_seed(3))
     levels = _pasted_levels(out, out.num_instances - len(out.meta["paste"]["pasted_ids"]))
     assert len(levels) >= 1 and all(abs(v - 0.9) < 0.05 for v in levels)
+
+
+def _anchors(bg: float, fg: float, sd: float = 0.01) -> np.ndarray:
+    return np.array([[bg], [fg], [sd]], np.float32)
+
+
+def test_mixed_exposures_needs_two_measured_contrasts_that_differ_by_the_spread():
+    assert exposure_spread([]) == (0, None) and not mixed_exposures([None, None])
+    one = [_anchors(0.1, 0.5), _anchors(0.12, 0.56)]  # contrasts 0.40 and 0.44: one exposure
+    assert exposure_spread(one) == (2, pytest.approx(0.44 / 0.40)) and not mixed_exposures(one)
+    mixed = [_anchors(0.1, 0.5), _anchors(0.05, 0.05 + 0.4 / MIXED_SPREAD * 1.01), None]
+    assert exposure_spread(mixed)[0] == 2 and not mixed_exposures(mixed)  # just below the spread
+    mixed[1] = _anchors(0.05, 0.05 + 0.4 / MIXED_SPREAD * 0.99)
+    assert mixed_exposures(mixed)
+    # phase contrast: cells within the noise of the background, nothing measured, whatever the levels
+    phase = [_anchors(0.5, 0.5 + 2 * 0.01), _anchors(0.2, 0.2 - 2 * 0.01), _anchors(0.4, 0.4 + 0.5 * 0.01)]
+    assert exposure_spread(phase) == (0, None) and not mixed_exposures(phase)
+    # a single contrasted image is no mix, however bright
+    assert not mixed_exposures([_anchors(0.1, 0.9), _anchors(0.5, 0.51)])
+    # channels are averaged: (3, C) and (3,) anchors agree
+    kept = [a for a in mixed if a is not None]
+    assert exposure_spread([np.repeat(a, 2, axis=1) for a in kept]) == exposure_spread([a[:, 0] for a in kept])
+
+
+def _draws(comp: CellCompositor, n: int = 6) -> list[AnnotatedImage]:
+    return [comp.sample(torch.Generator().manual_seed(i)) for i in range(n)]
+
+
+@pytest.mark.parametrize("fields, resolved", [(((0.05, 0.2), (0.15, 0.9)), True), (((0.05, 0.5), (0.15, 0.62)), False)])
+def test_auto_resolves_on_the_fitted_images_and_then_is_that_setting_exactly(fields, resolved):
+    """``match_intensity="auto"`` maps where the fitted images mix exposures (contrasts 0.15 and
+    0.75: 5x) and not where they share one (0.45 and 0.47); either way its draws are those of the
+    setting it resolved to, pixel for pixel."""
+    samples = [_field(bg, fg, k + 1) for k, (bg, fg) in enumerate(fields)]
+    cfg = CompositorConfig().replace(group_by=None, count_cap=False, rim=False)
+    auto = CellCompositor(cfg.replace(match_intensity="auto"), policy="identity", seed=0).fit(samples, progress=False)
+    fixed = CellCompositor(cfg.replace(match_intensity=resolved), policy="identity", seed=0).fit(samples, progress=False)
+    other = CellCompositor(cfg.replace(match_intensity=not resolved), policy="identity", seed=0).fit(samples, progress=False)
+    assert auto.matches_intensity is resolved and auto.stats.contrasted_images == 2
+    assert ("match_intensity on" if resolved else "match_intensity off") in auto.stats.summary()
+    a, f, o = _draws(auto), _draws(fixed), _draws(other)
+    for x, y in zip(a, f):
+        assert torch.equal(x.image, y.image) and torch.equal(x.labels, y.labels)
+    # the two settings do draw different images (so the equality above says which one auto took)
+    assert any(not torch.equal(x.image, z.image) for x, z in zip(a, o))
+
+
+def test_auto_is_a_config_value_from_text_and_dicts():
+    cfg = CompositorConfig().replace(match_intensity="auto")
+    assert cfg.match_intensity == "auto" and CompositorConfig.from_dict(cfg.to_dict()) == cfg
+    from iaaa.errors import IaaaError
+
+    with pytest.raises(IaaaError, match="match_intensity"):
+        CompositorConfig().replace(match_intensity="sometimes")
