@@ -4,6 +4,8 @@ compositor's samples and PasteCells), labels untouched."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -187,3 +189,26 @@ def test_auto_is_a_config_value_from_text_and_dicts():
 
     with pytest.raises(IaaaError, match="match_intensity"):
         CompositorConfig().replace(match_intensity="sometimes")
+
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.parametrize("folder, mixed", [("dsb2018_fluo", True), ("usiigaci_phase_dev", False)])
+def test_auto_on_real_sets_maps_mixed_fluorescence_and_leaves_phase_contrast(folder, mixed):
+    """What ``"auto"`` decides on the shipped real sets: DSB 2018 (nuclei from several labs)
+    mixes exposures; the phase-contrast fibroblasts have no cell contrast beyond the noise in any
+    image, so no subset of them can switch it on."""
+    root = SHARED / folder
+    if not root.is_dir():
+        pytest.skip(f"real data not found at {root} (it sits in ../shared beside the project checkout)")
+    from iaaa.data import read_label_folder
+
+    data = sorted(read_label_folder(root / "images", root / "masks"), key=lambda s: s.name)
+    anchors = [intensity_anchors(s.image, s.labels) for s in data]
+    assert mixed_exposures(anchors) is mixed
+    contrasted, spread = exposure_spread(anchors)
+    if mixed:
+        assert contrasted == len(data) and spread > 2 * MIXED_SPREAD
+    else:
+        assert (contrasted, spread) == (0, None)
