@@ -158,7 +158,7 @@ class CellCompositor:
         builder = PoolBuilder(self.device)
         samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
         samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
-        pending: list[tuple[AnnotatedImage, Any, int, int, torch.Tensor]] = []
+        pending: list[tuple[AnnotatedImage, Any, int, int, torch.Tensor, np.ndarray | None]] = []
         need_halo = cfg.objects.grouping == "mask" or cfg.background.background_method == "mask" or cfg.rim
         # Fitting is a chain of memory-bound full-image passes (halo profiles, the membrane
         # relaxation and texture search of mask removal) and many small per-cell ops: a second
@@ -179,8 +179,7 @@ class CellCompositor:
                 # Small images whose every object touches the frame: pool the border objects
                 # rather than fail (the summary says so).
                 border_rule = dataclasses.replace(cfg.objects, keep_border=True)
-                for s, key, halo, context, bg in pending:
-                    anchors = intensity_anchors(s.image, s.labels)
+                for s, key, halo, context, bg, anchors in pending:
                     builder.add_objects(key, extract(s, border_rule, bg, halo=halo, context=context)[0], anchors)
                 builder.stats.border_fallback = bool(builder.objects)
         self.pools = builder.finish(self.dtype, cfg.match_intensity)
@@ -213,11 +212,11 @@ class CellCompositor:
             except IaaaError:  # no background pixel at all: the image still gives objects
                 bg = None
             objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context, grown=grown)
-            pending.append((s, key, halo, context, bg if bg is not None else s.image))
+            anchors = intensity_anchors(s.image, s.labels)
+            pending.append((s, key, halo, context, bg if bg is not None else s.image, anchors))
             cells = int(groups.ids.numel())
             border = 0 if cfg.objects.keep_border else int(groups.border.sum())
             contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
-            anchors = intensity_anchors(s.image, s.labels)
             builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts, anchors=anchors)
             pooled = None
             if bg is not None:
