@@ -212,3 +212,17 @@ def test_auto_on_real_sets_maps_mixed_fluorescence_and_leaves_phase_contrast(fol
         assert contrasted == len(data) and spread > 2 * MIXED_SPREAD
     else:
         assert (contrasted, spread) == (0, None)
+
+
+def test_border_fallback_objects_keep_their_image_levels():
+    """Images whose every cell touches the frame: the border objects pooled by the fallback carry
+    their image's anchors like any other object (what the map reads)."""
+    lab = torch.zeros(48, 48, dtype=torch.int64)
+    lab[:10, 5:15], lab[38:, 30:40], lab[20:30, :8] = 1, 2, 3
+    g = torch.Generator().manual_seed(0)
+    img = ((torch.where(lab > 0, 0.8, 0.1) + 0.01 * torch.randn(48, 48, generator=g)).clamp(0, 1) * 255).round().to(torch.uint8)[None]
+    s = AnnotatedImage(img, lab, name="edge")
+    comp = CellCompositor(CompositorConfig().replace(group_by=None, rim=False), policy="identity", seed=0).fit([s], progress=False)
+    assert comp.stats.border_fallback and comp.objects
+    want = intensity_anchors(s.image, s.labels)
+    assert all(np.array_equal(o.anchors, want) for o in comp.objects)
