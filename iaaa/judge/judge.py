@@ -171,7 +171,9 @@ def _resolved(fitted: Any) -> str:
     config = getattr(fitted, "config", None)
     if getattr(config, "match_intensity", None) != "auto":
         return ""
-    return f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} (contrast spread {fitted.stats.contrast_spread or 0:.1f}x)"
+    st = fitted.stats
+    why = f"contrast spread {st.contrast_spread:.1f}x" if st.contrast_spread is not None else f"{st.contrasted_images} images with cell contrast"
+    return f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} ({why})"
 
 
 def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ crops with probability ``p`` under ``online``."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -108,7 +110,11 @@ def test_judge_runs_the_online_arm(tiny):
     for runs in rep.results.values():
         for r in runs.values():
             assert 0.0 <= r["mean_ap"] <= 1.0
-    assert any("[iaaa-online] fitted" in m for m in lines)
+    fitted = [m for m in lines if "[iaaa-online] fitted" in m]
+    assert fitted
+    # the defaults' data-chosen exposure matching says what it resolved to and why, in words
+    # (a set without measured contrast has no spread to print)
+    assert all(re.search(r"match_intensity=auto -> (on|off) \((contrast spread \d+\.\dx|\d+ images with cell contrast)\)$", m) for m in fitted)
 
 
 def test_online_variant_pastes_from_its_compositor_variant(tiny):
