@@ -19,7 +19,7 @@ from iaaa.judge.recipe import PROTOCOLS, Recipe, RecipeError, check_device
 from iaaa.judge.regimes import fold_subsets, paired_interval
 from iaaa.judge.report import METRICS, JudgeReport, run_key
 from iaaa.judge.scoring import THRESHOLDS, ImageScore, iou_matrix, score_image, score_images
-from iaaa.judge.sources import compositor_source, draw_pool, fit_source, make_compositor
+from iaaa.judge.sources import compositor_source, draw_pool, fit_source, iter_pool, make_compositor
 from iaaa.judge.targets import class_targets, instances_from_classes
 from iaaa.judge.train import predict_classes, predict_instances, train_segmenter
 from iaaa.judge.train_data import Prepared, normalize_image, prepare
@@ -27,7 +27,7 @@ from iaaa.judge.unet import UNet
 
 __all__ = [
     "judge", "check_data", "JudgeReport", "Recipe", "RecipeError", "PROTOCOLS", "check_device", "DEFAULT_ARMS",
-    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "compositor_source", "make_compositor", "fit_source", "draw_pool",
+    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "compositor_source", "make_compositor", "fit_source", "draw_pool", "iter_pool",
     "REAL", "AUG", "NAIVE", "METRICS", "run_key", "Arm", "parse_arm", "split_arms", "Step", "StepComposer",
     "AugmentConfig", "draw_augment", "warp_crops", "photometric", "copy_paste", "fold_subsets", "paired_interval",
     "THRESHOLDS", "ImageScore", "iou_matrix", "score_image", "score_images",

@@ -11,6 +11,7 @@ weights and sees the same real crops at every step, so differences to real only 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -22,7 +23,7 @@ from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import fold_subsets
 from iaaa.judge.report import METRICS, JudgeReport, run_key
 from iaaa.judge.scoring import score_images
-from iaaa.judge.sources import compositor_name, compositor_source, draw_pool, fit_source
+from iaaa.judge.sources import compositor_name, compositor_source, fit_source, iter_pool
 from iaaa.judge.targets import instances_from_classes
 from iaaa.judge.train import predict_instances, train_segmenter
 from iaaa.judge.train_data import Prepared, prepare
@@ -195,13 +196,16 @@ def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[P
 
 
 def _prepared_pool(name: str, fitted: Any, seed: int, recipe: Recipe, channels: int) -> list[Prepared]:
-    images = [as_annotated(s, f"{name} {i}") for i, s in enumerate(draw_pool(fitted, seed, recipe.pool_size))]
-    if not images:
+    # One sample at a time: only the prepared crops of the pool are kept.
+    pool = []
+    for i, sample in enumerate(iter_pool(fitted, seed, recipe.pool_size)):
+        s = as_annotated(sample, f"{name} {i}")
+        if s.image.shape[0] != channels:
+            raise IaaaError(f"judge: synthetic source {name!r}: image {s.name!r} has another channel count than the real images ({channels})")
+        pool.append(prepare(s, recipe.scale, recipe.crop, recipe.boundary, native=False))
+    if not pool:
         raise IaaaError(f"judge: synthetic source {name!r} gave no images")
-    bad = [s.name for s in images if s.image.shape[0] != channels]
-    if bad:
-        raise IaaaError(f"judge: synthetic source {name!r}: image {bad[0]!r} has another channel count than the real images ({channels})")
-    return _prepare_all(images, recipe, recipe.crop)
+    return pool
 
 
 def judge(
@@ -250,10 +254,21 @@ def judge(
         fitted = _fold_pools(arm_list, sources, fold_train, say)
         pasters = _fold_pasters(arm_list, sources, real_prep, say)
         for seed in recipe.seeds:
-            pools = {name: _prepared_pool(name, f, seed, recipe, channels) for name, (f, _) in fitted.items()}
+            # A source's pool is prepared just before its first arm and released after its last:
+            # pools are deterministic per seed, so when they are made changes nothing, and a run
+            # with several sources holds one pool at a time when its arms come grouped by source.
+            pools: dict[str, list[Prepared]] = {}
+            uses = Counter(a.source for a in arm_list if a.source in fitted)
             for arm in arm_list:
                 tag = f"[{arm.name} fold {k} seed {seed}]"
-                r = _run(arm, real_prep, pools.get(arm.source or ""), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(arm.source or ""))
+                src = arm.source or ""
+                if src in fitted and src not in pools:
+                    pools[src] = _prepared_pool(src, fitted[src][0], seed, recipe, channels)
+                r = _run(arm, real_prep, pools.get(src), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(src))
+                if src in uses:
+                    uses[src] -= 1
+                    if not uses[src]:
+                        del pools[src]
                 if arm.source in fitted:
                     r["fit_s"] = fitted[arm.source][1]
                 results[arm.name][run_key(k, seed)] = r

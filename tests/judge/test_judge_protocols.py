@@ -30,6 +30,7 @@ from iaaa.judge import (
     warp_crops,
 )
 from iaaa.judge.targets import INTERIOR, class_targets
+from iaaa.synthesis import CellCompositor
 
 
 @pytest.fixture(scope="module")
@@ -476,3 +477,46 @@ def test_judge_on_cuda_matches_the_table_shape(tiny):
     recipe = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), device="cuda")
     rep = judge(train, test, None, recipe, arms=["real", "aug", "naive"])
     assert set(rep.results) == {"real", "aug", "naive"} and "learning curve" in rep.table()
+
+
+def test_synthetic_pools_are_made_per_source_when_needed_and_change_nothing(tiny, monkeypatch):
+    """Each source's pool is prepared before its first arm and released after its last (one
+    pool held at a time); an arm's runs do not depend on which arms come before it, and pool
+    images keep no full-size label map (they are never scored)."""
+    import importlib
+
+    from iaaa.judge import draw_pool, iter_pool
+
+    jj = importlib.import_module("iaaa.judge.judge")  # the module (the package's `judge` is the function)
+
+    train, test = tiny
+    recipe = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, pool_size=3, seeds=(0,), train_limit=2, folds=1)
+    sources = named_sources(["iaaa"], [{"sigma": 2.0}])
+    made, held = [], []
+    real_pool = jj._prepared_pool
+
+    def spy(name, fitted, seed, rec, channels):
+        pool = real_pool(name, fitted, seed, rec, channels)
+        assert all(p.native is None for p in pool) and len(pool) == 3
+        made.append(name)
+        return pool
+
+    real_run = jj._run
+
+    def run_spy(arm, real, pool, *args, **kwargs):
+        held.append(pool is not None)
+        return real_run(arm, real, pool, *args, **kwargs)
+
+    monkeypatch.setattr(jj, "_prepared_pool", spy)
+    monkeypatch.setattr(jj, "_run", run_spy)
+    arms = ["iaaa", "iaaa+aug", "real", "iaaa[sigma=2.0]+aug"]
+    rep = judge(train, test, sources, recipe, arms=arms)
+    assert made == ["iaaa", "iaaa[sigma=2.0]"]  # once per source, in arm order
+    assert held == [True, True, False, True]
+    other = judge(train, test, sources, recipe, arms=["iaaa[sigma=2.0]+aug", "real", "iaaa+aug"])
+    for arm in ("iaaa+aug", "iaaa[sigma=2.0]+aug", "real"):
+        assert {k: v["mean_ap"] for k, v in other.results[arm].items()} == {k: v["mean_ap"] for k, v in rep.results[arm].items()}
+    comp = CellCompositor().fit(train, progress=False)
+    lazy, listed = list(iter_pool(comp, 5, 2)), draw_pool(comp, 5, 2)
+    assert all(torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels) for a, b in zip(lazy, listed))
+    assert draw_pool(train, 0, 99) is train
