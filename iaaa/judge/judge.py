@@ -11,7 +11,6 @@ weights and sees the same real crops at every step, so differences to real only 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -258,17 +257,15 @@ def judge(
             # pools are deterministic per seed, so when they are made changes nothing, and a run
             # with several sources holds one pool at a time when its arms come grouped by source.
             pools: dict[str, list[Prepared]] = {}
-            uses = Counter(a.source for a in arm_list if a.source in fitted)
-            for arm in arm_list:
+            last_use = {a.source: i for i, a in enumerate(arm_list) if a.source in fitted}
+            for i, arm in enumerate(arm_list):
                 tag = f"[{arm.name} fold {k} seed {seed}]"
                 src = arm.source or ""
                 if src in fitted and src not in pools:
                     pools[src] = _prepared_pool(src, fitted[src][0], seed, recipe, channels)
                 r = _run(arm, real_prep, pools.get(src), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(src))
-                if src in uses:
-                    uses[src] -= 1
-                    if not uses[src]:
-                        del pools[src]
+                if last_use.get(src) == i:
+                    del pools[src]
                 if arm.source in fitted:
                     r["fit_s"] = fitted[arm.source][1]
                 results[arm.name][run_key(k, seed)] = r
