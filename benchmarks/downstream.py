@@ -118,11 +118,33 @@ def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
         print(f"  {name}, {steps} steps: {s / 60:.0f} min")
 
 
+def select_arms(data: dict[str, Any], spec: str, path: str) -> dict[str, Any]:
+    """The report ``data`` with only the arms of ``spec`` (``"ARM,ARM->NAME,..."``, split as
+    ``--arms`` is): each kept, or renamed to ``NAME``. For a record put together from parts whose
+    other arms were run by older code, or whose arm now has another name (a variant that became
+    the default)."""
+    results = data["results"]
+    kept: dict[str, Any] = {}
+    for item in split_arms(spec):
+        arm, _, name = item.partition("->")
+        arm, name = arm.strip(), (name.strip() or arm.strip())
+        if arm not in results:
+            raise SystemExit(f"--merge {path}: no arm {arm!r} in it ({', '.join(results)})")
+        kept[name] = results[arm]
+    settings = dict(data["settings"], arms=list(kept))
+    return dict(data, results=kept, settings=settings)
+
+
 def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> int:
     """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds,
     arms run later: ``JudgeReport.merge``),
-    and the differences paired against each of ``baselines`` (e.g. ``aug``)."""
-    parts = [json.loads(Path(p).read_text()) for p in paths]
+    and the differences paired against each of ``baselines`` (e.g. ``aug``). A part given as
+    ``PATH:ARMS`` contributes only those arms (:func:`select_arms`)."""
+    parts = []
+    for spec in paths:
+        path, _, arms = spec.partition(":")
+        data = json.loads(Path(path).read_text())
+        parts.append(select_arms(data, arms, path) if arms else data)
     report = JudgeReport.merge([JudgeReport.from_dict(d) for d in parts])
     print(report.table())
     for arm in baselines:
@@ -158,7 +180,7 @@ def main() -> int:
     p.add_argument("--train-limit", type=int, default=None)
     p.add_argument("--folds", type=int, default=1)
     p.add_argument("--only-folds", default=None, metavar="K,..", help="run only these folds of the regime (split a regime over processes; put the JSONs together with --merge)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts (other folds, seeds, or arms run later beside a shared arm whose runs must reproduce); trains nothing")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts (other folds, seeds, or arms run later beside a shared arm whose runs must reproduce); PATH:ARM,ARM->NAME keeps (and renames) only those arms of a part; trains nothing")
     p.add_argument("--baseline", action="append", default=[], metavar="ARM", help="with --merge: also print the differences paired against this arm (repeatable)")
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
     p.add_argument("--steps", type=int, default=d.steps)
