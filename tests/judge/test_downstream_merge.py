@@ -3,22 +3,15 @@ together from parts keeps only the named arms, renamed where asked, and still pa
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from iaaa.judge.report import JudgeReport, run_key
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "downstream.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def downstream():
-    spec = importlib.util.spec_from_file_location("iaaa_bench_downstream", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("downstream")
 
 
 def _run(ap: float) -> dict:

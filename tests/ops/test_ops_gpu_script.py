@@ -3,23 +3,18 @@ ops part runs in the quick CPU mode and writes a table with every Table S1 op.""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import torch
 
 from iaaa.ops import TABLE_S1
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def gpu_bench():
-    spec = importlib.util.spec_from_file_location("iaaa_bench_gpu", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("gpu")
     n = torch.get_num_threads()
     yield mod
     torch.set_num_threads(n)
