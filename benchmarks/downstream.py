@@ -142,7 +142,8 @@ def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> 
     ``PATH:ARMS`` contributes only those arms (:func:`select_arms`)."""
     parts = []
     for spec in paths:
-        path, _, arms = spec.partition(":")
+        # a file whose own name holds ":" is taken whole
+        path, _, arms = (spec, "", "") if Path(spec).is_file() else spec.partition(":")
         data = json.loads(Path(path).read_text())
         parts.append(select_arms(data, arms, path) if arms else data)
     report = JudgeReport.merge([JudgeReport.from_dict(d) for d in parts])
