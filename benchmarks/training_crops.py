@@ -36,12 +36,8 @@ for p in (ROOT, ROOT / "benchmarks"):
 from downstream import DATA, DATASETS, split  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import Recipe, StepComposer, fit_source, fold_subsets, iter_pool, named_sources, parse_arm, prepare, split_arms  # noqa: E402
-from iaaa.judge.protocols import is_online, offline_source  # noqa: E402
-from iaaa.judge.sources import compositor_source  # noqa: E402
-from iaaa.structures import AnnotatedImage, as_annotated  # noqa: E402
+from iaaa.judge import Recipe, StepComposer, fold_pasters, fold_pools, fold_subsets, named_sources, parse_arm, prepare_all, prepared_pool, split_arms  # noqa: E402
 from iaaa.synthesis.contacts import measure_contacts  # noqa: E402
-from iaaa.synthesis.paste import PasteCells  # noqa: E402
 
 ARMS = "aug,naive+aug,iaaa+aug,iaaa[count_cap=False]+aug,iaaa-online+aug"
 
@@ -88,16 +84,13 @@ def main() -> None:
         if only is not None and k not in only:
             continue
         fold_train = [train[i] for i in subset]
-        real = [prepare(s, recipe.scale, recipe.crop, recipe.boundary) for s in fold_train]
+        # the judge's own fold set-up: each source fitted once, online arms' pasters, pools
+        real = prepare_all(fold_train, recipe, recipe.crop)
+        fitted = fold_pools(arms, sources, fold_train, lambda _m: None)
+        pasters = fold_pasters(arms, sources, real, lambda _m: None)
+        pools = {name: prepared_pool(name, f, args.seed, recipe, int(real[0].image.shape[0])) for name, (f, _) in fitted.items()}
         for arm in arms:
-            pool = paster = None
-            if arm.source is not None and is_online(arm.source):
-                samples = [AnnotatedImage(p.image, p.labels, name=p.name) for p in real]
-                factory = compositor_source() if arm.source == "iaaa-online" else sources[offline_source(arm.source)]
-                paster = PasteCells(fit_source(offline_source(arm.source), factory, samples), p=1.0)
-            elif arm.source not in (None, "naive"):
-                fitted = fit_source(arm.source, sources[arm.source], fold_train)
-                pool = [prepare(as_annotated(s, f"{arm.source} {i}"), recipe.scale, recipe.crop, recipe.boundary, native=False) for i, s in enumerate(iter_pool(fitted, args.seed, recipe.pool_size))]
+            pool, paster = pools.get(arm.source or ""), pasters.get(arm.source or "")
             composer = StepComposer(real, recipe, args.seed, arm, pool, paster=paster)
             for _ in range(args.steps):
                 step = composer.next()

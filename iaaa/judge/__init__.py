@@ -12,7 +12,7 @@ real images with the Data Science Bowl metrics.
 """
 
 from iaaa.judge.augment import AugmentConfig, draw_augment, photometric, warp_crops
-from iaaa.judge.judge import DEFAULT_ARMS, auto_min_area, check_data, decoding_ceiling, judge, named_sources, variant_arms
+from iaaa.judge.judge import DEFAULT_ARMS, auto_min_area, check_data, decoding_ceiling, fold_pasters, fold_pools, judge, named_sources, prepare_all, prepared_pool, variant_arms
 from iaaa.judge.naive import copy_paste
 from iaaa.judge.protocols import AUG, NAIVE, REAL, Arm, Step, StepComposer, parse_arm, split_arms
 from iaaa.judge.recipe import PROTOCOLS, Recipe, RecipeError, check_device
@@ -27,7 +27,7 @@ from iaaa.judge.unet import UNet
 
 __all__ = [
     "judge", "check_data", "JudgeReport", "Recipe", "RecipeError", "PROTOCOLS", "check_device", "DEFAULT_ARMS",
-    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "compositor_source", "make_compositor", "fit_source", "draw_pool", "iter_pool",
+    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "prepare_all", "fold_pools", "fold_pasters", "prepared_pool", "compositor_source", "make_compositor", "fit_source", "draw_pool", "iter_pool",
     "REAL", "AUG", "NAIVE", "METRICS", "run_key", "Arm", "parse_arm", "split_arms", "Step", "StepComposer",
     "AugmentConfig", "draw_augment", "warp_crops", "photometric", "copy_paste", "fold_subsets", "paired_interval",
     "THRESHOLDS", "ImageScore", "iou_matrix", "score_image", "score_images",

@@ -28,7 +28,10 @@ from iaaa.judge.train import predict_instances, train_segmenter
 from iaaa.judge.train_data import Prepared, prepare
 from iaaa.structures import AnnotatedImage, as_annotated
 
-__all__ = ["judge", "check_data", "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "DEFAULT_ARMS"]
+__all__ = [
+    "judge", "check_data", "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "DEFAULT_ARMS",
+    "prepare_all", "fold_pools", "fold_pasters", "prepared_pool",
+]
 
 DEFAULT_ARMS = (REAL, AUG, NAIVE, "iaaa", "iaaa+aug")
 
@@ -109,7 +112,9 @@ def check_data(train: Sequence[AnnotatedImage], test: Sequence[AnnotatedImage]) 
     return warnings
 
 
-def _prepare_all(samples: Sequence[Any], recipe: Recipe, crop: int) -> list[Prepared]:
+def prepare_all(samples: Sequence[Any], recipe: Recipe, crop: int) -> list[Prepared]:
+    """Every sample prepared at the recipe's working scale and boundary, padded to ``crop``
+    (0 for test images, which are scored whole)."""
     return [prepare(s, recipe.scale, crop, recipe.boundary) for s in samples]
 
 
@@ -156,7 +161,7 @@ def _check_arms(arms: Sequence[str], sources: Mapping[str, Any]) -> list[Arm]:
     return parsed
 
 
-def _fold_pools(arms: list[Arm], sources: Mapping[str, Any], train: list[AnnotatedImage], say: Callable[[str], None]) -> dict[str, tuple[Any, float]]:
+def fold_pools(arms: list[Arm], sources: Mapping[str, Any], train: list[AnnotatedImage], say: Callable[[str], None]) -> dict[str, tuple[Any, float]]:
     """The fitted sources one fold needs, with their fit time."""
     fitted: dict[str, tuple[Any, float]] = {}
     for name in dict.fromkeys(a.source for a in arms if a.source not in (None, NAIVE) and not is_online(a.source)):
@@ -176,7 +181,7 @@ def _resolved(fitted: Any) -> str:
     return f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} ({why})"
 
 
-def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:
+def fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:
     """Each online arm's PasteCells (by source): the compositor (defaults for ``iaaa-online``, the
     source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the fold's prepared training images
     (normalised, at the working scale, as the crops it pastes into). ``p=1``: the step composer
@@ -194,7 +199,9 @@ def _fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[P
     return pasters
 
 
-def _prepared_pool(name: str, fitted: Any, seed: int, recipe: Recipe, channels: int) -> list[Prepared]:
+def prepared_pool(name: str, fitted: Any, seed: int, recipe: Recipe, channels: int) -> list[Prepared]:
+    """The fitted source's ``recipe.pool_size`` synthetic images for ``seed``, prepared for
+    training (no native label map: pool images are never scored)."""
     # One sample at a time: only the prepared crops of the pool are kept.
     pool = []
     for i, sample in enumerate(iter_pool(fitted, seed, recipe.pool_size)):
@@ -236,7 +243,7 @@ def judge(
     arm_list = _check_arms(list(arms) if arms is not None else [REAL, AUG, NAIVE, *sources], sources)
     folds = fold_subsets(len(train), recipe.train_limit, recipe.folds)
     min_area = auto_min_area(train) if recipe.min_area == "auto" else int(recipe.min_area)
-    test_prep = _prepare_all(test, recipe, 0)
+    test_prep = prepare_all(test, recipe, 0)
     ceiling = {k: decoding_ceiling(test_prep, min_area)[k] for k in METRICS}
     say(f"ceiling (perfect 3-class prediction through the same decoding): mean AP {ceiling['mean_ap']:.3f}")
     settings = {
@@ -249,9 +256,9 @@ def judge(
         if recipe.only_folds is not None and k not in recipe.only_folds:
             continue
         fold_train = [train[i] for i in subset]
-        real_prep = _prepare_all(fold_train, recipe, recipe.crop)
-        fitted = _fold_pools(arm_list, sources, fold_train, say)
-        pasters = _fold_pasters(arm_list, sources, real_prep, say)
+        real_prep = prepare_all(fold_train, recipe, recipe.crop)
+        fitted = fold_pools(arm_list, sources, fold_train, say)
+        pasters = fold_pasters(arm_list, sources, real_prep, say)
         for seed in recipe.seeds:
             # A source's pool is prepared just before its first arm and released after its last:
             # pools are deterministic per seed, so when they are made changes nothing, and a run
@@ -262,7 +269,7 @@ def judge(
                 tag = f"[{arm.name} fold {k} seed {seed}]"
                 src = arm.source or ""
                 if src in fitted and src not in pools:
-                    pools[src] = _prepared_pool(src, fitted[src][0], seed, recipe, channels)
+                    pools[src] = prepared_pool(src, fitted[src][0], seed, recipe, channels)
                 r = _run(arm, real_prep, pools.get(src), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(src))
                 if last_use.get(src) == i:
                     del pools[src]

@@ -493,7 +493,7 @@ def test_synthetic_pools_are_made_per_source_when_needed_and_change_nothing(tiny
     recipe = Recipe(steps=3, crop=32, batch_size=2, width=4, depth=2, pool_size=3, seeds=(0,), train_limit=2, folds=1)
     sources = named_sources(["iaaa"], [{"sigma": 2.0}])
     made, held = [], []
-    real_pool = jj._prepared_pool
+    real_pool = jj.prepared_pool
 
     def spy(name, fitted, seed, rec, channels):
         pool = real_pool(name, fitted, seed, rec, channels)
@@ -507,7 +507,7 @@ def test_synthetic_pools_are_made_per_source_when_needed_and_change_nothing(tiny
         held.append(pool is not None)
         return real_run(arm, real, pool, *args, **kwargs)
 
-    monkeypatch.setattr(jj, "_prepared_pool", spy)
+    monkeypatch.setattr(jj, "prepared_pool", spy)
     monkeypatch.setattr(jj, "_run", run_spy)
     arms = ["iaaa", "iaaa+aug", "real", "iaaa[sigma=2.0]+aug"]
     rep = judge(train, test, sources, recipe, arms=arms)
