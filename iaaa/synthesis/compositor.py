@@ -324,6 +324,11 @@ class CellCompositor:
         pool = pools.groups[background.group]
         n_cells = draw_count(pool, self.config.count, g, float(H * W), background)
         lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
+        if cls0 is not None and n_cells == 0 and isinstance(self.config.count.count, str):
+            # onto="image": a count taken from the data can be 0 (an image without cells, or a
+            # small crop of a sparse one), and pasting nothing returns the real image verbatim,
+            # a duplicate rather than a new sample (issue 22). An explicit count is kept as given.
+            n_cells = 1
         cap = count_cap(pool, float(H * W)) if self.config.count.count_cap else None
         if cap is not None and cls0 is not None:
             # onto="image": the drawn count is added to the real cells, up to the group's maximum;

@@ -300,6 +300,8 @@ class PoolBuilder:
         self.contacts: dict[Any, ContactStats] = {}
         self.levels: dict[Any, list[np.ndarray]] = {}
         self.image_anchors: list[np.ndarray | None] = []
+        self.labelled_images = 0
+        """Images whose label map holds any cell at all (whatever its size), for fit's message."""
 
     def check(self, sample: AnnotatedImage) -> None:
         """Refuse a sample whose channel layout differs from the first one's."""
@@ -329,6 +331,7 @@ class PoolBuilder:
         self.add_objects(group, objects, anchors)
         st = self.stats
         st.n_images += 1
+        self.labelled_images += bool(sample.labels.any())
         st.cells_per_image.append(cells)
         st.image_sizes.append(sample.size)
         st.n_border_objects += border_objects
@@ -382,6 +385,8 @@ class PoolBuilder:
         sco = np.array([j for j, o in enumerate(objects) if o.kind == "sco"], dtype=np.int64)
         mco = np.array([j for j, o in enumerate(objects) if o.kind == "mco"], dtype=np.int64)
         cells = np.array([o.num_cells for o in objects], dtype=np.int64)
+        if len(objects) == 0 and self.labelled_images == 0:
+            raise IaaaError(f"fit: no labelled cell in any of the {st.n_images} label maps (every label is 0)")
         if len(objects) == 0:
             raise IaaaError("fit: no cell objects found: every cell is below min_area; pass a smaller min_area")
         st.n_sco, st.n_mco = len(sco), len(mco)

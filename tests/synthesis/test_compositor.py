@@ -169,6 +169,35 @@ def test_capped_draw_onto_the_densest_image_still_pastes(sim):
     assert any(x.num_instances > x.meta["real_cells"] for x in onto_densest)
 
 
+def test_a_count_of_zero_from_the_data_still_pastes_onto_a_real_image(sim):
+    """An image without cells in the data: count="sample" can draw its 0, and onto="image" would
+    then return a real image verbatim (issue 22). A data-derived 0 asks for one cell; an
+    explicit count=0 is kept."""
+    data = list(sim[:3]) + [AnnotatedImage(sim[3].image, torch.zeros_like(sim[3].labels), name="empty")]
+    comp = CellCompositor(CompositorConfig().replace(group_by=None, mco_fraction=0.0), policy="identity").fit(data)
+    outs = [comp.sample(_gen(i)) for i in range(40)]
+    assert any(comp.pools.backgrounds[o.meta["background"]].name == "empty" for o in outs)
+    for o in outs:
+        assert o.meta["requested_cells"] >= 1
+        assert len(o.meta["objects"]) + len(o.meta["skipped"]) >= 1
+        check_invariants(comp, o)
+    assert any(comp.pools.backgrounds[o.meta["background"]].name == "empty" and o.num_instances >= 1 for o in outs)
+    zero = CellCompositor(CompositorConfig().replace(count=0), policy="identity").fit(data)
+    out = zero.sample(_gen(0))
+    assert out.meta["requested_cells"] == 0 and out.num_instances == out.meta["real_cells"]
+
+
+def test_label_maps_without_any_cell_are_refused_as_such(sim):
+    from iaaa.errors import IaaaError
+
+    empty = [AnnotatedImage(s.image, torch.zeros_like(s.labels)) for s in sim[:2]]
+    with pytest.raises(IaaaError, match="no labelled cell in any of the 2 label maps"):
+        CellCompositor().fit(empty, progress=False)
+    tiny = [AnnotatedImage(s.image, torch.where(s.labels == 1, 1, 0)) for s in sim[:2]]
+    with pytest.raises(IaaaError, match="below min_area"):
+        CellCompositor(CompositorConfig().replace(min_area=10_000)).fit(tiny, progress=False)
+
+
 def test_count_relative_to_the_image_follows_each_images_own_density(sim):
     """count="background", count_factor=0.5 without the cap asks every draw for half its own
     real image's cells (whatever the group's densest image holds), checked on the recorded
