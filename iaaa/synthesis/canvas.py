@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BAND", "Canvas", "occupancy_table", "grown_runs", "host_arrays"]
+__all__ = ["BAND", "Canvas", "occupancy_table", "empty_table", "surviving_ids", "grown_runs", "host_arrays"]
 
 BAND = 64
 """Rows per band of the occupancy table."""
@@ -29,6 +29,25 @@ def occupancy_table(labels: np.ndarray) -> np.ndarray:
     occ[:h] = labels > 0
     sat[:, 1:, 1:] = occ.reshape(nb, BAND, w).cumsum(1).cumsum(2)
     return sat
+
+
+def empty_table(h: int, w: int) -> np.ndarray:
+    """An occupancy table with nothing marked: a canvas built on it lets objects go on top of
+    the labels it starts from (occlusion), but never on each other."""
+    return np.zeros((-(-h // BAND), BAND + 1, w + 1), dtype=np.int32)
+
+
+def surviving_ids(labels: np.ndarray, next_id: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """After pasting on top of cells: the ids ``1 .. next_id - 1`` still present in ``labels``
+    (sorted) and the table renumbering them ``1..K`` (``None`` when every id survives)."""
+    alive = np.bincount(labels.ravel(), minlength=next_id)[:next_id] > 0
+    alive[0] = False
+    keep = np.flatnonzero(alive)
+    if len(keep) == next_id - 1:
+        return keep, None
+    lut = np.zeros(max(next_id, int(labels.max(initial=0)) + 1), dtype=np.int64)
+    lut[keep] = np.arange(1, len(keep) + 1)
+    return keep, lut
 
 
 class Canvas:

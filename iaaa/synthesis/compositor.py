@@ -31,7 +31,7 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.background import remove_cells
-from iaaa.synthesis.canvas import Canvas
+from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.contacts import measure_contacts
 from iaaa.synthesis.halo import grow_masks
@@ -344,7 +344,22 @@ class CellCompositor:
         density = layout_density(background.layout, (oy, ox), (H, W), self.config.layout.layout_mix) if background.layout is not None else None
         touch = pool.contacts.touching_share if self.config.placement.contacts == "data" else None
         result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range)
+        hidden = 0
+        if cls0 is not None and imgs and not len(result.placed):
+            # Not one object found room in the real image (a confluent field): paste on top of
+            # its cells instead, as PasteCells does, rather than return the real image verbatim.
+            # Draws that place anything never come here, so they are unchanged.
+            canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, empty_table(H, W), next_id)
+            result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, level_range=pool.level_range)
+            keep, lut = surviving_ids(canvas.labels, canvas.next_id)
+            if lut is not None:
+                real_kept = keep[keep < next_id] - 1
+                hidden = len(cls0) - len(real_kept)
+                cls0, boxes0 = cls0[real_kept], boxes0[real_kept]
+                result = dataclasses.replace(result, labels=torch.from_numpy(lut[canvas.labels]), new_ids=torch.from_numpy(lut[result.new_ids.numpy()]))
         meta = self._meta(result, chosen, bi, (oy, ox), n_cells)
+        if cls0 is not None:
+            meta["hidden_real_cells"] = hidden
         class_ids = result.class_ids
         if cls0 is not None:
             # onto="image": ids 1..M are the real image's own cells (kind "real", object -1),

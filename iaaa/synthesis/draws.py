@@ -104,7 +104,8 @@ def choose_objects(
 
     No object is drawn twice while its kind's pool has unused ones (:func:`pick_objects`), and
     a positive ``n_cells`` never gives an empty draw: when rounding (or the cap) leaves no
-    object, one SCO (else MCO) that fits under ``cap`` is drawn."""
+    object, one SCO (else MCO) that fits under ``cap`` is drawn; with a cap of at least one
+    cell and no SCO in the pool, the drawn MCO with the fewest cells, over the cap."""
     g = generator
     q = _mco_share(pool, config)
     mean_mco = float(object_cells[pool.mco].mean()) if len(pool.mco) else 2.0
@@ -125,6 +126,10 @@ def choose_objects(
                 # Every drawn object was an MCO too large for the room left: one SCO instead,
                 # indexed by the count's uniform (no extra draw).
                 fits = pool.sco[min(int(r * len(pool.sco)), len(pool.sco) - 1) :][:1]
+            if not len(fits) and cap >= 1:
+                # No SCO at all (a pool of sheet parts, a confluent field): the drawn object
+                # with the fewest cells, over the cap rather than an empty draw.
+                fits = chosen[np.argsort(object_cells[chosen], kind="stable")]
             kept = fits[:1]
         chosen = kept
     return chosen.tolist()

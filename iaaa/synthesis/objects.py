@@ -71,6 +71,11 @@ class ObjectConfig:
         keep_border: also keep objects touching the image border (the paper drops them).
         grouping: ``"mask"`` (default) or ``"box"`` (the paper); see module docs.
         touch: growth before testing mask contact (``grouping="mask"``).
+        sheet_cells: with ``grouping="mask"``, a group of more than this many cells that holds
+            at least half of its image's cells is a *sheet* (a confluent layer or a tissue,
+            not an object one could paste): it is split into connected parts of at most this
+            many cells (see :func:`group_cells`). ``None``: never split (a confluent field is
+            then one object per image, too large to place anywhere).
     """
 
     margin: int = bounded(1, 0, 256)
@@ -78,6 +83,7 @@ class ObjectConfig:
     keep_border: bool = False
     grouping: Literal["box", "mask"] = "mask"
     touch: int = bounded(1, 0, 64)
+    sheet_cells: int | None = bounded(8, 1, 1 << 20)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -127,7 +133,9 @@ def label_adjacency(labels: torch.Tensor) -> np.ndarray:
     return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
 
 
-def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def group_cells(
+    labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None = None, sheet_cells: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Group the cells of ``labels`` ``(H, W)`` by mask contact (``grouping="mask"``).
 
     Every free pixel within Chebyshev distance ``touch`` of a cell takes the label of its nearest
@@ -143,6 +151,12 @@ def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None =
         touch: growth in pixels before testing contact (``>= 0``).
         ids: the cells to group (default every non-zero label). Other labels neither join nor
             link groups (e.g. debris below a minimum area).
+        sheet_cells: a group of more than this many cells holding at least half of the cells
+            is a sheet (a confluent layer): it is cut into connected parts of at most
+            ``sheet_cells`` cells, each grown breadth first from its lowest free cell id
+            through the contact graph (neighbours in id order). ``None``: no cut. On the two
+            shipped datasets no group qualifies (the largest holds a fifth of its image's
+            cells), so the cut only changes confluent data.
 
     Returns:
         ``(ids, group)``: the sorted cell ids ``(N,)`` and each cell's group index ``(N,)`` int64
@@ -175,11 +189,58 @@ def group_cells(labels: torch.Tensor, touch: int = 1, ids: torch.Tensor | None =
     cells_np = cells.numpy()
     i, j = np.searchsorted(cells_np, edges[:, 0]), np.searchsorted(cells_np, edges[:, 1])
     _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)), directed=False)
+    if sheet_cells is not None:
+        sizes = np.bincount(comp)
+        if ((sizes > sheet_cells) & (2 * sizes >= n)).any():
+            b = instance_boxes(lab, cells).numpy()
+            h, w = lab.shape
+            frame = (b[:, 0] <= 0) | (b[:, 1] <= 0) | (b[:, 2] >= w - 1) | (b[:, 3] >= h - 1)
+            comp = _cut_sheets(comp, i, j, int(sheet_cells), frame)
     # Renumber groups by their lowest member (cells are sorted, so by first appearance).
-    _, first = np.unique(comp, return_index=True)
+    _, first, comp = np.unique(comp, return_index=True, return_inverse=True)
     rank = np.empty(first.size, dtype=np.int64)
     rank[np.argsort(first)] = np.arange(first.size)
-    return cells.to(labels.device), torch.from_numpy(rank[comp]).to(labels.device)
+    return cells.to(labels.device), torch.from_numpy(rank[comp.reshape(-1)]).to(labels.device)
+
+
+def _cut_sheets(comp: np.ndarray, i: np.ndarray, j: np.ndarray, k: int, frame: np.ndarray) -> np.ndarray:
+    """``comp`` (component of each of ``n`` cells, edges ``i``-``j``) with every sheet (more
+    than ``k`` cells and at least half of all cells) cut into connected parts of at most ``k``
+    cells. Cells cut by the frame (``frame``) and inner cells never share a part: a part that
+    holds one frame cell would be a border object, dropped with all its inner cells. A loop over
+    cells, not pixels: a sheet has tens to thousands of cells."""
+    n = comp.size
+    sizes = np.bincount(comp)
+    sheets = np.flatnonzero((sizes > k) & (2 * sizes >= n))
+    if not len(sheets):
+        return comp
+    from collections import deque
+
+    nbrs: list[list[int]] = [[] for _ in range(n)]
+    for a, b in zip(i.tolist(), j.tolist()):
+        if a != b and frame[a] == frame[b]:
+            nbrs[a].append(b)
+            nbrs[b].append(a)
+    out = comp.copy()
+    fresh = int(comp.max()) + 1
+    for sheet in sheets.tolist():
+        free = set(np.flatnonzero(comp == sheet).tolist())
+        for seed in sorted(free):  # cells are sorted by id, so the lowest free id comes first
+            if seed not in free:
+                continue
+            part, queue = [], deque([seed])
+            free.discard(seed)
+            while queue and len(part) < k:
+                c = queue.popleft()
+                part.append(c)
+                for nb in sorted(nbrs[c]):
+                    if nb in free and len(part) + len(queue) < k:
+                        free.discard(nb)
+                        queue.append(nb)
+            free.update(queue)  # reached but not taken: they seed later parts
+            out[part] = fresh
+            fresh += 1
+    return out
 
 
 def group_instances(labels: torch.Tensor, config: ObjectConfig | None = None) -> ObjectGroups:
@@ -202,7 +263,7 @@ def group_instances(labels: torch.Tensor, config: ObjectConfig | None = None) ->
     elif grouping == "box":
         merged, group = merge_boxes(instance_boxes(labels, cells), margin)
     else:
-        _, group = group_cells(labels, touch, cells)
+        _, group = group_cells(labels, touch, cells, config.sheet_cells)
         group = group.cpu()
         b = instance_boxes(labels, cells).cpu()
         m = int(group.max()) + 1

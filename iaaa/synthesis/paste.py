@@ -50,7 +50,7 @@ from torchvision.transforms import v2
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
-from iaaa.synthesis.canvas import BAND, Canvas
+from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
 from iaaa.synthesis.image_groups import median_diameter
 from iaaa.synthesis.levels import intensity_anchors, level_map
 from iaaa.synthesis.placement import place
@@ -146,11 +146,6 @@ def match_group(compositor: Any, sample: AnnotatedImage, areas: np.ndarray | Non
     return "all", dataclasses.replace(first, sco=pools.sco_index, mco=pools.mco_index, mco_fraction=share, rim=rim)
 
 
-def _empty_table(h: int, w: int) -> np.ndarray:
-    """An occupancy table with nothing marked (see :func:`~iaaa.synthesis.canvas.occupancy_table`)."""
-    return np.zeros((-(-h // BAND), BAND + 1, w + 1), dtype=np.int32)
-
-
 def paste_cells(
     compositor: Any,
     image: torch.Tensor,
@@ -228,18 +223,14 @@ def paste_cells(
         lab = lab.copy()
     # The occupancy table starts empty: pasted cells may cover real ones (occlusion) but not
     # each other; the label map is the real one, so the rim spares the real cells' pixels.
-    canvas = Canvas(work, level_map(work, pc.match_sigma), lab, pc.min_gap, pc.border, _empty_table(h, w), m_real + 1)
+    canvas = Canvas(work, level_map(work, pc.match_sigma), lab, pc.min_gap, pc.border, empty_table(h, w), m_real + 1)
     res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim)
     out_lab = canvas.labels
-    alive = np.bincount(out_lab.ravel(), minlength=canvas.next_id) > 0
-    alive[0] = False
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])
-    keep = np.flatnonzero(alive)
-    dropped = ids[np.flatnonzero(~alive[1 : m_real + 1])].tolist()
-    if len(keep) != canvas.next_id - 1:
-        lut = np.zeros(canvas.next_id, dtype=np.int64)
-        lut[keep] = np.arange(1, len(keep) + 1)
+    keep, lut = surviving_ids(out_lab, canvas.next_id)
+    dropped = ids[np.setdiff1d(np.arange(m_real), keep[keep <= m_real] - 1)].tolist()
+    if lut is not None:
         out_lab = lut[out_lab]
         pasted_ids = lut[res.new_ids.numpy()]
     else:

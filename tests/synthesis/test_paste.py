@@ -352,6 +352,11 @@ def test_no_empty_draw():
         assert len(got) == 1 and cells[got[0]] == 1
     assert choose_objects(pool, CountConfig(), cells, 0, _g(0)) == []  # 0 asked: 0 given
     assert choose_objects(pool, CountConfig(), cells, 5, _g(0), cap=0) == []  # no room
+    mco_only = _pool(0, 3, 1.0)
+    big = np.array([4, 2, 6])
+    for seed in range(10):  # no SCO and every MCO over the room left: the smallest drawn one
+        got = choose_objects(mco_only, CountConfig(), big, 6, _g(seed), cap=1)
+        assert len(got) == 1 and big[got[0]] == big[choose_objects(mco_only, CountConfig(), big, 6, _g(seed))].min()
 
 
 def test_compositor_images_hold_each_object_once(data):
