@@ -119,18 +119,29 @@ def time_steps(train: list[Any], recipe: Recipe, n: int) -> None:
 
 
 def select_arms(data: dict[str, Any], spec: str, path: str) -> dict[str, Any]:
-    """The report ``data`` with only the arms of ``spec`` (``"ARM,ARM->NAME,..."``, split as
-    ``--arms`` is): each kept, or renamed to ``NAME``. For a record put together from parts whose
-    other arms were run by older code, or whose arm now has another name (a variant that became
-    the default)."""
+    """The report ``data`` with only the arms of ``spec`` (``"ARM,ARM->NAME,ARM@0+2,..."``, split
+    as ``--arms`` is): each kept, or renamed to ``NAME``; ``@F+F`` keeps only the runs of those
+    folds (a fold whose draws a later commit changed). For a record put together from parts
+    whose other arms were run by older code, or whose arm now has another name (a variant that
+    became the default)."""
     results = data["results"]
     kept: dict[str, Any] = {}
     for item in split_arms(spec):
+        item, at, folds = item.rpartition("@") if "@" in item else (item, "", "")
         arm, _, name = item.partition("->")
         arm, name = arm.strip(), (name.strip() or arm.strip())
         if arm not in results:
             raise SystemExit(f"--merge {path}: no arm {arm!r} in it ({', '.join(results)})")
-        kept[name] = results[arm]
+        runs = results[arm]
+        if at:
+            try:
+                wanted = {int(f) for f in folds.split("+")}
+            except ValueError:
+                raise SystemExit(f"--merge {path}: {item}@{folds}: folds are written F+F (e.g. @0+2+3)") from None
+            runs = {k: r for k, r in runs.items() if int(k.split("/")[0].removeprefix("fold")) in wanted}
+            if not runs:
+                raise SystemExit(f"--merge {path}: arm {arm!r} has no run in folds {sorted(wanted)}")
+        kept[name] = runs
     settings = dict(data["settings"], arms=list(kept))
     return dict(data, results=kept, settings=settings)
 

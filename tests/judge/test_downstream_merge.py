@@ -48,3 +48,18 @@ def test_selected_parts_merge_and_pair_on_the_shared_arm(downstream):
     # a part that only repeats runs already held adds nothing and is refused
     with pytest.raises(Exception, match="adds no run"):
         JudgeReport.merge([JudgeReport.from_dict(a), JudgeReport.from_dict(b)])
+
+
+def test_select_keeps_only_the_named_folds_of_an_arm(downstream):
+    part = _part({"aug": 0.2, "iaaa+aug": 0.1}, 0)
+    part["results"]["iaaa+aug"][run_key(1, 0)] = _run(0.4)
+    part["results"]["aug"][run_key(1, 0)] = _run(0.3)
+    out = downstream.select_arms(part, "aug,iaaa+aug->old@0", "p.json")
+    assert sorted(out["results"]["aug"]) == [run_key(0, 0), run_key(1, 0)]
+    assert list(out["results"]["old"]) == [run_key(0, 0)]
+    out = downstream.select_arms(part, "iaaa+aug@0+1", "p.json")
+    assert sorted(out["results"]["iaaa+aug"]) == [run_key(0, 0), run_key(1, 0)]
+    with pytest.raises(SystemExit, match="no run in folds"):
+        downstream.select_arms(part, "aug@3", "p.json")
+    with pytest.raises(SystemExit, match="folds are written F"):
+        downstream.select_arms(part, "aug@1;2", "p.json")
