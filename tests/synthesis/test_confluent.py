@@ -149,3 +149,18 @@ def test_draws_with_room_do_not_paste_on_top(confluent):
             seen += 1
             assert meta["hidden_real_cells"] == 0
     assert seen
+
+
+def test_a_dense_dsb_field_keeps_its_inner_nuclei(dsb_fluo):
+    """DSB 028_9ebcfaf23229: 58 nuclei, 43 of them touching in one cluster that reaches the frame.
+    Uncut, the cluster is one border object and all 43 nuclei are lost to the pools; cut, its inner
+    nuclei form parts that do not touch the frame."""
+    from iaaa.synthesis.objects import ObjectConfig, group_instances
+
+    s = next(x for x in dsb_fluo if x.name.startswith("028_9ebcfaf23229"))
+    whole = group_instances(s.labels, ObjectConfig(sheet_cells=None))
+    cut = group_instances(s.labels, ObjectConfig())
+    assert int(whole.sizes.max()) == 43 and bool(whole.border[int(whole.sizes.argmax())])
+    assert int(cut.sizes.max()) <= 8
+    kept = lambda g: int(g.sizes[~g.border].sum())  # noqa: E731
+    assert kept(cut) >= kept(whole) + 15
