@@ -32,10 +32,13 @@ def confluent_labels(h: int, w: int, n: int, seed: int, gap: bool = True) -> np.
 
 
 def confluent_image(h: int, w: int, n: int, seed: int) -> AnnotatedImage:
+    """Two classes (odd / even ids), so class ids can be followed through occlusion."""
     rng = np.random.default_rng(seed + 1000)
     lab = confluent_labels(h, w, n, seed)
     img = np.where(lab > 0, 140.0, 90.0) + rng.normal(0, 6, (h, w))
-    return AnnotatedImage(torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8))[None], torch.from_numpy(lab), name=f"conf{seed}")
+    ids = np.unique(lab[lab > 0])
+    return AnnotatedImage(torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8))[None], torch.from_numpy(lab),
+                          torch.from_numpy(ids % 2 + 1), name=f"conf{seed}", categories={1: "even", 2: "odd"})
 
 
 def _contact_edges(lab: torch.Tensor) -> set[tuple[int, int]]:
@@ -121,6 +124,9 @@ def test_a_confluent_field_gives_objects_and_new_images(confluent):
         assert torch.equal(new > 0, old > 0)
         pairs = torch.unique(torch.stack([old[old > 0], new[new > 0]]), dim=1)
         assert pairs.shape[1] == m and torch.equal(pairs[1], torch.arange(1, m + 1))
+        # a surviving real cell keeps its class; a pasted one carries its source cell's
+        assert torch.equal(out.class_ids[:m].cpu(), torch.from_numpy(real.class_ids)[pairs[0] - 1])
+        assert set(out.class_ids[m:].tolist()) <= {1, 2}
         # the windows hold their instances
         win = meta["windows"]
         for i_, (x0, y0, x1, y1) in zip(win.ids.tolist(), win.boxes.tolist()):
