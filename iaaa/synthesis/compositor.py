@@ -350,7 +350,7 @@ class CellCompositor:
             # its cells instead, as PasteCells does, rather than return the real image verbatim.
             # Draws that place anything never come here, so they are unchanged.
             canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, empty_table(H, W), next_id)
-            result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, level_range=pool.level_range)
+            result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, level_range=pool.level_range, guard=True)
             keep, lut = surviving_ids(canvas.labels, canvas.next_id)
             if lut is not None:
                 real_kept = keep[keep < next_id] - 1

@@ -180,6 +180,7 @@ def place(
     rim: int = 0,
     touch_share: float | None = None,
     level_range: tuple[np.ndarray, np.ndarray] | None = None,
+    guard: bool = False,
 ) -> PlacementResult:
     """Place float objects ``images[k]`` ``(C, h, w)`` with int64 label crops ``labels[k]`` on
     the canvas, in order (``config.gap`` and ``config.border`` are the canvas's): the kernel of
@@ -188,8 +189,9 @@ def place(
     (``None``: uniform over the frame); ``rim``: see :func:`place_objects`. ``touch_share``:
     the share of touching cells to reach with ``config.contacts="data"`` (``None``: contacts
     off); ``level_range``: ``(median, scale)`` per channel of the background level, what
-    ``config.level_reject`` measures against (``None``: no rejection). The result's ``image``
-    is the canvas's float composite."""
+    ``config.level_reject`` measures against (``None``: no rejection); ``guard``: keep the
+    feather off every other cell's pixels even without a rim (objects pasted on top of cells,
+    whose neighbours keep their labels). The result's ``image`` is the canvas's float composite."""
     k = len(images)
     # All randomness of this call is drawn first, before any data-dependent branch, so the
     # stream consumed is always (k, rounds * n, 2) uniforms: results depend only on the generator.
@@ -220,7 +222,7 @@ def place(
         _write_labels(canvas, d, j, pos[0], pos[1], class_ids[j], pos[2], result)
         if tracker is not None:
             tracker.placed(j, pos[0], pos[1])
-    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim, config.level_match, contacts)
+    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim, config.level_match, contacts or guard)
     return PlacementResult(
         image=canvas.out,
         labels=torch.from_numpy(canvas.labels),

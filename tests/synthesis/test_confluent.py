@@ -138,6 +138,9 @@ def test_a_confluent_field_gives_objects_and_new_images(confluent):
         bg = from_float(to_float(comp.backgrounds[meta["background"]]), out.image.dtype)
         assert torch.equal(out.image[:, ~near], bg[:, ~near])
         assert bool(near.any())
+        # the feather stays off the real cells around the paste: they keep their own pixels
+        real_px = (lab > 0) & ~pasted
+        assert torch.equal(out.image[:, real_px], bg[:, real_px])
 
 
 def test_draws_with_room_do_not_paste_on_top(confluent):
