@@ -19,9 +19,10 @@ Choices made here:
   overlap each other (the canvas's occupancy holds only the pasted cells), so every pasted
   instance is exactly its object's mask at its box. Corner matching still steers objects to
   places whose surroundings look like the object's own (mostly background).
-* The feather and the rim reach ``compositor.radius`` pixels beyond a pasted mask; a rim never
-  paints over a real cell (its alpha is zero on other cells' pixels). Every pixel farther than
-  that from every pasted mask is bit-identical to the input.
+* The feather and the rim reach ``compositor.radius`` pixels beyond a pasted mask, but never
+  over a real cell: their alpha is zero on other cells' pixels, so a real cell's uncovered
+  pixels keep their values (and match their labels). Every pixel farther than that from every
+  pasted mask is bit-identical to the input.
 * The group pool: with ``group_by=None`` the one pool; ``"size"`` the group of the sample's size;
   ``"auto"`` the group whose cell diameter is nearest the sample's median cell diameter (same
   image size preferred) when within the grouping's ratio 1.6; a callable ``group_by`` is
@@ -224,7 +225,7 @@ def paste_cells(
     # The occupancy table starts empty: pasted cells may cover real ones (occlusion) but not
     # each other; the label map is the real one, so the rim spares the real cells' pixels.
     canvas = Canvas(work, level_map(work, pc.match_sigma), lab, pc.min_gap, pc.border, empty_table(h, w), m_real + 1)
-    res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim)
+    res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, guard=True)
     out_lab = canvas.labels
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])

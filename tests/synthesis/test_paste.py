@@ -88,6 +88,9 @@ def _check_exact(comp: CellCompositor, sample: AnnotatedImage, out: AnnotatedIma
     assert pos == len(pasted)
     # untouched pixels: image bit-identical, labels the same cells
     assert torch.equal(out.image[:, ~torch.from_numpy(near)], sample.image[:, ~torch.from_numpy(near)])
+    # neither feather nor rim paints over a real cell: its uncovered pixels keep their values
+    real_px = torch.from_numpy((lab_in > 0) & ~covered)
+    assert torch.equal(out.image[:, real_px], sample.image[:, real_px])
     real_out = lab_out[~covered]
     real_in = lab_in[~covered]
     assert not np.isin(real_out, pasted).any()
@@ -369,3 +372,17 @@ def test_compositor_images_hold_each_object_once(data):
             mine = [o["object"] for o in objs if o["kind"] == kind]
             # repeats only once the kind's pool is used up
             assert len(set(mine)) == min(len(mine), size[kind])
+
+
+def test_the_feather_stays_off_real_cells_without_a_rim(data):
+    """rim=False: no rim keeps the feather away from neighbours, so the guard must (the
+    property of _check_exact with a compositor whose objects carry no rim)."""
+    bare = CellCompositor(CompositorConfig().replace(rim=False), policy="identity", seed=5).fit(data, progress=False)
+    assert bare.radius > 0
+    touched = 0
+    for seed in range(12):
+        sample = _crop(data[seed % 4], 16, 16, 64, seed)
+        out = PasteCells(bare, p=1.0, n=3).apply(sample, _g(seed))
+        _check_exact(bare, sample, out)
+        touched += bool(out.meta["paste"]["pasted"])
+    assert touched
