@@ -343,7 +343,10 @@ class CellCompositor:
         canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.config.layout.layout_mix) if background.layout is not None else None
         touch = pool.contacts.touching_share if self.config.placement.contacts == "data" else None
-        result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range)
+        # onto="image": the feather never blends over a real cell (its pixels must keep matching
+        # its label), rim or not; with a rim (every group of the shipped data) it is so already.
+        result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range,
+                       guard=cls0 is not None)
         hidden = 0
         if cls0 is not None and imgs and not len(result.placed):
             # Not one object found room in the real image (a confluent field): paste on top of

@@ -352,3 +352,16 @@ def test_cuda_matches_cpu(sim):
         assert b.image.is_cuda and b.labels.is_cuda
         assert torch.equal(a.labels, b.labels.cpu())
         assert (a.image.int() - b.image.cpu().int()).abs().max() <= 1
+
+
+def test_real_cells_keep_their_pixels_without_a_rim(sim):
+    """onto="image" with rim=False: nothing keeps the feather of a pasted object off a real cell
+    next to it but placement's guard; the real cells' pixels must still match their labels."""
+    comp = CellCompositor(CompositorConfig().replace(rim=False, gap=0), seed=4).fit(sim, progress=False)
+    assert comp.radius > 0
+    for i in range(10):
+        out = comp.sample(_gen(i))
+        m = out.meta["real_cells"]
+        real_px = (out.labels > 0) & (out.labels <= m)
+        bg = from_float(to_float(comp.backgrounds[out.meta["background"]]), out.image.dtype)
+        assert torch.equal(out.image[:, real_px], bg[:, real_px])
