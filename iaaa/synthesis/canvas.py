@@ -38,16 +38,17 @@ def empty_table(h: int, w: int) -> np.ndarray:
 
 
 def surviving_ids(labels: np.ndarray, next_id: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """After pasting on top of cells: the ids ``1 .. next_id - 1`` still present in ``labels``
-    (sorted) and the table renumbering them ``1..K`` (``None`` when every id survives)."""
+    """After pasting on top of cells: ``alive[k]``, whether id ``k`` (of ``0 .. next_id - 1``;
+    ``alive[0]`` is false) is still present in ``labels``, and the table renumbering the
+    survivors ``1..K`` (``None`` when every id survives)."""
     alive = np.bincount(labels.ravel(), minlength=next_id)[:next_id] > 0
     alive[0] = False
     keep = np.flatnonzero(alive)
     if len(keep) == next_id - 1:
-        return keep, None
-    lut = np.zeros(max(next_id, int(labels.max(initial=0)) + 1), dtype=np.int64)
+        return alive, None
+    lut = np.zeros(next_id, dtype=np.int64)
     lut[keep] = np.arange(1, len(keep) + 1)
-    return keep, lut
+    return alive, lut
 
 
 class Canvas:

@@ -354,9 +354,9 @@ class CellCompositor:
             # Draws that place anything never come here, so they are unchanged.
             canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, empty_table(H, W), next_id)
             result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, level_range=pool.level_range, guard=True)
-            keep, lut = surviving_ids(canvas.labels, canvas.next_id)
+            alive, lut = surviving_ids(canvas.labels, canvas.next_id)
             if lut is not None:
-                real_kept = keep[keep < next_id] - 1
+                real_kept = np.flatnonzero(alive[1:next_id])
                 hidden = len(cls0) - len(real_kept)
                 cls0, boxes0 = cls0[real_kept], boxes0[real_kept]
                 result = dataclasses.replace(result, labels=torch.from_numpy(lut[canvas.labels]), new_ids=torch.from_numpy(lut[result.new_ids.numpy()]))

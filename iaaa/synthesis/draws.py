@@ -129,7 +129,7 @@ def choose_objects(
             if not len(fits) and cap >= 1:
                 # No SCO at all (a pool of sheet parts, a confluent field): the drawn object
                 # with the fewest cells, over the cap rather than an empty draw.
-                fits = chosen[np.argsort(object_cells[chosen], kind="stable")]
+                fits = chosen[[int(np.argmin(object_cells[chosen]))]]
             kept = fits[:1]
         chosen = kept
     return chosen.tolist()

@@ -189,13 +189,13 @@ def group_cells(
     cells_np = cells.numpy()
     i, j = np.searchsorted(cells_np, edges[:, 0]), np.searchsorted(cells_np, edges[:, 1])
     _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)), directed=False)
-    if sheet_cells is not None:
-        sizes = np.bincount(comp)
-        if ((sizes > sheet_cells) & (2 * sizes >= n)).any():
-            b = instance_boxes(lab, cells).numpy()
-            h, w = lab.shape
-            frame = (b[:, 0] <= 0) | (b[:, 1] <= 0) | (b[:, 2] >= w - 1) | (b[:, 3] >= h - 1)
-            comp = _cut_sheets(comp, i, j, int(sheet_cells), frame)
+    sizes = np.bincount(comp)
+    sheets = np.flatnonzero((sizes > sheet_cells) & (2 * sizes >= n)) if sheet_cells is not None else []
+    if len(sheets):
+        b = instance_boxes(lab, cells).numpy()
+        h, w = lab.shape
+        frame = (b[:, 0] <= 0) | (b[:, 1] <= 0) | (b[:, 2] >= w - 1) | (b[:, 3] >= h - 1)
+        comp = _cut_sheets(comp, sheets, i, j, int(sheet_cells), frame)
     # Renumber groups by their lowest member (cells are sorted, so by first appearance).
     _, first, comp = np.unique(comp, return_index=True, return_inverse=True)
     rank = np.empty(first.size, dtype=np.int64)
@@ -203,19 +203,15 @@ def group_cells(
     return cells.to(labels.device), torch.from_numpy(rank[comp.reshape(-1)]).to(labels.device)
 
 
-def _cut_sheets(comp: np.ndarray, i: np.ndarray, j: np.ndarray, k: int, frame: np.ndarray) -> np.ndarray:
-    """``comp`` (component of each of ``n`` cells, edges ``i``-``j``) with every sheet (more
-    than ``k`` cells and at least half of all cells) cut into connected parts of at most ``k``
-    cells. Cells cut by the frame (``frame``) and inner cells never share a part: a part that
-    holds one frame cell would be a border object, dropped with all its inner cells. A loop over
-    cells, not pixels: a sheet has tens to thousands of cells."""
-    n = comp.size
-    sizes = np.bincount(comp)
-    sheets = np.flatnonzero((sizes > k) & (2 * sizes >= n))
-    if not len(sheets):
-        return comp
+def _cut_sheets(comp: np.ndarray, sheets: np.ndarray, i: np.ndarray, j: np.ndarray, k: int, frame: np.ndarray) -> np.ndarray:
+    """``comp`` (component of each of ``n`` cells, edges ``i``-``j``) with every component of
+    ``sheets`` cut into connected parts of at most ``k`` cells. Cells cut by the frame
+    (``frame``) and inner cells never share a part: a part that holds one frame cell would be a
+    border object, dropped with all its inner cells. A loop over cells, not pixels: a sheet has
+    tens to thousands of cells."""
     from collections import deque
 
+    n = comp.size
     nbrs: list[list[int]] = [[] for _ in range(n)]
     for a, b in zip(i.tolist(), j.tolist()):
         if a != b and frame[a] == frame[b]:

@@ -229,8 +229,9 @@ def paste_cells(
     out_lab = canvas.labels
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])
-    keep, lut = surviving_ids(out_lab, canvas.next_id)
-    dropped = ids[np.setdiff1d(np.arange(m_real), keep[keep <= m_real] - 1)].tolist()
+    alive, lut = surviving_ids(out_lab, canvas.next_id)
+    keep = np.flatnonzero(alive)
+    dropped = ids[~alive[1 : m_real + 1]].tolist()
     if lut is not None:
         out_lab = lut[out_lab]
         pasted_ids = lut[res.new_ids.numpy()]
