@@ -146,7 +146,7 @@ def select_arms(data: dict[str, Any], spec: str, path: str) -> dict[str, Any]:
     return dict(data, results=kept, settings=settings)
 
 
-def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> int:
+def merge(paths: list[str], json_out: str | None, baselines: list[str] = (), per_image: str | None = None) -> int:
     """Print one table from the JSON reports of a regime's parts (``--only-folds``, other seeds,
     arms run later: ``JudgeReport.merge``),
     and the differences paired against each of ``baselines`` (e.g. ``aug``). A part given as
@@ -165,6 +165,12 @@ def merge(paths: list[str], json_out: str | None, baselines: list[str] = ()) -> 
             return 2
         print(f"\npaired against {arm}:")
         print(report.rebased(arm).table(curves=False))
+    if per_image:
+        if per_image not in report.results:
+            print(f"error: --per-image {per_image}: not an arm of these reports ({', '.join(report.arms)})", file=sys.stderr)
+            return 2
+        print()
+        print(report.rebased(per_image).per_image_table())
     wall = sum(float(d.get("wall_s", 0.0)) for d in parts)
     print(f"\n{len(parts)} parts, {wall / 60:.1f} min of wall time in all (parts run side by side overlap)")
     if json_out:
@@ -194,6 +200,8 @@ def main() -> int:
     p.add_argument("--only-folds", default=None, metavar="K,..", help="run only these folds of the regime (split a regime over processes; put the JSONs together with --merge)")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="print (and with --json write) one report from the JSON reports of a regime's parts (other folds, seeds, or arms run later beside a shared arm whose runs must reproduce); PATH:ARM,ARM->NAME keeps (and renames) only those arms of a part; trains nothing")
     p.add_argument("--baseline", action="append", default=[], metavar="ARM", help="with --merge: also print the differences paired against this arm (repeatable)")
+    p.add_argument("--per-image", nargs="?", const="real", default=None, metavar="ARM", help="with --merge: also print each test image's "
+                   "mean AP per arm and the difference to ARM (default real) paired per run")
     p.add_argument("--seeds", default=",".join(map(str, d.seeds)))
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--pool", type=int, default=d.pool_size)
@@ -211,7 +219,7 @@ def main() -> int:
     args = p.parse_args()
 
     if args.merge:
-        return merge(args.merge, args.json_out, args.baseline)
+        return merge(args.merge, args.json_out, args.baseline, args.per_image)
     torch.set_num_threads(args.threads)
     cfg = DATASETS[args.dataset]
     folder = Path(args.data) if args.data else DATA / cfg["folder"]

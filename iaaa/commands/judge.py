@@ -78,6 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--only-folds, other --seeds, or arms run later beside a shared arm whose runs must reproduce) and write it with --json")
     m.add_argument("--baseline", action="append", default=[], metavar="ARM", help="also print the differences paired against this arm "
                    "(repeatable; with --merge or a run)")
+    m.add_argument("--per-image", nargs="?", const="real", default=None, metavar="ARM", help="also print each test image's mean AP "
+                   "per arm, its predicted/true instance ratio and the difference to ARM (default real) paired per run: which images "
+                   "a difference comes from (with --merge or a run)")
     p.add_argument("--json", dest="json_out", help="also write the report to this JSON file (checked before the run)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
@@ -209,9 +212,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json_out:
         check_writable(args.json_out)
     arms, sources = build_sources(args)
-    for arm in args.baseline:
+    for flag, arm in _pairings(args):
         if arm not in arms:
-            raise IaaaError(f"--baseline {arm}: not one of the arms ({', '.join(arms)})")
+            raise IaaaError(f"{flag} {arm}: not one of the arms ({', '.join(arms)})")
     train = load_inputs(args)
     test = load_samples(images=args.test_images, masks=args.test_masks)
     if not test:
@@ -222,11 +225,19 @@ def _run(args: argparse.Namespace) -> int:
     return _print_and_write(report, args)
 
 
+def _pairings(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The arms the report is also paired against, with the flag that names each."""
+    return [("--baseline", a) for a in args.baseline] + ([("--per-image", args.per_image)] if args.per_image else [])
+
+
 def _print_and_write(report: Any, args: argparse.Namespace) -> int:
     print(report.table())
     for arm in args.baseline:
         print(f"\npaired against {arm}:")
         print(report.rebased(arm).table(curves=False))
+    if args.per_image:
+        print()
+        print(report.rebased(args.per_image).per_image_table())
     if args.json_out:
         report.to_json(args.json_out)
         print(f"wrote {args.json_out}")
@@ -257,7 +268,7 @@ def _merge(args: argparse.Namespace) -> int:
         report = JudgeReport.merge(parts)
     except IaaaError as exc:
         raise IaaaError(f"--merge (parts numbered from 0 in the order given): {exc}") from None
-    for arm in args.baseline:
+    for flag, arm in _pairings(args):
         if arm not in report.results:
-            raise IaaaError(f"--baseline {arm}: not an arm of these reports ({', '.join(report.arms)})")
+            raise IaaaError(f"{flag} {arm}: not an arm of these reports ({', '.join(report.arms)})")
     return _print_and_write(report, args)

@@ -1,5 +1,6 @@
 """The judge's results: per arm and run (fold, seed) scores and learning curves, paired
-differences to real only with 95 % t intervals, the text table and the JSON record."""
+differences to real only with 95 % t intervals, the per-test-image view of those differences,
+the text tables and the JSON record."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ PLATEAU = 0.01  # real only has plateaued when its last two curve points differ 
 def run_key(fold: int, seed: int) -> str:
     """The key of one run in ``JudgeReport.results[arm]``."""
     return f"fold{fold}/seed{seed}"
+
+
+def _markdown(head: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table with padded columns."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)]
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -108,9 +116,7 @@ class JudgeReport:
                     cells.append(f"{d['diff_mean']:+.3f} [{d['diff_low']:+.3f}, {d['diff_high']:+.3f}]")
             cells.append(str(len(row["runs"])))
             rows.append(cells)
-        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        fmt = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-        lines = [fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)]
+        lines = _markdown(head, rows)
         if not curves:
             return "\n".join(lines)
         c = self.settings.get("ceiling")
@@ -127,6 +133,67 @@ class JudgeReport:
             lines.append(f"{arm} learning curve, mean AP over runs: " + ", ".join(f"step {s}: {v:.3f}" for s, v in curve) + verdict)
         lines += [f"warning: {w}" for w in self.settings.get("warnings", [])]
         return "\n".join(lines)
+
+    def per_image(self) -> dict[str, Any]:
+        """Where the differences come from: per test image (``settings["test"]`` order) and arm,
+        the mean over runs of its mean AP and of its predicted / true instance ratio, and the
+        mean of the differences to the baseline paired per run with how many of them are
+        positive. DSB-style mean AP averages images, so one image whose cells a model splits
+        into hundreds of fragments can decide a comparison; this shows it. Only runs that
+        recorded per-image scores count (reports before 2026-12-03 lack them); an arm with
+        none is left out."""
+        base = {k: r["per_image"] for k, r in self.results.get(self.baseline, {}).items() if "per_image" in r}
+        names = list(self.settings.get("test", []))
+        n_true: list[int] | None = None
+        arms: dict[str, dict[str, Any]] = {}
+        for arm, runs in self.results.items():
+            per = {k: r["per_image"] for k, r in runs.items() if "per_image" in r}
+            if not per:
+                continue
+            rows = list(per.values())
+            n = len(rows[0]["mean_ap"])
+            if any(len(r["mean_ap"]) != n for r in rows) or (n_true is not None and len(n_true) != n):
+                raise IaaaError(f"judge report: arm {arm!r} has runs scored on different numbers of test images")
+            n_true = list(rows[0]["n_true"]) if n_true is None else n_true
+            mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+            entry: dict[str, Any] = {
+                "runs": len(rows),
+                "mean_ap": [mean([r["mean_ap"][i] for r in rows]) for i in range(n)],
+                "pred_ratio": [mean([r["n_pred"][i] / max(r["n_true"][i], 1) for r in rows]) for i in range(n)],
+            }
+            paired = [k for k in per if k in base] if arm != self.baseline else []
+            if paired:
+                diffs = [[per[k]["mean_ap"][i] - base[k]["mean_ap"][i] for k in paired] for i in range(n)]
+                entry.update(paired=len(paired), diff=[mean(d) for d in diffs], wins=[sum(v > 0 for v in d) for d in diffs])
+            arms[arm] = entry
+        if n_true is None:
+            return {"images": names, "n_true": [], "arms": {}}
+        if len(names) != len(n_true):
+            names = [f"test {i}" for i in range(len(n_true))]
+        return {"images": names, "n_true": n_true, "arms": arms}
+
+    def per_image_table(self) -> str:
+        """:meth:`per_image` as a text table: per arm ``mean AP (predicted/true)`` and, against
+        the baseline, ``Δ mean AP (runs above / paired runs)``."""
+        pi = self.per_image()
+        if not pi["arms"]:
+            return "per test image: no run of these reports recorded per-image scores"
+        head = ["test image", "cells"]
+        for arm, e in pi["arms"].items():
+            head.append(f"{arm} ({e['runs']})")
+            if "diff" in e:
+                head.append(f"Δ vs {self.baseline}")
+        rows = []
+        for i, name in enumerate(pi["images"]):
+            cells = [name, str(pi["n_true"][i])]
+            for e in pi["arms"].values():
+                cells.append(f"{e['mean_ap'][i]:.3f} (x{e['pred_ratio'][i]:.1f})")
+                if "diff" in e:
+                    cells.append(f"{e['diff'][i]:+.3f} ({e['wins'][i]}/{e['paired']})")
+            rows.append(cells)
+        note = ("per test image: mean AP over runs (x: predicted / true instances), and the difference to "
+                f"{self.baseline} paired per run (runs above it / paired runs)")
+        return "\n".join([note, *_markdown(head, rows)])
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": self.settings, "baseline": self.baseline, "results": self.results, "summary": self.summary(),

@@ -99,13 +99,17 @@ def test_regime_parts_merge_on_the_command_line(folders, capsys, tmp_path):
     data = json.loads(merged.read_text())
     assert set(data["results"]) == {"real", "aug", "naive"}
     assert all(len(data["results"][a]) == 2 for a in data["results"]) and data["settings"]["recipe"]["only_folds"] is None
+    assert main(["judge", "--merge", *map(str, paths), "--per-image", "aug"]) == 0
+    out = capsys.readouterr().out
+    assert "per test image" in out and "Δ vs aug" in out and "naive (2)" in out
     tampered = json.loads(paths[2].read_text())
     tampered["results"]["aug"]["fold1/seed0"]["mean_ap"] += 0.5
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(tampered))
     (tmp_path / "junk.json").write_text("not json")
     for args, word in (([str(paths[0]), str(paths[1]), str(bad)], "not paired"), ([str(paths[0]), str(tmp_path / "junk.json")], "junk.json"),
-                       ([str(paths[0]), str(paths[1]), "--baseline", "iaaa"], "--baseline iaaa")):
+                       ([str(paths[0]), str(paths[1]), "--baseline", "iaaa"], "--baseline iaaa"),
+                       ([str(paths[0]), str(paths[1]), "--per-image", "iaaa"], "--per-image iaaa")):
         assert main(["judge", "--merge", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and word in err[0], err

@@ -250,6 +250,32 @@ def test_report_pairs_per_fold_and_seed():
     assert JudgeReport(early).plateaued() is True  # flat from the first point at a real level: learned early
 
 
+
+def test_per_image_view_pairs_runs_and_shows_where_a_difference_comes_from():
+    """Per test image: each arm's mean AP over its runs, predicted/true ratio, and the difference
+    to the baseline paired per run; a run without per-image scores (older reports) is left out
+    of the pairing, an arm without any is left out of the view."""
+    def run(aps, preds, v=0.5):
+        return {"mean_ap": v, "ap50": v, "f1_50": v, "per_image": {"mean_ap": aps, "n_true": [10, 4], "n_pred": preds, "tp50": [8, 3]}}
+
+    results = {
+        "naive": {run_key(0, 0): run([0.6, 0.5], [10, 4]), run_key(1, 0): run([0.4, 0.5], [12, 4]), run_key(2, 0): {"mean_ap": 0.5, "ap50": 0.5, "f1_50": 0.5}},
+        "iaaa": {run_key(0, 0): run([0.7, 0.1], [10, 40]), run_key(1, 0): run([0.5, 0.2], [10, 24]), run_key(2, 0): run([0.9, 0.9], [10, 4])},
+        "old": {run_key(0, 0): {"mean_ap": 0.5, "ap50": 0.5, "f1_50": 0.5}},
+    }
+    rep = JudgeReport(results, {"test": ["a.png", "b.png"]}).rebased("naive")
+    pi = rep.per_image()
+    assert pi["images"] == ["a.png", "b.png"] and pi["n_true"] == [10, 4] and set(pi["arms"]) == {"naive", "iaaa"}
+    iaaa = pi["arms"]["iaaa"]
+    assert iaaa["runs"] == 3 and iaaa["paired"] == 2  # fold 2 has no per-image baseline run
+    assert iaaa["mean_ap"] == pytest.approx([0.7, 0.4]) and iaaa["pred_ratio"] == pytest.approx([1.0, (10 + 6 + 1) / 3])
+    assert iaaa["diff"] == pytest.approx([0.1, -0.35]) and iaaa["wins"] == [2, 0]
+    assert "diff" not in pi["arms"]["naive"]
+    table = rep.per_image_table()
+    assert "b.png" in table and "-0.350 (0/2)" in table and "x5.7" in table and "Δ vs naive" in table
+    assert "no run" in JudgeReport({"old": results["old"]}).per_image_table()
+
+
 # ----------------------------------------------------------------------------- recipe
 
 
