@@ -146,6 +146,7 @@ class JudgeReport:
         names = list(self.settings.get("test", []))
         n_true: list[int] | None = None
         arms: dict[str, dict[str, Any]] = {}
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
         for arm, runs in self.results.items():
             per = {k: r["per_image"] for k, r in runs.items() if "per_image" in r}
             if not per:
@@ -155,7 +156,6 @@ class JudgeReport:
             if any(len(r["mean_ap"]) != n for r in rows) or (n_true is not None and len(n_true) != n):
                 raise IaaaError(f"judge report: arm {arm!r} has runs scored on different numbers of test images")
             n_true = list(rows[0]["n_true"]) if n_true is None else n_true
-            mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
             entry: dict[str, Any] = {
                 "runs": len(rows),
                 "mean_ap": [mean([r["mean_ap"][i] for r in rows]) for i in range(n)],

@@ -250,7 +250,6 @@ def test_report_pairs_per_fold_and_seed():
     assert JudgeReport(early).plateaued() is True  # flat from the first point at a real level: learned early
 
 
-
 def test_per_image_view_pairs_runs_and_shows_where_a_difference_comes_from():
     """Per test image: each arm's mean AP over its runs, predicted/true ratio, and the difference
     to the baseline paired per run; a run without per-image scores (older reports) is left out
