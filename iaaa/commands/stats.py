@@ -43,10 +43,12 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
     :func:`~iaaa.synthesis.levels.intensity_anchors`) as min / median / max over the images, how
     many have a cell contrast beyond their noise, and the largest ratio between two of those
     contrasts (far above 1: mixed exposures, where ``match_intensity`` maps pasted objects to
-    their destination)."""
+    their destination), and the spread of the images' median cell diameters with what
+    ``object_scale="auto"`` resolves to on it."""
     from iaaa.synthesis.contacts import ContactStats, measure_contacts
     from iaaa.synthesis.levels import intensity_anchors
-    from iaaa.synthesis.image_groups import survey
+    from iaaa.synthesis.image_groups import diameter_spread, image_diameters, survey, varied_cell_sizes
+    from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE
     from iaaa.synthesis.objects import group_instances
 
     rule = ObjectConfig(grouping=grouping, keep_border=keep_border)
@@ -73,6 +75,7 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         sides += torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).add(1).tolist()
     side = torch.tensor(sides or [0], dtype=torch.float64)
     keys, halos = survey(samples, "auto", "auto")
+    diameters = image_diameters(samples, rule.min_area)
     groups: dict[str, dict[str, Any]] = {}
     for key, smp, n in zip(keys, samples, counts.tolist()):
         h, w, d = key
@@ -96,6 +99,8 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         "groups": groups,
         "contacts": contacts.to_dict(),
         "levels": _levels(levels),
+        "diameter_spread": diameter_spread(diameters),
+        "object_scale_auto": list(AUTO_OBJECT_SCALE) if varied_cell_sizes(diameters) else None,
     }
 
 
@@ -146,6 +151,8 @@ def _table(columns: dict[str, dict[str, Any]]) -> str:
         ("images with cell contrast", lambda d: f"{d['levels']['contrasted_images']} of {d['images']}"),
         ("contrast spread (max/min)", lambda d: "-" if d["levels"]["contrast_spread"] is None else f"{d['levels']['contrast_spread']:.2f}"),
         ("match_intensity=auto", lambda d: "on" if d["levels"]["match_intensity_auto"] else "off"),
+        ("cell diameter spread", lambda d: "-" if d["diameter_spread"] is None else f"{d['diameter_spread']:.2f}"),
+        ("object_scale=auto", lambda d: "off" if d["object_scale_auto"] is None else "({:g}, {:g})".format(*d["object_scale_auto"])),
     ]
     names = list(columns)
     width = max(len(r[0]) for r in rows)

@@ -174,11 +174,17 @@ def fold_pools(arms: list[Arm], sources: Mapping[str, Any], train: list[Annotate
 def _resolved(fitted: Any) -> str:
     """What a compositor's data-chosen settings resolved to on this fold ("" for other sources)."""
     config = getattr(fitted, "config", None)
-    if getattr(config, "match_intensity", None) != "auto":
-        return ""
-    st = fitted.stats
-    why = f"contrast spread {st.contrast_spread:.1f}x" if st.contrast_spread is not None else f"{st.contrasted_images} images with cell contrast"
-    return f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} ({why})"
+    out = ""
+    if getattr(config, "match_intensity", None) == "auto":
+        st = fitted.stats
+        why = f"contrast spread {st.contrast_spread:.1f}x" if st.contrast_spread is not None else f"{st.contrasted_images} images with cell contrast"
+        out += f"; match_intensity=auto -> {'on' if fitted.matches_intensity else 'off'} ({why})"
+    if getattr(config, "object_scale", None) == "auto":
+        st = fitted.stats
+        scale = "off" if st.object_scale is None else "(%g, %g)" % st.object_scale
+        why = "one image with cells" if st.diameter_spread is None else f"cell diameters spread {st.diameter_spread:.2f}x"
+        out += f"; object_scale=auto -> {scale} ({why})"
+    return out
 
 
 def fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:

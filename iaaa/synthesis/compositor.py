@@ -35,10 +35,10 @@ from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.contacts import measure_contacts
 from iaaa.synthesis.halo import grow_masks
-from iaaa.synthesis.image_groups import survey
+from iaaa.synthesis.image_groups import diameter_spread, image_diameters, varied_cell_sizes, survey
 from iaaa.synthesis.layout import layout_density, layout_grid
 from iaaa.synthesis.mirror import tile
-from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, as_object_policy
+from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import intensity_anchors, level_map, match_intensity
 from iaaa.synthesis.placement import PastedWindows, PlacementResult, place
@@ -109,7 +109,8 @@ class CellCompositor:
             raise IaaaError(f"dtype: expected a torch.dtype or None, got {dtype!r}")
         self.config = config
         self.policy = as_object_policy(policy)
-        self.object_scale = None if config.object_scale is None else RandomScale(config.object_scale)
+        # "auto" is resolved by fit, on the fitted images' cell sizes.
+        self.object_scale = None if config.object_scale in (None, "auto") else RandomScale(config.object_scale)
         self.dtype = dtype
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -169,6 +170,8 @@ class CellCompositor:
             grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask"
             nearest: list = []
             keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area, nearest=nearest if grows else None)
+            # The scale is needed before cutting: the context kept around objects depends on it.
+            self._resolve_object_scale(samples, builder.stats)
             nearest = nearest or [None] * len(samples)
             bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
             try:
@@ -185,6 +188,15 @@ class CellCompositor:
         self.pools = builder.finish(self.dtype, cfg.match_intensity)
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self
+
+    def _resolve_object_scale(self, samples: list[AnnotatedImage], stats: CompositorStats) -> None:
+        """Record the images' cell-size spread and the object scale in force (``"auto"``:
+        :data:`~iaaa.synthesis.object_policy.AUTO_OBJECT_SCALE` where cell sizes vary)."""
+        diameters = image_diameters(samples, self.config.objects.min_area)
+        stats.diameter_spread = diameter_spread(diameters)
+        if self.config.object_scale == "auto":
+            self.object_scale = RandomScale(AUTO_OBJECT_SCALE) if varied_cell_sizes(diameters) else None
+        stats.object_scale = None if self.object_scale is None else (self.object_scale.lo, self.object_scale.hi)
 
     def _fit_images(self, keys: list[Any], halos: dict[Any, int], builder: PoolBuilder, pending: list, bar: Iterable[AnnotatedImage],
                     nearest: list) -> None:

@@ -60,6 +60,11 @@ class CompositorConfig:
             Larger backgrounds are cropped at a random offset, smaller ones mirror-tiled.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are
             resized before their policy (:class:`~iaaa.synthesis.object_policy.RandomScale`).
+            ``"auto"``: ``(0.5, 2.0)``
+            (:data:`~iaaa.synthesis.object_policy.AUTO_OBJECT_SCALE`) where the fitted images
+            vary in cell size (their median cell diameters spread by more than 1.6x,
+            :func:`~iaaa.synthesis.image_groups.varied_cell_sizes`), ``None`` otherwise; what
+            it resolved to is ``CompositorStats.object_scale``.
         group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"``
             (default: by size and median cell diameter, :mod:`iaaa.synthesis.image_groups`) or a
             callable ``sample -> key`` (not JSON-writable). With groups, a synthetic image takes
@@ -95,7 +100,7 @@ class CompositorConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     count: CountConfig = field(default_factory=CountConfig)
     size: int | tuple[int, int] | None = bounded(None, 8, 16384)
-    object_scale: float | tuple[float, float] | None = bounded(None, 0.05, 20.0)
+    object_scale: float | tuple[float, float] | Literal["auto"] | None = bounded(None, 0.05, 20.0)
     group_by: Literal["size", "auto"] | Callable[[AnnotatedImage], Any] | None = "auto"
     halo: int | Literal["auto"] = bounded("auto", 0, 256)
     rim: bool = True

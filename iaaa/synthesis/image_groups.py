@@ -8,14 +8,15 @@ group (``group_by="auto"``) when
 * they have the same size ``(H, W)``, and
 * their median cell diameters (``sqrt(4 * area / pi)`` of each cell, median per image) fall in
   one cluster: within a size, images are sorted by median diameter and a new cluster starts
-  wherever the next image's median is more than ``ratio`` (default 1.6) times the previous one's
-  (single-linkage in log diameter, so no bin edge splits a run of similar images). Objective
-  magnifications come in steps of about 2x; within one setting the median cell size of a field
-  varies less (1.54x between the sparsest and densest usiigaci_phase_dev fields).
+  wherever the next image's median is more than ``ratio`` (default
+  :data:`MAGNIFICATION_RATIO`, 1.6) times the previous one's (single-linkage in log diameter, so
+  no bin edge splits a run of similar images). Objective magnifications come in steps of about
+  2x; within one setting the median cell size of a field varies less (1.54x between the sparsest
+  and densest usiigaci_phase_dev fields).
 
 The key of a group is ``(H, W, d)`` with ``d`` the cluster's smallest median diameter rounded to
-a pixel, readable in ``iaaa stats``.
-
+a pixel, readable in ``iaaa stats``. The same ratio over all images, whatever their size
+(:func:`varied_cell_sizes`), is what ``object_scale="auto"`` turns scale jitter on by.
 
 :func:`survey` is what ``CellCompositor.fit`` asks before cutting anything: every image's group
 key and every group's halo width (the median of its images' widths,
@@ -35,7 +36,13 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, instance_areas
 from iaaa.synthesis.halo import NearestCells, halo_profile, nearest_cells
 
-__all__ = ["median_diameter", "auto_group_keys", "survey"]
+__all__ = ["MAGNIFICATION_RATIO", "median_diameter", "image_diameters", "diameter_spread", "varied_cell_sizes", "auto_group_keys", "survey"]
+
+MAGNIFICATION_RATIO = 1.6
+"""Ratio of two images' median cell diameters beyond which they are taken for different
+magnifications (objectives come in steps of about 2x; within one setting a field's median varies
+less: 1.54x between the sparsest and densest usiigaci_phase_dev fields). Auto grouping splits
+there, and ``object_scale="auto"`` turns scale jitter on there."""
 
 # What survey may keep of the images' distance transforms for the caller (3 bytes a pixel with
 # up to 65535 labels: about 85 1024x1024 images); images beyond it are transformed again.
@@ -48,7 +55,35 @@ def median_diameter(areas: Sequence[float] | np.ndarray) -> float:
     return float(np.median(np.sqrt(4.0 * a / np.pi))) if a.size else 0.0
 
 
-def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float], ratio: float = 1.6) -> list[tuple[int, int, int]]:
+def image_diameters(samples: Sequence[AnnotatedImage], min_area: int = 10) -> list[float]:
+    """Median cell diameter of every sample (:func:`median_diameter` of its cells of at least
+    ``min_area`` pixels; 0 for an image without such cells)."""
+    out = []
+    for s in samples:
+        areas = instance_areas(s.labels)[1].cpu().numpy()
+        out.append(median_diameter(areas[areas >= min_area]))
+    return out
+
+
+def diameter_spread(diameters: Sequence[float]) -> float | None:
+    """Largest over smallest median cell diameter among the images with cells (``None`` with
+    fewer than two such images): how far the data's magnifications, or its cell sizes, range."""
+    d = np.asarray(diameters, dtype=np.float64)
+    d = d[d > 0]
+    return float(d.max() / d.min()) if d.size >= 2 else None
+
+
+def varied_cell_sizes(diameters: Sequence[float], ratio: float = MAGNIFICATION_RATIO) -> bool:
+    """Whether images of these median cell diameters vary in cell size beyond one acquisition
+    setting (what ``object_scale="auto"`` decides by): their :func:`diameter_spread` exceeds
+    ``ratio``. Unlike the groups, which split only at a gap of ``ratio`` between neighbours, this
+    looks at the whole range: images of 10 to 18 px nuclei form one group, yet a model trained on
+    them meets 40 px nuclei of the same stain (DSB 2018)."""
+    spread = diameter_spread(diameters)
+    return spread is not None and spread > ratio
+
+
+def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float], ratio: float = MAGNIFICATION_RATIO) -> list[tuple[int, int, int]]:
     """Group key of every image from its size and median cell diameter (see the module docs).
 
     Images without cells (diameter 0) join the cluster of the smallest diameter of their size.
@@ -101,11 +136,7 @@ def survey(
     elif group_by == "size":
         keys = [s.size for s in samples]
     elif group_by == "auto":
-        diam = []
-        for s in samples:
-            areas = instance_areas(s.labels)[1].cpu().numpy()
-            diam.append(median_diameter(areas[areas >= min_area]))
-        keys = auto_group_keys([s.size for s in samples], diam)
+        keys = auto_group_keys([s.size for s in samples], image_diameters(samples, min_area))
     elif callable(group_by):
         keys = [group_by(s) for s in samples]
     else:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from iaaa.errors import IaaaError
 from iaaa.synthesis.kornia_policy import KorniaPolicy, is_kornia_pipeline
 
-__all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "Identity", "Sequential", "as_object_policy"]
+__all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "AUTO_OBJECT_SCALE", "Identity", "Sequential", "as_object_policy"]
 
 ObjectPolicy = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -129,6 +129,13 @@ def _base_grid(ho: int, wo: int, device: str) -> torch.Tensor:
     xs = (torch.arange(wo, dtype=torch.float32) * 2 + 1) / wo - 1
     ys = (torch.arange(ho, dtype=torch.float32) * 2 + 1) / ho - 1
     return torch.stack([xs.view(1, -1).expand(ho, wo), ys.view(-1, 1).expand(ho, wo)], -1).to(device)
+
+
+AUTO_OBJECT_SCALE = (0.5, 2.0)
+"""The range ``object_scale="auto"`` resolves to on data of varied cell sizes: one objective
+step (about 2x) either way, so a model trained on a few fields also meets the cell sizes of the
+neighbouring magnifications (judged on DSB 2018 at 4 training images, benchmarks/downstream.md
+"Scale jitter without aug")."""
 
 
 class RandomScale:

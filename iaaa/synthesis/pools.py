@@ -78,6 +78,11 @@ class CompositorStats:
         match_intensity: whether pasted objects are mapped to their destination's levels:
             ``config.match_intensity``, with ``"auto"`` resolved on the fitted images
             (:func:`~iaaa.synthesis.levels.mixed_exposures`).
+        diameter_spread: largest over smallest per-image median cell diameter
+            (:func:`~iaaa.synthesis.image_groups.diameter_spread`; ``None`` with fewer than two
+            images with cells).
+        object_scale: the ``(lo, hi)`` range objects are resized by (``None``: not resized):
+            ``config.object_scale``, with ``"auto"`` resolved on ``diameter_spread``.
     """
 
     n_images: int = 0
@@ -98,6 +103,8 @@ class CompositorStats:
     contrasted_images: int = 0
     contrast_spread: float | None = None
     match_intensity: bool = False
+    diameter_spread: float | None = None
+    object_scale: tuple[float, float] | None = None
 
     @property
     def kept_share(self) -> float:
@@ -139,6 +146,8 @@ class CompositorStats:
             + f"{self.contrasted_images} images with cell contrast"
             + ("" if self.contrast_spread is None else f" (spread {self.contrast_spread:.1f}x)")
             + f", match_intensity {'on' if self.match_intensity else 'off'}; "
+            + ("" if self.diameter_spread is None else f"cell diameters spread {self.diameter_spread:.2f}x, ")
+            + f"object_scale {'off' if self.object_scale is None else '(%g, %g)' % self.object_scale}; "
             + f"{len(self.groups)} group(s): "
             + ", ".join(f"{k}: {v['images']} images, {v['cells_min']}-{v['cells_max']} cells, halo {v['halo']}" for k, v in self.groups.items())
         )

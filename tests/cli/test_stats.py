@@ -89,3 +89,18 @@ def test_exposure_levels_and_their_spread():
     d = dataset_stats([flat])["levels"]
     assert d["contrasted_images"] == 0 and d["contrast_spread"] is None
     assert dataset_stats([AnnotatedImage(dim.image, torch.zeros_like(dim.labels), name="empty")])["levels"]["cells"] is None
+
+
+def test_cell_size_spread_and_what_object_scale_auto_resolves_to(capsys):
+    """The ratio of the images' median cell diameters and the jitter ``object_scale="auto"``
+    would apply: one image has nothing to compare; the same image at 2.5x is another size."""
+    from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE
+
+    s = _sample()
+    d = dataset_stats([s])
+    assert d["diameter_spread"] is None and d["object_scale_auto"] is None
+    zoom = torch.nn.functional.interpolate(s.labels[None, None].float(), scale_factor=2.5, mode="nearest")[0, 0].long()
+    big = AnnotatedImage(torch.nn.functional.interpolate(s.image[None].float(), scale_factor=2.5)[0].to(torch.uint8), zoom, name="big")
+    d = dataset_stats([s, big])
+    assert d["diameter_spread"] == pytest.approx(2.5, rel=0.05) and d["object_scale_auto"] == list(AUTO_OBJECT_SCALE)
+    assert dataset_stats([s, s])["object_scale_auto"] is None

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from iaaa import CellCompositor, PasteCells
+from iaaa import CellCompositor, CompositorConfig, PasteCells
 from iaaa.errors import IaaaError
 from iaaa.judge import Recipe, StepComposer, judge, parse_arm, prepare
 from iaaa.judge.targets import class_targets
@@ -115,6 +115,15 @@ def test_judge_runs_the_online_arm(tiny):
     # the defaults' data-chosen exposure matching says what it resolved to and why, in words
     # (a set without measured contrast has no spread to print)
     assert all(re.search(r"match_intensity=auto -> (on|off) \((contrast spread \d+\.\dx|\d+ images with cell contrast)\)$", m) for m in fitted)
+
+
+def test_judge_says_what_object_scale_auto_resolved_to(tiny):
+    train, test = tiny
+    recipe = Recipe(protocol="add", steps=2, crop=32, batch_size=2, width=4, depth=2, seeds=(0,))
+    lines: list[str] = []
+    judge(train, test, {"iaaa": lambda t: CellCompositor(CompositorConfig(object_scale="auto")).fit(t, progress=False)}, recipe, arms=["iaaa"], log=lines.append)
+    fitted = [m for m in lines if "[iaaa] fitted" in m]
+    assert fitted and all(re.search(r"; object_scale=auto -> (off|\(0\.5, 2\)) \((cell diameters spread \d+\.\d\dx|one image with cells)\)$", m) for m in fitted)
 
 
 def test_online_variant_pastes_from_its_compositor_variant(tiny):
