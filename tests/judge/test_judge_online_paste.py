@@ -112,9 +112,10 @@ def test_judge_runs_the_online_arm(tiny):
             assert 0.0 <= r["mean_ap"] <= 1.0
     fitted = [m for m in lines if "[iaaa-online] fitted" in m]
     assert fitted
-    # the defaults' data-chosen exposure matching says what it resolved to and why, in words
-    # (a set without measured contrast has no spread to print)
-    assert all(re.search(r"match_intensity=auto -> (on|off) \((contrast spread \d+\.\dx|\d+ images with cell contrast)\)$", m) for m in fitted)
+    # the defaults' data-chosen exposure matching and scale jitter say what they resolved to and
+    # why, in words (a set without measured contrast has no spread to print)
+    assert all(re.search(r"; match_intensity=auto -> (on|off) \((contrast spread \d+\.\dx|\d+ images with cell contrast)\); "
+                         r"object_scale=auto -> (off|\(0\.5, 2\)) \(cell diameters spread \d+\.\d\dx\)$", m) for m in fitted)
 
 
 def test_judge_says_what_object_scale_auto_resolved_to(tiny):
