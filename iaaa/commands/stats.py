@@ -74,8 +74,8 @@ def dataset_stats(samples: list[Any], keep_border: bool = False, grouping: str =
         b = g.boxes[keep]
         sides += torch.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]).add(1).tolist()
     side = torch.tensor(sides or [0], dtype=torch.float64)
-    keys, halos = survey(samples, "auto", "auto")
     diameters = image_diameters(samples, rule.min_area)
+    keys, halos = survey(samples, "auto", "auto", rule.min_area, diameters=diameters)
     groups: dict[str, dict[str, Any]] = {}
     for key, smp, n in zip(keys, samples, counts.tolist()):
         h, w, d = key

@@ -169,9 +169,11 @@ class CellCompositor:
             # The survey's distance transforms are kept only where fit grows the masks from them.
             grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask"
             nearest: list = []
-            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area, nearest=nearest if grows else None)
+            diameters = image_diameters(samples, cfg.objects.min_area)
+            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area,
+                                 nearest=nearest if grows else None, diameters=diameters)
             # The scale is needed before cutting: the context kept around objects depends on it.
-            self._resolve_object_scale(samples, builder.stats)
+            self._resolve_object_scale(diameters, builder.stats)
             nearest = nearest or [None] * len(samples)
             bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
             try:
@@ -189,10 +191,10 @@ class CellCompositor:
         self.pools.stats.fit_seconds = time.perf_counter() - t0
         return self
 
-    def _resolve_object_scale(self, samples: list[AnnotatedImage], stats: CompositorStats) -> None:
-        """Record the images' cell-size spread and the object scale in force (``"auto"``:
+    def _resolve_object_scale(self, diameters: list[float], stats: CompositorStats) -> None:
+        """Record the fitted images' cell-size spread (``diameters``: their median cell
+        diameters) and the object scale in force (``"auto"``:
         :data:`~iaaa.synthesis.object_policy.AUTO_OBJECT_SCALE` where cell sizes vary)."""
-        diameters = image_diameters(samples, self.config.objects.min_area)
         stats.diameter_spread = diameter_spread(diameters)
         if self.config.object_scale == "auto":
             self.object_scale = RandomScale(AUTO_OBJECT_SCALE) if varied_cell_sizes(diameters) else None

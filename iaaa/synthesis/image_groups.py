@@ -114,6 +114,7 @@ def survey(
     halo: int | str,
     min_area: int = 10,
     nearest: list | None = None,
+    diameters: Sequence[float] | None = None,
 ) -> tuple[list[Any], dict[Any, int]]:
     """Group key of every sample and halo width of every group.
 
@@ -130,13 +131,17 @@ def survey(
             with one :class:`~iaaa.synthesis.halo.NearestCells` per sample (``None`` where no
             halo was measured, or once the tables would hold more than 256 MiB), so the distance
             transform of each image is not computed twice.
+        diameters: the samples' :func:`image_diameters` at ``min_area``, where the caller has
+            them already (otherwise computed here when grouping or the halo needs them).
     """
+    if diameters is None and (group_by == "auto" or halo == "auto"):
+        diameters = image_diameters(samples, min_area)
     if group_by is None:
         keys: list[Any] = [None] * len(samples)
     elif group_by == "size":
         keys = [s.size for s in samples]
     elif group_by == "auto":
-        keys = auto_group_keys([s.size for s in samples], image_diameters(samples, min_area))
+        keys = auto_group_keys([s.size for s in samples], diameters)
     elif callable(group_by):
         keys = [group_by(s) for s in samples]
     else:
@@ -158,10 +163,9 @@ def survey(
                 profile = halo_profile(s.image, lab)
             widths.setdefault(k, []).append(profile.width())
     radius: dict[Any, list[float]] = {}
-    for s, k in zip(samples, keys):
-        areas = instance_areas(s.labels)[1].cpu().numpy()
-        if (areas >= min_area).any():
-            radius.setdefault(k, []).append(0.5 * median_diameter(areas[areas >= min_area]))
+    for d, k in zip(diameters, keys):
+        if d > 0:  # the image has cells of at least min_area
+            radius.setdefault(k, []).append(0.5 * d)
     every = [w for ws in widths.values() for w in ws]
     default = int(round(float(np.median(every)))) if every else 0
     out = {}
