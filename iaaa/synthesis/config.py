@@ -84,8 +84,8 @@ class CompositorConfig:
         onto: ``"image"`` (default: pasted into the free space of the real image itself, its
             cells and labels kept, as InstaBoost / Simple Copy-Paste do; an image smaller than
             ``size`` gives its cleaned background instead) or ``"background"`` (the paper: onto
-            cleaned backgrounds). With ``"image"`` the drawn count is *added* to the real cells,
-            and ``count_cap`` bounds the total.
+            cleaned backgrounds). With ``"image"`` the drawn count is *added* to the real cells
+            (uncapped by default; ``count_cap=True`` bounds the total by the group's densest image).
         match_intensity: map every pasted object's intensities from its source image's
             background and cell levels to the destination image's
             (:func:`iaaa.synthesis.levels.match_intensity`), context ring included: data of

@@ -47,7 +47,7 @@ def test_paper_preset_is_the_papers_rules_and_default_is_the_librarys():
     assert (p.objects.grouping, p.background.background_method, p.rim, p.onto, p.group_by) == ("box", "paper", False, "background", None)
     assert (p.count.count, p.count.count_cap, p.placement.rounds, p.placement.match_sigma) == ("mode", False, 1, 0.0)
     d = CompositorConfig()
-    assert (d.objects.grouping, d.background.background_method, d.rim, d.onto, d.group_by, d.count.count_cap) == ("mask", "mask", True, "image", "auto", True)
+    assert (d.objects.grouping, d.background.background_method, d.rim, d.onto, d.group_by, d.count.count_cap) == ("mask", "mask", True, "image", "auto", False)
     assert CellCompositor().config == d
 
 
