@@ -39,9 +39,9 @@ class CountConfig:
             (scaled by area): objects drawn beyond it are dropped, last first. Default ``False``
             (since stop 37): with ``onto="image"`` the drawn count is added to the real image's
             own cells wherever free space allows, so synthetic images hold up to about twice a
-            real image's cells (judged: usiigaci 2 fields +0.035 over ``aug``, 8 runs, +0.007 over
-            the capped count in the same runs; DSB all 17 +0.023, benchmarks/downstream.md "rule C"). ``True``
-            keeps every image within its group's real range.
+            real image's cells (judged: usiigaci 2 fields +0.035 over ``aug``, 8 runs, +0.007
+            over the capped count in the same runs; DSB all 17 +0.023; benchmarks/downstream.md,
+            "rule C"). ``True`` keeps every image within its group's real range.
         count_factor: multiplies a count taken from the data (``"sample"``, ``"background"``,
             ``"mode"``; stochastically rounded, before the cap): with ``onto="image"`` and no cap,
             ``count="background", count_factor=0.5`` makes every synthetic image hold about 1.5x
