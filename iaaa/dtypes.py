@@ -33,6 +33,21 @@ def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
     raise TypeError(f"unsupported image dtype {dtype}; use uint8, uint16 or a float dtype")
 
 
+# 2**23: float32 numbers in [2**23, 2**24) are the integers, so adding it to a float32 value in
+# [0, 255] rounds that value half to even in the addition itself, and the sum's bits are
+# _ROUND_BIAS plus the rounded value. torch's float -> uint8 cast measured 2x slower than this
+# add, a subtraction and an int32 -> uint8 narrowing together (AVX2 and plain-C kernels alike);
+# float -> uint16 casts are fast and keep the plain route.
+_ROUND_MAGIC = 8388608.0
+_ROUND_BIAS = 0x4B000000
+
+
+def _round_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float32 ``x`` already clamped to ``[0, 255]``, in place: rounded half to even, as uint8
+    (the same values as ``x.round_().to(torch.uint8)``)."""
+    return x.add_(_ROUND_MAGIC).view(torch.int32).sub_(_ROUND_BIAS).to(torch.uint8)
+
+
 def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # Not every torch op supports uint16; int32 holds its range exactly. Floats (rounded, in
     # range) convert directly (torch >= 2.3), one pass instead of two.
@@ -55,6 +70,8 @@ def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(dtype)
+    if dtype == torch.uint8 and image.dtype == torch.float32:
+        return _round_to_uint8(image.clamp(0.0, 1.0).mul_(hi))
     return _cast((image.clamp(0.0, 1.0) * (hi - lo) + lo).round_(), dtype)
 
 
@@ -76,6 +93,10 @@ def from_work(x: torch.Tensor, dtype: torch.dtype, clamp: bool = True, saturate:
         if clamp:
             x = x.clamp_(0.0, 1.0)
         return x.to(dtype)
+    if dtype == torch.uint8 and x.dtype == torch.float32:
+        # Clamped whether or not asked: the rounding add is exact only inside the range (a
+        # "saturate=False" caller's values are in range up to float error, where clamping is a no-op).
+        return _round_to_uint8(x.clamp_(0.0, 255.0))
     x = x.round_()
     if saturate:
         x = x.clamp_(*dtype_range(dtype))

@@ -52,24 +52,7 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
 
 
-# uint8 images go through a look-up table when each plane has at least this many pixels per
-# table entry: the table is the op's own float formula applied to every level (so the result is
-# bit-identical), and applying it is one int32 conversion and one gather instead of the four or
-# five float passes (convert, multiply, add, round, clamp, cast) of the direct formula.
-# (uint16 measured slower through a 65536-entry table than directly, even at 512x512.)
-_LUT_MIN_PIXELS_PER_LEVEL = {torch.uint8: 4}
-_RAMPS: dict[tuple, torch.Tensor] = {}
-
-
-def _ramp(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Every uint8 level, ``(1, 1, 1, 256)`` (cached per device)."""
-    key = (dtype, str(device))
-    if key not in _RAMPS:
-        _RAMPS[key] = torch.arange(256, dtype=torch.int32, device=device).to(dtype).view(1, 1, 1, 256)
-    return _RAMPS[key]
-
-
-# Batches of large integer planes without a table run sample by sample into one output: each
+# Batches of large integer planes run sample by sample into one output: each
 # sample's float temporaries (1 MB at 512x512) stay in cache, where the batched formula streams
 # B times that through memory for every pass.
 _PER_SAMPLE_MIN_PIXELS = 1 << 16
@@ -77,19 +60,12 @@ _PER_SAMPLE_MIN_PIXELS = 1 << 16
 
 def _pointwise(image: torch.Tensor, fn, *params: float | torch.Tensor) -> torch.Tensor:
     """``fn(image, *params)`` for an elementwise map whose ``params`` broadcast as ``(B or 1,
-    C or 1, 1, 1)``: through a per-plane look-up table when that is cheaper (uint8 with large
-    planes), sample by sample for large integer planes, else directly. Every route computes the
-    same float formula on the same values, so the results are bit-identical."""
+    C or 1, 1, 1)``: sample by sample for large integer planes, else directly. Both routes compute
+    the same float formula on the same values, so the results are bit-identical. (A uint8 look-up
+    table of the formula was the fast route until the float -> uint8 rounding got cheaper
+    (:func:`iaaa.dtypes.from_work`); then the formula measured 1.3-1.9x faster than the table
+    at 512x512: benchmarks/ops.md.)"""
     b, c, h, w = image.shape
-    per_level = _LUT_MIN_PIXELS_PER_LEVEL.get(image.dtype)
-    if per_level is not None and h * w >= per_level * 256:
-        lut = fn(_ramp(image.dtype, image.device), *params)  # (b', c', 1, 256)
-        rows = lut.shape[0] * lut.shape[1]
-        idx = image.to(torch.int32)
-        if rows > 1:
-            off = torch.arange(rows, dtype=torch.int32, device=image.device).mul_(256).view(lut.shape[0], lut.shape[1], 1, 1)
-            idx = idx.add_(off)  # off broadcasts: its rows are 1 or B by 1 or C
-        return lut.reshape(-1).index_select(0, idx.reshape(-1)).view(b, c, h, w)
     if b > 1 and not image.dtype.is_floating_point and c * h * w >= _PER_SAMPLE_MIN_PIXELS:
         out = torch.empty_like(image)
         for i in range(b):
@@ -168,7 +144,6 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     scale = torch.where(span > 0, bound(image.dtype) / span.clamp(min=1e-12), torch.ones_like(span))
     lo = torch.where(span > 0, lo, torch.zeros_like(lo))
     # (x - lo) * max / span never leaves the range, so only rounding is needed on the way back.
-    # (Table levels below lo wrap or go negative; no pixel reads them.)
     if image.dtype == torch.uint16:
         return _pointwise(image, lambda v, lo, scale: from_work((to_work(v) - lo) * scale, image.dtype, saturate=False), lo, scale)
     return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale)
@@ -279,14 +254,12 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
         mean = x.mean((-2, -1), keepdim=True, dtype=dt)
     fd, shift = device_param(f, image), device_param(1.0 - f, image) * mean
     # f * x + (1 - f) * mean: the mean is one value per sample and channel, so this is two passes
-    # over the image (or one table); f == 1 gives x exactly. Weights are formed on the host in
+    # over the image; f == 1 gives x exactly. Weights are formed on the host in
     # float64 and rounded once, so a sample alone and in a batch see the same numbers.
 
     def fn(v: torch.Tensor, fd: float | torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        y = (to_work(v) if v.dtype == torch.uint16 else v) * fd
-        # In place on the image's own temporary; a table row is smaller than the mean's batch.
-        y = y.add_(shift) if not isinstance(shift, torch.Tensor) or y.shape == torch.broadcast_shapes(y.shape, shift.shape) else y + shift
-        return from_work(y, image.dtype)
+        # In place on the product, the kernel's own temporary.
+        return from_work(((to_work(v) if v.dtype == torch.uint16 else v) * fd).add_(shift), image.dtype)
 
     return _pointwise(image, fn, fd, shift)
 

@@ -1,5 +1,5 @@
-"""The fast paths of the integer photometric kernels (uint8 look-up tables, per-sample loops over
-large planes) give exactly what the batched formula gives."""
+"""The fast paths of the integer photometric kernels (per-sample loops over large planes, the
+float -> uint8 rounding by addition) give exactly what the batched plain formula gives."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iaaa.dtypes import from_float, from_work
 from iaaa.ops import functional as F
 from iaaa.ops import photometric
 
@@ -20,13 +21,13 @@ def _image(dtype, shape, seed, hi=None):
 
 
 def _direct(fn, *args):
-    """``fn`` with the table and per-sample paths switched off: the batched formula."""
-    old = photometric._LUT_MIN_PIXELS_PER_LEVEL, photometric._PER_SAMPLE_MIN_PIXELS
-    photometric._LUT_MIN_PIXELS_PER_LEVEL, photometric._PER_SAMPLE_MIN_PIXELS = {}, 1 << 62
+    """``fn`` with the per-sample path switched off: the batched formula."""
+    old = photometric._PER_SAMPLE_MIN_PIXELS
+    photometric._PER_SAMPLE_MIN_PIXELS = 1 << 62
     try:
         return fn(*args)
     finally:
-        photometric._LUT_MIN_PIXELS_PER_LEVEL, photometric._PER_SAMPLE_MIN_PIXELS = old
+        photometric._PER_SAMPLE_MIN_PIXELS = old
 
 
 KERNELS = {
@@ -37,8 +38,8 @@ KERNELS = {
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
-@pytest.mark.parametrize("dtype,shape", [(torch.uint8, (3, 1, 40, 40)), (torch.uint8, (2, 3, 33, 40)), (torch.uint8, (2, 4, 32, 40)), (torch.uint16, (2, 2, 256, 520))])
-def test_table_path_equals_direct_formula(kernel, dtype, shape):
+@pytest.mark.parametrize("dtype,shape", [(torch.uint8, (3, 1, 40, 40)), (torch.uint8, (2, 3, 33, 40)), (torch.uint8, (2, 4, 32, 40)), (torch.uint8, (3, 1, 260, 260)), (torch.uint16, (2, 2, 256, 520))])
+def test_per_sample_path_equals_batched_formula(kernel, dtype, shape):
     fn = KERNELS[kernel]
     for seed, hi in ((0, None), (1, 37 if dtype == torch.uint8 else 4096)):
         x = _image(dtype, shape, seed, hi)
@@ -50,8 +51,23 @@ def test_table_path_equals_direct_formula(kernel, dtype, shape):
 
 @settings(max_examples=25, deadline=None)
 @given(b=st.integers(1, 3), c=st.sampled_from([1, 3]), f=st.floats(0, 2), seed=st.integers(0, 99))
-def test_table_path_half_levels_round_like_the_formula(b, c, f, seed):
-    # Ties: x * f = k + 0.5 rounds half to even in both paths.
+def test_uint8_kernels_round_half_to_even_and_saturate(b, c, f, seed):
+    # Ties: x * f = k + 0.5 (f = 1.5, 0.5, ... are drawn often) round half to even, values past
+    # 255 saturate: the plain float formula, rounded by torch.round and cast.
     x = _image(torch.uint8, (b, c, 32, 32), seed)
-    for fn in (F.adjust_brightness, F.adjust_contrast):
-        assert torch.equal(fn(x, f), _direct(fn, x, f))
+    ff = torch.tensor(f, dtype=torch.float32)
+    want = (x.to(torch.float32) * ff).round_().clamp_(0, 255).to(torch.uint8)
+    assert torch.equal(F.adjust_brightness(x, f), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.floats(-300, 600, width=32), min_size=1, max_size=64), halves=st.lists(st.integers(-5, 300), max_size=32))
+def test_uint8_rounding_by_addition_equals_round_and_cast(values, halves):
+    """``from_work`` / ``from_float`` round float32 to uint8 by adding 2**23: the same values as
+    ``round_`` (half to even) + ``clamp_`` + cast, exact ties and out-of-range values included."""
+    x = torch.tensor(values + [h + 0.5 for h in halves] + [-0.0, 0.49999997, 254.5, 255.49998], dtype=torch.float32)
+    want = x.clone().round_().clamp_(0, 255).to(torch.uint8)
+    assert torch.equal(from_work(x.clone(), torch.uint8), want)
+    assert torch.equal(from_work(x.clone(), torch.uint8, saturate=False)[(x >= 0) & (x <= 255)], want[(x >= 0) & (x <= 255)])
+    unit = x / 255.0
+    assert torch.equal(from_float(unit, torch.uint8), (unit.clamp(0, 1) * 255.0).round_().to(torch.uint8))
