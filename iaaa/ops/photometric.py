@@ -58,21 +58,24 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 _PER_SAMPLE_MIN_PIXELS = 1 << 16
 
 
-def _pointwise(image: torch.Tensor, fn, *params: float | torch.Tensor) -> torch.Tensor:
+def _pointwise(image: torch.Tensor, fn, *params: float | torch.Tensor, work: torch.Tensor | None = None) -> torch.Tensor:
     """``fn(image, *params)`` for an elementwise map whose ``params`` broadcast as ``(B or 1,
     C or 1, 1, 1)``: sample by sample for large integer planes, else directly. Both routes compute
-    the same float formula on the same values, so the results are bit-identical. (A uint8 look-up
+    the same float formula on the same values, so the results are bit-identical. ``work``: the
+    kernel's float copy of ``image`` (:func:`to_work`) when it already made one for a reduction;
+    ``fn`` then reads that instead of converting the image again. (A uint8 look-up
     table of the formula was the fast route until the float -> uint8 rounding got cheaper
     (:func:`iaaa.dtypes.from_work`); then the formula measured 1.3-1.9x faster than the table
     at 512x512: benchmarks/ops.md.)"""
     b, c, h, w = image.shape
+    src = image if work is None else work
     if b > 1 and not image.dtype.is_floating_point and c * h * w >= _PER_SAMPLE_MIN_PIXELS:
         out = torch.empty_like(image)
         for i in range(b):
             ps = [p[i:i + 1] if isinstance(p, torch.Tensor) and p.shape[0] > 1 else p for p in params]
-            out[i:i + 1] = fn(image[i:i + 1], *ps)
+            out[i:i + 1] = fn(src[i:i + 1], *ps)
         return out
-    return fn(image, *params)
+    return fn(src, *params)
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, factor: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -145,7 +148,7 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     lo = torch.where(span > 0, lo, torch.zeros_like(lo))
     # (x - lo) * max / span never leaves the range, so only rounding is needed on the way back.
     if image.dtype == torch.uint16:
-        return _pointwise(image, lambda v, lo, scale: from_work((to_work(v) - lo) * scale, image.dtype, saturate=False), lo, scale)
+        return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale, work=x)
     return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale)
 
 
@@ -245,13 +248,14 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     check_image(image)
     f = as_param(factor, image.shape[0], "factor")
     dt = torch.float64 if image.dtype == torch.float64 else torch.float32
+    # uint16: the float copy serves the mean and the blend (one conversion, not two).
+    work = to_work(image) if image.dtype == torch.uint16 else None
     if image.shape[1] == 3:
-        mean = _gray(to_work(image)).mean((-3, -2, -1), keepdim=True)
+        mean = _gray(to_work(image) if work is None else work).mean((-3, -2, -1), keepdim=True)
     else:
         # uint16: the float copy's mean (the same sum as an integer mean in float32, measured
         # bit-identical) -- torch's integer-to-float reduction is several times slower.
-        x = to_work(image) if image.dtype == torch.uint16 else image
-        mean = x.mean((-2, -1), keepdim=True, dtype=dt)
+        mean = (image if work is None else work).mean((-2, -1), keepdim=True, dtype=dt)
     fd, shift = device_param(f, image), device_param(1.0 - f, image) * mean
     # f * x + (1 - f) * mean: the mean is one value per sample and channel, so this is two passes
     # over the image; f == 1 gives x exactly. Weights are formed on the host in
@@ -259,9 +263,9 @@ def adjust_contrast(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
 
     def fn(v: torch.Tensor, fd: float | torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         # In place on the product, the kernel's own temporary.
-        return from_work(((to_work(v) if v.dtype == torch.uint16 else v) * fd).add_(shift), image.dtype)
+        return from_work((v * fd).add_(shift), image.dtype)
 
-    return _pointwise(image, fn, fd, shift)
+    return _pointwise(image, fn, fd, shift, work=work)
 
 
 @serial_kernel
