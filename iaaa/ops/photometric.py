@@ -148,7 +148,7 @@ def autocontrast(image: torch.Tensor) -> torch.Tensor:
     lo = torch.where(span > 0, lo, torch.zeros_like(lo))
     # (x - lo) * max / span never leaves the range, so only rounding is needed on the way back.
     if image.dtype == torch.uint16:
-        return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale, work=x)
+        return _pointwise(image, lambda v, lo, scale: from_work((v - lo).mul_(scale), image.dtype, saturate=False), lo, scale, work=x)
     return _pointwise(image, lambda v, lo, scale: from_work((v - lo) * scale, image.dtype, saturate=False), lo, scale)
 
 
@@ -237,8 +237,9 @@ def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     if (a < 0).any():
         raise IaaaError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
     f = device_param(a, image)
-    # uint8 * float promotes by itself; uint16 needs the float copy.
-    return _pointwise(image, lambda v, f: from_work((to_work(v) if v.dtype == torch.uint16 else v) * f, image.dtype), f)
+    # uint8 * float promotes by itself; uint16 needs the float copy, which is then the kernel's own
+    # temporary (multiplied in place).
+    return _pointwise(image, lambda v, f: from_work(to_work(v).mul_(f) if v.dtype == torch.uint16 else v * f, image.dtype), f)
 
 
 @serial_kernel
