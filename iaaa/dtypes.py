@@ -70,9 +70,8 @@ def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(dtype)
-    if dtype == torch.uint8 and image.dtype == torch.float32:
-        return _round_to_uint8(image.clamp(0.0, 1.0).mul_(hi))
-    return _cast((image.clamp(0.0, 1.0) * (hi - lo) + lo).round_(), dtype)
+    # In range by construction; from_work does the rounding (and its fast uint8 route).
+    return from_work(image.clamp(0.0, 1.0).mul_(hi - lo).add_(lo), dtype, saturate=False)
 
 
 def to_work(image: torch.Tensor) -> torch.Tensor:
