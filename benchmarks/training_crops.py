@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="steps drawn per arm and fold")
     ap.add_argument("--pool", type=int, default=32)
     ap.add_argument("--arms", default=ARMS)
+    ap.add_argument("--paste-context", type=float, default=1.0, metavar="F", help="as downstream.py's --paste-context")
     ap.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE", help="a CellCompositor variant (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -71,7 +72,8 @@ def main() -> None:
         sys.exit(f"{folder}: not found (the data sets live in ../shared/data beside the checkout)")
     train, _ = split(args.dataset, read_label_folder(folder / "images", folder / "masks"))
     only = tuple(int(v) for v in args.only_folds.split(",")) if args.only_folds else None
-    recipe = Recipe(scale=info["scale"], train_limit=args.train_limit, folds=args.folds, only_folds=only, seeds=(args.seed,), pool_size=args.pool)
+    recipe = Recipe(scale=info["scale"], train_limit=args.train_limit, folds=args.folds, only_folds=only, seeds=(args.seed,), pool_size=args.pool,
+                    paste_context=args.paste_context)
     # the default arms' one variant needs its options, as downstream.py's --compositor gives them
     pairs_list = args.compositor or ([["count_cap=False"]] if args.arms == ARMS else [])
     options = [parse_pairs(pairs) for pairs in pairs_list]

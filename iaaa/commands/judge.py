@@ -20,7 +20,7 @@ FLAGS = {
     "protocol": "--protocol", "ratio": "--ratio", "p": "--p", "steps": "--steps", "batch_size": "--batch", "crop": "--crop",
     "lr": "--lr", "width": "--width", "depth": "--depth", "scale": "--scale", "pool_size": "--pool", "seeds": "--seeds",
     "train_limit": "--train-limit", "folds": "--folds", "only_folds": "--only-folds", "device": "--device", "min_area": "--min-area",
-    "aug_scale": "--aug-scale", "aug_photometric": "--aug-photometric",
+    "aug_scale": "--aug-scale", "aug_photometric": "--aug-photometric", "paste_context": "--paste-context",
 }
 
 
@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "augmentation (aug, +aug arms), drawn log-uniformly per crop; 0.8,1.25 for data of one magnification (default: %(default)s)")
     t.add_argument("--aug-photometric", type=float, default=d.aug_photometric, metavar="S", help="strength of the standard "
                    "augmentation's brightness/contrast/gamma/blur/noise: 0 geometry only, 1 the default ranges (default: %(default)s)")
+    t.add_argument("--paste-context", type=float, default=d.paste_context, metavar="F", help="iaaa-online arms paste into a window "
+                   "F times the crop's side around each added crop, before cutting it (1: into the crop) (default: %(default)s)")
     t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
     add_threads_arg(t)
     m = p.add_argument_group("putting parts together (no training)")
@@ -127,7 +129,7 @@ def recipe_of(args: argparse.Namespace) -> Any:
             protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
             lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_int_list(args.seeds, "--seeds"),
             train_limit=args.train_limit, folds=args.folds, device=args.device, aug_scale=_float_list(args.aug_scale, "--aug-scale"),
-            aug_photometric=args.aug_photometric,
+            aug_photometric=args.aug_photometric, paste_context=args.paste_context,
             only_folds=None if args.only_folds is None else _int_list(args.only_folds, "--only-folds"),
         )
     except RecipeError as exc:

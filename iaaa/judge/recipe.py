@@ -22,7 +22,7 @@ PROTOCOLS = ("add", "mix", "online")
 # Recipe fields added after reports were first written, with the value every run made before
 # the field existed had (JSON form): what a part without the field is merged as, whatever the
 # field's default is now.
-ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0}
+ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0, "paste_context": 1.0}
 Protocol = Literal["add", "mix", "online"]
 
 
@@ -105,6 +105,12 @@ class Recipe:
             contrast, gamma, blur, noise) relative to its default ranges: ``0`` turns it off
             (geometry only), ``1`` is the default, up to ``4`` widens it
             (:meth:`~iaaa.judge.AugmentConfig.with_photometric_strength`).
+        paste_context: where an ``iaaa-online`` arm's ``PasteCells`` pastes, under ``add`` and
+            ``mix``: into the crop itself (``1``, the judge until stop 39) or into a window of
+            the real image ``paste_context`` times the crop's side around it, before the crop
+            (and its augmentation) is cut from the pasted image, as a pipeline that pastes
+            into whole images before its random crop does. A count taken from the data
+            (``paste_count="data"``) then scales with the window.
     """
 
     protocol: Protocol = "add"
@@ -128,6 +134,7 @@ class Recipe:
     device: str = "cpu"
     aug_scale: tuple[float, float] = (0.5, 2.0)
     aug_photometric: float = 1.0
+    paste_context: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -179,6 +186,7 @@ class Recipe:
                 or not 0.05 <= lo_hi[0] <= lo_hi[1] <= 20.0:
             raise RecipeError("aug_scale", f"must be (low, high) with 0.05 <= low <= high <= 20, got {list(lo_hi)}")
         _float("aug_photometric", self.aug_photometric, 0.0, 4.0, lo_open=False)
+        _float("paste_context", self.paste_context, 1.0, 16.0, lo_open=False)
 
     @property
     def n_synthetic(self) -> int:

@@ -5,7 +5,7 @@ Its fields are the stage configs (``objects``: :class:`~iaaa.synthesis.objects.O
 ``background``: :class:`~iaaa.synthesis.background.BackgroundConfig`, ``layout``:
 :class:`~iaaa.synthesis.layout.LayoutConfig`, ``placement``:
 :class:`~iaaa.synthesis.placement.PlacementConfig`, ``count``:
-:class:`~iaaa.synthesis.draws.CountConfig`) plus the choices that span stages (``size``,
+:class:`~iaaa.synthesis.draws.CountConfig`, ``paste``: :class:`~iaaa.synthesis.paste.PasteConfig`) plus the choices that span stages (``size``,
 ``object_scale``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
 is unique over the whole tree, so a flat ``KEY=VALUE`` (``sigma=2``, ``grouping=box``) names
 exactly one field; the dotted ``stage.field`` (``placement.sigma``) always works too.
@@ -33,6 +33,7 @@ from iaaa.synthesis.layout import LayoutConfig
 from iaaa.synthesis.objects import ObjectConfig
 from iaaa.synthesis.placement import PlacementConfig
 from iaaa.synthesis.draws import CountConfig
+from iaaa.synthesis.paste import PasteConfig
 
 __all__ = ["CompositorConfig", "STAGE_CONFIGS", "option_names"]
 
@@ -42,6 +43,7 @@ STAGE_CONFIGS: dict[str, type] = {
     "layout": LayoutConfig,
     "placement": PlacementConfig,
     "count": CountConfig,
+    "paste": PasteConfig,
 }
 """The stage fields of :class:`CompositorConfig` and their config classes."""
 
@@ -56,6 +58,9 @@ class CompositorConfig:
         layout: where candidate positions come from (:class:`~iaaa.synthesis.layout.LayoutConfig`).
         placement: placement and blending (:class:`~iaaa.synthesis.placement.PlacementConfig`).
         count: cells per image and MCO share (:class:`~iaaa.synthesis.draws.CountConfig`).
+        paste: what the online :class:`~iaaa.synthesis.paste.PasteCells` pastes into a sample
+            (:class:`~iaaa.synthesis.paste.PasteConfig`: objects per call, over the sample's
+            cells or into its free space); :meth:`sample` does not read it.
         size: output ``(H, W)`` (an int: square); ``None`` uses the drawn background's own size.
             Larger backgrounds are cropped at a random offset, smaller ones mirror-tiled.
         object_scale: ``None``, a factor, or ``(lo, hi)`` (drawn log-uniformly): objects are
@@ -104,6 +109,7 @@ class CompositorConfig:
     layout: LayoutConfig = field(default_factory=LayoutConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     count: CountConfig = field(default_factory=CountConfig)
+    paste: PasteConfig = field(default_factory=PasteConfig)
     size: int | tuple[int, int] | None = bounded(None, 8, 16384)
     object_scale: float | tuple[float, float] | Literal["auto"] | None = bounded("auto", 0.05, 20.0)
     group_by: Literal["size", "auto"] | Callable[[AnnotatedImage], Any] | None = "auto"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from iaaa.errors import IaaaError
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.pools import GroupPool, PooledBackground
 
-__all__ = ["COUNTS", "MAX_COUNT", "CountConfig", "draw_count", "count_cap", "choose_objects", "pick_objects"]
+__all__ = ["COUNTS", "MAX_COUNT", "CountConfig", "CountBasis", "draw_count", "count_cap", "choose_objects", "pick_objects"]
 
 COUNTS: tuple[str, ...] = ("sample", "mode", "background")
 MAX_COUNT = 10_000
@@ -65,9 +65,18 @@ class CountConfig:
         check(not isinstance(c, tuple) or c[0] <= c[1], "count", "range must satisfy lo <= hi", c)
 
 
-def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator, area: float, background: PooledBackground) -> int:
-    """Cells for a synthetic image of ``area`` pixels on ``background`` (two uniforms drawn
-    whatever the setting, so the stream after it does not depend on it)."""
+class CountBasis(NamedTuple):
+    """The image a ``count="background"`` draw scales from when it is not a pooled background
+    (:class:`~iaaa.synthesis.paste.PasteCells`: the sample pasted into)."""
+
+    cells: int
+    area: float
+
+
+def draw_count(pool: GroupPool, config: CountConfig, generator: torch.Generator, area: float, background: PooledBackground | CountBasis) -> int:
+    """Cells for a synthetic image of ``area`` pixels on ``background`` (its ``cells`` and
+    ``area`` are what ``count="background"`` scales; two uniforms drawn whatever the setting, so
+    the stream after it does not depend on it)."""
     g = generator
     u = torch.rand(2, generator=g, device=g.device, dtype=torch.float64).tolist()
     c = config.count

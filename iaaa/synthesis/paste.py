@@ -13,12 +13,20 @@ kind.
 
 Choices made here:
 
-* Pasted cells go **on top** of the sample's cells, as Simple Copy-Paste does: the pixels they
-  cover change owner, a cell hidden entirely is dropped with its class id, and the ids are
-  renumbered ``1..N`` in the order (surviving real cells, pasted cells). Pasted objects never
-  overlap each other (the canvas's occupancy holds only the pasted cells), so every pasted
-  instance is exactly its object's mask at its box. Corner matching still steers objects to
-  places whose surroundings look like the object's own (mostly background).
+* How many objects, and where: :class:`PasteConfig` (the compositor config's ``paste`` stage).
+  ``paste_count`` is a fixed count or range of objects, or ``"data"``: the cells the
+  compositor's own count rule gives an image of the sample's area (``CountConfig``: ``count``,
+  ``count_factor``, ``count_cap`` against the sample's own cells, MCO share), never none, as
+  :meth:`~iaaa.synthesis.compositor.CellCompositor.sample` draws them onto a real image.
+* With ``over_cells=True`` pasted cells go **on top** of the sample's cells, as Simple
+  Copy-Paste does: the pixels they cover change owner, a cell hidden entirely is dropped with
+  its class id. With ``over_cells=False`` they go into the sample's free space as the
+  compositor's ``onto="image"`` puts them (``gap`` from every real cell, the placement's
+  contacts and level checks), and only a call none of whose objects finds room pastes on top.
+  Either way ids are renumbered ``1..N`` in the order (surviving real cells, pasted cells) and
+  pasted objects never overlap each other, so every pasted instance is exactly its object's
+  mask at its box. Corner matching steers objects to places whose surroundings look like the
+  object's own (mostly background).
 * The feather and the rim reach ``compositor.radius`` pixels beyond a pasted mask, but never
   over a real cell: their alpha is zero on other cells' pixels, so a real cell's uncovered
   pixels keep their values (and match their labels). Every pixel farther than that from every
@@ -42,7 +50,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,16 +61,40 @@ from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
 from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
+from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.image_groups import median_diameter
 from iaaa.synthesis.levels import intensity_anchors, level_map
 from iaaa.synthesis.placement import place
-from iaaa.synthesis.draws import pick_objects
+from iaaa.synthesis.draws import CountBasis, choose_objects, count_cap, draw_count, pick_objects
 from iaaa.synthesis.pools import GroupPool, Pools
 
-__all__ = ["PasteCells", "PasteResult", "paste_cells", "match_group"]
+__all__ = ["PasteCells", "PasteConfig", "PasteResult", "paste_cells", "match_group"]
 
 GROUP_RATIO = 1.6
 """Largest ratio of median cell diameters for a sample to join a group (as ``group_by="auto"``)."""
+
+
+@dataclass(frozen=True)
+class PasteConfig:
+    """What :class:`PasteCells` pastes into a sample (validated once, here; the ``paste`` stage
+    of :class:`~iaaa.synthesis.config.CompositorConfig`).
+
+    Attributes:
+        paste_count: objects per call: an int, an inclusive ``(lo, hi)`` range drawn uniformly,
+            or ``"data"``: the compositor's count rule for an image of the sample's area (see
+            module docs). :class:`PasteCells`'s ``n`` overrides it.
+        over_cells: pasted cells may cover the sample's own cells (``True``, Simple Copy-Paste)
+            or go into its free space only (``False``, as ``onto="image"``; on top only when no
+            object finds room).
+    """
+
+    paste_count: int | tuple[int, int] | Literal["data"] = bounded((1, 3), 0, 1000)
+    over_cells: bool = True
+
+    def __post_init__(self) -> None:
+        validate(self)
+        c = self.paste_count
+        check(not isinstance(c, tuple) or c[0] <= c[1], "paste_count", "range must satisfy lo <= hi", c)
 
 
 @dataclasses.dataclass
@@ -85,13 +118,15 @@ class PasteResult:
     meta: dict[str, Any]
 
 
-def _check_count(n: Any) -> tuple[int, int]:
+def _check_count(n: Any) -> tuple[int, int] | str:
+    if n == "data":
+        return "data"
     if isinstance(n, bool):
-        raise IaaaError(f"n: expected an int or an inclusive (lo, hi) range of objects, got {n!r}")
+        raise IaaaError(f"n: expected an int, an inclusive (lo, hi) range of objects or 'data', got {n!r}")
     if isinstance(n, int):
         n = (n, n)
     if not (isinstance(n, (tuple, list)) and len(n) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in n)):
-        raise IaaaError(f"n: expected an int or an inclusive (lo, hi) range of objects, got {n!r}")
+        raise IaaaError(f"n: expected an int, an inclusive (lo, hi) range of objects or 'data', got {n!r}")
     lo, hi = int(n[0]), int(n[1])
     if not 0 <= lo <= hi <= 1000:
         raise IaaaError(f"n: need 0 <= lo <= hi <= 1000, got {n!r}")
@@ -154,7 +189,7 @@ def paste_cells(
     class_ids: torch.Tensor | None = None,
     *,
     p: float = 0.5,
-    n: int | tuple[int, int] = (1, 3),
+    n: int | tuple[int, int] | Literal["data"] | None = None,
     generator: torch.Generator,
     sample: AnnotatedImage | None = None,
 ) -> PasteResult:
@@ -169,12 +204,14 @@ def paste_cells(
         class_ids: one class id per instance in sorted id order (``None``: all 1).
         p: probability of pasting at all; a call that does not paste returns the input
             as it is (its ids not renumbered).
-        n: objects pasted, an int or an inclusive ``(lo, hi)`` range drawn uniformly.
+        n: objects pasted, an int or an inclusive ``(lo, hi)`` range drawn uniformly, or
+            ``"data"`` (see module docs); ``None``: the compositor's ``paste_count``.
         generator: the only source of randomness.
         sample: the sample as an AnnotatedImage, for a callable ``group_by``.
     """
     pools = _pools(compositor)
-    lo, hi = _check_count(n)
+    cfg = compositor.config
+    count = _check_count(cfg.paste.paste_count if n is None else n)
     p = _check_p(p)
     if not isinstance(image, torch.Tensor) or image.ndim != 3:
         raise IaaaError(f"image: expected a (C, H, W) tensor, got {type(image).__name__} of shape {tuple(getattr(image, 'shape', ()))}")
@@ -202,18 +239,29 @@ def paste_cells(
         cls_real = torch.as_tensor(class_ids).detach().to(torch.int64).reshape(-1).cpu().numpy()
         if len(cls_real) != m_real:
             raise IaaaError(f"class_ids: {len(cls_real)} class ids for {m_real} instances in labels")
-    m = lo + min(int(u[1] * (hi - lo + 1)), hi - lo)
+    if count == "data":
+        # The compositor's count rule for an image of this size; a draw that asks for no cell
+        # still pastes one (as sample() does onto a real image: never the input verbatim).
+        m = 1
+    else:
+        lo, hi = count
+        m = lo + min(int(u[1] * (hi - lo + 1)), hi - lo)
     if not u[0] < p or m == 0:
         return PasteResult(image, labels.to(torch.int64), torch.as_tensor(cls_real, device=labels.device), {"pasted": False})
     if sample is None:
         sample = AnnotatedImage.trusted(image=image, labels=labels, class_ids=class_ids, name="sample")
     key, pool = match_group(compositor, sample, counts[ids])
-    chosen = pick_objects(pool, compositor.config.count, m, g)
+    if count == "data":
+        area = float(h * w)
+        n_cells = max(1, draw_count(pool, cfg.count, g, area, CountBasis(m_real, area)))
+        cap = max(1, count_cap(pool, area) - m_real) if cfg.count.count_cap else None
+        chosen = choose_objects(pool, cfg.count, pools.object_cells, n_cells, g, cap)
+    else:
+        chosen = pick_objects(pool, cfg.count, m, g)
     dev = image.device
     work = to_float(image)
     anchors = intensity_anchors(work, labels) if compositor.matches_intensity else None
     imgs, labs, clss = compositor.augmented_objects(chosen, g, dev, anchors)
-    pc = compositor.config.placement
     work = work.clone() if work.data_ptr() == image.data_ptr() else work
     if m_real and ids[-1] != m_real:
         # Ids renumbered 1..M so the pasted ones follow densely.
@@ -222,10 +270,21 @@ def paste_cells(
         lab = lut[lab]
     else:
         lab = lab.copy()
-    # The occupancy table starts empty: pasted cells may cover real ones (occlusion) but not
-    # each other; the label map is the real one, so the rim spares the real cells' pixels.
-    canvas = Canvas(work, level_map(work, pc.match_sigma), lab, pc.min_gap, pc.border, empty_table(h, w), m_real + 1)
-    res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, guard=True)
+    pc = cfg.placement
+    level = level_map(work, pc.match_sigma)
+    touch = pool.contacts.touching_share if pc.contacts == "data" else None
+    res = None
+    if not cfg.paste.over_cells:
+        # Free space only: the occupancy table holds the real cells, as sample() onto="image".
+        canvas = Canvas(work, level, lab, pc.min_gap, pc.border, None, m_real + 1)
+        res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, touch_share=touch, level_range=pool.level_range, guard=True)
+        if not len(res.placed):
+            res = None
+    if res is None:
+        # An empty occupancy table: pasted cells may cover real ones (occlusion) but not each
+        # other; the label map is the real one, so the rim spares the real cells' pixels.
+        canvas = Canvas(work, level, lab, pc.min_gap, pc.border, empty_table(h, w), m_real + 1)
+        res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, guard=True)
     out_lab = canvas.labels
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])
@@ -270,7 +329,10 @@ class PasteCells(v2.Transform):
             MCO share, grouping, object policy and scale all come from it and its
             :class:`~iaaa.synthesis.config.CompositorConfig`).
         p: probability that a call pastes anything.
-        n: objects per paste: an int or an inclusive ``(lo, hi)`` range.
+        n: objects per paste: an int, an inclusive ``(lo, hi)`` range or ``"data"`` (the
+            compositor's count rule for the sample's area); ``None`` (default): the compositor
+            config's ``paste_count`` (:class:`PasteConfig`, which also says whether pasted cells
+            may cover the sample's own).
 
     Call it as ``paste(sample, generator=None) -> AnnotatedImage``, or as a v2 transform on
     ``(tv_tensors.Image, tv_tensors.Mask)`` (an ``(H, W)`` label map) or on ``(image, target)``
@@ -278,12 +340,12 @@ class PasteCells(v2.Transform):
     optional ``label_map``; other keys are passed through). Returns the same kind of input.
     """
 
-    def __init__(self, compositor: Any, p: float = 0.5, n: int | tuple[int, int] = (1, 3)) -> None:
+    def __init__(self, compositor: Any, p: float = 0.5, n: int | tuple[int, int] | Literal["data"] | None = None) -> None:
         super().__init__()
         _pools(compositor)
         self.compositor = compositor
         self.p = _check_p(p)
-        self.n = _check_count(n)
+        self.n = None if n is None else _check_count(n)
         self.generator = torch.Generator().manual_seed(int(compositor.seed))
 
     def _g(self, generator: torch.Generator | None) -> torch.Generator:
@@ -340,7 +402,8 @@ class PasteCells(v2.Transform):
         return _wrap_like(image, r.image), out
 
     def extra_repr(self) -> str:
-        return f"p={self.p}, n={self.n}"
+        n = self.compositor.config.paste.paste_count if self.n is None else self.n
+        return f"p={self.p}, n={n!r}, over_cells={self.compositor.config.paste.over_cells}"
 
 
 def _wrap_like(like: Any, x: torch.Tensor) -> torch.Tensor:
