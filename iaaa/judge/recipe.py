@@ -106,11 +106,12 @@ class Recipe:
             (geometry only), ``1`` is the default, up to ``4`` widens it
             (:meth:`~iaaa.judge.AugmentConfig.with_photometric_strength`).
         paste_context: where an ``iaaa-online`` arm's ``PasteCells`` pastes, under ``add`` and
-            ``mix``: into the crop itself (``1``, the judge until stop 39) or into a window of
-            the real image ``paste_context`` times the crop's side around it, before the crop
-            (and its augmentation) is cut from the pasted image, as a pipeline that pastes
-            into whole images before its random crop does. A count taken from the data
-            (``paste_count="data"``) then scales with the window.
+            ``mix``: into a window of the real image ``paste_context`` times the crop's side
+            around the crop (default 2), before the crop (and its augmentation) is cut from the
+            pasted image, as a pipeline that pastes into whole images before its random crop
+            does; ``1`` pastes into the crop itself (the judge until 2026-12-05: records without
+            the field ran so). A count taken from the data (``paste_count="data"``) scales with
+            the window. No other arm reads it.
     """
 
     protocol: Protocol = "add"
@@ -134,7 +135,7 @@ class Recipe:
     device: str = "cpu"
     aug_scale: tuple[float, float] = (0.5, 2.0)
     aug_photometric: float = 1.0
-    paste_context: float = 1.0
+    paste_context: float = 2.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))

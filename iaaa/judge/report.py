@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iaaa.errors import IaaaError
+from iaaa.judge.protocols import is_online, parse_arm
 from iaaa.judge.recipe import ADDED_FIELDS, Recipe
 from iaaa.judge.regimes import paired_interval
 
@@ -18,6 +19,8 @@ __all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
 METRICS = ("mean_ap", "ap50", "f1_50")
 _LABELS = {"mean_ap": "mean AP", "ap50": "AP@0.5", "f1_50": "F1@0.5"}
 PLATEAU = 0.01  # real only has plateaued when its last two curve points differ by less
+# Recipe fields only some arms read: parts holding none of those arms merge whatever their value.
+ARM_FIELDS = {"paste_context": lambda arm: is_online(parse_arm(arm).source)}
 
 
 def run_key(fold: int, seed: int) -> str:
@@ -222,7 +225,12 @@ class JudgeReport:
         loose = ("only_folds", "seeds")
         # A part written before a recipe field existed ran with what the field's value was then.
         defaults = {**Recipe().to_dict(), **ADDED_FIELDS}
-        same = lambda st: ({k: v for k, v in {**defaults, **st.get("recipe", {})}.items() if k not in loose},  # noqa: E731
+        recipe_of = lambda part: {**defaults, **part.settings.get("recipe", {})}  # noqa: E731
+        readers = {f: [p for p in parts if any(reads(a) for a in p.results)] for f, reads in ARM_FIELDS.items()}
+        for f, ps in readers.items():
+            if len({json.dumps(recipe_of(p)[f]) for p in ps}) > 1:
+                raise IaaaError(f"judge report merge: the parts' arms that read {f} were run with different values of it")
+        same = lambda st: ({k: v for k, v in {**defaults, **st.get("recipe", {})}.items() if k not in loose and k not in ARM_FIELDS},  # noqa: E731
                            {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms")})
         results: dict[str, dict[str, dict[str, Any]]] = {}
         origin: dict[tuple[str, str], int] = {}
@@ -252,6 +260,9 @@ class JudgeReport:
         recipe = dict(settings.get("recipe", {}))
         recipe["seeds"] = sorted(seeds)
         recipe["only_folds"] = None if folds == set(range(int(recipe.get("folds", 1)))) else sorted(folds)
+        for f, ps in readers.items():
+            if ps:  # the value the arms that read it ran with
+                recipe[f] = recipe_of(ps[0])[f]
         settings["recipe"] = recipe
         settings["arms"] = list(results)
         settings["warnings"] = list(dict.fromkeys(w for p in parts for w in p.settings.get("warnings", [])))

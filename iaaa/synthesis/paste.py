@@ -109,7 +109,9 @@ class PasteResult:
         meta: ``pasted`` (bool), ``objects`` (pool index of each placed object), ``boxes``
             (``(P, 4)`` XYXY inclusive box of each placed mask), ``pasted_ids`` (new ids of the
             pasted cells), ``dropped`` (input ids hidden entirely), ``skipped`` (pool indices that
-            found no place), ``group`` (the group key drawn from, or ``"all"``).
+            found no place), ``group`` (the group key drawn from, or ``"all"``), ``over_cells``
+            (whether the objects were placed over the sample's cells: ``PasteConfig.over_cells``,
+            or a free-space paste where no object found room).
     """
 
     image: torch.Tensor
@@ -274,12 +276,13 @@ def paste_cells(
     level = level_map(work, pc.match_sigma)
     touch = pool.contacts.touching_share if pc.contacts == "data" else None
     res = None
-    if not cfg.paste.over_cells:
+    on_top = cfg.paste.over_cells
+    if not on_top:
         # Free space only: the occupancy table holds the real cells, as sample() onto="image".
         canvas = Canvas(work, level, lab, pc.min_gap, pc.border, None, m_real + 1)
         res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, touch_share=touch, level_range=pool.level_range, guard=True)
         if not len(res.placed):
-            res = None
+            res, on_top = None, True
     if res is None:
         # An empty occupancy table: pasted cells may cover real ones (occlusion) but not each
         # other; the label map is the real one, so the rim spares the real cells' pixels.
@@ -312,6 +315,7 @@ def paste_cells(
         "pasted_ids": torch.from_numpy(pasted_ids.astype(np.int64)),
         "dropped": dropped,
         "skipped": [chosen[j] for j in res.skipped.tolist()],
+        "over_cells": on_top,
     }
     return PasteResult(
         out_img,

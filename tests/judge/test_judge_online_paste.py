@@ -62,7 +62,7 @@ def test_online_arm_adds_pasted_real_crops_as_naive_does(setup, protocol):
     the same number of crops per step as naive, the real crops untouched (add) or the last ones
     replaced (mix)."""
     real, paster = setup
-    recipe = Recipe(protocol=protocol, batch_size=4, crop=32, ratio=1.0, seeds=(0,))
+    recipe = Recipe(protocol=protocol, batch_size=4, crop=32, ratio=1.0, seeds=(0,), paste_context=1.0)
     ref = StepComposer(real, recipe, 3, parse_arm("real"))
     naive = StepComposer(real, recipe, 3, parse_arm("naive"))
     arm = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster)
@@ -80,7 +80,7 @@ def test_online_arm_adds_pasted_real_crops_as_naive_does(setup, protocol):
     # paste), so where the labels differ the paste added cells, and elsewhere nothing changed.
     class Unpasted:
         def apply(self, sample, generator=None):
-            return sample
+            return AnnotatedImage.trusted(image=sample.image, labels=sample.labels, class_ids=sample.class_ids, meta={"paste": {"pasted": False}})
 
     plain = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=Unpasted()).next()
     first = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
@@ -93,6 +93,54 @@ def test_online_arm_adds_pasted_real_crops_as_naive_does(setup, protocol):
     assert grew > 0
     again = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
     assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+
+
+@pytest.mark.parametrize("over_cells", [True, False])
+def test_paste_context_pastes_into_a_window_around_the_crop(tiny, over_cells):
+    """Recipe.paste_context: the paste goes into a window of the real image around the crop;
+    outside it the image is the real one bit for bit, the real cells keep their ids (a cell the
+    window cuts stays one instance), pasted cells get ids above the image's."""
+    train, _ = tiny
+    real = [prepare(s, 1.0, 32) for s in train]
+    cfg = CompositorConfig().replace(paste_count="data", over_cells=over_cells)
+    paster = PasteCells(CellCompositor(cfg).fit([AnnotatedImage(p.image, p.labels) for p in real], progress=False), p=1.0)
+
+    class Recording:  # the paster, noting whether each call pasted over real cells
+        on_top: list[bool] = []
+
+        def apply(self, sample, generator=None):
+            out = paster.apply(sample, generator)
+            self.on_top.append(out.meta["paste"]["over_cells"])
+            return out
+
+    recipe = Recipe(protocol="add", batch_size=4, crop=32, seeds=(0,), paste_context=1.5)
+    rec = Recording()
+    composer = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=rec)
+    draws = [(0, 0, 0, 0), (1, 20, 30, 5), (2, 32, 40, 2), (3, 10, 17, 1)]
+    images, labels = composer._paste_around(draws)
+    assert rec.on_top == [True] * 4 if over_cells else False in rec.on_top
+    cut = 0
+    for (i, y, x, _), img, lab, on_top in zip(draws, images, labels, rec.on_top):
+        src = real[i]
+        h, w = src.labels.shape
+        y0, x0 = min(max(y - 8, 0), h - 48), min(max(x - 8, 0), w - 48)
+        inside = torch.zeros(h, w, dtype=torch.bool)
+        inside[y0 : y0 + 48, x0 : x0 + 48] = True
+        assert torch.equal(img[:, ~inside], src.image[:, ~inside]) and torch.equal(lab[~inside], src.labels[~inside])
+        top = int(src.labels.max())
+        changed = lab != src.labels
+        assert changed.any()  # a count from the data never pastes nothing
+        assert (lab[changed] > top).all()  # where labels changed, pasted cells (ids above the image's)
+        if not on_top:
+            assert not changed[src.labels > 0].any()  # free space: every real pixel keeps its cell
+        for c in torch.unique(src.labels[inside & ~inside.roll(1, 0) | inside & ~inside.roll(1, 1)]).tolist():
+            if c and (src.labels[~inside] == c).any() and (lab[inside] == c).any():
+                cut += 1  # a cell the window cuts keeps its id on both sides
+    assert cut > 0
+    # the crops of a step come from these images, and a seed reproduces them
+    a = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
+    b = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=paster).next()
+    assert torch.equal(a.images, b.images) and torch.equal(a.targets, class_targets(a.labels)) and a.n_synthetic == 4
 
 
 def test_online_arm_needs_a_paster(setup):

@@ -285,7 +285,8 @@ def test_recipe_round_trip_and_bounds():
                          ("scale", 0.001), ("device", "bogus"), ("protocol", "x"), ("steps", 0), ("seeds", ()), ("folds", 2),
                          ("curve", (0.5,)), ("p", 0.0), ("aug_scale", (2.0, 0.5)), ("aug_scale", (0.0, 1.0)),
                          ("aug_scale", (1.0,)), ("aug_scale", (1.0, float("nan"))), ("aug_scale", (True, 2.0)),
-                         ("aug_photometric", -0.1), ("aug_photometric", 5.0), ("aug_photometric", float("nan")), ("aug_photometric", True)):
+                         ("aug_photometric", -0.1), ("aug_photometric", 5.0), ("aug_photometric", float("nan")), ("aug_photometric", True),
+                         ("paste_context", 0.5), ("paste_context", 17.0), ("paste_context", float("nan")), ("paste_context", True)):
         with pytest.raises(RecipeError) as e:
             Recipe(**{field: value})
         assert e.value.field == field
@@ -545,3 +546,30 @@ def test_synthetic_pools_are_made_per_source_when_needed_and_change_nothing(tiny
     lazy, listed = list(iter_pool(comp, 5, 2)), draw_pool(comp, 5, 2)
     assert all(torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels) for a, b in zip(lazy, listed))
     assert draw_pool(train, 0, 99) is train
+
+
+def test_merge_compares_paste_context_only_between_parts_with_online_arms():
+    """``paste_context`` is read by ``iaaa-online`` arms only: a part without one merges whatever
+    its value (records before the field ran at 1), parts with one must agree, and the merged
+    recipe carries the online arms' value."""
+    from iaaa.judge import JudgeReport
+
+    def part(arms: dict[str, float], context: float | None) -> JudgeReport:
+        recipe = {**Recipe(seeds=(0,)).to_dict()}
+        if context is None:
+            del recipe["paste_context"]  # written before the field existed
+        else:
+            recipe["paste_context"] = context
+        run = lambda v: {"mean_ap": v, "ap50": v, "f1_50": v}  # noqa: E731
+        return JudgeReport({a: {"fold0/seed0": run(v)} for a, v in arms.items()}, {"recipe": recipe, "arms": list(arms)}, "aug")
+
+    old = part({"aug": 0.2, "iaaa+aug": 0.23}, None)
+    new = part({"aug": 0.2, "iaaa-online+aug": 0.22}, 2.0)
+    merged = JudgeReport.merge([old, new])
+    assert merged.arms == ["aug", "iaaa+aug", "iaaa-online+aug"] and merged.settings["recipe"]["paste_context"] == 2.0
+    with pytest.raises(IaaaError, match="paste_context"):
+        JudgeReport.merge([part({"aug": 0.2, "iaaa-online+aug": 0.21}, None), new])
+    with pytest.raises(IaaaError, match="other settings"):  # any other field still has to agree
+        other = part({"aug": 0.2, "naive+aug": 0.21}, 1.0)
+        other.settings["recipe"]["steps"] = 10
+        JudgeReport.merge([old, other])

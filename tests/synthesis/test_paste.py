@@ -386,3 +386,83 @@ def test_the_feather_stays_off_real_cells_without_a_rim(data):
         _check_exact(bare, sample, out)
         touched += bool(out.meta["paste"]["pasted"])
     assert touched
+
+
+# ----------------------------------------------------------------------------- PasteConfig
+
+
+@pytest.fixture(scope="module")
+def free(data):
+    """Identity policy, a count from the data, free space only."""
+    cfg = CompositorConfig().replace(paste_count="data", over_cells=False)
+    return CellCompositor(cfg, policy="identity", seed=5).fit(data, progress=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), which=st.integers(0, 3), y=st.integers(0, 32), x=st.integers(0, 48))
+def test_free_space_paste_keeps_every_real_cell(free, data, seed, which, y, x):
+    sample = _crop(data[which], y, x, 64, seed)
+    out = PasteCells(free, p=1.0).apply(sample, _g(seed))
+    _check_exact(free, sample, out)
+    meta = out.meta["paste"]
+    assert meta["pasted"]  # a count from the data never pastes nothing
+    if not meta["over_cells"]:
+        # every real cell keeps all its pixels, and each pasted box grown by the gap held none
+        assert meta["dropped"] == []
+        lab_in = sample.labels.numpy()
+        keep = lab_in > 0
+        assert np.array_equal(out.labels.numpy()[keep] > 0, keep[keep])
+        assert torch.equal(out.image[:, torch.from_numpy(keep)], sample.image[:, torch.from_numpy(keep)])
+        gap = free.config.placement.min_gap
+        for x0, y0, x1, y1 in meta["boxes"].tolist():
+            assert not lab_in[max(y0 - gap, 0) : y1 + gap + 1, max(x0 - gap, 0) : x1 + gap + 1].any()
+
+
+def test_free_space_paste_goes_on_top_only_when_nothing_fits(free, data):
+    s = data[0]
+    h, w = s.size
+    tiles = (torch.arange(h)[:, None] // 3) * ((w + 2) // 3) + torch.arange(w)[None, :] // 3 + 1  # no free pixel
+    sample = AnnotatedImage(s.image, tiles, None, "tiles")
+    out = PasteCells(free, p=1.0).apply(sample, _g(0))
+    _check_exact(free, sample, out)
+    assert out.meta["paste"]["pasted"] and out.meta["paste"]["over_cells"] and out.meta["paste"]["dropped"]
+    # with room, the same compositor pastes into free space
+    assert not PasteCells(free, p=1.0).apply(data[1], _g(0)).meta["paste"]["over_cells"]
+
+
+def test_data_count_follows_the_compositors_count_rule(data):
+    # SCOs only and an explicit count of 4 cells: exactly 4 objects asked for, placed or skipped
+    cfg = CompositorConfig().replace(paste_count="data", mco_fraction=0.0, count=4)
+    comp = CellCompositor(cfg, policy="identity", seed=5).fit(data, progress=False)
+    for seed in range(4):
+        meta = PasteCells(comp, p=1.0).apply(data[seed], _g(seed)).meta["paste"]
+        assert len(meta["objects"]) + len(meta["skipped"]) == 4
+    # count="background": the sample's own cells, so an empty sample still gets one object and
+    # a crowded one more (count_factor scales it, as for sample())
+    cfg = CompositorConfig().replace(paste_count="data", mco_fraction=0.0, count="background", count_factor=2.0)
+    comp = CellCompositor(cfg, policy="identity", seed=5).fit(data, progress=False)
+    empty = AnnotatedImage(data[0].image, torch.zeros_like(data[0].labels), None, "empty")
+    asked = [len(m["objects"]) + len(m["skipped"]) for m in (PasteCells(comp, p=1.0).apply(empty, _g(s)).meta["paste"] for s in range(4))]
+    assert asked == [1, 1, 1, 1]
+    cells = int(torch.unique(data[2].labels[data[2].labels > 0]).numel())
+    meta = PasteCells(comp, p=1.0).apply(data[2], _g(0)).meta["paste"]
+    assert len(meta["objects"]) + len(meta["skipped"]) == 2 * cells
+    # n given to the transform overrides the config
+    meta = PasteCells(comp, p=1.0, n=2).apply(data[2], _g(0)).meta["paste"]
+    assert len(meta["objects"]) + len(meta["skipped"]) == 2
+
+
+def test_paste_config_is_validated_and_reaches_the_transform(comp):
+    from iaaa.synthesis.paste import PasteConfig
+
+    for bad in [(3, 1), -1, 1001, "many", True, (1, 2, 3)]:
+        with pytest.raises(IaaaError, match="paste_count"):
+            PasteConfig(paste_count=bad)
+    with pytest.raises(IaaaError, match="over_cells"):
+        PasteConfig(over_cells="no")
+    with pytest.raises(IaaaError, match="^n: "):
+        PasteCells(comp, n="all")
+    cfg = CompositorConfig.from_options({"paste_count": "data", "paste.over_cells": "false"})
+    assert cfg.paste == PasteConfig("data", False)
+    assert CompositorConfig.from_dict(cfg.to_dict()) == cfg
+    assert "n=(1, 3)" in repr(PasteCells(comp)) and "n='data'" in repr(PasteCells(comp, n="data"))
