@@ -218,7 +218,10 @@ class JudgeReport:
         A run (arm, fold, seed) in more than one part must have the same scores in each (within
         ``tolerance``): that is how an arm run later proves it saw the same real crops and
         weights as the earlier parts (run a cheap shared arm such as ``aug`` beside it); it is
-        then counted once. Parts with no run in common are simply put together."""
+        then counted once. Parts with no run in common are simply put together. A recipe field
+        only some arms read (``ARM_FIELDS``: ``paste_context``, read by ``iaaa-online`` arms) is
+        compared only between parts holding such an arm, and the merged recipe carries their
+        value.
         if not parts:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]

@@ -22,7 +22,7 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
   that span stages, flat ``KEY=VALUE`` options, JSON round trip, the ``paper()`` preset;
 * :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`;
 * :mod:`~iaaa.synthesis.paste` — :class:`PasteCells`: the online transform (a fitted
-  compositor's cells pasted into a real sample).
+  compositor's cells pasted into a real sample; what and where: :class:`PasteConfig`).
 
 One public function per stage: :func:`extract_objects`, :func:`remove_cells`,
 :func:`place_objects`, each taking its stage config.
@@ -50,11 +50,11 @@ _LAZY: dict[str, str] = {
     "place_objects": "placement", "level_map": "levels",
     "ContactStats": "contacts", "measure_contacts": "contacts",
     "CountConfig": "draws", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
-    "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "draws", "choose_objects": "draws", "count_cap": "draws", "RealCells": "pools",
+    "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "draws", "choose_objects": "draws", "count_cap": "draws", "CountBasis": "draws", "RealCells": "pools",
     "ObjectAugment": "object_policy", "RandomScale": "object_policy", "Identity": "object_policy", "Sequential": "object_policy",
     "as_object_policy": "object_policy",
     "KorniaPolicy": "kornia_policy",
-    "PasteCells": "paste", "PasteResult": "paste", "paste_cells": "paste", "match_group": "paste",
+    "PasteCells": "paste", "PasteConfig": "paste", "PasteResult": "paste", "paste_cells": "paste", "match_group": "paste",
     "pick_objects": "draws",
     "objects_for_search": "search_objects",
 }
