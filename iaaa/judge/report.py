@@ -221,7 +221,7 @@ class JudgeReport:
         then counted once. Parts with no run in common are simply put together. A recipe field
         only some arms read (``ARM_FIELDS``: ``paste_context``, read by ``iaaa-online`` arms) is
         compared only between parts holding such an arm, and the merged recipe carries their
-        value.
+        value."""
         if not parts:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]
