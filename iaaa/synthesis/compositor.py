@@ -31,7 +31,7 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.background import remove_cells
-from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
+from iaaa.synthesis.canvas import Canvas, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.contacts import measure_contacts
 from iaaa.synthesis.halo import grow_masks
@@ -41,8 +41,8 @@ from iaaa.synthesis.mirror import tile
 from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import intensity_anchors, level_map, match_intensity
-from iaaa.synthesis.placement import PastedWindows, PlacementResult, place
-from iaaa.synthesis.draws import choose_objects, count_cap, draw_count
+from iaaa.synthesis.placement import PastedWindows, PlacementResult, place, place_into_image
+from iaaa.synthesis.draws import draw_objects
 from iaaa.synthesis.pools import CompositorStats, PooledBackground, PooledObject, PoolBuilder, Pools, crop_real_cells, real_cells
 from iaaa.threads import torch_threads
 
@@ -336,39 +336,24 @@ class CellCompositor:
             bg = bg[:, oy : oy + H, ox : ox + W]
             level = level[:, oy : oy + H, ox : ox + W]
         pool = pools.groups[background.group]
-        n_cells = draw_count(pool, self.config.count, g, float(H * W), background)
         lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
-        if cls0 is not None and n_cells == 0 and isinstance(self.config.count.count, str):
-            # onto="image": a count taken from the data can be 0 (an image without cells, or a
-            # small crop of a sparse one), and pasting nothing returns the real image verbatim,
-            # a duplicate rather than a new sample (issue 22). An explicit count is kept as given.
-            n_cells = 1
-        cap = count_cap(pool, float(H * W)) if self.config.count.count_cap else None
-        if cap is not None and cls0 is not None:
-            # onto="image": the drawn count is added to the real cells, up to the group's maximum;
-            # the group's densest image still gets one object, or its draws would return the real
-            # image unchanged (with two training images, half of all draws: issue 22).
-            cap = max(1, cap - len(cls0))
-        chosen = choose_objects(pool, self.config.count, pools.object_cells, n_cells, g, cap)
+        n_cells, chosen = draw_objects(pool, self.config.count, pools.object_cells, g, float(H * W), background, None if cls0 is None else len(cls0))
         imgs, labs, clss = self.augmented_objects(chosen, g, anchors=background.anchors)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         next_id = None if cls0 is None else len(cls0) + 1
-        canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, table, next_id)
         density = layout_density(background.layout, (oy, ox), (H, W), self.config.layout.layout_mix) if background.layout is not None else None
         touch = pool.contacts.touching_share if self.config.placement.contacts == "data" else None
-        # onto="image": the feather never blends over a real cell (its pixels must keep matching
-        # its label), rim or not; with a rim (every group of the shipped data) it is so already.
-        result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range,
-                       guard=cls0 is not None)
         hidden = 0
-        if cls0 is not None and imgs and not len(result.placed):
-            # Not one object found room in the real image (a confluent field): paste on top of
-            # its cells instead, as PasteCells does, rather than return the real image verbatim.
-            # Draws that place anything never come here, so they are unchanged.
-            canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, empty_table(H, W), next_id)
-            result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, level_range=pool.level_range, guard=True)
-            alive, lut = surviving_ids(canvas.labels, canvas.next_id)
+        if cls0 is None:
+            canvas = Canvas(out, level, lab0, self.config.placement.min_gap, self.config.placement.border, table, next_id)
+            result = place(canvas, imgs, labs, clss, self.config.placement, g, density, rim=pool.rim, touch_share=touch, level_range=pool.level_range)
+        else:
+            # onto="image": into the free space, the feather off the real cells; a draw none of
+            # whose objects finds room (a confluent field) goes on top of them, as PasteCells does.
+            canvas, result, on_top = place_into_image(out, level, lab0, imgs, labs, clss, self.config.placement, g, density, table=table,
+                                                      next_id=next_id, rim=pool.rim, touch_share=touch, level_range=pool.level_range)
+            alive, lut = surviving_ids(canvas.labels, canvas.next_id) if on_top else (None, None)
             if lut is not None:
                 real_kept = np.flatnonzero(alive[1:next_id])
                 hidden = len(cls0) - len(real_kept)

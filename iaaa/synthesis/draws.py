@@ -17,7 +17,7 @@ from iaaa.errors import IaaaError
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.pools import GroupPool, PooledBackground
 
-__all__ = ["COUNTS", "MAX_COUNT", "CountConfig", "CountBasis", "draw_count", "count_cap", "choose_objects", "pick_objects"]
+__all__ = ["COUNTS", "MAX_COUNT", "CountConfig", "CountBasis", "draw_count", "count_cap", "draw_objects", "choose_objects", "pick_objects"]
 
 COUNTS: tuple[str, ...] = ("sample", "mode", "background")
 MAX_COUNT = 10_000
@@ -102,6 +102,25 @@ def count_cap(pool: GroupPool, area: float) -> int:
     """Most cells a synthetic image of ``area`` pixels may hold: the group's densest real image,
     scaled by area (``CountConfig.count_cap``)."""
     return int(math.floor(float((pool.counts / pool.areas).max()) * area + 1e-9))
+
+
+def draw_objects(
+    pool: GroupPool, config: CountConfig, object_cells: np.ndarray, generator: torch.Generator, area: float,
+    background: PooledBackground | CountBasis, real_cells: int | None = None,
+) -> tuple[int, list[int]]:
+    """``(cells asked, pool indices)`` for one image of ``area`` pixels: :func:`draw_count`,
+    the cap, :func:`choose_objects`. ``real_cells``: the image is a real one whose cells stay
+    (``onto="image"``, :class:`~iaaa.synthesis.paste.PasteCells`): the count is *added* to them,
+    the cap counts them but still leaves room for one object, and a count from the data that
+    comes out 0 asks for one cell, since pasting nothing returns the real image verbatim, a
+    duplicate rather than a new sample (issue 22). Explicit counts are used as given."""
+    n_cells = draw_count(pool, config, generator, area, background)
+    if real_cells is not None and n_cells == 0 and isinstance(config.count, str):
+        n_cells = 1
+    cap = count_cap(pool, area) if config.count_cap else None
+    if cap is not None and real_cells is not None:
+        cap = max(1, cap - real_cells)
+    return n_cells, choose_objects(pool, config, object_cells, n_cells, generator, cap)
 
 
 def choose_objects(

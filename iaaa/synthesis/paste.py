@@ -16,7 +16,7 @@ Choices made here:
 * How many objects, and where: :class:`PasteConfig` (the compositor config's ``paste`` stage).
   ``paste_count`` is a fixed count or range of objects, or ``"data"``: the cells the
   compositor's own count rule gives an image of the sample's area (``CountConfig``: ``count``,
-  ``count_factor``, ``count_cap`` against the sample's own cells, MCO share), never none, as
+  ``count_factor``, ``count_cap`` against the sample's own cells, MCO share; a count from the data is never 0), as
   :meth:`~iaaa.synthesis.compositor.CellCompositor.sample` draws them onto a real image.
 * With ``over_cells=True`` pasted cells go **on top** of the sample's cells, as Simple
   Copy-Paste does: the pixels they cover change owner, a cell hidden entirely is dropped with
@@ -60,12 +60,12 @@ from torchvision.transforms import v2
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
-from iaaa.synthesis.canvas import Canvas, empty_table, surviving_ids
+from iaaa.synthesis.canvas import surviving_ids
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.image_groups import median_diameter
 from iaaa.synthesis.levels import intensity_anchors, level_map
-from iaaa.synthesis.placement import place
-from iaaa.synthesis.draws import CountBasis, choose_objects, count_cap, draw_count, pick_objects
+from iaaa.synthesis.placement import place_into_image
+from iaaa.synthesis.draws import CountBasis, draw_objects, pick_objects
 from iaaa.synthesis.pools import GroupPool, Pools
 
 __all__ = ["PasteCells", "PasteConfig", "PasteResult", "paste_cells", "match_group"]
@@ -241,23 +241,18 @@ def paste_cells(
         cls_real = torch.as_tensor(class_ids).detach().to(torch.int64).reshape(-1).cpu().numpy()
         if len(cls_real) != m_real:
             raise IaaaError(f"class_ids: {len(cls_real)} class ids for {m_real} instances in labels")
-    if count == "data":
-        # The compositor's count rule for an image of this size; a draw that asks for no cell
-        # still pastes one (as sample() does onto a real image: never the input verbatim).
-        m = 1
-    else:
-        lo, hi = count
-        m = lo + min(int(u[1] * (hi - lo + 1)), hi - lo)
+    m = 1 if count == "data" else count[0] + min(int(u[1] * (count[1] - count[0] + 1)), count[1] - count[0])
     if not u[0] < p or m == 0:
         return PasteResult(image, labels.to(torch.int64), torch.as_tensor(cls_real, device=labels.device), {"pasted": False})
     if sample is None:
         sample = AnnotatedImage.trusted(image=image, labels=labels, class_ids=class_ids, name="sample")
     key, pool = match_group(compositor, sample, counts[ids])
     if count == "data":
+        # The count rule of sample() onto a real image of this size (never none from the data).
         area = float(h * w)
-        n_cells = max(1, draw_count(pool, cfg.count, g, area, CountBasis(m_real, area)))
-        cap = max(1, count_cap(pool, area) - m_real) if cfg.count.count_cap else None
-        chosen = choose_objects(pool, cfg.count, pools.object_cells, n_cells, g, cap)
+        _, chosen = draw_objects(pool, cfg.count, pools.object_cells, g, area, CountBasis(m_real, area), m_real)
+        if not chosen:  # an explicit count of 0 cells
+            return PasteResult(image, labels.to(torch.int64), torch.as_tensor(cls_real, device=labels.device), {"pasted": False})
     else:
         chosen = pick_objects(pool, cfg.count, m, g)
     dev = image.device
@@ -273,21 +268,9 @@ def paste_cells(
     else:
         lab = lab.copy()
     pc = cfg.placement
-    level = level_map(work, pc.match_sigma)
     touch = pool.contacts.touching_share if pc.contacts == "data" else None
-    res = None
-    on_top = cfg.paste.over_cells
-    if not on_top:
-        # Free space only: the occupancy table holds the real cells, as sample() onto="image".
-        canvas = Canvas(work, level, lab, pc.min_gap, pc.border, None, m_real + 1)
-        res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, touch_share=touch, level_range=pool.level_range, guard=True)
-        if not len(res.placed):
-            res, on_top = None, True
-    if res is None:
-        # An empty occupancy table: pasted cells may cover real ones (occlusion) but not each
-        # other; the label map is the real one, so the rim spares the real cells' pixels.
-        canvas = Canvas(work, level, lab, pc.min_gap, pc.border, empty_table(h, w), m_real + 1)
-        res = place(canvas, imgs, labs, clss, pc, g, None, rim=pool.rim, guard=True)
+    canvas, res, on_top = place_into_image(work, level_map(work, pc.match_sigma), lab, imgs, labs, clss, pc, g, next_id=m_real + 1, rim=pool.rim,
+                                           touch_share=touch, level_range=pool.level_range, on_top=cfg.paste.over_cells)
     out_lab = canvas.labels
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])
