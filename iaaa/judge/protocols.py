@@ -44,7 +44,7 @@ from iaaa.judge.naive import copy_paste
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.targets import class_targets
 from iaaa.judge.train_data import Prepared, derived_generator, dihedral
-from iaaa.structures import AnnotatedImage
+from iaaa.structures import AnnotatedImage, instance_ids
 
 __all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "split_arms", "is_online", "offline_source", "Step", "StepComposer"]
 
@@ -204,8 +204,8 @@ class StepComposer:
                 # PasteCells renumbers the window's cells 1..M (survivors, in id order) and the
                 # pasted ones after them: map the survivors back to their ids in the whole image
                 # (a cell the window cuts stays one instance) and the pasted ones above them.
-                kept = torch.unique(win)
-                kept = kept[(kept > 0) & ~torch.isin(kept, torch.as_tensor(meta["dropped"], dtype=kept.dtype))]
+                kept = instance_ids(win)
+                kept = kept[~torch.isin(kept, torch.as_tensor(meta["dropped"], dtype=kept.dtype))]
                 top = int(src.labels.max()) if src.labels.numel() else 0
                 lut = torch.cat([kept.new_zeros(1), kept, top + 1 + torch.arange(len(meta["pasted_ids"]), dtype=kept.dtype)])
                 img[:, y0 : y0 + sh, x0 : x0 + sw] = s.image

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from iaaa.errors import IaaaError
+from iaaa.label_maps import instance_ids
 from iaaa.synthesis.canvas import Canvas
 
 __all__ = ["ContactStats", "measure_contacts", "contact_candidates", "touching_ids", "TouchingShare"]
@@ -109,8 +111,9 @@ def measure_contacts(labels, reach: int = 1) -> ContactStats:
     if lab.ndim != 2:
         raise IaaaError(f"labels: expected (H, W), got shape {tuple(lab.shape)}")
     lab = lab.astype(np.int64, copy=False)
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
+    if lab.size and int(lab.min()) < 0:
+        raise IaaaError(f"labels: label map has negative values (min {int(lab.min())}); 0 is background, k>0 instance k")
+    ids = instance_ids(torch.from_numpy(lab)).numpy()
     out = ContactStats(reach=reach)
     if ids.size == 0:
         return out

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.label_maps import instance_ids
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.contacts import ContactStats
@@ -204,8 +205,7 @@ def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCell
     if size is not None and (size[0] > h or size[1] > w):
         raise IaaaError(f"{sample.name}: size {size} exceeds the image ({h}, {w}); onto='image' cannot tile a real image")
     lab = sample.labels.detach().cpu().numpy()
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
+    ids = instance_ids(sample.labels.detach().cpu()).numpy()
     lut = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
     from iaaa.synthesis.canvas import occupancy_table
@@ -225,8 +225,7 @@ def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, i
     lab = real.labels[oy : oy + h, ox : ox + w]
     if lab.shape == real.labels.shape:
         return lab.copy(), real.class_ids.copy(), real.table, real.boxes
-    ids = np.unique(lab)
-    ids = ids[ids > 0]
+    ids = instance_ids(torch.from_numpy(np.ascontiguousarray(lab))).numpy()
     lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
     b = real.boxes[ids - 1] - np.array([ox, oy, ox, oy])

@@ -36,6 +36,7 @@ __all__ = ["box_sum", "box_mean", "usable_windows", "local_level", "background_l
 
 _OUTLIER = 2.5  # robust sds beyond which a reference pixel does not shape the level
 _RELAX_STEPS = 24  # Jacobi steps per pyramid level (see _relax)
+_SPARSE_SHARE = 0.2  # free share of a level below which _relax gathers only the free pixels
 
 
 def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -154,6 +155,9 @@ def _relax(level: torch.Tensor, fixed: torch.Tensor, steps: int) -> torch.Tensor
     if not bool(free.any()) or min(level.shape[-2:]) < 2:
         return level
     c, h, w = level.shape
+    n_free = int(free.sum())
+    if n_free <= _SPARSE_SHARE * h * w:
+        return _relax_sparse(level, free, n_free, steps)
     # One padded buffer and one sum buffer for all steps: each step is then five memory passes
     # over the image, with no allocation (this loop ran 48 times over every full-size field).
     p = torch.empty(c, h + 2, w + 2, dtype=level.dtype, device=level.device)
@@ -171,3 +175,31 @@ def _relax(level: torch.Tensor, fixed: torch.Tensor, steps: int) -> torch.Tensor
         torch.where(free, nb, inner, out=nb)
         inner.copy_(nb)
     return inner.contiguous()
+
+
+def _relax_sparse(level: torch.Tensor, free: torch.Tensor, n_free: int, steps: int) -> torch.Tensor:
+    """:func:`_relax` touching only the free pixels: four gathers of their neighbours and one
+    scatter per step. Same additions in the same order, so the same bits; on sparse holes
+    (nuclei, whole fluorescence cells: a few % of the field) about 6x faster than passes over
+    the full image, slower beyond about a quarter of it (hence ``_SPARSE_SHARE``)."""
+    c, h, w = level.shape
+    idx = torch.nonzero(free.reshape(-1)).flatten()
+    y, x = idx // w, idx % w
+    row = y * w
+    # Clamped neighbours are the replicate padding of the dense path.
+    up = y.sub(1).clamp_min_(0).mul_(w).add_(x)
+    down = y.add(1).clamp_max_(h - 1).mul_(w).add_(x)
+    left = x.sub(1).clamp_min_(0).add_(row)
+    right = x.add(1).clamp_max_(w - 1).add_(row)
+    flat = level.reshape(c, h * w).clone()
+    nb = torch.empty(c, n_free, dtype=level.dtype, device=level.device)
+    tmp = torch.empty_like(nb)
+    for _ in range(steps):
+        # Jacobi: every gather reads the previous step's values before the one scatter.
+        torch.index_select(flat, 1, up, out=nb)
+        nb.add_(torch.index_select(flat, 1, down, out=tmp))
+        nb.add_(torch.index_select(flat, 1, left, out=tmp))
+        nb.add_(torch.index_select(flat, 1, right, out=tmp))
+        nb.mul_(0.25)
+        flat.index_copy_(1, idx, nb)
+    return flat.view(c, h, w)
