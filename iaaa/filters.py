@@ -99,34 +99,56 @@ def gaussian_blur(x: torch.Tensor, sigma: float, truncate: float = 3.0, padding:
 # 0.4-0.8x below 96x96 (benchmarks/README.md, "gaussian_blur").
 _SHIFTED_FROM = 128 * 128
 _NUMPY_PADS = {"zeros": "constant", "replicate": "edge", "reflect": "reflect"}
+# Floats per row block of the shifted-sums blur (256 KiB: a block and its temporaries stay in L2).
+_BLOCK_FLOATS = 1 << 16
 
 
 def _blur_by_shifted_sums(a: np.ndarray, k: np.ndarray, padding: str) -> np.ndarray:
     """The separable blur of float32 ``a`` ``(..., H, W)`` (kernel radius below ``H`` and ``W``)
-    as sums of shifted planes, one plane at a time (it stays in cache): the symmetric taps pair
-    up, so each pass is ``r + 1`` whole-plane products instead of scipy's per-line loop over
-    strided columns. Float32 sums: the same values as scipy's float64 sums within ~1e-7."""
+    as sums of shifted planes: the symmetric taps pair up, so each pass is ``r + 1`` whole-row
+    products instead of scipy's per-line loop over strided columns. Both passes run over blocks
+    of rows small enough to stay in cache (``_BLOCK_FLOATS``): the ``2r + 1`` sweeps per block
+    then read cache, not memory (1.3-1.6x on 1024 px planes, same bits as whole planes).
+    Float32 sums: the same values as scipy's float64 sums within ~1e-7."""
     r = (len(k) - 1) // 2
     mode = _NUMPY_PADS[padding]
     h, w = a.shape[-2:]
+    rows = max(32, _BLOCK_FLOATS // w)
     planes = a.reshape(-1, h, w)
     out = np.empty_like(planes)
-    mid = np.empty((h, w), np.float32)
-    tmp = np.empty((h, w), np.float32)
+    # The horizontal pass writes into the middle of `mid`; its r-row margins are then filled as
+    # np.pad would, so the vertical pass reads shifted row blocks of one buffer.
+    mid = np.empty((h + 2 * r, w), np.float32)
+    tmp = np.empty((min(rows, h), w), np.float32)
     for j in range(planes.shape[0]):
         p = np.pad(planes[j], ((0, 0), (r, r)), mode=mode)
-        np.multiply(p[:, r : r + w], k[r], out=mid)
-        for i in range(1, r + 1):
-            tmp = np.add(p[:, r - i : r - i + w], p[:, r + i : r + i + w], out=tmp)
-            tmp *= k[r + i]
-            mid += tmp
-        p = np.pad(mid, ((r, r), (0, 0)), mode=mode)
+        for a0 in range(0, h, rows):
+            a1 = min(a0 + rows, h)
+            blk, t = mid[r + a0 : r + a1], tmp[: a1 - a0]
+            src = p[a0:a1]
+            np.multiply(src[:, r : r + w], k[r], out=blk)
+            for i in range(1, r + 1):
+                np.add(src[:, r - i : r - i + w], src[:, r + i : r + i + w], out=t)
+                t *= k[r + i]
+                blk += t
+        if mode == "constant":
+            mid[:r] = 0
+            mid[r + h :] = 0
+        elif mode == "edge":
+            mid[:r] = mid[r]
+            mid[r + h :] = mid[r + h - 1]
+        else:  # numpy's "reflect": mirrored about the edge row, which is not repeated
+            mid[:r] = mid[2 * r : r : -1]
+            mid[r + h :] = mid[r + h - 2 : h - 2 : -1]
         o = out[j]
-        np.multiply(p[r : r + h], k[r], out=o)
-        for i in range(1, r + 1):
-            tmp = np.add(p[r - i : r - i + h], p[r + i : r + i + h], out=tmp)
-            tmp *= k[r + i]
-            o += tmp
+        for a0 in range(0, h, rows):
+            a1 = min(a0 + rows, h)
+            blk, t = o[a0:a1], tmp[: a1 - a0]
+            np.multiply(mid[r + a0 : r + a1], k[r], out=blk)
+            for i in range(1, r + 1):
+                np.add(mid[r + a0 - i : r + a1 - i], mid[r + a0 + i : r + a1 + i], out=t)
+                t *= k[r + i]
+                blk += t
     return out.reshape(a.shape)
 
 
