@@ -15,6 +15,14 @@ machine may be shared: CPU time is what the fit itself cost) over ``--repeats``,
 ratio to 1 thread. Nothing is asserted; results go to benchmarks/fit.md. To measure another
 checkout (e.g. the commit before a change), run this file with that checkout first on
 ``PYTHONPATH`` and ``--repo`` pointing at it.
+
+Paired before/after on a shared machine, where one run's CPU time moves by 20-50 %:
+
+    python benchmarks/fit.py --base <checkout before> --pairs 7 --images 4 --simulated 6
+
+runs the fit (one thread) in fresh processes alternately with ``--base`` and with this checkout,
+``--pairs`` times each, and prints each workload's user CPU seconds per run, the median of the
+per-pair ratios (this / base) and the ratio of the minima.
 """
 
 from __future__ import annotations
@@ -39,6 +47,30 @@ def _fit(samples: list, threads: int) -> tuple[float, float]:
     return wall, c1.user - c0.user
 
 
+def _paired(args: argparse.Namespace, here: Path) -> None:
+    """Alternate fresh processes of this script on ``--base`` and on this checkout."""
+    import json
+    import subprocess
+
+    runs: dict[str, dict[str, list[float]]] = {"base": {}, "this": {}}
+    for _ in range(args.pairs):
+        for tag, repo in (("base", Path(args.base).resolve()), ("this", here)):
+            cmd = [sys.executable, __file__, "--repo", str(repo), "--data", args.data, "--images", str(args.images),
+                   "--simulated", str(args.simulated), "--threads", "1", "--emit-json"]
+            env = {**os.environ, "PYTHONPATH": str(repo)}
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            for name, user in json.loads(out.strip().splitlines()[-1]).items():
+                runs[tag].setdefault(name, []).append(user)
+                print(f"# {tag} {name}: user CPU {user:.2f} s", flush=True)
+    print(f"paired fit, one thread, {args.pairs} pairs: base {Path(args.base).resolve()} vs this {here}")
+    print("| workload | base user CPU s | this user CPU s | median of pair ratios | min / min |")
+    print("|---|---|---|---:|---:|")
+    for name, base in runs["base"].items():
+        this = runs["this"][name]
+        ratio = statistics.median(t / b for t, b in zip(this, base))
+        print(f"| {name} | {' '.join(f'{b:.2f}' for b in base)} | {' '.join(f'{t:.2f}' for t in this)} | {ratio:.3f} | {min(this) / min(base):.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = Path(__file__).resolve().parents[1]
@@ -47,7 +79,15 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--simulated", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
+    ap.add_argument("--base", help="another checkout: paired before/after runs (see the module docs)")
+    ap.add_argument("--pairs", type=int, default=5, help="with --base: runs per checkout")
+    ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.base:
+        _paired(args, here)
+        return
+    thread_counts = [int(t) for t in args.threads.split(",")]
     sys.path.insert(0, str(Path(args.repo).resolve()))
     import iaaa
     from iaaa.data import read_label_folder
@@ -61,19 +101,24 @@ def main() -> None:
         workloads[f"usiigaci x{args.images}"] = read_label_folder(data / "images", data / "masks")[: args.images]
     if args.simulated > 0:
         workloads[f"simulated 1024 x{args.simulated}"] = simulate_cells(args.simulated, seed=0, size=(1024, 1024), cells=(40, 80))
-    times: dict[tuple[str, int], list[tuple[float, float]]] = {(w, t): [] for w in workloads for t in (1, 2)}
+    times: dict[tuple[str, int], list[tuple[float, float]]] = {(w, t): [] for w in workloads for t in thread_counts}
     for _ in range(args.repeats):
         for name, samples in workloads.items():
-            for threads in (1, 2):
+            for threads in thread_counts:
                 times[name, threads].append(_fit(samples, threads))
                 # Each measurement as it comes, so a long run that is cut short still tells something.
                 print(f"# {name}, {threads} thread(s): wall {times[name, threads][-1][0]:.1f} s, user CPU {times[name, threads][-1][1]:.1f} s", flush=True)
+    if args.emit_json:
+        import json
+
+        print(json.dumps({name: statistics.median(u for _, u in times[name, thread_counts[0]]) for name in workloads}))
+        return
     print(f"fit of CellCompositor() with {iaaa.__file__} ({args.repeats} repeat(s), medians)")
     print(f"| {'workload':<22} | threads | wall s | user CPU s | wall vs 1 thread |")
     print(f"|{'-' * 24}|---------|--------|------------|------------------|")
     for name in workloads:
-        base = statistics.median(w for w, _ in times[name, 1])
-        for threads in (1, 2):
+        base = statistics.median(w for w, _ in times[name, thread_counts[0]])
+        for threads in thread_counts:
             wall = statistics.median(w for w, _ in times[name, threads])
             user = statistics.median(u for _, u in times[name, threads])
             print(f"| {name:<22} | {threads:>7} | {wall:6.1f} | {user:10.1f} | {wall / base:16.2f} |")
