@@ -29,7 +29,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, choices=sorted(CELLS), default=512)
     ap.add_argument("--n", type=int, default=100, help="samples timed (after 20 warm-up samples)")
-    ap.add_argument("--profile", action="store_true", help="print the top functions by own time")
+    ap.add_argument("--profile", action="store_true", help="print the top functions (see --sort)")
+    ap.add_argument("--sort", default="tottime", help="pstats sort key for --profile (tottime, cumulative)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from iaaa.synthesis import CellCompositor, CompositorConfig
@@ -52,7 +53,7 @@ def main() -> None:
 
     print(f"{args.size} px, {cells} cells: {1000 * t / args.n:.2f} CPU ms/image, {pasted / args.n:.1f} pasted cells/image ({Path(iaaa.__file__).parent.parent})")
     if prof:
-        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        pstats.Stats(prof).sort_stats(args.sort).print_stats(45)
 
 
 if __name__ == "__main__":
