@@ -1,6 +1,7 @@
 """Seconds ``CellCompositor().fit`` takes with 1 and 2 torch threads (issue 20, item 2).
 
     python benchmarks/fit.py [--data ../shared/data/usiigaci_phase_dev] [--images 16] [--simulated 100] [--repeats 1]
+                             [--threads 1,2] [--workers 0,2]
 
 Two workloads, each fitted with the library default (``CellCompositor()``), interleaved 1 thread /
 2 threads in one process:
@@ -35,16 +36,17 @@ import time
 from pathlib import Path
 
 
-def _fit(samples: list, threads: int) -> tuple[float, float]:
+def _fit(samples: list, threads: int, workers: int = 0) -> tuple[float, float]:
     import torch
 
     from iaaa.synthesis import CellCompositor
 
     torch.set_num_threads(threads)
     c0, t0 = os.times(), time.perf_counter()
-    CellCompositor().fit(samples, progress=False)
+    CellCompositor().fit(samples, progress=False, **({"workers": workers} if workers else {}))
     wall, c1 = time.perf_counter() - t0, os.times()
-    return wall, c1.user - c0.user
+    # Worker processes are reaped when the fit ends, so their CPU time is in the children's.
+    return wall, (c1.user - c0.user) + (c1.children_user - c0.children_user)
 
 
 def _paired(args: argparse.Namespace, here: Path) -> None:
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--simulated", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
+    ap.add_argument("--workers", default="0", help="comma list of fit(workers=...) settings (processes; 0: serial)")
     ap.add_argument("--base", help="another checkout: paired before/after runs (see the module docs)")
     ap.add_argument("--pairs", type=int, default=5, help="with --base: runs per checkout")
     ap.add_argument("--emit-json", action="store_true", help=argparse.SUPPRESS)
@@ -88,6 +91,8 @@ def main() -> None:
         _paired(args, here)
         return
     thread_counts = [int(t) for t in args.threads.split(",")]
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    settings = [(t, w) for t in thread_counts for w in worker_counts]
     sys.path.insert(0, str(Path(args.repo).resolve()))
     import iaaa
     from iaaa.data import read_label_folder
@@ -101,27 +106,27 @@ def main() -> None:
         workloads[f"usiigaci x{args.images}"] = read_label_folder(data / "images", data / "masks")[: args.images]
     if args.simulated > 0:
         workloads[f"simulated 1024 x{args.simulated}"] = simulate_cells(args.simulated, seed=0, size=(1024, 1024), cells=(40, 80))
-    times: dict[tuple[str, int], list[tuple[float, float]]] = {(w, t): [] for w in workloads for t in thread_counts}
+    times: dict[tuple[str, tuple[int, int]], list[tuple[float, float]]] = {(w, st): [] for w in workloads for st in settings}
     for _ in range(args.repeats):
         for name, samples in workloads.items():
-            for threads in thread_counts:
-                times[name, threads].append(_fit(samples, threads))
+            for st in settings:
+                times[name, st].append(_fit(samples, *st))
                 # Each measurement as it comes, so a long run that is cut short still tells something.
-                print(f"# {name}, {threads} thread(s): wall {times[name, threads][-1][0]:.1f} s, user CPU {times[name, threads][-1][1]:.1f} s", flush=True)
+                print(f"# {name}, {st[0]} thread(s), {st[1]} worker(s): wall {times[name, st][-1][0]:.1f} s, user CPU {times[name, st][-1][1]:.1f} s", flush=True)
     if args.emit_json:
         import json
 
-        print(json.dumps({name: statistics.median(u for _, u in times[name, thread_counts[0]]) for name in workloads}))
+        print(json.dumps({name: statistics.median(u for _, u in times[name, settings[0]]) for name in workloads}))
         return
     print(f"fit of CellCompositor() with {iaaa.__file__} ({args.repeats} repeat(s), medians)")
-    print(f"| {'workload':<22} | threads | wall s | user CPU s | wall vs 1 thread |")
-    print(f"|{'-' * 24}|---------|--------|------------|------------------|")
+    print(f"| {'workload':<22} | threads | workers | wall s | user CPU s | wall vs first row |")
+    print(f"|{'-' * 24}|---------|---------|--------|------------|-------------------|")
     for name in workloads:
-        base = statistics.median(w for w, _ in times[name, thread_counts[0]])
-        for threads in thread_counts:
-            wall = statistics.median(w for w, _ in times[name, threads])
-            user = statistics.median(u for _, u in times[name, threads])
-            print(f"| {name:<22} | {threads:>7} | {wall:6.1f} | {user:10.1f} | {wall / base:16.2f} |")
+        base = statistics.median(w for w, _ in times[name, settings[0]])
+        for st in settings:
+            wall = statistics.median(w for w, _ in times[name, st])
+            user = statistics.median(u for _, u in times[name, st])
+            print(f"| {name:<22} | {st[0]:>7} | {st[1]:>7} | {wall:6.1f} | {user:10.1f} | {wall / base:17.2f} |")
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
         except (ValueError, KeyError, TypeError) as exc:
             raise IaaaError(f"--policies {path}: not a policy-set JSON ({exc})") from exc
         record["policies"] = json.loads(path.read_text(encoding="utf-8"))
-    compositor = CellCompositor(config, policy=policy).fit(samples, progress=not getattr(args, "no_progress", False))
+    compositor = CellCompositor(config, policy=policy).fit(samples, progress=not getattr(args, "no_progress", False), workers=getattr(args, "workers", 0))
     return compositor, record
 
 
@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=500, help="number of synthetic images (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="sample i depends only on (seed, i) (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=0, help="worker processes generating images (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes fitting the images and generating new ones (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (fit and writing)")
     add_threads_arg(p)
     p.add_argument("--saaa", metavar="MODEL_DIR", help="SAAA model folder (from `iaaa saaa fit`): generated images; alone, or mixed with IAAA when input data is given")

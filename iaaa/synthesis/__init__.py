@@ -18,6 +18,7 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
 * :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
 * :mod:`~iaaa.synthesis.mirror` — reading past the frame by reflection (:func:`tile`, :func:`reflect_index`);
 * :mod:`~iaaa.synthesis.image_groups` — which images of mixed data belong together;
+* :mod:`~iaaa.synthesis.fitting` — what `fit` computes per image, and fitting images in worker processes;
 * :mod:`~iaaa.synthesis.config` — :class:`CompositorConfig`: the stage configs and the choices
   that span stages, flat ``KEY=VALUE`` options, JSON round trip, the ``paper()`` preset;
 * :mod:`~iaaa.synthesis.compositor` — :class:`CellCompositor`;
@@ -42,7 +43,8 @@ _LAZY: dict[str, str] = {
     "group_cells": "objects", "label_adjacency": "objects",
     "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
     "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "texture", "remove_cells_by_mask": "inpaint",
-    "auto_group_keys": "image_groups", "survey": "image_groups",
+    "auto_group_keys": "image_groups", "survey": "image_groups", "halo_width": "image_groups",
+    "FittedImage": "fitting", "fit_image": "fitting", "map_images": "fitting",
     "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background",
     "reflect_index": "mirror", "tile": "mirror",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",

@@ -30,20 +30,17 @@ import torch
 
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
-from iaaa.synthesis.background import remove_cells
 from iaaa.synthesis.canvas import Canvas, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
-from iaaa.synthesis.contacts import measure_contacts
-from iaaa.synthesis.halo import grow_masks
-from iaaa.synthesis.image_groups import diameter_spread, image_diameters, varied_cell_sizes, survey
-from iaaa.synthesis.layout import layout_density, layout_grid
-from iaaa.synthesis.mirror import tile
+from iaaa.synthesis.fitting import fit_image, map_images
+from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, varied_cell_sizes, survey
+from iaaa.synthesis.layout import layout_density
 from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
-from iaaa.synthesis.levels import intensity_anchors, level_map, match_intensity
+from iaaa.synthesis.levels import match_intensity
 from iaaa.synthesis.placement import PastedWindows, PlacementResult, place, place_into_image
 from iaaa.synthesis.draws import draw_objects
-from iaaa.synthesis.pools import CompositorStats, PooledBackground, PooledObject, PoolBuilder, Pools, crop_real_cells, real_cells
+from iaaa.synthesis.pools import CompositorStats, PooledObject, PoolBuilder, Pools, crop_real_cells
 from iaaa.threads import torch_threads
 
 __all__ = ["CellCompositor", "CompositorConfig", "CompositorStats", "PooledObject"]
@@ -147,39 +144,63 @@ class CellCompositor:
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, samples: Iterable[Any], progress: bool = True) -> "CellCompositor":
+    def fit(self, samples: Iterable[Any], progress: bool = True, workers: int = 0) -> "CellCompositor":
         """Extract the object pools, build the background pool and record the statistics from
         ``samples`` (any iterable of annotated images, read once). ``progress``: a per-image tqdm
-        bar on stderr (``False``: silent). Returns ``self``; :attr:`config` is left as given, the
-        measured halo, rim and context of each group go to the pools."""
+        bar on stderr (``False``: silent). ``workers``: processes that fit images in parallel
+        (DataLoader workers, :func:`~iaaa.synthesis.fitting.map_images`; ``0``: this process),
+        with the same pools as a serial fit. Returns ``self``; :attr:`config` is left as given,
+        the measured halo, rim and context of each group go to the pools."""
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+            raise IaaaError(f"workers: expected an integer >= 0, got {workers!r}")
         cfg = self.config
         builder = PoolBuilder(self.device)
         samples = [as_annotated(raw, name=f"sample{i}") for i, raw in enumerate(samples)]
         samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
+        for s in samples:
+            builder.check(s)
+        if workers and any(s.image.device.type != "cpu" for s in samples):
+            raise IaaaError("fit: workers > 0 needs the samples on the CPU (the pools may still go to another device)")
         pending: list[tuple[AnnotatedImage, Any, int, int, torch.Tensor, np.ndarray | None]] = []
         need_halo = cfg.objects.grouping == "mask" or cfg.background.background_method == "mask" or cfg.rim
+        halo_rule = cfg.halo if need_halo else 0
         # Fitting is a chain of memory-bound full-image passes (halo profiles, the membrane
         # relaxation and texture search of mask removal) and many small per-cell ops: a second
         # intra-op thread speeds none of them up much and, on a busy machine, makes every op wait
-        # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread.
+        # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread;
+        # more cores serve whole images (`workers`).
         with torch_threads(1):
-            # The survey's distance transforms are kept only where fit grows the masks from them.
-            grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask"
+            # The survey's distance transforms are kept only where fit grows the masks from them,
+            # and only in this process (a worker's would have to travel back).
+            grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask" and not workers
             nearest: list = []
             diameters = image_diameters(samples, cfg.objects.min_area)
-            keys, halos = survey(samples, cfg.group_by, cfg.halo if need_halo else 0, cfg.objects.min_area,
-                                 nearest=nearest if grows else None, diameters=diameters)
+            widths = map_images(halo_width, [(s,) for s in samples], workers) if workers and halo_rule == "auto" else None
+            keys, halos = survey(samples, cfg.group_by, halo_rule, cfg.objects.min_area,
+                                 nearest=nearest if grows else None, diameters=diameters, widths=widths)
             # The scale is needed before cutting: the context kept around objects depends on it.
             self._resolve_object_scale(diameters, builder.stats)
             nearest = nearest or [None] * len(samples)
-            bar = tqdm(samples, desc="fit", unit="image", disable=not progress, leave=False)
+            tasks = []
+            for i, s in enumerate(samples):
+                halo = halos[keys[i]]
+                rim = halo if cfg.rim else 0
+                tasks.append((s, i, self.seed, cfg, keys[i], halo, rim, self._context(rim), nearest[i]))
+            nearest = []  # each table goes with its task, released as the image is done
+            bar = tqdm(total=len(samples), desc="fit", unit="image", disable=not progress, leave=False)
             try:
-                self._fit_images(keys, halos, builder, pending, bar, nearest)
+                fitted = map_images(fit_image, tasks, workers, progress=lambda _r: bar.update())
             finally:
                 bar.close()
+            for (s, _i, _seed, _cfg, key, halo, rim, context, _table), f in zip(tasks, fitted):
+                builder.add(s, key, f.objects, f.cells, f.border, f.fragments, halo=halo, rim=rim, context=context, contacts=f.contacts, anchors=f.anchors)
+                pending.append((s, key, halo, context, f.cleaned, f.anchors))
+                if f.background is not None:
+                    builder.add_level(key, f.level, f.free)
+                builder.add_background(f.background, s.name)
             if not builder.objects and not cfg.objects.keep_border:
                 # Small images whose every object touches the frame: pool the border objects
                 # rather than fail (the summary says so).
@@ -199,54 +220,6 @@ class CellCompositor:
         if self.config.object_scale == "auto":
             self.object_scale = RandomScale(AUTO_OBJECT_SCALE) if varied_cell_sizes(diameters) else None
         stats.object_scale = None if self.object_scale is None else (self.object_scale.lo, self.object_scale.hi)
-
-    def _fit_images(self, keys: list[Any], halos: dict[Any, int], builder: PoolBuilder, pending: list, bar: Iterable[AnnotatedImage],
-                    nearest: list) -> None:
-        """Add every image of ``bar`` (the samples, showing progress) to ``builder``: its objects,
-        background, counts and its group's measured values; ``pending`` keeps what the border
-        fallback needs; ``nearest``: the survey's :class:`~iaaa.synthesis.halo.NearestCells` per
-        sample (or ``None``), released as each image is done."""
-        cfg = self.config
-        source_layout = cfg.layout.layout == "source"
-        for i, s in enumerate(bar):
-            builder.check(s)
-            key, halo = keys[i], halos[keys[i]]
-            rim = halo if cfg.rim else 0
-            context = self._context(rim)
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
-            # Mask removal and mask grouping both need the labels grown by the halo: the survey's
-            # distance transform serves both (a fresh one beyond its memory budget).
-            by_mask = cfg.background.background_method == "mask"
-            table, nearest[i] = nearest[i], None
-            grown = None
-            if by_mask and cfg.objects.grouping == "mask":
-                grown = table.grow(halo).to(s.labels.device) if table is not None else grow_masks(s.labels, halo)
-            try:
-                bg = remove_cells(s.image, s.labels, cfg.background, halo=halo, grown=grown, generator=g).image
-            except IaaaError:  # no background pixel at all: the image still gives objects
-                bg = None
-            objs, groups = extract(s, cfg.objects, bg if bg is not None else s.image, halo=halo, context=context, grown=grown)
-            anchors = intensity_anchors(s.image, s.labels)
-            pending.append((s, key, halo, context, bg if bg is not None else s.image, anchors))
-            cells = int(groups.ids.numel())
-            border = 0 if cfg.objects.keep_border else int(groups.border.sum())
-            contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
-            builder.add(s, key, objs, cells, border, int(groups.fragments.numel()), halo=halo, rim=rim, context=context, contacts=contacts, anchors=anchors)
-            pooled = None
-            if bg is not None:
-                real = None
-                if cfg.onto == "image" and (cfg.size is None or (cfg.size[0] <= s.size[0] and cfg.size[1] <= s.size[1])):
-                    # A real image cannot be mirror-tiled (its cells would repeat): one smaller
-                    # than the output keeps its cleaned background instead.
-                    bg, real = s.image, real_cells(s, cfg.size)
-                bg = tile(bg, cfg.size)
-                # Corner scores read a smoothed background; float16 halves the pool's memory and
-                # is ample to rank candidates.
-                level = level_map(bg, cfg.placement.match_sigma).astype(np.float16)
-                builder.add_level(key, level, tile((s.labels == 0)[None], cfg.size)[0].cpu().numpy())
-                grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], cfg.size)[0], cfg.layout.layout_sigma) if source_layout else None
-                pooled = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real, anchors)
-            builder.add_background(pooled, s.name)
 
     def _fitted(self) -> Pools:
         if self.pools is None:

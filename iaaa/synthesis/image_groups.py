@@ -36,7 +36,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, instance_areas
 from iaaa.synthesis.halo import NearestCells, halo_profile, nearest_cells
 
-__all__ = ["MAGNIFICATION_RATIO", "median_diameter", "image_diameters", "diameter_spread", "varied_cell_sizes", "auto_group_keys", "survey"]
+__all__ = ["MAGNIFICATION_RATIO", "median_diameter", "image_diameters", "diameter_spread", "varied_cell_sizes", "auto_group_keys", "halo_width", "survey"]
 
 MAGNIFICATION_RATIO = 1.6
 """Ratio of two images' median cell diameters beyond which they are taken for different
@@ -108,6 +108,15 @@ def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float]
     return keys  # type: ignore[return-value]
 
 
+def halo_width(sample: AnnotatedImage) -> int | None:
+    """The halo width of one image (:meth:`iaaa.synthesis.halo.HaloProfile.width`), ``None``
+    when its label map has no cell or no background pixel (nothing to measure)."""
+    lab = sample.labels
+    if not (bool((lab > 0).any()) and bool((lab == 0).any())):
+        return None
+    return halo_profile(sample.image, lab).width()
+
+
 def survey(
     samples: Sequence[AnnotatedImage],
     group_by: str | Callable[[AnnotatedImage], Any] | None,
@@ -115,6 +124,7 @@ def survey(
     min_area: int = 10,
     nearest: list | None = None,
     diameters: Sequence[float] | None = None,
+    widths: Sequence[int | None] | None = None,
 ) -> tuple[list[Any], dict[Any, int]]:
     """Group key of every sample and halo width of every group.
 
@@ -133,6 +143,8 @@ def survey(
             transform of each image is not computed twice.
         diameters: the samples' :func:`image_diameters` at ``min_area``, where the caller has
             them already (otherwise computed here when grouping or the halo needs them).
+        widths: every sample's :func:`halo_width`, where the caller measured them already (in
+            worker processes); then no distance transform is kept for ``nearest``.
     """
     if diameters is None and (group_by == "auto" or halo == "auto"):
         diameters = image_diameters(samples, min_area)
@@ -150,26 +162,29 @@ def survey(
         nearest[:] = [None] * len(samples)
     if halo != "auto":
         return keys, {k: int(halo) for k in keys}
-    widths: dict[Any, list[int]] = {}
+    if widths is not None and len(widths) != len(samples):
+        raise IaaaError(f"widths: {len(widths)} values for {len(samples)} samples")
+    by_group: dict[Any, list[int]] = {}
     kept = 0
     for i, (s, k) in enumerate(zip(samples, keys)):
-        lab = s.labels
-        if bool((lab > 0).any()) and bool((lab == 0).any()):
-            if nearest is not None and kept + NearestCells.nbytes_for(lab) <= _NEAREST_BUDGET:
-                d, nearest[i] = nearest_cells(lab)
-                kept += nearest[i].nbytes
-                profile = halo_profile(s.image, lab, distance=d)
-            else:  # nobody grows from it: the plain distance transform is enough
-                profile = halo_profile(s.image, lab)
-            widths.setdefault(k, []).append(profile.width())
+        if widths is not None:
+            width = widths[i]
+        elif nearest is not None and kept + NearestCells.nbytes_for(s.labels) <= _NEAREST_BUDGET and bool((s.labels > 0).any()) and bool((s.labels == 0).any()):
+            d, nearest[i] = nearest_cells(s.labels)
+            kept += nearest[i].nbytes
+            width = halo_profile(s.image, s.labels, distance=d).width()
+        else:  # nobody grows from it: the plain distance transform is enough
+            width = halo_width(s)
+        if width is not None:
+            by_group.setdefault(k, []).append(width)
     radius: dict[Any, list[float]] = {}
     for d, k in zip(diameters, keys):
         if d > 0:  # the image has cells of at least min_area
             radius.setdefault(k, []).append(0.5 * d)
-    every = [w for ws in widths.values() for w in ws]
+    every = [w for ws in by_group.values() for w in ws]
     default = int(round(float(np.median(every)))) if every else 0
     out = {}
     for k in keys:
-        h = int(round(float(np.median(widths[k])))) if k in widths else default
+        h = int(round(float(np.median(by_group[k])))) if k in by_group else default
         out[k] = min(h, int(round(float(np.median(radius[k]))))) if k in radius else h
     return keys, out

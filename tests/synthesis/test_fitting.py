@@ -1,0 +1,80 @@
+"""Fitting in worker processes gives the pools of a serial fit, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from iaaa.errors import IaaaError
+from iaaa.datasets import simulate_cells
+from iaaa.structures import AnnotatedImage
+from iaaa.synthesis import CellCompositor, CompositorConfig
+from iaaa.synthesis.fitting import map_images
+from iaaa.synthesis.image_groups import halo_width
+
+
+def _same_pools(a: CellCompositor, b: CellCompositor) -> None:
+    pa, pb = a.pools, b.pools
+    assert len(pa.objects) == len(pb.objects) > 0
+    for oa, ob in zip(pa.objects, pb.objects):
+        assert torch.equal(oa.image, ob.image) and torch.equal(oa.labels, ob.labels)
+        assert (oa.kind, oa.source, tuple(oa.box), oa.num_cells) == (ob.kind, ob.source, tuple(ob.box), ob.num_cells)
+    assert len(pa.backgrounds) == len(pb.backgrounds) > 0
+    for ba, bb in zip(pa.backgrounds, pb.backgrounds):
+        assert torch.equal(ba.image, bb.image) and np.array_equal(ba.level, bb.level)
+        assert (ba.name, ba.group, ba.cells) == (bb.name, bb.group, bb.cells)
+        assert (ba.real is None) == (bb.real is None)
+        if ba.real is not None:
+            assert np.array_equal(ba.real.labels, bb.real.labels) and np.array_equal(ba.real.boxes, bb.real.boxes)
+    sa, sb = pa.stats, pb.stats
+    assert sa.cells_per_image == sb.cells_per_image and sa.contacts.to_dict() == sb.contacts.to_dict()
+    assert (sa.n_sco, sa.n_mco, sa.match_intensity) == (sb.n_sco, sb.n_mco, sb.match_intensity)
+    for i in range(3):
+        x, y = a.sample(torch.Generator().manual_seed(i)), b.sample(torch.Generator().manual_seed(i))
+        assert torch.equal(x.image, y.image) and torch.equal(x.labels, y.labels)
+
+
+@pytest.mark.parametrize("onto", ["image", "background"])
+def test_fit_with_workers_gives_the_serial_pools(onto):
+    data = simulate_cells(5, seed=3, size=(160, 192), cells=(10, 20))
+    cfg = CompositorConfig().replace(onto=onto)
+    serial = CellCompositor(cfg, seed=7).fit(data, progress=False)
+    parallel = CellCompositor(cfg, seed=7).fit(data, progress=False, workers=2)
+    _same_pools(serial, parallel)
+
+
+def test_fit_with_workers_on_mixed_sizes_and_the_paper_rules():
+    # Two image sizes (two groups, each with its own halo) and the paper's box pipeline.
+    data = simulate_cells(3, seed=1, size=(128, 128), cells=(6, 12)) + simulate_cells(3, seed=2, size=(176, 144), cells=(8, 16))
+    for cfg in (CompositorConfig(), CompositorConfig.paper()):
+        _same_pools(CellCompositor(cfg).fit(data, progress=False), CellCompositor(cfg).fit(data, progress=False, workers=2))
+
+
+def test_fit_rejects_bad_workers():
+    data = simulate_cells(2, seed=0, size=(96, 96), cells=(4, 6))
+    for bad in (-1, 1.5, True):
+        with pytest.raises(IaaaError, match="workers"):
+            CellCompositor().fit(data, progress=False, workers=bad)
+
+
+def _square(x: int, y: int) -> int:
+    return x * x + y
+
+
+def test_map_images_keeps_order_and_reports_each_result():
+    seen = []
+    args = [(i, 100) for i in range(7)]
+    for workers in (0, 2):
+        seen.clear()
+        assert map_images(_square, args, workers, progress=seen.append) == [i * i + 100 for i in range(7)]
+        assert seen == [i * i + 100 for i in range(7)]
+
+
+def test_halo_width_needs_cells_and_background():
+    img = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    assert halo_width(AnnotatedImage(img, torch.zeros(32, 32, dtype=torch.int64))) is None
+    assert halo_width(AnnotatedImage(img, torch.ones(32, 32, dtype=torch.int64))) is None
+    lab = torch.zeros(32, 32, dtype=torch.int64)
+    lab[10:20, 10:20] = 1
+    assert isinstance(halo_width(AnnotatedImage(img, lab)), int)
