@@ -43,7 +43,7 @@ _LAZY: dict[str, str] = {
     "group_cells": "objects", "label_adjacency": "objects",
     "HaloProfile": "halo", "halo_profile": "halo", "measure_halo": "halo", "grow_masks": "halo", "dilate_disk": "halo",
     "Inpainting": "inpaint", "inpaint": "inpaint", "background_level": "texture", "remove_cells_by_mask": "inpaint",
-    "auto_group_keys": "image_groups", "survey": "image_groups", "halo_width": "image_groups",
+    "auto_group_keys": "image_groups", "survey": "image_groups", "halo_width": "image_groups", "nearest_plan": "image_groups",
     "FittedImage": "fitting", "fit_image": "fitting", "map_images": "fitting",
     "BackgroundConfig": "background", "BackgroundFill": "background", "remove_cells": "background",
     "reflect_index": "mirror", "tile": "mirror",

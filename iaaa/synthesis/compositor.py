@@ -33,7 +33,7 @@ from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.fitting import fit_image, map_images
-from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, varied_cell_sizes, survey
+from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, nearest_plan, varied_cell_sizes, survey
 from iaaa.synthesis.layout import layout_density
 from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
@@ -173,14 +173,16 @@ class CellCompositor:
         # for a descheduled core (benchmarks/fit.md). So the whole fit runs under one thread;
         # more cores serve whole images (`workers`).
         with torch_threads(1):
-            # The survey's distance transforms are kept only where fit grows the masks from them,
-            # and only in this process (a worker's would have to travel back).
-            grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask" and not workers
+            # The survey's distance transforms are kept only where fit grows the masks from them.
+            grows = cfg.background.background_method == "mask" and cfg.objects.grouping == "mask"
             nearest: list = []
             diameters = image_diameters(samples, cfg.objects.min_area)
-            widths = map_images(halo_width, [(s,) for s in samples], workers) if workers and halo_rule == "auto" else None
+            measured = None
+            if halo_rule == "auto":
+                plan = nearest_plan(samples) if grows else [False] * len(samples)
+                measured = map_images(halo_width, list(zip(samples, plan)), workers)
             keys, halos = survey(samples, cfg.group_by, halo_rule, cfg.objects.min_area,
-                                 nearest=nearest if grows else None, diameters=diameters, widths=widths)
+                                 nearest=nearest if grows else None, diameters=diameters, measured=measured)
             # The scale is needed before cutting: the context kept around objects depends on it.
             self._resolve_object_scale(diameters, builder.stats)
             nearest = nearest or [None] * len(samples)

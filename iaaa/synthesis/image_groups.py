@@ -36,7 +36,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, instance_areas
 from iaaa.synthesis.halo import NearestCells, halo_profile, nearest_cells
 
-__all__ = ["MAGNIFICATION_RATIO", "median_diameter", "image_diameters", "diameter_spread", "varied_cell_sizes", "auto_group_keys", "halo_width", "survey"]
+__all__ = ["MAGNIFICATION_RATIO", "median_diameter", "image_diameters", "diameter_spread", "varied_cell_sizes", "auto_group_keys", "nearest_plan", "halo_width", "survey"]
 
 MAGNIFICATION_RATIO = 1.6
 """Ratio of two images' median cell diameters beyond which they are taken for different
@@ -108,13 +108,30 @@ def auto_group_keys(sizes: Sequence[tuple[int, int]], diameters: Sequence[float]
     return keys  # type: ignore[return-value]
 
 
-def halo_width(sample: AnnotatedImage) -> int | None:
-    """The halo width of one image (:meth:`iaaa.synthesis.halo.HaloProfile.width`), ``None``
-    when its label map has no cell or no background pixel (nothing to measure)."""
+def nearest_plan(samples: Sequence[AnnotatedImage]) -> list[bool]:
+    """Which samples' distance tables (:class:`~iaaa.synthesis.halo.NearestCells`) a fit keeps
+    for growing their masks: those with cells and background, in order, while the kept tables
+    stay within 256 MiB."""
+    kept, out = 0, []
+    for s in samples:
+        need = NearestCells.nbytes_for(s.labels)
+        keep = kept + need <= _NEAREST_BUDGET and bool((s.labels > 0).any()) and bool((s.labels == 0).any())
+        kept += need if keep else 0
+        out.append(keep)
+    return out
+
+
+def halo_width(sample: AnnotatedImage, keep_nearest: bool = False) -> tuple[int | None, NearestCells | None]:
+    """The halo width of one image (:meth:`iaaa.synthesis.halo.HaloProfile.width`; ``None`` when
+    its label map has no cell or no background pixel: nothing to measure) and, with
+    ``keep_nearest``, the distance table it was measured from (else ``None``)."""
     lab = sample.labels
     if not (bool((lab > 0).any()) and bool((lab == 0).any())):
-        return None
-    return halo_profile(sample.image, lab).width()
+        return None, None
+    if not keep_nearest:  # nobody grows from it: the plain distance transform is enough
+        return halo_profile(sample.image, lab).width(), None
+    d, table = nearest_cells(lab)
+    return halo_profile(sample.image, lab, distance=d).width(), table
 
 
 def survey(
@@ -124,7 +141,7 @@ def survey(
     min_area: int = 10,
     nearest: list | None = None,
     diameters: Sequence[float] | None = None,
-    widths: Sequence[int | None] | None = None,
+    measured: Sequence[tuple[int | None, NearestCells | None]] | None = None,
 ) -> tuple[list[Any], dict[Any, int]]:
     """Group key of every sample and halo width of every group.
 
@@ -143,8 +160,9 @@ def survey(
             transform of each image is not computed twice.
         diameters: the samples' :func:`image_diameters` at ``min_area``, where the caller has
             them already (otherwise computed here when grouping or the halo needs them).
-        widths: every sample's :func:`halo_width`, where the caller measured them already (in
-            worker processes); then no distance transform is kept for ``nearest``.
+        measured: every sample's :func:`halo_width` with ``keep_nearest`` as
+            :func:`nearest_plan` says, where the caller measured them already (in worker
+            processes); their tables go to ``nearest``.
     """
     if diameters is None and (group_by == "auto" or halo == "auto"):
         diameters = image_diameters(samples, min_area)
@@ -162,19 +180,15 @@ def survey(
         nearest[:] = [None] * len(samples)
     if halo != "auto":
         return keys, {k: int(halo) for k in keys}
-    if widths is not None and len(widths) != len(samples):
-        raise IaaaError(f"widths: {len(widths)} values for {len(samples)} samples")
+    if measured is None:
+        plan = nearest_plan(samples) if nearest is not None else [False] * len(samples)
+        measured = [halo_width(s, keep) for s, keep in zip(samples, plan)]
+    elif len(measured) != len(samples):
+        raise IaaaError(f"measured: {len(measured)} values for {len(samples)} samples")
     by_group: dict[Any, list[int]] = {}
-    kept = 0
-    for i, (s, k) in enumerate(zip(samples, keys)):
-        if widths is not None:
-            width = widths[i]
-        elif nearest is not None and kept + NearestCells.nbytes_for(s.labels) <= _NEAREST_BUDGET and bool((s.labels > 0).any()) and bool((s.labels == 0).any()):
-            d, nearest[i] = nearest_cells(s.labels)
-            kept += nearest[i].nbytes
-            width = halo_profile(s.image, s.labels, distance=d).width()
-        else:  # nobody grows from it: the plain distance transform is enough
-            width = halo_width(s)
+    for i, ((width, table), k) in enumerate(zip(measured, keys)):
+        if nearest is not None:
+            nearest[i] = table
         if width is not None:
             by_group.setdefault(k, []).append(width)
     radius: dict[Any, list[float]] = {}

@@ -11,6 +11,7 @@ from iaaa.datasets import simulate_cells
 from iaaa.structures import AnnotatedImage
 from iaaa.synthesis import CellCompositor, CompositorConfig
 from iaaa.synthesis.fitting import map_images
+from iaaa.synthesis.halo import grow_masks
 from iaaa.synthesis.image_groups import halo_width
 
 
@@ -71,10 +72,15 @@ def test_map_images_keeps_order_and_reports_each_result():
         assert seen == [i * i + 100 for i in range(7)]
 
 
-def test_halo_width_needs_cells_and_background():
+def test_halo_width_needs_cells_and_background_and_keeps_the_table_on_request():
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
-    assert halo_width(AnnotatedImage(img, torch.zeros(32, 32, dtype=torch.int64))) is None
-    assert halo_width(AnnotatedImage(img, torch.ones(32, 32, dtype=torch.int64))) is None
+    assert halo_width(AnnotatedImage(img, torch.zeros(32, 32, dtype=torch.int64)), True) == (None, None)
+    assert halo_width(AnnotatedImage(img, torch.ones(32, 32, dtype=torch.int64)), True) == (None, None)
     lab = torch.zeros(32, 32, dtype=torch.int64)
     lab[10:20, 10:20] = 1
-    assert isinstance(halo_width(AnnotatedImage(img, lab)), int)
+    img[:, 8:22, 8:22] = 60
+    img[:, 10:20, 10:20] = 200
+    width, table = halo_width(AnnotatedImage(img, lab))
+    assert isinstance(width, int) and table is None
+    width2, table = halo_width(AnnotatedImage(img, lab), keep_nearest=True)
+    assert width2 == width and torch.equal(table.grow(2), grow_masks(lab, 2))
