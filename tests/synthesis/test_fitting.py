@@ -84,3 +84,26 @@ def test_halo_width_needs_cells_and_background_and_keeps_the_table_on_request():
     assert isinstance(width, int) and table is None
     width2, table = halo_width(AnnotatedImage(img, lab), keep_nearest=True)
     assert width2 == width and torch.equal(table.grow(2), grow_masks(lab, 2))
+
+
+def test_nearest_plan_keeps_tables_within_the_budget_in_order(monkeypatch):
+    import iaaa.synthesis.image_groups as ig
+
+    data = simulate_cells(4, seed=5, size=(64, 64), cells=(3, 5))
+    empty = AnnotatedImage(data[0].image, torch.zeros(64, 64, dtype=torch.int64), name="empty")
+    samples = [data[0], empty, data[1], data[2], data[3]]
+    assert ig.nearest_plan(samples) == [True, False, True, True, True]  # no cell: nothing to keep
+    # Room for two tables: the first two images that have one, then none.
+    monkeypatch.setattr(ig, "_NEAREST_BUDGET", 2 * ig.NearestCells.nbytes_for(data[0].labels))
+    assert ig.nearest_plan(samples) == [True, False, True, False, False]
+
+
+def test_survey_takes_measured_widths_and_checks_their_count():
+    from iaaa.synthesis.image_groups import survey
+
+    data = simulate_cells(3, seed=4, size=(96, 96), cells=(5, 8))
+    serial = survey(data, "auto", "auto")
+    measured = [halo_width(s) for s in data]
+    assert survey(data, "auto", "auto", measured=measured) == serial
+    with pytest.raises(IaaaError, match="measured"):
+        survey(data, "auto", "auto", measured=measured[:2])
