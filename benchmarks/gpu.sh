@@ -2,7 +2,9 @@
 # The GPU checks of issue 20 item 5 on one CUDA machine, in under 5 minutes:
 #   1. install the project (pip install -e ".[dev]"; offline fallbacks keep going),
 #   2. run the CUDA tests (pytest -m cuda: every test that needs a GPU carries the marker),
-#   3. measure ops vs Kornia, compositor images/s and judge s/step (benchmarks/gpu.py).
+#   3. measure ops vs Kornia, compositor images/s and judge s/step (benchmarks/gpu.py),
+#   4. fit of 32 simulated 1024 px images serially and with 8 worker processes on its CPU cores
+#      (issue 20 item 2 on a many-core machine; benchmarks/fit.py).
 # Results go to $OUT (the device runner's folder) or benchmarks/results/, and are printed.
 # What each number means: benchmarks/gpu.md.   Usage: bash benchmarks/gpu.sh [--quick]
 set -uo pipefail
@@ -33,5 +35,8 @@ timeout 100 python3 -m pytest -q -p no:cacheprovider -m cuda tests/ 2>&1 | tail 
 say "benchmarks"
 timeout 170 python3 benchmarks/gpu.py --device cuda ${QUICK:+--quick} --out "$DEST/gpu_results.md"
 rc=$?
-say "done (benchmark exit $rc); results in $DEST/gpu_results.md"
+
+say "fit with worker processes"
+timeout 90 python3 benchmarks/fit.py --images 0 --simulated 32 --threads 1 --workers 0,8 2>&1 | tail -5 | tee "$DEST/gpu_fit.txt"
+say "done (benchmark exit $rc); results in $DEST/gpu_results.md, $DEST/gpu_fit.txt"
 exit $rc
