@@ -225,7 +225,7 @@ def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, i
     lab = real.labels[oy : oy + h, ox : ox + w]
     if lab.shape == real.labels.shape:
         return lab.copy(), real.class_ids.copy(), real.table, real.boxes
-    ids = instance_ids(torch.from_numpy(np.ascontiguousarray(lab))).numpy()
+    ids = instance_ids(torch.from_numpy(lab)).numpy()  # a strided view: one copy, in the bincount
     lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
     b = real.boxes[ids - 1] - np.array([ox, oy, ox, oy])
