@@ -38,7 +38,8 @@ from iaaa.synthesis.layout import layout_density
 from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import match_intensity
-from iaaa.synthesis.placement import PastedWindows, PlacementResult, place, place_into_image
+from iaaa.synthesis.into_image import place_into_image
+from iaaa.synthesis.placement import PastedWindows, PlacementResult, place
 from iaaa.synthesis.draws import draw_objects
 from iaaa.synthesis.pools import CompositorStats, PooledObject, PoolBuilder, Pools, crop_real_cells
 from iaaa.threads import torch_threads

@@ -64,7 +64,7 @@ from iaaa.synthesis.canvas import surviving_ids
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.image_groups import median_diameter
 from iaaa.synthesis.levels import intensity_anchors, level_map
-from iaaa.synthesis.placement import place_into_image
+from iaaa.synthesis.into_image import place_into_image
 from iaaa.synthesis.draws import CountBasis, draw_objects, pick_objects
 from iaaa.synthesis.pools import GroupPool, Pools
 

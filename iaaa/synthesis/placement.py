@@ -50,7 +50,7 @@ from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
 from iaaa.filters import blur_small, feather_radius
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
-from iaaa.synthesis.canvas import Canvas, empty_table, grown_runs, host_arrays
+from iaaa.synthesis.canvas import Canvas, grown_runs, host_arrays
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.contacts import TouchingShare, contact_candidates
 from iaaa.synthesis.levels import corner_descriptor, corner_scores, level_map, level_ok, match_ring
@@ -58,7 +58,7 @@ from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
-    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place_objects", "place_into_image",
+    "FEATHERS", "COLLISIONS", "CONTACTS", "PlacementConfig", "PlacementResult", "PastedWindows", "place", "place_objects",
 ]
 
 FEATHERS: tuple[str, ...] = ("mask", "outside")
@@ -413,42 +413,6 @@ def _as_object(obj: Any, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     if isinstance(obj, (tuple, list)) and len(obj) in (2, 3):
         return obj[0], obj[1], (torch.as_tensor(obj[2]) if len(obj) == 3 and obj[2] is not None else None)
     raise TypeError(f"objects[{i}]: expected a CellObject or an (image, labels) pair, got {type(obj).__name__}")
-
-
-def place_into_image(
-    image: torch.Tensor,
-    level: np.ndarray,
-    labels: np.ndarray,
-    images: Sequence[torch.Tensor],
-    object_labels: Sequence[torch.Tensor],
-    class_ids: Sequence[np.ndarray | None],
-    config: PlacementConfig,
-    generator: torch.Generator,
-    density: tuple[np.ndarray, int] | None = None,
-    *,
-    table: np.ndarray | None = None,
-    next_id: int | None = None,
-    rim: int = 0,
-    touch_share: float | None = None,
-    level_range: tuple[np.ndarray, np.ndarray] | None = None,
-    on_top: bool = False,
-) -> tuple[Canvas, PlacementResult, bool]:
-    """Objects placed into an image that keeps its own cells (``labels``, ids below
-    ``next_id``): into its free space (``table``: the occupancy table of ``labels``, ``None``
-    computes it), or on top of its cells, the covered pixels changing owner, when ``on_top`` or
-    when not one object finds room (a confluent field), rather than return the image as it was.
-    Either way the feather stays off the image's cells. The one rule of ``onto="image"`` and of
-    :class:`~iaaa.synthesis.paste.PasteCells`. Returns ``(canvas, result, placed on top)``; on top,
-    the caller renumbers the cells that survive (:func:`~iaaa.synthesis.canvas.surviving_ids`)."""
-    args = (images, object_labels, class_ids, config, generator, density)
-    if not on_top:
-        canvas = Canvas(image, level, labels, config.min_gap, config.border, table, next_id)
-        result = place(canvas, *args, rim=rim, touch_share=touch_share, level_range=level_range, guard=True)
-        if not images or len(result.placed):
-            return canvas, result, False
-    h, w = labels.shape
-    canvas = Canvas(image, level, labels, config.min_gap, config.border, empty_table(h, w), next_id)
-    return canvas, place(canvas, *args, rim=rim, level_range=level_range, guard=True), True
 
 
 def place_objects(
