@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
 
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter, variant_arms  # noqa: E402
+from iaaa.judge import PASTE_SCALES, Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter, variant_arms  # noqa: E402
 from iaaa.judge.report import JudgeReport  # noqa: E402
 
 # beside the checkout; a worktree one level deeper (wt/NAME) finds it one level up
@@ -213,6 +213,7 @@ def main() -> int:
     p.add_argument("--aug-scale", default=",".join(map(str, d.aug_scale)), metavar="LO,HI", help="zoom range of the aug arms (default: %(default)s)")
     p.add_argument("--aug-photometric", type=float, default=d.aug_photometric, metavar="S", help="strength of the aug arms' photometric part: 0 geometry only (default: %(default)s)")
     p.add_argument("--paste-context", type=float, default=d.paste_context, metavar="F", help="iaaa-online arms paste into a window F times the crop's side around each added crop (default: %(default)s)")
+    p.add_argument("--paste-scale", choices=PASTE_SCALES, default=d.paste_scale, help="iaaa-online arms fit and paste at the images' own resolution or the working scale (default: %(default)s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--time-steps", type=int, default=0, metavar="N", help="only time N training steps per case (see module docs)")
@@ -236,7 +237,7 @@ def main() -> int:
                     width=args.width, depth=args.depth, scale=args.scale if args.scale is not None else cfg["scale"],
                     pool_size=args.pool, seeds=tuple(int(s) for s in args.seeds.split(",")), train_limit=args.train_limit,
                     folds=args.folds, device=args.device, aug_scale=aug_scale, aug_photometric=args.aug_photometric,
-                    paste_context=args.paste_context, only_folds=None if args.only_folds is None else tuple(int(k) for k in args.only_folds.split(",")))
+                    paste_context=args.paste_context, paste_scale=args.paste_scale, only_folds=None if args.only_folds is None else tuple(int(k) for k in args.only_folds.split(",")))
     samples = read_label_folder(folder / "images", folder / "masks")
     train, test = split(args.dataset, samples)
     if args.time_steps:

@@ -36,7 +36,7 @@ for p in (ROOT, ROOT / "benchmarks"):
 from downstream import DATA, DATASETS, split  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
-from iaaa.judge import Recipe, StepComposer, fold_pasters, fold_pools, fold_subsets, named_sources, parse_arm, prepare_all, prepared_pool, split_arms  # noqa: E402
+from iaaa.judge import PASTE_SCALES, Recipe, StepComposer, fold_pasters, fold_pools, fold_subsets, named_sources, native_images, parse_arm, prepare_all, prepared_pool, split_arms  # noqa: E402
 from iaaa.synthesis.contacts import measure_contacts  # noqa: E402
 
 ARMS = "aug,naive+aug,iaaa+aug,iaaa[count_cap=False]+aug,iaaa-online+aug"
@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=32)
     ap.add_argument("--arms", default=ARMS)
     ap.add_argument("--paste-context", type=float, default=1.0, metavar="F", help="as downstream.py's --paste-context")
+    ap.add_argument("--paste-scale", choices=PASTE_SCALES, default="working", help="as downstream.py's --paste-scale")
     ap.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE", help="a CellCompositor variant (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -73,7 +74,7 @@ def main() -> None:
     train, _ = split(args.dataset, read_label_folder(folder / "images", folder / "masks"))
     only = tuple(int(v) for v in args.only_folds.split(",")) if args.only_folds else None
     recipe = Recipe(scale=info["scale"], train_limit=args.train_limit, folds=args.folds, only_folds=only, seeds=(args.seed,), pool_size=args.pool,
-                    paste_context=args.paste_context)
+                    paste_context=args.paste_context, paste_scale=args.paste_scale)
     # the default arms' one variant needs its options, as downstream.py's --compositor gives them
     pairs_list = args.compositor or ([["count_cap=False"]] if args.arms == ARMS else [])
     options = [parse_pairs(pairs) for pairs in pairs_list]
@@ -89,11 +90,12 @@ def main() -> None:
         # the judge's own fold set-up: each source fitted once, online arms' pasters, pools
         real = prepare_all(fold_train, recipe, recipe.crop)
         fitted = fold_pools(arms, sources, fold_train, lambda _m: None)
-        pasters = fold_pasters(arms, sources, real, lambda _m: None)
+        native = native_images(fold_train) if recipe.pastes_native else None
+        pasters = fold_pasters(arms, sources, real, lambda _m: None, native)
         pools = {name: prepared_pool(name, f, args.seed, recipe, int(real[0].image.shape[0])) for name, (f, _) in fitted.items()}
         for arm in arms:
             pool, paster = pools.get(arm.source or ""), pasters.get(arm.source or "")
-            composer = StepComposer(real, recipe, args.seed, arm, pool, paster=paster)
+            composer = StepComposer(real, recipe, args.seed, arm, pool, paster=paster, native=native if paster is not None else None)
             for _ in range(args.steps):
                 step = composer.next()
                 crops = step.labels[recipe.batch_size :] if step.n_synthetic else step.labels[: recipe.batch_size]

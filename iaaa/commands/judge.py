@@ -21,11 +21,12 @@ FLAGS = {
     "lr": "--lr", "width": "--width", "depth": "--depth", "scale": "--scale", "pool_size": "--pool", "seeds": "--seeds",
     "train_limit": "--train-limit", "folds": "--folds", "only_folds": "--only-folds", "device": "--device", "min_area": "--min-area",
     "aug_scale": "--aug-scale", "aug_photometric": "--aug-photometric", "paste_context": "--paste-context",
+    "paste_scale": "--paste-scale",
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from iaaa.judge import PROTOCOLS, Recipe
+    from iaaa.judge import PASTE_SCALES, PROTOCOLS, Recipe
 
     d = Recipe()
     p = sub.add_parser(
@@ -73,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "augmentation's brightness/contrast/gamma/blur/noise: 0 geometry only, 1 the default ranges (default: %(default)s)")
     t.add_argument("--paste-context", type=float, default=d.paste_context, metavar="F", help="iaaa-online arms paste into a window "
                    "F times the crop's side around each added crop, before cutting it (1: into the crop) (default: %(default)s)")
+    t.add_argument("--paste-scale", choices=PASTE_SCALES, default=d.paste_scale, help="the resolution iaaa-online arms fit and paste at: "
+                   "the images' own, resized afterwards as a pipeline that pastes before its resize, or the working scale (default: %(default)s)")
     t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
     add_threads_arg(t)
     m = p.add_argument_group("putting parts together (no training)")
@@ -129,7 +132,7 @@ def recipe_of(args: argparse.Namespace) -> Any:
             protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
             lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_int_list(args.seeds, "--seeds"),
             train_limit=args.train_limit, folds=args.folds, device=args.device, aug_scale=_float_list(args.aug_scale, "--aug-scale"),
-            aug_photometric=args.aug_photometric, paste_context=args.paste_context,
+            aug_photometric=args.aug_photometric, paste_context=args.paste_context, paste_scale=args.paste_scale,
             only_folds=None if args.only_folds is None else _int_list(args.only_folds, "--only-folds"),
         )
     except RecipeError as exc:

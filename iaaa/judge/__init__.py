@@ -12,25 +12,26 @@ real images with the Data Science Bowl metrics.
 """
 
 from iaaa.judge.augment import AugmentConfig, draw_augment, photometric, warp_crops
-from iaaa.judge.judge import DEFAULT_ARMS, auto_min_area, check_data, decoding_ceiling, fold_pasters, fold_pools, judge, named_sources, prepare_all, prepared_pool, variant_arms
+from iaaa.judge.judge import DEFAULT_ARMS, auto_min_area, check_data, decoding_ceiling, fold_pasters, fold_pools, judge, named_sources, native_images, prepare_all, prepared_pool, variant_arms
 from iaaa.judge.naive import copy_paste
 from iaaa.judge.protocols import AUG, NAIVE, REAL, Arm, Step, StepComposer, parse_arm, split_arms
-from iaaa.judge.recipe import PROTOCOLS, Recipe, RecipeError, check_device
+from iaaa.judge.paste_window import paste_window, paste_window_native
+from iaaa.judge.recipe import PASTE_SCALES, PROTOCOLS, Recipe, RecipeError, check_device
 from iaaa.judge.regimes import fold_subsets, paired_interval
 from iaaa.judge.report import METRICS, JudgeReport, run_key
 from iaaa.judge.scoring import THRESHOLDS, ImageScore, iou_matrix, score_image, score_images
 from iaaa.judge.sources import compositor_source, draw_pool, fit_source, iter_pool, make_compositor
 from iaaa.judge.targets import class_targets, instances_from_classes
 from iaaa.judge.train import predict_classes, predict_instances, train_segmenter
-from iaaa.judge.train_data import Prepared, normalize_image, prepare
+from iaaa.judge.train_data import Prepared, normalize_image, prepare, to_working
 from iaaa.judge.unet import UNet
 
 __all__ = [
-    "judge", "check_data", "JudgeReport", "Recipe", "RecipeError", "PROTOCOLS", "check_device", "DEFAULT_ARMS",
-    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "prepare_all", "fold_pools", "fold_pasters", "prepared_pool", "compositor_source", "make_compositor", "fit_source", "draw_pool", "iter_pool",
+    "judge", "check_data", "JudgeReport", "Recipe", "RecipeError", "PROTOCOLS", "PASTE_SCALES", "check_device", "DEFAULT_ARMS",
+    "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "prepare_all", "native_images", "fold_pools", "fold_pasters", "prepared_pool", "compositor_source", "make_compositor", "fit_source", "draw_pool", "iter_pool",
     "REAL", "AUG", "NAIVE", "METRICS", "run_key", "Arm", "parse_arm", "split_arms", "Step", "StepComposer",
-    "AugmentConfig", "draw_augment", "warp_crops", "photometric", "copy_paste", "fold_subsets", "paired_interval",
+    "AugmentConfig", "draw_augment", "warp_crops", "photometric", "copy_paste", "paste_window", "paste_window_native", "fold_subsets", "paired_interval",
     "THRESHOLDS", "ImageScore", "iou_matrix", "score_image", "score_images",
     "class_targets", "instances_from_classes",
-    "Prepared", "normalize_image", "prepare", "train_segmenter", "predict_classes", "predict_instances", "UNet",
+    "Prepared", "normalize_image", "prepare", "to_working", "train_segmenter", "predict_classes", "predict_instances", "UNet",
 ]

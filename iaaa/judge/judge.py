@@ -25,12 +25,12 @@ from iaaa.judge.scoring import score_images
 from iaaa.judge.sources import compositor_name, compositor_source, fit_source, iter_pool
 from iaaa.judge.targets import instances_from_classes
 from iaaa.judge.train import predict_instances, train_segmenter
-from iaaa.judge.train_data import Prepared, prepare
+from iaaa.judge.train_data import Prepared, normalize_image, prepare
 from iaaa.structures import AnnotatedImage, as_annotated
 
 __all__ = [
     "judge", "check_data", "auto_min_area", "decoding_ceiling", "named_sources", "variant_arms", "DEFAULT_ARMS",
-    "prepare_all", "fold_pools", "fold_pasters", "prepared_pool",
+    "prepare_all", "native_images", "fold_pools", "fold_pasters", "prepared_pool",
 ]
 
 DEFAULT_ARMS = (REAL, AUG, NAIVE, "iaaa", "iaaa+aug")
@@ -124,7 +124,7 @@ def _score(model: Any, test: Sequence[Prepared], recipe: Recipe, min_area: int) 
 
 
 def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list[Prepared], recipe: Recipe, seed: int,
-         min_area: int, say: Callable[[str], None], paster: Any = None) -> dict[str, Any]:
+         min_area: int, say: Callable[[str], None], paster: Any = None, native: Sequence[AnnotatedImage] | None = None) -> dict[str, Any]:
     """Train one (arm, fold, seed) run and score it, with its learning curve (the curve's last
     point, at the last step, is the run's score: the model is scored once there)."""
     curve: list[dict[str, Any]] = []
@@ -137,7 +137,7 @@ def _run(arm: Arm, real: list[Prepared], pool: list[Prepared] | None, test: list
         curve.append({"step": step, **{m: last[m] for m in METRICS}})
 
     composer = StepComposer(real, recipe, seed, arm, pool, augment=AugmentConfig(scale=recipe.aug_scale).with_photometric_strength(recipe.aug_photometric),
-                            paster=paster)
+                            paster=paster, native=native)
     t0 = time.perf_counter()
     train_segmenter(composer, recipe, at_curve=at_curve, log=say)
     scores = dict(last)
@@ -187,15 +187,23 @@ def _resolved(fitted: Any) -> str:
     return out
 
 
-def fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None]) -> dict[str, Any]:
+def native_images(samples: Sequence[AnnotatedImage]) -> list[AnnotatedImage]:
+    """The training images at their own resolution, normalised as :func:`prepare` normalises
+    them, with int64 labels: what online arms paste into under ``Recipe.pastes_native``."""
+    return [AnnotatedImage(normalize_image(s.image), s.labels.to(torch.int64), name=s.name) for s in samples]
+
+
+def fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Prepared], say: Callable[[str], None],
+                 native: Sequence[AnnotatedImage] | None = None) -> dict[str, Any]:
     """Each online arm's PasteCells (by source): the compositor (defaults for ``iaaa-online``, the
-    source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the fold's prepared training images
-    (normalised, at the working scale, as the crops it pastes into). ``p=1``: the step composer
-    draws which crops it pastes into."""
+    source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the images it pastes into: the fold's
+    prepared training images (normalised, at the working scale), or ``native``
+    (:func:`native_images`) when given. ``p=1``: the step composer draws which crops it pastes
+    into."""
     from iaaa.synthesis.paste import PasteCells
 
     pasters: dict[str, Any] = {}
-    samples = [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
+    samples = list(native) if native is not None else [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
     for name in dict.fromkeys(a.source for a in arms if is_online(a.source)):
         t0 = time.perf_counter()
         factory = compositor_source() if name == IAAA_ONLINE else sources[offline_source(name)]
@@ -264,7 +272,8 @@ def judge(
         fold_train = [train[i] for i in subset]
         real_prep = prepare_all(fold_train, recipe, recipe.crop)
         fitted = fold_pools(arm_list, sources, fold_train, say)
-        pasters = fold_pasters(arm_list, sources, real_prep, say)
+        native = native_images(fold_train) if recipe.pastes_native and any(is_online(a.source) for a in arm_list) else None
+        pasters = fold_pasters(arm_list, sources, real_prep, say, native)
         for seed in recipe.seeds:
             # A source's pool is prepared just before its first arm and released after its last:
             # pools are deterministic per seed, so when they are made changes nothing, and a run
@@ -276,7 +285,8 @@ def judge(
                 src = arm.source or ""
                 if src in fitted and src not in pools:
                     pools[src] = prepared_pool(src, fitted[src][0], seed, recipe, channels)
-                r = _run(arm, real_prep, pools.get(src), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(src))
+                r = _run(arm, real_prep, pools.get(src), test_prep, recipe, seed, min_area, lambda m, t=tag: say(f"{t} {m}"), pasters.get(src),
+                         native if is_online(arm.source) else None)
                 if last_use.get(src) == i:
                     del pools[src]
                 if arm.source in fitted:

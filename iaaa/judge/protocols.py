@@ -15,13 +15,16 @@ crops, in the same order, at every step of every arm (real-only pairing). What t
 
 The arm ``iaaa-online`` is ``naive``'s counterpart with the library's paste: where ``naive``
 pastes another real crop's cells into a real crop, it pastes pooled cells through
-:class:`iaaa.PasteCells` (a compositor fitted on the fold's prepared training images, the
+:class:`iaaa.PasteCells` (a compositor fitted on the fold's training images, the
 composer's ``paster``). Under ``add`` and ``mix`` its added crops are fresh real crops with
 pasted cells, as ``naive``'s are; under ``online`` it pastes into the real crops with
 probability ``p``. With ``Recipe.paste_context`` above 1 (``add`` / ``mix``) it pastes into a
 window of the real image that many crop sides wide around the crop, and the crop (with its
 augmentation) is cut from the pasted image afterwards, as a user's pipeline that pastes into
-whole images before its random crop. ``iaaa-online[k=v,...]`` pastes from the compositor variant ``iaaa[k=v,...]``
+whole images before its random crop; with ``Recipe.paste_scale="native"`` (and a working scale
+other than 1) the compositor is fitted on, and pastes into, the training images at their own
+resolution (the composer's ``native``) and the pasted region is resized to the working scale
+(:mod:`iaaa.judge.paste_window`). ``iaaa-online[k=v,...]`` pastes from the compositor variant ``iaaa[k=v,...]``
 (which the judge's sources must hold). (Until 2026-12-03 it pasted into the real crops under every protocol, so
 under ``add`` it trained on half the crops of ``naive``: records before then show that arm.)
 
@@ -41,10 +44,11 @@ import torch
 from iaaa.errors import IaaaError
 from iaaa.judge.augment import AugmentConfig, draw_augment, photometric, warp_crops
 from iaaa.judge.naive import copy_paste
+from iaaa.judge.paste_window import paste_window, paste_window_native
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.targets import class_targets
 from iaaa.judge.train_data import Prepared, derived_generator, dihedral
-from iaaa.structures import AnnotatedImage, instance_ids
+from iaaa.structures import AnnotatedImage
 
 __all__ = ["REAL", "AUG", "NAIVE", "IAAA_ONLINE", "Arm", "parse_arm", "split_arms", "is_online", "offline_source", "Step", "StepComposer"]
 
@@ -146,6 +150,9 @@ class StepComposer:
         augment: ranges of the standard augmentation.
         paster: an online arm's :class:`iaaa.PasteCells` (with ``p=1``: the composer
             draws which crops it pastes into).
+        native: ``real`` at their own resolution (normalised float images, int64 labels), for an
+            online arm that pastes there (``Recipe.pastes_native``; its paster fitted on them);
+            ``None``: it pastes into ``real``.
     """
 
     real: Sequence[Prepared]
@@ -155,6 +162,7 @@ class StepComposer:
     pool: Sequence[Prepared] | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     paster: Any = None
+    native: Sequence[AnnotatedImage] | None = None
 
     def __post_init__(self) -> None:
         if not self.real:
@@ -162,6 +170,8 @@ class StepComposer:
         if is_online(self.arm.source):
             if self.paster is None:
                 raise IaaaError(f"judge: arm {self.arm.name!r} needs a PasteCells (paster)")
+            if self.native is not None and len(self.native) != len(self.real):
+                raise IaaaError(f"judge: {len(self.native)} native images for {len(self.real)} real training images")
         elif self.arm.source not in (None, NAIVE) and not self.pool:
             raise IaaaError(f"judge: arm {self.arm.name!r} has no synthetic images")
         crop = self.recipe.crop
@@ -186,33 +196,13 @@ class StepComposer:
         return warp_crops([images[i] for i, *_ in draws], [labels[i] for i, *_ in draws], centres, crop, rows)
 
     def _paste_around(self, draws: list[tuple[int, int, int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """For each draw, its real image (a copy) with the paster's cells pasted into the window
-        of ``paste_context`` times the crop's side centred on the crop (``Recipe.paste_context``).
-        Cells outside the window keep their ids; pasted cells get ids above the image's."""
+        """For each draw, its real image with the paster's cells pasted into the window of
+        ``paste_context`` times the crop's side around the crop (:mod:`iaaa.judge.paste_window`),
+        at the images' own resolution when the composer has them (``Recipe.paste_scale``)."""
         crop, f = self.recipe.crop, self.recipe.paste_context
-        images, labels = [], []
-        for i, y, x, _ in draws:
-            src = self.real[i]
-            h, w = src.labels.shape
-            sh, sw = min(h, round(crop * f)), min(w, round(crop * f))
-            y0, x0 = min(max(y - (sh - crop) // 2, 0), h - sh), min(max(x - (sw - crop) // 2, 0), w - sw)
-            win = src.labels[y0 : y0 + sh, x0 : x0 + sw]
-            s = self.paster.apply(AnnotatedImage.trusted(image=src.image[:, y0 : y0 + sh, x0 : x0 + sw], labels=win, class_ids=None), self.g_syn)
-            img, lab = src.image.clone(), src.labels.clone()
-            meta = s.meta["paste"]
-            if meta["pasted"]:
-                # PasteCells renumbers the window's cells 1..M (survivors, in id order) and the
-                # pasted ones after them: map the survivors back to their ids in the whole image
-                # (a cell the window cuts stays one instance) and the pasted ones above them.
-                kept = instance_ids(win)
-                kept = kept[~torch.isin(kept, torch.as_tensor(meta["dropped"], dtype=kept.dtype))]
-                top = int(src.labels.max()) if src.labels.numel() else 0
-                lut = torch.cat([kept.new_zeros(1), kept, top + 1 + torch.arange(len(meta["pasted_ids"]), dtype=kept.dtype)])
-                img[:, y0 : y0 + sh, x0 : x0 + sw] = s.image
-                lab[y0 : y0 + sh, x0 : x0 + sw] = lut[s.labels]
-            images.append(img)
-            labels.append(lab)
-        return images, labels
+        out = [paste_window_native(self.paster, self.real[i], self.native[i], y, x, crop, f, self.g_syn) if self.native is not None
+               else paste_window(self.paster, self.real[i], y, x, crop, f, self.g_syn) for i, y, x, _ in draws]
+        return [o[0] for o in out], [o[1] for o in out]
 
     def _rows(self, n: int, g: torch.Generator) -> torch.Tensor | None:
         return draw_augment(n, self.augment, g) if self.arm.augment else None
@@ -227,7 +217,7 @@ class StepComposer:
             return copy_paste(*dst, *src, self.g_syn)
         if is_online(self.arm.source):
             draws = _draw(n, self.real, crop, self.g_syn)
-            if self.recipe.paste_context > 1:
+            if self.recipe.paste_context > 1 or self.native is not None:
                 return self._cut_maps(*self._paste_around(draws), [(j, y, x, k) for j, (_, y, x, k) in enumerate(draws)], rows)
             images, labels = self._cut(self.real, draws, rows)
             return self._paste(images, labels, range(n))

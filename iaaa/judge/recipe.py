@@ -16,14 +16,15 @@ import torch
 
 from iaaa.errors import IaaaError
 
-__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "ADDED_FIELDS", "check_device"]
+__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "PASTE_SCALES", "ADDED_FIELDS", "check_device"]
 
 PROTOCOLS = ("add", "mix", "online")
 # Recipe fields added after reports were first written, with the value every run made before
 # the field existed had (JSON form): what a part without the field is merged as, whatever the
 # field's default is now.
-ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0, "paste_context": 1.0}
+ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0, "paste_context": 1.0, "paste_scale": "working"}
 Protocol = Literal["add", "mix", "online"]
+PASTE_SCALES = ("native", "working")
 
 
 class RecipeError(IaaaError):
@@ -112,6 +113,15 @@ class Recipe:
             does; ``1`` pastes into the crop itself (the judge until 2026-12-05: records without
             the field ran so). A count taken from the data (``paste_count="data"``) scales with
             the window. No other arm reads it.
+        paste_scale: the resolution an ``iaaa-online`` arm pastes at, under ``add`` and ``mix``
+            with a working ``scale`` other than 1: ``"native"`` (default) fits its compositor on
+            the normalised training images at their own resolution, pastes into the window there
+            and resizes the pasted region into the working-scale image as :func:`prepare
+            <iaaa.judge.train_data.prepare>` resizes whole images, as a user's pipeline pastes
+            into the images it loads before any resize (and as ``iaaa synth`` output is made);
+            ``"working"`` fits and pastes at the working scale (the judge until 2026-12-05:
+            records without the field ran so). Under ``online``, at scale 1 and for every other
+            arm the two are the same.
     """
 
     protocol: Protocol = "add"
@@ -136,6 +146,7 @@ class Recipe:
     aug_scale: tuple[float, float] = (0.5, 2.0)
     aug_photometric: float = 1.0
     paste_context: float = 2.0
+    paste_scale: Literal["native", "working"] = "native"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(self.seeds))
@@ -188,6 +199,13 @@ class Recipe:
             raise RecipeError("aug_scale", f"must be (low, high) with 0.05 <= low <= high <= 20, got {list(lo_hi)}")
         _float("aug_photometric", self.aug_photometric, 0.0, 4.0, lo_open=False)
         _float("paste_context", self.paste_context, 1.0, 16.0, lo_open=False)
+        if self.paste_scale not in PASTE_SCALES:
+            raise RecipeError("paste_scale", f"must be one of {', '.join(PASTE_SCALES)}, got {self.paste_scale!r}")
+
+    @property
+    def pastes_native(self) -> bool:
+        """Whether online arms fit and paste at the images' own resolution (``paste_scale``)."""
+        return self.paste_scale == "native" and self.scale != 1.0 and self.protocol != "online"
 
     @property
     def n_synthetic(self) -> int:

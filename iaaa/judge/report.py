@@ -20,7 +20,7 @@ METRICS = ("mean_ap", "ap50", "f1_50")
 _LABELS = {"mean_ap": "mean AP", "ap50": "AP@0.5", "f1_50": "F1@0.5"}
 PLATEAU = 0.01  # real only has plateaued when its last two curve points differ by less
 # Recipe fields only some arms read: parts holding none of those arms merge whatever their value.
-ARM_FIELDS = {"paste_context": lambda arm: is_online(parse_arm(arm).source)}
+ARM_FIELDS = {f: lambda arm: is_online(parse_arm(arm).source) for f in ("paste_context", "paste_scale")}
 
 
 def run_key(fold: int, seed: int) -> str:
@@ -219,7 +219,7 @@ class JudgeReport:
         ``tolerance``): that is how an arm run later proves it saw the same real crops and
         weights as the earlier parts (run a cheap shared arm such as ``aug`` beside it); it is
         then counted once. Parts with no run in common are simply put together. A recipe field
-        only some arms read (``ARM_FIELDS``: ``paste_context``, read by ``iaaa-online`` arms) is
+        only some arms read (``ARM_FIELDS``: ``paste_context`` and ``paste_scale``, read by ``iaaa-online`` arms) is
         compared only between parts holding such an arm, and the merged recipe carries their
         value."""
         if not parts:

@@ -19,7 +19,7 @@ from iaaa.judge.targets import class_targets
 from iaaa.ops.functional import resize_labels
 from iaaa.structures import as_annotated
 
-__all__ = ["Prepared", "normalize_image", "prepare", "dihedral", "derived_generator"]
+__all__ = ["Prepared", "normalize_image", "to_working", "prepare", "dihedral", "derived_generator"]
 
 
 @dataclass
@@ -67,6 +67,14 @@ def _pad_to(x: np.ndarray, size: int) -> np.ndarray:
     return np.pad(x, pad, mode="reflect" if min(x.shape[-2:]) > 1 else "edge")
 
 
+def to_working(image: torch.Tensor, labels: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A normalised float ``(C, H, W)`` image and its ``(H, W)`` label map resized to ``size``
+    (area-averaged bilinear image clamped to ``[0, 1]``, nearest labels): the one way the judge
+    brings native pixels to its working scale."""
+    img = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp_(0.0, 1.0)
+    return img, resize_labels(labels, size)
+
+
 def prepare(sample: Any, scale: float = 1.0, crop: int = 0, boundary: int = 1, native: bool = True) -> Prepared:
     """Normalise an annotated image, resize it by ``scale`` (area-averaged image, labels by
     :func:`iaaa.ops.functional.resize_labels`), build its 3-class targets (boundary ``boundary``
@@ -78,9 +86,7 @@ def prepare(sample: Any, scale: float = 1.0, crop: int = 0, boundary: int = 1, n
     lab = s.labels.to(torch.int64)
     if scale != 1.0:
         h, w = s.size
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        img = F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp_(0.0, 1.0)
-        lab = resize_labels(lab, size)
+        img, lab = to_working(img, lab, (max(1, round(h * scale)), max(1, round(w * scale))))
     cls = class_targets(lab, boundary)
     size = (int(cls.shape[0]), int(cls.shape[1]))
     if crop:
