@@ -9,6 +9,8 @@ geometric ops), drawing its own random parameters per sample over the same range
   (c) uint16 and 4-channel inputs: which peer fails or quietly casts to 8 bits, and speeds;
   (d) iaaa alone: one cell object per call, the compositor's hot path;
   (s) the speed target of issue 20: 512x512 uint8 and uint16, one image and 16-image batches;
+  (f) the fixed per-call cost of one image through ``apply_op`` (8x8 and 512x512) against
+      torchvision, and with ``--baseline DIR`` against another checkout's ``apply_op``;
   (t) threads: 1 vs 2 torch threads while a busy process loads the other core(s), with and
       without the library's one-thread guard for small work (:mod:`iaaa.threads`).
 
@@ -308,6 +310,72 @@ def single_object(repeats: int) -> None:
         print(f"| {name} | {us:,.0f} | {1e6 / us:,.0f} |")
 
 
+def _load_ops(root: str):
+    """``iaaa.ops`` imported from another checkout ``root`` (e.g. a ``git worktree`` of the base
+    commit), beside this checkout's: its modules keep their own globals, so both can run in one
+    process, interleaved call by call."""
+    import importlib
+
+    mine = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "iaaa" or k.startswith("iaaa.")}
+    sys.path.insert(0, str(Path(root).resolve()))
+    try:
+        ops = importlib.import_module("iaaa.ops")
+    finally:
+        sys.path.pop(0)
+        for k in [k for k in sys.modules if k == "iaaa" or k.startswith("iaaa.")]:
+            del sys.modules[k]
+        sys.modules.update(mine)
+    if not Path(ops.__file__).resolve().is_relative_to(Path(root).resolve()):
+        raise SystemExit(f"--baseline {root}: imported {ops.__file__} instead")
+    return ops
+
+
+def fixed_cost(repeats: int, ops: list[str], baseline: str | None) -> None:
+    """Per-call time of one image ``(1, 1, S, S)`` + label map through ``apply_op`` (magnitude
+    drawn per call, as in the tables above) against torchvision v2 functional, at S = 8 (the
+    fixed cost: argument checks, parameter draws, dispatch) and S = 512; with ``--baseline DIR``
+    also ``apply_op`` of another checkout, interleaved call by call with this one."""
+    impls: dict[str, Any] = {"iaaa": apply_op}
+    if baseline:
+        impls["base"] = _load_ops(baseline).apply_op
+    print(f"\n### (f) Per-call us, one image + labels, {torch.get_num_threads()} torch thread(s), median of {repeats} rounds\n")
+    cols = list(impls) + ["torchvision"]
+    head = " | ".join(f"{c} us" for c in cols)
+    extra = " | base / iaaa (speed-up)" if baseline else ""
+    print(f"| op | image | {head} | tv / iaaa{extra} |")
+    print("|---|---|" + "---:|" * (len(cols) + 1 + bool(baseline)))
+    for dtype, size in ((torch.uint8, 8), (torch.uint8, 512), (torch.uint16, 512)):
+        img, lab = make_batch(1, 1, size, dtype)
+        label = f"{size}x{size} {str(dtype).replace('torch.', '')}"
+        for name in ops:
+            fns: dict[str, Callable] = {}
+            for key, fn in impls.items():
+                g = torch.Generator().manual_seed(0)
+                fns[key] = lambda fn=fn, g=g: fn(name, img, lab, torch.rand(1, generator=g, dtype=torch.float64), g)
+            try:
+                tv, rng = tv_op(name), np.random.default_rng(0)
+                fns["torchvision"] = lambda tv=tv, rng=rng: tv(img, lab, rng)
+            except KeyError:
+                pass
+            inner = 200 if size <= 64 else 10
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            order = list(fns)
+            for f in fns.values():
+                f()
+            for r in range(repeats):
+                for k in order[r % len(order):] + order[: r % len(order)]:
+                    t = time.perf_counter()
+                    for _ in range(inner):
+                        fns[k]()
+                    times[k].append((time.perf_counter() - t) / inner * 1e6)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            cells = " | ".join(f"{med[c]:,.1f}" if c in med else "-" for c in cols)
+            ratio = f"{med['torchvision'] / med['iaaa']:.2f}" if "torchvision" in med else "-"
+            speed = f" | {med['base'] / med['iaaa']:.2f}" if baseline else ""
+            print(f"| {name} | {label} | {cells} | {ratio}{speed} |")
+            sys.stdout.flush()
+
+
 def _busy_processes(n: int) -> list:
     """``n`` processes spinning on a core each, to make the machine 'loaded' on purpose."""
     import subprocess
@@ -373,7 +441,8 @@ def speed_table(repeats: int, ops: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=7, help="timed batches per cell (median reported)")
-    p.add_argument("--workloads", default="a,b,c,d", help="comma list of a, b, c, d, s, t")
+    p.add_argument("--workloads", default="a,b,c,d", help="comma list of a, b, c, d, f, s, t")
+    p.add_argument("--baseline", default=None, help="(f): also time apply_op of the checkout in this folder (e.g. a git worktree of the base commit)")
     p.add_argument("--ops", default=",".join(TABLE_S1), help="comma list of op names")
     p.add_argument("--threads", default="0", help="comma list of torch thread counts to run with; 0 = torch's default")
     args = p.parse_args()
@@ -408,6 +477,8 @@ def main() -> None:
             run_table(f"(c) 64 crops 4x64x64 uint8, {tag}", 64, 4, 64, torch.uint8, args.repeats, ops)
         if "d" in wl:
             single_object(args.repeats)
+        if "f" in wl:
+            fixed_cost(args.repeats, ops, args.baseline)
         if "s" in wl:
             speed_table(args.repeats, ops)
     if "t" in wl:

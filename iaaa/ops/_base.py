@@ -4,6 +4,7 @@ the kernels of :mod:`iaaa.ops.functional`."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -122,8 +123,16 @@ class Op(Transform):
         sample ``i`` of a batch gets exactly what it would get alone after the samples before it."""
         n = magnitude.shape[0]
         lo, hi = cls.magnitude_range
-        value = lo + magnitude * (hi - lo)
         k = int(cls.signed and sign is None) + cls.n_random
+        if n == 1 and (sign is None or sign.size == 1):
+            # One sample: the same float64 arithmetic on Python floats (numpy's per-call cost
+            # would dominate a single-object call), the same draws.
+            v = lo + float(magnitude[0]) * (hi - lo)
+            u = uniform((1, k), generator) if k else np.zeros((1, 0))
+            if cls.signed:
+                v = v * ((-1.0 if u[0, 0] < 0.5 else 1.0) if sign is None else float(sign.reshape(-1)[0]))
+            return cls.value_to_param(np.array([v])), u[:, k - cls.n_random:]
+        value = lo + magnitude * (hi - lo)
         if k:
             # One call: CPU generators fill float64 sequentially, so row i is what sample i
             # would draw alone after the samples before it (tested).
@@ -139,7 +148,8 @@ class Op(Transform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if params.get("skip"):
             return inpt
-        with serial(inpt.numel() if isinstance(inpt, torch.Tensor) else 0):
+        # prod(shape), not numel(): on a tv_tensor numel() goes through __torch_function__.
+        with serial(math.prod(inpt.shape) if isinstance(inpt, torch.Tensor) else 0):
             return self._transform_one(inpt, params)
 
     def _transform_one(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -193,19 +203,23 @@ def _is_plain_tensor(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and not isinstance(x, tv_tensors.TVTensor)
 
 
+_CANVAS_TYPES = (tv_tensors.BoundingBoxes, tv_tensors.KeyPoints) if hasattr(tv_tensors, "KeyPoints") else (tv_tensors.BoundingBoxes,)
+
+
 def spatial_size(flat_inputs: list[Any]) -> tuple[int, int]:
     """The ``(H, W)`` shared by every image, video, mask, plain tensor, PIL image, box set and
     point set among a sample's inputs (public torchvision API only); an error names the sizes
     when they disagree or when there is none."""
     sizes = set()
     for x in flat_inputs:
-        if isinstance(x, (tv_tensors.BoundingBoxes,)) or (hasattr(tv_tensors, "KeyPoints") and isinstance(x, tv_tensors.KeyPoints)):
+        if isinstance(x, _CANVAS_TYPES):
             sizes.add(tuple(int(v) for v in x.canvas_size))
         elif isinstance(x, PIL.Image.Image):
             sizes.add((x.height, x.width))
         elif isinstance(x, (tv_tensors.Image, tv_tensors.Video, tv_tensors.Mask)) or _is_plain_tensor(x):
-            if x.ndim >= 2:
-                sizes.add((int(x.shape[-2]), int(x.shape[-1])))
+            shape = x.shape  # once: a tv_tensor's shape and ndim each cost a dispatch
+            if len(shape) >= 2:
+                sizes.add((int(shape[-2]), int(shape[-1])))
     if len(sizes) != 1:
         raise IaaaError(f"inputs: expected one spatial size (H, W) among images, masks and boxes, got {sorted(sizes) or 'none'}")
     return sizes.pop()

@@ -8,6 +8,7 @@ rescale and uint16 keeps its full 16-bit range; results are rounded and clamped 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence, Union
 
 import numpy as np
@@ -57,14 +58,28 @@ def as_param(value: ParamLike, batch: int | None, what: str) -> np.ndarray:
     Parameters are tiny, so they live on the host as numpy: a dozen numpy operations cost what
     one torch operation does, which is what keeps single-object calls fast. Kernels move the
     few values they need to the image's device (or use a Python scalar when there is one)."""
+    if isinstance(value, (int, float)):
+        # The common single-value case checks a Python float: numpy's per-call cost would
+        # dominate (this runs several times per single-object call).
+        v = float(value)
+        if not math.isfinite(v):
+            raise IaaaError(f"{what}: values must be finite, got {[v]}")
+        return np.array([v])
     if isinstance(value, torch.Tensor):
-        a = value.detach().to("cpu", torch.float64).numpy().reshape(-1)
-    elif isinstance(value, (int, float)):
-        a = np.array([float(value)])
+        if value.dtype.is_floating_point and value.numel() == 1:
+            # item() is exact for every float dtype (as the float64 copy below is).
+            a = np.array([value.item()])
+        else:
+            a = value.detach().to("cpu", torch.float64).numpy().reshape(-1)
     else:
         a = np.asarray(value, dtype=np.float64).reshape(-1)
-    if a.size == 0 or (batch is not None and a.size not in (1, batch)):
-        raise IaaaError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {a.size}")
+    n = a.size
+    if n == 1:
+        if not math.isfinite(a[0]):
+            raise IaaaError(f"{what}: values must be finite, got {a.tolist()}")
+        return a
+    if n == 0 or (batch is not None and n != batch):
+        raise IaaaError(f"{what}: expected 1{'' if batch is None else f' or {batch}'} values (one per sample), got {n}")
     if not np.isfinite(a).all():
         raise IaaaError(f"{what}: values must be finite, got {a.tolist()}")
     return a

@@ -62,12 +62,25 @@ class Warp:
         t = -(lin @ m[:, :, 2:])
         return np.concatenate([lin, t], -1)
 
+    def inside(self) -> bool:
+        """:func:`all_inside`, computed once per warp (images and label maps both ask)."""
+        v = self._cache.get("inside")
+        if v is None:
+            v = self._cache["inside"] = all_inside(self)
+        return v
+
     def separable(self) -> tuple | None:
         """A sampling plan when every output pixel reads a whole input pixel through a flip /
         transpose / integer shift (then sampling is an exact slice or gather), else ``None``."""
         if "sep" not in self._cache:
             self._cache["sep"] = _separable_plan(self)
         return self._cache["sep"]
+
+    def known_plan(self, plan: tuple) -> "Warp":
+        """Record the :meth:`separable` plan a constructor already knows (a flip), so it is not
+        derived from the matrix again; returns the warp."""
+        self._cache["sep"] = plan
+        return self
 
 
 def _separable_plan(w: Warp) -> tuple | None:
@@ -76,9 +89,11 @@ def _separable_plan(w: Warp) -> tuple | None:
     if m.shape[0] == 1:
         # The common single-object case in plain Python: numpy would cost more than the work.
         vals = m[0].ravel().tolist()
-        if any(abs(v - round(v)) > _EPS for v in vals):
-            return None
-        a, b, e, c, d, f = (int(round(v)) for v in vals)
+        whole = [round(v) for v in vals]  # ints, half to even
+        for v, q in zip(vals, whole):
+            if abs(v - q) > _EPS:
+                return None
+        a, b, e, c, d, f = whole
         if b == 0 and c == 0 and abs(a) == 1 and abs(d) == 1:
             return ("slice", False, (d, f), (a, e))  # input row = d * y + f, column = a * x + e
         if a == 0 and d == 0 and abs(b) == 1 and abs(c) == 1:
@@ -191,7 +206,7 @@ def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.T
         # Round half to even, like grid_sample's nearest mode; the same test decides image and
         # label support, so an image pixel gets the fill exactly where its label became 0.
         ix, iy = xy[..., 0].round(), xy[..., 1].round()
-        if w._cache.setdefault("inside", all_inside(w)):
+        if w.inside():
             ok = None
         else:
             cx, cy = ix.clamp(0, wi - 1), iy.clamp(0, h - 1)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
-from ._warp import Warp, all_inside, sampling_grid, nearest_tables, whole_pixel
+from ._warp import Warp, sampling_grid, nearest_tables, whole_pixel
 from iaaa.errors import IaaaError
 from iaaa.filters import gaussian_blur_batch
 from iaaa.threads import serial_kernel
@@ -85,7 +85,11 @@ def flip_warp(size: tuple[int, int], horizontal: bool) -> Warp:
     """Mirror left-right (``horizontal``) or top-bottom."""
     h, w = size
     m = [[-1.0, 0.0, w - 1.0], [0.0, 1.0, 0.0]] if horizontal else [[1.0, 0.0, 0.0], [0.0, -1.0, h - 1.0]]
-    return Warp(np.array([m]), (h, w), (h, w))
+    warp = Warp(np.array([m]), (h, w), (h, w))
+    if type(h) is int and type(w) is int:
+        # The sampling plan Warp.separable() would derive from this matrix, known up front.
+        warp.known_plan(("slice", False, (1, 0), (-1, w - 1)) if horizontal else ("slice", False, (-1, h - 1), (1, 0)))
+    return warp
 
 
 def rotate_warp(size: tuple[int, int], angle: ParamLike, expand: bool = False) -> Warp:
@@ -225,18 +229,19 @@ def _slice_warp(x: torch.Tensor, plan: tuple, out_size: tuple[int, int], fill: f
     _, transposed, (dr, fr), (dc, fc) = plan
     if transposed:
         x = x.transpose(-1, -2)
-    n, c, hs, ws = x.shape
+    lead, (hs, ws) = x.shape[:-2], x.shape[-2:]
     ho, wo = out_size
     ra, ca = _axis(dr, fr, ho, hs), _axis(dc, fc, wo, ws)
     if ra is None or ca is None:
-        return x.new_full((n, c, ho, wo), fill)
-    piece = x[..., ra[2]:ra[3], ca[2]:ca[3]]
-    dims = [d for d, s in ((-2, dr), (-1, dc)) if s == -1]
+        return x.new_full((*lead, ho, wo), fill)
+    # The whole input (flips, quarter turns): no slice to take.
+    piece = x if (ra[2], ra[3], ca[2], ca[3]) == (0, hs, 0, ws) else x[..., ra[2]:ra[3], ca[2]:ca[3]]
+    dims = (-2, -1) if dr == -1 and dc == -1 else (-2,) if dr == -1 else (-1,) if dc == -1 else ()
     if dims:
         piece = piece.flip(dims)
     if (ra[0], ra[1], ca[0], ca[1]) == (0, ho, 0, wo):
         return piece.contiguous() if dims or transposed else piece.clone()
-    out = x.new_full((n, c, ho, wo), fill)
+    out = x.new_full((*lead, ho, wo), fill)
     out[..., ra[0]:ra[1], ca[0]:ca[1]] = piece
     return out
 
@@ -304,7 +309,7 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
         grid = grid.expand(n, -1, -1, -1)
     x = to_work(image) if source is None else source
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    if not warp._cache.setdefault("inside", all_inside(warp)):
+    if not warp.inside():
         out.masked_fill_(~nearest_tables(warp, image.device)[1].unsqueeze(1), fill)
     # Bilinear weights are convex: only a fill outside the range can leave it.
     out = from_work(out, image.dtype, clamp=False, saturate=not 0.0 <= fill <= bound(image.dtype))
@@ -328,6 +333,10 @@ def warp_labels(labels: torch.Tensor, warp: Warp) -> torch.Tensor:
     sampling; pixels from outside the input become 0 (background)."""
     check_labels(labels, warp.in_size)
     _check_batch(labels.shape[0], warp, "labels")
+    plan = warp.separable()
+    if plan is not None and plan[0] == "slice" and labels.dtype != torch.uint16:
+        # A flip or shift of the whole batch: the slice works on (B, H, W) as it is.
+        return _slice_warp(labels, plan, warp.out_size, 0)
     return _nearest(labels.unsqueeze(1), warp, 0).squeeze(1)
 
 

@@ -115,7 +115,19 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     ``2 ** bits`` levels as torchvision does. ``bits >= depth`` is the identity."""
     check_image(image)
     depth = bit_depth(image.dtype)
-    b = np.round(as_param(bits, image.shape[0], "bits"))
+    b = as_param(bits, image.shape[0], "bits")
+    if b.size == 1 and not image.dtype.is_floating_point:
+        # One mask for the whole batch, from Python ints (the general route below, without numpy).
+        k = round(float(b[0]))  # half to even, as np.round
+        if not 0 <= k <= depth:
+            raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {[float(k)]}")
+        if k >= depth:
+            return image
+        mask = ((1 << depth) - 1) ^ ((1 << (depth - k)) - 1)
+        if image.dtype == torch.uint8:
+            return image & mask
+        return (image.view(torch.int16) & (mask - 65536 if mask >= 32768 else mask)).view(torch.uint16)
+    b = np.round(b)
     if ((b < 0) | (b > depth)).any():
         raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
     if (b >= depth).all():
@@ -234,7 +246,7 @@ def adjust_brightness(image: torch.Tensor, factor: ParamLike) -> torch.Tensor:
     """Multiply by ``factor`` (per sample; 1 = identity) and clip to the dtype's range."""
     check_image(image)
     a = as_param(factor, image.shape[0], "factor")
-    if (a < 0).any():
+    if (a[0] < 0) if a.size == 1 else (a < 0).any():
         raise IaaaError(f"factor: brightness factors must be >= 0, got {a.tolist()}")
     f = device_param(a, image)
     # uint8 * float promotes by itself; uint16 needs the float copy, which is then the kernel's own
@@ -316,9 +328,10 @@ def gaussian_blur(image: torch.Tensor, sigma: ParamLike) -> torch.Tensor:
     differ from the same sample alone by float rounding (~1e-7; one grey level at most)."""
     check_image(image)
     s = as_param(sigma, image.shape[0], "sigma")
-    if (s < 0).any():
+    top = s[0] if s.size == 1 else s.max()
+    if (s[0] < 0) if s.size == 1 else (s < 0).any():
         raise IaaaError(f"sigma: must be >= 0, got {s.tolist()}")
-    if float(s.max()) <= 0:
+    if float(top) <= 0:
         return image
     return from_work(gaussian_blur_batch(to_work(image), s), image.dtype)
 

@@ -136,14 +136,15 @@ def apply_op(
         if lab.dtype != torch.int64:
             lab = lab.to(torch.int64)
     m = as_param(magnitude, b, "magnitude")
-    if ((m < 0) | (m > 1)).any():
+    # One value (the single-object case): checked as a Python float, numpy costs more.
+    if not (0.0 <= m[0] <= 1.0 if m.size == 1 else ((m >= 0) & (m <= 1)).all()):
         raise IaaaError(f"magnitude: must be in [0, 1], got {m.tolist()}")
-    if spec.signed or cls.n_random:
+    if (spec.signed or cls.n_random) and m.shape[0] != b:
         m = np.broadcast_to(m, (b,))  # one draw per sample
     sg = None
     if sign is not None and spec.signed:
         sg = as_param(sign, b, "sign")
-        if not (np.abs(sg) == 1).all():
+        if not (abs(sg[0]) == 1.0 if sg.size == 1 else (np.abs(sg) == 1).all()):
             raise IaaaError(f"sign: must be +1 or -1, got {sg.tolist()}")
     for k in options:
         if k not in cls.default_options or k == "expand":

@@ -14,6 +14,7 @@ torchvision, so ``DataLoader`` worker seeding applies. The library itself always
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -271,7 +272,13 @@ class Posterize(Op):
     @classmethod
     def apply_image(cls, image, params, opts):
         depth = bit_depth(image.dtype)
-        removed = np.clip(np.floor(params["removed"] * (depth / 8.0) + 0.5), 0, depth)
+        r = params["removed"]
+        if isinstance(r, np.ndarray) and r.size == 1:
+            # The same float64 steps on a Python float (numpy costs more than the work here).
+            x = float(r[0]) * (depth / 8.0) + 0.5
+            x = min(max(float(math.floor(x)) if math.isfinite(x) else x, 0.0), float(depth))
+            return F.posterize(image, depth - x)
+        removed = np.clip(np.floor(r * (depth / 8.0) + 0.5), 0, depth)
         return F.posterize(image, depth - removed)
 
 

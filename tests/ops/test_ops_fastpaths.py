@@ -3,6 +3,7 @@ float -> uint8 rounding by addition) give exactly what the batched plain formula
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -71,3 +72,78 @@ def test_uint8_rounding_by_addition_equals_round_and_cast(values, halves):
     assert torch.equal(from_work(x.clone(), torch.uint8, saturate=False)[(x >= 0) & (x <= 255)], want[(x >= 0) & (x <= 255)])
     unit = x / 255.0
     assert torch.equal(from_float(unit, torch.uint8), (unit.clamp(0, 1) * 255.0).round_().to(torch.uint8))
+
+
+# ----------------------------------------------------------------------------- single values
+# One-sample calls take Python-float routes (parameter checks, draws, Posterize's mask) instead
+# of numpy's; they must give exactly what the per-sample (array) routes give.
+
+
+@settings(max_examples=40, deadline=None)
+@given(f=st.floats(0, 3) | st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.5]), seed=st.integers(0, 99))
+def test_one_parameter_value_in_any_form_gives_the_same_output(f, seed):
+    # A Python float, a 1-element float64 tensor or array, a list and a per-sample tensor of
+    # equal values all reach the kernels as the same float64 value.
+    x = _image(torch.uint8, (2, 1, 9, 11), seed)
+    want = F.adjust_contrast(x, torch.tensor([f, f], dtype=torch.float64))
+    for v in (f, torch.tensor([f], dtype=torch.float64), torch.tensor(f, dtype=torch.float64), np.array([[f]]), [f]):
+        assert torch.equal(F.adjust_contrast(x, v), want), type(v)
+    f32 = float(np.float32(f))  # a float32 tensor gives its own (rounded) value, exactly
+    assert torch.equal(F.adjust_contrast(x, torch.tensor([f], dtype=torch.float32)), F.adjust_contrast(x, f32))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_one_parameter_value_errors_match(bad):
+    from iaaa.errors import IaaaError
+
+    x = _image(torch.uint8, (3, 1, 4, 4), 0)
+    msgs = set()
+    for v in (bad, torch.tensor([bad]), np.array([bad]), [bad]):
+        with pytest.raises(IaaaError) as e:
+            F.adjust_brightness(x, v)
+        msgs.add(str(e.value))
+    assert msgs == {f"factor: values must be finite, got [{bad}]"}
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from([torch.uint8, torch.uint16]), bits=st.floats(-0.49, 16.49), seed=st.integers(0, 99))
+def test_posterize_one_value_equals_per_sample_route(dtype, bits, seed):
+    from iaaa.errors import IaaaError
+
+    x = _image(dtype, (2, 1, 9, 11), seed)
+    depth = 8 if dtype == torch.uint8 else 16
+    try:
+        fast = F.posterize(x, bits)
+    except IaaaError as e:
+        assert round(bits) > depth and str(e) == f"bits: must be in [0, {depth}] for {dtype}, got [{float(round(bits))}]"
+        return
+    # Two values force the general route (a per-sample mask tensor); sample 1 gets 'depth' bits.
+    slow = F.posterize(x, torch.tensor([bits, depth], dtype=torch.float64))
+    assert fast.dtype == dtype and torch.equal(fast[:1].to(torch.int32), slow[:1].to(torch.int32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.floats(0, 1), m2=st.floats(0, 1), seed=st.integers(0, 2**31), sign=st.sampled_from([None, 1.0, -1.0]))
+def test_one_sample_draw_equals_first_row_of_a_batch_draw(m, m2, seed, sign):
+    from iaaa.ops import SPACE
+
+    for spec in SPACE.values():
+        cls = spec.cls
+        s1 = None if sign is None else np.array([sign])
+        s2 = None if sign is None else np.array([sign, -sign])
+        p1, r1 = cls.draw(np.array([m]), torch.Generator().manual_seed(seed), s1)
+        p2, r2 = cls.draw(np.array([m, m2]), torch.Generator().manual_seed(seed), s2)
+        assert p1.shape == (1,) and r1.shape == (1, cls.n_random)
+        assert p1.tobytes() == p2[:1].tobytes() and r1.tobytes() == r2[:1].tobytes(), spec.name
+
+
+@settings(max_examples=40, deadline=None)
+@given(removed=st.floats(-3, 12) | st.sampled_from([0.5, 1.5, 2.5, 3.75, float("inf"), -float("inf")]), seed=st.integers(0, 99))
+def test_posterize_transform_one_value_equals_array_route(removed, seed):
+    from iaaa.ops.transforms import Posterize
+
+    for dtype in (torch.uint8, torch.uint16, torch.float32):
+        x = _image(torch.uint8, (2, 1, 8, 8), seed).to(dtype) if dtype != torch.float32 else torch.rand(2, 1, 8, 8)
+        fast = Posterize.apply_image(x[:1], {"removed": np.array([removed])}, {})
+        slow = Posterize.apply_image(x, {"removed": np.array([removed, 0.0])}, {})
+        assert torch.equal(fast, slow[:1]), (dtype, removed)
