@@ -124,23 +124,20 @@ class Op(Transform):
         n = magnitude.shape[0]
         lo, hi = cls.magnitude_range
         k = int(cls.signed and sign is None) + cls.n_random
+        # One call: CPU generators fill float64 sequentially, so row i is what sample i would
+        # draw alone after the samples before it (tested).
+        u = uniform((n, k), generator) if k else np.zeros((n, 0))
         if n == 1 and (sign is None or sign.size == 1):
-            # One sample: the same float64 arithmetic on Python floats (numpy's per-call cost
-            # would dominate a single-object call), the same draws.
+            # The same float64 arithmetic on Python floats: numpy's per-call cost would dominate
+            # a single-object call.
             v = lo + float(magnitude[0]) * (hi - lo)
-            u = uniform((1, k), generator) if k else np.zeros((1, 0))
             if cls.signed:
-                v = v * ((-1.0 if u[0, 0] < 0.5 else 1.0) if sign is None else float(sign.reshape(-1)[0]))
-            return cls.value_to_param(np.array([v])), u[:, k - cls.n_random:]
-        value = lo + magnitude * (hi - lo)
-        if k:
-            # One call: CPU generators fill float64 sequentially, so row i is what sample i
-            # would draw alone after the samples before it (tested).
-            u = uniform((n, k), generator)
+                v *= (-1.0 if u[0, 0] < 0.5 else 1.0) if sign is None else float(sign.reshape(-1)[0])
+            value = np.array([v])
         else:
-            u = np.zeros((n, 0))
-        if cls.signed:
-            value = value * (np.where(u[:, 0] < 0.5, -1.0, 1.0) if sign is None else sign)
+            value = lo + magnitude * (hi - lo)
+            if cls.signed:
+                value = value * (np.where(u[:, 0] < 0.5, -1.0, 1.0) if sign is None else sign)
         return cls.value_to_param(value), u[:, k - cls.n_random:]
 
     needs_size: ClassVar[bool] = False

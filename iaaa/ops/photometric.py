@@ -116,29 +116,20 @@ def posterize(image: torch.Tensor, bits: ParamLike) -> torch.Tensor:
     check_image(image)
     depth = bit_depth(image.dtype)
     b = as_param(bits, image.shape[0], "bits")
-    if b.size == 1 and not image.dtype.is_floating_point:
-        # One mask for the whole batch, from Python ints (the general route below, without numpy).
-        k = round(float(b[0]))  # half to even, as np.round
-        if not 0 <= k <= depth:
-            raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {[float(k)]}")
-        if k >= depth:
-            return image
-        mask = ((1 << depth) - 1) ^ ((1 << (depth - k)) - 1)
-        if image.dtype == torch.uint8:
-            return image & mask
-        return (image.view(torch.int16) & (mask - 65536 if mask >= 32768 else mask)).view(torch.uint16)
-    b = np.round(b)
-    if ((b < 0) | (b > depth)).any():
-        raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {b.tolist()}")
-    if (b >= depth).all():
+    # Python numbers: for the usual single value numpy's per-call cost would dominate the
+    # kernel. round() and np.round both round half to even.
+    ks = [round(float(b[0]))] if b.size == 1 else [int(k) for k in np.round(b).tolist()]
+    if any(k < 0 or k > depth for k in ks):
+        raise IaaaError(f"bits: must be in [0, {depth}] for {image.dtype}, got {[float(k) for k in ks]}")
+    if all(k >= depth for k in ks):
         return image
     if image.dtype.is_floating_point:
-        levels = device_param(np.power(2.0, b), image)
+        levels = device_param(np.power(2.0, np.array(ks, dtype=np.float64)), image)
         q = (image * levels).floor_().clamp_(min=0)
         q = (q.clamp_(max=levels - 1) if isinstance(levels, float) else q.minimum(levels - 1)) / levels
-        return q if (b < depth).all() else torch.where(levels >= 2**depth, image, q)
+        return q if all(k < depth for k in ks) else torch.where(levels >= 2**depth, image, q)
     full = (1 << depth) - 1
-    masks = [full ^ ((1 << (depth - int(k))) - 1) for k in b.tolist()]
+    masks = [full ^ ((1 << (depth - k)) - 1) for k in ks]
     if image.dtype == torch.uint8:
         mask = masks[0] if len(masks) == 1 else torch.tensor(masks, dtype=torch.uint8, device=image.device).view(-1, 1, 1, 1)
         return image & mask
