@@ -9,7 +9,15 @@ labels), called on one destination / source pair per call as a DataLoader worker
 Data: 256x256 crops of the real DSB 2018 fluorescence images (../shared/data/dsb2018_fluo), or
 the simulator when they are absent. Usage::
 
-    PYTHONPATH=$PWD python3 benchmarks/paste.py [--calls 300] [--repeats 3] [--cpu-time]
+    PYTHONPATH=$PWD python3 benchmarks/paste.py [--calls 300] [--repeats 3] [--cpu-time] [--fields]
+
+``--fields`` adds a second table: whole 1022 x 1024 phase-contrast fields of
+../shared/data/usiigaci_phase_dev (uint16, 38-114 cells each), the compositor fitted on them, and
+``PasteCells`` at two :class:`~iaaa.PasteConfig` settings: 1-3 objects over the field's cells
+(Simple Copy-Paste's way) and the data's count of objects into the field's free space
+(``paste_count="data", over_cells=False``, as ``iaaa synth`` fills a field), beside the same peer
+on the same fields. The count decides the cost there: each placed object is described, scored
+against every candidate and blended.
 
 ``--cpu-time`` counts calls per second of this process's CPU time instead of wall time: on a
 shared virtual machine the wall clock also measures the neighbours (the peer's own rate moved
@@ -28,10 +36,12 @@ import torch
 torch.set_num_threads(1)
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells  # noqa: E402
+from iaaa.dtypes import to_float  # noqa: E402
 from iaaa.judge.naive import copy_paste  # noqa: E402
 from iaaa.structures import AnnotatedImage  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018_fluo"
+FIELDS = DATA.parent / "usiigaci_phase_dev"
 SIZE = 256
 
 
@@ -52,6 +62,12 @@ def crops() -> tuple[list[AnnotatedImage], str]:
     return simulate_cells(8, seed=0, size=(SIZE, SIZE), dtype=torch.uint8), f"simulator (8 images {SIZE}x{SIZE})"
 
 
+def fields() -> list[AnnotatedImage]:
+    from iaaa.data import read_label_folder
+
+    return read_label_folder(FIELDS / "images", FIELDS / "masks")
+
+
 def rate(fn, n: int, repeats: int, clock=time.perf_counter) -> float:
     fn(0)
     best = float("inf")
@@ -68,6 +84,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cpu-time", action="store_true", help="calls per CPU second of this process (see module docs)")
+    ap.add_argument("--fields", action="store_true", help="also time whole usiigaci fields (see module docs)")
+    ap.add_argument("--field-calls", type=int, default=20, help="calls per repeat on whole fields (default: %(default)s)")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
     samples, what = crops()
@@ -77,33 +95,60 @@ def main() -> None:
     print(f"data: {what}; torch threads {torch.get_num_threads()}; {args.calls} calls x {args.repeats} repeats (best, {unit} time); library {Path(iaaa.__file__).parent}")
     rows = []
     variants = (
-        ("PasteCells (library defaults)", None, True),
-        ("PasteCells (identity policy)", "identity", True),
-        ("PasteCells (identity policy, rim=False)", "identity", False),
+        ("PasteCells (library defaults)", None, {}),
+        ("PasteCells (identity policy)", "identity", {}),
+        ("PasteCells (identity policy, rim=False)", "identity", {"rim": False}),
     )
-    for name, policy, rim in variants:
-        comp = CellCompositor(CompositorConfig(rim=rim), policy=policy).fit(samples, progress=False)
-        t = PasteCells(comp, p=1.0, n=3)
-        placed = []
+    for name, policy, options in variants:
+        rows.append(paste_row(name, samples, CompositorConfig().replace(**options), policy, 3, args, clock))
+    rows.append(peer_row(samples, args, clock))
+    table(rows)
+    if not args.fields:
+        return
+    if not (FIELDS / "images").is_dir():
+        print(f"--fields: skipped, {FIELDS} is absent")
+        return
+    whole = fields()
+    print(f"\nwhole fields: {FIELDS.name} ({len(whole)} fields {whole[0].size[0]}x{whole[0].size[1]}, {whole[0].image.dtype}, "
+          f"{min(s.num_instances for s in whole)}-{max(s.num_instances for s in whole)} cells); {args.field_calls} calls x {args.repeats} repeats")
+    rows = [
+        paste_row("PasteCells, 1-3 objects over cells", whole, CompositorConfig().replace(paste_count=(1, 3), over_cells=True), None, None, args, clock, calls=args.field_calls),
+        paste_row("PasteCells, data count, free space", whole, CompositorConfig().replace(paste_count="data", over_cells=False), None, None, args, clock, calls=args.field_calls),
+        peer_row(whole, args, clock, calls=args.field_calls),
+    ]
+    table(rows)
 
-        def call(i: int, t=t, placed=placed) -> None:
-            out = t.apply(samples[i % len(samples)], torch.Generator().manual_seed(i))
-            placed.append(len(out.meta["paste"]["objects"]))
 
-        rows.append((name, rate(call, args.calls, args.repeats, clock), sum(placed) / len(placed)))
-    # the peer, on float crops as the judge feeds it
-    flo = [(s.image.float()[None] / 255, s.labels[None]) for s in samples]
+def paste_row(name: str, samples: list[AnnotatedImage], config: CompositorConfig, policy: str | None, n: int | None,
+              args: argparse.Namespace, clock, calls: int | None = None) -> tuple[str, float, float]:
+    """``(name, calls/s, objects placed per call)`` of ``PasteCells(p=1, n)`` on ``samples``."""
+    comp = CellCompositor(config, policy=policy).fit(samples, progress=False)
+    t = PasteCells(comp, p=1.0, n=n)
+    placed: list[int] = []
+
+    def call(i: int) -> None:
+        out = t.apply(samples[i % len(samples)], torch.Generator().manual_seed(i))
+        placed.append(len(out.meta["paste"]["objects"]))
+
+    return name, rate(call, calls or args.calls, args.repeats, clock), sum(placed) / len(placed)
+
+
+def peer_row(samples: list[AnnotatedImage], args: argparse.Namespace, clock, calls: int | None = None) -> tuple[str, float, float]:
+    """The peer on float images in [0, 1], as the judge feeds it."""
+    flo = [(to_float(s.image)[None], s.labels[None]) for s in samples]
 
     def peer(i: int) -> None:
         d, s = flo[i % len(flo)], flo[(i + 1) % len(flo)]
         copy_paste(d[0], d[1], s[0], s[1], torch.Generator().manual_seed(i))
 
-    rows.append(("naive copy_paste (SimpleCopyPaste recipe)", rate(peer, args.calls, args.repeats, clock), float("nan")))
+    return "naive copy_paste (SimpleCopyPaste recipe)", rate(peer, calls or args.calls, args.repeats, clock), float("nan")
+
+
+def table(rows: list[tuple[str, float, float]]) -> None:
     ref = rows[-1][1]
     print(f"{'transform':44s} {'calls/s':>9s} {'x peer':>7s} {'objects placed/call':>20s}")
     for name, r, k in rows:
         print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
-
 
 if __name__ == "__main__":
     main()
