@@ -58,6 +58,7 @@ from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.judge import PASTE_SCALES, Recipe, StepComposer, judge, named_sources, parse_arm, prepare, split_arms, train_segmenter, variant_arms  # noqa: E402
 from iaaa.judge.report import JudgeReport  # noqa: E402
+from iaaa.judge.recipe import parse_paste_context  # noqa: E402
 
 # beside the checkout; a worktree one level deeper (wt/NAME) finds it one level up
 DATA = next((d for d in (ROOT.parent / "shared" / "data", ROOT.parent.parent / "shared" / "data") if d.is_dir()), ROOT.parent / "shared" / "data")
@@ -212,7 +213,7 @@ def main() -> int:
     p.add_argument("--scale", type=float, default=None, help="working scale (default: the dataset's, see module docs)")
     p.add_argument("--aug-scale", default=",".join(map(str, d.aug_scale)), metavar="LO,HI", help="zoom range of the aug arms (default: %(default)s)")
     p.add_argument("--aug-photometric", type=float, default=d.aug_photometric, metavar="S", help="strength of the aug arms' photometric part: 0 geometry only (default: %(default)s)")
-    p.add_argument("--paste-context", type=float, default=d.paste_context, metavar="F", help="iaaa-online arms paste into a window F times the crop's side around each added crop (default: %(default)s)")
+    p.add_argument("--paste-context", type=parse_paste_context, default=d.paste_context, metavar="F", help="iaaa-online arms paste into the whole image ('image') or a window F times the crop's side around each added crop (default: %(default)s)")
     p.add_argument("--paste-scale", choices=PASTE_SCALES, default=d.paste_scale, help="iaaa-online arms fit and paste at the images' own resolution or the working scale (default: %(default)s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)

@@ -37,6 +37,7 @@ from downstream import DATA, DATASETS, split  # noqa: E402
 from iaaa.commands.judge import parse_pairs  # noqa: E402
 from iaaa.data import read_label_folder  # noqa: E402
 from iaaa.judge import PASTE_SCALES, Recipe, StepComposer, fold_pasters, fold_pools, fold_subsets, named_sources, native_images, parse_arm, prepare_all, prepared_pool, split_arms  # noqa: E402
+from iaaa.judge.recipe import parse_paste_context  # noqa: E402
 from iaaa.synthesis.contacts import measure_contacts  # noqa: E402
 
 ARMS = "aug,naive+aug,iaaa+aug,iaaa[count_cap=False]+aug,iaaa-online+aug"
@@ -61,7 +62,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100, help="steps drawn per arm and fold")
     ap.add_argument("--pool", type=int, default=32)
     ap.add_argument("--arms", default=ARMS)
-    ap.add_argument("--paste-context", type=float, default=1.0, metavar="F", help="as downstream.py's --paste-context")
+    ap.add_argument("--paste-context", type=parse_paste_context, default=1.0, metavar="F", help="as downstream.py's --paste-context")
     ap.add_argument("--paste-scale", choices=PASTE_SCALES, default="working", help="as downstream.py's --paste-scale")
     ap.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE", help="a CellCompositor variant (repeatable)")
     args = ap.parse_args()

@@ -72,8 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "augmentation (aug, +aug arms), drawn log-uniformly per crop; 0.8,1.25 for data of one magnification (default: %(default)s)")
     t.add_argument("--aug-photometric", type=float, default=d.aug_photometric, metavar="S", help="strength of the standard "
                    "augmentation's brightness/contrast/gamma/blur/noise: 0 geometry only, 1 the default ranges (default: %(default)s)")
-    t.add_argument("--paste-context", type=float, default=d.paste_context, metavar="F", help="iaaa-online arms paste into a window "
-                   "F times the crop's side around each added crop, before cutting it (1: into the crop) (default: %(default)s)")
+    t.add_argument("--paste-context", default=str(d.paste_context), metavar="F", help="iaaa-online arms paste into the whole real "
+                   "image each added crop is cut from ('image'), or into a window F times the crop's side around it (1: into the crop), "
+                   "before cutting it (default: %(default)s)")
     t.add_argument("--paste-scale", choices=PASTE_SCALES, default=d.paste_scale, help="the resolution iaaa-online arms fit and paste at: "
                    "the images' own, resized afterwards as a pipeline that pastes before its resize, or the working scale (default: %(default)s)")
     t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
@@ -126,13 +127,14 @@ def _float_list(text: str, flag: str) -> tuple[float, ...]:
 def recipe_of(args: argparse.Namespace) -> Any:
     """The :class:`~iaaa.judge.Recipe` of the options; a refused value names its flag."""
     from iaaa.judge import Recipe, RecipeError
+    from iaaa.judge.recipe import parse_paste_context
 
     try:
         return Recipe(
             protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
             lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_int_list(args.seeds, "--seeds"),
             train_limit=args.train_limit, folds=args.folds, device=args.device, aug_scale=_float_list(args.aug_scale, "--aug-scale"),
-            aug_photometric=args.aug_photometric, paste_context=args.paste_context, paste_scale=args.paste_scale,
+            aug_photometric=args.aug_photometric, paste_context=parse_paste_context(args.paste_context), paste_scale=args.paste_scale,
             only_folds=None if args.only_folds is None else _int_list(args.only_folds, "--only-folds"),
         )
     except RecipeError as exc:

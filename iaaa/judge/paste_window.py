@@ -1,6 +1,6 @@
 """An online arm's paste around one training crop: the paster's cells pasted into a window of
-the real image centred on the crop (``Recipe.paste_context`` crop sides wide), before the crop is
-cut, as a user's pipeline pastes into whole images before its random crop.
+the real image centred on the crop (``Recipe.paste_context`` crop sides wide, or the whole image),
+before the crop is cut, as a user's pipeline pastes into whole images before its random crop.
 
 Two resolutions (``Recipe.paste_scale``):
 
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from iaaa.judge.recipe import WHOLE_IMAGE
 from iaaa.judge.train_data import Prepared, to_working
 from iaaa.structures import AnnotatedImage, instance_ids
 
@@ -37,9 +38,11 @@ about one working pixel from a changed native pixel) and around the resized bloc
 clamp where the whole-image resize would read on)."""
 
 
-def _window(y: int, x: int, crop: int, context: float, h: int, w: int) -> tuple[int, int, int, int]:
+def _window(y: int, x: int, crop: int, context: float | str, h: int, w: int) -> tuple[int, int, int, int]:
     """``(y0, x0, sh, sw)``: the window ``context`` crops wide around the crop at ``(y, x)``,
-    moved inside an ``h x w`` image."""
+    moved inside an ``h x w`` image (``"image"``: the whole image)."""
+    if context == WHOLE_IMAGE:
+        return 0, 0, h, w
     sh, sw = min(h, round(crop * context)), min(w, round(crop * context))
     return min(max(y - (sh - crop) // 2, 0), h - sh), min(max(x - (sw - crop) // 2, 0), w - sw), sh, sw
 
@@ -53,7 +56,7 @@ def _id_table(window_labels: torch.Tensor, meta: dict[str, Any], top: int) -> to
     return torch.cat([kept.new_zeros(1), kept, top + 1 + torch.arange(len(meta["pasted_ids"]), dtype=kept.dtype)])
 
 
-def paste_window(paster: Any, src: Prepared, y: int, x: int, crop: int, context: float,
+def paste_window(paster: Any, src: Prepared, y: int, x: int, crop: int, context: float | str,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``(image, labels)``: ``src`` with ``paster``'s cells pasted into the window around the crop at
     ``(y, x)``, at the working scale (see module docs)."""
@@ -70,7 +73,7 @@ def paste_window(paster: Any, src: Prepared, y: int, x: int, crop: int, context:
     return img, lab
 
 
-def paste_window_native(paster: Any, src: Prepared, native: AnnotatedImage, y: int, x: int, crop: int, context: float,
+def paste_window_native(paster: Any, src: Prepared, native: AnnotatedImage, y: int, x: int, crop: int, context: float | str,
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``(image, labels)``: ``src`` (working scale, possibly padded to the crop) with ``paster``'s
     cells pasted at native resolution into ``native`` (``src``'s image before :func:`prepare

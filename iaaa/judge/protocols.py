@@ -18,9 +18,10 @@ pastes another real crop's cells into a real crop, it pastes pooled cells throug
 :class:`iaaa.PasteCells` (a compositor fitted on the fold's training images, the
 composer's ``paster``). Under ``add`` and ``mix`` its added crops are fresh real crops with
 pasted cells, as ``naive``'s are; under ``online`` it pastes into the real crops with
-probability ``p``. With ``Recipe.paste_context`` above 1 (``add`` / ``mix``) it pastes into a
-window of the real image that many crop sides wide around the crop, and the crop (with its
-augmentation) is cut from the pasted image afterwards, as a user's pipeline that pastes into
+probability ``p``. Under ``add`` / ``mix``, with ``Recipe.paste_context`` ``"image"`` (the
+default) it pastes into the whole real image the crop comes from, with a number above 1 into a
+window of it that many crop sides wide around the crop, and the crop (with its augmentation) is
+cut from the pasted image afterwards, as a user's pipeline that pastes into
 whole images before its random crop; with ``Recipe.paste_scale="native"`` (and a working scale
 other than 1) the compositor is fitted on, and pastes into, the training images at their own
 resolution (the composer's ``native``) and the pasted region is resized to the working scale
@@ -196,8 +197,8 @@ class StepComposer:
         return warp_crops([images[i] for i, *_ in draws], [labels[i] for i, *_ in draws], centres, crop, rows)
 
     def _paste_around(self, draws: list[tuple[int, int, int, int]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """For each draw, its real image with the paster's cells pasted into the window of
-        ``paste_context`` times the crop's side around the crop (:mod:`iaaa.judge.paste_window`),
+        """For each draw, its real image with the paster's cells pasted into the whole image or the
+        window of ``paste_context`` times the crop's side around the crop (:mod:`iaaa.judge.paste_window`),
         at the images' own resolution when the composer has them (``Recipe.paste_scale``)."""
         crop, f = self.recipe.crop, self.recipe.paste_context
         out = [paste_window_native(self.paster, self.real[i], self.native[i], y, x, crop, f, self.g_syn) if self.native is not None
@@ -217,7 +218,7 @@ class StepComposer:
             return copy_paste(*dst, *src, self.g_syn)
         if is_online(self.arm.source):
             draws = _draw(n, self.real, crop, self.g_syn)
-            if self.recipe.paste_context > 1 or self.native is not None:
+            if self.recipe.pastes_around_crops or self.native is not None:
                 return self._cut_maps(*self._paste_around(draws), [(j, y, x, k) for j, (_, y, x, k) in enumerate(draws)], rows)
             images, labels = self._cut(self.real, draws, rows)
             return self._paste(images, labels, range(n))

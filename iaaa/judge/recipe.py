@@ -16,7 +16,7 @@ import torch
 
 from iaaa.errors import IaaaError
 
-__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "PASTE_SCALES", "ADDED_FIELDS", "check_device"]
+__all__ = ["Recipe", "RecipeError", "PROTOCOLS", "PASTE_SCALES", "ADDED_FIELDS", "WHOLE_IMAGE", "check_device", "parse_paste_context"]
 
 PROTOCOLS = ("add", "mix", "online")
 # Recipe fields added after reports were first written, with the value every run made before
@@ -25,6 +25,8 @@ PROTOCOLS = ("add", "mix", "online")
 ADDED_FIELDS = {"aug_scale": [0.5, 2.0], "aug_photometric": 1.0, "paste_context": 1.0, "paste_scale": "working"}
 Protocol = Literal["add", "mix", "online"]
 PASTE_SCALES = ("native", "working")
+WHOLE_IMAGE = "image"
+"""``Recipe.paste_context`` value for pasting into the whole real image around a crop."""
 
 
 class RecipeError(IaaaError):
@@ -33,6 +35,17 @@ class RecipeError(IaaaError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
+
+
+def parse_paste_context(text: str) -> float | str:
+    """A command line's ``paste_context``: ``"image"`` or a number (bounds are checked by
+    :class:`Recipe`)."""
+    if text.strip().lower() == WHOLE_IMAGE:
+        return WHOLE_IMAGE
+    try:
+        return float(text)
+    except ValueError:
+        raise RecipeError("paste_context", f"must be {WHOLE_IMAGE!r} or a number of crop sides in [1, 16], got {text!r}") from None
 
 
 def check_device(device: str | torch.device, field: str = "device") -> torch.device:
@@ -107,12 +120,14 @@ class Recipe:
             (geometry only), ``1`` is the default, up to ``4`` widens it
             (:meth:`~iaaa.judge.AugmentConfig.with_photometric_strength`).
         paste_context: where an ``iaaa-online`` arm's ``PasteCells`` pastes, under ``add`` and
-            ``mix``: into a window of the real image ``paste_context`` times the crop's side
-            around the crop (default 2), before the crop (and its augmentation) is cut from the
-            pasted image, as a pipeline that pastes into whole images before its random crop
-            does; ``1`` pastes into the crop itself (the judge until 2026-12-05: records without
-            the field ran so). A count taken from the data (``paste_count="data"``) scales with
-            the window. No other arm reads it.
+            ``mix``, before the crop (and its augmentation) is cut from the pasted image, as a
+            pipeline that pastes into the images it loads before its random crop does:
+            ``"image"`` (default) into the whole real image the crop comes from; a number ``F``
+            (1-16) into a window of it ``F`` times the crop's side around the crop, ``1`` into
+            the crop itself (the judge until 2026-12-05: records without the field ran so; the
+            default was 2 until the whole image was judged better for the default
+            ``PasteConfig``, benchmarks/downstream.md). A count taken from the data
+            (``paste_count="data"``) scales with the window. No other arm reads it.
         paste_scale: the resolution an ``iaaa-online`` arm pastes at, under ``add`` and ``mix``
             with a working ``scale`` other than 1: ``"native"`` (default) fits its compositor on
             the normalised training images at their own resolution, pastes into the window there
@@ -145,7 +160,7 @@ class Recipe:
     device: str = "cpu"
     aug_scale: tuple[float, float] = (0.5, 2.0)
     aug_photometric: float = 1.0
-    paste_context: float = 2.0
+    paste_context: float | Literal["image"] = WHOLE_IMAGE
     paste_scale: Literal["native", "working"] = "native"
 
     def __post_init__(self) -> None:
@@ -198,9 +213,18 @@ class Recipe:
                 or not 0.05 <= lo_hi[0] <= lo_hi[1] <= 20.0:
             raise RecipeError("aug_scale", f"must be (low, high) with 0.05 <= low <= high <= 20, got {list(lo_hi)}")
         _float("aug_photometric", self.aug_photometric, 0.0, 4.0, lo_open=False)
-        _float("paste_context", self.paste_context, 1.0, 16.0, lo_open=False)
+        if self.paste_context != WHOLE_IMAGE:
+            if isinstance(self.paste_context, str):
+                raise RecipeError("paste_context", f"must be {WHOLE_IMAGE!r} or a number of crop sides in [1, 16], got {self.paste_context!r}")
+            _float("paste_context", self.paste_context, 1.0, 16.0, lo_open=False)
         if self.paste_scale not in PASTE_SCALES:
             raise RecipeError("paste_scale", f"must be one of {', '.join(PASTE_SCALES)}, got {self.paste_scale!r}")
+
+    @property
+    def pastes_around_crops(self) -> bool:
+        """Whether online arms paste into more of the real image than the crop
+        (``paste_context``)."""
+        return self.paste_context == WHOLE_IMAGE or self.paste_context > 1
 
     @property
     def pastes_native(self) -> bool:

@@ -14,19 +14,24 @@ kind.
 Choices made here:
 
 * How many objects, and where: :class:`PasteConfig` (the compositor config's ``paste`` stage).
-  ``paste_count`` is a fixed count or range of objects, or ``"data"``: the cells the
-  compositor's own count rule gives an image of the sample's area (``CountConfig``: ``count``,
-  ``count_factor``, ``count_cap`` against the sample's own cells, MCO share; a count from the data is never 0), as
-  :meth:`~iaaa.synthesis.compositor.CellCompositor.sample` draws them onto a real image.
-* With ``over_cells=True`` pasted cells go **on top** of the sample's cells, as Simple
-  Copy-Paste does: the pixels they cover change owner, a cell hidden entirely is dropped with
-  its class id. With ``over_cells=False`` they go into the sample's free space as the
+  ``paste_count`` is ``"data"`` (default): the cells the compositor's own count rule gives an
+  image of the sample's area (``CountConfig``: ``count``, ``count_factor``, ``count_cap``
+  against the sample's own cells, MCO share; a count from the data is never 0), as
+  :meth:`~iaaa.synthesis.compositor.CellCompositor.sample` draws them onto a real image; or a
+  fixed count or ``(lo, hi)`` range of objects.
+* With ``over_cells=False`` (default) pasted cells go into the sample's free space as the
   compositor's ``onto="image"`` puts them (``gap`` from every real cell, the placement's
   contacts and level checks), and only a call none of whose objects finds room pastes on top.
+  With ``over_cells=True`` they go **on top** of the sample's cells, as Simple Copy-Paste does:
+  the pixels they cover change owner, a cell hidden entirely is dropped with its class id.
   Either way ids are renumbered ``1..N`` in the order (surviving real cells, pasted cells) and
   pasted objects never overlap each other, so every pasted instance is exactly its object's
   mask at its box. Corner matching steers objects to places whose surroundings look like the
-  object's own (mostly background).
+  object's own (mostly background). The defaults are what ``iaaa synth`` does to a field;
+  applied to whole images before the random crop they were judged above 1-3 objects over the
+  cells in a window around the crop (benchmarks/downstream.md, 2026-12-05). The count decides
+  the cost: the data's count on a whole 1022 x 1024 field is tens of objects per call
+  (benchmarks/paste.md).
 * The feather and the rim reach ``compositor.radius`` pixels beyond a pasted mask, but never
   over a real cell: their alpha is zero on other cells' pixels, so a real cell's uncovered
   pixels keep their values (and match their labels). Every pixel farther than that from every
@@ -80,16 +85,16 @@ class PasteConfig:
     of :class:`~iaaa.synthesis.config.CompositorConfig`).
 
     Attributes:
-        paste_count: objects per call: an int, an inclusive ``(lo, hi)`` range drawn uniformly,
-            or ``"data"``: the compositor's count rule for an image of the sample's area (see
-            module docs). :class:`PasteCells`'s ``n`` overrides it.
-        over_cells: pasted cells may cover the sample's own cells (``True``, Simple Copy-Paste)
-            or go into its free space only (``False``, as ``onto="image"``; on top only when no
-            object finds room).
+        paste_count: objects per call: ``"data"`` (default): the compositor's count rule for an
+            image of the sample's area (see module docs); an int; or an inclusive ``(lo, hi)``
+            range drawn uniformly. :class:`PasteCells`'s ``n`` overrides it.
+        over_cells: pasted cells go into the sample's free space only (``False``, default, as
+            ``onto="image"``; on top only when no object finds room) or may cover the sample's
+            own cells (``True``, Simple Copy-Paste).
     """
 
-    paste_count: int | tuple[int, int] | Literal["data"] = bounded((1, 3), 0, 1000)
-    over_cells: bool = True
+    paste_count: int | tuple[int, int] | Literal["data"] = bounded("data", 0, 1000)
+    over_cells: bool = False
 
     def __post_init__(self) -> None:
         validate(self)

@@ -68,6 +68,7 @@ BAD = [
     (["--aug-scale", "2,0.5"], "--aug-scale"), (["--aug-scale", "0,1"], "--aug-scale"), (["--aug-scale", "1"], "--aug-scale"),
     (["--aug-scale", "a,b"], "--aug-scale"), (["--aug-scale", "0.8,inf"], "--aug-scale"),
     (["--aug-photometric", "-1"], "--aug-photometric"), (["--aug-photometric", "nan"], "--aug-photometric"),
+    (["--paste-context", "whole"], "--paste-context"), (["--paste-context", "0.5"], "--paste-context"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["--device", "cuda"], "--device"))

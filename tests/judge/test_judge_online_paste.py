@@ -143,6 +143,29 @@ def test_paste_context_pastes_into_a_window_around_the_crop(tiny, over_cells):
     assert torch.equal(a.images, b.images) and torch.equal(a.targets, class_targets(a.labels)) and a.n_synthetic == 4
 
 
+def test_default_paste_context_pastes_into_the_whole_image(setup):
+    """``paste_context="image"`` (the default): the paster gets each added crop's whole real
+    image, and the crop is cut from the pasted image."""
+    real, paster = setup
+    seen: list[tuple[int, int]] = []
+
+    class Recording:
+        def apply(self, sample, generator=None):
+            seen.append(sample.size)
+            return paster.apply(sample, generator)
+
+    recipe = Recipe(protocol="add", batch_size=4, crop=32, seeds=(0,))
+    assert recipe.paste_context == "image" and recipe.pastes_around_crops
+    composer = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=Recording())
+    draws = [(0, 0, 0, 0), (1, 20, 30, 5), (3, 10, 17, 1)]
+    images, labels = composer._paste_around(draws)
+    assert seen == [tuple(real[i].labels.shape) for i, *_ in draws]
+    for (i, *_), img, lab in zip(draws, images, labels):
+        assert img.shape == real[i].image.shape and (lab != real[i].labels).any()
+    step = StepComposer(real, recipe, 3, parse_arm("iaaa-online"), paster=Recording()).next()
+    assert step.images.shape[-2:] == (32, 32) and step.n_synthetic == 4
+
+
 def test_online_arm_needs_a_paster(setup):
     real, _ = setup
     with pytest.raises(IaaaError, match="PasteCells"):

@@ -281,12 +281,16 @@ def test_per_image_view_pairs_runs_and_shows_where_a_difference_comes_from():
 def test_recipe_round_trip_and_bounds():
     r = Recipe(protocol="online", p=0.3, seeds=(4, 5), train_limit=2, folds=3, curve=(0.5, 1.0), aug_scale=(0.8, 1.25))
     assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    for context in ("image", 1.0, 2.5):
+        r = Recipe(paste_context=context)
+        assert Recipe.from_dict(json.loads(json.dumps(r.to_dict()))) == r and r.pastes_around_crops == (context != 1.0)
     for field, value in (("ratio", 0), ("ratio", float("inf")), ("ratio", float("nan")), ("crop", 10**6), ("pool_size", 10**6),
                          ("scale", 0.001), ("device", "bogus"), ("protocol", "x"), ("steps", 0), ("seeds", ()), ("folds", 2),
                          ("curve", (0.5,)), ("p", 0.0), ("aug_scale", (2.0, 0.5)), ("aug_scale", (0.0, 1.0)),
                          ("aug_scale", (1.0,)), ("aug_scale", (1.0, float("nan"))), ("aug_scale", (True, 2.0)),
                          ("aug_photometric", -0.1), ("aug_photometric", 5.0), ("aug_photometric", float("nan")), ("aug_photometric", True),
-                         ("paste_context", 0.5), ("paste_context", 17.0), ("paste_context", float("nan")), ("paste_context", True)):
+                         ("paste_context", 0.5), ("paste_context", 17.0), ("paste_context", float("nan")), ("paste_context", True),
+                         ("paste_context", "whole")):
         with pytest.raises(RecipeError) as e:
             Recipe(**{field: value})
         assert e.value.field == field

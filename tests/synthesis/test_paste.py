@@ -34,8 +34,11 @@ def comp(data):
 @pytest.fixture(scope="module")
 def plain(data):
     """Identity object policy: a pasted object is exactly its pooled mask, so tests can check
-    every pasted pixel."""
-    return CellCompositor(policy="identity", seed=5).fit(data, progress=False)
+    every pasted pixel. Pasted over the sample's cells (Simple Copy-Paste's way, not the
+    default): the case where real cells lose pixels or vanish, which the label bookkeeping must
+    get exact."""
+    cfg = CompositorConfig().replace(paste_count=(1, 3), over_cells=True)
+    return CellCompositor(cfg, policy="identity", seed=5).fit(data, progress=False)
 
 
 def _g(seed: int) -> torch.Generator:
@@ -463,6 +466,6 @@ def test_paste_config_is_validated_and_reaches_the_transform(comp):
     with pytest.raises(IaaaError, match="^n: "):
         PasteCells(comp, n="all")
     cfg = CompositorConfig.from_options({"paste_count": "data", "paste.over_cells": "false"})
-    assert cfg.paste == PasteConfig("data", False)
+    assert cfg.paste == PasteConfig("data", False) == CompositorConfig().paste  # the default since 2026-12-05
     assert CompositorConfig.from_dict(cfg.to_dict()) == cfg
-    assert "n=(1, 3)" in repr(PasteCells(comp)) and "n='data'" in repr(PasteCells(comp, n="data"))
+    assert "n='data', over_cells=False" in repr(PasteCells(comp)) and "n=(1, 3)" in repr(PasteCells(comp, n=(1, 3)))
