@@ -150,5 +150,6 @@ def table(rows: list[tuple[str, float, float]]) -> None:
     for name, r, k in rows:
         print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
 
+
 if __name__ == "__main__":
     main()

@@ -37,6 +37,10 @@ class RecipeError(IaaaError):
         self.field, self.reason = field, reason
 
 
+def _bad_paste_context(value: Any) -> RecipeError:
+    return RecipeError("paste_context", f"must be {WHOLE_IMAGE!r} or a number of crop sides in [1, 16], got {value!r}")
+
+
 def parse_paste_context(text: str) -> float | str:
     """A command line's ``paste_context``: ``"image"`` or a number (bounds are checked by
     :class:`Recipe`)."""
@@ -45,7 +49,7 @@ def parse_paste_context(text: str) -> float | str:
     try:
         return float(text)
     except ValueError:
-        raise RecipeError("paste_context", f"must be {WHOLE_IMAGE!r} or a number of crop sides in [1, 16], got {text!r}") from None
+        raise _bad_paste_context(text) from None
 
 
 def check_device(device: str | torch.device, field: str = "device") -> torch.device:
@@ -215,7 +219,7 @@ class Recipe:
         _float("aug_photometric", self.aug_photometric, 0.0, 4.0, lo_open=False)
         if self.paste_context != WHOLE_IMAGE:
             if isinstance(self.paste_context, str):
-                raise RecipeError("paste_context", f"must be {WHOLE_IMAGE!r} or a number of crop sides in [1, 16], got {self.paste_context!r}")
+                raise _bad_paste_context(self.paste_context)
             _float("paste_context", self.paste_context, 1.0, 16.0, lo_open=False)
         if self.paste_scale not in PASTE_SCALES:
             raise RecipeError("paste_scale", f"must be one of {', '.join(PASTE_SCALES)}, got {self.paste_scale!r}")
