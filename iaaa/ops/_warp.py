@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["Warp", "all_inside", "sampling_grid", "nearest_tables", "whole_pixel"]
+__all__ = ["Warp", "all_inside", "sampling_grid", "nearest_tables", "nearest_axes", "whole_pixel"]
 
 _EPS = 1e-9
 
@@ -219,6 +219,37 @@ def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.T
             flat = iy.long().mul_(wi).add_(ix.long())
         w._cache[key] = (flat.view(-1, ho * wo), ok)
     return w._cache[key]
+
+
+def nearest_axes(w: Warp) -> tuple[np.ndarray, np.ndarray] | None:
+    """For an axis-aligned warp (scale and shift only, each output row reading one input row and
+    each column one input column): the nearest source row of each output row ``(n, H')`` and
+    column of each output column ``(n, W')``, int64, out-of-range where the pixel lies outside the
+    input; ``None`` for any other warp. Cached on the warp.
+
+    The positions are computed with the very float operations of :func:`nearest_tables` (the
+    cross term is an exact zero there), so a gather by these rows and columns gives the same
+    pixels as the full table at the cost of one row and one column."""
+    if "axes" not in w._cache:
+        m = w.matrix
+        if (m[:, 0, 1] != 0).any() or (m[:, 1, 0] != 0).any():
+            w._cache["axes"] = None
+        else:
+            ho, wo = w.out_size
+            # NumPy on the host, in the same float type: IEEE products and sums round alike.
+            dt = np.float32 if _pos_dtype(w) == torch.float32 else np.float64
+            p = m.transpose(0, 2, 1).astype(dt)  # (n, 3, 2)
+            xs = np.arange(wo, dtype=dt).reshape(1, wo)
+            ys = np.arange(ho, dtype=dt).reshape(1, ho)
+            if w.offset is not None:
+                off = w.offset.astype(dt)
+                xs, ys = xs - off[:, 0:1], ys - off[:, 1:2]
+            # x = (a * x_out) + (0 * y_out + e) and y = (0 * x_out) + (d * y_out + f), as
+            # _affine_map computes them; the zero products add nothing (exact).
+            cols = (p[:, 0, 0:1] * xs) + (p[:, 1, 0:1] * dt(0) + p[:, 2, 0:1])
+            rows = p[:, 0, 1:2] * dt(0) + (p[:, 1, 1:2] * ys + p[:, 2, 1:2])
+            w._cache["axes"] = (np.rint(rows).astype(np.int64), np.rint(cols).astype(np.int64))
+    return w._cache["axes"]
 
 
 def whole_pixel(m: np.ndarray) -> np.ndarray:

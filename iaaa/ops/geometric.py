@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
-from ._warp import Warp, sampling_grid, nearest_tables, whole_pixel
+from ._warp import Warp, sampling_grid, nearest_axes, nearest_tables, whole_pixel
 from iaaa.errors import IaaaError
 from iaaa.filters import gaussian_blur_batch
 from iaaa.threads import serial_kernel
@@ -250,9 +250,15 @@ def _gather_separable(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     plan = warp.separable()
     if plan[0] == "slice":
         return _slice_warp(x, plan, warp.out_size, fill)
-    key = ("sep", str(x.device))
+    return _gather_rows_cols(x, warp, "sep", plan[1], plan[2], plan[3], fill)
+
+
+def _gather_rows_cols(x: torch.Tensor, warp: Warp, name: str, transposed: bool, rows: np.ndarray, cols: np.ndarray, fill: float) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` read at source rows ``rows`` ``(n, H')`` and columns ``cols``
+    ``(n, W')`` of the (transposed) input by two gathers; out-of-range rows or columns give
+    ``fill``. The index tensors are cached on the warp under ``name``."""
+    key = (name, str(x.device))
     if key not in warp._cache:
-        _, transposed, rows, cols = plan
         hs, ws = warp.in_size[::-1] if transposed else warp.in_size
         ok_r, ok_c = (rows >= 0) & (rows < hs), (cols >= 0) & (cols < ws)
         bad = None if (ok_r.all() and ok_c.all()) else torch.from_numpy(~(ok_r[:, :, None] & ok_c[:, None, :])).unsqueeze(1).to(x.device)
@@ -271,6 +277,17 @@ def _gather_separable(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     return out
 
 
+def _outside(warp: Warp, device: torch.device) -> torch.Tensor:
+    """``(n, 1, H', W')`` bool: the output pixels whose nearest source lies outside the input
+    (where :func:`_nearest` gives the fill), for a warp that is not :meth:`Warp.inside`."""
+    axes = nearest_axes(warp)
+    if axes is None:
+        return ~nearest_tables(warp, device)[1].unsqueeze(1)
+    (rows, cols), (h, w) = axes, warp.in_size
+    ok = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    return torch.from_numpy(~ok).unsqueeze(1).to(device)
+
+
 def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     if x.dtype == torch.uint16:
         # Few kernels support uint16; int16 has the same bits and gathering only moves bits.
@@ -278,6 +295,11 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
         return _nearest(x.view(torch.int16), warp, f - 65536 if f >= 32768 else f).view(torch.uint16)
     if warp.separable() is not None:
         return _gather_separable(x, warp, fill)
+    axes = nearest_axes(warp)
+    if axes is not None:
+        # Scale and shift only (Resize, RandomScale's labels): one source row per output row
+        # and one column per output column, so two 1-D gathers replace the per-pixel table.
+        return _gather_rows_cols(x, warp, "axes", False, axes[0], axes[1], fill)
     n, c, h, w = x.shape
     ho, wo = warp.out_size
     flat, ok = nearest_tables(warp, x.device)
@@ -310,7 +332,7 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
     x = to_work(image) if source is None else source
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
     if not warp.inside():
-        out.masked_fill_(~nearest_tables(warp, image.device)[1].unsqueeze(1), fill)
+        out.masked_fill_(_outside(warp, image.device), fill)
     # Bilinear weights are convex: only a fill outside the range can leave it.
     out = from_work(out, image.dtype, clamp=False, saturate=not 0.0 <= fill <= bound(image.dtype))
     whole = whole_pixel(warp.matrix) if warp.n > 1 else None

@@ -147,3 +147,29 @@ def test_posterize_transform_one_value_equals_array_route(removed, seed):
         fast = Posterize.apply_image(x[:1], {"removed": np.array([removed])}, {})
         slow = Posterize.apply_image(x, {"removed": np.array([removed, 0.0])}, {})
         assert torch.equal(fast, slow[:1]), (dtype, removed)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    size=st.tuples(st.integers(1, 40), st.integers(1, 40)), out=st.tuples(st.integers(1, 50), st.integers(1, 50)),
+    scale=st.tuples(st.sampled_from([-2.0, -1.0, -0.5, 0.37, 0.5, 1.0, 1.5, 2.0, 3.1]), st.sampled_from([-1.5, -1.0, 0.25, 0.5, 1.0, 2.0, 2.5])),
+    shift=st.tuples(st.integers(-20, 60), st.integers(-20, 60)), half=st.booleans(), n=st.integers(1, 3), offset=st.booleans(), seed=st.integers(0, 99),
+)
+def test_axis_aligned_nearest_equals_the_per_pixel_table(size, out, scale, shift, half, n, offset, seed):
+    # Scale-and-shift warps (Resize, RandomScale's labels) gather by one row and one column
+    # index per output line; the per-pixel table is the general path. Half-pixel shifts put
+    # positions on rounding ties, out-of-range shifts leave the input.
+    from iaaa.ops._warp import Warp, nearest_tables
+    from iaaa.ops.geometric import _nearest, warp_labels
+
+    m = np.zeros((n, 2, 3))
+    m[:, 0, 0], m[:, 1, 1] = scale[0] * np.linspace(1, 1.3, n), scale[1]
+    m[:, 0, 2], m[:, 1, 2] = shift[0] / (2 if half else 3), shift[1] / 2
+    off = np.stack([np.arange(n), -np.arange(n)], 1).astype(np.float64) if offset else None
+    w = Warp(m, size, out, off)
+    x = torch.from_numpy(np.random.default_rng(seed).integers(0, 1000, (n, 2, *size)))
+    flat, ok = nearest_tables(Warp(m, size, out, off), x.device)
+    want = x.reshape(n, 2, -1).gather(-1, flat.view(n, 1, -1).expand(n, 2, -1)).view(n, 2, *out)
+    want = want if ok is None else want.masked_fill_(~ok.unsqueeze(1), -7)
+    assert torch.equal(_nearest(x, w, -7), want)
+    assert torch.equal(warp_labels(x[:, 0], Warp(m, size, out, off)), want[:, 0].masked_fill(want[:, 0] == -7, 0))
