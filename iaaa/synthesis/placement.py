@@ -201,7 +201,9 @@ def place(
     # Contacts draw their own uniforms after the others (one decision + n anchors per object),
     # so with contacts off the stream is exactly the one above.
     uc = torch.rand((k, 1 + n), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy() if contacts else None
-    d = _describe(images, labels, config, rim, canvas.level.shape[0])
+    reach = feather_radius(config.sigma, config.truncate) + rim
+    images, labels, labs_np, tights = _trim(images, labels, reach)
+    d = _describe(images, labels, labs_np, tights, config, rim, canvas.level.shape[0])
     reject = (level_range, float(config.level_reject)) if level_range is not None and config.level_reject is not None else None
     xs, ys, scores, fits, allowed = _score(canvas, d, u, density, reject)
     result = _Placed()
@@ -222,7 +224,7 @@ def place(
         _write_labels(canvas, d, j, pos[0], pos[1], class_ids[j], pos[2], result)
         if tracker is not None:
             tracker.placed(j, pos[0], pos[1])
-    _blend(canvas, images, d, result.pastes, feather_radius(config.sigma, config.truncate) + rim, rim, config.level_match, contacts or guard)
+    _blend(canvas, images, d, result.pastes, reach, rim, config.level_match, contacts or guard)
     return PlacementResult(
         image=canvas.out,
         labels=torch.from_numpy(canvas.labels),
@@ -252,27 +254,53 @@ class _Described:
     """``(k, 4, C)`` corner descriptors (see :func:`~iaaa.synthesis.levels.corner_descriptor`)."""
 
 
-def _describe(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], config: PlacementConfig, rim: int, c: int) -> _Described:
-    """Phase 1: each object's alpha, tight box and corner descriptor."""
+def _trim(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], reach: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[np.ndarray], list[tuple[int, int, int, int] | None]]:
+    """Phase 0: each object cut to its mask's tight box grown by ``reach`` (rim plus feather
+    radius: nothing beyond it reaches the alpha, the corner descriptor or the blend), with its
+    label crop on the host and its tight box in the cut crop's coordinates.
+
+    Pooled objects carry context for the largest shrink and any rotation (``CellCompositor.
+    context``: 44 px around an 18 px nucleus with ``object_scale=(0.5, 2)`` and a rim); cut
+    here, every later step works on the pixels that matter instead of up to 30x as many."""
+    labs = host_arrays(labels)
+    out_i, out_l, out_n, tights = [], [], [], []
+    for img, lab, lab_np in zip(images, labels, labs):
+        t = tight_box(lab_np > 0)
+        h, w = lab_np.shape
+        if t is not None and (t[0] > reach or t[2] > reach or t[1] + reach < h - 1 or t[3] + reach < w - 1):
+            y0, x0 = max(t[0] - reach, 0), max(t[2] - reach, 0)
+            y1, x1 = min(t[1] + reach + 1, h), min(t[3] + reach + 1, w)
+            img, lab, lab_np = img[:, y0:y1, x0:x1], lab[y0:y1, x0:x1], lab_np[y0:y1, x0:x1]
+            t = (t[0] - y0, t[1] - y0, t[2] - x0, t[3] - x0)
+        out_i.append(img)
+        out_l.append(lab)
+        out_n.append(lab_np)
+        tights.append(t)
+    return out_i, out_l, out_n, tights
+
+
+def _describe(
+    images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], labs_np: list[np.ndarray], tights: list[tuple[int, int, int, int] | None],
+    config: PlacementConfig, rim: int, c: int,
+) -> _Described:
+    """Phase 1: each object's alpha and corner descriptor (``labs_np``, ``tights``: the label
+    crops on the host and their tight boxes, from :func:`_trim`)."""
     alphas, covers = [], []
     for lab in labels:
         m = (dilate_disk(lab > 0, rim) if rim else lab > 0).to(torch.float32)
         a = blur_small(m, config.sigma, config.truncate)
         alphas.append(torch.maximum(a, m) if config.feather == "outside" else a)
         covers.append(m)
-    labs_np = host_arrays(labels)
     imgs_np = host_arrays(images)
     alph_np = host_arrays(alphas)
     # Corners describe the surroundings beyond the rim (the background the object must meet).
     cover_np = host_arrays(covers) if rim else labs_np
     k = len(labels)
-    tights: list[tuple[int, int, int, int] | None] = []
     desc = np.zeros((k, 4, c), dtype=np.float32)
     th = np.zeros(k, dtype=np.int64)
     tw = np.zeros(k, dtype=np.int64)
     for j in range(k):
-        t = tight_box(labs_np[j] > 0)
-        tights.append(t)
+        t = tights[j]
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
             desc[j] = corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
