@@ -90,6 +90,31 @@ def test_anchors_are_the_background_and_cell_medians():
     assert intensity_anchors(s.image, torch.zeros_like(s.labels)) is None
 
 
+@settings(max_examples=40, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 200), w=st.integers(1, 200), cells=st.floats(0, 1), seed=st.integers(0, 999), wide=st.booleans())
+def test_host_anchors_equal_the_torch_medians(c, h, w, cells, seed, wide):
+    # The CPU path picks medians with np.partition; torch.median (the lower median of an even
+    # count) on the same subsample is the definition, and the values must agree to the bit.
+    from iaaa.dtypes import to_float
+    from iaaa.synthesis.levels import _ANCHOR_PIXELS
+
+    rng = np.random.default_rng(seed)
+    img = torch.from_numpy(rng.integers(0, 65536 if wide else 256, (c, h, w)).astype(np.uint16 if wide else np.uint8))
+    lab = torch.from_numpy(rng.integers(1, 4, (h, w)) * (rng.random((h, w)) < cells))
+    flat, flab = to_float(img).reshape(c, -1), lab.reshape(-1)
+    if flab.numel() > _ANCHOR_PIXELS:
+        step = -(-flab.numel() // _ANCHOR_PIXELS)
+        flat, flab = flat[:, ::step], flab[::step]
+    got = intensity_anchors(img, lab)
+    if not (flab == 0).any() or not (flab > 0).any():
+        assert got is None
+        return
+    bg, fg = flat[:, flab == 0], flat[:, flab > 0]
+    mb = bg.median(dim=1).values
+    want = np.stack([mb.numpy(), fg.median(dim=1).values.numpy(), (1.4826 * (bg - mb[:, None]).abs().median(dim=1).values).numpy()])
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
 def _pasted_levels(sample: AnnotatedImage, real_cells: int) -> list[float]:
     """Median level of each pasted cell's interior (3 px in: the feather blends the edge with
     the destination)."""
