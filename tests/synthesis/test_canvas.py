@@ -4,6 +4,7 @@ counts over the label map, including boxes and objects that span several bands o
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.ndimage as ndi
 import torch
 from hypothesis import given, settings
@@ -37,8 +38,9 @@ def _object(seed: int) -> np.ndarray:
     return lab
 
 
-def test_occupancy_table_is_a_summed_area_table_per_band():
-    h, w = 2 * BAND + 21, 37  # the last band is partial
+@pytest.mark.parametrize("h", [2 * BAND + 21, 3 * BAND])  # the last band partial / full
+def test_occupancy_table_is_a_summed_area_table_per_band(h):
+    w = 37
     lab = _labels(0, h, w, 0.2)
     sat = occupancy_table(lab)
     occ = np.zeros((sat.shape[0] * BAND, w), dtype=np.int64)
