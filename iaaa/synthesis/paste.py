@@ -279,7 +279,13 @@ def paste_cells(
     out_lab = canvas.labels
     new_cls = res.class_ids.numpy()
     all_cls = np.concatenate([cls_real, new_cls])
-    alive, lut = surviving_ids(out_lab, canvas.next_id)
+    if on_top:
+        alive, lut = surviving_ids(out_lab, canvas.next_id)
+    else:
+        # Into free space nothing is covered (as in the compositor's samples): every id lives,
+        # and the label map need not be counted.
+        alive, lut = np.ones(canvas.next_id, dtype=bool), None
+        alive[0] = False
     keep = np.flatnonzero(alive)
     dropped = ids[~alive[1 : m_real + 1]].tolist()
     if lut is not None:
