@@ -142,21 +142,41 @@ def _axes(ho: int, wo: int, device: torch.device, dtype: torch.dtype = torch.flo
     return a
 
 
-def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
-    """``(n, H', W', 2)``: the two rows of ``m (n, 2, 3)`` applied to every output pixel centre
-    (shifted by the sample's offset), written interleaved as grid_sample wants them.
+def _terms(m: np.ndarray, w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(p (n, 3, 2), xs (., 1, W'), ys (., H', 1))``: the coefficients of ``m`` and the output
+    pixel centres, shifted by the samples' offsets (exact: whole pixels)."""
+    dt = _pos_dtype(w)
+    ho, wo = w.out_size
+    xs, ys = _axes(ho, wo, device, dt)
+    xs, ys = xs.view(1, 1, wo), ys.view(1, ho, 1)
+    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1))).to(device, dt)
+    if w.offset is not None:
+        off = torch.from_numpy(w.offset).to(device, dt)
+        xs, ys = xs - off[:, 0].view(-1, 1, 1), ys - off[:, 1].view(-1, 1, 1)
+    return p, xs, ys
+
+
+def _affine_planes(m: np.ndarray, w: Warp, device: torch.device) -> list[torch.Tensor]:
+    """The two rows of ``m (n, 2, 3)`` applied to every output pixel centre (shifted by the
+    sample's offset): ``[x, y]``, two contiguous ``(n, H', W')`` planes.
 
     Separate elementwise multiplies and adds (no matmul, no fused multiply-add) give bit-identical
     positions whatever the batch layout or device, so nearest-sampling ties always break the
     same way: a batch equals its samples run one by one, and CUDA equals CPU. Only the last add
     touches every pixel."""
-    dt = _pos_dtype(w)
-    xs, ys = _axes(*w.out_size, device, dt)
-    p = torch.from_numpy(np.ascontiguousarray(m.transpose(0, 2, 1))).to(device, dt).view(-1, 3, 1, 1, 2)
-    if w.offset is not None:
-        off = torch.from_numpy(w.offset).to(device, dt).view(-1, 2, 1, 1, 1)
-        xs, ys = xs - off[:, 0], ys - off[:, 1]  # exact: whole pixels
-    return (p[:, 0] * xs) + (p[:, 1] * ys + p[:, 2])
+    p, xs, ys = _terms(m, w, device)
+    return [(p[:, 0, k].view(-1, 1, 1) * xs) + (p[:, 1, k].view(-1, 1, 1) * ys + p[:, 2, k].view(-1, 1, 1)) for k in range(2)]
+
+
+def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
+    """``(n, H', W', 2)``: :func:`_affine_planes` written interleaved as grid_sample wants them,
+    each plane's last add writing straight into its strided half (2x faster than one add over
+    the interleaved layout; the same operations, so the same bits)."""
+    p, xs, ys = _terms(m, w, device)
+    out = torch.empty((p.shape[0], *w.out_size, 2), dtype=xs.dtype, device=device)
+    for k in range(2):
+        torch.add(p[:, 0, k].view(-1, 1, 1) * xs, p[:, 1, k].view(-1, 1, 1) * ys + p[:, 2, k].view(-1, 1, 1), out=out[..., k])
+    return out
 
 
 def all_inside(w: Warp) -> bool:
@@ -202,10 +222,10 @@ def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.T
         h, wi = w.in_size
         # x and y as separate contiguous planes: scalar clamps and compares on planes are several
         # times faster than broadcasting bounds over an interleaved last dimension.
-        xy = _affine_map(w.matrix, w, device)
+        x, y = _affine_planes(w.matrix, w, device)
         # Round half to even, like grid_sample's nearest mode; the same test decides image and
         # label support, so an image pixel gets the fill exactly where its label became 0.
-        ix, iy = xy[..., 0].round(), xy[..., 1].round()
+        ix, iy = x.round_(), y.round_()
         if w.inside():
             ok = None
         else:
