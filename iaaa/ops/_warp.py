@@ -142,6 +142,11 @@ def _axes(ho: int, wo: int, device: torch.device, dtype: torch.dtype = torch.flo
     return a
 
 
+# Output pixels per sample from which positions are computed plane by plane (below it the
+# extra kernel calls cost more than the interleaved add: measured crossover 128x128).
+_PLANES_FROM = 128 * 128
+
+
 def _terms(m: np.ndarray, w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(p (n, 3, 2), xs (., 1, W'), ys (., H', 1))``: the coefficients of ``m`` and the output
     pixel centres, shifted by the samples' offsets (exact: whole pixels)."""
@@ -164,6 +169,9 @@ def _affine_planes(m: np.ndarray, w: Warp, device: torch.device) -> list[torch.T
     positions whatever the batch layout or device, so nearest-sampling ties always break the
     same way: a batch equals its samples run one by one, and CUDA equals CPU. Only the last add
     touches every pixel."""
+    if w.out_size[0] * w.out_size[1] < _PLANES_FROM:
+        xy = _affine_map(m, w, device)
+        return [xy[..., 0], xy[..., 1]]
     p, xs, ys = _terms(m, w, device)
     return [(p[:, 0, k].view(-1, 1, 1) * xs) + (p[:, 1, k].view(-1, 1, 1) * ys + p[:, 2, k].view(-1, 1, 1)) for k in range(2)]
 
@@ -173,6 +181,10 @@ def _affine_map(m: np.ndarray, w: Warp, device: torch.device) -> torch.Tensor:
     each plane's last add writing straight into its strided half (2x faster than one add over
     the interleaved layout; the same operations, so the same bits)."""
     p, xs, ys = _terms(m, w, device)
+    if w.out_size[0] * w.out_size[1] < _PLANES_FROM:
+        # One add over the interleaved layout: fewer kernel calls where the planes are small.
+        p = p.view(-1, 3, 1, 1, 2)
+        return (p[:, 0] * xs[..., None]) + (p[:, 1] * ys[..., None] + p[:, 2])
     out = torch.empty((p.shape[0], *w.out_size, 2), dtype=xs.dtype, device=device)
     for k in range(2):
         torch.add(p[:, 0, k].view(-1, 1, 1) * xs, p[:, 1, k].view(-1, 1, 1) * ys + p[:, 2, k].view(-1, 1, 1), out=out[..., k])
@@ -225,7 +237,7 @@ def nearest_tables(w: Warp, device: torch.device) -> tuple[torch.Tensor, torch.T
         x, y = _affine_planes(w.matrix, w, device)
         # Round half to even, like grid_sample's nearest mode; the same test decides image and
         # label support, so an image pixel gets the fill exactly where its label became 0.
-        ix, iy = x.round_(), y.round_()
+        ix, iy = x.round(), y.round()
         if w.inside():
             ok = None
         else:

@@ -173,3 +173,34 @@ def test_axis_aligned_nearest_equals_the_per_pixel_table(size, out, scale, shift
     want = want if ok is None else want.masked_fill_(~ok.unsqueeze(1), -7)
     assert torch.equal(_nearest(x, w, -7), want)
     assert torch.equal(warp_labels(x[:, 0], Warp(m, size, out, off)), want[:, 0].masked_fill(want[:, 0] == -7, 0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3), size=st.tuples(st.integers(1, 30), st.integers(1, 30)), out=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    seed=st.integers(0, 999), halves=st.booleans(), offset=st.booleans(),
+)
+def test_positions_plane_by_plane_equal_the_interleaved_add(n, size, out, seed, halves, offset):
+    # Large canvases compute warp positions as two planes, small ones by one add over the
+    # interleaved layout; both must give the same grid and nearest tables to the bit.
+    from iaaa.ops import _warp
+    from iaaa.ops._warp import Warp, nearest_tables, sampling_grid
+
+    rng = np.random.default_rng(seed)
+    m = rng.normal(0, 1.5, (n, 2, 3))
+    m[:, :, 2] = rng.uniform(-10, 40, (n, 2))
+    if halves:
+        m = np.round(m * 2) / 2  # positions on rounding ties
+    off = rng.integers(-3, 4, (n, 2)).astype(np.float64) if offset else None
+    got, saved = {}, _warp._PLANES_FROM
+    try:
+        for planes_from in (0, 1 << 40):
+            _warp._PLANES_FROM = planes_from
+            w = Warp(m, size, out, off)
+            flat, ok = nearest_tables(w, torch.device("cpu"))
+            got[planes_from] = (sampling_grid(w, torch.device("cpu")), flat, ok, torch.stack(_warp._affine_planes(m, w, torch.device("cpu")), -1))
+    finally:
+        _warp._PLANES_FROM = saved
+    (g0, f0, ok0, p0), (g1, f1, ok1, p1) = got.values()
+    assert torch.equal(g0, g1) and torch.equal(f0, f1) and torch.equal(p0, p1)
+    assert (ok0 is None and ok1 is None) or torch.equal(ok0, ok1)
