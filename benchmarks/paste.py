@@ -21,13 +21,26 @@ against every candidate and blended.
 
 ``--cpu-time`` counts calls per second of this process's CPU time instead of wall time: on a
 shared virtual machine the wall clock also measures the neighbours (the peer's own rate moved
-by 25 % between back-to-back runs here), CPU time much less. To compare two checkouts, run this
-script with ``PYTHONPATH`` pointing at each, alternately.
+by 25 % between back-to-back runs here), CPU time much less.
+
+``--baseline DIR`` compares this checkout with another one (e.g. a ``git worktree`` of the base
+commit) in one process, call by call: the other checkout's ``iaaa`` is imported under another
+name from a temporary copy (its ``iaaa`` imports rewritten, removed at exit), both compositors
+are fitted on the same data, and the two transforms are called alternately with the same
+generators, so they do the same work in the same seconds and their CPU-time ratio holds on a
+machine whose speed moves by the minute (separate runs moved by 2x here). It also counts the
+calls whose outputs differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import importlib
+import re
+import shutil
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -86,7 +99,11 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true", help="calls per CPU second of this process (see module docs)")
     ap.add_argument("--fields", action="store_true", help="also time whole usiigaci fields (see module docs)")
     ap.add_argument("--field-calls", type=int, default=20, help="calls per repeat on whole fields (default: %(default)s)")
+    ap.add_argument("--baseline", default=None, help="another checkout to compare with, call by call (see module docs)")
     args = ap.parse_args()
+    if args.baseline:
+        baseline(args)
+        return
     clock = time.process_time if args.cpu_time else time.perf_counter
     samples, what = crops()
     import iaaa
@@ -149,6 +166,67 @@ def table(rows: list[tuple[str, float, float]]) -> None:
     print(f"{'transform':44s} {'calls/s':>9s} {'x peer':>7s} {'objects placed/call':>20s}")
     for name, r, k in rows:
         print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
+
+
+def load_baseline(root: str):
+    """The ``iaaa`` package of checkout ``root`` imported as ``iaaa_base`` from a temporary copy
+    whose ``iaaa`` imports (statements and lazily imported module names) are rewritten, so its
+    modules never resolve to this checkout's."""
+    src = Path(root).resolve() / "iaaa"
+    if not (src / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {root}: no iaaa package in it")
+    tmp = Path(tempfile.mkdtemp(prefix="iaaa_base_"))
+    atexit.register(shutil.rmtree, tmp, True)
+    dst = tmp / "iaaa_base"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in dst.rglob("*.py"):
+        text = re.sub(r"\b(from|import) iaaa(?=[.\s])", r"\1 iaaa_base", f.read_text())
+        f.write_text(re.sub(r"([\"'])iaaa\.", r"\1iaaa_base.", text))
+    sys.path.insert(0, str(tmp))
+    base = importlib.import_module("iaaa_base")
+    importlib.import_module("iaaa_base.structures")
+    return base
+
+
+def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | None, base, calls: int) -> tuple:
+    """``PasteCells(p=1, n)`` of this checkout and of ``base`` (same config, same data), called
+    alternately with the same generators: ``(name, base calls/CPU-s, calls/CPU-s, ratio, "calls
+    whose label maps / images differ (largest pixel difference)")``."""
+    import iaaa
+
+    libs = {"base": base, "this": iaaa}
+    data = {"base": [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in samples], "this": samples}
+    t = {k: lib.PasteCells(lib.CellCompositor(lib.CompositorConfig().replace(**config)).fit(data[k], progress=False), p=1.0, n=n) for k, lib in libs.items()}
+    spent = {"base": 0.0, "this": 0.0}
+    differ, labels_differ, most = 0, 0, 0.0
+    for i in range(-1, calls):  # call -1 warms both up, untimed
+        out = {}
+        for k in (("base", "this") if i % 2 == 0 else ("this", "base")):
+            g = torch.Generator().manual_seed(max(i, 0))
+            t0 = time.process_time()
+            out[k] = t[k].apply(data[k][max(i, 0) % len(samples)], g)
+            if i >= 0:
+                spent[k] += time.process_time() - t0
+        labels_differ += not torch.equal(out["base"].labels, out["this"].labels)
+        gap = float((out["base"].image.double() - out["this"].image.double()).abs().max()) if out["base"].image.shape == out["this"].image.shape else float("inf")
+        differ += gap > 0
+        most = max(most, gap)
+    return name, calls / spent["base"], calls / spent["this"], spent["base"] / spent["this"], f"{labels_differ} / {differ} (max {most:g})"
+
+
+def baseline(args: argparse.Namespace) -> None:
+    base = load_baseline(args.baseline)
+    samples, what = crops()
+    print(f"data: {what}; torch threads {torch.get_num_threads()}; baseline {Path(args.baseline).resolve()} (as iaaa_base), "
+          f"calls alternated, CPU time")
+    rows = [paired_row(f"PasteCells (library defaults), 256 px crops, n=3, {args.calls} calls", samples, {}, 3, base, args.calls)]
+    if args.fields and (FIELDS / "images").is_dir():
+        whole = fields()
+        rows.append(paired_row(f"PasteCells, data count, free space, whole fields, {args.field_calls} calls", whole,
+                               {"paste_count": "data", "over_cells": False}, None, base, args.field_calls))
+    print(f"{'workload':70s} {'base calls/s':>12s} {'calls/s':>8s} {'speed-up':>8s}  calls differing: labels / images (max)")
+    for name, rb, rt, ratio, differ in rows:
+        print(f"{name:70s} {rb:12.1f} {rt:8.1f} {ratio:8.2f}  {differ}")
 
 
 if __name__ == "__main__":
