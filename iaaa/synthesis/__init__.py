@@ -5,6 +5,8 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
 * :mod:`~iaaa.synthesis.background` — remove the cells, fill the holes (:class:`BackgroundConfig`);
 * :mod:`~iaaa.synthesis.layout` — where candidate positions come from (:class:`LayoutConfig`);
 * :mod:`~iaaa.synthesis.canvas` — the image being built and its occupancy bookkeeping (:class:`Canvas`);
+* :mod:`~iaaa.synthesis.footprints` — what placement knows of an object before it looks at
+  the canvas: cut to its reach, its alpha and corner descriptor (:func:`footprints`);
 * :mod:`~iaaa.synthesis.placement` — corner-matched, feathered placement on a canvas
   (:class:`PlacementConfig`, :func:`place_objects` -> :class:`PlacementResult`);
 * :mod:`~iaaa.synthesis.into_image` — placing into an image that keeps its cells: free space,
@@ -51,7 +53,7 @@ _LAZY: dict[str, str] = {
     "reflect_index": "mirror", "tile": "mirror",
     "LayoutConfig": "layout", "layout_grid": "layout", "layout_density": "layout", "candidate_positions": "layout",
     "PlacementConfig": "placement", "PlacementResult": "placement", "PastedWindows": "placement", "Canvas": "canvas", "occupancy_table": "canvas",
-    "place_objects": "placement", "place_into_image": "into_image", "level_map": "levels",
+    "place_objects": "placement", "place_into_image": "into_image", "level_map": "levels", "Footprints": "footprints", "footprints": "footprints",
     "ContactStats": "contacts", "measure_contacts": "contacts",
     "CountConfig": "draws", "CompositorStats": "pools", "PooledObject": "pools", "PooledBackground": "pools", "Pools": "pools",
     "GroupPool": "pools", "PoolBuilder": "pools", "draw_count": "draws", "choose_objects": "draws", "count_cap": "draws", "CountBasis": "draws", "RealCells": "pools",

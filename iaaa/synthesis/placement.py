@@ -46,15 +46,14 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import torch
 
-from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
-from iaaa.filters import blur_small, feather_radius
+from iaaa.filters import feather_radius
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
-from iaaa.synthesis.canvas import Canvas, grown_runs, host_arrays
+from iaaa.synthesis.canvas import Canvas, grown_runs
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.contacts import TouchingShare, contact_candidates
-from iaaa.synthesis.levels import corner_descriptor, corner_scores, level_map, level_ok, match_ring
-from iaaa.synthesis.halo import dilate_disk
+from iaaa.synthesis.footprints import Footprints, footprints
+from iaaa.synthesis.levels import corner_scores, level_map, level_ok, match_ring
 from iaaa.synthesis.layout import candidate_positions
 
 __all__ = [
@@ -201,9 +200,7 @@ def place(
     # Contacts draw their own uniforms after the others (one decision + n anchors per object),
     # so with contacts off the stream is exactly the one above.
     uc = torch.rand((k, 1 + n), generator=generator, device=generator.device, dtype=torch.float64).cpu().numpy() if contacts else None
-    reach = feather_radius(config.sigma, config.truncate) + rim
-    images, labels, labs_np, tights = _trim(images, labels, reach)
-    d = _describe(images, labels, labs_np, tights, config, rim, canvas.level.shape[0])
+    d = footprints(images, labels, config.sigma, config.truncate, config.feather, rim, canvas.level.shape[0])
     reject = (level_range, float(config.level_reject)) if level_range is not None and config.level_reject is not None else None
     xs, ys, scores, fits, allowed = _score(canvas, d, u, density, reject)
     result = _Placed()
@@ -224,7 +221,7 @@ def place(
         _write_labels(canvas, d, j, pos[0], pos[1], class_ids[j], pos[2], result)
         if tracker is not None:
             tracker.placed(j, pos[0], pos[1])
-    _blend(canvas, images, d, result.pastes, reach, rim, config.level_match, contacts or guard)
+    _blend(canvas, d, result.pastes, rim, config.level_match, contacts or guard)
     return PlacementResult(
         image=canvas.out,
         labels=torch.from_numpy(canvas.labels),
@@ -238,77 +235,8 @@ def place(
     )
 
 
-@dataclass
-class _Described:
-    """What placement knows of each object before it looks at the canvas."""
-
-    alphas: list[torch.Tensor]
-    """Paste alpha of each object (its mask, grown by the rim, feathered)."""
-    labs: list[np.ndarray]
-    """Label crops on the host."""
-    tights: list[tuple[int, int, int, int] | None]
-    """Tight ``(y0, y1, x0, x1)`` box of each mask (``None``: empty)."""
-    th: np.ndarray
-    tw: np.ndarray
-    desc: np.ndarray
-    """``(k, 4, C)`` corner descriptors (see :func:`~iaaa.synthesis.levels.corner_descriptor`)."""
-
-
-def _trim(images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], reach: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[np.ndarray], list[tuple[int, int, int, int] | None]]:
-    """Phase 0: each object cut to its mask's tight box grown by ``reach`` (rim plus feather
-    radius: nothing beyond it reaches the alpha, the corner descriptor or the blend), with its
-    label crop on the host and its tight box in the cut crop's coordinates.
-
-    Pooled objects carry context for the largest shrink and any rotation (``CellCompositor.
-    context``: 44 px around an 18 px nucleus with ``object_scale=(0.5, 2)`` and a rim); cut
-    here, every later step works on the pixels that matter instead of up to 30x as many."""
-    labs = host_arrays(labels)
-    out_i, out_l, out_n, tights = [], [], [], []
-    for img, lab, lab_np in zip(images, labels, labs):
-        t = tight_box(lab_np > 0)
-        h, w = lab_np.shape
-        if t is not None and (t[0] > reach or t[2] > reach or t[1] + reach < h - 1 or t[3] + reach < w - 1):
-            y0, x0 = max(t[0] - reach, 0), max(t[2] - reach, 0)
-            y1, x1 = min(t[1] + reach + 1, h), min(t[3] + reach + 1, w)
-            img, lab, lab_np = img[:, y0:y1, x0:x1], lab[y0:y1, x0:x1], lab_np[y0:y1, x0:x1]
-            t = (t[0] - y0, t[1] - y0, t[2] - x0, t[3] - x0)
-        out_i.append(img)
-        out_l.append(lab)
-        out_n.append(lab_np)
-        tights.append(t)
-    return out_i, out_l, out_n, tights
-
-
-def _describe(
-    images: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], labs_np: list[np.ndarray], tights: list[tuple[int, int, int, int] | None],
-    config: PlacementConfig, rim: int, c: int,
-) -> _Described:
-    """Phase 1: each object's alpha and corner descriptor (``labs_np``, ``tights``: the label
-    crops on the host and their tight boxes, from :func:`_trim`)."""
-    alphas, covers = [], []
-    for lab in labels:
-        m = (dilate_disk(lab > 0, rim) if rim else lab > 0).to(torch.float32)
-        a = blur_small(m, config.sigma, config.truncate)
-        alphas.append(torch.maximum(a, m) if config.feather == "outside" else a)
-        covers.append(m)
-    imgs_np = host_arrays(images)
-    alph_np = host_arrays(alphas)
-    # Corners describe the surroundings beyond the rim (the background the object must meet).
-    cover_np = host_arrays(covers) if rim else labs_np
-    k = len(labels)
-    desc = np.zeros((k, 4, c), dtype=np.float32)
-    th = np.zeros(k, dtype=np.int64)
-    tw = np.zeros(k, dtype=np.int64)
-    for j in range(k):
-        t = tights[j]
-        if t is not None:
-            th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
-            desc[j] = corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
-    return _Described(alphas, labs_np, tights, th, tw, desc)
-
-
 def _score(
-    canvas: Canvas, d: _Described, u: np.ndarray, density: tuple[np.ndarray, int] | None, reject: tuple | None = None,
+    canvas: Canvas, d: Footprints, u: np.ndarray, density: tuple[np.ndarray, int] | None, reject: tuple | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Phase 2: every candidate position of every object and its corner score, in one gather.
     Returns ``(xs, ys, scores, fits, allowed)``; ``fits[j]`` is false for an object larger than
@@ -331,7 +259,7 @@ def _score(
     return xs, ys, scores, fits, (level_ok(at, reject) if reject is not None else None)
 
 
-def _choose_contact(canvas: Canvas, d: _Described, j: int, u: np.ndarray, reject: tuple | None) -> tuple[int, int, float] | None:
+def _choose_contact(canvas: Canvas, d: Footprints, j: int, u: np.ndarray, reject: tuple | None) -> tuple[int, int, float] | None:
     """Object ``j`` against a cell (:func:`~iaaa.synthesis.contacts.contact_candidates`): the
     best-scoring touching position, or ``None`` when no candidate touches in the frame."""
     runs = grown_runs(d.labs[j], d.tights[j], 0)
@@ -347,7 +275,7 @@ def _choose_contact(canvas: Canvas, d: _Described, j: int, u: np.ndarray, reject
 
 
 def _choose(
-    canvas: Canvas, d: _Described, j: int, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, fits: np.ndarray, config: PlacementConfig,
+    canvas: Canvas, d: Footprints, j: int, xs: np.ndarray, ys: np.ndarray, scores: np.ndarray, fits: np.ndarray, config: PlacementConfig,
     allowed: np.ndarray | None = None,
 ) -> int:
     """Phase 3: the best free candidate of object ``j`` (index into its candidates), or -1.
@@ -390,7 +318,7 @@ class _Placed:
     """``(object, x offset, y offset, first id, ids)`` of each paste, for the blend."""
 
 
-def _write_labels(canvas: Canvas, d: _Described, j: int, x: int, y: int, cls: np.ndarray | None, score: float, out: _Placed) -> None:
+def _write_labels(canvas: Canvas, d: Footprints, j: int, x: int, y: int, cls: np.ndarray | None, score: float, out: _Placed) -> None:
     """Phase 4: write object ``j``'s unfeathered mask at ``(x, y)`` with fresh ids and book it."""
     h_j, w_j = int(d.th[j]), int(d.tw[j])
     y0t, y1t, x0t, x1t = d.tights[j]
@@ -408,14 +336,13 @@ def _write_labels(canvas: Canvas, d: _Described, j: int, x: int, y: int, cls: np
 
 
 def _blend(
-    canvas: Canvas, images: Sequence[torch.Tensor], d: _Described, pastes: list[tuple[int, int, int, int, int]], r: int, rim: int,
-    level_match: bool = False, guard: bool = False,
+    canvas: Canvas, d: Footprints, pastes: list[tuple[int, int, int, int, int]], rim: int, level_match: bool = False, guard: bool = False,
 ) -> None:
-    """Phase 5: blend every placed object into ``canvas.out`` through its alpha (``r``: how far
-    the alpha reaches beyond the mask's tight box). ``level_match``: shift the object's ring
+    """Phase 5: blend every placed object into ``canvas.out`` through its alpha (it reaches
+    ``d.reach`` beyond the mask's tight box). ``level_match``: shift the object's ring
     (its pixels outside the mask) to the destination's level; ``guard``: keep the alpha off
     other cells' pixels even without a rim (objects placed against a cell)."""
-    H, W = canvas.h, canvas.w
+    H, W, r = canvas.h, canvas.w, d.reach
     out = canvas.out
     for j, ox, oy, first, n_new in pastes:
         # Only the mask's box grown by the rim and the feather radius can have alpha > 0.
@@ -424,7 +351,7 @@ def _blend(
         sy0, sy1 = max(y0t - r, 0, -oy), min(y1t + r + 1, h_c, H - oy)
         sx0, sx1 = max(x0t - r, 0, -ox), min(x1t + r + 1, w_c, W - ox)
         alpha = d.alphas[j][sy0:sy1, sx0:sx1]
-        src = images[j][:, sy0:sy1, sx0:sx1]
+        src = d.images[j][:, sy0:sy1, sx0:sx1]
         if level_match:
             src = match_ring(src, alpha, d.labs[j][sy0:sy1, sx0:sx1], canvas.level[:, oy + sy0 : oy + sy1, ox + sx0 : ox + sx1])
         if rim or guard:
