@@ -250,22 +250,29 @@ def _gather_separable(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     plan = warp.separable()
     if plan[0] == "slice":
         return _slice_warp(x, plan, warp.out_size, fill)
-    return _gather_rows_cols(x, warp, "sep", plan[1], plan[2], plan[3], fill)
+    return _gather_rows_cols(x, _line_tables(warp, "sep", plan[1], plan[2], plan[3], x.device), fill)
 
 
-def _gather_rows_cols(x: torch.Tensor, warp: Warp, name: str, transposed: bool, rows: np.ndarray, cols: np.ndarray, fill: float) -> torch.Tensor:
-    """``x`` ``(N, C, H, W)`` read at source rows ``rows`` ``(n, H')`` and columns ``cols``
-    ``(n, W')`` of the (transposed) input by two gathers; out-of-range rows or columns give
-    ``fill``. The index tensors are cached on the warp under ``name``."""
-    key = (name, str(x.device))
+def _line_tables(warp: Warp, name: str, transposed: bool, rows: np.ndarray, cols: np.ndarray, device: torch.device) -> tuple:
+    """``(transposed, rows, cols, outside)`` on ``device`` for a gather by source rows ``rows``
+    ``(n, H')`` and columns ``cols`` ``(n, W')`` of the (transposed) input: indices clipped into
+    it, ``outside`` ``(n, 1, H', W')`` where a row or column leaves it (``None``: nowhere).
+    Cached on the warp under ``name``."""
+    key = (name, str(device))
     if key not in warp._cache:
         hs, ws = warp.in_size[::-1] if transposed else warp.in_size
         ok_r, ok_c = (rows >= 0) & (rows < hs), (cols >= 0) & (cols < ws)
-        bad = None if (ok_r.all() and ok_c.all()) else torch.from_numpy(~(ok_r[:, :, None] & ok_c[:, None, :])).unsqueeze(1).to(x.device)
-        r = torch.from_numpy(np.clip(rows, 0, hs - 1)).to(x.device)
-        c = torch.from_numpy(np.clip(cols, 0, ws - 1)).to(x.device)
+        bad = None if (ok_r.all() and ok_c.all()) else torch.from_numpy(~(ok_r[:, :, None] & ok_c[:, None, :])).unsqueeze(1).to(device)
+        r = torch.from_numpy(np.clip(rows, 0, hs - 1)).to(device)
+        c = torch.from_numpy(np.clip(cols, 0, ws - 1)).to(device)
         warp._cache[key] = (transposed, r, c, bad)
-    transposed, r, cc, bad = warp._cache[key]
+    return warp._cache[key]
+
+
+def _gather_rows_cols(x: torch.Tensor, tables: tuple, fill: float) -> torch.Tensor:
+    """``x`` ``(N, C, H, W)`` read through :func:`_line_tables` by two gathers; out-of-range rows
+    or columns give ``fill``."""
+    transposed, r, cc, bad = tables
     if transposed:
         x = x.transpose(-1, -2)
     n, c, hs, ws = x.shape
@@ -277,15 +284,14 @@ def _gather_rows_cols(x: torch.Tensor, warp: Warp, name: str, transposed: bool, 
     return out
 
 
-def _outside(warp: Warp, device: torch.device) -> torch.Tensor:
+def _outside(warp: Warp, device: torch.device) -> torch.Tensor | None:
     """``(n, 1, H', W')`` bool: the output pixels whose nearest source lies outside the input
-    (where :func:`_nearest` gives the fill), for a warp that is not :meth:`Warp.inside`."""
+    (where :func:`_nearest` gives the fill); ``None`` where there are none."""
     axes = nearest_axes(warp)
-    if axes is None:
-        return ~nearest_tables(warp, device)[1].unsqueeze(1)
-    (rows, cols), (h, w) = axes, warp.in_size
-    ok = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-    return torch.from_numpy(~ok).unsqueeze(1).to(device)
+    if axes is not None:
+        return _line_tables(warp, "axes", False, axes[0], axes[1], device)[3]
+    ok = nearest_tables(warp, device)[1]
+    return None if ok is None else ~ok.unsqueeze(1)
 
 
 def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
@@ -299,7 +305,7 @@ def _nearest(x: torch.Tensor, warp: Warp, fill: float) -> torch.Tensor:
     if axes is not None:
         # Scale and shift only (Resize, RandomScale's labels): one source row per output row
         # and one column per output column, so two 1-D gathers replace the per-pixel table.
-        return _gather_rows_cols(x, warp, "axes", False, axes[0], axes[1], fill)
+        return _gather_rows_cols(x, _line_tables(warp, "axes", False, axes[0], axes[1], x.device), fill)
     n, c, h, w = x.shape
     ho, wo = warp.out_size
     flat, ok = nearest_tables(warp, x.device)
@@ -331,8 +337,9 @@ def warp_image(image: torch.Tensor, warp: Warp, interpolation: str = "bilinear",
         grid = grid.expand(n, -1, -1, -1)
     x = to_work(image) if source is None else source
     out = F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="border", align_corners=False)
-    if not warp.inside():
-        out.masked_fill_(_outside(warp, image.device), fill)
+    outside = None if warp.inside() else _outside(warp, image.device)
+    if outside is not None:
+        out.masked_fill_(outside, fill)
     # Bilinear weights are convex: only a fill outside the range can leave it.
     out = from_work(out, image.dtype, clamp=False, saturate=not 0.0 <= fill <= bound(image.dtype))
     whole = whole_pixel(warp.matrix) if warp.n > 1 else None
