@@ -310,26 +310,6 @@ def single_object(repeats: int) -> None:
         print(f"| {name} | {us:,.0f} | {1e6 / us:,.0f} |")
 
 
-def _load_ops(root: str):
-    """``iaaa.ops`` imported from another checkout ``root`` (e.g. a ``git worktree`` of the base
-    commit), beside this checkout's: its modules keep their own globals, so both can run in one
-    process, interleaved call by call."""
-    import importlib
-
-    mine = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "iaaa" or k.startswith("iaaa.")}
-    sys.path.insert(0, str(Path(root).resolve()))
-    try:
-        ops = importlib.import_module("iaaa.ops")
-    finally:
-        sys.path.pop(0)
-        for k in [k for k in sys.modules if k == "iaaa" or k.startswith("iaaa.")]:
-            del sys.modules[k]
-        sys.modules.update(mine)
-    if not Path(ops.__file__).resolve().is_relative_to(Path(root).resolve()):
-        raise SystemExit(f"--baseline {root}: imported {ops.__file__} instead")
-    return ops
-
-
 def fixed_cost(repeats: int, ops: list[str], baseline: str | None) -> None:
     """Per-call time of one image ``(1, 1, S, S)`` + label map through ``apply_op`` (magnitude
     drawn per call, as in the tables above) against torchvision v2 functional, at S = 8 (the
@@ -337,7 +317,9 @@ def fixed_cost(repeats: int, ops: list[str], baseline: str | None) -> None:
     also ``apply_op`` of another checkout, interleaved call by call with this one."""
     impls: dict[str, Any] = {"iaaa": apply_op}
     if baseline:
-        impls["base"] = _load_ops(baseline).apply_op
+        from baseline import load_baseline  # benchmarks/baseline.py, beside this script
+
+        impls["base"] = load_baseline(baseline, "ops").ops.apply_op
     print(f"\n### (f) Per-call us, one image + labels, {torch.get_num_threads()} torch thread(s), median of {repeats} rounds\n")
     cols = list(impls) + ["torchvision"]
     head = " | ".join(f"{c} us" for c in cols)

@@ -25,7 +25,7 @@ by 25 % between back-to-back runs here), CPU time much less.
 
 ``--baseline DIR`` compares this checkout with another one (e.g. a ``git worktree`` of the base
 commit) in one process, call by call: the other checkout's ``iaaa`` is imported under another
-name from a temporary copy (its ``iaaa`` imports rewritten, removed at exit), both compositors
+name (``benchmarks/baseline.py``), both compositors
 are fitted on the same data, and the two transforms are called alternately with the same
 generators, so they do the same work in the same seconds and their CPU-time ratio holds on a
 machine whose speed moves by the minute (separate runs moved by 2x here). It also counts the
@@ -35,12 +35,6 @@ calls whose outputs differ.
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib
-import re
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -168,26 +162,6 @@ def table(rows: list[tuple[str, float, float]]) -> None:
         print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
 
 
-def load_baseline(root: str):
-    """The ``iaaa`` package of checkout ``root`` imported as ``iaaa_base`` from a temporary copy
-    whose ``iaaa`` imports (statements and lazily imported module names) are rewritten, so its
-    modules never resolve to this checkout's."""
-    src = Path(root).resolve() / "iaaa"
-    if not (src / "__init__.py").is_file():
-        raise SystemExit(f"--baseline {root}: no iaaa package in it")
-    tmp = Path(tempfile.mkdtemp(prefix="iaaa_base_"))
-    atexit.register(shutil.rmtree, tmp, True)
-    dst = tmp / "iaaa_base"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-    for f in dst.rglob("*.py"):
-        text = re.sub(r"\b(from|import) iaaa(?=[.\s])", r"\1 iaaa_base", f.read_text())
-        f.write_text(re.sub(r"([\"'])iaaa\.", r"\1iaaa_base.", text))
-    sys.path.insert(0, str(tmp))
-    base = importlib.import_module("iaaa_base")
-    importlib.import_module("iaaa_base.structures")
-    return base
-
-
 def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | None, base, calls: int) -> tuple:
     """``PasteCells(p=1, n)`` of this checkout and of ``base`` (same config, same data), called
     alternately with the same generators: ``(name, base calls/CPU-s, calls/CPU-s, ratio, "calls
@@ -215,6 +189,8 @@ def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | 
 
 
 def baseline(args: argparse.Namespace) -> None:
+    from baseline import load_baseline  # benchmarks/baseline.py, beside this script
+
     base = load_baseline(args.baseline)
     samples, what = crops()
     print(f"data: {what}; torch threads {torch.get_num_threads()}; baseline {Path(args.baseline).resolve()} (as iaaa_base), "
