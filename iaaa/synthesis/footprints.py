@@ -22,7 +22,7 @@ import torch
 from iaaa.boxes import tight_box
 from iaaa.filters import blur_small, feather_radius
 from iaaa.synthesis.canvas import host_arrays
-from iaaa.synthesis.halo import dilate_disk
+from iaaa.synthesis.halo import dilate_disk_array
 from iaaa.synthesis.levels import corner_descriptor
 
 __all__ = ["Footprints", "footprints"]
@@ -55,35 +55,34 @@ def footprints(
     feathered by ``sigma`` / ``truncate`` (``feather="outside"``: mask pixels fully opaque) at
     the edge of the mask grown by ``rim``."""
     reach = feather_radius(sigma, truncate) + rim
-    cut_i, cut_l, labs, tights = [], [], [], []
-    for img, lab, lab_np in zip(images, labels, host_arrays(labels)):
-        t = tight_box(lab_np > 0)
+    cut_i, labs, covers, tights, alphas = [], [], [], [], []
+    for img, lab_np in zip(images, host_arrays(labels)):
+        fg = lab_np > 0
+        t = tight_box(fg)
         h, w = lab_np.shape
         if t is not None and (t[0] > reach or t[2] > reach or t[1] + reach < h - 1 or t[3] + reach < w - 1):
             y0, x0 = max(t[0] - reach, 0), max(t[2] - reach, 0)
             y1, x1 = min(t[1] + reach + 1, h), min(t[3] + reach + 1, w)
-            img, lab, lab_np = img[:, y0:y1, x0:x1], lab[y0:y1, x0:x1], lab_np[y0:y1, x0:x1]
+            img, lab_np, fg = img[:, y0:y1, x0:x1], lab_np[y0:y1, x0:x1], fg[y0:y1, x0:x1]
             t = (t[0] - y0, t[1] - y0, t[2] - x0, t[3] - x0)
-        cut_i.append(img)
-        cut_l.append(lab)
-        labs.append(lab_np)
-        tights.append(t)
-    alphas, covers = [], []
-    for lab in cut_l:
-        m = (dilate_disk(lab > 0, rim) if rim else lab > 0).to(torch.float32)
+        # The grown mask on the host (the bookkeeping's side; the corners read it there too),
+        # then feathered on the pixels' device.
+        cover = dilate_disk_array(fg, rim) if rim else fg
+        m = torch.from_numpy(cover).to(device=img.device, dtype=torch.float32)
         a = blur_small(m, sigma, truncate)
         alphas.append(torch.maximum(a, m) if feather == "outside" else a)
-        covers.append(m)
+        cut_i.append(img)
+        labs.append(lab_np)
+        covers.append(cover)
+        tights.append(t)
     imgs_np = host_arrays(cut_i)
     alph_np = host_arrays(alphas)
-    # Corners describe the surroundings beyond the rim (the background the object must meet).
-    cover_np = host_arrays(covers) if rim else labs
-    k = len(cut_l)
+    k = len(cut_i)
     desc = np.zeros((k, 4, channels), dtype=np.float32)
     th = np.zeros(k, dtype=np.int64)
     tw = np.zeros(k, dtype=np.int64)
     for j, t in enumerate(tights):
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
-            desc[j] = corner_descriptor(imgs_np[j], cover_np[j], alph_np[j], t)
+            desc[j] = corner_descriptor(imgs_np[j], covers[j], alph_np[j], t)
     return Footprints(cut_i, alphas, labs, tights, th, tw, desc, reach)

@@ -42,7 +42,7 @@ import torch
 from iaaa.dtypes import dtype_range, to_float
 from iaaa.errors import IaaaError
 
-__all__ = ["HaloProfile", "halo_profile", "measure_halo", "grow_masks", "dilate_disk", "NearestCells", "nearest_cells"]
+__all__ = ["HaloProfile", "halo_profile", "measure_halo", "grow_masks", "dilate_disk", "dilate_disk_array", "NearestCells", "nearest_cells"]
 
 _METRICS = ("euclidean", "chessboard")
 
@@ -213,14 +213,20 @@ def dilate_disk(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius == 0:
         return m
     if m.device.type == "cpu":
-        a = m.numpy()
-        if not a.any():
-            return m
-        dilate = _dilate_by_shifts if _shifts_cheaper(a.shape, int(radius)) else _dilate_by_rows
-        return torch.from_numpy(dilate(a, int(radius)))
+        return torch.from_numpy(dilate_disk_array(m.numpy(), int(radius)))
     k = _disk(int(radius), m.device)
     y = torch.nn.functional.conv2d(m.to(torch.float32)[None, None], k, padding=int(radius))[0, 0]
     return y > 0.5
+
+
+def dilate_disk_array(mask: np.ndarray, radius: int) -> np.ndarray:
+    """:func:`dilate_disk` of a bool host array (what placement's bookkeeping holds anyway:
+    no tensor round trip for a cell crop). Returns ``mask`` itself when there is nothing to
+    grow."""
+    if radius == 0 or not mask.any():
+        return mask
+    dilate = _dilate_by_shifts if _shifts_cheaper(mask.shape, int(radius)) else _dilate_by_rows
+    return dilate(mask, int(radius))
 
 
 @dataclass
