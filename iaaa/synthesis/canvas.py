@@ -1,10 +1,11 @@
 """The canvas an image is built on: its label map, the composite, and the occupancy
 bookkeeping that tells placement where an object may go.
 
-Occupancy is a *banded* summed-area table of the labelled pixels (see :class:`Canvas`): a box
-query is O(1), an exact query of an object's grown mask costs one row query per row of the mask
-(:func:`grown_runs`), and marking a pasted object updates only the bands it touches. It runs in
-NumPy on the host: a few small arrays per object.
+Occupancy is a table of *row prefix counts* of the labelled pixels (see :class:`Canvas`): a
+row segment is counted in O(1), a box in one read per row, an exact query of an object's grown
+mask in one read per run of the mask (:func:`grown_runs`), and marking a pasted object updates
+only its own rows, to the right of it. It runs in NumPy on the host: a few small arrays per
+object.
 """
 
 from __future__ import annotations
@@ -14,31 +15,24 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["BAND", "Canvas", "occupancy_table", "empty_table", "surviving_ids", "grown_runs", "host_arrays"]
-
-BAND = 64
-"""Rows per band of the occupancy table."""
+__all__ = ["Canvas", "occupancy_table", "empty_table", "surviving_ids", "grown_runs", "host_arrays"]
 
 
 def occupancy_table(labels: np.ndarray) -> np.ndarray:
-    """The banded summed-area table of ``labels > 0`` that :class:`Canvas` keeps."""
+    """The occupancy table of ``labels > 0`` that :class:`Canvas` keeps: ``(H, W + 1)`` int32,
+    ``t[y, x]`` = labelled pixels of row ``y`` left of column ``x``."""
     h, w = labels.shape
-    nb = -(-h // BAND)
-    sat = np.zeros((nb, BAND + 1, w + 1), dtype=np.int32)
-    inner = sat[:, 1:, 1:]
-    # Written band by band and summed in place: no temporaries (1.4-1.8x on 256-1024 px maps).
-    for k in range(nb):
-        band = labels[k * BAND : (k + 1) * BAND]
-        np.greater(band, 0, out=inner[k, : len(band)], casting="unsafe")
+    t = np.zeros((h, w + 1), dtype=np.int32)
+    inner = t[:, 1:]
+    np.greater(labels, 0, out=inner, casting="unsafe")
     np.cumsum(inner, axis=1, out=inner)
-    np.cumsum(inner, axis=2, out=inner)
-    return sat
+    return t
 
 
 def empty_table(h: int, w: int) -> np.ndarray:
     """An occupancy table with nothing marked: a canvas built on it lets objects go on top of
     the labels it starts from (occlusion), but never on each other."""
-    return np.zeros((-(-h // BAND), BAND + 1, w + 1), dtype=np.int32)
+    return np.zeros((h, w + 1), dtype=np.int32)
 
 
 def surviving_ids(labels: np.ndarray, next_id: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -67,11 +61,12 @@ class Canvas:
         table, next_id: optional precomputed :func:`occupancy_table` of ``labels`` and its
             ``max + 1``.
 
-    Occupancy is a *banded* summed-area table: rows are cut into bands of ``BAND`` rows and each
-    band keeps its own table (cumulative down the band and along the row). A rectangle query reads
-    4 entries per band it spans (one or two for a cell), and marking an object updates only the
-    bands it touches, to the right of it: ``O(band x width)`` instead of the ``O(H x W)`` a single
-    table needs, which dominated 1024x1024 images with 80 cells."""
+    Occupancy is a table of row prefix counts (:func:`occupancy_table`): a box query reads
+    two entries per row of the box, and marking an object adds its own rows' prefix counts and
+    carries each row's total along the rest of that row: ``O(rows x width)`` for the rows the
+    object covers. (A summed-area table answers a box in four reads but must be carried down
+    every row below an object too: kept per band of 64 rows it cost 3-4x more per mark, and
+    its two cumulative sums twice as much to build per real image.)"""
 
     def __init__(
         self, image: torch.Tensor, level: np.ndarray, labels: np.ndarray | None = None, gap: int = 0, border: int = 0,
@@ -82,50 +77,44 @@ class Canvas:
         c, h, w = image.shape
         self.h, self.w = h, w
         if labels is None:
-            self.sat = np.zeros((-(-h // BAND), BAND + 1, w + 1), dtype=np.int32)
+            self.table = empty_table(h, w)
             self.labels = np.zeros((h, w), dtype=np.int64)
             self.next_id = 1
         else:
             self.labels = labels
             # `table`: occupancy_table(labels) computed once for a label map that many canvases
             # start from (a copy costs less than the two cumulative sums).
-            self.sat = occupancy_table(labels) if table is None else table.copy()
+            self.table = occupancy_table(labels) if table is None else table.copy()
             self.next_id = (int(labels.max()) + 1 if labels.size else 1) if next_id is None else int(next_id)
         self.gap, self.border = int(gap), int(border)
 
     def overlaps(self, x: np.ndarray, y: np.ndarray, runs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """Whether the object's mask grown by ``gap`` hits a labelled pixel, per candidate. The
         grown mask is given as horizontal runs ``(dy, dx0, dx1)`` (inclusive, relative to the
-        box corner); each run is one single-row query of the banded summed-area table, so the
-        cost is ``candidates x rows`` rather than ``candidates x pixels``. Parts of runs off the
-        frame are ignored."""
+        box corner); each run is one row segment of the table, so the cost is ``candidates x
+        runs`` rather than ``candidates x pixels``. Parts of runs off the frame are ignored."""
         dy, dx0, dx1 = runs
         yy = y[:, None] + dy[None, :]
         x0 = np.clip(x[:, None] + dx0[None, :], 0, self.w)
         x1 = np.clip(x[:, None] + dx1[None, :] + 1, 0, self.w)
         ok = (yy >= 0) & (yy < self.h) & (x1 > x0)
         yy = np.clip(yy, 0, self.h - 1)
-        k, i0 = np.divmod(yy, BAND)
-        t = self.sat
-        v = t[k, i0 + 1, x1] - t[k, i0, x1] - t[k, i0 + 1, x0] + t[k, i0, x0]
-        return ((v > 0) & ok).any(1)
+        t = self.table
+        return (((t[yy, x1] - t[yy, x0]) > 0) & ok).any(1)
 
     def occupied(self, x: np.ndarray, y: np.ndarray, th: int, tw: int) -> np.ndarray:
         """Labelled pixels inside each candidate box grown by ``gap`` (candidates lie in the frame)."""
         g = self.gap
         x0 = np.maximum(x - g, 0)[:, None]
-        y0 = np.maximum(y - g, 0)[:, None]
         x1 = np.minimum(x + (tw + g), self.w)[:, None]
-        y1 = np.minimum(y + (th + g), self.h)[:, None]
-        s = self.sat
-        # Every band a box of this height can touch, all candidates at once: (n, spans).
-        k = y0 // BAND + np.arange((th + 2 * g - 1) // BAND + 2)
-        top = k * BAND
-        i0 = np.minimum(np.maximum(y0 - top, 0), BAND)
-        i1 = np.minimum(np.maximum(y1 - top, 0), BAND)
-        k = np.minimum(k, s.shape[0] - 1)
-        v = s[k, i1, x1] - s[k, i0, x1] - s[k, i1, x0] + s[k, i0, x0]
-        return (v * (i1 > i0)).sum(1)
+        y0 = np.maximum(y - g, 0)
+        y1 = np.minimum(y + (th + g), self.h)
+        # Every row a grown box of this height can span, all candidates at once: (n, rows).
+        rows = y0[:, None] + np.arange(th + 2 * g)
+        inside = rows < y1[:, None]
+        rows = np.minimum(rows, self.h - 1)
+        t = self.table
+        return ((t[rows, x1] - t[rows, x0]) * inside).sum(1)
 
     def write_labels(self, lab: np.ndarray, y: int, x: int) -> tuple[int, np.ndarray]:
         """Write an object's label crop ``lab`` (cells ``1..k``, 0 elsewhere) at ``(y, x)`` with
@@ -148,19 +137,14 @@ class Canvas:
         return first, present
 
     def mark(self, mask: np.ndarray, y: int, x: int) -> None:
-        # Per band: the new pixels' own table, then its last row/column (and total) carried down
-        # the rest of the band and along the rest of the row. Four slice adds per band.
+        """Add ``mask`` (bool ``(h, w)``, inside the frame at ``(y, x)``, on free pixels) to
+        the occupancy table: its rows' prefix counts, then each row's total carried along the
+        rest of the row."""
         th, tw = mask.shape
-        for k in range(y // BAND, (y + th - 1) // BAND + 1):
-            r0 = max(y, k * BAND)
-            r1 = min(y + th, (k + 1) * BAND)
-            p = mask[r0 - y : r1 - y].astype(np.int32).cumsum(0).cumsum(1)
-            t = self.sat[k]
-            i0, i1 = r0 - k * BAND + 1, r1 - k * BAND + 1
-            t[i0:i1, x + 1 : x + tw + 1] += p
-            t[i0:i1, x + tw + 1 :] += p[:, -1:]
-            t[i1:, x + 1 : x + tw + 1] += p[-1:, :]
-            t[i1:, x + tw + 1 :] += p[-1, -1]
+        p = np.cumsum(mask, axis=1, dtype=np.int32)
+        t = self.table
+        t[y : y + th, x + 1 : x + tw + 1] += p
+        t[y : y + th, x + tw + 1 :] += p[:, -1:]
 
 
 def _dilate_rows(a: np.ndarray, g: int) -> np.ndarray:

@@ -12,9 +12,9 @@ Choices made here where the paper is loose:
 
 * Corners: see :mod:`iaaa.synthesis.levels` (the object's surroundings per quadrant against
   the smoothed background at the box corner).
-* Overlap is checked on an occupancy summed-area table (kept per band of rows, see
+* Overlap is checked on an occupancy table of row prefix counts (see
   :class:`~iaaa.synthesis.canvas.Canvas`):
-  a candidate whose box grown by ``gap`` holds no labelled pixel is free (an O(1) test). With
+  a candidate whose box grown by ``gap`` holds no labelled pixel is free (one read per row). With
   ``collision="mask"`` a candidate whose box does hold one is then tested exactly: its
   mask grown by ``gap`` must touch no labelled pixel, so round cells can sit as close as real
   ones do (a box test keeps every pair of boxes apart, which leaves dense images short of cells).
@@ -33,7 +33,7 @@ Choices made here where the paper is loose:
   ``level_match`` shifts an object's ring to the destination's level, ``level_reject`` refuses
   destinations far outside the group's background level (walls, debris bands).
 
-Placement bookkeeping (boxes, summed-area table, label map) runs in NumPy on the host: it is a few
+Placement bookkeeping (boxes, occupancy table, label map) runs in NumPy on the host: it is a few
 small arrays per object; the pixel work (feathering, blending) runs in torch on the background's
 device.
 """

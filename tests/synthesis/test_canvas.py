@@ -1,5 +1,5 @@
-"""iaaa.synthesis.canvas: the banded occupancy table and every query on it against brute-force
-counts over the label map, including boxes and objects that span several bands or leave the frame."""
+"""iaaa.synthesis.canvas: the occupancy table (row prefix counts) and every query on it against
+brute-force counts over the label map, including boxes and objects that leave the frame."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.synthesis.canvas import BAND, Canvas, grown_runs, occupancy_table
+from iaaa.synthesis.canvas import Canvas, grown_runs, occupancy_table
+
+ROWS = 64  # test heights of a few tens of rows and more
 
 
 def _labels(seed: int, h: int, w: int, density: float = 0.05) -> np.ndarray:
@@ -38,25 +40,22 @@ def _object(seed: int) -> np.ndarray:
     return lab
 
 
-@pytest.mark.parametrize("h", [2 * BAND + 21, 3 * BAND])  # the last band partial / full
-def test_occupancy_table_is_a_summed_area_table_per_band(h):
-    w = 37
+def test_occupancy_table_counts_each_row_left_of_each_column():
+    h, w = 2 * ROWS + 21, 37
     lab = _labels(0, h, w, 0.2)
-    sat = occupancy_table(lab)
-    occ = np.zeros((sat.shape[0] * BAND, w), dtype=np.int64)
-    occ[:h] = lab > 0
-    assert sat.shape == (3, BAND + 1, w + 1)
-    for k in range(3):
-        band = occ[k * BAND : (k + 1) * BAND]
-        for i in (0, 1, 17, BAND):
-            for j in (0, 5, w):
-                assert sat[k, i, j] == band[:i, :j].sum()
+    table = occupancy_table(lab)
+    occ = lab > 0
+    assert table.shape == (h, w + 1) and table.dtype == np.int32
+    for y in (0, 1, 17, h - 1):
+        for x in (0, 5, w):
+            assert table[y, x] == occ[y, :x].sum()
+    assert np.array_equal(table[:, -1], occ.sum(1))
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 2**31 - 1), gap=st.integers(0, 4), th=st.integers(1, 2 * BAND + 5), tw=st.integers(1, 30))
+@given(seed=st.integers(0, 2**31 - 1), gap=st.integers(0, 4), th=st.integers(1, 2 * ROWS + 5), tw=st.integers(1, 30))
 def test_occupied_counts_labelled_pixels_in_grown_boxes(seed, gap, th, tw):
-    h, w = 3 * BAND - 7, 90
+    h, w = 3 * ROWS - 7, 90
     lab = _labels(seed, h, w, 0.15)
     canvas = _canvas(lab, gap)
     rng = np.random.default_rng(seed + 1)
@@ -88,7 +87,7 @@ def test_grown_runs_describe_the_dilated_mask():
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), gap=st.integers(0, 3))
 def test_overlaps_agrees_with_painting_the_grown_object(seed, gap):
-    h, w = 2 * BAND + 9, 70
+    h, w = 2 * ROWS + 9, 70
     lab = _labels(seed, h, w, 0.1)
     canvas = _canvas(lab)
     obj = _object(seed % 97)
@@ -108,20 +107,20 @@ def test_overlaps_agrees_with_painting_the_grown_object(seed, gap):
 
 
 def test_mark_updates_the_table_as_a_rebuild_would():
-    h, w = 3 * BAND + 5, 60
+    h, w = 3 * ROWS + 5, 60
     lab = _labels(3, h, w, 0.05)
     canvas = _canvas(lab)
     occ = lab > 0
     rng = np.random.default_rng(4)
-    # Objects inside one band, across one boundary and across two.
-    for th, y in ((10, 5), (20, BAND - 6), (BAND + 12, BAND - 3), (7, 3 * BAND - 2)):
+    # Objects at the top, in the middle, taller than half the map, at the bottom row.
+    for th, y in ((10, 0), (20, ROWS - 6), (ROWS + 12, ROWS - 3), (7, 3 * ROWS - 2)):
         tw = int(rng.integers(3, 15))
         x = int(rng.integers(0, w - tw))
         mask = rng.random((th, tw)) < 0.6
         mask &= ~occ[y : y + th, x : x + tw]  # placement only marks free pixels
         canvas.mark(mask, y, x)
         occ[y : y + th, x : x + tw] |= mask
-        assert np.array_equal(canvas.sat, occupancy_table(occ.astype(np.int64)))
+        assert np.array_equal(canvas.table, occupancy_table(occ.astype(np.int64)))
 
 
 def test_canvas_starts_from_existing_labels():
