@@ -35,6 +35,8 @@ __all__ = [
     "masks_to_boxes",
     "instance_boxes",
     "relabel_sequential",
+    "split_instances",
+    "check_instance_maps",
 ]
 
 
@@ -245,3 +247,62 @@ def relabel_sequential(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     # Huge sparse ids: map through a sorted search instead of a table.
     pos = torch.searchsorted(old_ids, labels.reshape(-1)).reshape(labels.shape)
     return torch.where(labels > 0, pos + 1, torch.zeros_like(labels)), old_ids
+
+
+def split_instances(labels: torch.Tensor, share: float = 0.2, min_pixels: int = 16) -> dict[int, list[int]]:
+    """Instances whose pixels lie in two or more separate regions of comparable size: ``{id:
+    sizes of its regions, largest first}`` (8-connected regions; a region counts when it holds
+    at least ``share`` of the largest one's pixels and ``min_pixels``). Hand-drawn label maps
+    leave specks of a few pixels beside a cell, which do not count; a binary (semantic) mask
+    read as a label map is one "instance" spread over every cell of the image, which does."""
+    import scipy.ndimage as ndi
+
+    a = labels.detach().cpu().numpy()
+    fg = a > 0
+    if not fg.any():
+        return {}
+    regions, n = ndi.label(fg, structure=np.ones((3, 3), dtype=bool))
+    # One (instance, region) pair per key: an instance in two regions has two keys.
+    pairs, sizes = np.unique(a[fg].astype(np.int64) * (n + 1) + regions[fg], return_counts=True)
+    ids = pairs // (n + 1)
+    uniq, first, count = np.unique(ids, return_index=True, return_counts=True)
+    out: dict[int, list[int]] = {}
+    for i, f, k in zip(uniq[count > 1], first[count > 1], count[count > 1]):
+        parts = np.sort(sizes[f : f + k])[::-1]
+        if ((parts >= share * parts[0]) & (parts >= min_pixels)).sum() >= 2:
+            out[int(i)] = parts.tolist()
+    return out
+
+
+def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
+    """Refuse binary (semantic) masks given where instance label maps are expected: raises
+    :class:`~iaaa.errors.IaaaError` naming the first ``(name, labels)`` at fault when every map
+    with cells holds a single label value and at least half of them spread it over separate
+    regions (:func:`split_instances`): each "instance" would be every cell of its image.
+    A single such map among real label maps is warned about (it may be one cell in pieces).
+    Only maps with one label value are examined (one reduction each; the region count runs
+    on those alone)."""
+    import warnings
+
+    single, multi, split = 0, False, []
+    for name, labels in maps:
+        if not labels.numel():
+            continue
+        top = int(labels.max())
+        if top == 0:
+            continue
+        if int(torch.where(labels > 0, labels, top).min()) != top:
+            multi = True  # a map with several instances: these are label maps
+            continue
+        single += 1
+        parts = split_instances(labels)
+        if parts:
+            split.append((name, top, parts[top]))
+    if not split:
+        return
+    name, value, parts = split[0]
+    what = f"{name}: label value {value} covers {len(parts)} separate regions ({', '.join(map(str, parts[:4]))}{', ...' if len(parts) > 4 else ''} px)"
+    if not multi and 2 * len(split) >= single:
+        raise IaaaError(f"{what}, and every labelled map holds one value: these look like binary (semantic) masks, not instance label maps; give each cell its own value (e.g. scipy.ndimage.label(mask > 0)[0], which merges touching cells, or a segmentation tool's instance output)")
+    for name, value, parts in split:
+        warnings.warn(f"{name}: label value {value} covers {len(parts)} separate regions ({', '.join(map(str, parts[:4]))} px) and is the map's only instance: a binary (semantic) mask? Each cell needs its own label value", stacklevel=3)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.label_maps import check_instance_maps
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
@@ -163,6 +164,7 @@ class CellCompositor:
         samples = [s if s.name else AnnotatedImage(s.image, s.labels, s.class_ids, f"sample{i}", s.categories, s.meta) for i, s in enumerate(samples)]
         for s in samples:
             builder.check(s)
+        check_instance_maps([(str(s.meta.get("mask_path", s.name)), s.labels) for s in samples])
         if workers and any(s.image.device.type != "cpu" for s in samples):
             raise IaaaError("fit: workers > 0 needs the samples on the CPU (the pools may still go to another device)")
         pending: list[tuple[AnnotatedImage, Any, int, int, torch.Tensor, np.ndarray | None]] = []

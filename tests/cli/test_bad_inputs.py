@@ -627,3 +627,19 @@ def test_corrupt_tiff_reported_as_corrupt(tmp_path, cut):
     with pytest.raises(IaaaError, match=r"bad\.tif: corrupt") as info:
         read_image(bad)
     assert "shape" not in str(info.value)
+
+
+def test_binary_masks_refused_by_every_reader_path(tmp_path, capsys):
+    # Semantic masks (0 / 255) saved where instance label maps belong: every cell of an image
+    # would be one "instance". Refused by the folder reader (CLI) and by fit (API).
+    sims = simulate_cells(3, seed=11, size=(96, 96), cells=(6, 9), radius=(5.0, 8.0))
+    for s in sims:
+        _png(tmp_path / "data" / "images" / f"{s.name}.png", s.image[0].numpy())
+        _png(tmp_path / "data" / "masks" / f"{s.name}.png", ((s.labels.numpy() > 0) * 255).astype(np.uint8))
+    _check(capsys, tmp_path, _synth_on(tmp_path / "data" / "images", tmp_path / "data" / "masks", tmp_path / "out"),
+           "sim_0000.png: label value 255 covers", "binary (semantic) masks")
+    from iaaa import AnnotatedImage, CellCompositor
+
+    binary = [AnnotatedImage(s.image, (s.labels > 0).to(torch.int64) * 255, name=s.name) for s in sims]
+    with pytest.raises(IaaaError, match=r"sim_0000: label value 255 covers \d+ separate regions"):
+        CellCompositor().fit(binary, progress=False)

@@ -182,3 +182,49 @@ def test_pasted_windows_are_part_of_the_data_model():
     assert rec.ids.tolist() == [2, 1] and rec.boxes.shape == (2, 4)
     with pytest.raises(Exception):
         rec.ids = torch.tensor([0])  # frozen: the datasets trust it as recorded
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(4, 9), st.integers(0, 2**31 - 1))
+def test_split_instances_counts_separate_regions_of_one_value(k, side, seed):
+    from iaaa.label_maps import split_instances
+
+    # k squares on a grid with free rows and columns between them, plus a one-pixel speck.
+    g = torch.Generator().manual_seed(seed)
+    lab = torch.zeros(2 + 12 * 6, 2 + 12 * 6, dtype=torch.int64)
+    cells = torch.randperm(36, generator=g)[:k].tolist()
+    for c in cells:
+        y, x = 2 + 12 * (c // 6), 2 + 12 * (c % 6)
+        lab[y : y + side, x : x + side] = 7
+    lab[0, 0] = 7
+    want = {7: [side * side] * k + [1]} if k >= 2 else {}
+    assert split_instances(lab) == want
+    # Each square its own value: no instance is split, whatever the specks.
+    own = lab.clone()
+    for j, c in enumerate(cells):
+        y, x = 2 + 12 * (c // 6), 2 + 12 * (c % 6)
+        own[y : y + side, x : x + side] = j + 1
+    assert split_instances(own) == {}
+    # Diagonal neighbours are one region (8-connected), as hand-drawn outlines are.
+    diag = torch.zeros(14, 14, dtype=torch.int64)
+    diag[1:6, 1:6], diag[6:11, 6:11] = 3, 3
+    assert split_instances(diag) == {}
+
+
+def test_check_instance_maps_refuses_binary_masks_and_warns_on_one():
+    import warnings
+
+    from iaaa.errors import IaaaError
+    from iaaa.label_maps import check_instance_maps
+
+    binary = torch.zeros(40, 40, dtype=torch.int64)
+    binary[2:10, 2:10], binary[20:30, 20:30] = 255, 255
+    cells = torch.zeros(40, 40, dtype=torch.int64)
+    cells[2:10, 2:10], cells[20:30, 20:30] = 1, 2
+    with pytest.raises(IaaaError, match=r"m0\.png: label value 255 covers 2 separate regions \(100, 64 px\).*binary \(semantic\) masks"):
+        check_instance_maps([("m0.png", binary), ("empty.png", torch.zeros(40, 40, dtype=torch.int64)), ("m1.png", binary)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_instance_maps([("m0.png", binary), ("m1.png", cells)])
+        check_instance_maps([("m1.png", cells), ("one.png", (cells == 1).to(torch.int64))])  # one cell per map is fine
+    assert [str(w.message).split(":")[0] for w in caught] == ["m0.png"]
