@@ -20,9 +20,16 @@ Every measurement runs in a fresh subprocess (clean peak RSS, no shared caches),
 ``--threads`` torch threads (default 1: two OpenMP threads on a shared 2-core machine stall on
 every op). Timings are the median over ``--repeats`` runs of ``--n`` images.
 
+``--baseline DIR`` compares this checkout's ``iaaa`` with another one (e.g. a ``git worktree``
+of the base commit) instead, in one process: both compositors are fitted on the same sources and
+``sample`` is called alternately with the same generators, so both sides run in the same seconds
+of a machine whose speed moves by the minute; it prints CPU ms per image of each, the speed-up,
+and how many samples' label maps / images differ.
+
     pip install -r benchmarks/requirements-synthesis.txt
     python benchmarks/synthesis.py                 # full table (a few minutes)
     python benchmarks/synthesis.py --sizes 512 --repeats 3 --fit100
+    python benchmarks/synthesis.py --sizes 512 1024 --baseline /tmp/base --n 100
 """
 
 from __future__ import annotations
@@ -287,6 +294,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fit100", action="store_true", help="also time fit on 100 simulated 1024x1024 images")
     ap.add_argument("--json", type=Path, help="write all results here")
+    ap.add_argument("--baseline", default=None, help="another checkout to compare iaaa with, sample by sample (see module docs)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -301,6 +309,10 @@ def main() -> None:
 
     import torch
 
+    if a.baseline:
+        torch.set_num_threads(a.threads)
+        baseline(a.baseline, a.sizes, a.n)
+        return
     results = []
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {a.threads} torch thread(s) per process, median of {a.repeats} x {a.n} images\n")
     print("| size | cells | method | images/s (wall) | CPU ms/image | pasted cells/image | fit s | peak RSS MB | iaaa/peer wall | iaaa/peer CPU |")
@@ -333,6 +345,44 @@ def main() -> None:
             print(f"\nfit on 100 simulated 1024x1024 images ({r['cells']} cells, {r['objects']} objects): {r['fit_s']:.1f} s wall, {r['fit_cpu_s']:.1f} s CPU, peak RSS {r['peak_rss_mb']:.0f} MB")
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))
+
+
+def baseline(root: str, sizes: list[int], n: int) -> None:
+    """``CellCompositor.sample`` (library defaults) of this checkout and of ``root``, alternated
+    call by call with the same generators (see module docs)."""
+    import torch
+    from baseline import load_baseline  # benchmarks/baseline.py, beside this script
+
+    import iaaa
+
+    base = load_baseline(root)
+    print(f"# torch threads {torch.get_num_threads()}; baseline {Path(root).resolve()} (as iaaa_base); samples alternated, CPU time\n")
+    print("| size | cells | samples | base CPU ms/image | CPU ms/image | speed-up | samples differing: labels / images (max) |")
+    print("|---|---|---|---|---|---|---|")
+    for size in sizes:
+        src = sources(size, CELLS[size])
+        comps = {}
+        for k, lib in (("base", base), ("this", iaaa)):
+            data = src if lib is iaaa else [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in src]
+            comps[k] = lib.CellCompositor(lib.CompositorConfig().replace(size=(size, size), count=CELLS[size])).fit(data, progress=False)
+        spent = {"base": 0.0, "this": 0.0}
+        labels_differ, differ, most = 0, 0, 0.0
+        for i in range(-2, n):  # calls -2, -1 warm both up, untimed
+            out = {}
+            for k in (("base", "this") if i % 2 == 0 else ("this", "base")):
+                g = torch.Generator().manual_seed(max(i, 0))
+                t0 = time.process_time()
+                out[k] = comps[k].sample(g)
+                if i >= 0:
+                    spent[k] += time.process_time() - t0
+            if i < 0:
+                continue
+            labels_differ += not torch.equal(out["base"].labels, out["this"].labels)
+            gap = float((out["base"].image.double() - out["this"].image.double()).abs().max())
+            differ += gap > 0
+            most = max(most, gap)
+        print(f"| {size} | {CELLS[size]} | {n} | {spent['base'] / n * 1e3:.2f} | {spent['this'] / n * 1e3:.2f} | "
+              f"{spent['base'] / spent['this']:.2f} | {labels_differ} / {differ} (max {most:g}) |")
 
 
 if __name__ == "__main__":
