@@ -281,13 +281,17 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
     regions (:func:`split_instances`): each "instance" would be every cell of its image.
     A single such map among real label maps is warned about (it may be one cell in pieces).
     Only maps with one label value are examined (one reduction each; the region count runs
-    on those alone)."""
+    on those alone). Also refused: maps in which no pixel is 0 and one label covers at least a
+    quarter of each and all four of its edges (the background labelled as an instance, as some
+    tools number it 1)."""
     import warnings
 
-    single, multi, split = 0, False, []
+    single, multi, split, covered = 0, False, [], []
     for name, labels in maps:
         if not labels.numel():
             continue
+        if covered is not None:
+            covered = covered + [(name, labels)] if int(labels.min()) > 0 else None
         top = int(labels.max())
         if top == 0:
             continue
@@ -298,6 +302,8 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
         parts = split_instances(labels)
         if parts:
             split.append((name, top, parts[top]))
+    if covered:
+        _refuse_labelled_background(covered)
     if not split:
         return
     name, value, parts = split[0]
@@ -306,3 +312,18 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
         raise IaaaError(f"{what}, and every labelled map holds one value: these look like binary (semantic) masks, not instance label maps; give each cell its own value (e.g. scipy.ndimage.label(mask > 0)[0], which merges touching cells, or a segmentation tool's instance output)")
     for name, value, parts in split:
         warnings.warn(f"{name}: label value {value} covers {len(parts)} separate regions ({', '.join(map(str, parts[:4]))} px) and is the map's only instance: a binary (semantic) mask? Each cell needs its own label value", stacklevel=3)
+
+
+def _refuse_labelled_background(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
+    """Raise when every map of ``maps`` (none holding a 0) has one label on a quarter or more of
+    its pixels that also runs along all four edges: that label is the background."""
+    for name, labels in maps:
+        ids, areas = instance_areas(labels)
+        big = int(ids[int(areas.argmax())])
+        edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
+        if int(areas.max()) * 4 < labels.numel() or not all(bool((e == big).any()) for e in edges):
+            return
+    name, labels = maps[0]
+    ids, areas = instance_areas(labels)
+    big, share = int(ids[int(areas.argmax())]), float(areas.max()) / labels.numel()
+    raise IaaaError(f"{name}: no pixel is 0 (background), and label {big} covers {share:.0%} of the map and all four edges, as in every map: is the background labelled {big}? 0 must be background (e.g. labels[labels == {big}] = 0)")

@@ -228,3 +228,18 @@ def test_check_instance_maps_refuses_binary_masks_and_warns_on_one():
         check_instance_maps([("m0.png", binary), ("m1.png", cells)])
         check_instance_maps([("m1.png", cells), ("one.png", (cells == 1).to(torch.int64))])  # one cell per map is fine
     assert [str(w.message).split(":")[0] for w in caught] == ["m0.png"]
+
+
+def test_check_instance_maps_refuses_a_labelled_background():
+    from iaaa.errors import IaaaError
+    from iaaa.label_maps import check_instance_maps
+
+    cells = torch.zeros(40, 50, dtype=torch.int64)
+    cells[2:10, 2:10], cells[20:30, 20:30] = 1, 2
+    shifted = torch.where(cells == 0, torch.ones_like(cells), cells + 1)  # background numbered 1
+    with pytest.raises(IaaaError, match=r"b\.png: no pixel is 0 \(background\), and label 1 covers 92% of the map and all four edges"):
+        check_instance_maps([("b.png", shifted), ("c.png", shifted)])
+    check_instance_maps([("b.png", shifted), ("c.png", cells)])  # one map with background: not every map
+    # A confluent field segmented to the last pixel: no label dominates, nothing refused.
+    tiles = (torch.arange(40).view(-1, 1) // 10) * 5 + torch.arange(50).view(1, -1) // 10 + 1
+    check_instance_maps([("t.png", tiles)])
