@@ -281,8 +281,8 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
     regions (:func:`split_instances`): each "instance" would be every cell of its image.
     A single such map among real label maps is warned about (it may be one cell in pieces).
     Only maps with one label value are examined (one reduction each; the region count runs
-    on those alone). Also refused: maps in which no pixel is 0 and one label covers at least a
-    quarter of each and all four of its edges (the background labelled as an instance, as some
+    on those alone). Also refused: maps in which no pixel is 0 and one label, beside others,
+    covers at least a quarter of each and all four of its edges (the background labelled as an instance, as some
     tools number it 1)."""
     import warnings
 
@@ -315,13 +315,14 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
 
 
 def _refuse_labelled_background(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
-    """Raise when every map of ``maps`` (none holding a 0) has one label on a quarter or more of
-    its pixels that also runs along all four edges: that label is the background."""
+    """Raise when every map of ``maps`` (none holding a 0) has, besides other labels, one label
+    on a quarter or more of its pixels that also runs along all four edges: that label is the
+    background. (One label alone filling a map may be one cell filling the frame.)"""
     for name, labels in maps:
         ids, areas = instance_areas(labels)
         big = int(ids[int(areas.argmax())])
         edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
-        if int(areas.max()) * 4 < labels.numel() or not all(bool((e == big).any()) for e in edges):
+        if len(ids) < 2 or int(areas.max()) * 4 < labels.numel() or not all(bool((e == big).any()) for e in edges):
             return
     name, labels = maps[0]
     ids, areas = instance_areas(labels)

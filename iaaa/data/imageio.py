@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from iaaa.errors import DataError, IaaaError
+from iaaa.label_maps import split_instances
 
 __all__ = [
     "IMAGE_SUFFIXES", "MAX_PIXELS_ENV", "TEMP_MARKER", "read_image", "read_label_map", "write_image", "write_label_map",
@@ -225,10 +226,19 @@ def read_label_map(path: str | os.PathLike) -> torch.Tensor:
     elif arr.dtype == np.uint64 and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         # Checked before the cast: int64 would wrap these to negative numbers.
         raise DataError(f"{path}: label values up to {int(arr.max())} do not fit int64 (max {np.iinfo(np.int64).max}); renumber the instances 1..N")
+    wrapped = arr.dtype == np.uint8 and arr.size and int(arr.max()) == 255
     arr = arr.astype(np.int64)
     if arr.size and arr.min() < 0:
         raise DataError(f"{path}: label map has negative labels (min {arr.min()}); 0 is background, k > 0 instance k")
-    return torch.from_numpy(arr)
+    labels = torch.from_numpy(arr)
+    if wrapped:
+        # An 8-bit map that reaches 255 may hold more cells than it can number: the ids wrap
+        # (cell 256 becomes background, 257 shares id 1 with cell 1, ...).
+        split = split_instances(labels)
+        if len(split) >= 2:
+            ids = sorted(split)
+            raise DataError(f"{path}: 8-bit label map numbered up to 255 in which labels {ids[:5]}{' ...' if len(ids) > 5 else ''} ({len(ids)} of them) each mark separate cells: more than 255 cells wrapped around (the ids of cells beyond 255 repeat, and cell 256 became background); save label maps as 16-bit PNG or TIFF")
+    return labels
 
 
 def _umask() -> int:

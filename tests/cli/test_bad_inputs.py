@@ -643,3 +643,22 @@ def test_binary_masks_refused_by_every_reader_path(tmp_path, capsys):
     binary = [AnnotatedImage(s.image, (s.labels > 0).to(torch.int64) * 255, name=s.name) for s in sims]
     with pytest.raises(IaaaError, match=r"sim_0000: label value 255 covers \d+ separate regions"):
         CellCompositor().fit(binary, progress=False)
+
+
+def test_wrapped_8bit_label_map_refused(tmp_path, capsys):
+    # 300 cells saved as 8-bit: ids past 255 wrap (cell 256 becomes background, 257 shares id 1).
+    lab = np.zeros((200, 300), np.int64)
+    k = 0
+    for y in range(2, 198, 10):
+        for x in range(2, 298, 20):
+            k += 1
+            lab[y : y + 6, x : x + 6] = k
+    assert k > 260
+    _png(tmp_path / "data" / "images" / "a.png", (lab > 0).astype(np.uint8) * 200)
+    mask = _png(tmp_path / "data" / "masks" / "a.png", (lab % 256).astype(np.uint8))
+    with pytest.raises(IaaaError, match=r"a\.png: 8-bit label map numbered up to 255 .* wrapped around"):
+        read_label_map(mask)
+    _check(capsys, tmp_path, ["stats", "--images", tmp_path / "data" / "images", "--masks", tmp_path / "data" / "masks"], "a.png", "16-bit PNG")
+    # 255 cells in 8 bits are fine.
+    _png(tmp_path / "ok.png", np.where(lab <= 255, lab, 0).astype(np.uint8))
+    assert int(read_label_map(tmp_path / "ok.png").max()) == 255
