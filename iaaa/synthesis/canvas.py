@@ -19,11 +19,12 @@ __all__ = ["Canvas", "occupancy_table", "empty_table", "surviving_ids", "grown_r
 
 
 def occupancy_table(labels: np.ndarray) -> np.ndarray:
-    """The occupancy table of ``labels > 0`` that :class:`Canvas` keeps: ``(H, W + 1)`` int32,
-    ``t[y, x]`` = labelled pixels of row ``y`` left of column ``x``."""
+    """The occupancy table of ``labels > 0`` that :class:`Canvas` keeps: ``(H + 1, W + 1)``
+    int32, ``t[y, x]`` = labelled pixels of row ``y`` left of column ``x``; row ``H`` stays 0
+    (box queries send the rows a box does not reach there)."""
     h, w = labels.shape
-    t = np.zeros((h, w + 1), dtype=np.int32)
-    inner = t[:, 1:]
+    t = np.zeros((h + 1, w + 1), dtype=np.int32)
+    inner = t[:h, 1:]
     np.greater(labels, 0, out=inner, casting="unsafe")
     np.cumsum(inner, axis=1, out=inner)
     return t
@@ -32,7 +33,7 @@ def occupancy_table(labels: np.ndarray) -> np.ndarray:
 def empty_table(h: int, w: int) -> np.ndarray:
     """An occupancy table with nothing marked: a canvas built on it lets objects go on top of
     the labels it starts from (occlusion), but never on each other."""
-    return np.zeros((h, w + 1), dtype=np.int32)
+    return np.zeros((h + 1, w + 1), dtype=np.int32)
 
 
 def surviving_ids(labels: np.ndarray, next_id: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -109,12 +110,12 @@ class Canvas:
         x1 = np.minimum(x + (tw + g), self.w)[:, None]
         y0 = np.maximum(y - g, 0)
         y1 = np.minimum(y + (th + g), self.h)
-        # Every row a grown box of this height can span, all candidates at once: (n, rows).
+        # Every row a grown box of this height can span, all candidates at once: (n, rows); rows
+        # below a clipped box read the zero row H. Flat takes: 1.4x a 2-D fancy index.
         rows = y0[:, None] + np.arange(th + 2 * g)
-        inside = rows < y1[:, None]
-        rows = np.minimum(rows, self.h - 1)
-        t = self.table
-        return ((t[rows, x1] - t[rows, x0]) * inside).sum(1)
+        rows = np.where(rows < y1[:, None], rows, self.h) * (self.w + 1)
+        flat = self.table.reshape(-1)
+        return (flat.take(rows + x1) - flat.take(rows + x0)).sum(1)
 
     def write_labels(self, lab: np.ndarray, y: int, x: int) -> tuple[int, np.ndarray]:
         """Write an object's label crop ``lab`` (cells ``1..k``, 0 elsewhere) at ``(y, x)`` with
