@@ -192,12 +192,13 @@ def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torc
     if ids is not None and ids.numel():
         top = max(top, int(ids.max()))
     if (top + 1) * (h + w) > 64 * (h * w + 4096):
-        # Huge sparse ids: renumber first so the tables stay small.
+        # Huge sparse ids, or more instances than the tables can hold for this size: renumber,
+        # then one scatter of every pixel's row and column (O(pixels) whatever the count).
         dense, old = relabel_sequential(labels)
         want = old if ids is None else ids.to(dev, torch.int64)
         pos = torch.searchsorted(old, want).clamp_max(max(old.numel() - 1, 0))
         found = (old[pos] == want) if old.numel() else torch.zeros_like(want, dtype=torch.bool)
-        _, boxes = _ids_and_boxes(dense, pos + 1)
+        boxes = _boxes_by_scatter(dense, old.numel())[pos + 1]
         return want, torch.where(found.view(-1, 1), boxes, torch.zeros_like(boxes))
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
@@ -212,6 +213,20 @@ def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torc
     x1 = torch.where(cols, ar_w, -1).amax(1)
     boxes = torch.stack([x0, y0, x1, y1], 1)
     return sel, torch.where(present.view(-1, 1), boxes, torch.zeros_like(boxes))
+
+
+def _boxes_by_scatter(dense: torch.Tensor, n: int) -> torch.Tensor:
+    """``(n + 1, 4)`` int64 XYXY boxes of the labels ``0..n`` of ``dense`` (each present)."""
+    h, w = dense.shape
+    dev = dense.device
+    flat = dense.reshape(-1)
+    ys = torch.arange(h, device=dev).repeat_interleave(w)
+    xs = torch.arange(w, device=dev).repeat(h)
+
+    def reduce(v: torch.Tensor, start: int, how: str) -> torch.Tensor:
+        return torch.full((n + 1,), start, dtype=torch.int64, device=dev).scatter_reduce(0, flat, v, how)
+
+    return torch.stack([reduce(xs, w, "amin"), reduce(ys, h, "amin"), reduce(xs, -1, "amax"), reduce(ys, -1, "amax")], 1)
 
 
 def labels_to_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -243,3 +244,24 @@ def test_check_instance_maps_refuses_a_labelled_background():
     # A confluent field segmented to the last pixel: no label dominates, nothing refused.
     tiles = (torch.arange(40).view(-1, 1) // 10) * 5 + torch.arange(50).view(1, -1) // 10 + 1
     check_instance_maps([("t.png", tiles)])
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(100, 160), st.integers(100, 160), st.integers(0, 2**31 - 1))
+def test_boxes_of_more_instances_than_the_tables_hold(h, w, seed):
+    # More distinct labels than the row/column tables allow for the size (an image read as a
+    # label map): boxes by one scatter, same as the brute force (this recursed without end).
+    from iaaa.label_maps import instance_boxes
+
+    g = torch.Generator().manual_seed(seed)
+    lab = torch.randint(0, 50_000, (h, w), generator=g)
+    ids = instance_ids(lab)
+    assert ids.numel() * (h + w) > 64 * (h * w + 4096)
+    boxes = instance_boxes(lab).numpy()
+    a, ys, xs = lab.numpy().ravel(), *np.divmod(np.arange(h * w), w)
+    want = np.stack([np.full(50_000, w), np.full(50_000, h), np.full(50_000, -1), np.full(50_000, -1)], 1)
+    np.minimum.at(want[:, 0], a, xs)
+    np.minimum.at(want[:, 1], a, ys)
+    np.maximum.at(want[:, 2], a, xs)
+    np.maximum.at(want[:, 3], a, ys)
+    assert np.array_equal(boxes, want[ids.numpy()])
