@@ -662,3 +662,9 @@ def test_wrapped_8bit_label_map_refused(tmp_path, capsys):
     # 255 cells in 8 bits are fine.
     _png(tmp_path / "ok.png", np.where(lab <= 255, lab, 0).astype(np.uint8))
     assert int(read_label_map(tmp_path / "ok.png").max()) == 255
+
+
+def test_swapped_image_and_mask_folders_refused(work, capsys):
+    # --images pointing at the masks and --masks at the images: the "label maps" are intensities.
+    data = work / "data"
+    _check(capsys, work, _synth_on(data / "masks", data / "images", work / "out"), "neighbouring labelled pixels differ", "swapped")

@@ -265,3 +265,16 @@ def test_boxes_of_more_instances_than_the_tables_hold(h, w, seed):
     np.maximum.at(want[:, 2], a, xs)
     np.maximum.at(want[:, 3], a, ys)
     assert np.array_equal(boxes, want[ids.numpy()])
+
+
+def test_check_instance_maps_refuses_an_image_read_as_labels():
+    from iaaa.errors import IaaaError
+    from iaaa.label_maps import check_instance_maps
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(1, 256, (64, 64), generator=g)  # intensities: a new value at almost every pixel
+    with pytest.raises(IaaaError, match=r"img\.png: \d+% of neighbouring labelled pixels differ.*folders swapped"):
+        check_instance_maps([("img.png", image)])
+    # The most fragmented honest map: touching instances 2 px wide (half the pairs change label).
+    stripes = (torch.arange(64).view(1, -1) // 2 + 1).expand(64, 64).contiguous()
+    check_instance_maps([("stripes.png", stripes)])
