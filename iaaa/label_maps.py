@@ -198,7 +198,7 @@ def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torc
         want = old if ids is None else ids.to(dev, torch.int64)
         pos = torch.searchsorted(old, want).clamp_max(max(old.numel() - 1, 0))
         found = (old[pos] == want) if old.numel() else torch.zeros_like(want, dtype=torch.bool)
-        boxes = _boxes_by_scatter(dense, old.numel())[pos + 1]
+        boxes = _boxes_by_scatter(dense, old.numel())[(pos + 1).clamp_max(old.numel())]  # absent ids: masked below
         return want, torch.where(found.view(-1, 1), boxes, torch.zeros_like(boxes))
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)

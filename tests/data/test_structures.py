@@ -278,3 +278,10 @@ def test_check_instance_maps_refuses_an_image_read_as_labels():
     # The most fragmented honest map: touching instances 2 px wide (half the pairs change label).
     stripes = (torch.arange(64).view(1, -1) // 2 + 1).expand(64, 64).contiguous()
     check_instance_maps([("stripes.png", stripes)])
+
+
+def test_boxes_of_absent_huge_ids_are_zero():
+    lab = torch.zeros(3, 3, dtype=torch.int64)
+    assert labels_to_boxes(torch.zeros(1, 1, dtype=torch.int64), torch.tensor([5_000_000])).tolist() == [[0, 0, 0, 0]]
+    lab[1, 1] = 10**9
+    assert labels_to_boxes(lab, torch.tensor([10**9, 7])).tolist() == [[1, 1, 1, 1], [0, 0, 0, 0]]
