@@ -93,15 +93,15 @@ class Canvas:
         """Whether the object's mask grown by ``gap`` hits a labelled pixel, per candidate. The
         grown mask is given as horizontal runs ``(dy, dx0, dx1)`` (inclusive, relative to the
         box corner); each run is one row segment of the table, so the cost is ``candidates x
-        runs`` rather than ``candidates x pixels``. Parts of runs off the frame are ignored."""
+        runs`` rather than ``candidates x pixels``. Parts of runs off the frame are ignored: rows
+        above or below it read the zero row H, columns are clipped to it."""
         dy, dx0, dx1 = runs
         yy = y[:, None] + dy[None, :]
+        yy = np.where((yy >= 0) & (yy < self.h), yy, self.h)
         x0 = np.clip(x[:, None] + dx0[None, :], 0, self.w)
         x1 = np.clip(x[:, None] + dx1[None, :] + 1, 0, self.w)
-        ok = (yy >= 0) & (yy < self.h) & (x1 > x0)
-        yy = np.clip(yy, 0, self.h - 1)
         t = self.table
-        return (((t[yy, x1] - t[yy, x0]) > 0) & ok).any(1)
+        return (t[yy, x1] > t[yy, x0]).any(1)
 
     def occupied(self, x: np.ndarray, y: np.ndarray, th: int, tw: int) -> np.ndarray:
         """Labelled pixels inside each candidate box grown by ``gap`` (candidates lie in the frame)."""
