@@ -290,44 +290,42 @@ def split_instances(labels: torch.Tensor, share: float = 0.2, min_pixels: int = 
 
 
 def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
-    """Refuse binary (semantic) masks given where instance label maps are expected: raises
-    :class:`~iaaa.errors.IaaaError` naming the first ``(name, labels)`` at fault when every map
-    with cells holds a single label value and at least half of them spread it over separate
-    regions (:func:`split_instances`): each "instance" would be every cell of its image.
-    A single such map among real label maps is warned about (it may be one cell in pieces).
-    Only maps with one label value are examined (one reduction each; the region count runs
-    on those alone). Also refused: a map whose neighbouring labelled pixels mostly differ in
-    label (an image read as a label map: swapped folders), and maps in which no pixel is 0 and one label, beside others,
-    covers at least a quarter of each and all four of its edges (the background labelled as an instance, as some
-    tools number it 1)."""
+    """Refuse maps that are not instance label maps, with an :class:`~iaaa.errors.IaaaError`
+    naming the first ``(name, labels)`` at fault:
+
+    * binary (semantic) masks: every map with cells holds a single value and at least half of
+      them spread it over separate regions (:func:`split_instances`), so each "instance" would
+      be every cell of its image (one such map among real label maps is only warned about: it
+      may be one cell in pieces; the region count runs on single-valued maps alone);
+    * an image read as a label map (swapped folders): most neighbouring labelled pixels
+      differ in label (:data:`IMAGE_LIKE_CHANGES`);
+    * a numbered background: no map holds a 0, and in each one label, beside others, covers a
+      quarter or more and all four edges (some tools number the background 1).
+    """
     import warnings
 
-    single, multi, split, covered = 0, False, [], []
+    single, multi, split, no_zero, any_zero = 0, False, [], [], False
     for name, labels in maps:
-        if not labels.numel():
-            continue
-        # A sparse subsample settles most real maps (two values seen: instances) at 1/17 the cost.
-        sub = labels.reshape(-1)[::17]
-        sub = sub[sub > 0]
-        if sub.numel() and int(sub.min()) != int(sub.max()):
-            _refuse_image_as_labels(name, labels)
-            if int(labels.min()) == 0:
-                multi, covered = True, None
-                continue
-        if covered is not None:
-            covered = covered + [(name, labels)] if int(labels.min()) > 0 else None
-        top = int(labels.max())
+        top = int(labels.max()) if labels.numel() else 0
         if top == 0:
+            any_zero = any_zero or labels.numel() > 0
             continue
-        if int(torch.where(labels > 0, labels, top).min()) != top:
+        several = _holds_several(labels, top)
+        if several:
+            _refuse_image_as_labels(name, labels)
+        if int(labels.min()) == 0:
+            any_zero = True
+        else:
+            no_zero.append((name, labels))
+        if several:
             multi = True  # a map with several instances: these are label maps
             continue
         single += 1
         parts = split_instances(labels)
         if parts:
             split.append((name, top, parts[top]))
-    if covered:
-        _refuse_labelled_background(covered)
+    if no_zero and not any_zero:
+        _refuse_labelled_background(no_zero)
     if not split:
         return
     name, value, parts = split[0]
@@ -345,8 +343,20 @@ the shipped and simulated data, against at most 0.02 in DSB 2018's label maps, 0
 usiigaci's and 0.03 in dense simulated fields; 2 px wide touching instances would give 0.5)."""
 
 
+def _holds_several(labels: torch.Tensor, top: int) -> bool:
+    """Whether ``labels`` (largest value ``top`` > 0) holds more than one instance value. A sparse
+    subsample settles most real maps (two values seen) at 1/17 the cost of the full pass."""
+    sub = labels.reshape(-1)[::17]
+    sub = sub[sub > 0]
+    if sub.numel() and int(sub.min()) != int(sub.max()):
+        return True
+    return int(torch.where(labels > 0, labels, top).min()) != top
+
+
 def _refuse_image_as_labels(name: str, labels: torch.Tensor) -> None:
-    rows = labels[::8] if labels.ndim == 2 else labels.reshape(-1, labels.shape[-1])[::8]
+    """Raise when most horizontally neighbouring labelled pixels (every 8th row) differ in
+    label (:data:`IMAGE_LIKE_CHANGES`)."""
+    rows = labels[::8]
     a, b = rows[:, 1:], rows[:, :-1]
     both = (a > 0) & (b > 0)
     pairs = int(both.sum())
