@@ -26,9 +26,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # The training script as printed; only the number of epochs and the workers are the test's.
     script = blocks[0].replace("num_workers=2", "num_workers=0")
-    seen = []
-    ns: dict = {"epochs": 1}
-    exec(compile(script.replace("        ...", "        seen.append((images, targets))"), "README.md[0]", "exec"), ns | {"seen": seen}, ns)
+    seen: list = []
+    ns: dict = {"epochs": 1, "seen": seen}
+    exec(compile(script.replace("        ...", "        seen.append((images, targets))"), "README.md[0]", "exec"), ns)
     assert seen, "the README's loader yielded no batch"
     images, targets = seen[0]
     assert len(images) == len(targets) and {"boxes", "labels", "masks"} <= set(targets[0])
@@ -36,6 +36,6 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     # The online pipeline, on one of the user's images.
     s = ns["samples"][0]
     ns.update(x=s.image, label_map=s.labels)
-    exec(compile(blocks[1], "README.md[1]", "exec"), ns, ns)
+    exec(compile(blocks[1], "README.md[1]", "exec"), ns)
     image, mask = ns["image"], ns["mask"]
     assert tuple(image.shape) == (1, 256, 256) and tuple(mask.shape) == (256, 256) and mask.dtype == torch.int64
