@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from iaaa.errors import IaaaError
+from iaaa.errors import DataError, IaaaError
 
 __all__ = [
     "check_labels",
@@ -290,7 +290,7 @@ def split_instances(labels: torch.Tensor, share: float = 0.2, min_pixels: int = 
 
 
 def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
-    """Refuse maps that are not instance label maps, with an :class:`~iaaa.errors.IaaaError`
+    """Refuse maps that are not instance label maps, with a :class:`~iaaa.errors.DataError`
     naming the first ``(name, labels)`` at fault:
 
     * binary (semantic) masks: every map with cells holds a single value and at least half of
@@ -331,7 +331,7 @@ def check_instance_maps(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
     name, value, parts = split[0]
     what = f"{name}: label value {value} covers {len(parts)} separate regions ({', '.join(map(str, parts[:4]))}{', ...' if len(parts) > 4 else ''} px)"
     if not multi and 2 * len(split) >= single:
-        raise IaaaError(f"{what}, and every labelled map holds one value: these look like binary (semantic) masks, not instance label maps; give each cell its own value (e.g. scipy.ndimage.label(mask > 0)[0], which merges touching cells, or a segmentation tool's instance output)")
+        raise DataError(f"{what}, and every labelled map holds one value: these look like binary (semantic) masks, not instance label maps; give each cell its own value (e.g. scipy.ndimage.label(mask > 0)[0], which merges touching cells, or a segmentation tool's instance output)")
     for name, value, parts in split:
         warnings.warn(f"{name}: label value {value} covers {len(parts)} separate regions ({', '.join(map(str, parts[:4]))} px) and is the map's only instance: a binary (semantic) mask? Each cell needs its own label value", stacklevel=3)
 
@@ -364,7 +364,7 @@ def _refuse_image_as_labels(name: str, labels: torch.Tensor) -> None:
         return
     share = int((both & (a != b)).sum()) / pairs
     if share > IMAGE_LIKE_CHANGES:
-        raise IaaaError(f"{name}: {share:.0%} of neighbouring labelled pixels differ in label (a label map changes label only where cells meet: a few %): this is an image, not an instance label map; are the image and mask folders swapped?")
+        raise DataError(f"{name}: {share:.0%} of neighbouring labelled pixels differ in label (a label map changes label only where cells meet: a few %): this is an image, not an instance label map; are the image and mask folders swapped?")
 
 
 def _refuse_labelled_background(maps: Sequence[tuple[str, torch.Tensor]]) -> None:
@@ -380,4 +380,4 @@ def _refuse_labelled_background(maps: Sequence[tuple[str, torch.Tensor]]) -> Non
     name, labels = maps[0]
     ids, areas = instance_areas(labels)
     big, share = int(ids[int(areas.argmax())]), float(areas.max()) / labels.numel()
-    raise IaaaError(f"{name}: no pixel is 0 (background), and label {big} covers {share:.0%} of the map and all four edges, as in every map: is the background labelled {big}? 0 must be background (e.g. labels[labels == {big}] = 0)")
+    raise DataError(f"{name}: no pixel is 0 (background), and label {big} covers {share:.0%} of the map and all four edges, as in every map: is the background labelled {big}? 0 must be background (e.g. labels[labels == {big}] = 0)")

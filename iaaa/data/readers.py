@@ -21,7 +21,7 @@ import torch
 
 from iaaa.data.imageio import IMAGE_SUFFIXES, check_unit_range, read_image, read_label_map
 from iaaa.data.coco import mask_runs, paint_runs, segmentation_runs
-from iaaa.errors import DataError, IaaaError
+from iaaa.errors import DataError
 from iaaa.label_maps import check_instance_maps, instance_ids
 from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage
 
@@ -168,10 +168,7 @@ def read_label_folder(images_dir: str | os.PathLike, masks_dir: str | os.PathLik
                 raise DataError(f"{masks_dir / CLASSES_FILE}: no class for labels {unknown} of {mask_path.name}")
             class_ids = torch.tensor([table[str(i)] for i in ids], dtype=torch.int64)
         out.append(AnnotatedImage(image, labels, class_ids, name=img_path.stem, categories=dict(categories), meta={"image_path": str(img_path), "mask_path": str(mask_path)}))
-    try:
-        check_instance_maps([(s.meta["mask_path"], s.labels) for s in out])
-    except IaaaError as exc:
-        raise DataError(str(exc)) from None
+    check_instance_maps([(s.meta["mask_path"], s.labels) for s in out])
     return out
 
 
