@@ -20,7 +20,7 @@ from iaaa.judge.augment import AugmentConfig
 from iaaa.judge.protocols import AUG, IAAA_ONLINE, NAIVE, REAL, Arm, StepComposer, is_online, offline_source, parse_arm
 from iaaa.judge.recipe import Recipe
 from iaaa.judge.regimes import fold_subsets
-from iaaa.judge.report import METRICS, JudgeReport, run_key
+from iaaa.judge.report import METRICS, JudgeReport, run_key, run_platform
 from iaaa.judge.scoring import score_images
 from iaaa.judge.sources import compositor_name, compositor_source, fit_source, iter_pool
 from iaaa.judge.targets import instances_from_classes
@@ -264,6 +264,7 @@ def judge(
         "recipe": recipe.to_dict(), "arms": [a.name for a in arm_list], "min_area": min_area, "channels": channels,
         "n_train": len(train), "n_test": len(test), "test": [s.name for s in test],
         "folds": [[train[i].name for i in f] for f in folds], "ceiling": ceiling, "warnings": warnings,
+        "platform": run_platform(recipe.device),
     }
     results: dict[str, dict[str, dict[str, Any]]] = {a.name: {} for a in arm_list}
     for k, subset in enumerate(folds):

@@ -14,13 +14,43 @@ from iaaa.judge.protocols import is_online, parse_arm
 from iaaa.judge.recipe import ADDED_FIELDS, Recipe
 from iaaa.judge.regimes import paired_interval
 
-__all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU"]
+__all__ = ["METRICS", "JudgeReport", "run_key", "PLATEAU", "run_platform"]
 
 METRICS = ("mean_ap", "ap50", "f1_50")
 _LABELS = {"mean_ap": "mean AP", "ap50": "AP@0.5", "f1_50": "F1@0.5"}
 PLATEAU = 0.01  # real only has plateaued when its last two curve points differ by less
 # Recipe fields only some arms read: parts holding none of those arms merge whatever their value.
 ARM_FIELDS = {f: lambda arm: is_online(parse_arm(arm).source) for f in ("paste_context", "paste_scale")}
+
+
+def run_platform(device: str) -> dict[str, str]:
+    """What a judge run's float arithmetic depends on besides the code: the torch build, the CPU
+    kernels torch dispatches to (``AVX512``, ``AVX2``, ...: each gives other low bits in
+    convolutions and reductions, so the same training diverges after a few hundred steps) with
+    the CPU's name, and the accelerator when ``device`` is one. A run repeats bit for bit on the
+    same platform; on another, an arm's score moves by about the spread between folds (0.001-0.01
+    mean AP on usiigaci N = 2), while pairs run side by side stay paired."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    out = {"torch": torch.__version__, "cpu_kernels": str(torch.backends.cpu.get_cpu_capability()), "cpu": cpu}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out
+
+
+def _platform_key(settings: dict[str, Any]) -> str | None:
+    """What must match for two runs to be bit-comparable (``None``: a report from before the
+    platform was recorded)."""
+    p = settings.get("platform")
+    return None if p is None else json.dumps({k: p.get(k) for k in ("torch", "cpu_kernels", "gpu")}, sort_keys=True)
 
 
 def run_key(fold: int, seed: int) -> str:
@@ -125,6 +155,9 @@ class JudgeReport:
         c = self.settings.get("ceiling")
         if c:
             lines.append(f"ceiling (perfect 3-class prediction, same decoding): mean AP {c['mean_ap']:.3f}, AP@0.5 {c['ap50']:.3f}, F1@0.5 {c['f1_50']:.3f}")
+        plat = self.settings.get("platform")
+        for p in plat if isinstance(plat, list) else [plat] if plat else []:
+            lines.append(f"platform: torch {p.get('torch')}, CPU kernels {p.get('cpu_kernels')} ({p.get('cpu')})" + (f", GPU {p['gpu']}" if p.get("gpu") else ""))
         # every arm's curve: a baseline that has not plateaued (an augmented arm learns a harder
         # task in the same steps) would make any difference to it a difference in speed
         for arm in [self.baseline, *(a for a in self.results if a != self.baseline)]:
@@ -221,7 +254,10 @@ class JudgeReport:
         then counted once. Parts with no run in common are simply put together. A recipe field
         only some arms read (``ARM_FIELDS``: ``paste_context`` and ``paste_scale``, read by ``iaaa-online`` arms) is
         compared only between parts holding such an arm, and the merged recipe carries their
-        value."""
+        value. Parts run on different platforms (:func:`run_platform`: torch build, CPU kernels,
+        GPU) merge, since each pair of a run is still trained side by side, but a run whose arms
+        come from parts of different platforms is not paired bit for bit: it is named in a
+        warning."""
         if not parts:
             raise IaaaError("judge report merge: no report given")
         first = parts[0]
@@ -234,9 +270,10 @@ class JudgeReport:
             if len({json.dumps(recipe_of(p)[f]) for p in ps}) > 1:
                 raise IaaaError(f"judge report merge: the parts' arms that read {f} were run with different values of it")
         same = lambda st: ({k: v for k, v in {**defaults, **st.get("recipe", {})}.items() if k not in loose and k not in ARM_FIELDS},  # noqa: E731
-                           {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms")})
+                           {k: v for k, v in st.items() if k not in ("recipe", "warnings", "arms", "platform")})
         results: dict[str, dict[str, dict[str, Any]]] = {}
         origin: dict[tuple[str, str], int] = {}
+        platforms_of_run: dict[str, set[str]] = {}
         seeds: set[int] = set()
         folds: set[int] = set()
         for i, part in enumerate(parts):
@@ -249,6 +286,8 @@ class JudgeReport:
                     if key not in into:
                         into[key], origin[arm, key] = run, i
                         added += 1
+                        if _platform_key(part.settings) is not None:
+                            platforms_of_run.setdefault(key, set()).add(_platform_key(part.settings))
                     elif any(abs(float(run[m]) - float(into[key][m])) > tolerance for m in METRICS):
                         raise IaaaError(f"judge report merge: run {key} of arm {arm!r} has mean AP {into[key]['mean_ap']:.6f} in part "
                                         f"{origin[arm, key]} and {run['mean_ap']:.6f} in part {i}: the parts are not paired "
@@ -268,7 +307,15 @@ class JudgeReport:
                 recipe[f] = recipe_of(ps[0])[f]
         settings["recipe"] = recipe
         settings["arms"] = list(results)
-        settings["warnings"] = list(dict.fromkeys(w for p in parts for w in p.settings.get("warnings", [])))
+        warnings = list(dict.fromkeys(w for p in parts for w in p.settings.get("warnings", [])))
+        split = sorted(k for k, ps in platforms_of_run.items() if len(ps) > 1)
+        if split:
+            warnings.append(f"runs {', '.join(split)}: their arms come from parts run on different platforms (torch build, CPU kernels "
+                            "or GPU), so their paired differences compare different float paths, not only different data")
+        platforms = list(dict.fromkeys(json.dumps(p.settings["platform"], sort_keys=True) for p in parts if "platform" in p.settings))
+        if platforms:
+            settings["platform"] = json.loads(platforms[0]) if len(platforms) == 1 else [json.loads(p) for p in platforms]
+        settings["warnings"] = warnings
         return cls(results, settings, first.baseline)
 
     def to_json(self, path: str | None = None) -> str:

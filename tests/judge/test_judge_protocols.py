@@ -577,3 +577,37 @@ def test_merge_compares_paste_context_only_between_parts_with_online_arms():
         other = part({"aug": 0.2, "naive+aug": 0.21}, 1.0)
         other.settings["recipe"]["steps"] = 10
         JudgeReport.merge([old, other])
+
+
+def test_report_records_the_platform_and_merge_names_runs_paired_across_platforms(tiny):
+    """A report says which torch build and CPU kernels trained it (the same run repeats bit for
+    bit only there); parts of different platforms merge, and a run whose arms come from parts of
+    different platforms is named in a warning, while runs held whole by one platform are not."""
+    import torch
+
+    from iaaa.judge.report import JudgeReport, run_platform
+
+    train, test = tiny
+    recipe = Recipe(steps=2, crop=32, batch_size=2, width=4, depth=2, seeds=(0,), train_limit=1, folds=2)
+    first = judge(train, test, None, recipe, arms=["real", "naive"])
+    plat = first.settings["platform"]
+    assert plat == run_platform("cpu") and plat["cpu_kernels"] == str(torch.backends.cpu.get_cpu_capability()) and plat["torch"] == torch.__version__
+    assert f"CPU kernels {plat['cpu_kernels']}" in first.table()
+    later = JudgeReport.from_dict(json.loads(judge(train, test, None, recipe, arms=["real", "aug"]).to_json()))
+    same = JudgeReport.merge([first, later])
+    assert not any("platforms" in w for w in same.settings["warnings"]) and same.settings["platform"] == plat
+    # The later part as if trained on a machine with other kernels (its shared `real` runs
+    # reproduced here only because this test ran both on one machine).
+    later.settings["platform"] = {**plat, "cpu_kernels": "OTHER"}
+    mixed = JudgeReport.merge([first, later])
+    warning = [w for w in mixed.settings["warnings"] if "different platforms" in w]
+    assert len(warning) == 1 and "fold0/seed0, fold1/seed0" in warning[0]
+    assert len(mixed.settings["platform"]) == 2 and "CPU kernels OTHER" in mixed.table()
+    # Parts of different platforms holding different runs (one fold each) pair within each run.
+    folds = [judge(train, test, None, Recipe.from_dict({**recipe.to_dict(), "only_folds": [k]}), arms=["real", "naive"]) for k in (0, 1)]
+    folds[1].settings["platform"] = {**plat, "cpu_kernels": "OTHER"}
+    assert not any("different platforms" in w for w in JudgeReport.merge(folds).settings["warnings"])
+    # Reports written before the platform was recorded merge as before, without a warning.
+    for p in (first, later):
+        p.settings.pop("platform")
+    assert not any("different platforms" in w for w in JudgeReport.merge([first, later]).settings["warnings"])
