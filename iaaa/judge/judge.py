@@ -197,13 +197,14 @@ def fold_pasters(arms: list[Arm], sources: Mapping[str, Any], real_prep: list[Pr
                  native: Sequence[AnnotatedImage] | None = None) -> dict[str, Any]:
     """Each online arm's PasteCells (by source): the compositor (defaults for ``iaaa-online``, the
     source ``iaaa[k=v]`` for ``iaaa-online[k=v]``) fitted on the images it pastes into: the fold's
-    prepared training images (normalised, at the working scale), or ``native``
+    prepared training images (normalised, at the working scale, without their padding to the
+    crop: its mirrored cells are no data), or ``native``
     (:func:`native_images`) when given. ``p=1``: the step composer draws which crops it pastes
     into."""
     from iaaa.synthesis.paste import PasteCells
 
     pasters: dict[str, Any] = {}
-    samples = list(native) if native is not None else [AnnotatedImage(p.image, p.labels, name=p.name) for p in real_prep]
+    samples = list(native) if native is not None else [AnnotatedImage(*p.unpadded(), name=p.name) for p in real_prep]
     for name in dict.fromkeys(a.source for a in arms if is_online(a.source)):
         t0 = time.perf_counter()
         factory = compositor_source() if name == IAAA_ONLINE else sources[offline_source(name)]

@@ -37,6 +37,14 @@ class Prepared:
     size: tuple[int, int]
     name: str = ""
 
+    def unpadded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, labels)`` without the reflect padding (views): the image's own pixels. A
+        padded label map repeats its border cells mirrored under the same ids, so whatever
+        learns cells from it (an online arm's compositor fit) must read this instead."""
+        (h, w), (ph, pw) = self.size, self.labels.shape[-2:]
+        top, left = (ph - h) // 2, (pw - w) // 2
+        return self.image[:, top : top + h, left : left + w], self.labels[top : top + h, left : left + w]
+
 
 def derived_generator(seed: int, stream: int) -> torch.Generator:
     """Generator of stream ``stream`` of seed ``seed`` (see module docs)."""

@@ -229,3 +229,23 @@ def test_online_variant_on_the_command_line():
     args = argparse.Namespace(arms="real,iaaa-online", compositor=[["match_intensity=True"]], synthetic=[])
     arms, _ = build_sources(args)
     assert arms == ["real", "iaaa-online", "iaaa[match_intensity=True]"]
+
+
+def test_online_compositor_fits_on_the_images_without_their_padding(tiny, monkeypatch):
+    """Images smaller than the crop are reflect-padded for training, which repeats their border
+    cells mirrored under the same ids; the online arm's compositor learns its cells from the
+    images' own pixels only (before, a padded 16 px image failed the fit as 'binary masks')."""
+    import importlib
+
+    judge_module = importlib.import_module("iaaa.judge.judge")  # the module, not the function iaaa.judge.judge
+    train, _ = tiny
+    real = [prepare(s, 0.5, 48) for s in train]  # 32x36 at the working scale, padded to 48x48
+    assert all(tuple(p.labels.shape) == (48, 48) and p.size == (32, 36) for p in real)
+    seen = []
+    fit = judge_module.fit_source
+    monkeypatch.setattr(judge_module, "fit_source", lambda name, source, samples: seen.append(samples) or fit(name, source, samples))
+    pasters = judge_module.fold_pasters([parse_arm("iaaa-online")], {}, real, lambda m: None)
+    assert set(pasters) == {"iaaa-online"} and len(seen) == 1
+    for s, p, own in zip(seen[0], real, (prepare(t, 0.5, 0) for t in train)):
+        assert torch.equal(s.image, own.image) and torch.equal(s.labels, own.labels)
+        assert torch.equal(p.unpadded()[0], own.image) and torch.equal(p.unpadded()[1], own.labels)
