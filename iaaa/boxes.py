@@ -12,7 +12,7 @@ import torch
 
 from iaaa.errors import IaaaError
 
-__all__ = ["merge_boxes", "boxes_to_mask", "tight_box", "tight_boxes"]
+__all__ = ["merge_boxes", "boxes_to_mask", "tight_box"]
 
 
 def _connected_pairs(b: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,16 +96,11 @@ def tight_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(y0, y1, x0, x1)`` (inclusive) of the set pixels of a small NumPy mask, or ``None`` when
     it is empty. Row-major order, for slicing; on the host because placement keeps its
     bookkeeping there."""
-    boxes, found = tight_boxes(mask[None])
-    return tuple(int(v) for v in boxes[0]) if found[0] else None
-
-
-def tight_boxes(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`tight_box` of each plane of a bool stack ``(k, H, W)`` at once: ``(k, 4)`` int64
-    ``(y0, y1, x0, x1)`` (zeros for an empty plane) and ``(k,)`` whether the plane has a set
-    pixel."""
-    rows, cols = masks.any(2), masks.any(1)
-    found = rows.any(1)
-    h, w = masks.shape[1:]
-    boxes = np.stack([rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1), cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)], 1)
-    return np.where(found[:, None], boxes, 0).astype(np.int64, copy=False), found
+    rows, cols = mask.any(1), mask.any(0)
+    if not rows.any():
+        return None
+    y0 = int(rows.argmax())
+    y1 = len(rows) - 1 - int(rows[::-1].argmax())
+    x0 = int(cols.argmax())
+    x1 = len(cols) - 1 - int(cols[::-1].argmax())
+    return y0, y1, x0, x1

@@ -1,5 +1,5 @@
 """Background levels in placement (paper section 2.3): the smoothed level map the corner scores
-read (:func:`level_map`), the four corners each object must meet (:func:`corner_descriptors`), the
+read (:func:`level_map`), the four corners an object must meet (:func:`corner_descriptor`), the
 score of a position (:func:`corner_scores`), whether a destination's level belongs to the
 group's background (:func:`level_ok`), a pasted ring shifted to the destination's level
 (:func:`match_ring`), and an object's intensities mapped from its source image's levels to the
@@ -25,7 +25,7 @@ from iaaa.dtypes import to_float
 from iaaa.filters import gaussian_blur
 
 __all__ = [
-    "level_map", "corner_descriptors", "corner_scores", "level_ok", "match_ring", "intensity_anchors", "match_intensity",
+    "level_map", "corner_descriptor", "corner_scores", "level_ok", "match_ring", "intensity_anchors", "match_intensity",
     "exposure_spread", "mixed_exposures", "MIXED_SPREAD",
 ]
 
@@ -37,39 +37,24 @@ def level_map(background: torch.Tensor, match_sigma: float) -> np.ndarray:
     return gaussian_blur(x, match_sigma, 3.0, "reflect").cpu().numpy() if match_sigma > 0 else x.cpu().numpy()
 
 
-def corner_descriptors(images: np.ndarray, covers: np.ndarray, alphas: np.ndarray, sizes: np.ndarray, tights: np.ndarray) -> np.ndarray:
-    """``(k, 4, C)``: for each of ``k`` objects, the mean surroundings (feather-weighted ring
-    outside the grown mask) in the upper-left, upper-right, lower-left and lower-right quadrant
-    of its box; the whole ring's mean for an empty quadrant, the box's corner pixels without a
-    ring or for a box under 2 px.
-
-    The objects come zero-padded into stacks at the top left: ``images`` ``(k, C, H, W)``
-    float32, ``covers`` ``(k, H, W)`` bool (the grown masks), ``alphas`` ``(k, H, W)`` (what
-    lies beyond an object's own ``sizes[j] = (h, w)`` is ignored), ``tights`` ``(k, 4)`` the
-    tight ``(y0, y1, x0, x1)`` box of each mask. The quadrant sums of all objects are two
-    batched products with 0/1 row and column selectors."""
-    k, _, hh, ww = images.shape
-    hs, ws = sizes[:, 0], sizes[:, 1]
-    y0, y1, x0, x1 = tights.T
-    ys, xs = np.arange(hh), np.arange(ww)
-    inside = (ys[None, :, None] < hs[:, None, None]) & (xs[None, None, :] < ws[:, None, None])
-    ring = alphas * (inside & ~covers)
-    # np.clip with array bounds costs more than the rest of a small stack's work.
-    cy = np.maximum(np.minimum((y0 + y1 + 1) // 2, hs - 1), 1)
-    cx = np.maximum(np.minimum((x0 + x1 + 1) // 2, ws - 1), 1)
-    top = ys[None, :] < cy[:, None]
-    left = xs[None, :] < cx[:, None]
-    rows = np.stack([top, ~top], 1).astype(np.float32)  # (k, 2, H)
-    cols = np.stack([left, ~left], 2).astype(np.float32)  # (k, W, 2)
-    num = (rows[:, None] @ (images * ring[:, None]) @ cols[:, None]).reshape(k, -1, 4)  # (k, C, 4)
-    den = (rows @ ring @ cols).reshape(k, 4)
-    total = den.sum(1)
-    mean = num.sum(2) / np.where(total > 0, total, 1.0)[:, None]
-    ok = den > 1e-6
-    desc = np.where(ok[:, :, None], num.transpose(0, 2, 1) / np.where(ok, den, 1.0)[:, :, None], mean[:, None, :]).astype(np.float32)
-    for j in np.flatnonzero((hs < 2) | (ws < 2) | ~(total > 0)):
-        desc[j] = images[j][:, [y0[j], y0[j], y1[j], y1[j]], [x0[j], x1[j], x0[j], x1[j]]].T
-    return desc
+def corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: tuple[int, int, int, int]) -> np.ndarray:
+    """``(4, C)``: mean surroundings (feather-weighted ring outside the mask) in the upper-left,
+    upper-right, lower-left and lower-right quadrant of the object's box; falls back to the
+    whole ring's mean for an empty quadrant and to the box's corner pixels without a ring."""
+    y0, y1, x0, x1 = t
+    h, w = lab.shape
+    ring = alpha * (lab == 0)
+    c = img.shape[0]
+    if h >= 2 and w >= 2 and ring.any():
+        cy = min(max((y0 + y1 + 1) // 2, 1), h - 1)
+        cx = min(max((x0 + x1 + 1) // 2, 1), w - 1)
+        wi = img * ring
+        num = np.add.reduceat(np.add.reduceat(wi, [0, cy], axis=1), [0, cx], axis=2).reshape(c, 4)
+        den = np.add.reduceat(np.add.reduceat(ring, [0, cy], axis=0), [0, cx], axis=1).reshape(4)
+        mean = num.sum(1) / den.sum()
+        ok = den > 1e-6
+        return np.where(ok[:, None], num.T / np.where(ok, den, 1.0)[:, None], mean[None, :])
+    return img[:, [y0, y0, y1, y1], [x0, x1, x0, x1]].T
 
 
 def corner_scores(level: np.ndarray, desc: np.ndarray, h: int, w: int, xs: np.ndarray, ys: np.ndarray, reject: tuple | None) -> tuple[np.ndarray, np.ndarray]:
