@@ -8,6 +8,10 @@ from pathlib import Path
 from iaaa.commands._threads import add_threads_arg, torch_threads_of
 
 
+SIMULATOR = {"n": 8, "mode": "fluorescence", "size": (256, 256)}
+"""The simulator options' defaults (``--n``, ``--mode``, ``--size``)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -17,11 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "their backgrounds after cell removal, synthetic images; instances outlined).",
     )
     p.add_argument("--out", default="iaaa-demo", help="output folder (default: %(default)s)")
-    p.add_argument("--n", type=int, default=8, help="number of simulated images (default: %(default)s)")
+    # The simulator's options default to None so a value given beside --images (where it would
+    # do nothing) is refused instead of ignored.
+    p.add_argument("--n", type=int, default=None, help=f"number of simulated images (default: {SIMULATOR['n']})")
     p.add_argument("--synthetic", type=int, default=16, help="number of synthetic images to write (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="simulator seed (default: %(default)s)")
-    p.add_argument("--mode", choices=("fluorescence", "brightfield"), default="fluorescence")
-    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    p.add_argument("--mode", choices=("fluorescence", "brightfield"), default=None, help=f"simulated modality (default: {SIMULATOR['mode']})")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="simulated image size (default: %d %d)" % SIMULATOR["size"])
     p.add_argument("--images", help="use this image folder instead of the simulator (needs --masks)")
     p.add_argument("--masks", help="label-map folder matching --images")
     p.add_argument("--compositor", action="append", nargs="+", default=[], metavar="KEY=VALUE",
@@ -46,6 +52,13 @@ def _run(args: argparse.Namespace) -> int:
     from iaaa.preview import save_preview
 
     config = compositor_config(args, flags=False)  # option errors first
+    given = [f"--{k}" for k in SIMULATOR if getattr(args, k) is not None]
+    if (args.images or args.masks) and given:
+        what = "simulator options, which do" if len(given) > 1 else "a simulator option, which does"
+        raise IaaaError(f"{', '.join(given)}: {what} nothing with --images/--masks (the number of synthetic images is --synthetic)")
+    for k, v in SIMULATOR.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     if args.n < 1 or args.synthetic < 1:
         raise IaaaError(f"--n and --synthetic must be >= 1, got {args.n} and {args.synthetic}")
     out = Path(args.out)

@@ -419,6 +419,15 @@ def test_demo_refuses_foreign_out(tmp_path, capsys):
     _check(capsys, tmp_path, ["demo", "--out", out, "--n", "2", "--synthetic", "1"], "--out", "not an earlier iaaa demo")
 
 
+def test_demo_refuses_simulator_options_beside_a_folder(work, capsys):
+    """--n, --mode and --size shape simulated data; beside --images they would be ignored (a
+    user asking for --n 2 got 16 synthetic images without a word)."""
+    for extra, named in ((["--n", "2"], "--n: a simulator option"), (["--size", "64", "64", "--mode", "brightfield"], "--mode, --size: simulator options")):
+        _check(capsys, work, ["demo", "--images", work / "data" / "images", "--masks", work / "data" / "masks", "--out", work / "demo", *extra],
+               named)
+        assert not (work / "demo").exists()
+
+
 def test_demo_refuses_out_around_its_input(work, capsys):
     _check(capsys, work, ["demo", "--images", work / "data" / "images", "--masks", work / "data" / "masks", "--out", work / "data" / "images" / "demo"], "overlaps --images")
 
