@@ -52,9 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(values are python literals; bare words are strings); repeat the option for several variants")
     s.add_argument("--protocol", choices=PROTOCOLS, default=d.protocol, help="add: synthetic crops added to the real ones; mix: "
                    "they replace real ones; online: real crops get pasted cells with probability --p (default: %(default)s)")
-    s.add_argument("--ratio", type=float, default=d.ratio, help="synthetic:real crops per step, add and mix (default: %(default)s)")
-    s.add_argument("--p", type=float, default=d.p, help="probability of the online paste per real crop (default: %(default)s)")
-    s.add_argument("--pool", type=int, default=d.pool_size, help="synthetic images per fold and seed drawn from a sampler (default: %(default)s)")
+    # Options only some arms or protocols read default to None, so one given where nothing reads
+    # it is refused (it would be recorded in the report and change nothing): READ_BY.
+    s.add_argument("--ratio", type=float, default=None, help=f"synthetic:real crops per step, add and mix (default: {d.ratio})")
+    s.add_argument("--p", type=float, default=None, help=f"probability of the online paste per real crop (default: {d.p})")
+    s.add_argument("--pool", type=int, default=None, help=f"synthetic images per fold and seed drawn from a sampler (default: {d.pool_size})")
     t = p.add_argument_group("data regime and training")
     t.add_argument("--train-limit", type=int, default=None, metavar="N", help="train on N of the training images (default: all)")
     t.add_argument("--folds", type=int, default=d.folds, metavar="K", help="K different subsets of --train-limit images (default: %(default)s)")
@@ -72,11 +74,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "augmentation (aug, +aug arms), drawn log-uniformly per crop; 0.8,1.25 for data of one magnification (default: %(default)s)")
     t.add_argument("--aug-photometric", type=float, default=d.aug_photometric, metavar="S", help="strength of the standard "
                    "augmentation's brightness/contrast/gamma/blur/noise: 0 geometry only, 1 the default ranges (default: %(default)s)")
-    t.add_argument("--paste-context", default=str(d.paste_context), metavar="F", help="iaaa-online arms paste into the whole real "
+    t.add_argument("--paste-context", default=None, metavar="F", help="iaaa-online arms paste into the whole real "
                    "image each added crop is cut from ('image'), or into a window F times the crop's side around it (1: into the crop), "
-                   "before cutting it (default: %(default)s)")
-    t.add_argument("--paste-scale", choices=PASTE_SCALES, default=d.paste_scale, help="the resolution iaaa-online arms fit and paste at: "
-                   "the images' own, resized afterwards as a pipeline that pastes before its resize, or the working scale (default: %(default)s)")
+                   f"before cutting it (default: {d.paste_context})")
+    t.add_argument("--paste-scale", choices=PASTE_SCALES, default=None, help="the resolution iaaa-online arms fit and paste at: "
+                   f"the images' own, resized afterwards as a pipeline that pastes before its resize, or the working scale (default: {d.paste_scale})")
     t.add_argument("--device", default=d.device, help="torch device: cpu or cuda[:i] (default: %(default)s)")
     add_threads_arg(t)
     m = p.add_argument_group("putting parts together (no training)")
@@ -124,17 +126,47 @@ def _float_list(text: str, flag: str) -> tuple[float, ...]:
         raise IaaaError(f"{flag}: expected a comma list of numbers, got {text!r}") from None
 
 
+# What reads each option that only some runs use: (flag, attribute, who reads it, whether a run
+# with this recipe reads it, given which kinds of arms it has: "any" (an arm with a synthetic or
+# pasting source), "online" (an iaaa-online arm), "sampled" (an arm drawn from a compositor)).
+READ_BY = (
+    ("--ratio", "ratio", "--protocol add or mix with a synthetic or pasting arm", lambda r, k: r.protocol != "online" and k["any"]),
+    ("--p", "p", "--protocol online with a synthetic or pasting arm", lambda r, k: r.protocol == "online" and k["any"]),
+    ("--pool", "pool", "an arm drawn from a compositor (iaaa, iaaa[k=v])", lambda r, k: k["sampled"]),
+    ("--paste-context", "paste_context", "iaaa-online arms under --protocol add or mix", lambda r, k: r.protocol != "online" and k["online"]),
+    ("--paste-scale", "paste_scale", "iaaa-online arms under --protocol add or mix at a --scale other than 1",
+     lambda r, k: r.protocol != "online" and r.scale != 1.0 and k["online"]),
+)
+
+
+def check_options_read(args: argparse.Namespace, recipe: Any, arms: list[str]) -> None:
+    """Refuse options given for this run that none of its arms reads (see :data:`READ_BY`)."""
+    from iaaa.judge import parse_arm
+    from iaaa.judge.protocols import NAIVE, is_online
+
+    sources = [s for s in (parse_arm(a).source for a in arms) if s is not None]
+    kinds = {"any": bool(sources), "online": any(map(is_online, sources)),
+             "sampled": any(s != NAIVE and not is_online(s) and not s.startswith("synthetic:") for s in sources)}
+    idle = [(flag, who) for flag, attr, who, reads in READ_BY if getattr(args, attr) is not None and not reads(recipe, kinds)]
+    if idle:
+        raise IaaaError(f"{', '.join(f for f, _ in idle)}: no arm of this run reads {'them' if len(idle) > 1 else 'it'} ("
+                        + "; ".join(f"{f}: {who}" for f, who in idle) + ")")
+
+
 def recipe_of(args: argparse.Namespace) -> Any:
     """The :class:`~iaaa.judge.Recipe` of the options; a refused value names its flag."""
     from iaaa.judge import Recipe, RecipeError
     from iaaa.judge.recipe import parse_paste_context
 
     try:
+        d = Recipe()
+        given = lambda value, default: default if value is None else value  # noqa: E731
         return Recipe(
-            protocol=args.protocol, ratio=args.ratio, p=args.p, steps=args.steps, batch_size=args.batch, crop=args.crop,
-            lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=args.pool, seeds=_int_list(args.seeds, "--seeds"),
+            protocol=args.protocol, ratio=given(args.ratio, d.ratio), p=given(args.p, d.p), steps=args.steps, batch_size=args.batch, crop=args.crop,
+            lr=args.lr, width=args.width, depth=args.depth, scale=args.scale, pool_size=given(args.pool, d.pool_size), seeds=_int_list(args.seeds, "--seeds"),
             train_limit=args.train_limit, folds=args.folds, device=args.device, aug_scale=_float_list(args.aug_scale, "--aug-scale"),
-            aug_photometric=args.aug_photometric, paste_context=parse_paste_context(args.paste_context), paste_scale=args.paste_scale,
+            aug_photometric=args.aug_photometric, paste_context=d.paste_context if args.paste_context is None else parse_paste_context(args.paste_context),
+            paste_scale=given(args.paste_scale, d.paste_scale),
             only_folds=None if args.only_folds is None else _int_list(args.only_folds, "--only-folds"),
         )
     except RecipeError as exc:
@@ -219,6 +251,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json_out:
         check_writable(args.json_out)
     arms, sources = build_sources(args)
+    check_options_read(args, recipe, arms)
     for flag, arm in _pairings(args):
         if arm not in arms:
             raise IaaaError(f"{flag} {arm}: not one of the arms ({', '.join(arms)})")

@@ -33,7 +33,7 @@ def folders(tmp_path_factory, one_thread):
 def _common(root: Path) -> list[str]:
     return ["judge", "--images", str(root / "tr" / "images"), "--masks", str(root / "tr" / "masks"),
             "--test-images", str(root / "te" / "images"), "--test-masks", str(root / "te" / "masks"),
-            "--steps", "4", "--crop", "24", "--batch", "2", "--width", "4", "--depth", "2", "--seeds", "0,1", "--pool", "2", "--quiet"]
+            "--steps", "4", "--crop", "24", "--batch", "2", "--width", "4", "--depth", "2", "--seeds", "0,1", "--quiet"]
 
 
 def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
@@ -43,7 +43,7 @@ def _snapshot(root: Path) -> dict[str, tuple[bytes, int]]:
 def test_issue_run_prints_the_table_intervals_and_curve(folders, capsys):
     out = folders / "j.json"
     (folders / "j.json.tmp").write_text("not ours")  # an unrelated file beside the target survives
-    rc = main([*_common(folders), "--protocol", "add", "--train-limit", "2", "--folds", "4", "--compositor", "sigma=0", "--json", str(out)])
+    rc = main([*_common(folders), "--protocol", "add", "--pool", "2", "--train-limit", "2", "--folds", "4", "--compositor", "sigma=0", "--json", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     for word in ("mean AP", "AP@0.5", "F1@0.5", "[95% CI]", "real learning curve", "ceiling", "iaaa+aug", "naive", "iaaa[sigma=0]"):
@@ -82,6 +82,28 @@ def test_bad_options_one_line_before_training(folders, capsys, bad, word):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and word in err[0], (rc, err)
     assert _snapshot(folders) == before
+
+
+@pytest.mark.parametrize("given, arms, named", [
+    (["--p", "0.3"], "real,aug,iaaa", "--p: no arm of this run reads it (--p: --protocol online"),
+    (["--ratio", "2"], "real,aug", "--ratio: no arm"),
+    (["--protocol", "online", "--ratio", "2"], "real,naive", "--ratio: no arm"),
+    (["--pool", "3", "--p", "0.2"], "real,naive", "--p, --pool: no arm of this run reads them"),
+    (["--paste-context", "2"], "real,iaaa", "--paste-context: no arm"),
+    (["--paste-scale", "working"], "real,iaaa-online", "--paste-scale: no arm"),  # at --scale 1 nothing is resized
+])
+def test_options_no_arm_reads_are_refused(folders, capsys, given, arms, named):
+    """An option only some arms or protocols read, given where none does, would be recorded in
+    the report and change nothing: one line naming it and what would read it, before training."""
+    rc = main([*_common(folders), "--steps", "100000", "--arms", arms, *given])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and named in err[0], err
+
+
+def test_options_an_arm_reads_are_taken(folders, capsys):
+    for extra in (["--protocol", "online", "--arms", "real,naive", "--p", "0.3"], ["--arms", "real,iaaa-online", "--paste-context", "2", "--ratio", "0.5"]):
+        assert main([*_common(folders), "--seeds", "0", "--steps", "2", *extra]) == 0
+    capsys.readouterr()
 
 
 def test_regime_parts_merge_on_the_command_line(folders, capsys, tmp_path):
