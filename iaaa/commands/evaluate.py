@@ -108,6 +108,9 @@ def _extractor(args: argparse.Namespace) -> Any:
     from iaaa.metrics import InceptionFeatures, PyramidStatsFeatures, wae_features
     from iaaa.metrics.features import INCEPTION_WEIGHTS_HELP
 
+    for flag, given, kind in (("--inception-weights", args.inception_weights, "inception"), ("--wae", args.wae, "wae")):
+        if given and args.features != kind:
+            raise IaaaError(f"{flag}: goes with --features {kind}, not --features {args.features} (it would be ignored)")
     if args.features == "inception":
         if not args.inception_weights:
             raise IaaaError(f"--features inception needs --inception-weights FILE; {INCEPTION_WEIGHTS_HELP}")

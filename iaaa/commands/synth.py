@@ -95,6 +95,10 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
     return compositor, record
 
 
+SAAA_WEIGHT = 0.5
+"""Share of images drawn from SAAA when ``--saaa`` and input data are mixed (``--saaa-weight``)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
@@ -111,7 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (fit and writing)")
     add_threads_arg(p)
     p.add_argument("--saaa", metavar="MODEL_DIR", help="SAAA model folder (from `iaaa saaa fit`): generated images; alone, or mixed with IAAA when input data is given")
-    p.add_argument("--saaa-weight", type=float, default=0.5, help="with --saaa and input data: share of images drawn from SAAA (default: %(default)s)")
+    # None until given, so a weight given where nothing is mixed is refused, not ignored.
+    p.add_argument("--saaa-weight", type=float, default=None, help=f"with --saaa and input data: share of images drawn from SAAA (default: {SAAA_WEIGHT})")
     add_compositor_args(p)
     p.set_defaults(func=run)
 
@@ -129,6 +134,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise IaaaError(f"--workers must be >= 0, got {args.workers}")
     compositor_config(args)  # option errors first, before minutes of reading and fitting
+    if args.saaa_weight is not None and not (args.saaa and has_inputs(args)):
+        raise IaaaError("--saaa-weight: mixes SAAA images with the compositor's, so it needs both --saaa and input data (--images/--masks, --coco, --dsb)")
+    if args.saaa_weight is None:
+        args.saaa_weight = SAAA_WEIGHT
     if args.saaa:
         finite("--saaa-weight", args.saaa_weight, 0.0, 1.0)
     elif not has_inputs(args):

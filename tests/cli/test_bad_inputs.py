@@ -428,6 +428,18 @@ def test_demo_refuses_simulator_options_beside_a_folder(work, capsys):
         assert not (work / "demo").exists()
 
 
+def test_options_that_would_be_ignored_are_refused(work, capsys):
+    """An option that only matters beside another one, given without it, is refused naming it:
+    --saaa-weight without both --saaa and input data (nothing to mix), --wae / --inception-weights
+    with other --features (the extractor that reads them is not used)."""
+    _check(capsys, work, [*_synth(work, work / "o"), "--saaa-weight", "0.3"], "--saaa-weight", "needs both --saaa and input data")
+    assert not (work / "o").exists()
+    real = ["evaluate", "--real-images", work / "data" / "images", "--real-masks", work / "data" / "masks", "--synthetic-images", work / "data" / "images",
+            "--synthetic-masks", work / "data" / "masks", "--features", "stats"]
+    _check(capsys, work, [*real, "--wae", work / "model.pt"], "--wae: goes with --features wae")
+    _check(capsys, work, [*real, "--inception-weights", work / "w.pth"], "--inception-weights: goes with --features inception")
+
+
 def test_demo_refuses_out_around_its_input(work, capsys):
     _check(capsys, work, ["demo", "--images", work / "data" / "images", "--masks", work / "data" / "masks", "--out", work / "data" / "images" / "demo"], "overlaps --images")
 

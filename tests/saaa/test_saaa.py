@@ -259,8 +259,10 @@ def test_cli_fit_and_sample(sim_small, tmp_path, capsys, one_thread):
     for s in mixed_samples:  # IAAA keeps the real cells (the simulator's may be split), so ids only
         ids = instance_areas(s.labels)[0]
         assert torch.equal(ids, torch.arange(1, ids.numel() + 1)) and s.image.shape[-2:] == s.labels.shape
-    assert main(["synth", "--saaa", str(model), "--saaa-weight", "nan", "--n", "2", "--out", str(tmp_path / "o2")]) == 2
-    assert "--saaa-weight" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["synth", "--images", str(tmp_path / "images"), "--masks", str(tmp_path / "masks"), "--saaa", str(model), "--saaa-weight", "nan",
+                 "--n", "2", "--out", str(tmp_path / "o2")]) == 2
+    assert "--saaa-weight: must be a finite number" in capsys.readouterr().err
 
 
 def test_cli_bad_model_is_one_line_exit_2(tmp_path, capsys):
