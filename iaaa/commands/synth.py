@@ -44,13 +44,24 @@ def compositor_config(args: argparse.Namespace, flags: bool = True) -> "Composit
     ``--paper``), then each given flag of :func:`add_compositor_args` (``flags=False``: a
     command without them, whose ``--size`` means something else), then every
     ``--compositor KEY=VALUE``; a bad value raises one line naming the flag."""
-    from iaaa.synthesis.config import CompositorConfig
+    from iaaa.synthesis.config import CompositorConfig, option_field
+
+    # Each option is set once: a flag and a --compositor pair (or two pairs, "sigma" and
+    # "placement.sigma") naming the same field would otherwise let one silently win.
+    given: dict[str, str] = {}
+
+    def claim(key: str, how: str) -> None:
+        field = option_field(key)
+        if field in given:
+            raise IaaaError(f"{given[field]} and {how}: both set the compositor option {field}; give it once")
+        given[field] = how
 
     config = CompositorConfig.paper() if getattr(args, "paper", False) else CompositorConfig()
     for flag, key in _FLAGS if flags else ():
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is None:
             continue
+        claim(key, flag)
         if key == "size":
             value = tuple(value)
         elif key == "group_by":
@@ -64,6 +75,10 @@ def compositor_config(args: argparse.Namespace, flags: bool = True) -> "Composit
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise IaaaError(f"--compositor: expected KEY=VALUE, got {pair!r}")
+        try:
+            claim(key.strip(), f"--compositor {pair}")
+        except IaaaError as exc:
+            raise IaaaError(f"--compositor {exc}" if "both set" not in str(exc) else str(exc)) from None
         pairs[key.strip()] = value
     return CompositorConfig.from_options(pairs, config, option="--compositor") if pairs else config
 

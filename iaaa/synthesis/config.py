@@ -35,7 +35,7 @@ from iaaa.synthesis.placement import PlacementConfig
 from iaaa.synthesis.draws import CountConfig
 from iaaa.synthesis.paste import PasteConfig
 
-__all__ = ["CompositorConfig", "STAGE_CONFIGS", "option_names"]
+__all__ = ["CompositorConfig", "STAGE_CONFIGS", "option_names", "option_field"]
 
 STAGE_CONFIGS: dict[str, type] = {
     "objects": ObjectConfig,
@@ -258,6 +258,14 @@ def _all_names() -> list[tuple[str | None, str]]:
     for stage, cls in STAGE_CONFIGS.items():
         out += [(stage, f.name) for f in dataclasses.fields(cls)]
     return out
+
+
+def option_field(key: str) -> str:
+    """The field a flat or dotted option name sets, as ``"stage.field"`` (or ``"field"`` for a
+    top-level one): ``"sigma"`` and ``"placement.sigma"`` both give ``"placement.sigma"``. An
+    unknown or ambiguous name raises an :class:`~iaaa.errors.IaaaError` naming it."""
+    stage, name = _resolve(key, None)
+    return name if stage is None else f"{stage}.{name}"
 
 
 def _resolve(key: str, value: Any) -> tuple[str | None, str]:

@@ -450,6 +450,22 @@ def test_demo_refuses_out_around_its_input(work, capsys):
 @pytest.mark.parametrize(
     "extra, needle",
     [
+        (["--sigma", "2", "--compositor", "sigma=3"], "--sigma and --compositor sigma=3: both set the compositor option placement.sigma"),
+        (["--compositor", "sigma=2", "placement.sigma=3"], "--compositor sigma=2 and --compositor placement.sigma=3: both set"),
+        (["--compositor", "count=4", "--compositor", "count=4"], "--compositor count=4 and --compositor count=4: both set the compositor option count.count"),
+        (["--size", "64", "64", "--compositor", "size=(32,32)"], "--size and --compositor size=(32,32): both set the compositor option size"),
+    ],
+    ids=["flag-and-pair", "flat-and-dotted", "pair-twice", "size-twice"],
+)
+def test_synth_option_given_twice_is_refused(work, capsys, extra, needle):
+    """One compositor option set by two flags would let one of them silently win."""
+    _check(capsys, work, _synth(work, work / "o", *extra), needle)
+    assert not (work / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
         (["--sigma", "nan"], "--sigma: expected a finite number"),
         (["--sigma", "inf"], "--sigma: expected a finite number"),
         (["--sigma", "-1"], "--sigma: must be in [0.0, 50.0]"),

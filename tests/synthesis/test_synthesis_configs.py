@@ -187,3 +187,13 @@ def test_one_public_name_per_stage_function():
         assert gone not in syn.__all__
     for kept in ("extract_objects", "remove_cells", "place_objects", "CompositorConfig"):
         assert kept in syn.__all__ and getattr(syn, kept) is not None
+
+
+def test_option_field_names_the_field_a_flat_or_dotted_name_sets():
+    from iaaa.synthesis.config import option_field
+
+    assert option_field("sigma") == option_field("placement.sigma") == "placement.sigma"
+    assert option_field("size") == "size" and option_field("count") == "count.count"
+    for bad in ("bogus", "placement.bogus"):
+        with pytest.raises(IaaaError, match=bad):
+            option_field(bad)
