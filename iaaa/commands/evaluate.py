@@ -23,6 +23,8 @@ from iaaa.commands._checks import finite
 from iaaa.errors import IaaaError
 
 _LEVELS = ("sco", "mco", "image")
+SIZES = {"tile": 128, "image_size": 256, "crop_size": 64}
+"""Defaults of ``--tile``, ``--image-size`` and ``--crop-size``."""
 _METRICS = ("kid", "swd", "fid", "fid_inf")
 
 
@@ -49,9 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "inception = Inception-v3 from --inception-weights, wae = encoder of --wae")
     p.add_argument("--inception-weights", metavar="FILE", help="local Inception-v3 state dict (torchvision inception_v3_google-*.pth)")
     p.add_argument("--wae", metavar="FILE", help="a trained WAE model file (iaaa.policy)")
-    p.add_argument("--tile", type=int, default=128, help="tile size for the image level; 0 = whole images (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=256, help="size whole images are fitted to when --tile 0 (default: %(default)s)")
-    p.add_argument("--crop-size", type=int, default=64, help="size object crops are fitted to (default: %(default)s)")
+    # Sizes default to None so one given where nothing reads it (an --image-size without --tile 0,
+    # a --crop-size without an object level) is refused, not ignored: SIZES.
+    p.add_argument("--tile", type=int, default=None, help=f"tile size for the image level; 0 = whole images (default: {SIZES['tile']})")
+    p.add_argument("--image-size", type=int, default=None, help=f"size whole images are fitted to when --tile 0 (default: {SIZES['image_size']})")
+    p.add_argument("--crop-size", type=int, default=None, help=f"size object crops are fitted to, sco and mco levels (default: {SIZES['crop_size']})")
     p.add_argument("--value-range", nargs="+", metavar="V",
                    help="intensity mapping to [0, 1]: LO HI (e.g. 0 4095 for 12-bit data), or 'real' for the "
                    "real set's 0.1-99.9 percentiles; default: the dtype's range")
@@ -146,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
 
     levels = _csv(args.levels, _LEVELS, "--levels")
     metrics = _csv(args.metrics, _METRICS, "--metrics")
+    idle = [flag for flag, attr, read in (
+        ("--tile", "tile", "image" in levels),
+        ("--image-size", "image_size", "image" in levels and args.tile == 0),
+        ("--crop-size", "crop_size", "sco" in levels or "mco" in levels),
+    ) if getattr(args, attr) is not None and not read]
+    if idle:
+        raise IaaaError(f"{', '.join(idle)}: nothing reads {'them' if len(idle) > 1 else 'it'} at --levels {','.join(levels)}"
+                        + (" (--image-size fits whole images: it goes with --tile 0)" if "--image-size" in idle and "image" in levels else ""))
+    for attr, default in SIZES.items():
+        if getattr(args, attr) is None:
+            setattr(args, attr, default)
     if args.tile < 0:
         raise IaaaError(f"--tile: must be >= 0, got {args.tile}")
     if 0 < args.tile < 16:

@@ -13,6 +13,10 @@ from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size, run
 OP_SETS = ("table-s1", "extended", "all")
 
 
+RECON_WEIGHT = 0.1
+"""Default weight of the WAE scorer's reconstruction term (``--recon-weight``)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
@@ -27,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scorer", choices=("wae", "stats"), default="wae", help="how policies are scored (default: %(default)s)")
     p.add_argument("--wae", help="WAE model file from `iaaa fit-wae` (--scorer wae); trained on the fly when absent")
     p.add_argument("--save-wae", help="with --scorer wae and no --wae: also save the WAE trained on the fly here")
-    p.add_argument("--recon-weight", type=float, default=0.1, help="weight of the WAE reconstruction term (default: %(default)s)")
+    p.add_argument("--recon-weight", type=float, default=None, help=f"weight of the WAE reconstruction term, --scorer wae (default: {RECON_WEIGHT})")
     p.add_argument("--ops", default="table-s1", help="op set: table-s1 (the paper's 11), extended (Figure S11 extras), all, or a comma list of op names (default: %(default)s)")
     p.add_argument("--n-p", type=int, default=3, help="probabilities per op (default: %(default)s)")
     p.add_argument("--n-m", type=int, default=5, help="magnitudes per op (default: %(default)s)")
@@ -80,6 +84,10 @@ def _run(args: argparse.Namespace) -> int:
         if v < 1:
             raise IaaaError(f"{flag} must be >= 1, got {v}")
     finite("--min-change", args.min_change, 0.0)
+    if args.recon_weight is not None and args.scorer != "wae":
+        raise IaaaError("--recon-weight weighs the WAE scorer's reconstruction term; it goes with --scorer wae")
+    if args.recon_weight is None:
+        args.recon_weight = RECON_WEIGHT
     finite("--recon-weight", args.recon_weight, 0.0)
     finite("--diversity-weight", args.diversity_weight)
     finite("--time-budget", args.time_budget, 0.0, lo_open=True)

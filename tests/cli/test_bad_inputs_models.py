@@ -414,8 +414,24 @@ def test_sample_size_options_bounded(work, capsys, extra, needles):
 
 @pytest.mark.parametrize("flag, value, bound", [("--image-size", "100000", "2048"), ("--crop-size", "5000", "1024"), ("--tile", "100000", "4096"), ("--batch-size", "0", "1"), ("--subsets", "1000000000", "100000")])
 def test_evaluate_size_options_bounded(work, capsys, flag, value, bound):
-    argv = ["evaluate", "--real", work / "a", "--synthetic", work / "b", flag, value]
+    argv = ["evaluate", "--real", work / "a", "--synthetic", work / "b", flag, value, *(["--tile", "0"] if flag == "--image-size" else [])]
     check(capsys, work, argv, flag, bound)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--image-size", "64"], "--image-size: nothing reads it at --levels sco,mco,image (--image-size fits whole images: it goes with --tile 0)"),
+    (["--levels", "sco", "--tile", "64"], "--tile: nothing reads it at --levels sco"),
+    (["--levels", "image", "--crop-size", "32"], "--crop-size: nothing reads it at --levels image"),
+])
+def test_evaluate_size_options_nothing_reads_are_refused(work, capsys, extra, needle):
+    """A size only one level (or --tile 0) reads, given where nothing does, would be ignored."""
+    check(capsys, work, ["evaluate", "--real", work / "a", "--synthetic", work / "b", *extra], needle)
+
+
+def test_search_recon_weight_goes_with_the_wae_scorer(work, capsys):
+    check(capsys, work, ["search", "--images", work / "a" / "images", "--masks", work / "a" / "masks", "--out", work / "p.json", "--scorer", "stats",
+                         "--recon-weight", "0.5"], "--recon-weight", "goes with --scorer wae")
+    assert not (work / "p.json").exists()
 
 
 def test_library_configs_carry_the_bounds():
