@@ -95,6 +95,8 @@ def run_fit(args: argparse.Namespace) -> int:
     from iaaa.saaa import SAAA, SAAAConfig
     from iaaa.saaa.folder import CHECKPOINTS, MODEL_FILE, check_model_folder
 
+    if args.steps is not None and args.diffusion_steps is not None and args.pix2pix_steps is not None:
+        raise IaaaError("--steps: both --diffusion-steps and --pix2pix-steps are given, so it would set nothing; drop one of the three")
     d_steps = args.diffusion_steps if args.diffusion_steps is not None else args.steps if args.steps is not None else SAAAConfig.diffusion_steps
     p_steps = args.pix2pix_steps if args.pix2pix_steps is not None else args.steps if args.steps is not None else SAAAConfig.pix2pix_steps
     if min(d_steps, p_steps) < 1:

@@ -560,3 +560,10 @@ def test_size_rule_names_the_flag_and_the_real_rule(work, capsys):
     assert "Config" not in line and "multiple of 2 " not in line
     line = check(capsys, work, _fit(work / "a", work / "new", "--size", "36", "--diffusion-channels", "8", "8", "8", "8", "8"), "--size", "multiple of 16", "U-Net")
     assert "Config" not in line
+
+
+def test_fit_steps_beside_both_model_steps_is_refused(work, capsys):
+    """--steps sets the steps of each model not given its own; beside both it would set nothing."""
+    check(capsys, work, ["saaa", "fit", "--images", work / "a" / "images", "--masks", work / "a" / "masks", "--out", work / "m2",
+                         "--steps", "5", "--diffusion-steps", "2", "--pix2pix-steps", "2"], "--steps", "would set nothing")
+    assert not (work / "m2").exists()
