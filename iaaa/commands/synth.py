@@ -37,6 +37,8 @@ def add_compositor_args(p: argparse.ArgumentParser) -> None:
 
 
 _FLAGS = (("--size", "size"), ("--count", "count"), ("--sigma", "sigma"), ("--background", "background_method"), ("--keep-border", "keep_border"), ("--group-by", "group_by"))
+SAAA_WEIGHT = 0.5
+"""Share of images drawn from SAAA when ``--saaa`` and input data are mixed (``--saaa-weight``)."""
 
 
 def compositor_config(args: argparse.Namespace, flags: bool = True) -> "CompositorConfig":
@@ -50,8 +52,7 @@ def compositor_config(args: argparse.Namespace, flags: bool = True) -> "Composit
     # "placement.sigma") naming the same field would otherwise let one silently win.
     given: dict[str, str] = {}
 
-    def claim(key: str, how: str) -> None:
-        field = option_field(key)
+    def claim(field: str, how: str) -> None:
         if field in given:
             raise IaaaError(f"{given[field]} and {how}: both set the compositor option {field}; give it once")
         given[field] = how
@@ -61,7 +62,7 @@ def compositor_config(args: argparse.Namespace, flags: bool = True) -> "Composit
         value = getattr(args, flag[2:].replace("-", "_"), None)
         if value is None:
             continue
-        claim(key, flag)
+        claim(option_field(key), flag)
         if key == "size":
             value = tuple(value)
         elif key == "group_by":
@@ -76,9 +77,10 @@ def compositor_config(args: argparse.Namespace, flags: bool = True) -> "Composit
         if not sep or not key:
             raise IaaaError(f"--compositor: expected KEY=VALUE, got {pair!r}")
         try:
-            claim(key.strip(), f"--compositor {pair}")
+            field = option_field(key.strip())
         except IaaaError as exc:
-            raise IaaaError(f"--compositor {exc}" if "both set" not in str(exc) else str(exc)) from None
+            raise IaaaError(f"--compositor {exc}") from None
+        claim(field, f"--compositor {pair}")
         pairs[key.strip()] = value
     return CompositorConfig.from_options(pairs, config, option="--compositor") if pairs else config
 
@@ -108,10 +110,6 @@ def build_compositor(args: argparse.Namespace, samples: list) -> tuple[object, d
         record["policies"] = json.loads(path.read_text(encoding="utf-8"))
     compositor = CellCompositor(config, policy=policy).fit(samples, progress=not getattr(args, "no_progress", False), workers=getattr(args, "workers", 0))
     return compositor, record
-
-
-SAAA_WEIGHT = 0.5
-"""Share of images drawn from SAAA when ``--saaa`` and input data are mixed (``--saaa-weight``)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
