@@ -371,13 +371,13 @@ def _refuse_labelled_background(maps: Sequence[tuple[str, torch.Tensor]]) -> Non
     """Raise when every map of ``maps`` (none holding a 0) has, besides other labels, one label
     on a quarter or more of its pixels that also runs along all four edges: that label is the
     background. (One label alone filling a map may be one cell filling the frame.)"""
+    first = None
     for name, labels in maps:
         ids, areas = instance_areas(labels)
         big = int(ids[int(areas.argmax())])
         edges = (labels[0], labels[-1], labels[:, 0], labels[:, -1])
         if len(ids) < 2 or int(areas.max()) * 4 < labels.numel() or not all(bool((e == big).any()) for e in edges):
             return
-    name, labels = maps[0]
-    ids, areas = instance_areas(labels)
-    big, share = int(ids[int(areas.argmax())]), float(areas.max()) / labels.numel()
+        first = first or (name, big, float(areas.max()) / labels.numel())
+    name, big, share = first
     raise DataError(f"{name}: no pixel is 0 (background), and label {big} covers {share:.0%} of the map and all four edges, as in every map: is the background labelled {big}? 0 must be background (e.g. labels[labels == {big}] = 0)")
