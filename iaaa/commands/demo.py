@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from iaaa.commands._checks import fill_defaults
 from iaaa.commands._threads import add_threads_arg, torch_threads_of
 
 
@@ -52,13 +53,10 @@ def _run(args: argparse.Namespace) -> int:
     from iaaa.preview import save_preview
 
     config = compositor_config(args, flags=False)  # option errors first
-    given = [f"--{k}" for k in SIMULATOR if getattr(args, k) is not None]
+    given = fill_defaults(args, SIMULATOR)
     if (args.images or args.masks) and given:
         what = "simulator options, which do" if len(given) > 1 else "a simulator option, which does"
-        raise IaaaError(f"{', '.join(given)}: {what} nothing with --images/--masks (the number of synthetic images is --synthetic)")
-    for k, v in SIMULATOR.items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+        raise IaaaError(f"{', '.join('--' + k for k in given)}: {what} nothing with --images/--masks (the number of synthetic images is --synthetic)")
     if args.n < 1 or args.synthetic < 1:
         raise IaaaError(f"--n and --synthetic must be >= 1, got {args.n} and {args.synthetic}")
     out = Path(args.out)

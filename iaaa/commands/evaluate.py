@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iaaa.commands._checks import finite
+from iaaa.commands._checks import fill_defaults, finite
 from iaaa.errors import IaaaError
 
 _LEVELS = ("sco", "mco", "image")
@@ -150,17 +150,15 @@ def run(args: argparse.Namespace) -> int:
 
     levels = _csv(args.levels, _LEVELS, "--levels")
     metrics = _csv(args.metrics, _METRICS, "--metrics")
+    given = fill_defaults(args, SIZES)
     idle = [flag for flag, attr, read in (
         ("--tile", "tile", "image" in levels),
         ("--image-size", "image_size", "image" in levels and args.tile == 0),
         ("--crop-size", "crop_size", "sco" in levels or "mco" in levels),
-    ) if getattr(args, attr) is not None and not read]
+    ) if attr in given and not read]
     if idle:
         raise IaaaError(f"{', '.join(idle)}: nothing reads {'them' if len(idle) > 1 else 'it'} at --levels {','.join(levels)}"
                         + (" (--image-size fits whole images: it goes with --tile 0)" if "--image-size" in idle and "image" in levels else ""))
-    for attr, default in SIZES.items():
-        if getattr(args, attr) is None:
-            setattr(args, attr, default)
     if args.tile < 0:
         raise IaaaError(f"--tile: must be >= 0, got {args.tile}")
     if 0 < args.tile < 16:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from iaaa.commands._checks import finite
+from iaaa.commands._checks import fill_defaults, finite
 from iaaa.commands._inputs import add_input_args
 from iaaa.commands._threads import add_threads_arg
 from iaaa.commands.fit_wae import add_object_args, load_objects, parse_size, run_with_threads
@@ -84,10 +84,8 @@ def _run(args: argparse.Namespace) -> int:
         if v < 1:
             raise IaaaError(f"{flag} must be >= 1, got {v}")
     finite("--min-change", args.min_change, 0.0)
-    if args.recon_weight is not None and args.scorer != "wae":
+    if fill_defaults(args, {"recon_weight": RECON_WEIGHT}) and args.scorer != "wae":
         raise IaaaError("--recon-weight weighs the WAE scorer's reconstruction term; it goes with --scorer wae")
-    if args.recon_weight is None:
-        args.recon_weight = RECON_WEIGHT
     finite("--recon-weight", args.recon_weight, 0.0)
     finite("--diversity-weight", args.diversity_weight)
     finite("--time-budget", args.time_budget, 0.0, lo_open=True)

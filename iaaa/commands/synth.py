@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from iaaa.commands._checks import finite
+from iaaa.commands._checks import fill_defaults, finite
 from iaaa.commands._inputs import add_input_args, has_inputs, input_record, load_inputs
 from iaaa.commands._threads import add_threads_arg, torch_threads_of
 from iaaa.errors import IaaaError
@@ -147,10 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise IaaaError(f"--workers must be >= 0, got {args.workers}")
     compositor_config(args)  # option errors first, before minutes of reading and fitting
-    if args.saaa_weight is not None and not (args.saaa and has_inputs(args)):
+    if fill_defaults(args, {"saaa_weight": SAAA_WEIGHT}) and not (args.saaa and has_inputs(args)):
         raise IaaaError("--saaa-weight: mixes SAAA images with the compositor's, so it needs both --saaa and input data (--images/--masks, --coco, --dsb)")
-    if args.saaa_weight is None:
-        args.saaa_weight = SAAA_WEIGHT
     if args.saaa:
         finite("--saaa-weight", args.saaa_weight, 0.0, 1.0)
     elif not has_inputs(args):
