@@ -280,14 +280,15 @@ class JudgeReport:
             if same(part.settings) != same(first.settings) or part.baseline != first.baseline:
                 raise IaaaError(f"judge report merge: part {i} was run with other settings than part 0 (recipe, folds or test images differ)")
             added = 0
+            platform = _platform_key(part.settings)
             for arm, runs in part.results.items():
                 into = results.setdefault(arm, {})
                 for key, run in runs.items():
                     if key not in into:
                         into[key], origin[arm, key] = run, i
                         added += 1
-                        if _platform_key(part.settings) is not None:
-                            platforms_of_run.setdefault(key, set()).add(_platform_key(part.settings))
+                        if platform is not None:
+                            platforms_of_run.setdefault(key, set()).add(platform)
                     elif any(abs(float(run[m]) - float(into[key][m])) > tolerance for m in METRICS):
                         raise IaaaError(f"judge report merge: run {key} of arm {arm!r} has mean AP {into[key]['mean_ap']:.6f} in part "
                                         f"{origin[arm, key]} and {run['mean_ap']:.6f} in part {i}: the parts are not paired "
