@@ -36,7 +36,7 @@ from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.fitting import fit_image, map_images
 from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, nearest_plan, varied_cell_sizes, survey
 from iaaa.synthesis.layout import layout_density
-from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
+from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy, warp_within_reach
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import match_intensity
 from iaaa.synthesis.into_image import place_into_image
@@ -276,25 +276,32 @@ class CellCompositor:
 
     def augmented_objects(
         self, chosen: Iterable[int], generator: torch.Generator, device: torch.device | None = None, anchors: np.ndarray | None = None,
+        reach: int | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[Any]]:
         """Pool objects ``chosen`` (indices), each moved to ``device`` (default: where it is),
         mapped to the destination's levels ``anchors`` (with ``match_intensity``; ``None``:
         unchanged), resized by ``object_scale`` and augmented by the per-object policy, drawing
         from ``generator`` in order: ``(float32 images, int64 label maps, class ids)``, what
         :func:`~iaaa.synthesis.placement.place` takes (the compositor's samples and
-        :class:`~iaaa.synthesis.paste.PasteCells` both use it)."""
+        :class:`~iaaa.synthesis.paste.PasteCells` both use it). ``reach``: how far placement
+        reads beyond a mask (rim plus feather radius); with ``object_warp="fused"`` and the
+        default policy only that window is computed."""
         pools = self._fitted()
         imgs, labs, clss = [], [], []
         match = pools.stats.match_intensity and anchors is not None
+        fused = reach is not None and self.config.object_warp == "fused" and type(self.policy) is ObjectAugment
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
                 img, lab = img.to(device), lab.to(device)
             if match:
                 img = match_intensity(img, pools.objects[j].anchors, anchors)
-            if self.object_scale is not None:
-                img, lab = self.object_scale(img, lab, generator)
-            img, lab = self.policy(img, lab, generator)
+            if fused:
+                img, lab = warp_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator)
+            else:
+                if self.object_scale is not None:
+                    img, lab = self.object_scale(img, lab, generator)
+                img, lab = self.policy(img, lab, generator)
             imgs.append(img if img.dtype == torch.float32 else to_float(img))
             labs.append(lab if lab.dtype == torch.int64 else lab.to(torch.int64))
             clss.append(cls)
@@ -316,7 +323,7 @@ class CellCompositor:
         pool = pools.groups[background.group]
         lab0, cls0, table, boxes0 = crop_real_cells(background.real, (oy, ox), (H, W)) if background.real is not None else (None, None, None, None)
         n_cells, chosen = draw_objects(pool, self.config.count, pools.object_cells, g, float(H * W), background, None if cls0 is None else len(cls0))
-        imgs, labs, clss = self.augmented_objects(chosen, g, anchors=background.anchors)
+        imgs, labs, clss = self.augmented_objects(chosen, g, anchors=background.anchors, reach=self.config.placement.radius + pool.rim)
         out = to_float(bg)
         out = out.clone() if out.data_ptr() == bg.data_ptr() else out
         next_id = None if cls0 is None else len(cls0) + 1

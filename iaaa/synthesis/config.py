@@ -6,7 +6,7 @@ Its fields are the stage configs (``objects``: :class:`~iaaa.synthesis.objects.O
 :class:`~iaaa.synthesis.layout.LayoutConfig`, ``placement``:
 :class:`~iaaa.synthesis.placement.PlacementConfig`, ``count``:
 :class:`~iaaa.synthesis.draws.CountConfig`, ``paste``: :class:`~iaaa.synthesis.paste.PasteConfig`) plus the choices that span stages (``size``,
-``object_scale``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
+``object_scale``, ``object_warp``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
 is unique over the whole tree, so a flat ``KEY=VALUE`` (``sigma=2``, ``grouping=box``) names
 exactly one field; the dotted ``stage.field`` (``placement.sigma``) always works too.
 
@@ -75,6 +75,14 @@ class CompositorConfig:
             3 of 3 seeds above; off, so unchanged, on the phase-contrast fields the judge trains
             on; benchmarks/downstream.md); ``None`` never resizes (the paper; :meth:`paper`
             sets it).
+        object_warp: how the default per-object policy (:class:`~iaaa.synthesis.object_policy.ObjectAugment`)
+            and ``object_scale`` move a pooled object. ``"separate"``: the resize, then the
+            rotation onto a canvas that holds the whole rotated crop, the contrast taken about
+            that canvas's mean. ``"fused"``: both in one resampling computed only over the
+            pixels placement uses (the mask's box grown by the rim and feather radius), the
+            contrast about that window's mean
+            (:func:`~iaaa.synthesis.object_policy.warp_within_reach`); the same random draws.
+            Other policies always run as given, after the resize.
         group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"``
             (default: by size and median cell diameter, :mod:`iaaa.synthesis.image_groups`) or a
             callable ``sample -> key`` (not JSON-writable). With groups, a synthetic image takes
@@ -112,6 +120,7 @@ class CompositorConfig:
     paste: PasteConfig = field(default_factory=PasteConfig)
     size: int | tuple[int, int] | None = bounded(None, 8, 16384)
     object_scale: float | tuple[float, float] | Literal["auto"] | None = bounded("auto", 0.05, 20.0)
+    object_warp: Literal["separate", "fused"] = "separate"
     group_by: Literal["size", "auto"] | Callable[[AnnotatedImage], Any] | None = "auto"
     halo: int | Literal["auto"] = bounded("auto", 0, 256)
     rim: bool = True

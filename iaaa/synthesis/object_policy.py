@@ -15,13 +15,16 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
+from iaaa.filters import feather_radius, gaussian_blur
 from iaaa.synthesis.kornia_policy import KorniaPolicy, is_kornia_pipeline
 
-__all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "AUTO_OBJECT_SCALE", "Identity", "Sequential", "as_object_policy"]
+__all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "warp_within_reach", "AUTO_OBJECT_SCALE", "Identity", "Sequential", "as_object_policy"]
 
 ObjectPolicy = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -77,9 +80,10 @@ class ObjectAugment:
         """Smallest scale factor this policy applies (1 without ``scale``)."""
         return min(1.0, self.scale[0]) if self.scale else 1.0
 
-    def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
-        u = torch.rand(6, generator=g, device=g.device, dtype=torch.float64).tolist()
+    def draw(self, generator: torch.Generator) -> tuple[float, float, float, float, float, float]:
+        """One call's parameters ``(fx, fy, angle in radians, scale, brightness factor,
+        contrast factor)`` from six uniforms of ``generator``."""
+        u = torch.rand(6, generator=generator, device=generator.device, dtype=torch.float64).tolist()
         fx = -1.0 if self.flip and u[0] < 0.5 else 1.0
         fy = -1.0 if self.flip and u[1] < 0.5 else 1.0
         angle = math.radians(self.degrees * (2 * u[2] - 1))
@@ -87,14 +91,22 @@ class ObjectAugment:
         if self.scale is not None:
             lo, hi = self.scale
             s = math.exp(math.log(lo) + u[3] * (math.log(hi) - math.log(lo)))
+        return fx, fy, angle, s, 1.0 + self.brightness * (2 * u[4] - 1), 1.0 + self.contrast * (2 * u[5] - 1)
+
+    def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        fx, fy, angle, s, bf, cf = self.draw(g)
         image, labels = _affine(image, labels, angle, s, fx, fy)
-        bf = 1.0 + self.brightness * (2 * u[4] - 1)
-        cf = 1.0 + self.contrast * (2 * u[5] - 1)
-        if bf != 1.0 or cf != 1.0:
-            # contrast about the mean then brightness, folded into one multiply-add.
-            mu = float(image.mean()) if cf != 1.0 else 0.0
-            image = (image * (cf * bf)).add_(mu * (1 - cf) * bf).clamp_(0.0, 1.0)
-        return image, labels
+        return _brightness_contrast(image, bf, cf), labels
+
+
+def _brightness_contrast(image: torch.Tensor, bf: float, cf: float) -> torch.Tensor:
+    """Contrast ``cf`` about the image's mean, then brightness ``bf``, folded into one
+    multiply-add, clamped to ``[0, 1]``."""
+    if bf == 1.0 and cf == 1.0:
+        return image
+    mu = float(image.mean()) if cf != 1.0 else 0.0
+    return (image * (cf * bf)).add_(mu * (1 - cf) * bf).clamp_(0.0, 1.0)
 
 
 def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, fx: float, fy: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,6 +132,67 @@ def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, f
     # Object label values are 1..k, exact in float32.
     lab = F.grid_sample(labels.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return img, lab.to(torch.int64)
+
+
+def warp_within_reach(
+    image: torch.Tensor, labels: torch.Tensor, policy: ObjectAugment, pre_scale: "RandomScale | None", reach: int, generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``pre_scale`` then ``policy`` on one pooled object as a single resampling, computed only
+    over the window placement can use: the transformed mask's box grown by ``reach`` pixels
+    (rim plus feather radius) plus one.
+
+    Draws what the two steps draw, in their order (``pre_scale``'s uniform, then the policy's
+    six), so the generator's stream after it is the same as after the separate steps. It
+    differs from them in what it makes: the image is resampled once instead of twice (a shrink
+    below 2/3 is Gaussian pre-filtered by ``(1/s - 1) / 2`` px, the op stack's rule, instead of
+    ``interpolate``'s antialiasing), the window is cut before sampling instead of after, and the
+    contrast pivot is the mean of that window (the object and its ring) instead of the whole
+    rotated canvas with its zero fill. ``CompositorConfig(object_warp=...)`` chooses.
+    """
+    s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
+    fx, fy, angle, s1, bf, cf = policy.draw(generator)
+    s = s0 * s1
+    c, h, w = image.shape
+    fg = (labels > 0).cpu().numpy()
+    t = tight_box(fg)
+    if t is None:  # no cell: the whole crop is the object
+        t = (0, h - 1, 0, w - 1)
+    cos, sin = math.cos(angle), math.sin(angle)
+    a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
+    # The mask box's corners (pixel edges, about the crop centre) forward to the output frame.
+    ys = np.array([t[0], t[0], t[1] + 1, t[1] + 1], dtype=np.float64) - h / 2
+    xs = np.array([t[2], t[3] + 1, t[2], t[3] + 1], dtype=np.float64) - w / 2
+    ux, uy = a00 * xs + a01 * ys, a10 * xs + a11 * ys
+    m = reach + 1
+    ox0, oy0 = math.floor(ux.min()) - m, math.floor(uy.min()) - m
+    wo, ho = math.ceil(ux.max()) + m - ox0, math.ceil(uy.max()) + m - oy0
+    det = a00 * a11 - a01 * a10
+    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
+    # Source positions (pixel edges) of the output pixel centres, then the window of the
+    # source they read (one pixel beyond for bilinear, the pre-filter's radius beyond that).
+    qx = ox0 + 0.5 + np.array([0, wo - 1, 0, wo - 1], dtype=np.float64)
+    qy = oy0 + 0.5 + np.array([0, 0, ho - 1, ho - 1], dtype=np.float64)
+    px, py = i00 * qx + i01 * qy + w / 2, i10 * qx + i11 * qy + h / 2
+    sigma = (1.0 / s - 1.0) / 2.0 if s < 2.0 / 3.0 else 0.0
+    pad = 2 + (feather_radius(sigma) if sigma else 0)
+    sx0, sy0 = max(math.floor(px.min()) - pad, 0), max(math.floor(py.min()) - pad, 0)
+    sx1, sy1 = min(math.ceil(px.max()) + pad, w), min(math.ceil(py.max()) + pad, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        sx0, sy0, sx1, sy1 = 0, 0, w, h
+    src = image[:, sy0:sy1, sx0:sx1]
+    lab = labels[sy0:sy1, sx0:sx1]
+    hs, ws = sy1 - sy0, sx1 - sx0
+    if sigma:
+        src = gaussian_blur(src.contiguous(), sigma, 3.0, "replicate")
+    # Output pixel centres -> source pixel edges of the cut window -> grid_sample's [-1, 1].
+    gx = ox0 + 0.5 + torch.arange(wo, dtype=torch.float64)
+    gy = oy0 + 0.5 + torch.arange(ho, dtype=torch.float64)
+    sxp = (i00 * gx.view(1, -1) + i01 * gy.view(-1, 1) + (w / 2 - sx0)) * (2.0 / ws) - 1.0
+    syp = (i10 * gx.view(1, -1) + i11 * gy.view(-1, 1) + (h / 2 - sy0)) * (2.0 / hs) - 1.0
+    grid = torch.stack([sxp, syp], -1).to(device=image.device, dtype=image.dtype).unsqueeze(0)
+    img = F.grid_sample(src.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
+    out_lab = F.grid_sample(lab.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
+    return _brightness_contrast(img, bf, cf), out_lab.to(torch.int64)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -156,10 +229,14 @@ class RandomScale:
     def __repr__(self) -> str:
         return f"RandomScale(({self.lo}, {self.hi}))"
 
+    def draw(self, generator: torch.Generator) -> float:
+        """One call's factor, from one uniform of ``generator``."""
+        u = float(torch.rand((), generator=generator, device=generator.device, dtype=torch.float64))
+        return math.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
+
     def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        u = float(torch.rand((), generator=g, device=g.device, dtype=torch.float64))
-        s = math.exp(math.log(self.lo) + u * (math.log(self.hi) - math.log(self.lo)))
+        s = self.draw(g)
         if s == 1.0:
             return image, labels
         size = (max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s)))

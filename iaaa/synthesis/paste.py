@@ -263,7 +263,7 @@ def paste_cells(
     dev = image.device
     work = to_float(image)
     anchors = intensity_anchors(work, labels) if compositor.matches_intensity else None
-    imgs, labs, clss = compositor.augmented_objects(chosen, g, dev, anchors)
+    imgs, labs, clss = compositor.augmented_objects(chosen, g, dev, anchors, reach=cfg.placement.radius + pool.rim)
     work = work.clone() if work.data_ptr() == image.data_ptr() else work
     if m_real and ids[-1] != m_real:
         # Ids renumbered 1..M so the pasted ones follow densely.
