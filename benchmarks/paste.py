@@ -24,7 +24,8 @@ shared virtual machine the wall clock also measures the neighbours (the peer's o
 by 25 % between back-to-back runs here), CPU time much less.
 
 ``--baseline DIR`` compares this checkout with another one (e.g. a ``git worktree`` of the base
-commit) in one process, call by call: the other checkout's ``iaaa`` is imported under another
+commit; ``--options KEY=VALUE ...`` sets compositor options on this checkout's side only, so a
+worktree of the same commit measures an option against the defaults) in one process, call by call: the other checkout's ``iaaa`` is imported under another
 name (``benchmarks/baseline.py``), both compositors
 are fitted on the same data, and the two transforms are called alternately with the same
 generators, so they do the same work in the same seconds and their CPU-time ratio holds on a
@@ -94,6 +95,7 @@ def main() -> None:
     ap.add_argument("--fields", action="store_true", help="also time whole usiigaci fields (see module docs)")
     ap.add_argument("--field-calls", type=int, default=20, help="calls per repeat on whole fields (default: %(default)s)")
     ap.add_argument("--baseline", default=None, help="another checkout to compare with, call by call (see module docs)")
+    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
     args = ap.parse_args()
     if args.baseline:
         baseline(args)
@@ -162,15 +164,17 @@ def table(rows: list[tuple[str, float, float]]) -> None:
         print(f"{name:44s} {r:9.1f} {r / ref:7.2f} {k:20.2f}")
 
 
-def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | None, base, calls: int) -> tuple:
-    """``PasteCells(p=1, n)`` of this checkout and of ``base`` (same config, same data), called
-    alternately with the same generators: ``(name, base calls/CPU-s, calls/CPU-s, ratio, "calls
-    whose label maps / images differ (largest pixel difference)")``."""
+def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | None, base, calls: int, options: dict | None = None) -> tuple:
+    """``PasteCells(p=1, n)`` of this checkout (``config`` plus ``options``) and of ``base``
+    (``config``), same data, called alternately with the same generators: ``(name, base
+    calls/CPU-s, calls/CPU-s, ratio, "calls whose label maps / images differ (largest pixel
+    difference)")``."""
     import iaaa
 
     libs = {"base": base, "this": iaaa}
     data = {"base": [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in samples], "this": samples}
-    t = {k: lib.PasteCells(lib.CellCompositor(lib.CompositorConfig().replace(**config)).fit(data[k], progress=False), p=1.0, n=n) for k, lib in libs.items()}
+    configs = {"base": config, "this": {**config, **(options or {})}}
+    t = {k: lib.PasteCells(lib.CellCompositor(lib.CompositorConfig().replace(**configs[k])).fit(data[k], progress=False), p=1.0, n=n) for k, lib in libs.items()}
     spent = {"base": 0.0, "this": 0.0}
     differ, labels_differ, most = 0, 0, 0.0
     for i in range(-1, calls):  # call -1 warms both up, untimed
@@ -191,15 +195,18 @@ def paired_row(name: str, samples: list[AnnotatedImage], config: dict, n: int | 
 def baseline(args: argparse.Namespace) -> None:
     from baseline import load_baseline  # benchmarks/baseline.py, beside this script
 
+    from iaaa.commands.judge import parse_pairs
+
     base = load_baseline(args.baseline)
+    options = parse_pairs(args.options, "--options") if args.options else {}
     samples, what = crops()
     print(f"data: {what}; torch threads {torch.get_num_threads()}; baseline {Path(args.baseline).resolve()} (as iaaa_base), "
-          f"calls alternated, CPU time")
-    rows = [paired_row(f"PasteCells (library defaults), 256 px crops, n=3, {args.calls} calls", samples, {}, 3, base, args.calls)]
+          f"calls alternated, CPU time; this side's options {options or 'none'}")
+    rows = [paired_row(f"PasteCells (library defaults), 256 px crops, n=3, {args.calls} calls", samples, {}, 3, base, args.calls, options)]
     if args.fields and (FIELDS / "images").is_dir():
         whole = fields()
         rows.append(paired_row(f"PasteCells, data count, free space, whole fields, {args.field_calls} calls", whole,
-                               {"paste_count": "data", "over_cells": False}, None, base, args.field_calls))
+                               {"paste_count": "data", "over_cells": False}, None, base, args.field_calls, options))
     print(f"{'workload':70s} {'base calls/s':>12s} {'calls/s':>8s} {'speed-up':>8s}  calls differing: labels / images (max)")
     for name, rb, rt, ratio, differ in rows:
         print(f"{name:70s} {rb:12.1f} {rt:8.1f} {ratio:8.2f}  {differ}")

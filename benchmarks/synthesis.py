@@ -24,7 +24,9 @@ every op). Timings are the median over ``--repeats`` runs of ``--n`` images.
 of the base commit) instead, in one process: both compositors are fitted on the same sources and
 ``sample`` is called alternately with the same generators, so both sides run in the same seconds
 of a machine whose speed moves by the minute; it prints CPU ms per image of each, the speed-up,
-and how many samples' label maps / images differ.
+and how many samples' label maps / images differ. ``--options KEY=VALUE ...`` sets compositor
+options on this checkout's side only (against a worktree of the same commit: an option measured
+against the defaults).
 
     pip install -r benchmarks/requirements-synthesis.txt
     python benchmarks/synthesis.py                 # full table (a few minutes)
@@ -295,6 +297,7 @@ def main() -> None:
     ap.add_argument("--fit100", action="store_true", help="also time fit on 100 simulated 1024x1024 images")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--baseline", default=None, help="another checkout to compare iaaa with, sample by sample (see module docs)")
+    ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -311,7 +314,7 @@ def main() -> None:
 
     if a.baseline:
         torch.set_num_threads(a.threads)
-        baseline(a.baseline, a.sizes, a.n)
+        baseline(a.baseline, a.sizes, a.n, a.options)
         return
     results = []
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {a.threads} torch thread(s) per process, median of {a.repeats} x {a.n} images\n")
@@ -347,16 +350,19 @@ def main() -> None:
         a.json.write_text(json.dumps(results, indent=1))
 
 
-def baseline(root: str, sizes: list[int], n: int) -> None:
-    """``CellCompositor.sample`` (library defaults) of this checkout and of ``root``, alternated
-    call by call with the same generators (see module docs)."""
+def baseline(root: str, sizes: list[int], n: int, options: list[str] = ()) -> None:
+    """``CellCompositor.sample`` (library defaults; this side with ``options``) of this checkout
+    and of ``root``, alternated call by call with the same generators (see module docs)."""
     import torch
     from baseline import load_baseline  # benchmarks/baseline.py, beside this script
 
     import iaaa
+    from iaaa.commands.judge import parse_pairs
 
     base = load_baseline(root)
-    print(f"# torch threads {torch.get_num_threads()}; baseline {Path(root).resolve()} (as iaaa_base); samples alternated, CPU time\n")
+    extra = parse_pairs(list(options), "--options") if options else {}
+    print(f"# torch threads {torch.get_num_threads()}; baseline {Path(root).resolve()} (as iaaa_base); samples alternated, CPU time; "
+          f"this side's options {extra or 'none'}\n")
     print("| size | cells | samples | base CPU ms/image | CPU ms/image | speed-up | samples differing: labels / images (max) |")
     print("|---|---|---|---|---|---|---|")
     for size in sizes:
@@ -364,7 +370,7 @@ def baseline(root: str, sizes: list[int], n: int) -> None:
         comps = {}
         for k, lib in (("base", base), ("this", iaaa)):
             data = src if lib is iaaa else [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in src]
-            comps[k] = lib.CellCompositor(lib.CompositorConfig().replace(size=(size, size), count=CELLS[size])).fit(data, progress=False)
+            comps[k] = lib.CellCompositor(lib.CompositorConfig().replace(size=(size, size), count=CELLS[size], **(extra if k == "this" else {}))).fit(data, progress=False)
         spent = {"base": 0.0, "this": 0.0}
         labels_differ, differ, most = 0, 0, 0.0
         for i in range(-2, n):  # calls -2, -1 warm both up, untimed

@@ -297,7 +297,8 @@ class CellCompositor:
             if match:
                 img = match_intensity(img, pools.objects[j].anchors, anchors)
             if fused:
-                img, lab = warp_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator)
+                img, lab = warp_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator,
+                                             tuple(pools.mask_boxes[j].tolist()))
             else:
                 if self.object_scale is not None:
                     img, lab = self.object_scale(img, lab, generator)

@@ -15,7 +15,6 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -136,6 +135,7 @@ def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, f
 
 def warp_within_reach(
     image: torch.Tensor, labels: torch.Tensor, policy: ObjectAugment, pre_scale: "RandomScale | None", reach: int, generator: torch.Generator,
+    box: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pre_scale`` then ``policy`` on one pooled object as a single resampling, computed only
     over the window placement can use: the transformed mask's box grown by ``reach`` pixels
@@ -147,36 +147,37 @@ def warp_within_reach(
     below 2/3 is Gaussian pre-filtered by ``(1/s - 1) / 2`` px, the op stack's rule, instead of
     ``interpolate``'s antialiasing), the window is cut before sampling instead of after, and the
     contrast pivot is the mean of that window (the object and its ring) instead of the whole
-    rotated canvas with its zero fill. ``CompositorConfig(object_warp=...)`` chooses.
+    rotated canvas with its zero fill. ``CompositorConfig(object_warp=...)`` chooses. ``box``:
+    the tight ``(y0, y1, x0, x1)`` box of the cells in the crop, if known (else measured).
     """
     s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
     fx, fy, angle, s1, bf, cf = policy.draw(generator)
     s = s0 * s1
     c, h, w = image.shape
-    fg = (labels > 0).cpu().numpy()
-    t = tight_box(fg)
+    t = box if box is not None else tight_box((labels > 0).cpu().numpy())
     if t is None:  # no cell: the whole crop is the object
         t = (0, h - 1, 0, w - 1)
     cos, sin = math.cos(angle), math.sin(angle)
     a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
-    # The mask box's corners (pixel edges, about the crop centre) forward to the output frame.
-    ys = np.array([t[0], t[0], t[1] + 1, t[1] + 1], dtype=np.float64) - h / 2
-    xs = np.array([t[2], t[3] + 1, t[2], t[3] + 1], dtype=np.float64) - w / 2
-    ux, uy = a00 * xs + a01 * ys, a10 * xs + a11 * ys
+    # The mask box's corners (pixel edges, about the crop centre) forward to the output frame;
+    # the window is their box grown by the reach and one pixel.
+    ys0, ys1, xs0, xs1 = t[0] - h / 2, t[1] + 1 - h / 2, t[2] - w / 2, t[3] + 1 - w / 2
+    ux = (a00 * xs0 + a01 * ys0, a00 * xs1 + a01 * ys0, a00 * xs0 + a01 * ys1, a00 * xs1 + a01 * ys1)
+    uy = (a10 * xs0 + a11 * ys0, a10 * xs1 + a11 * ys0, a10 * xs0 + a11 * ys1, a10 * xs1 + a11 * ys1)
     m = reach + 1
-    ox0, oy0 = math.floor(ux.min()) - m, math.floor(uy.min()) - m
-    wo, ho = math.ceil(ux.max()) + m - ox0, math.ceil(uy.max()) + m - oy0
+    ox0, oy0 = math.floor(min(ux)) - m, math.floor(min(uy)) - m
+    wo, ho = math.ceil(max(ux)) + m - ox0, math.ceil(max(uy)) + m - oy0
     det = a00 * a11 - a01 * a10
     i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-    # Source positions (pixel edges) of the output pixel centres, then the window of the
-    # source they read (one pixel beyond for bilinear, the pre-filter's radius beyond that).
-    qx = ox0 + 0.5 + np.array([0, wo - 1, 0, wo - 1], dtype=np.float64)
-    qy = oy0 + 0.5 + np.array([0, 0, ho - 1, ho - 1], dtype=np.float64)
-    px, py = i00 * qx + i01 * qy + w / 2, i10 * qx + i11 * qy + h / 2
+    # The source box (pixel edges) the window's outer pixel centres read, grown by one pixel
+    # for bilinear and by the pre-filter's radius: only that part of the crop is sampled.
+    qx0, qx1, qy0, qy1 = ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5
+    px = (i00 * qx0 + i01 * qy0, i00 * qx1 + i01 * qy0, i00 * qx0 + i01 * qy1, i00 * qx1 + i01 * qy1)
+    py = (i10 * qx0 + i11 * qy0, i10 * qx1 + i11 * qy0, i10 * qx0 + i11 * qy1, i10 * qx1 + i11 * qy1)
     sigma = (1.0 / s - 1.0) / 2.0 if s < 2.0 / 3.0 else 0.0
     pad = 2 + (feather_radius(sigma) if sigma else 0)
-    sx0, sy0 = max(math.floor(px.min()) - pad, 0), max(math.floor(py.min()) - pad, 0)
-    sx1, sy1 = min(math.ceil(px.max()) + pad, w), min(math.ceil(py.max()) + pad, h)
+    sx0, sy0 = max(math.floor(min(px) + w / 2) - pad, 0), max(math.floor(min(py) + h / 2) - pad, 0)
+    sx1, sy1 = min(math.ceil(max(px) + w / 2) + pad, w), min(math.ceil(max(py) + h / 2) + pad, h)
     if sx1 <= sx0 or sy1 <= sy0:
         sx0, sy0, sx1, sy1 = 0, 0, w, h
     src = image[:, sy0:sy1, sx0:sx1]
@@ -184,12 +185,17 @@ def warp_within_reach(
     hs, ws = sy1 - sy0, sx1 - sx0
     if sigma:
         src = gaussian_blur(src.contiguous(), sigma, 3.0, "replicate")
-    # Output pixel centres -> source pixel edges of the cut window -> grid_sample's [-1, 1].
-    gx = ox0 + 0.5 + torch.arange(wo, dtype=torch.float64)
-    gy = oy0 + 0.5 + torch.arange(ho, dtype=torch.float64)
-    sxp = (i00 * gx.view(1, -1) + i01 * gy.view(-1, 1) + (w / 2 - sx0)) * (2.0 / ws) - 1.0
-    syp = (i10 * gx.view(1, -1) + i11 * gy.view(-1, 1) + (h / 2 - sy0)) * (2.0 / hs) - 1.0
-    grid = torch.stack([sxp, syp], -1).to(device=image.device, dtype=image.dtype).unsqueeze(0)
+    # grid_sample's [-1, 1] coordinates of the cut source as an affine map of the window's own
+    # normalised pixel centres (the cached base grid): output centre u = ox0 + (xn + 1) wo / 2,
+    # source edge position p = A^-1 u + centre - cut corner, source xn' = 2 p / ws - 1.
+    kx, ky = 2.0 / ws, 2.0 / hs
+    hx, hy = wo / 2, ho / 2
+    cx, cy = ox0 + hx, oy0 + hy  # the window centre in the output frame
+    theta = torch.tensor(
+        [[kx * i00 * hx, ky * i10 * hx], [kx * i01 * hy, ky * i11 * hy], [kx * (i00 * cx + i01 * cy + w / 2 - sx0) - 1.0, ky * (i10 * cx + i11 * cy + h / 2 - sy0) - 1.0]],
+        dtype=image.dtype, device=image.device,
+    )
+    grid = (_base_grid_affine(ho, wo, str(image.device)) @ theta).unsqueeze(0)
     img = F.grid_sample(src.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     out_lab = F.grid_sample(lab.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return _brightness_contrast(img, bf, cf), out_lab.to(torch.int64)
@@ -202,6 +208,14 @@ def _base_grid(ho: int, wo: int, device: str) -> torch.Tensor:
     xs = (torch.arange(wo, dtype=torch.float32) * 2 + 1) / wo - 1
     ys = (torch.arange(ho, dtype=torch.float32) * 2 + 1) / ho - 1
     return torch.stack([xs.view(1, -1).expand(ho, wo), ys.view(-1, 1).expand(ho, wo)], -1).to(device)
+
+
+@functools.lru_cache(maxsize=4096)
+def _base_grid_affine(ho: int, wo: int, device: str) -> torch.Tensor:
+    """:func:`_base_grid` with a third coordinate 1, so one product applies a whole affine map
+    (a broadcast add of the offset cost 2-3x the product on these small grids)."""
+    g = _base_grid(ho, wo, device)
+    return torch.cat([g, torch.ones_like(g[..., :1])], -1)
 
 
 AUTO_OBJECT_SCALE = (0.5, 2.0)

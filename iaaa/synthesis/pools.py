@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from iaaa.boxes import tight_box
+
 from iaaa.errors import IaaaError
 from iaaa.label_maps import instance_ids
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
@@ -272,6 +274,8 @@ class Pools:
         categories: class id -> name, over all images.
         sco_index, mco_index: pool indices of the SCOs and of the MCOs.
         object_cells: cells of every pooled object.
+        mask_boxes: ``(n, 4)`` tight ``(y0, y1, x0, x1)`` box (inclusive) of every pooled
+            object's cells in its crop (what ``object_warp="fused"`` windows around).
     """
 
     objects: list[PooledObject]
@@ -283,6 +287,7 @@ class Pools:
     sco_index: np.ndarray
     mco_index: np.ndarray
     object_cells: np.ndarray
+    mask_boxes: np.ndarray
 
     def to(self, device: torch.device) -> "Pools":
         """The pools with their pixels on ``device`` (in place). Returns ``self``."""
@@ -401,7 +406,9 @@ class PoolBuilder:
         st.cells_in_mcos = int(cells[mco].sum()) if len(mco) else 0
         st.n_backgrounds = len(self.backgrounds)
         groups = self._groups(sco, mco)
-        return Pools(objects, self.backgrounds, groups, st, dtype or next(iter(self.dtypes)), self.categories or {1: "cell"}, sco, mco, cells)
+        # Every pooled object has cells (extraction keeps only crops with a cell).
+        boxes = np.array([tight_box((o.labels > 0).cpu().numpy()) for o in objects], dtype=np.int64).reshape(-1, 4)
+        return Pools(objects, self.backgrounds, groups, st, dtype or next(iter(self.dtypes)), self.categories or {1: "cell"}, sco, mco, cells, boxes)
 
     def _groups(self, sco_index: np.ndarray, mco_index: np.ndarray) -> dict[Any, GroupPool]:
         st = self.stats
