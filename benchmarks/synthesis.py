@@ -26,7 +26,9 @@ of the base commit) instead, in one process: both compositors are fitted on the 
 of a machine whose speed moves by the minute; it prints CPU ms per image of each, the speed-up,
 and how many samples' label maps / images differ. ``--options KEY=VALUE ...`` sets compositor
 options on this checkout's side only (against a worktree of the same commit: an option measured
-against the defaults).
+against the defaults); ``--data DIR`` (a label folder with images/ and masks/, e.g.
+../shared/data/dsb2018_fluo) fits both on that real data with the library defaults (each
+sample at its background's own size and count) instead of the simulated sizes.
 
     pip install -r benchmarks/requirements-synthesis.txt
     python benchmarks/synthesis.py                 # full table (a few minutes)
@@ -297,6 +299,7 @@ def main() -> None:
     ap.add_argument("--fit100", action="store_true", help="also time fit on 100 simulated 1024x1024 images")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--baseline", default=None, help="another checkout to compare iaaa with, sample by sample (see module docs)")
+    ap.add_argument("--data", type=Path, default=None, help="with --baseline: a label folder (images/, masks/) to fit on instead of the simulator")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -314,7 +317,7 @@ def main() -> None:
 
     if a.baseline:
         torch.set_num_threads(a.threads)
-        baseline(a.baseline, a.sizes, a.n, a.options)
+        baseline(a.baseline, a.sizes, a.n, a.options, a.data)
         return
     results = []
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {a.threads} torch thread(s) per process, median of {a.repeats} x {a.n} images\n")
@@ -350,7 +353,7 @@ def main() -> None:
         a.json.write_text(json.dumps(results, indent=1))
 
 
-def baseline(root: str, sizes: list[int], n: int, options: list[str] = ()) -> None:
+def baseline(root: str, sizes: list[int], n: int, options: list[str] = (), data: Path | None = None) -> None:
     """``CellCompositor.sample`` (library defaults; this side with ``options``) of this checkout
     and of ``root``, alternated call by call with the same generators (see module docs)."""
     import torch
@@ -365,12 +368,17 @@ def baseline(root: str, sizes: list[int], n: int, options: list[str] = ()) -> No
           f"this side's options {extra or 'none'}\n")
     print("| size | cells | samples | base CPU ms/image | CPU ms/image | speed-up | samples differing: labels / images (max) |")
     print("|---|---|---|---|---|---|---|")
-    for size in sizes:
-        src = sources(size, CELLS[size])
+    if data is not None:
+        from iaaa.data import read_label_folder
+
+        real = read_label_folder(data / "images", data / "masks")
+    for size in ([None] if data is not None else sizes):
+        src = real if size is None else sources(size, CELLS[size])
+        setting = {} if size is None else {"size": (size, size), "count": CELLS[size]}
         comps = {}
         for k, lib in (("base", base), ("this", iaaa)):
-            data = src if lib is iaaa else [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in src]
-            comps[k] = lib.CellCompositor(lib.CompositorConfig().replace(size=(size, size), count=CELLS[size], **(extra if k == "this" else {}))).fit(data, progress=False)
+            images = src if lib is iaaa else [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in src]
+            comps[k] = lib.CellCompositor(lib.CompositorConfig().replace(**setting, **(extra if k == "this" else {}))).fit(images, progress=False)
         spent = {"base": 0.0, "this": 0.0}
         labels_differ, differ, most = 0, 0, 0.0
         for i in range(-2, n):  # calls -2, -1 warm both up, untimed
@@ -387,7 +395,7 @@ def baseline(root: str, sizes: list[int], n: int, options: list[str] = ()) -> No
             gap = float((out["base"].image.double() - out["this"].image.double()).abs().max())
             differ += gap > 0
             most = max(most, gap)
-        print(f"| {size} | {CELLS[size]} | {n} | {spent['base'] / n * 1e3:.2f} | {spent['this'] / n * 1e3:.2f} | "
+        print(f"| {data.name if size is None else size} | {'data' if size is None else CELLS[size]} | {n} | {spent['base'] / n * 1e3:.2f} | {spent['this'] / n * 1e3:.2f} | "
               f"{spent['base'] / spent['this']:.2f} | {labels_differ} / {differ} (max {most:g}) |")
 
 
