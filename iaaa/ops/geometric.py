@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ._common import ParamLike, as_param, bound, check_image, check_labels, from_work, to_work
 from ._warp import Warp, sampling_grid, nearest_axes, nearest_tables, whole_pixel
 from iaaa.errors import IaaaError
-from iaaa.filters import gaussian_blur_batch
+from iaaa.filters import antialias_sigma, gaussian_blur_batch
 from iaaa.threads import serial_kernel
 
 __all__ = [
@@ -188,16 +188,12 @@ def crop_warp(size: tuple[int, int], box: ParamLike) -> Warp:
 @serial_kernel
 def antialias_source(image: torch.Tensor, scale: np.ndarray) -> torch.Tensor | None:
     """Float working copy of ``image`` with each downscaled sample Gaussian-smoothed by
-    ``(1/s - 1) / 2`` px (skimage's choice) before resampling, or ``None`` if none needs it.
-
-    Below sigma 0.25 px (scale > 2/3) the kernel's side taps weigh under 0.04% and bilinear
-    sampling's own two-tap average already suppresses aliasing, so those samples are skipped."""
-    sigma = (1.0 / scale - 1.0) / 2.0
-    shrink = sigma >= 0.25
+    :func:`iaaa.filters.antialias_sigma` before resampling, or ``None`` if none needs it."""
+    sigma = antialias_sigma(np.asarray(scale, dtype=np.float64))
+    shrink = sigma > 0
     if not shrink.any():
         return None
     x = to_work(image)
-    sigma = np.where(shrink, sigma, 0.0)
     if shrink.all() or scale.size == 1:
         return gaussian_blur_batch(x, np.broadcast_to(sigma, (image.shape[0],)).copy() if scale.size == 1 else sigma)
     # Only the shrinking samples pay for the blur.

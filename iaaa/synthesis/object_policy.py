@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
-from iaaa.filters import feather_radius, gaussian_blur
+from iaaa.filters import antialias_sigma, feather_radius, gaussian_blur
 from iaaa.synthesis.kornia_policy import KorniaPolicy, is_kornia_pipeline
 
 __all__ = ["ObjectPolicy", "ObjectAugment", "RandomScale", "warp_within_reach", "AUTO_OBJECT_SCALE", "Identity", "Sequential", "as_object_policy"]
@@ -153,7 +153,7 @@ def warp_within_reach(
     s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
     fx, fy, angle, s1, bf, cf = policy.draw(generator)
     s = s0 * s1
-    c, h, w = image.shape
+    h, w = image.shape[-2:]
     t = box if box is not None else tight_box((labels > 0).cpu().numpy())
     if t is None:  # no cell: the whole crop is the object
         t = (0, h - 1, 0, w - 1)
@@ -174,7 +174,7 @@ def warp_within_reach(
     qx0, qx1, qy0, qy1 = ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5
     px = (i00 * qx0 + i01 * qy0, i00 * qx1 + i01 * qy0, i00 * qx0 + i01 * qy1, i00 * qx1 + i01 * qy1)
     py = (i10 * qx0 + i11 * qy0, i10 * qx1 + i11 * qy0, i10 * qx0 + i11 * qy1, i10 * qx1 + i11 * qy1)
-    sigma = (1.0 / s - 1.0) / 2.0 if s < 2.0 / 3.0 else 0.0
+    sigma = antialias_sigma(s)
     pad = 2 + (feather_radius(sigma) if sigma else 0)
     sx0, sy0 = max(math.floor(min(px) + w / 2) - pad, 0), max(math.floor(min(py) + h / 2) - pad, 0)
     sx1, sy1 = min(math.ceil(max(px) + w / 2) + pad, w), min(math.ceil(max(py) + h / 2) + pad, h)

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from iaaa.boxes import tight_box
-
 from iaaa.errors import IaaaError
 from iaaa.label_maps import instance_ids
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes

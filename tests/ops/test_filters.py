@@ -160,3 +160,15 @@ def test_batch_blur_uses_each_samples_sigma():
     # Replicated edges and normalised taps: a constant image stays constant, whatever the sigma.
     c = torch.full((3, 1, 10, 10), 0.5)
     torch.testing.assert_close(gaussian_blur_batch(c, sigma), c, atol=1e-6, rtol=0)
+
+
+def test_antialias_sigma_one_rule_for_floats_and_arrays() -> None:
+    import numpy as np
+
+    from iaaa.filters import antialias_sigma
+
+    scales = np.array([0.05, 0.5, 0.6, 2 / 3, 0.7, 1.0, 3.0])
+    arr = antialias_sigma(scales)
+    assert [antialias_sigma(float(s)) for s in scales] == pytest.approx(arr.tolist())
+    # (1/s - 1)/2 where it reaches a quarter pixel (s <= 2/3), nothing at or above it
+    assert arr.tolist() == pytest.approx([9.5, 0.5, 1 / 3, 0.25, 0.0, 0.0, 0.0])

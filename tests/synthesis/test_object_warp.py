@@ -36,8 +36,10 @@ def _object(seed: int, h: int, w: int, cells: int = 2):
     rng = np.random.default_rng(seed)
     lab = np.zeros((h, w), dtype=np.int64)
     for k in range(1, cells + 1):
-        y0, x0 = rng.integers(h // 4, h // 2), rng.integers(w // 4, w // 2)
-        lab[y0 : y0 + rng.integers(2, h // 4 + 1), x0 : x0 + rng.integers(2, w // 4 + 1)] = k
+        # cell k in its own (k * h/4, k * w/4) block: rectangles that never overlap
+        y0 = k * (h // 4) + rng.integers(0, max(1, h // 8))
+        x0 = k * (w // 4) + rng.integers(0, max(1, w // 8))
+        lab[y0 : y0 + rng.integers(2, h // 8 + 3), x0 : x0 + rng.integers(2, w // 8 + 3)] = k
     img = rng.random((2, h, w)).astype(np.float32)
     return torch.from_numpy(img), torch.from_numpy(lab)
 
@@ -82,7 +84,12 @@ def test_window_holds_the_mask_and_its_reach_with_labels_on_their_pixels(seed: i
     pol = _Fixed(1.0, -1.0, angle, 1.0)
     out, out_lab = warp_within_reach(img, lab, pol, RandomScale((s, s)), reach, torch.Generator().manual_seed(seed))
     fg = out_lab > 0
-    assert fg.any()
+    # Every cell at least 2 px a side after the shrink survives nearest sampling (a smaller
+    # one may fall between output pixel centres, as in any resize).
+    for k in (1, 2):
+        ys, xs = torch.nonzero(lab == k, as_tuple=True)
+        if len(ys) and min(int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1) * s >= 2:
+            assert (out_lab == k).any()
     m = reach + 1
     assert not fg[:m].any() and not fg[-m:].any() and not fg[:, :m].any() and not fg[:, -m:].any()
     assert set(out_lab.unique().tolist()) <= {0, 1, 2}
@@ -155,3 +162,18 @@ def test_unknown_object_warp_is_one_line() -> None:
 
     with pytest.raises(IaaaError, match="object_warp"):
         CompositorConfig().replace(object_warp="both")
+
+
+@pytest.mark.parametrize("s", [0.3, 0.45])
+def test_a_shrink_is_low_passed_before_sampling(s: float) -> None:
+    # A pixel checkerboard has no content a shrunk grid can hold: low-passed first it comes out
+    # near its mean grey; sampled directly it aliases into a pattern of large swings.
+    h = w = 64
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    img = ((yy + xx) % 2).to(torch.float32)[None]
+    lab = torch.zeros(h, w, dtype=torch.int64)
+    lab[8:56, 8:56] = 1
+    out, out_lab = warp_within_reach(img, lab, _Fixed(1.0, 1.0, 0.2, 1.0), RandomScale((s, s)), 0, torch.Generator())
+    inner = out[0][out_lab > 0]
+    assert abs(float(inner.mean()) - 0.5) < 0.05
+    assert float(inner.std()) < 0.05
