@@ -67,6 +67,8 @@ BASE: dict[str, Any] = dict(
     grouping="box", rim=False, onto="background", count_cap=False,
     # Issue 22: objects drawn with replacement, as when the values were frozen.
     repeat_objects=True,
+    # Stop 46: the resize and the object policy as two resamplings, as when the values were frozen.
+    object_warp="separate",
 )
 CONFIGS: dict[str, dict[str, Any]] = {
     "bilinear": {},
