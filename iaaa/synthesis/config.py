@@ -82,7 +82,10 @@ class CompositorConfig:
             pixels placement uses (the mask's box grown by the rim and feather radius), the
             contrast about that window's mean
             (:func:`~iaaa.synthesis.object_policy.warp_within_reach`); the same random draws.
-            Other policies always run as given, after the resize.
+            Other policies always run as given, after the resize. ``"separate"`` is the
+            default: fused was 1.35x faster in ``PasteCells`` and 1.87x in ``sample()`` on DSB
+            but judged -0.006 mean AP there (usiigaci +0.007; 4 paired runs each, rule -0.005,
+            benchmarks/downstream.md, stop 46).
         group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"``
             (default: by size and median cell diameter, :mod:`iaaa.synthesis.image_groups`) or a
             callable ``sample -> key`` (not JSON-writable). With groups, a synthetic image takes
