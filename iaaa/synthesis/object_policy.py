@@ -108,19 +108,24 @@ def _brightness_contrast(image: torch.Tensor, bf: float, cf: float) -> torch.Ten
     return (image * (cf * bf)).add_(mu * (1 - cf) * bf).clamp_(0.0, 1.0)
 
 
+def _linear_map(angle: float, s: float, fx: float, fy: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The forward map about the centre (pixel units: rotation @ scale @ flip) as
+    ``(a00, a01, a10, a11)`` and its inverse."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
+    det = a00 * a11 - a01 * a10
+    return (a00, a01, a10, a11), (a11 / det, -a01 / det, -a10 / det, a00 / det)
+
+
 def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, fx: float, fy: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip, scale and rotate about the centre, canvas fitted to the result."""
     if angle == 0.0 and s == 1.0:
         dims = [d for d, f in ((-1, fx), (-2, fy)) if f < 0]
         return (image.flip(dims), labels.flip(dims)) if dims else (image, labels)
     c, h, w = image.shape
-    cos, sin = math.cos(angle), math.sin(angle)
-    # Forward map (pixel units, about the centre): rotation @ scale @ flip.
-    a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
+    (a00, a01, a10, a11), (i00, i01, i10, i11) = _linear_map(angle, s, fx, fy)
     wo = max(1, math.ceil(abs(a00) * w + abs(a01) * h - 1e-6))
     ho = max(1, math.ceil(abs(a10) * w + abs(a11) * h - 1e-6))
-    det = a00 * a11 - a01 * a10
-    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
     # Normalised coordinates (affine_grid's): in_n = diag(2/w, 2/h) A^-1 diag(wo/2, ho/2) out_n.
     theta = torch.tensor([[i00 * wo / w, i10 * wo / h], [i01 * ho / w, i11 * ho / h]], dtype=image.dtype, device=image.device)
     grid = (_base_grid(ho, wo, str(image.device)) @ theta).unsqueeze(0)
@@ -157,8 +162,7 @@ def warp_within_reach(
     t = box if box is not None else tight_box((labels > 0).cpu().numpy())
     if t is None:  # no cell: the whole crop is the object
         t = (0, h - 1, 0, w - 1)
-    cos, sin = math.cos(angle), math.sin(angle)
-    a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
+    (a00, a01, a10, a11), (i00, i01, i10, i11) = _linear_map(angle, s, fx, fy)
     # The mask box's corners (pixel edges, about the crop centre) forward to the output frame;
     # the window is their box grown by the reach and one pixel.
     ys0, ys1, xs0, xs1 = t[0] - h / 2, t[1] + 1 - h / 2, t[2] - w / 2, t[3] + 1 - w / 2
@@ -167,8 +171,6 @@ def warp_within_reach(
     m = reach + 1
     ox0, oy0 = math.floor(min(ux)) - m, math.floor(min(uy)) - m
     wo, ho = math.ceil(max(ux)) + m - ox0, math.ceil(max(uy)) + m - oy0
-    det = a00 * a11 - a01 * a10
-    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
     # The source box (pixel edges) the window's outer pixel centres read, grown by one pixel
     # for bilinear and by the pre-filter's radius: only that part of the crop is sampled.
     qx0, qx1, qy0, qy1 = ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5
