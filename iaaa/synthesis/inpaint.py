@@ -9,7 +9,7 @@ A hole is filled in two parts, so that neither a cell-shaped ghost nor a smooth 
 **Level** (:func:`iaaa.synthesis.texture.background_level`, shared with the box fills): the smooth background brightness, from the *reference*
 pixels only (known pixels at least ``margin`` pixels from every hole, so what is left of a halo
 beyond the measured width does not leak in). On the reference pixels it is a Gaussian normalised
-convolution (``blur(x * w) / blur(w)``), refitted without outliers (debris, specks: more than 2.5
+convolution (``blur(x * w) / blur(w)``, on a 2x pooled grid as the box fills' levels), refitted without outliers (debris, specks: more than 2.5
 robust standard deviations off), which belong to the texture; inside the holes it is the membrane (harmonic)
 interpolation of those values, solved coarse-to-fine on a pyramid (cascadic multigrid: each
 level starts from the coarser solution and takes a few Jacobi steps). The result is continuous,
@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -69,6 +70,26 @@ class Inpainting:
 def _sine_window(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     t = torch.arange(n, device=device, dtype=torch.float64)
     return torch.sin(math.pi * (t + 0.5) / n).to(dtype)
+
+
+def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """``torch.quantile(values.double(), q)`` (linear interpolation between the two order
+    statistics around ``q (n - 1)``, same value) from a partial sort: the two order statistics
+    by selection instead of sorting a value per window of a full-size field."""
+    v = values.detach().double().cpu().numpy()
+    pos = q * (v.size - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    part = np.partition(v, [lo, hi] if hi != lo else [lo])
+    a, b = torch.tensor(part[lo], dtype=torch.float64), torch.tensor(part[hi], dtype=torch.float64)
+    return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64)).to(values.device)
+
+
+def _window_means(integral: torch.Tensor, b: int, y: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Means ``(..., C)`` in ``dtype`` of the ``b x b`` windows with top-left corners ``(y, x)``
+    from the zero-padded float64 integral image ``(C, H + 1, W + 1)`` of a level in ``dtype``:
+    the floats of ``box_mean(level, b)[:, y, x]`` (same four reads, same rounding)."""
+    s = integral[:, y + b, x + b] - integral[:, y, x + b] - integral[:, y + b, x] + integral[:, y, x]
+    return (s.to(dtype) / float(b * b)).movedim(0, -1)
 
 
 def texture_residual(
@@ -129,18 +150,24 @@ def texture_residual(
         # dark structures (unannotated debris, glow); copied into many blocks they would repeat
         # as conspicuous blobs, so they are not offered as sources.
         energy = box_mean(residual.square().sum(0), b)
-        cut = torch.quantile(energy[ok].double()[: 1 << 24], max_energy).to(energy.dtype)
+        cut = _quantile(energy[ok][: 1 << 24], max_energy).to(energy.dtype)
         calm = ok & (energy <= cut)
         if int(calm.sum()) >= min_windows:
             ok = calm
     wy, wx = torch.nonzero(ok, as_tuple=True)
-    win_level = box_mean(level, b)[:, wy, wx].T  # (nw, C)
     nb = blk.numel()
     cand = torch.randint(wy.numel(), (nb, n_candidates), generator=generator, device=generator.device).to(dev)
+    if 2 * nb * n_candidates < wy.numel():
+        # Few candidates for many windows (sparse holes): the level means of the candidate
+        # windows alone, four reads each from the integral image, instead of every window's.
+        integral, means = F.pad(level.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0)), None
+    else:
+        integral, means = None, box_mean(level, b)[:, wy, wx].T  # (nw, C)
     pick = torch.empty(nb, dtype=torch.int64, device=dev)
     for s in range(0, nb, _CHUNK):
         cc = cand[s : s + _CHUNK]
-        d = (win_level[cc] - blk_level[s : s + _CHUNK, None]).square().sum(-1)
+        win = means[cc] if means is not None else _window_means(integral, b, wy[cc], wx[cc], level.dtype)
+        d = (win - blk_level[s : s + _CHUNK, None]).square().sum(-1)
         pick[s : s + _CHUNK] = cc.gather(1, d.argmin(1, keepdim=True))[:, 0]
     ar = torch.arange(b, device=dev)
     win = _sine_window(b, dev, residual.dtype)

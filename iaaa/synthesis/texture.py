@@ -37,21 +37,28 @@ __all__ = ["box_sum", "box_mean", "usable_windows", "local_level", "background_l
 _OUTLIER = 2.5  # robust sds beyond which a reference pixel does not shape the level
 _RELAX_STEPS = 24  # Jacobi steps per pyramid level (see _relax)
 _SPARSE_SHARE = 0.2  # free share of a level below which _relax gathers only the free pixels
+# background_level's normalised convolutions run on a 2x average-pooled grid, as the box fills'
+# levels do: at sigma >= 2 the level has nothing at the grid's scale, and the four full-size
+# blurs were a quarter of a sparse field's fit (benchmarks/fit.md, stop 47).
+_LEVEL_FACTOR = 2
 
 
 def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
     """Sums of every ``k x k`` window of ``x`` ``(..., H, W)`` at stride 1: ``(..., H-k+1, W-k+1)``.
 
-    Bool and integer inputs are summed exactly in int64; floating inputs in float64 and returned
-    in their own dtype (so the sums do not depend on ``k`` through rounding).
+    Integer inputs are summed exactly in int64, bool inputs (window counts) exactly in int32
+    while a plane has fewer than 2^31 pixels (half the memory traffic of int64: these counts run
+    over every full-size field in fitting); floating inputs in float64 and returned in their own
+    dtype (so the sums do not depend on ``k`` through rounding).
     """
     h, w = x.shape[-2:]
     if not 1 <= k <= min(h, w):
         raise IaaaError(f"k: window side must be in [1, {min(h, w)}] for a {h}x{w} input, got {k}")
     exact = not x.dtype.is_floating_point
-    acc = x.to(torch.int64 if exact else torch.float64)
+    counts = x.dtype == torch.bool and h * w < 1 << 31
+    acc = x.to(torch.int32 if counts else torch.int64 if exact else torch.float64)
     # Integral image with a zero first row and column: window sum = four corner reads.
-    s = F.pad(acc.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    s = F.pad(acc.cumsum(-1, dtype=acc.dtype).cumsum(-2, dtype=acc.dtype), (1, 0, 1, 0))
     out = s[..., k:, k:] - s[..., :-k, k:] - s[..., k:, :-k] + s[..., :-k, :-k]
     return out if exact else out.to(x.dtype)
 
@@ -109,7 +116,8 @@ def local_level(x: torch.Tensor, weight: torch.Tensor, sigma: float, factor: int
 def background_level(x: torch.Tensor, weight: torch.Tensor, sigma: float = 4.0) -> torch.Tensor:
     """Smooth level of ``x`` ``(C, H, W)`` float from the pixels where ``weight`` ``(H, W)`` is true.
 
-    On those pixels: :func:`local_level` at scale ``sigma``, refitted without outliers. Elsewhere:
+    On those pixels: :func:`local_level` at scale ``sigma`` (on a 2x pooled grid where the
+    image and ``sigma`` allow it), refitted without outliers. Elsewhere:
     the membrane (harmonic) interpolation of those values, solved coarse-to-fine (module docs).
 
     Raises:
@@ -118,7 +126,7 @@ def background_level(x: torch.Tensor, weight: torch.Tensor, sigma: float = 4.0) 
     if not bool(weight.any()):
         raise IaaaError("weight: no reference pixel to estimate the background level from")
     w = weight.to(x.dtype)[None]
-    est, den = local_level(x, weight, sigma)
+    est, den = local_level(x, weight, sigma, _LEVEL_FACTOR)
     # Outliers (debris, specks) are texture, not level: a dark speck on a hole's edge would
     # otherwise radiate into the membrane. Refit without pixels beyond `_OUTLIER` robust sds.
     dev = (x - est).abs().amax(0)
@@ -126,7 +134,7 @@ def background_level(x: torch.Tensor, weight: torch.Tensor, sigma: float = 4.0) 
     sd = 1.4826 * float(ref.median()) if ref.numel() else 0.0
     if sd > 0:
         wi = weight & (dev <= _OUTLIER * sd)
-        est_i, den_i = local_level(x, wi, sigma)
+        est_i, den_i = local_level(x, wi, sigma, _LEVEL_FACTOR)
         est = torch.where(den_i > 0.1 * den, est_i, est)
     # Pyramid of (value sum, weight) over the fixed pixels, halving until one pixel is left.
     pyr = [(est * w, w)]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.inpaint import inpaint
+from iaaa.synthesis.inpaint import _quantile, _window_means
 from iaaa.synthesis.texture import _relax, box_mean, box_sum, local_level, usable_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +27,7 @@ def test_box_sum_is_stride_one_pooling(k, h, w, seed):
     want = F.avg_pool2d(x[None], k, 1)[0]
     assert torch.allclose(box_mean(x, k), want, atol=1e-6)
     m = x[0] > 0.3
-    assert torch.equal(box_sum(m, k), (F.avg_pool2d(m.double()[None, None], k, 1)[0, 0] * k * k).round().long())
+    assert torch.equal(box_sum(m, k), (F.avg_pool2d(m.double()[None, None], k, 1)[0, 0] * k * k).round().int())
 
 
 def test_box_sum_rejects_a_window_larger_than_the_image():
@@ -109,3 +110,36 @@ def test_inpaint_margin_is_the_distance_band(margin, seed):
 def test_inpaint_rejects_a_fractional_margin():
     with pytest.raises(IaaaError, match="integer margin"):
         inpaint(torch.rand(1, 16, 16), torch.zeros(16, 16, dtype=torch.bool), margin=1.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3000), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+def test_quantile_by_selection_is_torch_quantile(n, q, seed):
+    # The residual-energy cut of texture_residual: same value as sorting, ties and n = 1 included.
+    g = torch.Generator().manual_seed(seed)
+    v = (torch.rand(n, generator=g) * 8).floor() / 8 if seed % 2 else torch.rand(n, generator=g) ** 3
+    assert torch.equal(_quantile(v, q), torch.quantile(v.double(), q))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 9), st.integers(9, 40), st.integers(9, 40), st.integers(1, 3), st.integers(0, 2**31 - 1))
+def test_candidate_window_means_are_box_means(b, h, w, c, seed):
+    # Sparse holes read the level means of their candidate windows alone: the same floats as
+    # every window's box mean.
+    g = torch.Generator().manual_seed(seed)
+    level = torch.rand(c, h, w, generator=g) * 3 - 1
+    integral = F.pad(level.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    y = torch.randint(h - b + 1, (7, 5), generator=g)
+    x = torch.randint(w - b + 1, (7, 5), generator=g)
+    got = _window_means(integral, b, y, x, level.dtype)
+    assert got.shape == (7, 5, c)
+    assert torch.equal(got, box_mean(level, b)[:, y, x].movedim(0, -1))
+
+
+def test_window_counts_are_exact_int32_and_integer_sums_int64():
+    m = torch.zeros(40, 50, dtype=torch.bool)
+    m[5:25, 10:30] = True
+    counts = box_sum(m, 20)
+    assert counts.dtype == torch.int32 and int(counts.max()) == 400 and int(counts[5, 10]) == 400
+    assert box_sum(m.to(torch.int64) * 70000, 20).dtype == torch.int64
+    assert int(box_sum(m.to(torch.int64) * 70000, 20).max()) == 400 * 70000
