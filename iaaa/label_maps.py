@@ -189,6 +189,8 @@ def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torc
     h, w = labels.shape
     dev = labels.device
     top = int(labels.max()) if labels.numel() else 0
+    if dev.type == "cpu" and 0 < top <= min(_FIND_OBJECTS_MAX, h * w):
+        return _ids_and_boxes_by_slices(labels, ids, top)
     if ids is not None and ids.numel():
         top = max(top, int(ids.max()))
     if (top + 1) * (h + w) > 64 * (h * w + 4096):
@@ -213,6 +215,43 @@ def _ids_and_boxes(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torc
     x1 = torch.where(cols, ar_w, -1).amax(1)
     boxes = torch.stack([x0, y0, x1, y1], 1)
     return sel, torch.where(present.view(-1, 1), boxes, torch.zeros_like(boxes))
+
+
+# Largest label value boxed by scipy's find_objects on the CPU: one C pass over the pixels
+# (2.6 ms on a 1024 px field against 10 ms for the two (label, row / column) bincounts), then a
+# Python step per label value up to the largest, which stays small below this (and below the
+# pixel count: sparse huge ids go to the renumbering path).
+_FIND_OBJECTS_MAX = 1 << 16
+
+
+def _ids_and_boxes_by_slices(labels: torch.Tensor, ids: torch.Tensor | None, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_ids_and_boxes` of a CPU label map whose largest value is ``top`` (>= 1), from
+    :func:`scipy.ndimage.find_objects` (a slice pair per label value, ``None`` when absent)."""
+    import scipy.ndimage as ndi
+
+    a = labels.detach().numpy()
+    if a.dtype not in (np.int32, np.int64, np.uint8, np.uint16, np.int16, np.int8, np.uint32):
+        a = a.astype(np.int64)
+    table = np.zeros((top + 1, 4), dtype=np.int64)
+    present = np.zeros(top + 1, dtype=bool)
+    for k, sl in enumerate(ndi.find_objects(a, max_label=top), start=1):
+        if sl is not None:
+            table[k] = (sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1)
+            present[k] = True
+    if ids is None:
+        sel = np.flatnonzero(present)
+        return torch.from_numpy(sel.astype(np.int64)), torch.from_numpy(table[sel])
+    want = ids.detach().cpu().to(torch.int64).numpy()
+    if (want == 0).any():  # the background's own box, as the bincount tables give it
+        bg = a == 0
+        rows, cols = np.flatnonzero(bg.any(1)), np.flatnonzero(bg.any(0))
+        if rows.size:
+            table[0] = (cols[0], rows[0], cols[-1], rows[-1])
+            present[0] = True
+    inside = (want >= 0) & (want <= top)
+    at = np.where(inside, want, 0)
+    boxes = np.where((inside & present[at])[:, None], table[at], 0)
+    return ids.to(torch.int64), torch.from_numpy(boxes)
 
 
 def _boxes_by_scatter(dense: torch.Tensor, n: int) -> torch.Tensor:
@@ -243,7 +282,10 @@ def instance_boxes(labels: torch.Tensor, ids: torch.Tensor | None = None) -> tor
     """int64 XYXY boxes (inclusive maxima) of the instances of a label map, in ``ids`` order
     (default: every instance, sorted)."""
     if ids is None:
-        ids = instance_areas(labels)[0]
+        labels = check_labels(labels)
+        if labels.numel() == 0:
+            return torch.zeros((0, 4), dtype=torch.int64, device=labels.device)
+        return _ids_and_boxes(labels, None)[1]
     return labels_to_boxes(labels, ids).to(torch.int64)
 
 

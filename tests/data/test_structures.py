@@ -62,6 +62,26 @@ def test_boxes_match_torchvision(labels):
         assert labels_to_boxes(labels).shape == (0, 4)
 
 
+@settings(max_examples=60, deadline=None)
+@given(label_maps(), st.lists(st.integers(0, 1005), max_size=6), st.booleans())
+def test_boxes_by_slices_equal_the_bincount_tables(labels, asked, int32):
+    # CPU label maps are boxed by scipy's find_objects; the bincount tables (the GPU's path) are
+    # the reference: every asked id, absent ones and the background's 0 included.
+    import iaaa.label_maps as L
+
+    lab = labels.to(torch.int32) if int32 else labels
+    ids = torch.tensor(asked, dtype=torch.int64) if asked else None
+    got = L._ids_and_boxes(lab, ids)
+    old = L._FIND_OBJECTS_MAX
+    try:
+        L._FIND_OBJECTS_MAX = -1
+        want = L._ids_and_boxes(lab, ids)
+    finally:
+        L._FIND_OBJECTS_MAX = old
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert torch.equal(L.instance_boxes(lab), labels_to_boxes(lab).to(torch.int64))
+
+
 @settings(max_examples=40, deadline=None)
 @given(label_maps())
 def test_relabel_sequential(labels):
