@@ -46,7 +46,7 @@ from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, CellObject, as_annotated, check_labels, instance_areas, instance_boxes
 from iaaa.synthesis.background import BackgroundConfig, remove_cells
 from iaaa.synthesis.checks import bounded, check, validate
-from iaaa.synthesis.halo import grow_masks
+from iaaa.synthesis.halo import grow_masks, grow_to_any
 from iaaa.synthesis.mirror import reflect_index
 
 __all__ = [
@@ -138,13 +138,13 @@ def group_cells(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Group the cells of ``labels`` ``(H, W)`` by mask contact (``grouping="mask"``).
 
-    Every free pixel within Chebyshev distance ``touch`` of a cell takes the label of its nearest
-    cell (:func:`~iaaa.synthesis.halo.grow_masks`, ``metric="chessboard"``); label pairs that are
-    8-neighbours in that grown map (four shifted views) are the edges of a graph whose connected
-    components are the groups. They are exactly the components of the pairwise rule (Chebyshev
-    gap <= ``2 * touch + 1``): a grown pixel within ``touch`` of a cell is linked to it by a
-    chessboard-straight chain of pixels all within ``touch`` of it, hence all labelled, and
-    neighbouring labels in the grown map always belong to pairwise connected cells.
+    Every free pixel within Chebyshev distance ``touch`` of a cell takes the label of one such
+    cell (:func:`~iaaa.synthesis.halo.grow_to_any`); label pairs that are 8-neighbours in that
+    grown map (four shifted views) are the edges of a graph whose connected components are the
+    groups. They are exactly the components of the pairwise rule (Chebyshev gap <= ``2 * touch
+    + 1``), whichever cell within reach a pixel took: every pixel within ``touch`` of a cell is
+    labelled, so a chessboard-straight chain of labelled pixels joins two cells that close, and
+    8-neighbouring labels in the grown map belong to cells within ``2 * touch + 1`` of each other.
 
     Args:
         labels: instance label map, 0 background.
@@ -185,13 +185,22 @@ def group_cells(
     n = cells.numel()
     if n == 0:
         return cells.to(labels.device), torch.zeros(0, dtype=torch.int64, device=labels.device)
-    edges = label_adjacency(grow_masks(lab.to(torch.int64), int(touch), metric="chessboard"))
     cells_np = cells.numpy()
-    i, j = np.searchsorted(cells_np, edges[:, 0]), np.searchsorted(cells_np, edges[:, 1])
+
+    def contact_edges(grown: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        edges = label_adjacency(torch.as_tensor(grown))
+        return np.searchsorted(cells_np, edges[:, 0]), np.searchsorted(cells_np, edges[:, 1])
+
+    # Groups are the same whichever cell within reach a grown pixel takes (see above), so the
+    # growth is a square maximum filter rather than a nearest-cell distance transform.
+    i, j = contact_edges(grow_to_any(lab.numpy(), int(touch)))
     _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)), directed=False)
     sizes = np.bincount(comp)
     sheets = np.flatnonzero((sizes > sheet_cells) & (2 * sizes >= n)) if sheet_cells is not None else []
     if len(sheets):
+        # The sheet cut walks the contact graph, whose edges (not its components) depend on
+        # which cell a grown pixel took: these use the nearest cell's.
+        i, j = contact_edges(grow_masks(lab.to(torch.int64), int(touch), metric="chessboard"))
         b = instance_boxes(lab, cells).numpy()
         h, w = lab.shape
         frame = (b[:, 0] <= 0) | (b[:, 1] <= 0) | (b[:, 2] >= w - 1) | (b[:, 3] >= h - 1)

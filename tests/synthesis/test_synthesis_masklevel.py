@@ -14,7 +14,7 @@ from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.metrics.remnants import remnant_scores
 from iaaa.synthesis.objects import group_cells, label_adjacency
-from iaaa.synthesis.halo import dilate_disk, grow_masks, halo_profile, measure_halo, nearest_cells
+from iaaa.synthesis.halo import dilate_disk, grow_masks, grow_to_any, halo_profile, measure_halo, nearest_cells
 from iaaa.synthesis.inpaint import inpaint, remove_cells_by_mask
 from iaaa.synthesis.texture import background_level
 
@@ -175,6 +175,20 @@ def test_group_cells_matches_brute_force(lab, touch):
         assert firsts == sorted(firsts)  # groups numbered by lowest member
     got = {frozenset(ids[group == k].tolist()) for k in torch.unique(group).tolist()}
     assert got == _brute_groups(a, touch)
+
+
+@settings(max_examples=60, deadline=None)
+@given(label_maps(max_side=24, max_cells=8), st.integers(0, 4))
+def test_grow_to_any_takes_a_cell_within_reach(lab, radius):
+    a = lab.numpy()
+    grown = grow_to_any(a, radius)
+    assert np.array_equal(grown, np.where(a > 0, a, ndi.maximum_filter(a, size=2 * radius + 1, mode="constant", cval=0)))
+    # Each grown pixel holds a cell within Chebyshev distance `radius`; pixels beyond stay free.
+    near = ndi.distance_transform_cdt(a == 0, metric="chessboard") <= radius if (a > 0).any() else np.zeros_like(a, dtype=bool)
+    assert np.array_equal(grown > 0, near | (a > 0))
+    for y, x in zip(*np.nonzero((grown > 0) & (a == 0))):
+        win = a[max(y - radius, 0) : y + radius + 1, max(x - radius, 0) : x + radius + 1]
+        assert grown[y, x] in win
 
 
 def test_group_cells_subset_ignores_other_labels():
