@@ -265,6 +265,11 @@ def _line_tables(warp: Warp, name: str, transposed: bool, rows: np.ndarray, cols
     return warp._cache[key]
 
 
+# Output elements up to which a gather by rows and columns runs in NumPy on the CPU (measured:
+# 30 vs 83 us for a 247x239 int64 label map; beyond a few 1e5 elements torch's gathers win).
+_HOST_GATHER_MAX = 1 << 16
+
+
 def _gather_rows_cols(x: torch.Tensor, tables: tuple, fill: float) -> torch.Tensor:
     """``x`` ``(N, C, H, W)`` read through :func:`_line_tables` by two gathers; out-of-range rows
     or columns give ``fill``."""
@@ -273,8 +278,13 @@ def _gather_rows_cols(x: torch.Tensor, tables: tuple, fill: float) -> torch.Tens
         x = x.transpose(-1, -2)
     n, c, hs, ws = x.shape
     ho, wo = r.shape[1], cc.shape[1]
-    out = x.gather(-2, r.view(-1, 1, ho, 1).expand(n, c, ho, ws))
-    out = out.gather(-1, cc.view(-1, 1, 1, wo).expand(n, c, ho, wo))
+    if r.shape[0] == 1 and n * c * ho * wo <= _HOST_GATHER_MAX and x.device.type == "cpu" and not x.requires_grad and x.dtype != torch.uint16:
+        # One table for the batch and a small output (a cell object's labels): NumPy's fancy
+        # indexing costs a third of two expanded torch gathers here; same elements.
+        out = torch.from_numpy(x.numpy()[:, :, r[0].numpy()][:, :, :, cc[0].numpy()])
+    else:
+        out = x.gather(-2, r.view(-1, 1, ho, 1).expand(n, c, ho, ws))
+        out = out.gather(-1, cc.view(-1, 1, 1, wo).expand(n, c, ho, wo))
     if bad is not None:
         out.masked_fill_(bad, fill)
     return out

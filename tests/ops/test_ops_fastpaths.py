@@ -154,11 +154,24 @@ def test_posterize_transform_one_value_equals_array_route(removed, seed):
     size=st.tuples(st.integers(1, 40), st.integers(1, 40)), out=st.tuples(st.integers(1, 50), st.integers(1, 50)),
     scale=st.tuples(st.sampled_from([-2.0, -1.0, -0.5, 0.37, 0.5, 1.0, 1.5, 2.0, 3.1]), st.sampled_from([-1.5, -1.0, 0.25, 0.5, 1.0, 2.0, 2.5])),
     shift=st.tuples(st.integers(-20, 60), st.integers(-20, 60)), half=st.booleans(), n=st.integers(1, 3), offset=st.booleans(), seed=st.integers(0, 99),
+    host=st.booleans(),
 )
-def test_axis_aligned_nearest_equals_the_per_pixel_table(size, out, scale, shift, half, n, offset, seed):
+def test_axis_aligned_nearest_equals_the_per_pixel_table(size, out, scale, shift, half, n, offset, seed, host):
     # Scale-and-shift warps (Resize, RandomScale's labels) gather by one row and one column
     # index per output line; the per-pixel table is the general path. Half-pixel shifts put
-    # positions on rounding ties, out-of-range shifts leave the input.
+    # positions on rounding ties, out-of-range shifts leave the input. `host`: small outputs
+    # gather in NumPy, the others by torch gathers; both paths are held to the table.
+    from iaaa.ops import geometric
+
+    limit = geometric._HOST_GATHER_MAX
+    geometric._HOST_GATHER_MAX = limit if host else -1
+    try:
+        _check_axis_aligned(size, out, scale, shift, half, n, offset, seed)
+    finally:
+        geometric._HOST_GATHER_MAX = limit
+
+
+def _check_axis_aligned(size, out, scale, shift, half, n, offset, seed):
     from iaaa.ops._warp import Warp, nearest_tables
     from iaaa.ops.geometric import _nearest, warp_labels
 
