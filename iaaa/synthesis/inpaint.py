@@ -6,15 +6,16 @@ them (:mod:`iaaa.synthesis.halo`) are replaced; every other pixel is returned bi
 
 A hole is filled in two parts, so that neither a cell-shaped ghost nor a smooth patch remains:
 
-**Level** (:func:`iaaa.synthesis.texture.background_level`, shared with the box fills): the smooth background brightness, from the *reference*
-pixels only (known pixels at least ``margin`` pixels from every hole, so what is left of a halo
-beyond the measured width does not leak in). On the reference pixels it is a Gaussian normalised
-convolution (``blur(x * w) / blur(w)``, on a 2x pooled grid as the box fills' levels), refitted without outliers (debris, specks: more than 2.5
-robust standard deviations off), which belong to the texture; inside the holes it is the membrane (harmonic)
-interpolation of those values, solved coarse-to-fine on a pyramid (cascadic multigrid: each
-level starts from the coarser solution and takes a few Jacobi steps). The result is continuous,
-carries illumination gradients through large holes without flattening them, and exists even
-when 95 % of the field is holes.
+**Level** (:func:`iaaa.synthesis.texture.background_level`, shared with the box fills): the
+smooth background brightness, from the *reference* pixels only (known pixels at least ``margin``
+pixels from every hole, so what is left of a halo beyond the measured width does not leak in).
+On the reference pixels it is a Gaussian normalised convolution (``blur(x * w) / blur(w)``, on
+a 2x pooled grid as the box fills' levels), refitted without outliers (debris, specks: more
+than 2.5 robust standard deviations off), which belong to the texture; inside the holes it is
+the membrane (harmonic) interpolation of those values, solved coarse-to-fine on a pyramid
+(cascadic multigrid: each level starts from the coarser solution and takes a few Jacobi steps).
+The result is continuous, carries illumination gradients through large holes without flattening
+them, and exists even when 95 % of the field is holes.
 
 **Texture** (:func:`texture_residual`): the background's own fine structure (camera noise,
 debris, out-of-focus specks), as *residuals* ``pixel - level`` copied from real background
