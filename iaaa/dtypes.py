@@ -61,8 +61,11 @@ def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     if image.dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(image.dtype)
-    # float32 holds every uint16 value exactly and x / 65535 * 65535 rounds back to x.
-    return (image.to(dtype) - lo) / (hi - lo)
+    # float32 holds every uint16 value exactly and x / 65535 * 65535 rounds back to x. In place
+    # on the fresh float copy, and unsigned types (lo = 0) skip the subtraction: the same values
+    # with one full-size temporary instead of three (page faults dominated on 1024 px images).
+    x = image.to(dtype)
+    return (x.sub_(lo) if lo else x).div_(hi - lo)
 
 
 def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -70,6 +73,10 @@ def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(dtype)
+    if dtype == torch.uint8 and image.dtype == torch.float32:
+        # Scaled, then clamped once to [0, 255]: the same values as clamping to [0, 1] first
+        # (x * 255 lies in the range exactly when x lies in [0, 1]), two passes fewer.
+        return _round_to_uint8(image.mul(hi).clamp_(0.0, hi))
     # In range by construction; from_work does the rounding (and its fast uint8 route).
     return from_work(image.clamp(0.0, 1.0).mul_(hi - lo).add_(lo), dtype, saturate=False)
 
