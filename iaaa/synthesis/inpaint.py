@@ -76,13 +76,16 @@ def _sine_window(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tens
 def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     """``torch.quantile(values.double(), q)`` (linear interpolation between the two order
     statistics around ``q (n - 1)``, same value) from a partial sort: the two order statistics
-    by selection instead of sorting a value per window of a full-size field."""
-    v = values.detach().double().cpu().numpy()
+    by selection instead of sorting a value per window of a full-size field (on the CPU; other
+    devices sort there)."""
+    if values.device.type != "cpu":
+        return torch.quantile(values.double(), q)
+    v = values.detach().double().numpy()
     pos = q * (v.size - 1)
     lo, hi = math.floor(pos), math.ceil(pos)
     part = np.partition(v, [lo, hi] if hi != lo else [lo])
     a, b = torch.tensor(part[lo], dtype=torch.float64), torch.tensor(part[hi], dtype=torch.float64)
-    return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64)).to(values.device)
+    return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64))
 
 
 def _window_means(integral: torch.Tensor, b: int, y: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
