@@ -9,10 +9,10 @@ A hole is filled in two parts, so that neither a cell-shaped ghost nor a smooth 
 **Level** (:func:`iaaa.synthesis.texture.background_level`, shared with the box fills): the
 smooth background brightness, from the *reference* pixels only (known pixels at least ``margin``
 pixels from every hole, so what is left of a halo beyond the measured width does not leak in).
-On the reference pixels it is a Gaussian normalised convolution (``blur(x * w) / blur(w)``, on
-a 2x pooled grid as the box fills' levels), refitted without outliers (debris, specks: more
-than 2.5 robust standard deviations off), which belong to the texture; inside the holes it is
-the membrane (harmonic) interpolation of those values, solved coarse-to-fine on a pyramid
+On the reference pixels it is a Gaussian normalised convolution (``blur(x * w) / blur(w)``),
+refitted without outliers (debris, specks: more than 2.5 robust standard deviations off), which
+belong to the texture; inside the holes it is the membrane (harmonic) interpolation of those
+values, solved coarse-to-fine on a pyramid
 (cascadic multigrid: each level starts from the coarser solution and takes a few Jacobi steps).
 The result is continuous, carries illumination gradients through large holes without flattening
 them, and exists even when 95 % of the field is holes.
