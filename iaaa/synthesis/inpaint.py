@@ -12,10 +12,10 @@ pixels from every hole, so what is left of a halo beyond the measured width does
 On the reference pixels it is a Gaussian normalised convolution (``blur(x * w) / blur(w)``),
 refitted without outliers (debris, specks: more than 2.5 robust standard deviations off), which
 belong to the texture; inside the holes it is the membrane (harmonic) interpolation of those
-values, solved coarse-to-fine on a pyramid
-(cascadic multigrid: each level starts from the coarser solution and takes a few Jacobi steps).
-The result is continuous, carries illumination gradients through large holes without flattening
-them, and exists even when 95 % of the field is holes.
+values, solved coarse-to-fine on a pyramid (cascadic multigrid: each level starts from the
+coarser solution and takes a few Jacobi steps). The result is continuous, carries illumination
+gradients through large holes without flattening them, and exists even when 95 % of the field
+is holes.
 
 **Texture** (:func:`texture_residual`): the background's own fine structure (camera noise,
 debris, out-of-focus specks), as *residuals* ``pixel - level`` copied from real background
