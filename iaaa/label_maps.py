@@ -229,9 +229,7 @@ def _ids_and_boxes_by_slices(labels: torch.Tensor, ids: torch.Tensor | None, top
     :func:`scipy.ndimage.find_objects` (a slice pair per label value, ``None`` when absent)."""
     import scipy.ndimage as ndi
 
-    a = labels.detach().numpy()
-    if a.dtype not in (np.int32, np.int64, np.uint8, np.uint16, np.int16, np.int8, np.uint32):
-        a = a.astype(np.int64)
+    a = labels.detach().numpy()  # int64 from check_labels; find_objects takes any integer type
     table = np.zeros((top + 1, 4), dtype=np.int64)
     present = np.zeros(top + 1, dtype=bool)
     for k, sl in enumerate(ndi.find_objects(a, max_label=top), start=1):

@@ -83,7 +83,7 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     v = values.detach().double().numpy()
     pos = q * (v.size - 1)
     lo, hi = math.floor(pos), math.ceil(pos)
-    part = np.partition(v, [lo, hi] if hi != lo else [lo])
+    part = np.partition(v, [lo, hi])
     a, b = torch.tensor(part[lo], dtype=torch.float64), torch.tensor(part[hi], dtype=torch.float64)
     return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64))
 
