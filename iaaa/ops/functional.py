@@ -19,6 +19,7 @@ from .geometric import (
     crop_warp,
     flip_warp,
     resize_warp,
+    resized_labels_on_host,
     rotate_warp,
     scale_warp,
     shear_warp,
@@ -109,5 +110,8 @@ def resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Label maps ``(B, H, W)`` or ``(H, W)`` resampled to ``size`` by nearest (pixel centres
     aligned; no value invented): the one way the library resizes a label map."""
     lab = labels if labels.ndim == 3 else labels.unsqueeze(0)
-    out = warp_labels(lab, resize_warp(tuple(lab.shape[-2:]), (int(size[0]), int(size[1]))))
+    out_size = (int(size[0]), int(size[1]))
+    out = resized_labels_on_host(lab, out_size) if min(out_size) >= 1 else None
+    if out is None:
+        out = warp_labels(lab, resize_warp(tuple(lab.shape[-2:]), out_size))
     return out if labels.ndim == 3 else out[0]

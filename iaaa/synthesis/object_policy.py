@@ -15,6 +15,7 @@ import functools
 import math
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -127,8 +128,7 @@ def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, f
     wo = max(1, math.ceil(abs(a00) * w + abs(a01) * h - 1e-6))
     ho = max(1, math.ceil(abs(a10) * w + abs(a11) * h - 1e-6))
     # Normalised coordinates (affine_grid's): in_n = diag(2/w, 2/h) A^-1 diag(wo/2, ho/2) out_n.
-    theta = torch.tensor([[i00 * wo / w, i10 * wo / h], [i01 * ho / w, i11 * ho / h]], dtype=image.dtype, device=image.device)
-    grid = (_base_grid(ho, wo, str(image.device)) @ theta).unsqueeze(0)
+    grid = _sampling_grid([[i00 * wo / w, i10 * wo / h], [i01 * ho / w, i11 * ho / h]], ho, wo, image)
     img = F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     # Labels through the image's own grid by nearest: the same sampling positions as the image,
     # and one kernel call. The op stack's general gather (iaaa.ops.functional.warp_labels) gives
@@ -193,31 +193,45 @@ def warp_within_reach(
     kx, ky = 2.0 / ws, 2.0 / hs
     hx, hy = wo / 2, ho / 2
     cx, cy = ox0 + hx, oy0 + hy  # the window centre in the output frame
-    theta = torch.tensor(
+    grid = _sampling_grid(
         [[kx * i00 * hx, ky * i10 * hx], [kx * i01 * hy, ky * i11 * hy], [kx * (i00 * cx + i01 * cy + w / 2 - sx0) - 1.0, ky * (i10 * cx + i11 * cy + h / 2 - sy0) - 1.0]],
-        dtype=image.dtype, device=image.device,
+        ho, wo, image,
     )
-    grid = (_base_grid_affine(ho, wo, str(image.device)) @ theta).unsqueeze(0)
     img = F.grid_sample(src.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
     out_lab = F.grid_sample(lab.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return _brightness_contrast(img, bf, cf), out_lab.to(torch.int64)
 
 
-@functools.lru_cache(maxsize=4096)
-def _base_grid(ho: int, wo: int, device: str) -> torch.Tensor:
-    """Normalised output pixel centres ``(ho, wo, 2)`` (what ``affine_grid`` builds on every
-    call; cached because cell objects come in a limited set of sizes)."""
-    xs = (torch.arange(wo, dtype=torch.float32) * 2 + 1) / wo - 1
-    ys = (torch.arange(ho, dtype=torch.float32) * 2 + 1) / ho - 1
-    return torch.stack([xs.view(1, -1).expand(ho, wo), ys.view(-1, 1).expand(ho, wo)], -1).to(device)
+def _sampling_grid(theta: list[list[float]], ho: int, wo: int, image: torch.Tensor) -> torch.Tensor:
+    """``grid_sample``'s ``(1, ho, wo, 2)`` grid: the normalised output pixel centres (with a
+    third coordinate 1 when ``theta`` has three rows: one product then applies a whole affine
+    map, where a broadcast add of the offset cost 2-3x the product) times ``theta``. On the CPU
+    in float32 the product runs in NumPy: the same BLAS product (the same bits: checked in
+    tests/synthesis/test_object_policy_grid.py) without torch's per-call cost on these small
+    grids, and ``theta`` needs no tensor."""
+    k = len(theta)
+    if image.device.type == "cpu" and image.dtype == torch.float32:
+        base = _base_grid(ho, wo, k).reshape(ho * wo, k)
+        return torch.from_numpy((base @ np.array(theta, dtype=np.float32)).reshape(1, ho, wo, 2))
+    base = _device_base_grid(ho, wo, k, str(image.device), image.dtype)
+    return (base @ torch.tensor(theta, dtype=image.dtype, device=image.device)).unsqueeze(0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _device_base_grid(ho: int, wo: int, k: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(_base_grid(ho, wo, k), dtype=dtype, device=device)
 
 
 @functools.lru_cache(maxsize=4096)
-def _base_grid_affine(ho: int, wo: int, device: str) -> torch.Tensor:
-    """:func:`_base_grid` with a third coordinate 1, so one product applies a whole affine map
-    (a broadcast add of the offset cost 2-3x the product on these small grids)."""
-    g = _base_grid(ho, wo, device)
-    return torch.cat([g, torch.ones_like(g[..., :1])], -1)
+def _base_grid(ho: int, wo: int, k: int = 2) -> np.ndarray:
+    """Normalised output pixel centres ``(ho, wo, k)`` float32, ``(x, y)`` and for ``k = 3`` a
+    1 (what ``affine_grid`` builds on every call; cached because cell objects come in a
+    limited set of sizes; read-only)."""
+    out = np.ones((ho, wo, k), dtype=np.float32)
+    out[..., 0] = (np.arange(wo, dtype=np.float32) * 2 + 1) / wo - 1
+    out[..., 1] = ((np.arange(ho, dtype=np.float32) * 2 + 1) / ho - 1)[:, None]
+    out.flags.writeable = False
+    return out
 
 
 AUTO_OBJECT_SCALE = (0.5, 2.0)
