@@ -217,3 +217,34 @@ def test_positions_plane_by_plane_equal_the_interleaved_add(n, size, out, seed, 
     (g0, f0, ok0, p0), (g1, f1, ok1, p1) = got.values()
     assert torch.equal(g0, g1) and torch.equal(f0, f1) and torch.equal(p0, p1)
     assert (ok0 is None and ok1 is None) or torch.equal(ok0, ok1)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    size=st.tuples(st.integers(1, 60), st.integers(1, 60)), factor=st.floats(0.2, 3.0), aspect=st.floats(0.7, 1.4),
+    n=st.integers(1, 3), dtype=st.sampled_from([torch.int64, torch.int32, torch.uint8, torch.bool]), seed=st.integers(0, 99),
+)
+def test_resized_labels_on_host_equal_the_warp_path(size, factor, aspect, n, dtype, seed):
+    # resize_labels' small-map path (cached row / column tables, NumPy gather) against
+    # warp_labels through resize_warp, the general path: same elements, same dtype.
+    from iaaa.ops.geometric import resize_warp, resized_labels_on_host, warp_labels
+
+    out = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor * aspect)))
+    lab = torch.from_numpy(np.random.default_rng(seed).integers(0, 6, (n, *size))).to(dtype)
+    want = warp_labels(lab, resize_warp(size, out))
+    got = resized_labels_on_host(lab, out)
+    assert got is not None and got.dtype == want.dtype and torch.equal(got, want)
+    assert torch.equal(F.resize_labels(lab[0], out), want[0])
+
+
+def test_resized_labels_on_host_leaves_big_maps_and_bad_input_to_the_general_path():
+    from iaaa.errors import IaaaError
+    from iaaa.ops.geometric import resized_labels_on_host
+
+    big = torch.zeros(1, 300, 300, dtype=torch.int64)
+    assert resized_labels_on_host(big, (300, 300)) is None  # beyond the host gather's size
+    assert F.resize_labels(big[0], (301, 299)).shape == (301, 299)
+    with pytest.raises(TypeError, match="labels: label maps must be integer"):
+        F.resize_labels(torch.zeros(8, 8), (4, 4))  # float labels: the general path's refusal
+    with pytest.raises(IaaaError, match="out_size"):
+        F.resize_labels(torch.zeros(8, 8, dtype=torch.int64), (0, 4))
