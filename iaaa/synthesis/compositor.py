@@ -36,7 +36,7 @@ from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.fitting import fit_image, map_images
 from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, nearest_plan, varied_cell_sizes, survey
 from iaaa.synthesis.layout import layout_density
-from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy, warp_within_reach
+from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy, separate_within_reach, warp_within_reach
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import match_intensity
 from iaaa.synthesis.into_image import place_into_image
@@ -289,7 +289,8 @@ class CellCompositor:
         pools = self._fitted()
         imgs, labs, clss = [], [], []
         match = pools.stats.match_intensity and anchors is not None
-        fused = reach is not None and self.config.object_warp == "fused" and type(self.policy) is ObjectAugment
+        default_policy = reach is not None and type(self.policy) is ObjectAugment and (self.object_scale is None or type(self.object_scale) is RandomScale)
+        fused = default_policy and self.config.object_warp == "fused"
         for j in chosen:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
@@ -299,6 +300,10 @@ class CellCompositor:
             if fused:
                 img, lab = warp_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator,
                                              tuple(pools.mask_boxes[j].tolist()))
+            elif default_policy:
+                # The same object as the two steps below, computed and cut to the reach.
+                img, lab = separate_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator,
+                                                 tuple(pools.mask_boxes[j].tolist()))
             else:
                 if self.object_scale is not None:
                     img, lab = self.object_scale(img, lab, generator)

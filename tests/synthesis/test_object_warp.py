@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells
 from iaaa.datasets import simulate_cells
-from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, warp_within_reach
+from iaaa.synthesis import object_policy
+from iaaa.synthesis.footprints import footprints
+from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, separate_within_reach, warp_within_reach
 
 
 class _Fixed(ObjectAugment):
@@ -177,3 +179,42 @@ def test_a_shrink_is_low_passed_before_sampling(s: float) -> None:
     inner = out[0][out_lab > 0]
     assert abs(float(inner.mean()) - 0.5) < 0.05
     assert float(inner.std()) < 0.05
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10_000), h=st.integers(6, 70), w=st.integers(6, 70), cells=st.integers(0, 3), scale=st.sampled_from([None, (0.5, 2.0), (1.5, 2.0), (0.3, 0.5)]),
+    rim=st.integers(0, 6), extra=st.integers(0, 4), saves=st.sampled_from([0, 2000]), known_box=st.booleans(),
+)
+def test_separate_within_reach_is_the_two_steps_cut_to_the_footprint(seed, h, w, cells, scale, rim, extra, saves, known_box) -> None:
+    # The default object path (object_warp="separate") computes the labels, the brightness /
+    # contrast and the box search only over the window placement reads; what placement then
+    # sees (footprints: cut image, labels, alpha, corner descriptor) must be what the plain two
+    # steps give, the same draws consumed. The cut's reach is at least footprints' (the feather
+    # radius 3 of sigma 1 plus the rim), as the compositor passes it.
+    reach = 3 + rim + extra
+    img, lab = _object(seed, h, w, cells) if cells else (torch.rand(2, h, w, generator=torch.Generator().manual_seed(seed)), torch.zeros(h, w, dtype=torch.int64))
+    pol, pre = ObjectAugment(), (RandomScale(scale) if scale else None)
+    g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+    a, b = pre(img, lab, g1) if pre else (img, lab)
+    a, b = pol(a, b, g1)
+    box = None
+    if known_box and cells:
+        ys, xs = torch.nonzero(lab, as_tuple=True)
+        box = (int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max()))
+    old = object_policy._WINDOW_SAVES
+    object_policy._WINDOW_SAVES = saves
+    try:
+        c, d = separate_within_reach(img, lab, pol, pre, reach, g2, box)
+    finally:
+        object_policy._WINDOW_SAVES = old
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
+    want = footprints([a], [b], 1.0, 3.0, "mask", rim, 2)
+    got = footprints([c], [d], 1.0, 3.0, "mask", rim, 2)
+    assert got.tights == want.tights
+    assert np.array_equal(got.labs[0], want.labs[0])
+    torch.testing.assert_close(got.images[0], want.images[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got.alphas[0], want.alphas[0], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got.desc, want.desc, atol=1e-6, rtol=0)
+    if want.tights[0] is not None:
+        assert d.shape[0] <= b.shape[0] and d.shape[1] <= b.shape[1]
