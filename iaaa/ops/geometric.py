@@ -40,6 +40,7 @@ __all__ = [
     "warp_points",
     "resize_warp",
     "resized_labels_on_host",
+    "resize_label_axes",
     "antialias_source",
 ]
 
@@ -294,15 +295,19 @@ def _gather_rows_cols(x: torch.Tensor, tables: tuple, fill: float) -> torch.Tens
 
 
 @functools.lru_cache(maxsize=1024)
-def _resize_axes(size: tuple[int, int], out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`nearest_axes` of :func:`resize_warp` (one table, the same positions), or ``None``
-    where a row or column would read outside the input (never, for pixel-centre-aligned
-    resizes, but the general path handles it). Cached: objects come in a limited set of sizes."""
+def resize_label_axes(size: tuple[int, int], out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The nearest source row of each output row ``(H',)`` and column of each output column
+    ``(W',)`` (int64, non-decreasing) of :func:`resize_warp`: :func:`nearest_axes` of that warp,
+    so ``labels[rows][:, cols]`` is :func:`resize_labels`'s map. ``None`` where a row or column
+    would read outside the input (never, for pixel-centre-aligned resizes, but the general path
+    handles it). Cached (objects come in a limited set of sizes): do not modify."""
     rows, cols = nearest_axes(resize_warp(size, out_size))
     h, w = size
     if rows.min() < 0 or rows.max() >= h or cols.min() < 0 or cols.max() >= w:
         return None
-    return rows[0], cols[0]
+    rows, cols = rows[0], cols[0]
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 def resized_labels_on_host(labels: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor | None:
@@ -316,7 +321,7 @@ def resized_labels_on_host(labels: torch.Tensor, out_size: tuple[int, int]) -> t
     if labels.device.type != "cpu" or labels.dtype == torch.uint16 or n * ho * wo > _HOST_GATHER_MAX:
         return None
     check_labels(labels)
-    axes = _resize_axes(tuple(labels.shape[-2:]), (ho, wo))
+    axes = resize_label_axes(tuple(labels.shape[-2:]), (ho, wo))
     if axes is None:
         return None
     rows, cols = axes

@@ -160,26 +160,53 @@ def separate_within_reach(
     window: on DSB nuclei scaled up to 2x, a ~200 px canvas around a ~40 px footprint. Where
     the window would save fewer than :data:`_WINDOW_SAVES` pixels (small objects kept at their
     size), the whole canvas is returned, as the two steps make it. ``box``: the tight
-    ``(y0, y1, x0, x1)`` box of the cells in ``labels``, if known."""
-    scaled = image, labels
-    if pre_scale is not None:
-        scaled = pre_scale(image, labels, generator)
-    if scaled[1] is not labels:
-        box = None  # resized: measured below
-    image, labels = scaled
-    fx, fy, angle, s, bf, cf = policy.draw(generator)
-    if image.device.type != "cpu" or image.dtype != torch.float32 or (angle == 0.0 and s == 1.0):
-        # Another device or dtype, or a flip only: the whole canvas (footprints cuts).
-        image, labels = _affine(image, labels, angle, s, fx, fy)
-        return _brightness_contrast(image, bf, cf), labels
+    ``(y0, y1, x0, x1)`` box of the cells in ``labels``, if known. ``pre_scale`` is a
+    :class:`RandomScale` (its draw and its image resize are used; the labels are resized only
+    over their box, by :func:`~iaaa.ops.geometric.resize_label_axes`)."""
+    host = image.device.type == "cpu" and image.dtype == torch.float32
+    if not host:
+        # Another device or dtype: the two steps on the whole canvas (footprints cuts).
+        if pre_scale is not None:
+            image, labels = pre_scale(image, labels, generator)
+        image, labels = policy(image, labels, generator)
+        return image, labels
     t = box if box is not None else tight_box((labels > 0).numpy())
+    lab_f = None  # the resized labels as float32 (what the nearest sampling reads), if made
+    s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
+    if s0 != 1.0:
+        from iaaa.ops.functional import resize_labels  # the op stack loads only when used
+        from iaaa.ops.geometric import resize_label_axes
+
+        image, size = RandomScale.resize_image(image, s0)
+        axes = resize_label_axes(tuple(labels.shape), size) if t is not None else None
+        if axes is None:
+            labels = resize_labels(labels, size).to(torch.int64)
+            t = tight_box((labels > 0).numpy())
+        else:
+            # resize_labels' map is labels[rows][:, cols] with non-decreasing tables, zero
+            # wherever a row or column reads outside the cells' box: only the box's rows and
+            # columns are gathered, and the box they span bounds the cells of the resized map.
+            rows, cols = axes
+            i0, i1 = int(np.searchsorted(rows, t[0], "left")), int(np.searchsorted(rows, t[1], "right"))
+            j0, j1 = int(np.searchsorted(cols, t[2], "left")), int(np.searchsorted(cols, t[3], "right"))
+            lab_f = torch.zeros(size, dtype=torch.float32)
+            t = None
+            if i1 > i0 and j1 > j0:
+                lab_f[i0:i1, j0:j1] = torch.from_numpy(labels.numpy()[rows[i0:i1]][:, cols[j0:j1]])
+                t = (i0, i1 - 1, j0, j1 - 1)
+            labels = None
+    fx, fy, angle, s, bf, cf = policy.draw(generator)
+    if angle == 0.0 and s == 1.0:
+        # A flip only: the whole canvas (footprints cuts).
+        image, labels = _affine(image, labels if labels is not None else lab_f.to(torch.int64), angle, s, fx, fy)
+        return _brightness_contrast(image, bf, cf), labels
     c, h, w = image.shape
     (a00, a01, a10, a11), (i00, i01, i10, i11) = _linear_map(angle, s, fx, fy)
     wo = max(1, math.ceil(abs(a00) * w + abs(a01) * h - 1e-6))
     ho = max(1, math.ceil(abs(a10) * w + abs(a11) * h - 1e-6))
     grid = _sampling_grid([[i00 * wo / w, i10 * wo / h], [i01 * ho / w, i11 * ho / h]], ho, wo, image)
     img = F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    lab_f = labels.to(image.dtype)[None, None]
+    lab_f = (lab_f if lab_f is not None else labels.to(image.dtype))[None, None]
     wy0, wy1, wx0, wx1 = 0, ho, 0, wo
     if t is not None:
         # The output pixels whose nearest source pixel can lie in the labels' tight box: its
@@ -342,11 +369,16 @@ class RandomScale:
         s = self.draw(g)
         if s == 1.0:
             return image, labels
-        size = (max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s)))
         from iaaa.ops.functional import resize_labels  # the op stack loads only when used
 
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=s < 1)[0]
+        image, size = self.resize_image(image, s)
         return image, resize_labels(labels, size).to(torch.int64)
+
+    @staticmethod
+    def resize_image(image: torch.Tensor, s: float) -> tuple[torch.Tensor, tuple[int, int]]:
+        """``(image resized by s, its (H, W))``: bilinear, antialiased when shrinking."""
+        size = (max(1, round(image.shape[-2] * s)), max(1, round(image.shape[-1] * s)))
+        return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False, antialias=s < 1)[0], size
 
 
 class Sequential:
