@@ -136,6 +136,16 @@ def test_blur_small_equals_zero_padded_blur():
         torch.testing.assert_close(blur_small(x, sigma), gaussian_blur(x, sigma), atol=1e-6, rtol=1e-5)
 
 
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), sigma=st.sampled_from([0.5, 1.0, 2.5, 4.0]), seed=st.integers(0, 99))
+def test_blur_small_on_crops_narrower_than_the_kernel(h, w, sigma, seed):
+    # The banded matrices hold only the diagonals that fit: a crop narrower than the radius
+    # keeps its edge taps, the ones beyond fall off (zero padding), as the convolution does.
+    x = torch.rand(2, h, w, generator=torch.Generator().manual_seed(seed))
+    want = _scipy(x.numpy(), sigma, 3.0, "zeros")
+    np.testing.assert_allclose(blur_small(x, sigma).numpy(), want, atol=2e-6, rtol=1e-5)
+
+
 def test_feather_mask_is_an_alpha_that_covers_the_inside():
     mask = torch.zeros(40, 40, dtype=torch.bool)
     mask[8:32, 10:30] = True
