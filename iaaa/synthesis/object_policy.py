@@ -11,6 +11,7 @@ default. :func:`as_object_policy` turns the accepted shorthands into one.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 from typing import Any, Callable, Sequence
@@ -317,20 +318,38 @@ def _sampling_grid(theta: list[list[float]], ho: int, wo: int, image: torch.Tens
     return (base @ torch.tensor(theta, dtype=image.dtype, device=image.device)).unsqueeze(0)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=64)
 def _device_base_grid(ho: int, wo: int, k: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     return torch.tensor(_base_grid(ho, wo, k), dtype=dtype, device=device)
 
 
-@functools.lru_cache(maxsize=4096)
+# Base grids kept, most recently used first out last, up to this many bytes: small objects
+# come in a limited set of sizes and hit; whole fibroblasts scaled 2x and rotated need ~1 MB
+# grids of ever new sizes, which a count-bounded cache would hoard by the gigabyte.
+_GRID_CACHE_BYTES = 64 << 20
+_grid_cache: "collections.OrderedDict[tuple[int, int, int], np.ndarray]" = collections.OrderedDict()
+_grid_cache_bytes = 0
+
+
 def _base_grid(ho: int, wo: int, k: int = 2) -> np.ndarray:
     """Normalised output pixel centres ``(ho, wo, k)`` float32, ``(x, y)`` and for ``k = 3`` a
-    1 (what ``affine_grid`` builds on every call; cached because cell objects come in a
-    limited set of sizes; read-only)."""
-    out = np.ones((ho, wo, k), dtype=np.float32)
+    1 (what ``affine_grid`` builds on every call; cached within :data:`_GRID_CACHE_BYTES`;
+    read-only)."""
+    global _grid_cache_bytes
+    key = (ho, wo, k)
+    out = _grid_cache.get(key)
+    if out is not None:
+        _grid_cache.move_to_end(key)
+        return out
+    out = np.empty((ho, wo, k), dtype=np.float32)
     out[..., 0] = (np.arange(wo, dtype=np.float32) * 2 + 1) / wo - 1
     out[..., 1] = ((np.arange(ho, dtype=np.float32) * 2 + 1) / ho - 1)[:, None]
+    out[..., 2:] = 1.0
     out.flags.writeable = False
+    _grid_cache[key] = out
+    _grid_cache_bytes += out.nbytes
+    while _grid_cache_bytes > _GRID_CACHE_BYTES and len(_grid_cache) > 1:
+        _grid_cache_bytes -= _grid_cache.popitem(last=False)[1].nbytes
     return out
 
 

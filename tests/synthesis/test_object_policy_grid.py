@@ -46,3 +46,15 @@ def test_object_augment_moves_labels_with_the_image():
         inside = out[0][out_lab == 1]
         assert inside.numel() > 0 and float(inside.mean()) > 0.7
         assert float(out[0][out_lab == 0].mean()) < 0.2
+
+
+def test_base_grid_cache_is_bounded_in_bytes(monkeypatch):
+    from iaaa.synthesis import object_policy
+
+    monkeypatch.setattr(object_policy, "_GRID_CACHE_BYTES", 1 << 20)
+    for n in range(100, 180):
+        g = object_policy._base_grid(n, n + 1)
+        assert g.shape == (n, n + 1, 2) and not g.flags.writeable
+    held = sum(v.nbytes for v in object_policy._grid_cache.values())
+    assert held == object_policy._grid_cache_bytes <= 1 << 20
+    assert object_policy._base_grid(179, 180) is object_policy._base_grid(179, 180)  # the newest stays
