@@ -19,6 +19,9 @@ the simulator when they are absent. Usage::
 on the same fields. The count decides the cost there: each placed object is described, scored
 against every candidate and blended.
 
+``--memory CALLS`` prints only how much resident memory the process gains over CALLS calls on
+the whole fields (what the caches kept across calls hold, per DataLoader worker).
+
 ``--cpu-time`` counts calls per second of this process's CPU time instead of wall time: on a
 shared virtual machine the wall clock also measures the neighbours (the peer's own rate moved
 by 25 % between back-to-back runs here), CPU time much less.
@@ -96,7 +99,11 @@ def main() -> None:
     ap.add_argument("--field-calls", type=int, default=20, help="calls per repeat on whole fields (default: %(default)s)")
     ap.add_argument("--baseline", default=None, help="another checkout to compare with, call by call (see module docs)")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
+    ap.add_argument("--memory", type=int, default=0, metavar="CALLS", help="only: the process's growth over CALLS whole-field calls (see module docs)")
     args = ap.parse_args()
+    if args.memory:
+        memory(args.memory)
+        return
     if args.baseline:
         baseline(args)
         return
@@ -130,6 +137,29 @@ def main() -> None:
         peer_row(whole, args, clock, calls=args.field_calls),
     ]
     table(rows)
+
+
+def memory(calls: int) -> None:
+    """Resident memory the process gains over ``calls`` calls of ``PasteCells(p=1)`` with the
+    data's count on the whole usiigaci fields (Linux ``/proc/self/statm``): what the caches
+    kept across calls hold, per DataLoader worker."""
+    if not (FIELDS / "images").is_dir():
+        print(f"--memory: skipped, {FIELDS} is absent")
+        return
+    import iaaa
+
+    whole = fields()
+    t = PasteCells(CellCompositor(CompositorConfig()).fit(whole, progress=False), p=1.0)
+
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 / 2**20
+
+    start = rss_mb()
+    print(f"library {Path(iaaa.__file__).parent}; {FIELDS.name}, {len(whole)} fields, PasteCells(p=1), data count")
+    for i in range(calls):
+        t.apply(whole[i % len(whole)], torch.Generator().manual_seed(i))
+        if (i + 1) % 50 == 0 or i + 1 == calls:
+            print(f"{i + 1:5d} calls: resident memory +{rss_mb() - start:.0f} MB")
 
 
 def paste_row(name: str, samples: list[AnnotatedImage], config: CompositorConfig, policy: str | None, n: int | None,
