@@ -231,9 +231,14 @@ def test_resized_labels_on_host_equal_the_warp_path(size, factor, aspect, n, dty
 
     out = (max(1, round(size[0] * factor)), max(1, round(size[1] * factor * aspect)))
     lab = torch.from_numpy(np.random.default_rng(seed).integers(0, 6, (n, *size))).to(dtype)
+    from iaaa.ops import geometric
+
     want = warp_labels(lab, resize_warp(size, out))
     got = resized_labels_on_host(lab, out)
-    assert got is not None and got.dtype == want.dtype and torch.equal(got, want)
+    if n * out[0] * out[1] > geometric._HOST_GATHER_MAX:
+        assert got is None  # torch's gathers win there: the general path
+    else:
+        assert got is not None and got.dtype == want.dtype and torch.equal(got, want)
     assert torch.equal(F.resize_labels(lab[0], out), want[0])
 
 
