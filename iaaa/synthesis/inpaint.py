@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import dilate_disk, grow_masks
-from iaaa.synthesis.texture import background_level, box_mean, usable_windows
+from iaaa.synthesis.texture import background_level, box_mean, box_means_at, integral_image, usable_windows
 
 __all__ = ["Inpainting", "texture_residual", "inpaint", "remove_cells_by_mask"]
 
@@ -86,14 +86,6 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     part = np.partition(v, [lo, hi])
     a, b = torch.tensor(part[lo], dtype=torch.float64), torch.tensor(part[hi], dtype=torch.float64)
     return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64))
-
-
-def _window_means(integral: torch.Tensor, b: int, y: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Means ``(..., C)`` in ``dtype`` of the ``b x b`` windows with top-left corners ``(y, x)``
-    from the zero-padded float64 integral image ``(C, H + 1, W + 1)`` of a level in ``dtype``:
-    the floats of ``box_mean(level, b)[:, y, x]`` (same four reads, same rounding)."""
-    s = integral[:, y + b, x + b] - integral[:, y, x + b] - integral[:, y + b, x] + integral[:, y, x]
-    return (s.to(dtype) / float(b * b)).movedim(0, -1)
 
 
 def texture_residual(
@@ -164,13 +156,13 @@ def texture_residual(
     if 2 * nb * n_candidates < wy.numel():
         # Few candidates for many windows (sparse holes): the level means of the candidate
         # windows alone, four reads each from the integral image, instead of every window's.
-        integral, means = F.pad(level.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0)), None
+        integral, means = integral_image(level), None
     else:
         integral, means = None, box_mean(level, b)[:, wy, wx].T  # (nw, C)
     pick = torch.empty(nb, dtype=torch.int64, device=dev)
     for s in range(0, nb, _CHUNK):
         cc = cand[s : s + _CHUNK]
-        win = means[cc] if means is not None else _window_means(integral, b, wy[cc], wx[cc], level.dtype)
+        win = means[cc] if means is not None else box_means_at(integral, b, wy[cc], wx[cc], level.dtype)
         d = (win - blk_level[s : s + _CHUNK, None]).square().sum(-1)
         pick[s : s + _CHUNK] = cc.gather(1, d.argmin(1, keepdim=True))[:, 0]
     ar = torch.arange(b, device=dev)

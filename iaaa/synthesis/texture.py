@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from iaaa.errors import IaaaError
 from iaaa.filters import gaussian_blur
 
-__all__ = ["box_sum", "box_mean", "usable_windows", "local_level", "background_level"]
+__all__ = ["box_sum", "box_mean", "box_means_at", "integral_image", "usable_windows", "local_level", "background_level"]
 
 _OUTLIER = 2.5  # robust sds beyond which a reference pixel does not shape the level
 _RELAX_STEPS = 24  # Jacobi steps per pyramid level (see _relax)
@@ -50,18 +50,32 @@ def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if not 1 <= k <= min(h, w):
         raise IaaaError(f"k: window side must be in [1, {min(h, w)}] for a {h}x{w} input, got {k}")
-    exact = not x.dtype.is_floating_point
-    counts = x.dtype == torch.bool and h * w < 1 << 31
-    acc = x.to(torch.int32 if counts else torch.int64 if exact else torch.float64)
-    # Integral image with a zero first row and column: window sum = four corner reads.
-    s = F.pad(acc.cumsum(-1, dtype=acc.dtype).cumsum(-2, dtype=acc.dtype), (1, 0, 1, 0))
+    s = integral_image(x)
     out = s[..., k:, k:] - s[..., :-k, k:] - s[..., k:, :-k] + s[..., :-k, :-k]
-    return out if exact else out.to(x.dtype)
+    return out if not x.dtype.is_floating_point else out.to(x.dtype)
+
+
+def integral_image(x: torch.Tensor) -> torch.Tensor:
+    """Integral image of ``x`` ``(..., H, W)`` with a zero first row and column, ``(..., H + 1,
+    W + 1)``: a window's sum is four corner reads. In the accumulator :func:`box_sum` describes
+    (int32 for bool counts, int64 for integers, float64 for floats)."""
+    h, w = x.shape[-2:]
+    counts = x.dtype == torch.bool and h * w < 1 << 31
+    acc = x.to(torch.int32 if counts else torch.float64 if x.dtype.is_floating_point else torch.int64)
+    return F.pad(acc.cumsum(-1, dtype=acc.dtype).cumsum(-2, dtype=acc.dtype), (1, 0, 1, 0))
 
 
 def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     """Means of every ``k x k`` window of float ``x`` ``(..., H, W)`` at stride 1 (see :func:`box_sum`)."""
     return box_sum(x, k) / float(k * k)
+
+
+def box_means_at(integral: torch.Tensor, k: int, y: torch.Tensor, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``box_mean(v, k)[:, y, x]`` in ``dtype`` of a float ``v`` ``(C, H, W)`` from its
+    :func:`integral_image`, moved to ``(..., C)``: the same four reads and the same rounding, for
+    a few windows among many (what a full ``box_mean`` would compute for every one)."""
+    s = integral[:, y + k, x + k] - integral[:, y, x + k] - integral[:, y + k, x] + integral[:, y, x]
+    return (s.to(dtype) / float(k * k)).movedim(0, -1)
 
 
 def usable_windows(

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.inpaint import inpaint
-from iaaa.synthesis.inpaint import _quantile, _window_means
-from iaaa.synthesis.texture import _relax, box_mean, box_sum, local_level, usable_windows
+from iaaa.synthesis.inpaint import _quantile
+from iaaa.synthesis.texture import _relax, box_mean, box_means_at, box_sum, integral_image, local_level, usable_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -128,10 +128,11 @@ def test_candidate_window_means_are_box_means(b, h, w, c, seed):
     # every window's box mean.
     g = torch.Generator().manual_seed(seed)
     level = torch.rand(c, h, w, generator=g) * 3 - 1
-    integral = F.pad(level.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    integral = integral_image(level)
+    assert torch.equal(integral, F.pad(level.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0)))
     y = torch.randint(h - b + 1, (7, 5), generator=g)
     x = torch.randint(w - b + 1, (7, 5), generator=g)
-    got = _window_means(integral, b, y, x, level.dtype)
+    got = box_means_at(integral, b, y, x, level.dtype)
     assert got.shape == (7, 5, c)
     assert torch.equal(got, box_mean(level, b)[:, y, x].movedim(0, -1))
 
