@@ -83,8 +83,10 @@ class CompositorConfig:
             contrast about that window's mean
             (:func:`~iaaa.synthesis.object_policy.warp_within_reach`); the same random draws.
             Other policies always run as given, after the resize. ``"separate"`` is the
-            default: fused was 1.35x faster in ``PasteCells`` and 1.87x in ``sample()`` on DSB
-            but judged -0.006 mean AP there (usiigaci +0.007; 4 paired runs each, rule -0.005,
+            default (computed, with the same bits, only over the pixels placement uses where it
+            can: :func:`~iaaa.synthesis.object_policy.separate_within_reach`): fused is 1.23x
+            faster in ``PasteCells`` and 1.57x in ``sample()`` on DSB than it (stop 48) but was
+            judged -0.006 mean AP there (usiigaci +0.007; 4 paired runs each, rule -0.005,
             benchmarks/downstream.md, stop 46).
         group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"``
             (default: by size and median cell diameter, :mod:`iaaa.synthesis.image_groups`) or a
