@@ -107,7 +107,9 @@ class CellCompositor:
         if dtype is not None and not isinstance(dtype, torch.dtype):
             raise IaaaError(f"dtype: expected a torch.dtype or None, got {dtype!r}")
         self.config = config
-        self.policy = as_object_policy(policy)
+        if config.object_stretch is not None and policy is not None:
+            raise IaaaError("object_stretch: stretches the default per-object policy's objects, but policy=... was given (add the stretch to that policy instead)")
+        self.policy = ObjectAugment(stretch=config.object_stretch) if policy is None else as_object_policy(policy)
         # "auto" is resolved by fit, on the fitted images' cell sizes.
         self.object_scale = None if config.object_scale in (None, "auto") else RandomScale(config.object_scale)
         self.dtype = dtype

@@ -6,7 +6,7 @@ Its fields are the stage configs (``objects``: :class:`~iaaa.synthesis.objects.O
 :class:`~iaaa.synthesis.layout.LayoutConfig`, ``placement``:
 :class:`~iaaa.synthesis.placement.PlacementConfig`, ``count``:
 :class:`~iaaa.synthesis.draws.CountConfig`, ``paste``: :class:`~iaaa.synthesis.paste.PasteConfig`) plus the choices that span stages (``size``,
-``object_scale``, ``object_warp``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
+``object_scale``, ``object_stretch``, ``object_warp``, ``group_by``, ``halo``, ``rim``, ``onto``, ``match_intensity``). Every leaf field has one name that
 is unique over the whole tree, so a flat ``KEY=VALUE`` (``sigma=2``, ``grouping=box``) names
 exactly one field; the dotted ``stage.field`` (``placement.sigma``) always works too.
 
@@ -75,6 +75,11 @@ class CompositorConfig:
             3 of 3 seeds above; off, so unchanged, on the phase-contrast fields the judge trains
             on; benchmarks/downstream.md); ``None`` never resizes (the paper; :meth:`paper`
             sets it).
+        object_stretch: ``None`` (default) or a factor ``a >= 1``: the default per-object
+            policy (:class:`~iaaa.synthesis.object_policy.ObjectAugment`) also changes every
+            object's aspect ratio by a factor drawn log-uniformly from ``(1/a, a)`` (area kept,
+            before its random rotation), which gives cell shapes the data does not hold. Only
+            the default policy reads it: with ``policy=...`` given it is refused.
         object_warp: how the default per-object policy (:class:`~iaaa.synthesis.object_policy.ObjectAugment`)
             and ``object_scale`` move a pooled object. ``"separate"``: the resize, then the
             rotation onto a canvas that holds the whole rotated crop, the contrast taken about
@@ -125,6 +130,7 @@ class CompositorConfig:
     paste: PasteConfig = field(default_factory=PasteConfig)
     size: int | tuple[int, int] | None = bounded(None, 8, 16384)
     object_scale: float | tuple[float, float] | Literal["auto"] | None = bounded("auto", 0.05, 20.0)
+    object_stretch: float | None = bounded(None, 1.0, 4.0)
     object_warp: Literal["separate", "fused"] = "separate"
     group_by: Literal["size", "auto"] | Callable[[AnnotatedImage], Any] | None = "auto"
     halo: int | Literal["auto"] = bounded("auto", 0, 256)

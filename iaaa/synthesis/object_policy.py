@@ -42,7 +42,8 @@ class Identity:
 
 class ObjectAugment:
     """The default per-object policy: random FlipLR / FlipUD, rotation by any angle with the
-    canvas expanded so nothing is cut, optional rescaling, and mild brightness / contrast.
+    canvas expanded so nothing is cut, optional rescaling and stretching, and mild brightness /
+    contrast.
 
     The geometric part is one affine resampling (bilinear image, nearest labels, both through the
     same grid) instead of one op call per transform, because the compositor runs it on every
@@ -55,14 +56,24 @@ class ObjectAugment:
         scale: ``None`` or ``(lo, hi)``: resize factor drawn log-uniformly.
         brightness: factor drawn from ``1 +- brightness`` (multiplies the image).
         contrast: factor drawn from ``1 +- contrast`` (about the crop's mean).
+        stretch: ``None`` or a factor ``a >= 1``: the object's aspect ratio is changed by a
+            factor drawn log-uniformly from ``(1/a, a)``, the x axis scaled by its square root
+            and the y axis by the inverse (area kept), before the rotation, so the stretch's
+            direction is as random as the angle: new cell shapes, which pasting whole cells
+            cannot make.
 
-    Every call draws exactly six uniforms from the generator, whatever the settings, so the
-    random stream of everything after it does not depend on them.
+    Every call draws exactly six uniforms from the generator (seven with ``stretch``), whatever
+    the other settings, so the random stream of everything after it does not depend on them.
     """
 
-    def __init__(self, flip: bool = True, degrees: float = 180.0, scale: tuple[float, float] | None = None, brightness: float = 0.1, contrast: float = 0.1) -> None:
+    def __init__(
+        self, flip: bool = True, degrees: float = 180.0, scale: tuple[float, float] | None = None, brightness: float = 0.1, contrast: float = 0.1,
+        stretch: float | None = None,
+    ) -> None:
         if degrees < 0:
             raise IaaaError(f"degrees must be >= 0, got {degrees}")
+        if stretch is not None and not (isinstance(stretch, (int, float)) and math.isfinite(stretch) and stretch >= 1):
+            raise IaaaError(f"stretch must be None or a factor >= 1, got {stretch!r}")
         if scale is not None:
             lo, hi = (float(v) for v in scale)
             if not 0 < lo <= hi:
@@ -72,21 +83,29 @@ class ObjectAugment:
             raise IaaaError(f"brightness and contrast must be in [0, 1), got {brightness}, {contrast}")
         self.flip, self.degrees, self.scale = bool(flip), float(degrees), scale
         self.brightness, self.contrast = float(brightness), float(contrast)
+        self.stretch = None if stretch is None or stretch == 1 else float(stretch)
 
     def __repr__(self) -> str:
-        return f"ObjectAugment(flip={self.flip}, degrees={self.degrees}, scale={self.scale}, brightness={self.brightness}, contrast={self.contrast})"
+        more = f", stretch={self.stretch}" if self.stretch is not None else ""
+        return f"ObjectAugment(flip={self.flip}, degrees={self.degrees}, scale={self.scale}, brightness={self.brightness}, contrast={self.contrast}{more})"
 
     @property
     def max_shrink(self) -> float:
-        """Smallest scale factor this policy applies (1 without ``scale``)."""
-        return min(1.0, self.scale[0]) if self.scale else 1.0
+        """Smallest factor this policy scales an axis by (1 without ``scale`` and ``stretch``)."""
+        shrink = min(1.0, self.scale[0]) if self.scale else 1.0
+        return shrink / math.sqrt(self.stretch) if self.stretch is not None else shrink
 
     def draw(self, generator: torch.Generator) -> tuple[float, float, float, float, float, float]:
         """One call's parameters ``(fx, fy, angle in radians, scale, brightness factor,
-        contrast factor)`` from six uniforms of ``generator``."""
-        u = torch.rand(6, generator=generator, device=generator.device, dtype=torch.float64).tolist()
+        contrast factor)`` from six uniforms of ``generator`` (seven with ``stretch``). ``fx``
+        and ``fy`` are the x and y axis factors before the rotation: +-1 (the flips), times the
+        stretch's square root and its inverse."""
+        u = torch.rand(6 if self.stretch is None else 7, generator=generator, device=generator.device, dtype=torch.float64).tolist()
         fx = -1.0 if self.flip and u[0] < 0.5 else 1.0
         fy = -1.0 if self.flip and u[1] < 0.5 else 1.0
+        if self.stretch is not None:
+            q = math.exp((u[6] - 0.5) * math.log(self.stretch))
+            fx, fy = fx * q, fy / q
         angle = math.radians(self.degrees * (2 * u[2] - 1))
         s = 1.0
         if self.scale is not None:
@@ -110,8 +129,14 @@ def _brightness_contrast(image: torch.Tensor, bf: float, cf: float) -> torch.Ten
     return (image * (cf * bf)).add_(mu * (1 - cf) * bf).clamp_(0.0, 1.0)
 
 
+def _flip_only(angle: float, s: float, fx: float, fy: float) -> bool:
+    """Whether the map is a flip (or none): then no resampling is needed."""
+    return angle == 0.0 and s == 1.0 and abs(fx) == 1.0 and abs(fy) == 1.0
+
+
 def _linear_map(angle: float, s: float, fx: float, fy: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The forward map about the centre (pixel units: rotation @ scale @ flip) as
+    """The forward map about the centre (pixel units: rotation @ scale @ the axis factors
+    ``fx``, ``fy``: flips and stretch) as
     ``(a00, a01, a10, a11)`` and its inverse."""
     cos, sin = math.cos(angle), math.sin(angle)
     a00, a01, a10, a11 = s * cos * fx, -s * sin * fy, s * sin * fx, s * cos * fy
@@ -134,8 +159,9 @@ def _expanded_warp(image: torch.Tensor, angle: float, s: float, fx: float, fy: f
 
 
 def _affine(image: torch.Tensor, labels: torch.Tensor, angle: float, s: float, fx: float, fy: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip, scale and rotate about the centre, canvas fitted to the result."""
-    if angle == 0.0 and s == 1.0:
+    """Flip (and stretch: ``|fx|``, ``|fy|``), scale and rotate about the centre, canvas fitted
+    to the result."""
+    if _flip_only(angle, s, fx, fy):
         dims = [d for d, f in ((-1, fx), (-2, fy)) if f < 0]
         return (image.flip(dims), labels.flip(dims)) if dims else (image, labels)
     img, grid, _ = _expanded_warp(image, angle, s, fx, fy)
@@ -205,7 +231,7 @@ def separate_within_reach(
                 t = (i0, i1 - 1, j0, j1 - 1)
             labels = None
     fx, fy, angle, s, bf, cf = policy.draw(generator)
-    if angle == 0.0 and s == 1.0:
+    if _flip_only(angle, s, fx, fy):
         # A flip only: the whole canvas (footprints cuts).
         image, labels = _affine(image, labels if labels is not None else lab_f.to(torch.int64), angle, s, fx, fy)
         return _brightness_contrast(image, bf, cf), labels
@@ -282,7 +308,8 @@ def warp_within_reach(
     qx0, qx1, qy0, qy1 = ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5
     px = (i00 * qx0 + i01 * qy0, i00 * qx1 + i01 * qy0, i00 * qx0 + i01 * qy1, i00 * qx1 + i01 * qy1)
     py = (i10 * qx0 + i11 * qy0, i10 * qx1 + i11 * qy0, i10 * qx0 + i11 * qy1, i10 * qx1 + i11 * qy1)
-    sigma = antialias_sigma(s)
+    # The low-pass follows the most shrunk axis (a stretch shrinks one of them).
+    sigma = antialias_sigma(s * min(abs(fx), abs(fy)))
     pad = 2 + (feather_radius(sigma) if sigma else 0)
     sx0, sy0 = max(math.floor(min(px) + w / 2) - pad, 0), max(math.floor(min(py) + h / 2) - pad, 0)
     sx1, sy1 = min(math.ceil(max(px) + w / 2) + pad, w), min(math.ceil(max(py) + h / 2) + pad, h)
