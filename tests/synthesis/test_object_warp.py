@@ -184,9 +184,9 @@ def test_a_shrink_is_low_passed_before_sampling(s: float) -> None:
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 10_000), h=st.integers(6, 70), w=st.integers(6, 70), cells=st.integers(0, 3), scale=st.sampled_from([None, (0.5, 2.0), (1.5, 2.0), (0.3, 0.5)]),
-    rim=st.integers(0, 6), extra=st.integers(0, 4), saves=st.sampled_from([0, 2000]), known_box=st.booleans(),
+    rim=st.integers(0, 6), extra=st.integers(0, 4), saves=st.sampled_from([0, 2000]), known_box=st.booleans(), stretch=st.sampled_from([None, 1.5, 3.0]),
 )
-def test_separate_within_reach_is_the_two_steps_cut_to_the_footprint(seed, h, w, cells, scale, rim, extra, saves, known_box) -> None:
+def test_separate_within_reach_is_the_two_steps_cut_to_the_footprint(seed, h, w, cells, scale, rim, extra, saves, known_box, stretch) -> None:
     # The default object path (object_warp="separate") computes the labels, the brightness /
     # contrast and the box search only over the window placement reads; what placement then
     # sees (footprints: cut image, labels, alpha, corner descriptor) must be what the plain two
@@ -194,7 +194,7 @@ def test_separate_within_reach_is_the_two_steps_cut_to_the_footprint(seed, h, w,
     # radius 3 of sigma 1 plus the rim), as the compositor passes it.
     reach = 3 + rim + extra
     img, lab = _object(seed, h, w, cells) if cells else (torch.rand(2, h, w, generator=torch.Generator().manual_seed(seed)), torch.zeros(h, w, dtype=torch.int64))
-    pol, pre = ObjectAugment(), (RandomScale(scale) if scale else None)
+    pol, pre = ObjectAugment(stretch=stretch), (RandomScale(scale) if scale else None)
     g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     a, b = pre(img, lab, g1) if pre else (img, lab)
     a, b = pol(a, b, g1)
@@ -230,8 +230,8 @@ def _two_steps(image, labels, policy, pre_scale, reach, generator, box=None):
 @pytest.mark.parametrize(
     "options",
     [{}, {"object_scale": (0.5, 2.0)}, {"object_scale": (0.4, 0.7), "rim": False}, {"sigma": 0.0}, {"feather": "outside", "object_scale": (1.5, 2.0)},
-     {"onto": "background", "object_scale": (0.6, 1.8)}],
-    ids=["defaults", "scale", "shrink-no-rim", "no-feather", "outside-grow", "onto-background"],
+     {"onto": "background", "object_scale": (0.6, 1.8)}, {"object_stretch": 1.5}, {"object_stretch": 2.5, "object_scale": (0.5, 2.0)}],
+    ids=["defaults", "scale", "shrink-no-rim", "no-feather", "outside-grow", "onto-background", "stretch", "stretch-scale"],
 )
 def test_samples_and_pastes_equal_the_two_step_object_path(options, monkeypatch) -> None:
     # End to end: the compositor's samples and PasteCells' outputs with the windowed default
