@@ -72,7 +72,7 @@ class ObjectAugment:
     ) -> None:
         if degrees < 0:
             raise IaaaError(f"degrees must be >= 0, got {degrees}")
-        if stretch is not None and not (isinstance(stretch, (int, float)) and math.isfinite(stretch) and stretch >= 1):
+        if stretch is not None and not (isinstance(stretch, (int, float, np.floating)) and not isinstance(stretch, bool) and math.isfinite(stretch) and stretch >= 1):
             raise IaaaError(f"stretch must be None or a factor >= 1, got {stretch!r}")
         if scale is not None:
             lo, hi = (float(v) for v in scale)

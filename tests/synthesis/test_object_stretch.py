@@ -93,8 +93,10 @@ def test_only_the_default_policy_reads_it_and_its_context_covers_the_shrink() ->
         CellCompositor(CompositorConfig().replace(object_stretch=1.5), policy="identity")
     with pytest.raises(IaaaError, match="object_stretch"):
         CompositorConfig().replace(object_stretch=0.5)
-    with pytest.raises(IaaaError, match="stretch"):
-        ObjectAugment(stretch=float("nan"))
+    for bad in (float("nan"), float("inf"), 0.9, True, "1.5"):
+        with pytest.raises(IaaaError, match="stretch"):
+            ObjectAugment(stretch=bad)
+    assert ObjectAugment(stretch=np.float32(1.5)).stretch == 1.5
     assert CompositorConfig.from_options({"object_stretch": "1.5"}).object_stretch == 1.5
 
 
