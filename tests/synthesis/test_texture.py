@@ -144,3 +144,21 @@ def test_window_counts_are_exact_int32_and_integer_sums_int64():
     assert counts.dtype == torch.int32 and int(counts.max()) == 400 and int(counts[5, 10]) == 400
     assert box_sum(m.to(torch.int64) * 70000, 20).dtype == torch.int64
     assert int(box_sum(m.to(torch.int64) * 70000, 20).max()) == 400 * 70000
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([torch.bool, torch.uint8, torch.int64, torch.float32, torch.float64]), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2), st.booleans(), st.integers(0, 2**31 - 1))
+def test_integral_image_is_torchs_running_sums_for_every_dtype(dtype, h, w, lead, strided, seed):
+    # The CPU path sums in NumPy, in place into the padded result: the same values as torch's
+    # two cumsums in the accumulator box_sum documents, the input untouched, strided inputs too.
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(*([2] * lead), h, 2 * w if strided else w, generator=g) * 300 - 40
+    x = (x > 100) if dtype == torch.bool else x.clamp_min(0).to(dtype) if dtype == torch.uint8 else x.to(dtype)
+    if strided:
+        x = x[..., ::2]
+    before = x.clone()
+    acc = torch.int32 if dtype == torch.bool else torch.float64 if dtype.is_floating_point else torch.int64
+    want = F.pad(x.to(acc).cumsum(-1, dtype=acc).cumsum(-2, dtype=acc), (1, 0, 1, 0))
+    got = integral_image(x)
+    assert got.dtype == acc and torch.equal(got, want)
+    assert torch.equal(x, before)
