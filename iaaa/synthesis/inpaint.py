@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import dilate_disk, grow_masks
-from iaaa.synthesis.texture import background_level, box_mean, box_means_at, integral_image, usable_windows
+from iaaa.synthesis.texture import background_level, box_mean, box_means_at, integral_image, selection_quantile, usable_windows
 
 __all__ = ["Inpainting", "texture_residual", "inpaint", "remove_cells_by_mask"]
 
@@ -71,21 +71,6 @@ class Inpainting:
 def _sine_window(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     t = torch.arange(n, device=device, dtype=torch.float64)
     return torch.sin(math.pi * (t + 0.5) / n).to(dtype)
-
-
-def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
-    """``torch.quantile(values.double(), q)`` (linear interpolation between the two order
-    statistics around ``q (n - 1)``, same value) from a partial sort: the two order statistics
-    by selection instead of sorting a value per window of a full-size field (on the CPU; other
-    devices sort there)."""
-    if values.device.type != "cpu":
-        return torch.quantile(values.double(), q)
-    v = values.detach().double().numpy()
-    pos = q * (v.size - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    part = np.partition(v, [lo, hi])
-    a, b = torch.tensor(part[lo], dtype=torch.float64), torch.tensor(part[hi], dtype=torch.float64)
-    return torch.lerp(a, b, torch.tensor(pos - lo, dtype=torch.float64))
 
 
 def texture_residual(
@@ -146,7 +131,7 @@ def texture_residual(
         # dark structures (unannotated debris, glow); copied into many blocks they would repeat
         # as conspicuous blobs, so they are not offered as sources.
         energy = box_mean(residual.square().sum(0), b)
-        cut = _quantile(energy[ok][: 1 << 24], max_energy).to(energy.dtype)
+        cut = selection_quantile(energy[ok][: 1 << 24], max_energy).to(energy.dtype)
         calm = ok & (energy <= cut)
         if int(calm.sum()) >= min_windows:
             ok = calm

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 from iaaa.errors import IaaaError
 from iaaa.synthesis.halo import dilate_disk
 from iaaa.synthesis.inpaint import inpaint
-from iaaa.synthesis.inpaint import _quantile
-from iaaa.synthesis.texture import _relax, box_mean, box_means_at, box_sum, integral_image, local_level, usable_windows
+from iaaa.synthesis.texture import _relax, box_mean, box_means_at, box_sum, integral_image, local_level, selection_quantile, usable_windows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,10 +114,15 @@ def test_inpaint_rejects_a_fractional_margin():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 3000), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
 def test_quantile_by_selection_is_torch_quantile(n, q, seed):
-    # The residual-energy cut of texture_residual: same value as sorting, ties and n = 1 included.
+    # The residual-energy cut of texture_residual and the level's robust spread: same values as
+    # sorting, ties and n = 1 included; "lower" at 0.5 is torch.median's value.
     g = torch.Generator().manual_seed(seed)
     v = (torch.rand(n, generator=g) * 8).floor() / 8 if seed % 2 else torch.rand(n, generator=g) ** 3
-    assert torch.equal(_quantile(v, q), torch.quantile(v.double(), q))
+    assert torch.equal(selection_quantile(v, q), torch.quantile(v.double(), q))
+    assert torch.equal(selection_quantile(v, q, "lower"), torch.quantile(v.double(), q, interpolation="lower"))
+    assert float(selection_quantile(v.reshape(1, -1), 0.5, "lower")) == float(v.median())
+    with pytest.raises(IaaaError, match="interpolation"):
+        selection_quantile(v, q, "nearest")
 
 
 @settings(max_examples=30, deadline=None)
