@@ -64,7 +64,7 @@ def integral_image(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     counts = x.dtype == torch.bool and h * w < 1 << 31
     dtype = torch.int32 if counts else torch.float64 if x.dtype.is_floating_point else torch.int64
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or x.dtype == torch.bfloat16:  # (NumPy has no bfloat16)
         acc = x.to(dtype)
         return F.pad(acc.cumsum(-1, dtype=dtype).cumsum(-2, dtype=dtype), (1, 0, 1, 0))
     # On the CPU NumPy's running sums (the same sequential additions, so the same values) write

@@ -151,7 +151,7 @@ def test_window_counts_are_exact_int32_and_integer_sums_int64():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.sampled_from([torch.bool, torch.uint8, torch.int64, torch.float32, torch.float64]), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2), st.booleans(), st.integers(0, 2**31 - 1))
+@given(st.sampled_from([torch.bool, torch.uint8, torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64]), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2), st.booleans(), st.integers(0, 2**31 - 1))
 def test_integral_image_is_torchs_running_sums_for_every_dtype(dtype, h, w, lead, strided, seed):
     # The CPU path sums in NumPy, in place into the padded result: the same values as torch's
     # two cumsums in the accumulator box_sum documents, the input untouched, strided inputs too.
