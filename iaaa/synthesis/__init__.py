@@ -18,6 +18,8 @@ config, gathered in one :class:`CompositorConfig` and composed by :class:`CellCo
   from the pools (:class:`CountConfig`);
 * :mod:`~iaaa.synthesis.object_policy` — per-object augmentation policies
   (:mod:`~iaaa.synthesis.kornia_policy`: a Kornia pipeline as one);
+* :mod:`~iaaa.synthesis.object_warp` — how one pooled object is resampled (the default policy's
+  affine warp, and the compositor's paths over the window placement reads);
 * :mod:`~iaaa.synthesis.halo` — how far a cell's halo / blurred rim reaches; growing masks;
 * :mod:`~iaaa.synthesis.inpaint` — mask-level cell removal: membrane level plus real texture;
 * :mod:`~iaaa.synthesis.mirror` — reading past the frame by reflection (:func:`tile`, :func:`reflect_index`);

@@ -36,7 +36,8 @@ from iaaa.synthesis.config import CompositorConfig
 from iaaa.synthesis.fitting import fit_image, map_images
 from iaaa.synthesis.image_groups import diameter_spread, halo_width, image_diameters, nearest_plan, varied_cell_sizes, survey
 from iaaa.synthesis.layout import layout_density
-from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy, separate_within_reach, warp_within_reach
+from iaaa.synthesis.object_policy import AUTO_OBJECT_SCALE, ObjectAugment, RandomScale, as_object_policy
+from iaaa.synthesis.object_warp import separate_within_reach, warp_within_reach
 from iaaa.synthesis.objects import extract
 from iaaa.synthesis.levels import match_intensity
 from iaaa.synthesis.into_image import place_into_image

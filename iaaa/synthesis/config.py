@@ -89,10 +89,10 @@ class CompositorConfig:
             that canvas's mean. ``"fused"``: both in one resampling computed only over the
             pixels placement uses (the mask's box grown by the rim and feather radius), the
             contrast about that window's mean
-            (:func:`~iaaa.synthesis.object_policy.warp_within_reach`); the same random draws.
+            (:func:`~iaaa.synthesis.object_warp.warp_within_reach`); the same random draws.
             Other policies always run as given, after the resize. ``"separate"`` is the
             default (computed, with the same bits, only over the pixels placement uses where it
-            can: :func:`~iaaa.synthesis.object_policy.separate_within_reach`): fused is 1.23x
+            can: :func:`~iaaa.synthesis.object_warp.separate_within_reach`): fused is 1.23x
             faster in ``PasteCells`` and 1.57x in ``sample()`` on DSB than it (stop 48) but was
             judged -0.006 mean AP there (usiigaci +0.007; 4 paired runs each, rule -0.005,
             benchmarks/downstream.md, stop 46).

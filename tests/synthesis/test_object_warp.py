@@ -1,5 +1,5 @@
 """``object_warp="fused"``: the resize and the default policy as one resampling over the window
-placement reads (:func:`iaaa.synthesis.object_policy.warp_within_reach`), against the plain
+placement reads (:func:`iaaa.synthesis.object_warp.warp_within_reach`), against the plain
 steps: the same random draws, whole-pixel moves exact, labels moved with their pixels, the
 mask and its reach inside the window, and the compositor / ``PasteCells`` choosing it by
 config only."""
@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells
 from iaaa.datasets import simulate_cells
-from iaaa.synthesis import object_policy
+from iaaa.synthesis import object_warp
 from iaaa.synthesis.footprints import footprints
-from iaaa.synthesis.object_policy import ObjectAugment, RandomScale, separate_within_reach, warp_within_reach
+from iaaa.synthesis.object_policy import ObjectAugment, RandomScale
+from iaaa.synthesis.object_warp import separate_within_reach, warp_within_reach
 
 
 class _Fixed(ObjectAugment):
@@ -202,12 +203,12 @@ def test_separate_within_reach_is_the_two_steps_cut_to_the_footprint(seed, h, w,
     if known_box and cells:
         ys, xs = torch.nonzero(lab, as_tuple=True)
         box = (int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max()))
-    old = object_policy._WINDOW_SAVES
-    object_policy._WINDOW_SAVES = saves
+    old = object_warp._WINDOW_SAVES
+    object_warp._WINDOW_SAVES = saves
     try:
         c, d = separate_within_reach(img, lab, pol, pre, reach, g2, box)
     finally:
-        object_policy._WINDOW_SAVES = old
+        object_warp._WINDOW_SAVES = old
     assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))
     want = footprints([a], [b], 1.0, 3.0, "mask", rim, 2)
     got = footprints([c], [d], 1.0, 3.0, "mask", rim, 2)

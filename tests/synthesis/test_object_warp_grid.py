@@ -1,4 +1,4 @@
-"""The per-object warp's sampling grid (:func:`iaaa.synthesis.object_policy._sampling_grid`):
+"""The per-object warp's sampling grid (:func:`iaaa.synthesis.object_warp._sampling_grid`):
 on the CPU its product runs in NumPy, elsewhere in torch; both must be the normalised output
 pixel centres times ``theta`` (``affine_grid``'s convention), within float32 rounding."""
 
@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iaaa.synthesis.object_policy import ObjectAugment, _sampling_grid
+from iaaa.synthesis.object_policy import ObjectAugment
+from iaaa.synthesis.object_warp import _sampling_grid
 
 
 @settings(max_examples=80, deadline=None)
@@ -49,12 +50,12 @@ def test_object_augment_moves_labels_with_the_image():
 
 
 def test_base_grid_cache_is_bounded_in_bytes(monkeypatch):
-    from iaaa.synthesis import object_policy
+    from iaaa.synthesis import object_warp
 
-    monkeypatch.setattr(object_policy, "_GRID_CACHE_BYTES", 1 << 20)
+    monkeypatch.setattr(object_warp, "_GRID_CACHE_BYTES", 1 << 20)
     for n in range(100, 180):
-        g = object_policy._base_grid(n, n + 1)
+        g = object_warp._base_grid(n, n + 1)
         assert g.shape == (n, n + 1, 2) and not g.flags.writeable
-    held = sum(v.nbytes for v in object_policy._grid_cache.values())
-    assert held == object_policy._grid_cache_bytes <= 1 << 20
-    assert object_policy._base_grid(179, 180) is object_policy._base_grid(179, 180)  # the newest stays
+    held = sum(v.nbytes for v in object_warp._grid_cache.values())
+    assert held == object_warp._grid_cache_bytes <= 1 << 20
+    assert object_warp._base_grid(179, 180) is object_warp._base_grid(179, 180)  # the newest stays
