@@ -65,6 +65,15 @@ def _linear_map(angle: float, s: float, fx: float, fy: float) -> tuple[tuple[flo
     return (a00, a01, a10, a11), (a11 / det, -a01 / det, -a10 / det, a00 / det)
 
 
+def _box_through(m: tuple[float, float, float, float], x0: float, x1: float, y0: float, y1: float) -> tuple[float, float, float, float]:
+    """``(x min, x max, y min, y max)`` of the box ``[x0, x1] x [y0, y1]``'s four corners through
+    the linear map ``m = (m00, m01, m10, m11)`` (``x' = m00 x + m01 y``)."""
+    m00, m01, m10, m11 = m
+    xs = (m00 * x0 + m01 * y0, m00 * x1 + m01 * y0, m00 * x0 + m01 * y1, m00 * x1 + m01 * y1)
+    ys = (m10 * x0 + m11 * y0, m10 * x1 + m11 * y0, m10 * x0 + m11 * y1, m10 * x1 + m11 * y1)
+    return min(xs), max(xs), min(ys), max(ys)
+
+
 def _expanded_warp(image: torch.Tensor, angle: float, s: float, fx: float, fy: float) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float, float, float]]:
     """``image`` flipped, scaled and rotated about its centre onto the canvas fitted to the
     result (bilinear, zeros outside): ``(image, its sampling grid (1, H', W', 2), the forward
@@ -158,7 +167,7 @@ def separate_within_reach(
         image, labels = affine_warp(image, labels if labels is not None else lab_f.to(torch.int64), angle, s, fx, fy)
         return brightness_contrast(image, bf, cf), labels
     c, h, w = image.shape
-    img, grid, (a00, a01, a10, a11) = _expanded_warp(image, angle, s, fx, fy)
+    img, grid, forward = _expanded_warp(image, angle, s, fx, fy)
     ho, wo = img.shape[-2:]
     lab_f = (lab_f if lab_f is not None else labels.to(image.dtype))[None, None]
     wy0, wy1, wx0, wx1 = 0, ho, 0, wo
@@ -166,11 +175,9 @@ def separate_within_reach(
         # The output pixels whose nearest source pixel can lie in the labels' tight box: its
         # pixel edges (about the canvas centre) forward through the map, their box in output
         # pixel indices, two pixels wider for rounding.
-        ys0, ys1, xs0, xs1 = t[0] - h / 2, t[1] + 1 - h / 2, t[2] - w / 2, t[3] + 1 - w / 2
-        ux = (a00 * xs0 + a01 * ys0, a00 * xs1 + a01 * ys0, a00 * xs0 + a01 * ys1, a00 * xs1 + a01 * ys1)
-        uy = (a10 * xs0 + a11 * ys0, a10 * xs1 + a11 * ys0, a10 * xs0 + a11 * ys1, a10 * xs1 + a11 * ys1)
-        wy0, wy1 = max(math.floor(min(uy) + ho / 2 - 0.5) - 2, 0), min(math.ceil(max(uy) + ho / 2 - 0.5) + 3, ho)
-        wx0, wx1 = max(math.floor(min(ux) + wo / 2 - 0.5) - 2, 0), min(math.ceil(max(ux) + wo / 2 - 0.5) + 3, wo)
+        ux0, ux1, uy0, uy1 = _box_through(forward, t[2] - w / 2, t[3] + 1 - w / 2, t[0] - h / 2, t[1] + 1 - h / 2)
+        wy0, wy1 = max(math.floor(uy0 + ho / 2 - 0.5) - 2, 0), min(math.ceil(uy1 + ho / 2 - 0.5) + 3, ho)
+        wx0, wx1 = max(math.floor(ux0 + wo / 2 - 0.5) - 2, 0), min(math.ceil(ux1 + wo / 2 - 0.5) + 3, wo)
     if t is None or ho * wo - (wy1 - wy0 + 2 * reach) * (wx1 - wx0 + 2 * reach) < _WINDOW_SAVES:
         lab = F.grid_sample(lab_f, grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
         return brightness_contrast(img, bf, cf), lab.to(torch.int64)
@@ -216,25 +223,21 @@ def warp_within_reach(
     t = box if box is not None else tight_box((labels > 0).cpu().numpy())
     if t is None:  # no cell: the whole crop is the object
         t = (0, h - 1, 0, w - 1)
-    (a00, a01, a10, a11), (i00, i01, i10, i11) = _linear_map(angle, s, fx, fy)
+    forward, (i00, i01, i10, i11) = _linear_map(angle, s, fx, fy)
     # The mask box's corners (pixel edges, about the crop centre) forward to the output frame;
     # the window is their box grown by the reach and one pixel.
-    ys0, ys1, xs0, xs1 = t[0] - h / 2, t[1] + 1 - h / 2, t[2] - w / 2, t[3] + 1 - w / 2
-    ux = (a00 * xs0 + a01 * ys0, a00 * xs1 + a01 * ys0, a00 * xs0 + a01 * ys1, a00 * xs1 + a01 * ys1)
-    uy = (a10 * xs0 + a11 * ys0, a10 * xs1 + a11 * ys0, a10 * xs0 + a11 * ys1, a10 * xs1 + a11 * ys1)
+    ux0, ux1, uy0, uy1 = _box_through(forward, t[2] - w / 2, t[3] + 1 - w / 2, t[0] - h / 2, t[1] + 1 - h / 2)
     m = reach + 1
-    ox0, oy0 = math.floor(min(ux)) - m, math.floor(min(uy)) - m
-    wo, ho = math.ceil(max(ux)) + m - ox0, math.ceil(max(uy)) + m - oy0
+    ox0, oy0 = math.floor(ux0) - m, math.floor(uy0) - m
+    wo, ho = math.ceil(ux1) + m - ox0, math.ceil(uy1) + m - oy0
     # The source box (pixel edges) the window's outer pixel centres read, grown by one pixel
     # for bilinear and by the pre-filter's radius: only that part of the crop is sampled.
-    qx0, qx1, qy0, qy1 = ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5
-    px = (i00 * qx0 + i01 * qy0, i00 * qx1 + i01 * qy0, i00 * qx0 + i01 * qy1, i00 * qx1 + i01 * qy1)
-    py = (i10 * qx0 + i11 * qy0, i10 * qx1 + i11 * qy0, i10 * qx0 + i11 * qy1, i10 * qx1 + i11 * qy1)
+    px0, px1, py0, py1 = _box_through((i00, i01, i10, i11), ox0 + 0.5, ox0 + wo - 0.5, oy0 + 0.5, oy0 + ho - 0.5)
     # The low-pass follows the most shrunk axis (a stretch shrinks one of them).
     sigma = antialias_sigma(s * min(abs(fx), abs(fy)))
     pad = 2 + (feather_radius(sigma) if sigma else 0)
-    sx0, sy0 = max(math.floor(min(px) + w / 2) - pad, 0), max(math.floor(min(py) + h / 2) - pad, 0)
-    sx1, sy1 = min(math.ceil(max(px) + w / 2) + pad, w), min(math.ceil(max(py) + h / 2) + pad, h)
+    sx0, sy0 = max(math.floor(px0 + w / 2) - pad, 0), max(math.floor(py0 + h / 2) - pad, 0)
+    sx1, sy1 = min(math.ceil(px1 + w / 2) + pad, w), min(math.ceil(py1 + h / 2) + pad, h)
     if sx1 <= sx0 or sy1 <= sy0:
         sx0, sy0, sx1, sy1 = 0, 0, w, h
     src = image[:, sy0:sy1, sx0:sx1]
