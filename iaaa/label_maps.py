@@ -10,7 +10,9 @@ Conventions (the whole library keeps them):
 * Boxes are XYXY with inclusive maxima, exactly as :func:`torchvision.ops.masks_to_boxes`
   returns them (a one-pixel instance at ``(x, y)`` has box ``(x, y, x, y)``).
 * Label maps are ``torch.int64`` once inside the library (16-bit PNG label maps are read as
-  such), because ``bincount``/``scatter`` indexing wants int64.
+  such), because ``bincount``/``scatter`` indexing wants int64. What a fitted compositor keeps
+  for the whole run (its pooled objects and real cells) is stored narrower, by
+  :func:`compact_labels`, and widened where it is used.
 
 COCO RLE lives in :mod:`iaaa.data.coco`; the data model built on these (``AnnotatedImage``,
 ``CellObject``) in :mod:`iaaa.structures`.
@@ -27,6 +29,7 @@ from iaaa.errors import DataError, IaaaError
 
 __all__ = [
     "check_labels",
+    "compact_labels",
     "instance_ids",
     "instance_areas",
     "labels_to_masks",
@@ -70,6 +73,26 @@ def check_labels(labels: Any, what: str = "labels", *, strict: bool = False) -> 
     if labels.numel() and int(labels.min()) < 0:
         raise IaaaError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
     return labels
+
+
+_COMPACT = ((255, np.uint8, torch.uint8), (32767, np.int16, torch.int16), (2**31 - 1, np.int32, torch.int32))
+
+
+def compact_labels(labels: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """``labels`` (non-negative ids; a tensor or a NumPy array, returned as the same kind) in
+    the narrowest of uint8, int16, int32 and int64 that holds its largest id: the same values in
+    1-8x less memory. For label maps held for a long time (a fitted compositor keeps one per
+    pooled object and per real image: 8 bytes a pixel as int64, more than the image itself);
+    widen with ``.to(torch.int64)`` / ``.astype(np.int64)`` where int64 is needed. (Not
+    uint16: torch has few kernels for it.)"""
+    n = labels.numel() if isinstance(labels, torch.Tensor) else labels.size
+    top = int(labels.max()) if n else 0
+    for limit, np_dtype, torch_dtype in _COMPACT:
+        if top <= limit:
+            if isinstance(labels, torch.Tensor):
+                return labels if labels.dtype == torch_dtype else labels.to(torch_dtype)
+            return labels if labels.dtype == np_dtype else labels.astype(np_dtype)
+    return labels.to(torch.int64) if isinstance(labels, torch.Tensor) else labels.astype(np.int64)
 
 
 def instance_areas(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,8 +59,8 @@ class Canvas:
         labels: existing ``(H, W)`` int64 host label map, kept and avoided (``None``: empty).
         gap: minimum free pixels between a new object and any labelled pixel.
         border: minimum distance between an object's box and the frame.
-        table, next_id: optional precomputed :func:`occupancy_table` of ``labels`` and its
-            ``max + 1``.
+        table, next_id: optional precomputed :func:`occupancy_table` of ``labels`` (any integer
+            dtype that holds the width; copied as int32) and its ``max + 1``.
 
     Occupancy is a table of row prefix counts (:func:`occupancy_table`): a box query reads
     two entries per row of the box, and marking an object adds its own rows' prefix counts and
@@ -84,8 +84,9 @@ class Canvas:
         else:
             self.labels = labels
             # `table`: occupancy_table(labels) computed once for a label map that many canvases
-            # start from (a copy costs less than the two cumulative sums).
-            self.table = occupancy_table(labels) if table is None else table.copy()
+            # start from (a copy costs less than the two cumulative sums; a stored table may be
+            # narrower, and marks need int32).
+            self.table = occupancy_table(labels) if table is None else table.astype(np.int32)
             self.next_id = (int(labels.max()) + 1 if labels.size else 1) if next_id is None else int(next_id)
         self.gap, self.border = int(gap), int(border)
 

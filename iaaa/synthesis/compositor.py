@@ -295,19 +295,23 @@ class CellCompositor:
         default_policy = reach is not None and type(self.policy) is ObjectAugment and (self.object_scale is None or type(self.object_scale) is RandomScale)
         fused = default_policy and self.config.object_warp == "fused"
         for j in chosen:
+            # The pool keeps source pixels and narrow labels (PooledObject): float32 and int64
+            # from here on, the values fit stored before (to_float is the same map either way).
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
                 img, lab = img.to(device), lab.to(device)
+            if img.dtype != torch.float32:
+                img = to_float(img)
             if match:
                 img = match_intensity(img, pools.objects[j].anchors, anchors)
             if fused:
-                img, lab = warp_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator,
-                                             tuple(pools.mask_boxes[j].tolist()))
+                img, lab = warp_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
             elif default_policy:
-                # The same object as the two steps below, computed and cut to the reach.
-                img, lab = separate_within_reach(img if img.dtype == torch.float32 else to_float(img), lab, self.policy, self.object_scale, reach, generator,
-                                                 tuple(pools.mask_boxes[j].tolist()))
+                # The same object as the two steps below, computed and cut to the reach (both
+                # read the labels in any integer dtype).
+                img, lab = separate_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
             else:
+                lab = lab.to(torch.int64)
                 if self.object_scale is not None:
                     img, lab = self.object_scale(img, lab, generator)
                 img, lab = self.policy(img, lab, generator)

@@ -128,10 +128,12 @@ def separate_within_reach(
     ``(y0, y1, x0, x1)`` box of the cells in ``labels``, if known. ``pre_scale`` is a
     :class:`~iaaa.synthesis.object_policy.RandomScale` (its draw and :func:`resize_image` are
     used; the labels are resized only over their box, by
-    :func:`~iaaa.ops.geometric.resize_label_axes`)."""
+    :func:`~iaaa.ops.geometric.resize_label_axes`). ``labels`` in any integer dtype (a pooled
+    object's are narrow); the labels returned are int64."""
     host = image.device.type == "cpu" and image.dtype == torch.float32
     if not host:
         # Another device or dtype: the two steps on the whole canvas (footprints cuts).
+        labels = labels.to(torch.int64)
         if pre_scale is not None:
             image, labels = pre_scale(image, labels, generator)
         image, labels = policy(image, labels, generator)
@@ -164,8 +166,8 @@ def separate_within_reach(
     fx, fy, angle, s, bf, cf = policy.draw(generator)
     if _flip_only(angle, s, fx, fy):
         # A flip only: the whole canvas (footprints cuts).
-        image, labels = affine_warp(image, labels if labels is not None else lab_f.to(torch.int64), angle, s, fx, fy)
-        return brightness_contrast(image, bf, cf), labels
+        image, labels = affine_warp(image, labels if labels is not None else lab_f, angle, s, fx, fy)
+        return brightness_contrast(image, bf, cf), labels.to(torch.int64)
     c, h, w = image.shape
     img, grid, forward = _expanded_warp(image, angle, s, fx, fy)
     ho, wo = img.shape[-2:]
@@ -215,6 +217,7 @@ def warp_within_reach(
     contrast pivot is the mean of that window (the object and its ring) instead of the whole
     rotated canvas with its zero fill. ``CompositorConfig(object_warp=...)`` chooses. ``box``:
     the tight ``(y0, y1, x0, x1)`` box of the cells in the crop, if known (else measured).
+    ``labels`` in any integer dtype; the labels returned are int64.
     """
     s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
     fx, fy, angle, s1, bf, cf = policy.draw(generator)

@@ -20,7 +20,7 @@ import torch
 
 from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
-from iaaa.label_maps import instance_ids
+from iaaa.label_maps import compact_labels, instance_ids
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
 from iaaa.dtypes import to_float
 from iaaa.synthesis.contacts import ContactStats
@@ -35,9 +35,14 @@ class PooledObject(NamedTuple):
     """A cell object in the compositor's pool, ready to paste."""
 
     image: torch.Tensor
-    """float32 ``(C, h, w)`` in ``[0, 1]`` on the compositor's device, with its context ring."""
+    """``(C, h, w)`` on the compositor's device, with its context ring, in the source image's
+    dtype (uint8, uint16 or float32 in ``[0, 1]``; other dtypes as float32):
+    :func:`~iaaa.dtypes.to_float` gives the float32 it is pasted as. Stored as read because the
+    pool lives as long as the compositor: float32 took 4x the bytes of uint8 source pixels."""
     labels: torch.Tensor
-    """int64 ``(h, w)``, cells ``1..k``."""
+    """``(h, w)``, cells ``1..k``, in the narrowest integer dtype that holds ``k``
+    (:func:`~iaaa.label_maps.compact_labels`: uint8 up to 255 cells); ``.to(torch.int64)`` for
+    the library's int64 convention."""
     class_ids: np.ndarray
     """``(k,)`` class id of each cell."""
     kind: str
@@ -190,11 +195,13 @@ class RealCells(NamedTuple):
     """The cells of a real image that a synthetic image pasted onto it keeps."""
 
     labels: np.ndarray
-    """int64 ``(H, W)`` label map, ids ``1..M``."""
+    """``(H, W)`` label map, ids ``1..M``, in the narrowest integer dtype that holds ``M``
+    (:func:`~iaaa.label_maps.compact_labels`; kept for the compositor's life)."""
     class_ids: np.ndarray
     """``(M,)`` class id of each id."""
     table: np.ndarray
-    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.canvas.occupancy_table`)."""
+    """the occupancy table of ``labels`` (:func:`~iaaa.synthesis.canvas.occupancy_table`), as
+    uint16 where the image is narrower than 65,535 px (its counts never exceed the width)."""
     boxes: np.ndarray
     """``(M, 4)`` int64 XYXY (inclusive) box of each id."""
 
@@ -213,19 +220,22 @@ def real_cells(sample: AnnotatedImage, size: tuple[int, int] | None) -> RealCell
 
     labels = lut[lab]
     boxes = labels_to_boxes(torch.from_numpy(labels)).numpy().astype(np.int64).reshape(-1, 4)
+    table = occupancy_table(labels)
+    if w < np.iinfo(np.uint16).max:
+        table = table.astype(np.uint16)
     # class_ids follow sorted instance order.
-    return RealCells(labels, sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], occupancy_table(labels), boxes)
+    return RealCells(compact_labels(labels), sample.class_ids.detach().cpu().numpy().astype(np.int64).reshape(-1)[: len(ids)], table, boxes)
 
 
 def crop_real_cells(real: RealCells, offset: tuple[int, int], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """A fresh ``(labels, class_ids, table, boxes)`` of the window at ``offset`` of ``size``,
-    cells cut by the window renumbered ``1..m``; ``table`` is the stored occupancy table for the
-    whole image, ``None`` for a window (the canvas computes its own); ``boxes`` hold each cell
-    (clipped to the window)."""
+    cells cut by the window renumbered ``1..m``, labels int64; ``table`` is the stored
+    occupancy table for the whole image (the canvas copies it), ``None`` for a window (the
+    canvas computes its own); ``boxes`` hold each cell (clipped to the window)."""
     (oy, ox), (h, w) = offset, size
     lab = real.labels[oy : oy + h, ox : ox + w]
     if lab.shape == real.labels.shape:
-        return lab.copy(), real.class_ids.copy(), real.table, real.boxes
+        return lab.astype(np.int64), real.class_ids.copy(), real.table, real.boxes
     ids = instance_ids(torch.from_numpy(lab)).numpy()  # a strided view: one copy, in the bincount
     lut = np.zeros(len(real.class_ids) + 1, dtype=np.int64)
     lut[ids] = np.arange(1, len(ids) + 1)
@@ -355,8 +365,9 @@ class PoolBuilder:
         source image's levels."""
         self.object_groups.extend([group] * len(objects))
         for o in objects:
+            image = o.image if o.image.dtype in (torch.uint8, torch.uint16, torch.float32) else to_float(o.image)
             self.objects.append(
-                PooledObject(to_float(o.image).to(self.device), o.labels.to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells, anchors)
+                PooledObject(image.to(self.device), compact_labels(o.labels).to(self.device), o.class_ids.cpu().numpy(), o.kind, o.source, o.box, o.num_cells, anchors)
             )
         self.stats.cells_pooled += sum(o.num_cells for o in objects)
 
