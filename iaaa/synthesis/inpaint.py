@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -47,6 +46,7 @@ from iaaa.synthesis.texture import background_level, box_mean, box_means_at, int
 __all__ = ["Inpainting", "texture_residual", "inpaint", "remove_cells_by_mask"]
 
 _CHUNK = 1 << 14  # blocks per gather chunk: keeps (blocks x candidates x C) small
+_FOLD_VALUES = 1 << 22  # values of the overlap-add's column buffer per band of block rows (16 MB)
 
 
 @dataclass
@@ -123,7 +123,6 @@ def texture_residual(
     hole_c[k + oy : k + oy + h, k + ox : k + ox + w] = hole.to(torch.float32)
     need = F.max_pool2d(hole_c[None, None], b, k)[0, 0].flatten() > 0  # blocks touching the hole
     blk = torch.nonzero(need)[:, 0]
-    by, bx = blk // nx, blk % nx
     lev_c = F.pad(level[None], (k + ox, wc - w - k - ox, k + oy, hc - h - k - oy), mode="replicate")[0]
     blk_level = F.avg_pool2d(lev_c[None], b, k)[0].flatten(1)[:, blk].T  # (nb, C)
     if max_energy < 1:
@@ -153,15 +152,30 @@ def texture_residual(
     ar = torch.arange(b, device=dev)
     win = _sine_window(b, dev, residual.dtype)
     win2 = win[:, None] * win[None, :]
-    cols = torch.zeros(c, b, b, ny * nx, dtype=residual.dtype, device=dev)
-    for s in range(0, nb, _CHUNK):
-        p = pick[s : s + _CHUNK]
-        yy = (wy[p][:, None] + ar)[:, :, None]  # (q, b, 1)
-        xx = (wx[p][:, None] + ar)[:, None, :]  # (q, 1, b)
-        patches = residual[:, yy, xx] * win2  # (C, q, b, b)
-        cols[..., blk[s : s + _CHUNK]] = patches.permute(0, 2, 3, 1)
-    canvas = F.fold(cols.reshape(1, c * b * b, ny * nx), (hc, wc), b, stride=k)[0]
-    return canvas[:, k + oy : k + oy + h, k + ox : k + ox + w].contiguous(), k
+    # Overlap-add by F.fold, in bands of block rows: the fold's column buffer holds C x b^2
+    # values per block of the whole grid (16 C bytes a pixel at k = 8: 200 MB for a 2048 px RGB
+    # field), so the canvas is folded a band of rows at a time from only the blocks that reach
+    # it. Every canvas pixel still gets all its (at most four) blocks in one fold call, which
+    # adds them in the same kernel-offset order, so the field is the one-call field bit for bit.
+    field = torch.empty(c, h, w, dtype=residual.dtype, device=dev)
+    top, end = (k + oy) // k, -(-(k + oy + h) // k)  # canvas block rows the image covers
+    rows = max(1, _FOLD_VALUES // (c * b * b * nx))
+    by = blk // nx
+    for a in range(top, end, rows):
+        e = min(a + rows, end)
+        lo, hi = max(a - 1, 0), min(e - 1, ny - 1)  # the block rows that reach canvas rows [a k, e k)
+        i0, i1 = int(torch.searchsorted(by, lo)), int(torch.searchsorted(by, hi, right=True))
+        cols = torch.zeros(c, b, b, (hi - lo + 1) * nx, dtype=residual.dtype, device=dev)
+        for s in range(i0, i1, _CHUNK):
+            p = pick[s : min(s + _CHUNK, i1)]
+            yy = (wy[p][:, None] + ar)[:, :, None]  # (q, b, 1)
+            xx = (wx[p][:, None] + ar)[:, None, :]  # (q, 1, b)
+            patches = residual[:, yy, xx] * win2  # (C, q, b, b)
+            cols[..., blk[s : min(s + _CHUNK, i1)] - lo * nx] = patches.permute(0, 2, 3, 1)
+        band = F.fold(cols.reshape(1, c * b * b, (hi - lo + 1) * nx), ((hi - lo + 2) * k, wc), b, stride=k)[0]
+        y0, y1 = max(a * k, k + oy), min(e * k, k + oy + h)  # canvas rows of this band in the image
+        field[:, y0 - k - oy : y1 - k - oy] = band[:, y0 - lo * k : y1 - lo * k, k + ox : k + ox + w]
+    return field, k
 
 
 def inpaint(

@@ -106,6 +106,32 @@ def test_inpaint_margin_is_the_distance_band(margin, seed):
     assert torch.equal(dilate_disk(hole, margin), near)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(24, 90), st.integers(24, 90), st.sampled_from([1, 3]), st.sampled_from([2, 4, 8]), st.floats(0.02, 0.4), st.integers(0, 2**31 - 1))
+def test_overlap_add_in_bands_is_the_one_call_field(h, w, c, block, share, seed):
+    # The texture blocks are folded a band of block rows at a time (bounded memory); each band
+    # folds every block that reaches its rows, so the fill equals one fold over the whole grid.
+    from iaaa.synthesis import inpaint as inpaint_module
+
+    g = torch.Generator().manual_seed(seed)
+    img = torch.rand(c, h, w, generator=g)  # float: the fill is compared before any rounding
+    hole = F.max_pool2d((torch.rand(1, 1, h, w, generator=g) < share / 9).float(), 3, 1, 1)[0, 0] > 0
+    if not bool(hole.any()) or bool(hole.all()):
+        return
+    runs = {}
+    for budget in (1, 3 * 16 * 16 * 12, 1 << 40):  # a band per block row, a few rows, one band
+        old = inpaint_module._FOLD_VALUES
+        inpaint_module._FOLD_VALUES = budget
+        try:
+            runs[budget] = inpaint(img, hole, block=block, generator=torch.Generator().manual_seed(seed % 97))
+        finally:
+            inpaint_module._FOLD_VALUES = old
+    one = runs[1 << 40]
+    for r in runs.values():
+        assert torch.equal(r.image, one.image) and r.block == one.block
+    assert torch.equal(one.image[:, ~hole], img[:, ~hole])
+
+
 def test_inpaint_rejects_a_fractional_margin():
     with pytest.raises(IaaaError, match="integer margin"):
         inpaint(torch.rand(1, 16, 16), torch.zeros(16, 16, dtype=torch.bool), margin=1.5)
