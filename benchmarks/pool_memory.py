@@ -1,12 +1,14 @@
 """What a fitted ``CellCompositor()`` keeps in memory, by part, per pixel of the data it saw.
 
-    python benchmarks/pool_memory.py [--base <another checkout>] [--data-root ../shared/data] [--simulated 8]
+    python benchmarks/pool_memory.py [--base <another checkout>] [--data-root ../shared/data] [--simulated 8] [--large 2048]
 
 The pools live as long as the compositor: in the training process, and in every DataLoader
 worker started by ``spawn`` (macOS, Windows) or touched after a ``fork``. Workloads, each fitted
 with the library defaults in a fresh process: the 16 usiigaci_phase_dev fields (uint16), the 30
 dsb2018_fluo images (uint8; skipped with a line when the shared data is absent) and
-``--simulated`` 1024 px fluorescence images of the project's simulator (uint8, 40-80 cells).
+``--simulated`` 1024 px fluorescence images of the project's simulator (uint8, 40-80 cells) and
+one ``--large`` px RGB brightfield image of it (400 cells: where the fit's full-size temporaries,
+not the pools, set the memory a machine needs).
 
 Prints, per workload, the bytes held by each part (every tensor and array reachable from the
 fitted pools, each storage counted once), their sum, bytes per pixel of the fitted images, and
@@ -62,7 +64,7 @@ def _held(obj, path: str = "pools", seen: dict | None = None, depth: int = 0) ->
     return seen
 
 
-def _measure(workload: str, data_root: Path, simulated: int) -> dict:
+def _measure(workload: str, data_root: Path, simulated: int, large: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -72,6 +74,8 @@ def _measure(workload: str, data_root: Path, simulated: int) -> dict:
 
     if workload == "simulated":
         samples = simulate_cells(simulated, seed=0, size=(1024, 1024), cells=(40, 80))
+    elif workload == "large":
+        samples = simulate_cells(1, seed=5, size=(large, large), cells=(400, 400), mode="brightfield")
     else:
         folder = data_root / workload
         samples = read_label_folder(folder / "images", folder / "masks")
@@ -86,7 +90,7 @@ def _measure(workload: str, data_root: Path, simulated: int) -> dict:
 
 
 def _run(repo: Path, args: argparse.Namespace, workload: str) -> dict:
-    cmd = [sys.executable, __file__, "--emit", workload, "--data-root", str(args.data_root), "--simulated", str(args.simulated)]
+    cmd = [sys.executable, __file__, "--emit", workload, "--data-root", str(args.data_root), "--simulated", str(args.simulated), "--large", str(args.large)]
     env = {**os.environ, "PYTHONPATH": str(repo)}
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -98,10 +102,11 @@ def main() -> None:
     ap.add_argument("--base", help="another checkout, measured the same way beside this one")
     ap.add_argument("--data-root", type=Path, default=here.parent / "shared" / "data")
     ap.add_argument("--simulated", type=int, default=8)
+    ap.add_argument("--large", type=int, default=2048, help="side of the one large RGB image (0: skip)")
     ap.add_argument("--emit", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.emit:
-        print(json.dumps(_measure(args.emit, args.data_root, args.simulated)))
+        print(json.dumps(_measure(args.emit, args.data_root, args.simulated, args.large)))
         return
     workloads = []
     for name in ("usiigaci_phase_dev", "dsb2018_fluo"):
@@ -111,6 +116,8 @@ def main() -> None:
             print(f"# skipped {name}: no {args.data_root / name}/images (the shared data is absent)")
     if args.simulated > 0:
         workloads.append("simulated")
+    if args.large > 0:
+        workloads.append("large")
     sides = [("this", here)] + ([("base", Path(args.base).resolve())] if args.base else [])
     print(f"# fitted CellCompositor() pools; this = {here}" + (f", base = {sides[1][1]}" if args.base else ""))
     for workload in workloads:
