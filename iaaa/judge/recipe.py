@@ -106,7 +106,8 @@ class Recipe:
         seeds: one run per seed, fold and arm, paired across arms.
         train_limit: train on ``train_limit`` of the training images (``None``: all of them).
         folds: how many different subsets of ``train_limit`` images (rotating through the
-            training images; disjoint where there are enough).
+            training images; disjoint where there are enough, never the same twice:
+            :func:`~iaaa.judge.regimes.fold_subsets`).
         only_folds: train only these folds of the regime (``None``: all). A regime split over
             processes this way is put back together with :meth:`JudgeReport.merge`; the fold
             subsets are the same in every part, since they depend on ``train_limit`` and

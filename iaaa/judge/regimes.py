@@ -3,7 +3,10 @@
 Fold ``k`` of ``n`` training images with ``limit`` images per fold takes the ``limit`` images
 starting at ``k * limit`` (modulo ``n``) of the sorted list: folds are disjoint as long as
 ``folds * limit <= n`` and rotate through all images otherwise, so every image is used about
-equally often. Every fold is scored on the same held-out test images.
+equally often. Where that rotation would come back to an earlier fold's images (12 images, 4
+folds of 4: fold 3 would be fold 0 again, a duplicate run counted twice in every paired mean),
+fold ``k`` starts at ``floor(k * n / folds)`` instead: distinct, overlapping folds, each image
+still used about equally often. Every fold is scored on the same held-out test images.
 """
 
 from __future__ import annotations
@@ -25,7 +28,12 @@ def fold_subsets(n: int, limit: int | None, folds: int = 1) -> list[list[int]]:
         if folds > 1:
             raise IaaaError(f"folds: {folds} folds of {limit} images from {n} training images would all be the same")
         return [list(range(n))]
-    return [sorted((k * limit + j) % n for j in range(limit)) for k in range(folds)]
+    if folds > n:
+        raise IaaaError(f"folds: {folds} folds of {limit} images from {n} training images; at most {n} differ")
+    starts = [k * limit % n for k in range(folds)]
+    if len(set(starts)) < folds:
+        starts = [k * n // folds for k in range(folds)]
+    return [sorted((start + j) % n for j in range(limit)) for start in starts]
 
 
 def paired_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:

@@ -193,10 +193,10 @@ def test_copy_paste_drops_fully_hidden_cells():
 # ----------------------------------------------------------------------------- regimes and intervals
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 6))
 def test_folds(n, limit, folds):
-    if limit >= n and folds > 1:
+    if (limit >= n and folds > 1) or (limit < n and folds > n):
         with pytest.raises(IaaaError):
             fold_subsets(n, limit, folds)
         return
@@ -205,12 +205,23 @@ def test_folds(n, limit, folds):
         assert subsets == [list(range(n))]
         return
     assert len(subsets) == folds and all(len(s) == limit == len(set(s)) for s in subsets)
+    # No fold repeats another's images (a repeated run would count twice in a paired mean).
+    assert len({tuple(s) for s in subsets}) == folds
     if folds * limit <= n:  # disjoint where N allows
         flat = [i for s in subsets for i in s]
         assert len(flat) == len(set(flat))
     else:  # rotating: every image used, no image more than once more than another
         counts = [sum(i in s for s in subsets) for i in range(n)]
         assert max(counts) - min(counts) <= 1
+
+
+def test_folds_that_would_wrap_onto_an_earlier_fold_are_spread_instead():
+    # 12 images, 4 folds of 4: the rotation's fold 3 is fold 0's images again.
+    assert fold_subsets(12, 4, 4) == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9], [0, 9, 10, 11]]
+    # Where the rotation gives distinct folds it is kept (the recorded regimes' folds).
+    assert fold_subsets(8, 2, 4) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert fold_subsets(17, 4, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    assert fold_subsets(10, 4, 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [0, 1, 8, 9], [2, 3, 4, 5]]
 
 
 def test_paired_interval_hand_values():
