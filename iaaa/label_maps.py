@@ -87,6 +87,8 @@ def compact_labels(labels: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarr
     uint16: torch has few kernels for it.)"""
     n = labels.numel() if isinstance(labels, torch.Tensor) else labels.size
     top = int(labels.max()) if n else 0
+    if n and int(labels.min()) < 0:
+        raise IaaaError(f"labels: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
     for limit, np_dtype, torch_dtype in _COMPACT:
         if top <= limit:
             if isinstance(labels, torch.Tensor):

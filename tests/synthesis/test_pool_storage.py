@@ -34,6 +34,15 @@ def test_compact_labels_keeps_every_value_in_the_narrowest_dtype(top, as_tensor,
     assert np.array_equal(arr.astype(np.int64), lab)
 
 
+def test_compact_labels_refuses_negative_ids():
+    from iaaa.errors import IaaaError
+
+    with pytest.raises(IaaaError, match="negative"):
+        compact_labels(torch.tensor([[0, -1], [2, 3]]))
+    with pytest.raises(IaaaError, match="negative"):
+        compact_labels(np.array([[-300, 1]]))
+
+
 def test_compact_labels_of_an_empty_map():
     assert compact_labels(torch.zeros((0, 4), dtype=torch.int64)).dtype == torch.uint8
     assert compact_labels(np.zeros((3, 0), dtype=np.int64)).dtype == np.uint8
