@@ -55,6 +55,7 @@ def crop_figures(labels: torch.Tensor) -> tuple[int, int, int, int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="usiigaci")
+    ap.add_argument("--data", help="override the dataset folder (images/ + masks/), as downstream.py's --data")
     ap.add_argument("--train-limit", type=int, default=None)
     ap.add_argument("--folds", type=int, default=1)
     ap.add_argument("--only-folds", default=None, help="comma-separated fold indices")
@@ -69,7 +70,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     info = DATASETS[args.dataset]
-    folder = DATA / info["folder"]
+    folder = Path(args.data) if args.data else DATA / info["folder"]
     if not folder.is_dir():
         sys.exit(f"{folder}: not found (the data sets live in ../shared/data beside the checkout)")
     train, _ = split(args.dataset, read_label_folder(folder / "images", folder / "masks"))
