@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,10 +29,27 @@ import torch.nn.functional as F
 from iaaa.boxes import tight_box
 from iaaa.filters import antialias_sigma, feather_radius, gaussian_blur
 
-if TYPE_CHECKING:  # the policies import this module
-    from iaaa.synthesis.object_policy import ObjectAugment, RandomScale
+__all__ = ["affine_warp", "brightness_contrast", "resize_image", "separate_within_reach", "warp_within_reach", "AffineDraw", "ScaleDraw"]
 
-__all__ = ["affine_warp", "brightness_contrast", "resize_image", "separate_within_reach", "warp_within_reach"]
+
+# What the within-reach paths need of the policies, as protocols: the policies import this
+# module, so naming their classes here would make an import cycle.
+class AffineDraw(Protocol):
+    """What :class:`~iaaa.synthesis.object_policy.ObjectAugment` offers the within-reach paths:
+    its six draws ``(fx, fy, angle, scale, brightness, contrast)`` and the whole step."""
+
+    def draw(self, generator: torch.Generator) -> tuple[float, float, float, float, float, float]: ...
+
+    def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class ScaleDraw(Protocol):
+    """What :class:`~iaaa.synthesis.object_policy.RandomScale` offers them: its scale draw and
+    the whole step."""
+
+    def draw(self, generator: torch.Generator) -> float: ...
+
+    def __call__(self, image: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def resize_image(image: torch.Tensor, s: float) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -110,7 +127,7 @@ _WINDOW_SAVES = 2000
 
 
 def separate_within_reach(
-    image: torch.Tensor, labels: torch.Tensor, policy: ObjectAugment, pre_scale: "RandomScale | None", reach: int, generator: torch.Generator,
+    image: torch.Tensor, labels: torch.Tensor, policy: AffineDraw, pre_scale: ScaleDraw | None, reach: int, generator: torch.Generator,
     box: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pre_scale`` then ``policy`` on one pooled object, exactly as the two steps make it
@@ -202,7 +219,7 @@ def separate_within_reach(
 
 
 def warp_within_reach(
-    image: torch.Tensor, labels: torch.Tensor, policy: ObjectAugment, pre_scale: "RandomScale | None", reach: int, generator: torch.Generator,
+    image: torch.Tensor, labels: torch.Tensor, policy: AffineDraw, pre_scale: ScaleDraw | None, reach: int, generator: torch.Generator,
     box: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pre_scale`` then ``policy`` on one pooled object as a single resampling, computed only
@@ -268,7 +285,7 @@ def _sampling_grid(theta: list[list[float]], ho: int, wo: int, image: torch.Tens
     third coordinate 1 when ``theta`` has three rows: one product then applies a whole affine
     map, where a broadcast add of the offset cost 2-3x the product) times ``theta``. On the CPU
     in float32 the product runs in NumPy: the same BLAS product (the same bits: checked in
-    tests/synthesis/test_object_policy_grid.py) without torch's per-call cost on these small
+    tests/synthesis/test_object_warp_grid.py) without torch's per-call cost on these small
     grids, and ``theta`` needs no tensor."""
     k = len(theta)
     if image.device.type == "cpu" and image.dtype == torch.float32:
