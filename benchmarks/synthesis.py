@@ -26,7 +26,8 @@ of the base commit) instead, in one process: both compositors are fitted on the 
 of a machine whose speed moves by the minute; it prints CPU ms per image of each, the speed-up,
 and how many samples' label maps / images differ. ``--options KEY=VALUE ...`` sets compositor
 options on this checkout's side only (against a worktree of the same commit: an option measured
-against the defaults); ``--data DIR`` (a label folder with images/ and masks/, e.g.
+against the defaults), ``--both KEY=VALUE ...`` on both sides (a change to a path the defaults
+do not take, e.g. ``--both contacts=data``); ``--data DIR`` (a label folder with images/ and masks/, e.g.
 ../shared/data/dsb2018_fluo) fits both on that real data with the library defaults (each
 sample at its background's own size and count) instead of the simulated sizes.
 
@@ -302,6 +303,7 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="another checkout to compare iaaa with, sample by sample (see module docs)")
     ap.add_argument("--data", type=Path, default=None, help="with --baseline: a label folder (images/, masks/) to fit on instead of the simulator")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
+    ap.add_argument("--both", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of both sides")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -318,7 +320,7 @@ def main() -> None:
 
     if a.baseline:
         torch.set_num_threads(a.threads)
-        baseline(a.baseline, a.sizes, a.n, a.options, a.data)
+        baseline(a.baseline, a.sizes, a.n, a.options, a.data, a.both)
         return
     results = []
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPUs, {a.threads} torch thread(s) per process, median of {a.repeats} x {a.n} images\n")
@@ -354,8 +356,8 @@ def main() -> None:
         a.json.write_text(json.dumps(results, indent=1))
 
 
-def baseline(root: str, sizes: list[int], n: int, options: list[str] = (), data: Path | None = None) -> None:
-    """``CellCompositor.sample`` (library defaults; this side with ``options``) of this checkout
+def baseline(root: str, sizes: list[int], n: int, options: list[str] = (), data: Path | None = None, both: list[str] = ()) -> None:
+    """``CellCompositor.sample`` (library defaults and ``both``; this side with ``options``) of this checkout
     and of ``root``, alternated call by call with the same generators (see module docs)."""
     import torch
     from baseline import load_baseline  # benchmarks/baseline.py, beside this script
@@ -365,8 +367,9 @@ def baseline(root: str, sizes: list[int], n: int, options: list[str] = (), data:
 
     base = load_baseline(root)
     extra = parse_pairs(list(options), "--options") if options else {}
+    shared = parse_pairs(list(both), "--both") if both else {}
     print(f"# torch threads {torch.get_num_threads()}; baseline {Path(root).resolve()} (as iaaa_base); samples alternated, CPU time; "
-          f"this side's options {extra or 'none'}\n")
+          f"both sides' options {shared or 'none'}; this side's options {extra or 'none'}\n")
     print("| size | cells | samples | base CPU ms/image | CPU ms/image | speed-up | samples differing: labels / images (max) |")
     print("|---|---|---|---|---|---|---|")
     if data is not None:
@@ -375,7 +378,7 @@ def baseline(root: str, sizes: list[int], n: int, options: list[str] = (), data:
         real = read_label_folder(data / "images", data / "masks")
     for size in ([None] if data is not None else sizes):
         src = real if size is None else sources(size, CELLS[size])
-        setting = {} if size is None else {"size": (size, size), "count": CELLS[size]}
+        setting = dict(shared) if size is None else {"size": (size, size), "count": CELLS[size], **shared}
         comps = {}
         for k, lib in (("base", base), ("this", iaaa)):
             images = src if lib is iaaa else [base.structures.AnnotatedImage(s.image, s.labels, s.class_ids, s.name) for s in src]

@@ -34,7 +34,7 @@ from iaaa.errors import IaaaError
 from iaaa.label_maps import instance_ids
 from iaaa.synthesis.canvas import Canvas
 
-__all__ = ["ContactStats", "measure_contacts", "contact_candidates", "touching_ids", "TouchingShare"]
+__all__ = ["ContactStats", "measure_contacts", "contact_candidates", "ContactAnchors", "touching_ids", "TouchingShare"]
 
 CLUSTER_BINS = 8
 """Cluster sizes are histogrammed as 1, 2, ..., ``CLUSTER_BINS - 1`` and ``>= CLUSTER_BINS``."""
@@ -140,7 +140,15 @@ def measure_contacts(labels, reach: int = 1) -> ContactStats:
 def touching_ids(lab: np.ndarray, reach: int = 1) -> np.ndarray:
     """Boolean ``(max id + 1,)``: which ids of the label map touch another id (entry 0 unused)."""
     out = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=bool)
-    if out.size > 1:
+    if out.size > 1 and reach == 1:
+        # Reach 1 is the 8-neighbourhood: every touching pair of pixels is one of four shifts
+        # (right, down, and the two diagonals down), compared directly instead of two filters.
+        narrow = lab.astype(np.min_scalar_type(out.size - 1), copy=False)
+        for a, b in ((narrow[:, :-1], narrow[:, 1:]), (narrow[:-1], narrow[1:]), (narrow[:-1, :-1], narrow[1:, 1:]), (narrow[:-1, 1:], narrow[1:, :-1])):
+            m = (a != b) & (a > 0) & (b > 0)
+            out[a[m]] = True
+            out[b[m]] = True
+    elif out.size > 1:
         own, hi, lo = _edges(lab.astype(np.int64, copy=False), reach)
         out[own[(hi != own) | (lo != own)]] = True
     return out
@@ -160,50 +168,150 @@ def contact_candidates(
             labelled pixel (the canvas's exact row query, gap 0).
 
     Returns ``(xs, ys, ok)``, each ``(n,)``: ``ok`` is false where the anchor's slide left the
-    frame before the mask was free (or no cell is there to touch).
+    frame before the mask was free (or no cell is there to touch). One query on a label map;
+    placement, which asks once per object while it adds cells, keeps a :class:`ContactAnchors`.
     """
-    h, w = labels.shape
-    n = u.shape[0]
-    xs = np.zeros(n, dtype=np.int64)
-    ys = np.zeros(n, dtype=np.int64)
+    return ContactAnchors(labels).candidates(u, th, tw, border, overlaps)
+
+
+class ContactAnchors:
+    """The anchors of :func:`contact_candidates` (free pixels 8-adjacent to a labelled pixel,
+    in raster order) and the cells' centroids, kept for a label map that only gains cells.
+
+    Built in one pass over the map; :meth:`add` updates both for the box a new object was
+    written in, so a query costs the object's slide, not a pass over the image (on a 1024 px
+    field the whole-map filter and centroid pass were ~45 ms a query). The queries give exactly
+    what :func:`contact_candidates` on the current map gives: the same anchors in the same order,
+    the same neighbour (the largest id around the anchor) and centroids as exact sums of integer
+    coordinates."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+        h, w = labels.shape
+        occ = labels > 0
+        self.free = _near(occ) & ~occ
+        self.row_counts = self.free.sum(1, dtype=np.int64)
+        ly, lx = np.nonzero(occ)
+        ids = labels[ly, lx]
+        n = int(labels.max(initial=0)) + 1
+        self.cnt = np.bincount(ids, minlength=n).astype(np.float64)
+        self.sy = np.bincount(ids, ly, minlength=n)
+        self.sx = np.bincount(ids, lx, minlength=n)
+
+    def add(self, y: int, x: int, h: int, w: int) -> None:
+        """Cells were written inside the box ``(y, x, h, w)`` on pixels that were free (ids above
+        every id so far): the anchors around it and the new cells' centroid sums."""
+        lab = self.labels
+        H, W = lab.shape
+        # Anchors change within 1 px of the box; their test reads 1 px further.
+        a0, a1, b0, b1 = max(y - 1, 0), min(y + h + 1, H), max(x - 1, 0), min(x + w + 1, W)
+        c0, c1, d0, d1 = max(a0 - 1, 0), min(a1 + 1, H), max(b0 - 1, 0), min(b1 + 1, W)
+        occ = lab[c0:c1, d0:d1] > 0
+        free = (_near(occ) & ~occ)[a0 - c0 : a1 - c0, b0 - d0 : b1 - d0]
+        self.free[a0:a1, b0:b1] = free
+        self.row_counts[a0:a1] = self.free[a0:a1].sum(1, dtype=np.int64)
+        win = lab[y : y + h, x : x + w]
+        first = self.cnt.size
+        m = win >= first
+        if not m.any():
+            return
+        wy, wx = np.nonzero(m)
+        ids = win[wy, wx] - first
+        n = int(ids.max()) + 1
+        self.cnt = np.concatenate([self.cnt, np.bincount(ids, minlength=n).astype(np.float64)])
+        self.sy = np.concatenate([self.sy, np.bincount(ids, wy + y, minlength=n)])
+        self.sx = np.concatenate([self.sx, np.bincount(ids, wx + x, minlength=n)])
+
+    def candidates(self, u: np.ndarray, th: int, tw: int, border: int, overlaps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`contact_candidates` on the current label map."""
+        labels = self.labels
+        h, w = labels.shape
+        n = u.shape[0]
+        xs = np.zeros(n, dtype=np.int64)
+        ys = np.zeros(n, dtype=np.int64)
+        ok = np.zeros(n, dtype=bool)
+        total = int(self.row_counts.sum())
+        if n == 0 or total == 0:
+            return xs, ys, ok
+        pick = np.minimum((u * total).astype(np.int64), total - 1)
+        cum = np.cumsum(self.row_counts)
+        ay = np.searchsorted(cum, pick, side="right")
+        k = pick - (cum[ay] - self.row_counts[ay])
+        ax = np.empty(n, dtype=np.int64)
+        for r in np.unique(ay).tolist():
+            sel = ay == r
+            ax[sel] = np.flatnonzero(self.free[r])[k[sel]]
+        # The touched cell: the largest id in the anchor's 3 x 3 window (the map's max filter).
+        oy, ox = np.meshgrid(np.arange(-1, 2), np.arange(-1, 2), indexing="ij")
+        yy, xx = ay[:, None] + oy.ravel(), ax[:, None] + ox.ravel()
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        cell = np.where(inside, labels[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)], 0).max(1)
+        cnt = np.maximum(self.cnt, 1)
+        cy, cx = self.sy / cnt, self.sx / cnt
+        dy, dx = ay - cy[cell], ax - cx[cell]
+        scale = np.maximum(np.maximum(np.abs(dy), np.abs(dx)), 1e-9)
+        sy, sx = np.rint(dy / scale).astype(np.int64), np.rint(dx / scale).astype(np.int64)
+        stuck = (sy == 0) & (sx == 0)
+        sy[stuck] = 1  # an anchor at a centroid: slide down
+        steps = np.arange(max(th, tw) + 2)
+        py = (ay - (th - 1) // 2)[:, None] + sy[:, None] * steps[None, :]
+        px = (ax - (tw - 1) // 2)[:, None] + sx[:, None] * steps[None, :]
+        inside = (px >= border) & (py >= border) & (px <= w - tw - border) & (py <= h - th - border)
+        first, ok = _first_free_steps(px, py, inside, overlaps)
+        r = np.arange(n)
+        return px[r, first], py[r, first], ok
+
+
+STEP_CHUNK = 8
+"""Slide steps tested at a time: an anchor stops at its first free step (the mask query costs
+anchors x steps x mask rows; a large multi-cell object slides half its size before it is free)."""
+
+
+def _first_free_steps(px: np.ndarray, py: np.ndarray, inside: np.ndarray, overlaps) -> tuple[np.ndarray, np.ndarray]:
+    """Per anchor (row of ``(n, steps)`` positions): the first step whose mask is free and in the
+    frame (0 where none), and whether it touches: the step before it was in the frame and covered
+    (a free step 0 need not cover the anchor, so it does not count; see module docs). Steps are
+    queried in chunks, each anchor only until its first free step or until its slide has left
+    the frame for good (the frame is a rectangle, so a straight slide that leaves it does not
+    come back)."""
+    n, steps = px.shape
+    first = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
-    occ = labels > 0
-    if n == 0 or not occ.any():
-        return xs, ys, ok
-    near = ndimage.maximum_filter(labels, size=3, mode="constant", cval=0)
-    ay, ax = np.nonzero((near > 0) & ~occ)
-    if ay.size == 0:
-        return xs, ys, ok
-    pick = np.minimum((u * ay.size).astype(np.int64), ay.size - 1)
-    ay, ax = ay[pick], ax[pick]
-    cell = near[ay, ax]
-    # Centroids of the touched cells (bincount over the label map: one pass).
-    ly, lx = np.nonzero(occ)
-    ids = labels[ly, lx]
-    cnt = np.maximum(np.bincount(ids, minlength=int(labels.max()) + 1), 1)
-    cy = np.bincount(ids, ly, minlength=cnt.size) / cnt
-    cx = np.bincount(ids, lx, minlength=cnt.size) / cnt
-    dy, dx = ay - cy[cell], ax - cx[cell]
-    scale = np.maximum(np.maximum(np.abs(dy), np.abs(dx)), 1e-9)
-    sy, sx = np.rint(dy / scale).astype(np.int64), np.rint(dx / scale).astype(np.int64)
-    stuck = (sy == 0) & (sx == 0)
-    sy[stuck] = 1  # an anchor at a centroid: slide down
-    steps = np.arange(max(th, tw) + 2)
-    py = (ay - (th - 1) // 2)[:, None] + sy[:, None] * steps[None, :]
-    px = (ax - (tw - 1) // 2)[:, None] + sx[:, None] * steps[None, :]
-    inside = (px >= border) & (py >= border) & (px <= w - tw - border) & (py <= h - th - border)
-    busy = np.ones(py.shape, dtype=bool)
-    if inside.any():
-        busy[inside] = overlaps(px[inside], py[inside])
-    free = ~busy & inside
-    has = free.any(1)
-    first = free.argmax(1)
-    # The first free step touches only if the step before it was really covered (in the frame):
-    # a free step 0 need not cover the anchor, so it does not count (see module docs).
-    hit = busy & inside
-    ok = has & (first > 0) & hit[np.arange(n), np.maximum(first - 1, 0)]
-    r = np.arange(n)
-    return px[r, first], py[r, first], ok
+    prev_hit = np.zeros(n, dtype=bool)  # the last step of the previous chunk: in the frame and covered
+    active = np.arange(n)
+    for s0 in range(0, steps, STEP_CHUNK):
+        if not active.size:
+            break
+        s1 = min(s0 + STEP_CHUNK, steps)
+        ins = inside[active, s0:s1]
+        busy = np.ones(ins.shape, dtype=bool)
+        if ins.any():
+            busy[ins] = overlaps(px[active, s0:s1][ins], py[active, s0:s1][ins])
+        free = ~busy & ins
+        hit = busy & ins
+        has = free.any(1)
+        f = free.argmax(1)
+        before = np.where(f > 0, hit[np.arange(active.size), np.maximum(f - 1, 0)], prev_hit[active] & (s0 > 0))
+        done = active[has]
+        first[done] = s0 + f[has]
+        ok[done] = before[has]
+        prev_hit[active] = hit[:, -1]
+        # Still sliding: no free step yet, and the frame not left behind for good.
+        gone = ~inside[active, s1 - 1] & inside[active, : s1].any(1)
+        active = active[~has & ~gone]
+    return first, ok
+
+
+def _near(occ: np.ndarray) -> np.ndarray:
+    """Pixels within one pixel (a 3 x 3 square) of a set pixel of ``occ`` (a binary dilation by
+    shifted ORs: a filter call costs more on a bool map)."""
+    out = occ.copy()
+    out[1:] |= occ[:-1]
+    out[:-1] |= occ[1:]
+    rows = out.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
 
 
 class TouchingShare:
@@ -235,6 +343,15 @@ class TouchingShare:
             self.touch[: t.size] = t
         self.on_canvas = int(np.count_nonzero(np.bincount(canvas.labels.ravel())[1:])) if canvas.next_id > 1 else 0
         self.done = np.zeros(k, dtype=bool)
+        self._anchors: ContactAnchors | None = None
+
+    @property
+    def anchors(self) -> ContactAnchors:
+        """The canvas's contact anchors, built on the first query and kept up to date by
+        :meth:`placed`."""
+        if self._anchors is None:
+            self._anchors = ContactAnchors(self.canvas.labels)
+        return self._anchors
 
     def probability(self, j: int) -> float:
         todo = ~self.done
@@ -254,6 +371,8 @@ class TouchingShare:
         ``reach`` of its box is re-checked."""
         self.done[j] = True
         self.on_canvas += int(self.cells[j])
+        if self._anchors is not None:
+            self._anchors.add(y, x, int(self.th[j]), int(self.tw[j]))
         c, r = self.canvas, self.reach + 1
         win = c.labels[max(y - r, 0) : y + int(self.th[j]) + r, max(x - r, 0) : x + int(self.tw[j]) + r]
         t = touching_ids(win, self.reach)

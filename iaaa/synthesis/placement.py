@@ -51,7 +51,7 @@ from iaaa.filters import feather_radius
 from iaaa.structures import CellObject, PastedWindows, check_labels, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, grown_runs
 from iaaa.synthesis.checks import bounded, check, validate
-from iaaa.synthesis.contacts import TouchingShare, contact_candidates
+from iaaa.synthesis.contacts import ContactAnchors, TouchingShare
 from iaaa.synthesis.footprints import Footprints, footprints
 from iaaa.synthesis.levels import corner_scores, level_map, level_ok, match_ring
 from iaaa.synthesis.layout import candidate_positions
@@ -208,7 +208,7 @@ def place(
     for j in range(k):
         pos = None
         if tracker is not None and fits[j] and uc[j, 0] < tracker.probability(j):
-            pos = _choose_contact(canvas, d, j, uc[j, 1:], reject)
+            pos = _choose_contact(canvas, tracker.anchors, d, j, uc[j, 1:], reject)
         if pos is None:
             best = _choose(canvas, d, j, xs, ys, scores, fits, config, allowed) if fits[j] else -1
             if best >= 0:
@@ -259,11 +259,14 @@ def _score(
     return xs, ys, scores, fits, (level_ok(at, reject) if reject is not None else None)
 
 
-def _choose_contact(canvas: Canvas, d: Footprints, j: int, u: np.ndarray, reject: tuple | None) -> tuple[int, int, float] | None:
-    """Object ``j`` against a cell (:func:`~iaaa.synthesis.contacts.contact_candidates`): the
-    best-scoring touching position, or ``None`` when no candidate touches in the frame."""
+def _choose_contact(
+    canvas: Canvas, anchors: ContactAnchors, d: Footprints, j: int, u: np.ndarray, reject: tuple | None,
+) -> tuple[int, int, float] | None:
+    """Object ``j`` against a cell (:func:`~iaaa.synthesis.contacts.contact_candidates`, from the
+    canvas's kept ``anchors``): the best-scoring touching position, or ``None`` when no
+    candidate touches in the frame."""
     runs = grown_runs(d.labs[j], d.tights[j], 0)
-    xs, ys, ok = contact_candidates(canvas.labels, u, int(d.th[j]), int(d.tw[j]), canvas.border, lambda x, y: canvas.overlaps(x, y, runs))
+    xs, ys, ok = anchors.candidates(u, int(d.th[j]), int(d.tw[j]), canvas.border, lambda x, y: canvas.overlaps(x, y, runs))
     if not ok.any():
         return None
     xs, ys = xs[ok], ys[ok]
