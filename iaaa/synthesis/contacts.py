@@ -187,7 +187,6 @@ class ContactAnchors:
 
     def __init__(self, labels: np.ndarray) -> None:
         self.labels = labels
-        h, w = labels.shape
         occ = labels > 0
         self.free = _near(occ) & ~occ
         self.row_counts = self.free.sum(1, dtype=np.int64)
