@@ -30,6 +30,7 @@ from iaaa.errors import DataError, IaaaError
 __all__ = [
     "check_labels",
     "compact_labels",
+    "neighbour_pairs",
     "instance_ids",
     "instance_areas",
     "labels_to_masks",
@@ -73,6 +74,19 @@ def check_labels(labels: Any, what: str = "labels", *, strict: bool = False) -> 
     if labels.numel() and int(labels.min()) < 0:
         raise IaaaError(f"{what}: label map has negative values (min {int(labels.min())}); 0 is background, k>0 instance k")
     return labels
+
+
+def neighbour_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of 8-neighbouring pixels of a host label map ``(H, W)`` whose labels differ and
+    are both non-zero, as the two labels ``(p, q)`` (each pixel pair once, not deduplicated, in
+    the map's dtype): the right, down, down-right and down-left neighbours cover every
+    8-neighbour pair once. What touching and adjacency of labels are read from."""
+    ps, qs = [], []
+    for p, q in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :]), (labels[:-1, :-1], labels[1:, 1:]), (labels[:-1, 1:], labels[1:, :-1])):
+        m = (p != q) & (p > 0) & (q > 0)
+        ps.append(p[m])
+        qs.append(q[m])
+    return np.concatenate(ps), np.concatenate(qs)
 
 
 _COMPACT = ((255, np.uint8, torch.uint8), (32767, np.int16, torch.int16), (2**31 - 1, np.int32, torch.int32))

@@ -31,8 +31,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from iaaa.errors import IaaaError
-from iaaa.label_maps import instance_ids
+from iaaa.label_maps import instance_ids, neighbour_pairs
 from iaaa.synthesis.canvas import Canvas
+from iaaa.synthesis.halo import grow_to_any
 
 __all__ = ["ContactStats", "measure_contacts", "contact_candidates", "ContactAnchors", "touching_ids", "TouchingShare"]
 
@@ -141,13 +142,11 @@ def touching_ids(lab: np.ndarray, reach: int = 1) -> np.ndarray:
     """Boolean ``(max id + 1,)``: which ids of the label map touch another id (entry 0 unused)."""
     out = np.zeros(int(lab.max()) + 1 if lab.size else 1, dtype=bool)
     if out.size > 1 and reach == 1:
-        # Reach 1 is the 8-neighbourhood: every touching pair of pixels is one of four shifts
-        # (right, down, and the two diagonals down), compared directly instead of two filters.
-        narrow = lab.astype(np.min_scalar_type(out.size - 1), copy=False)
-        for a, b in ((narrow[:, :-1], narrow[:, 1:]), (narrow[:-1], narrow[1:]), (narrow[:-1, :-1], narrow[1:, 1:]), (narrow[:-1, 1:], narrow[1:, :-1])):
-            m = (a != b) & (a > 0) & (b > 0)
-            out[a[m]] = True
-            out[b[m]] = True
+        # Reach 1 is the 8-neighbourhood: the touching pixel pairs are read directly (four
+        # shifted comparisons, on the narrowest dtype) instead of two filters.
+        p, q = neighbour_pairs(lab.astype(np.min_scalar_type(out.size - 1), copy=False))
+        out[p] = True
+        out[q] = True
     elif out.size > 1:
         own, hi, lo = _edges(lab.astype(np.int64, copy=False), reach)
         out[own[(hi != own) | (lo != own)]] = True
@@ -188,7 +187,7 @@ class ContactAnchors:
     def __init__(self, labels: np.ndarray) -> None:
         self.labels = labels
         occ = labels > 0
-        self.free = _near(occ) & ~occ
+        self.free = grow_to_any(occ, 1) & ~occ
         self.row_counts = self.free.sum(1, dtype=np.int64)
         ly, lx = np.nonzero(occ)
         ids = labels[ly, lx]
@@ -206,7 +205,7 @@ class ContactAnchors:
         a0, a1, b0, b1 = max(y - 1, 0), min(y + h + 1, H), max(x - 1, 0), min(x + w + 1, W)
         c0, c1, d0, d1 = max(a0 - 1, 0), min(a1 + 1, H), max(b0 - 1, 0), min(b1 + 1, W)
         occ = lab[c0:c1, d0:d1] > 0
-        free = (_near(occ) & ~occ)[a0 - c0 : a1 - c0, b0 - d0 : b1 - d0]
+        free = (grow_to_any(occ, 1) & ~occ)[a0 - c0 : a1 - c0, b0 - d0 : b1 - d0]
         self.free[a0:a1, b0:b1] = free
         self.row_counts[a0:a1] = self.free[a0:a1].sum(1, dtype=np.int64)
         win = lab[y : y + h, x : x + w]
@@ -299,18 +298,6 @@ def _first_free_steps(px: np.ndarray, py: np.ndarray, inside: np.ndarray, overla
         gone = ~inside[active, s1 - 1] & inside[active, : s1].any(1)
         active = active[~has & ~gone]
     return first, ok
-
-
-def _near(occ: np.ndarray) -> np.ndarray:
-    """Pixels within one pixel (a 3 x 3 square) of a set pixel of ``occ`` (a binary dilation by
-    shifted ORs: a filter call costs more on a bool map)."""
-    out = occ.copy()
-    out[1:] |= occ[:-1]
-    out[:-1] |= occ[1:]
-    rows = out.copy()
-    out[:, 1:] |= rows[:, :-1]
-    out[:, :-1] |= rows[:, 1:]
-    return out
 
 
 class TouchingShare:

@@ -43,6 +43,7 @@ import torch
 
 from iaaa.boxes import merge_boxes
 from iaaa.errors import IaaaError
+from iaaa.label_maps import neighbour_pairs
 from iaaa.structures import AnnotatedImage, CellObject, as_annotated, check_labels, instance_areas, instance_boxes
 from iaaa.synthesis.background import BackgroundConfig, remove_cells
 from iaaa.synthesis.checks import bounded, check, validate
@@ -121,16 +122,10 @@ class ObjectGroups:
 def label_adjacency(labels: torch.Tensor) -> np.ndarray:
     """Distinct pairs ``(a, b)``, ``a < b``, of non-zero labels that are 8-neighbours somewhere in
     ``labels`` ``(H, W)``: an ``(E, 2)`` int64 array, sorted."""
-    a = labels.detach().cpu().numpy()
-    pairs = []
-    # Right, down, down-right and down-left neighbours cover every 8-neighbour pair once.
-    for p, q in ((a[:, :-1], a[:, 1:]), (a[:-1, :], a[1:, :]), (a[:-1, :-1], a[1:, 1:]), (a[:-1, 1:], a[1:, :-1])):
-        m = (p != q) & (p > 0) & (q > 0)
-        if m.any():
-            pairs.append(np.stack([np.minimum(p[m], q[m]), np.maximum(p[m], q[m])], 1))
-    if not pairs:
+    p, q = neighbour_pairs(labels.detach().cpu().numpy())
+    if not p.size:
         return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(pairs).astype(np.int64), axis=0)
+    return np.unique(np.stack([np.minimum(p, q), np.maximum(p, q)], 1).astype(np.int64), axis=0)
 
 
 def group_cells(
