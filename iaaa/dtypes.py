@@ -12,9 +12,13 @@ Both round-trip uint8 and uint16 exactly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["dtype_range", "to_float", "from_float", "to_work", "from_work"]
+from iaaa.errors import IaaaError
+
+__all__ = ["dtype_range", "to_float", "from_float", "to_work", "from_work", "check_unit_range"]
 
 
 def dtype_range(dtype: torch.dtype) -> tuple[float, float]:
@@ -52,6 +56,24 @@ def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # Not every torch op supports uint16; int32 holds its range exactly. Floats (rounded, in
     # range) convert directly (torch >= 2.3), one pass instead of two.
     return x.to(torch.int32).to(torch.uint16) if dtype == torch.uint16 and not x.is_floating_point() else x.to(dtype)
+
+
+def check_unit_range(image: torch.Tensor, where: str, error: type[IaaaError] = IaaaError) -> None:
+    """Refuse a float image whose values leave [0, 1] (or are NaN / infinite): iaaa reads float
+    pixels as intensities in [0, 1] (0 = black, 1 = white), so raw units (e.g. 0..4095 stored as
+    float) would be clipped to white wherever a pixel is written. ``where`` names the file or
+    sample in the message, which says how to convert; ``error``: the class raised."""
+    if not image.is_floating_point() or image.numel() == 0:
+        return
+    lo, hi = (float(v) for v in torch.aminmax(image.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~torch.isfinite(image)).sum())
+        raise error(f"{where}: {bad} pixels are NaN or infinite; fix or mask them before use")
+    if lo < 0.0 or hi > 1.0:
+        raise error(
+            f"{where}: float image values span {lo:.6g}..{hi:.6g}, but iaaa reads float images as intensities in [0, 1]; "
+            f"divide by the sensor maximum (e.g. 4095 for 12-bit) or save the image as uint16"
+        )
 
 
 def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -23,7 +23,7 @@ from iaaa.label_maps import split_instances
 
 __all__ = [
     "IMAGE_SUFFIXES", "MAX_PIXELS_ENV", "TEMP_MARKER", "read_image", "read_label_map", "write_image", "write_label_map",
-    "atomic_path", "atomic_write_text", "max_image_pixels", "check_unit_range", "temporary_target",
+    "atomic_path", "atomic_write_text", "max_image_pixels", "temporary_target",
 ]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -150,20 +150,6 @@ def _to_chw(arr: np.ndarray, path: Path, channel_last: bool) -> np.ndarray:
             return np.moveaxis(arr, -1, 0)
         return arr
     raise DataError(f"{path}: expected a 2-D image or a 3-D channel stack, got shape {arr.shape}")
-
-
-def check_unit_range(image: torch.Tensor, where: str) -> None:
-    """Refuse a float image whose values leave [0, 1]: iaaa reads float pixels as intensities in
-    [0, 1] (0 = black, 1 = white), so raw units (e.g. 0..4095 stored as float) would paste nearly
-    black cells. The message says how to convert."""
-    if not image.is_floating_point() or image.numel() == 0:
-        return
-    lo, hi = float(image.min()), float(image.max())
-    if lo < 0.0 or hi > 1.0:
-        raise DataError(
-            f"{where}: float image values span {lo:.6g}..{hi:.6g}, but iaaa reads float images as intensities in [0, 1]; "
-            f"divide by the sensor maximum (e.g. 4095 for 12-bit) or save the image as uint16"
-        )
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from iaaa.data.imageio import IMAGE_SUFFIXES, check_unit_range, read_image, read_label_map
+from iaaa.data.imageio import IMAGE_SUFFIXES, read_image, read_label_map
+from iaaa.dtypes import check_unit_range
 from iaaa.data.coco import mask_runs, paint_runs, segmentation_runs
 from iaaa.errors import DataError
 from iaaa.label_maps import check_instance_maps, instance_ids
@@ -43,7 +44,7 @@ def _read_checked_image(path: Path) -> torch.Tensor:
     h, w = image.shape[-2:]
     if min(h, w) < MIN_IMAGE_SIDE:
         raise DataError(f"{path}: image is {h}x{w} px, below the {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px minimum to cut cells from or paste onto; remove it from the data")
-    check_unit_range(image, str(path))
+    check_unit_range(image, str(path), DataError)
     return image
 
 

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from iaaa.dtypes import from_float, to_float
+from iaaa.dtypes import check_unit_range, from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
 from iaaa.synthesis.canvas import surviving_ids
@@ -228,6 +228,7 @@ def paste_cells(
         raise IaaaError(f"image: {c} channels, but the compositor's pools hold {want_c}-channel objects")
     if image.dtype != pools.dtype and not image.dtype.is_floating_point:
         raise IaaaError(f"image: dtype {image.dtype}, but the compositor was fitted on {pools.dtype} images (give {pools.dtype} or float in [0, 1])")
+    check_unit_range(image, "image")
     if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (h, w):
         raise IaaaError(f"labels: shape {tuple(getattr(labels, 'shape', ()))} does not match the image size {(h, w)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():

@@ -22,7 +22,7 @@ from iaaa.boxes import tight_box
 from iaaa.errors import IaaaError
 from iaaa.label_maps import compact_labels, instance_ids
 from iaaa.structures import AnnotatedImage, CellObject, labels_to_boxes
-from iaaa.dtypes import to_float
+from iaaa.dtypes import check_unit_range, to_float
 from iaaa.synthesis.contacts import ContactStats
 from iaaa.synthesis.levels import exposure_spread, mixed_exposures
 
@@ -326,7 +326,9 @@ class PoolBuilder:
         """Images whose label map holds any cell at all (whatever its size), for fit's message."""
 
     def check(self, sample: AnnotatedImage) -> None:
-        """Refuse a sample whose channel layout differs from the first one's."""
+        """Refuse a sample whose channel layout differs from the first one's, or a float image
+        outside [0, 1] (:func:`~iaaa.dtypes.check_unit_range`)."""
+        check_unit_range(sample.image, str(sample.meta.get("image_path", sample.name)))
         c = int(sample.image.shape[0])
         if self.channels is None:
             self.channels = c

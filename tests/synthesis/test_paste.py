@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iaaa import CellCompositor, CompositorConfig, PasteCells
+from iaaa.dtypes import to_float
 from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage
 
@@ -294,6 +295,13 @@ def test_bad_inputs(comp, data):
             PasteCells(comp, **kw)
     with pytest.raises(IaaaError, match="expected an AnnotatedImage"):
         t("not an image")
+    f = to_float(s.image)
+    t.apply(AnnotatedImage(f, s.labels), _g(0))  # float in [0, 1] is accepted
+    for bad, needle in ((f * 255, r"^image: float image values span 0\.\.255"), (f - 0.5, "divide by the sensor maximum"),
+                        (torch.where(s.labels > 0, float("nan"), f), "pixels are NaN or infinite")):
+        # Raw units would be clipped to white where the pastes write: refused, not corrupted.
+        with pytest.raises(IaaaError, match=needle):
+            t.apply(AnnotatedImage(bad, s.labels), _g(0))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -71,6 +71,13 @@ def test_builder_refuses_what_cannot_be_pooled():
     b.check(_sample("x"))
     with pytest.raises(IaaaError, match="^y: 3 channels, but the first sample has 1"):
         b.check(_sample("y", channels=3))
+    raw = _sample("raw", dtype=torch.float32)
+    raw.image[0, 0, 0] = 4095.0  # raw sensor units stored as float: would be clipped to white
+    with pytest.raises(IaaaError, match=r"^raw: float image values span 0\.\.4095, .*divide by the sensor maximum"):
+        b.check(raw)
+    raw.image[0, 0, 0] = float("inf")
+    with pytest.raises(IaaaError, match="^raw: 1 pixels are NaN or infinite"):
+        b.check(raw)
     with pytest.raises(IaaaError, match="no samples given"):
         PoolBuilder(torch.device("cpu")).finish(None)
     mixed = PoolBuilder(torch.device("cpu"))
