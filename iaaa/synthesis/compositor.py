@@ -154,8 +154,10 @@ class CellCompositor:
         ``samples`` (any iterable of annotated images, read once). ``progress``: a per-image tqdm
         bar on stderr (``False``: silent). ``workers``: processes that fit images in parallel
         (DataLoader workers, :func:`~iaaa.synthesis.fitting.map_images`; ``0``: this process),
-        with the same pools as a serial fit. Returns ``self``; :attr:`config` is left as given,
-        the measured halo, rim and context of each group go to the pools."""
+        with the same pools as a serial fit. Images are uint8, uint16 or float intensities in
+        ``[0, 1]`` (a float image in raw units is refused: :func:`~iaaa.dtypes.check_unit_range`).
+        Returns ``self``; :attr:`config` is left as given, the measured halo, rim and context of
+        each group go to the pools."""
         from tqdm.auto import tqdm
 
         t0 = time.perf_counter()
