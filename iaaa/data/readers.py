@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from iaaa.data.imageio import IMAGE_SUFFIXES, read_image, read_label_map
-from iaaa.dtypes import check_unit_range
 from iaaa.data.coco import mask_runs, paint_runs, segmentation_runs
+from iaaa.dtypes import check_unit_range
 from iaaa.errors import DataError
 from iaaa.label_maps import check_instance_maps, instance_ids
 from iaaa.structures import DEFAULT_CATEGORIES, AnnotatedImage

@@ -329,6 +329,9 @@ class PoolBuilder:
         """Refuse a sample whose channel layout differs from the first one's, or a float image
         outside [0, 1] (:func:`~iaaa.dtypes.check_unit_range`)."""
         check_unit_range(sample.image, str(sample.meta.get("image_path", sample.name)))
+        self._check_channels(sample)
+
+    def _check_channels(self, sample: AnnotatedImage) -> None:
         c = int(sample.image.shape[0])
         if self.channels is None:
             self.channels = c
@@ -342,8 +345,10 @@ class PoolBuilder:
         """Record one image: its group key, its objects, its counts, its group's measured
         halo, the rim its objects are pasted with and the context they were cut with, and how
         its cells touch (``contacts``, :func:`~iaaa.synthesis.contacts.measure_contacts`);
-        ``anchors``: the image's levels, kept with each of its objects."""
-        self.check(sample)
+        ``anchors``: the image's levels, kept with each of its objects. (``fit`` has run
+        :meth:`check` on every sample before; only the cheap channel test is repeated here, not
+        the pass over the pixels.)"""
+        self._check_channels(sample)
         if contacts is not None:
             self.contacts[group] = self.contacts[group] + contacts if group in self.contacts else contacts
             self.stats.contacts = self.stats.contacts + contacts if self.stats.contacts.cells else contacts
