@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from iaaa.errors import IaaaError
+
 __all__ = ["Canvas", "occupancy_table", "empty_table", "surviving_ids", "grown_runs", "host_arrays"]
 
 
@@ -118,16 +120,20 @@ class Canvas:
         flat = self.table.reshape(-1)
         return (flat.take(rows + x1) - flat.take(rows + x0)).sum(1)
 
-    def write_labels(self, lab: np.ndarray, y: int, x: int) -> tuple[int, np.ndarray]:
+    def write_labels(self, lab: np.ndarray, y: int, x: int, max_id: int | None = None) -> tuple[int, np.ndarray]:
         """Write an object's label crop ``lab`` (cells ``1..k``, 0 elsewhere) at ``(y, x)`` with
         fresh ids, mark it occupied and advance :attr:`next_id`. The ids present in ``lab`` (a
         transform can make a tiny cell vanish) are renumbered densely from ``next_id`` in their
-        order. Returns ``(first new id, the ids of lab that were present)``."""
+        order. Returns ``(first new id, the ids of lab that were present)``. ``max_id``: the
+        largest id ``lab`` may hold (:class:`IaaaError` beyond it, before anything is written)."""
+        count = np.bincount(lab.ravel())
+        if max_id is not None and len(count) - 1 > max_id:
+            raise IaaaError(f"label value {len(count) - 1} but only {max_id} class ids")
         m = lab > 0
         first = self.next_id
         region = self.labels[y : y + lab.shape[0], x : x + lab.shape[1]]
-        count = np.bincount(lab.ravel())
-        present = np.flatnonzero(count[1:]) + 1
+        # One cell (the usual object): its id is 1, no search of the counts needed.
+        present = _ONE_ID if len(count) == 2 else np.flatnonzero(count[1:]) + 1
         if len(present) == 1:
             region[m] = first
         else:
@@ -147,6 +153,10 @@ class Canvas:
         t = self.table
         t[y : y + th, x + 1 : x + tw + 1] += p
         t[y : y + th, x + tw + 1 :] += p[:, -1:]
+
+
+_ONE_ID = np.ones(1, dtype=np.int64)
+_ONE_ID.flags.writeable = False
 
 
 def _dilate_rows(a: np.ndarray, g: int) -> np.ndarray:

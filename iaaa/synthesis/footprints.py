@@ -36,6 +36,8 @@ class Footprints:
     """Each object's float image cut to its footprint."""
     alphas: list[torch.Tensor]
     """Paste alpha of each object (its mask, grown by the rim, feathered), same crop."""
+    host_alphas: list[np.ndarray]
+    """The same alphas on the host (views of them on the CPU)."""
     labs: list[np.ndarray]
     """Label crops on the host, same crop."""
     tights: list[tuple[int, int, int, int] | None]
@@ -85,4 +87,4 @@ def footprints(
         if t is not None:
             th[j], tw[j] = t[1] - t[0] + 1, t[3] - t[2] + 1
             desc[j] = corner_descriptor(imgs_np[j], covers[j], alph_np[j], t)
-    return Footprints(cut_i, alphas, labs, tights, th, tw, desc, reach)
+    return Footprints(cut_i, alphas, alph_np, labs, tights, th, tw, desc, reach)

@@ -43,17 +43,21 @@ def corner_descriptor(img: np.ndarray, lab: np.ndarray, alpha: np.ndarray, t: tu
     whole ring's mean for an empty quadrant and to the box's corner pixels without a ring."""
     y0, y1, x0, x1 = t
     h, w = lab.shape
-    ring = alpha * (lab == 0)
     c = img.shape[0]
-    if h >= 2 and w >= 2 and ring.any():
+    if h >= 2 and w >= 2:
+        ring = alpha * (lab == 0)
         cy = min(max((y0 + y1 + 1) // 2, 1), h - 1)
         cx = min(max((x0 + x1 + 1) // 2, 1), w - 1)
-        wi = img * ring
-        num = np.add.reduceat(np.add.reduceat(wi, [0, cy], axis=1), [0, cx], axis=2).reshape(c, 4)
+        # The quadrants' weights first: they are sums of non-negative weights, so all zero
+        # exactly when the ring is empty (one test of 4 values instead of the whole crop).
         den = np.add.reduceat(np.add.reduceat(ring, [0, cy], axis=0), [0, cx], axis=1).reshape(4)
-        mean = num.sum(1) / den.sum()
-        ok = den > 1e-6
-        return np.where(ok[:, None], num.T / np.where(ok, den, 1.0)[:, None], mean[None, :])
+        if den.any():
+            num = np.add.reduceat(np.add.reduceat(img * ring, [0, cy], axis=1), [0, cx], axis=2).reshape(c, 4)
+            ok = den > 1e-6
+            if ok.all():  # the usual case: every quadrant has ring, no fallback to build
+                return num.T / den[:, None]
+            mean = num.sum(1) / den.sum()
+            return np.where(ok[:, None], num.T / np.where(ok, den, 1.0)[:, None], mean[None, :])
     return img[:, [y0, y0, y1, y1], [x0, x1, x0, x1]].T
 
 

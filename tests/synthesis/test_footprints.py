@@ -104,6 +104,7 @@ def test_footprints_equal_the_plain_steps(objs, sigma, rim, feather):
         assert (int(d.th[j]), int(d.tw[j])) == ((t[1] - t[0] + 1, t[3] - t[2] + 1) if t is not None else (0, 0))
         assert d.alphas[j].shape == cut_lab.shape
         torch.testing.assert_close(d.alphas[j], alpha, rtol=0, atol=1e-6)
+        assert np.array_equal(d.host_alphas[j], d.alphas[j].numpy())  # the blend reads these on the CPU
         np.testing.assert_allclose(d.desc[j], desc, rtol=1e-5, atol=1e-6)
 
 
