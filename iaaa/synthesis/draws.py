@@ -13,7 +13,6 @@ from typing import Callable, Literal, NamedTuple
 import numpy as np
 import torch
 
-from iaaa.errors import IaaaError
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.pools import GroupPool, PooledBackground
 
