@@ -28,7 +28,8 @@ by 25 % between back-to-back runs here), CPU time much less.
 
 ``--baseline DIR`` compares this checkout with another one (e.g. a ``git worktree`` of the base
 commit; ``--options KEY=VALUE ...`` sets compositor options on this checkout's side only, so a
-worktree of the same commit measures an option against the defaults) in one process, call by call: the other checkout's ``iaaa`` is imported under another
+worktree of the same commit measures an option against the defaults; ``--both KEY=VALUE ...`` on
+both sides, for a change to a path the defaults do not take) in one process, call by call: the other checkout's ``iaaa`` is imported under another
 name (``benchmarks/baseline.py``), both compositors
 are fitted on the same data, and the two transforms are called alternately with the same
 generators, so they do the same work in the same seconds and their CPU-time ratio holds on a
@@ -99,6 +100,7 @@ def main() -> None:
     ap.add_argument("--field-calls", type=int, default=20, help="calls per repeat on whole fields (default: %(default)s)")
     ap.add_argument("--baseline", default=None, help="another checkout to compare with, call by call (see module docs)")
     ap.add_argument("--options", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of this checkout's side")
+    ap.add_argument("--both", nargs="+", default=[], metavar="KEY=VALUE", help="with --baseline: compositor options of both sides")
     ap.add_argument("--memory", type=int, default=0, metavar="CALLS", help="only: the process's growth over CALLS whole-field calls (see module docs)")
     args = ap.parse_args()
     if args.memory:
@@ -229,14 +231,15 @@ def baseline(args: argparse.Namespace) -> None:
 
     base = load_baseline(args.baseline)
     options = parse_pairs(args.options, "--options") if args.options else {}
+    shared = parse_pairs(args.both, "--both") if args.both else {}
     samples, what = crops()
     print(f"data: {what}; torch threads {torch.get_num_threads()}; baseline {Path(args.baseline).resolve()} (as iaaa_base), "
-          f"calls alternated, CPU time; this side's options {options or 'none'}")
-    rows = [paired_row(f"PasteCells (library defaults), 256 px crops, n=3, {args.calls} calls", samples, {}, 3, base, args.calls, options)]
+          f"calls alternated, CPU time; both sides' options {shared or 'none'}; this side's options {options or 'none'}")
+    rows = [paired_row(f"PasteCells (library defaults), 256 px crops, n=3, {args.calls} calls", samples, shared, 3, base, args.calls, options)]
     if args.fields and (FIELDS / "images").is_dir():
         whole = fields()
         rows.append(paired_row(f"PasteCells, data count, free space, whole fields, {args.field_calls} calls", whole,
-                               {"paste_count": "data", "over_cells": False}, None, base, args.field_calls, options))
+                               {"paste_count": "data", "over_cells": False, **shared}, None, base, args.field_calls, options))
     print(f"{'workload':70s} {'base calls/s':>12s} {'calls/s':>8s} {'speed-up':>8s}  calls differing: labels / images (max)")
     for name, rb, rt, ratio, differ in rows:
         print(f"{name:70s} {rb:12.1f} {rt:8.1f} {ratio:8.2f}  {differ}")

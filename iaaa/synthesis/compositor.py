@@ -21,6 +21,7 @@ changes), so ``sample(torch.Generator().manual_seed(s))`` is a pure function of 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Iterable
@@ -302,18 +303,18 @@ class CellCompositor:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
                 img, lab = img.to(device), lab.to(device)
-            if img.dtype != torch.float32:
-                img = to_float(img)
-            if match:
-                img = match_intensity(img, pools.objects[j].anchors, anchors)
+            levels = functools.partial(_float_at_levels, source=pools.objects[j].anchors if match else None, destination=anchors)
             if fused:
-                img, lab = warp_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
+                # Both maps are elementwise: the fused warp applies them only to the part of the
+                # crop its window reads (the same values there; the crop carries the context of
+                # any scale and rotation, several times the window).
+                img, lab = warp_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()), levels)
             elif default_policy:
                 # The same object as the two steps below, computed and cut to the reach (both
                 # read the labels in any integer dtype).
-                img, lab = separate_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
+                img, lab = separate_within_reach(levels(img), lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
             else:
-                lab = lab.to(torch.int64)
+                img, lab = levels(img), lab.to(torch.int64)
                 if self.object_scale is not None:
                     img, lab = self.object_scale(img, lab, generator)
                 img, lab = self.policy(img, lab, generator)
@@ -450,3 +451,10 @@ class CellCompositor:
     def __repr__(self) -> str:
         fitted = self.pools.stats.summary() if self.pools is not None else "not fitted"
         return f"CellCompositor({self.config!r}, policy={self.policy!r}, seed={self.seed}, device={self.device}; {fitted})"
+
+
+def _float_at_levels(image: torch.Tensor, source: np.ndarray | None, destination: np.ndarray | None) -> torch.Tensor:
+    """A pooled object's pixels as float32 in ``[0, 1]``, mapped from its source image's levels
+    to the destination's (:func:`~iaaa.synthesis.levels.match_intensity`; either ``None``: not
+    mapped). Elementwise, so a part of the crop maps to the same values as the whole."""
+    return match_intensity(image if image.dtype == torch.float32 else to_float(image), source, destination)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -220,7 +220,7 @@ def separate_within_reach(
 
 def warp_within_reach(
     image: torch.Tensor, labels: torch.Tensor, policy: AffineDraw, pre_scale: ScaleDraw | None, reach: int, generator: torch.Generator,
-    box: tuple[int, int, int, int] | None = None,
+    box: tuple[int, int, int, int] | None = None, pixel_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``pre_scale`` then ``policy`` on one pooled object as a single resampling, computed only
     over the window placement can use: the transformed mask's box grown by ``reach`` pixels
@@ -234,7 +234,10 @@ def warp_within_reach(
     contrast pivot is the mean of that window (the object and its ring) instead of the whole
     rotated canvas with its zero fill. ``CompositorConfig(object_warp=...)`` chooses. ``box``:
     the tight ``(y0, y1, x0, x1)`` box of the cells in the crop, if known (else measured).
-    ``labels`` in any integer dtype; the labels returned are int64.
+    ``labels`` in any integer dtype; the labels returned are int64. ``pixel_map``: an
+    elementwise map to float32 in ``[0, 1]`` (a dtype conversion, a level mapping) applied only
+    to the part of ``image`` the window reads, the same values there as mapping the whole crop
+    first (``image`` may then be in any dtype).
     """
     s0 = pre_scale.draw(generator) if pre_scale is not None else 1.0
     fx, fy, angle, s1, bf, cf = policy.draw(generator)
@@ -261,6 +264,8 @@ def warp_within_reach(
     if sx1 <= sx0 or sy1 <= sy0:
         sx0, sy0, sx1, sy1 = 0, 0, w, h
     src = image[:, sy0:sy1, sx0:sx1]
+    if pixel_map is not None:
+        src = pixel_map(src)
     lab = labels[sy0:sy1, sx0:sx1]
     hs, ws = sy1 - sy0, sx1 - sx0
     if sigma:
@@ -273,10 +278,10 @@ def warp_within_reach(
     cx, cy = ox0 + hx, oy0 + hy  # the window centre in the output frame
     grid = _sampling_grid(
         [[kx * i00 * hx, ky * i10 * hx], [kx * i01 * hy, ky * i11 * hy], [kx * (i00 * cx + i01 * cy + w / 2 - sx0) - 1.0, ky * (i10 * cx + i11 * cy + h / 2 - sy0) - 1.0]],
-        ho, wo, image,
+        ho, wo, src,
     )
     img = F.grid_sample(src.unsqueeze(0), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
-    out_lab = F.grid_sample(lab.to(image.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
+    out_lab = F.grid_sample(lab.to(src.dtype)[None, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)[0, 0]
     return brightness_contrast(img, bf, cf), out_lab.to(torch.int64)
 
 

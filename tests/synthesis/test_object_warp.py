@@ -252,3 +252,24 @@ def test_samples_and_pastes_equal_the_two_step_object_path(options, monkeypatch)
     for a, b in zip(outs["window"], outs["two-steps"]):
         assert torch.equal(a.labels, b.labels)
         torch.testing.assert_close(a.image, b.image, atol=1e-6, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(-math.pi, math.pi), st.floats(0.3, 2.5), st.integers(0, 8), st.integers(12, 60), st.integers(12, 60))
+def test_pixel_map_on_the_read_part_equals_mapping_the_whole_crop(seed: int, angle: float, s: float, reach: int, h: int, w: int) -> None:
+    # The compositor hands the fused warp its uint8 crop and the elementwise map to float at the
+    # destination's levels; the warp maps only the part its window reads. Same bits as mapping
+    # the whole crop first (shrinks included: their low-pass reads the mapped part).
+    img, lab = _object(seed, h, w)
+    raw = (img * 255).round().to(torch.uint8)
+    from iaaa.dtypes import to_float
+    from iaaa.synthesis.levels import match_intensity
+
+    src = np.array([[0.2, 0.3], [0.6, 0.5], [0.01, 0.01]], dtype=np.float32)
+    dst = np.array([[0.1, 0.35], [0.4, 0.9], [0.01, 0.02]], dtype=np.float32)
+    levels = lambda x: match_intensity(to_float(x), src, dst)  # noqa: E731
+    pol = _Fixed(1.0, -1.0, angle, s, 1.1, 0.9)
+    a_img, a_lab = warp_within_reach(levels(raw), lab, pol, RandomScale((0.5, 2.0)), reach, torch.Generator().manual_seed(seed))
+    b_img, b_lab = warp_within_reach(raw, lab, pol, RandomScale((0.5, 2.0)), reach, torch.Generator().manual_seed(seed), pixel_map=levels)
+    assert torch.equal(a_lab, b_lab)
+    assert torch.equal(a_img, b_img)
