@@ -124,10 +124,13 @@ def intensity_anchors(image: torch.Tensor, labels: torch.Tensor) -> np.ndarray |
         flat, lab = flat[:, ::step], lab[::step]
     # On the host whatever the device (a subsample of at most _ANCHOR_PIXELS values): the lower
     # median of np.partition is torch.median's, at half its cost on the CPU.
-    flat, lab = flat.detach().cpu().numpy(), lab.cpu().numpy()
+    # The subsample made contiguous once: the comparisons and selections below then run 3-5x
+    # faster than on the strided views; np.compress picks the same values in the same order as
+    # boolean indexing (slow along the last axis of a 2-D array).
+    flat, lab = np.ascontiguousarray(flat.detach().cpu().numpy()), np.ascontiguousarray(lab.cpu().numpy())
     out = []
     for sel in (lab == 0, lab > 0):
-        v = flat[:, sel]
+        v = np.compress(sel, flat, axis=1)
         if v.shape[1] == 0:
             return None
         k = (v.shape[1] - 1) // 2
