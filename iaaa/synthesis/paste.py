@@ -236,9 +236,11 @@ def paste_cells(
     g = generator
     u = torch.rand(2, generator=g, device=g.device, dtype=torch.float64).tolist()
     lab = labels.detach().to(torch.int64).cpu().numpy().reshape(h, w)
-    if lab.size and int(lab.min()) < 0:
-        raise IaaaError(f"labels: negative value {int(lab.min())}; 0 is background, k > 0 instance k")
-    counts = np.bincount(lab.ravel()) if lab.size else np.zeros(1, np.int64)
+    try:
+        # bincount refuses negative values itself: no separate pass for the minimum.
+        counts = np.bincount(lab.ravel()) if lab.size else np.zeros(1, np.int64)
+    except ValueError:
+        raise IaaaError(f"labels: negative value {int(lab.min())}; 0 is background, k > 0 instance k") from None
     ids = np.flatnonzero(counts[1:]) + 1
     m_real = len(ids)
     if class_ids is None:

@@ -290,6 +290,10 @@ def test_bad_inputs(comp, data):
         t(tv_tensors.Image(s.image), tv_tensors.Mask(s.labels[:-1]), generator=_g(0))
     with pytest.raises(IaaaError, match="integer label map"):
         t(tv_tensors.Image(s.image), tv_tensors.Mask(s.labels.float()), generator=_g(0))
+    neg = s.labels.to(torch.int64).clone()
+    neg[0, 0] = -3
+    with pytest.raises(IaaaError, match=r"^labels: negative value -3;"):
+        t(tv_tensors.Image(s.image), tv_tensors.Mask(neg), generator=_g(0))
     for kw in ({"p": 1.5}, {"p": True}, {"n": (3, 1)}, {"n": -1}, {"n": 2.5}):
         with pytest.raises(IaaaError):
             PasteCells(comp, **kw)
