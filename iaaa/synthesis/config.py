@@ -92,10 +92,10 @@ class CompositorConfig:
             (:func:`~iaaa.synthesis.object_warp.warp_within_reach`); the same random draws.
             Other policies always run as given, after the resize. ``"separate"`` is the
             default (computed, with the same bits, only over the pixels placement uses where it
-            can: :func:`~iaaa.synthesis.object_warp.separate_within_reach`): fused is 1.23x
-            faster in ``PasteCells`` and 1.57x in ``sample()`` on DSB than it (stop 48) but was
-            judged -0.006 mean AP there (usiigaci +0.007; 4 paired runs each, rule -0.005,
-            benchmarks/downstream.md, stop 46).
+            can: :func:`~iaaa.synthesis.object_warp.separate_within_reach`): fused is 1.26x
+            faster in ``PasteCells`` and 1.63x in ``sample()`` on DSB than it (stop 53) but was
+            judged -0.006 mean AP there over two seeds (usiigaci -0.001; 8 paired runs each,
+            rule -0.005, benchmarks/downstream.md, stops 46 and 53).
         group_by: ``None`` (one pool), ``"size"`` (group images by their size), ``"auto"``
             (default: by size and median cell diameter, :mod:`iaaa.synthesis.image_groups`) or a
             callable ``sample -> key`` (not JSON-writable). With groups, a synthetic image takes
