@@ -43,7 +43,9 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     """Detection-format ``(image, target)`` of a sample. Boxes and masks are derived from the
     label map, so ``boxes == masks_to_boxes(masks)`` holds by construction. ``label_map``
     overrides the sample's (used after geometric transforms); instances absent from it are
-    dropped together with their class ids."""
+    dropped together with their class ids, and instances new in it (added by a transform such as
+    :class:`~iaaa.synthesis.paste.PasteCells`) take the sample's one category (refused when it
+    has several)."""
     from torchvision import tv_tensors
 
     labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
@@ -57,9 +59,19 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     else:
         all_ids = sample.ids
         known = torch.isin(ids, all_ids)
+        class_ids = torch.zeros(ids.shape, dtype=torch.int64)
+        class_ids[known] = sample.class_ids[torch.searchsorted(all_ids, ids[known])].to(torch.int64)
         if not bool(known.all()):
-            raise IaaaError(f"{sample.name}: a transform invented label values {ids[~known].tolist()}")
-        class_ids = sample.class_ids[torch.searchsorted(all_ids, ids)]
+            # New ids: instances a transform added (PasteCells on the (Image, Mask) pair, which
+            # carries no class ids). Their class is known only where the sample has one class.
+            only = _only_class(sample)
+            if only is None:
+                raise IaaaError(
+                    f"{sample.name}: a transform added label values {ids[~known].tolist()}, but the sample has "
+                    f"{len(sample.categories)} classes, so theirs is unknown; paste on the (image, target) pair or the "
+                    f"AnnotatedImage (PasteCells.apply), which carry class ids"
+                )
+            class_ids[~known] = only
     h, w = labels.shape
     image = sample.image.as_subclass(torch.Tensor)
     target = {
@@ -69,6 +81,20 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
         "label_map": tv_tensors.Mask(labels),
     }
     return tv_tensors.Image(to_float(image) if not image.dtype.is_floating_point else image.float()), target
+
+
+def _integer(value: Any, name: str) -> int:
+    """``value`` as a Python int (NumPy and 0-d tensor integers too), or one clear line."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise IaaaError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _only_class(sample: AnnotatedImage) -> int | None:
+    """The class id of a sample whose categories name one class (the default ``{1: "cell"}``),
+    else ``None``."""
+    return next(iter(sample.categories)) if len(sample.categories) == 1 else None
 
 
 def _pasted_windows(sample: AnnotatedImage) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -121,7 +147,10 @@ class SynthesisDataset(Dataset):
         transforms: optional callable applied after synthesis to
             ``(tv_tensors.Image float32, tv_tensors.Mask label map)`` and returning the same pair,
             e.g. a ``torchvision.transforms.v2.Compose`` of ``iaaa.ops``. Boxes and masks are
-            derived from the transformed label map, so they stay exact.
+            derived from the transformed label map, so they stay exact. Instances a transform
+            adds (:class:`~iaaa.synthesis.paste.PasteCells`) take the sample's class where its
+            categories name one; with several classes they are refused (an ``(Image, Mask)``
+            pair carries no class ids).
         target_format: ``"detection"`` (``(image, target dict)``, for Mask R-CNN),
             ``"label_map"`` (``(image, label map)`` pairs for U-Net-style training) or
             ``"sample"`` (the raw :class:`AnnotatedImage`, source dtype kept; used by export).
@@ -130,16 +159,17 @@ class SynthesisDataset(Dataset):
 
     def __init__(self, compositor: Sampler, length: int, seed: int = 0, transforms: Callable | None = None, target_format: str = "detection", epoch: int = 0) -> None:
         check_sampler(compositor, "compositor")
+        length, seed = _integer(length, "length"), _integer(seed, "seed")
         if length < 0:
             raise IaaaError(f"length must be >= 0, got {length}")
         if target_format not in TARGET_FORMATS:
             raise IaaaError(f"target_format must be one of {TARGET_FORMATS}, got {target_format!r}")
         self.compositor = compositor
-        self.length = int(length)
-        self.seed = int(seed)
+        self.length = length
+        self.seed = seed
         self.transforms = transforms
         self.target_format = target_format
-        self.epoch = int(epoch)
+        self.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.length
@@ -147,10 +177,15 @@ class SynthesisDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s samples from now on (call it before each epoch, as with
         ``DistributedSampler.set_epoch``; with persistent workers, recreate the loader)."""
-        self.epoch = int(epoch)
+        epoch = _integer(epoch, "epoch")
+        if isinstance(epoch, bool) or epoch < 0:
+            raise IaaaError(f"epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = epoch
 
     def synthesize(self, index: int) -> AnnotatedImage:
-        """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms)."""
+        """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms; any integer
+        type, e.g. a NumPy or 0-d tensor index from a custom sampler)."""
+        index = operator.index(index)
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a SynthesisDataset of length {self.length}")
         sample = self.compositor.sample(generator=sample_generator(self.seed, index, self.epoch))
@@ -163,7 +198,8 @@ class SynthesisDataset(Dataset):
 
 
 class RealDataset(Dataset):
-    """Real annotated images (from the readers) in the same formats as :class:`SynthesisDataset`."""
+    """Real annotated images (from the readers) in the same formats as :class:`SynthesisDataset`,
+    ``transforms`` included (e.g. ``v2.Compose([PasteCells(compositor), v2.RandomCrop(256)])``)."""
 
     def __init__(self, samples: Sequence[Any], transforms: Callable | None = None, target_format: str = "detection") -> None:
         if target_format not in TARGET_FORMATS:

@@ -19,7 +19,6 @@ from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes
 from torchvision.transforms import v2
 
-from iaaa.errors import IaaaError
 from iaaa.data.dataset import MixedDataset, RealDataset, SynthesisDataset, collate_fn
 from iaaa.errors import IaaaError
 
@@ -254,6 +253,33 @@ def test_bad_arguments(compositor):
         SynthesisDataset(compositor, 3, target_format="coco")
     with pytest.raises(IndexError):
         SynthesisDataset(compositor, 3)[3]
+    ds = SynthesisDataset(compositor, 3, seed=0)
+    # NumPy and 0-d tensor indices (custom samplers) are the same sample as the int.
+    assert _same(ds[np.int64(2)], ds[2]) and _same(ds[torch.tensor(2)], ds[2])
+    for kw, needle in (({"seed": None}, "seed must be an integer"), ({"length": 2.5}, "length must be an integer"),
+                       ({"epoch": -1}, "epoch must be an int >= 0")):
+        with pytest.raises(IaaaError, match=needle):
+            SynthesisDataset(compositor, **{"length": 3, **kw})
+
+
+def test_paste_cells_inside_a_dataset_pipeline(compositor, sim_small):
+    # PasteCells in a dataset's transforms adds instances the sample did not have; with one
+    # category they take its class, and the targets stay exact.
+    from iaaa import AnnotatedImage, PasteCells
+
+    tf = v2.Compose([PasteCells(compositor, p=1.0, n=3), v2.RandomHorizontalFlip(p=1.0)])
+    for i, (image, target) in enumerate(RealDataset(sim_small, transforms=tf)):
+        lm = target["label_map"].as_subclass(torch.Tensor)
+        ids = torch.unique(lm[lm > 0])
+        assert target["masks"].shape[0] == target["labels"].numel() == ids.numel() > int(sim_small[i].class_ids.numel())
+        assert torch.equal(target["masks"].bool(), lm.unsqueeze(0) == ids.view(-1, 1, 1))
+        assert torch.equal(target["boxes"].as_subclass(torch.Tensor), masks_to_boxes(target["masks"]).float())
+        assert bool((target["labels"] == 1).all())
+    # Two categories: the pasted cells' class is unknown on an (Image, Mask) pair: refused.
+    s = sim_small[0]
+    two = AnnotatedImage(s.image, s.labels, torch.arange(s.class_ids.numel()) % 2 + 1, "two", categories={1: "a", 2: "b"})
+    with pytest.raises(IaaaError, match=r"^two: a transform added label values .* 2 classes"):
+        RealDataset([two], transforms=tf)[0]
 
 
 def test_maskrcnn_training_step_runs(compositor):
