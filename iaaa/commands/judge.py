@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The downstream judge: train the same small 3-class U-Net from scratch for every arm (real only, "
         "real with standard augmentation, online Simple Copy-Paste, each synthetic source, '+aug' variants), every fold "
         "and seed, and score held-out real images with the Data Science Bowl mean AP (IoU 0.50-0.95), AP@0.5 and "
-        "F1@0.5. Prints mean ± sd over runs, the difference to real only paired per (fold, seed) with its 95%% interval, "
+        "F1@0.5. Prints mean ± sd over runs, the difference to real only paired per (fold, seed) with its 95% interval, "
         "and the real-only learning curve.",
     )
     add_input_args(p)

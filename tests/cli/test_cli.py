@@ -19,6 +19,16 @@ def test_help_lists_subcommands(capsys):
         assert name.replace("_", "-") in out
 
 
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_each_subcommand_help_renders(name, capsys):
+    # argparse %-formats help strings but not descriptions: a '%%' meant for one shows up as is.
+    with pytest.raises(SystemExit) as e:
+        main([name.replace("_", "-"), "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "%%" not in out and "%(" not in out
+
+
 def test_version():
     out = subprocess.run([sys.executable, "-c", "import iaaa; print(iaaa.__version__)"], capture_output=True, text=True, check=True).stdout
     assert out.strip().count(".") == 2
