@@ -177,10 +177,10 @@ class SynthesisDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s samples from now on (call it before each epoch, as with
         ``DistributedSampler.set_epoch``; with persistent workers, recreate the loader)."""
-        epoch = _integer(epoch, "epoch")
-        if isinstance(epoch, bool) or epoch < 0:
+        e = _integer(epoch, "epoch")
+        if isinstance(epoch, bool) or e < 0:
             raise IaaaError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = epoch
+        self.epoch = e
 
     def synthesize(self, index: int) -> AnnotatedImage:
         """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms; any integer

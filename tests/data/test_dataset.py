@@ -257,7 +257,7 @@ def test_bad_arguments(compositor):
     # NumPy and 0-d tensor indices (custom samplers) are the same sample as the int.
     assert _same(ds[np.int64(2)], ds[2]) and _same(ds[torch.tensor(2)], ds[2])
     for kw, needle in (({"seed": None}, "seed must be an integer"), ({"length": 2.5}, "length must be an integer"),
-                       ({"epoch": -1}, "epoch must be an int >= 0")):
+                       ({"epoch": -1}, "epoch must be an int >= 0"), ({"epoch": True}, "epoch must be an int >= 0")):
         with pytest.raises(IaaaError, match=needle):
             SynthesisDataset(compositor, **{"length": 3, **kw})
 
