@@ -193,6 +193,9 @@ def test_bad_settings_are_rejected():
         make(pixel_distance, n_p=0)
     with pytest.raises(ValueError, match="min_change"):
         make(pixel_distance, min_change=-1)
+    for size in (0, (0, 8), (8,), 2.5, True):
+        with pytest.raises(ValueError, match="size must be a positive int"):
+            make(pixel_distance, size=size)
     with pytest.raises(ValueError, match="twice"):
         make(pixel_distance, space=[TOY_SPACE[0], TOY_SPACE[0]])
     with pytest.raises(ValueError, match="at least 2"):
