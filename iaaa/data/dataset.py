@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from iaaa.errors import IaaaError
 from iaaa.dtypes import to_float
 from iaaa.label_maps import labels_to_masks, masks_to_boxes
-from iaaa.sampler import Sampler, check_sampler
+from iaaa.sampler import Sampler, check_sampler, mix_seed
 from iaaa.structures import AnnotatedImage, PastedWindows, as_annotated
 
 __all__ = ["SynthesisDataset", "RealDataset", "MixedDataset", "collate_fn", "make_target", "sample_generator", "TARGET_FORMATS"]
@@ -31,12 +31,7 @@ TARGET_FORMATS = ("detection", "label_map", "sample")
 def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
     """The generator that drives sample ``index`` of epoch ``epoch``: a function of the three
     numbers alone, so a sample is the same in any worker, process, rank or machine."""
-    # splitmix64-style mixing keeps (seed, epoch, index) triples from colliding in practice.
-    x = (seed * 0x9E3779B97F4A7C15 + epoch * 0xD1B54A32D192ED03 + index * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 31
-    x = (x * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 29
-    return torch.Generator().manual_seed(x & 0x7FFFFFFFFFFFFFFF)
+    return torch.Generator().manual_seed(mix_seed(seed, index, epoch))
 
 
 def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:

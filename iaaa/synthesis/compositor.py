@@ -31,6 +31,7 @@ import torch
 
 from iaaa.errors import IaaaError
 from iaaa.label_maps import check_instance_maps
+from iaaa.sampler import OwnGenerator
 from iaaa.structures import AnnotatedImage, as_annotated, from_float, to_float
 from iaaa.synthesis.canvas import Canvas, surviving_ids
 from iaaa.synthesis.config import CompositorConfig
@@ -117,7 +118,7 @@ class CellCompositor:
         self.dtype = dtype
         self.seed = int(seed)
         self.device = torch.device(device)
-        self._own_generator = torch.Generator().manual_seed(self.seed)
+        self._own_generator = OwnGenerator(self.seed)
         self.pools: Pools | None = None
 
     @property
@@ -401,7 +402,7 @@ class CellCompositor:
 
     def _generator(self, generator: torch.Generator | None) -> torch.Generator:
         if generator is None:
-            return self._own_generator
+            return self._own_generator.get()
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
         return generator
@@ -413,7 +414,9 @@ class CellCompositor:
         kind, source image and box, and the kind and source object of each instance).
 
         With a ``generator`` the result depends on nothing else; without one the compositor's
-        own generator (seeded by ``seed``) is used and advanced."""
+        own generator (seeded by ``seed``) is used and advanced; in a DataLoader worker it is
+        reseeded from the worker's seed, so workers and epochs draw fresh samples
+        (:class:`~iaaa.sampler.OwnGenerator`)."""
         pools = self._fitted()
         g = self._generator(generator)
         out, labels, extra = self._sample_into(g)

@@ -64,6 +64,7 @@ from torchvision.transforms import v2
 
 from iaaa.dtypes import check_unit_range, from_float, to_float
 from iaaa.errors import IaaaError
+from iaaa.sampler import OwnGenerator
 from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks, masks_to_boxes
 from iaaa.synthesis.canvas import surviving_ids
 from iaaa.synthesis.checks import bounded, check, validate
@@ -339,6 +340,9 @@ class PasteCells(v2.Transform):
     ``(tv_tensors.Image, tv_tensors.Mask)`` (an ``(H, W)`` label map) or on ``(image, target)``
     with the target dict of :func:`iaaa.data.dataset.make_target` (``boxes``, ``labels``, ``masks``,
     optional ``label_map``; other keys are passed through). Returns the same kind of input.
+    Without a ``generator`` it draws from its own, seeded by the compositor's seed and reseeded
+    in each DataLoader worker from the worker's seed (:class:`~iaaa.sampler.OwnGenerator`), so
+    workers and epochs do not replay one stream of pastes.
     """
 
     def __init__(self, compositor: Any, p: float = 0.5, n: int | tuple[int, int] | Literal["data"] | None = None) -> None:
@@ -347,11 +351,13 @@ class PasteCells(v2.Transform):
         self.compositor = compositor
         self.p = _check_p(p)
         self.n = None if n is None else _check_count(n)
-        self.generator = torch.Generator().manual_seed(int(compositor.seed))
+        # Without a generator per call: the compositor's seed, reseeded in each DataLoader
+        # worker (OwnGenerator), so workers and epochs do not replay one stream of pastes.
+        self._own = OwnGenerator(int(compositor.seed))
 
     def _g(self, generator: torch.Generator | None) -> torch.Generator:
         if generator is None:
-            return self.generator
+            return self._own.get()
         if not isinstance(generator, torch.Generator):
             raise IaaaError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
         return generator

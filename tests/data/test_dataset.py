@@ -70,6 +70,45 @@ def test_workers_do_not_change_samples(compositor):
             assert _same((x, s), (y, t))
 
 
+class _OwnSamples(Dataset):
+    """A user's dataset that calls the compositor without a generator."""
+
+    def __init__(self, compositor, n):
+        self.compositor, self.n = compositor, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.compositor.sample().image
+
+
+def test_own_generators_do_not_replay_across_workers_and_epochs(compositor, sim_small):
+    # Without a generator per call, PasteCells and sample() draw from their own generator. A
+    # DataLoader worker holds a copy pickled at the start of each epoch: unless reseeded per
+    # worker, every epoch replayed the same pastes (4 of 4 items identical before the fix).
+    from iaaa import PasteCells
+
+    paste = RealDataset(sim_small, transforms=v2.Compose([PasteCells(compositor, p=1.0, n=2)]), target_format="label_map")
+    for ds, collate in ((paste, collate_fn), (_OwnSamples(compositor, 4), None)):
+        def epoch(loader):
+            # label maps of the pasted samples, images of the compositor's own samples
+            return [(b[1][0] if collate else b[0]).as_subclass(torch.Tensor).clone() for b in loader]
+
+        def loader():
+            return DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate, generator=torch.Generator().manual_seed(3))
+
+        same = loader()
+        first, second = epoch(same), epoch(same)
+        assert not any(torch.equal(a, b) for a, b in zip(first, second))  # fresh each epoch
+        assert not torch.equal(first[0], first[1])  # the two workers' first items differ in their draws too
+        assert all(torch.equal(a, b) for a, b in zip(first, epoch(loader())))  # a seeded loader repeats the run
+    # In the main process the stream is the seeded one, as before.
+    a = PasteCells(compositor, p=1.0, n=2)(tv_tensors.Image(sim_small[0].image), tv_tensors.Mask(sim_small[0].labels))[1]
+    b = PasteCells(compositor, p=1.0, n=2)(tv_tensors.Image(sim_small[0].image), tv_tensors.Mask(sim_small[0].labels))[1]
+    assert torch.equal(a, b)
+
+
 def test_distributed_ranks_cover_every_index_once(compositor):
     ds = SynthesisDataset(compositor, 7, seed=0)
     seen = []
