@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from iaaa.errors import IaaaError
+from iaaa.sampler import OwnGenerator
 from iaaa.structures import AnnotatedImage
 
 __all__ = ["SourceMix", "source_spec"]
@@ -24,7 +25,8 @@ class SourceMix:
     """Each :meth:`sample` picks source ``k`` with probability ``weights[k] / sum(weights)``
     using the given generator, then asks that source for the sample with the same generator,
     so ``SynthesisDataset(SourceMix(...), n, seed)[i]`` is as reproducible as with one source.
-    The chosen source's index is recorded in ``sample.meta["source_index"]``."""
+    The chosen source's index is recorded in ``sample.meta["source_index"]``. Without a
+    generator each call draws afresh from the mix's own (:class:`~iaaa.sampler.OwnGenerator`)."""
 
     def __init__(self, sources: Sequence[Any], weights: Sequence[float] | None = None) -> None:
         self.sources = list(sources)
@@ -38,9 +40,11 @@ class SourceMix:
             raise IaaaError(f"SourceMix: weights must be {len(self.sources)} non-negative numbers with a positive sum, got {list(w)}")
         self.weights = torch.tensor(w, dtype=torch.float64) / sum(w)
         self.spec = _agreed_spec(self.sources) if len(self.sources) > 1 else None
+        # sample() without a generator: fresh draws call by call (and per DataLoader worker).
+        self._own = OwnGenerator(0)
 
     def sample(self, generator: torch.Generator | None = None) -> AnnotatedImage:
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        g = generator if generator is not None else self._own.get()
         k = int(torch.multinomial(self.weights, 1, generator=g))
         out = self.sources[k].sample(generator=g)
         if self.spec is not None and _spec_of(out) != self.spec:

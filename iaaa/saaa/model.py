@@ -29,9 +29,10 @@ import torch
 from iaaa.device import resolve_device
 from iaaa.dtypes import from_float, to_float
 from iaaa.errors import IaaaError
+from iaaa.sampler import OwnGenerator
 from iaaa.saaa.diffusion import MaskDiffusion, MaskDiffusionConfig
 from iaaa.saaa.folder import (
-    CHECKPOINTS, DTYPES, FORMAT, MODEL_FILE, VERSION, build_network_config, check_data_description, check_model_folder, check_weight_shapes,
+    DTYPES, FORMAT, MODEL_FILE, VERSION, build_network_config, check_data_description, check_model_folder, check_weight_shapes,
     load_weights, make_model_folder, read_model_description, read_network_file, save_network_file,
 )
 from iaaa.saaa.fields import MAX_BATCH, MAX_CROP_BYTES, MAX_CROPS_PER_IMAGE, MAX_SAMPLE_SIZE, MAX_TRAIN_SIZE, integer, number
@@ -186,6 +187,8 @@ class SAAA:
         except TypeError as exc:
             raise IaaaError(f"SAAA: {str(exc).split('__init__() ')[-1]}") from None
         self.device = resolve_device(device)
+        # sample() without a generator draws fresh samples, as CellCompositor.sample() does.
+        self._own = OwnGenerator(self.config.seed)
         self.diffusion: MaskDiffusion | None = None
         self.generator: UNetGenerator | None = None
         self.data: dict[str, Any] = {}
@@ -314,9 +317,11 @@ class SAAA:
         return img[0] if single else img
 
     def sample_batch(self, n: int, generator: torch.Generator | None = None) -> list[AnnotatedImage]:
-        """``n`` synthetic images in one batched pass through both networks."""
+        """``n`` synthetic images in one batched pass through both networks (without a
+        ``generator``: the model's own, seeded by ``config.seed`` and advanced call by call,
+        reseeded per DataLoader worker: :class:`~iaaa.sampler.OwnGenerator`)."""
         self._check_fitted()
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        g = generator if generator is not None else self._own.get()
         labels = self.diffusion.sample_labels(n, g, size=self.config.sample_size)
         images = self.render(labels, g)
         return [AnnotatedImage(images[i], labels[i].to(self.device), name="saaa", meta={"source": "saaa"}) for i in range(n)]

@@ -128,6 +128,13 @@ def test_same_seed_same_sample_and_generator_matters(tiny):
     c = model.sample(torch.Generator().manual_seed(8))
     assert torch.equal(a.image, b.image) and torch.equal(a.labels, b.labels)
     assert not torch.equal(a.image, c.image)
+    # Without a generator each call draws afresh (it returned one fixed image, seed 0, before),
+    # as CellCompositor.sample() does; a SourceMix of it too.
+    from iaaa.sources import SourceMix
+
+    for sampler in (model, SourceMix([model])):
+        d, e = sampler.sample(), sampler.sample()
+        assert not torch.equal(d.image, e.image)
 
 
 def test_save_load_round_trip(tiny, tmp_path):
