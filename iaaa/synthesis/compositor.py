@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from iaaa.device import resolve_device
 from iaaa.errors import IaaaError
 from iaaa.label_maps import check_instance_maps
 from iaaa.sampler import OwnGenerator
@@ -117,7 +118,7 @@ class CellCompositor:
         self.object_scale = None if config.object_scale in (None, "auto") else RandomScale(config.object_scale)
         self.dtype = dtype
         self.seed = int(seed)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self._own_generator = OwnGenerator(self.seed)
         self.pools: Pools | None = None
 
@@ -274,7 +275,7 @@ class CellCompositor:
 
     def to(self, device: str | torch.device) -> "CellCompositor":
         """Move the pools to ``device``; blurs, warps and blends then run there. Returns ``self``."""
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         if self.pools is not None:
             self.pools.to(self.device)
         return self

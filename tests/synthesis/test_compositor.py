@@ -329,6 +329,14 @@ def test_fit_and_sampling_errors(sim):
     assert mixed.sample(_gen(0)).image.dtype == torch.float32
     with pytest.raises(TypeError, match="generator"):
         CellCompositor().fit(sim).sample(generator=3)
+    # A device this machine lacks is refused when named, not at the first allocation of a fit.
+    with pytest.raises(ValueError, match="^device: 'bogus' is not a torch device"):
+        CellCompositor(device="bogus")
+    with pytest.raises(ValueError, match="^device meta: iaaa runs on cpu, cuda or mps"):
+        CellCompositor().to("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device cuda: CUDA is not available"):
+            CellCompositor(device="cuda")
 
 
 def test_real_dsb_end_to_end(dsb_fluo):
