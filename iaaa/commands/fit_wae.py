@@ -64,7 +64,12 @@ def load_objects(args: argparse.Namespace) -> list:
 
 def run_with_threads(args: argparse.Namespace, body) -> int:
     """Run ``body(args)`` under ``--threads`` torch threads (shared with ``iaaa search``): it
-    covers reading and object extraction too, which suffer from oversubscription as well."""
+    covers reading and object extraction too, which suffer from oversubscription as well.
+    ``--device`` is checked first: a device this machine lacks is one line, not a traceback
+    from the first allocation after the objects were read."""
+    from iaaa.device import resolve_device
+
+    resolve_device(args.device, "--device")
     with torch_threads_of(args):
         return body(args)
 

@@ -470,6 +470,9 @@ def test_bad_device_is_one_line(work, capsys, device, needle):
     check(capsys, work, _fit(work / "a", work / "new", "--device", device), "--device", needle)
     check(capsys, work, _sample(work / "model", work / "synth", "--device", device), "--device", needle)
     check(capsys, work, ["evaluate", "--real", work / "a", "--synthetic", work / "b", "--device", device], "--device", needle)
+    # search and fit-wae printed torch's traceback from the first allocation before stop 53
+    for cmd, out in (("search", work / "pol.json"), ("fit-wae", work / "wae.pt")):
+        check(capsys, work, [cmd, "--images", work / "a" / "images", "--masks", work / "a" / "masks", "--out", out, "--device", device], "--device", needle)
     with pytest.raises(IaaaError, match=needle):
         from iaaa.saaa import SAAA
 
