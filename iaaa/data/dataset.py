@@ -86,6 +86,17 @@ def _integer(value: Any, name: str) -> int:
         raise IaaaError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _epoch(value: Any) -> int:
+    """An epoch number (any integer type, not a bool) >= 0, or one clear line."""
+    try:
+        e = operator.index(value)
+    except TypeError:
+        e = -1
+    if isinstance(value, bool) or e < 0:
+        raise IaaaError(f"epoch must be an int >= 0, got {value!r}")
+    return e
+
+
 def _only_class(sample: AnnotatedImage) -> int | None:
     """The class id of a sample whose categories name one class (the default ``{1: "cell"}``),
     else ``None``."""
@@ -172,10 +183,7 @@ class SynthesisDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s samples from now on (call it before each epoch, as with
         ``DistributedSampler.set_epoch``; with persistent workers, recreate the loader)."""
-        e = _integer(epoch, "epoch")
-        if isinstance(epoch, bool) or e < 0:
-            raise IaaaError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = e
+        self.epoch = _epoch(epoch)
 
     def synthesize(self, index: int) -> AnnotatedImage:
         """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms; any integer
@@ -270,13 +278,7 @@ class MixedDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch ``epoch``'s layout and synthetic draws from now on."""
-        try:
-            e = operator.index(epoch)
-        except TypeError:
-            e = -1
-        if isinstance(epoch, bool) or e < 0:
-            raise IaaaError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = epoch = e
+        self.epoch = epoch = _epoch(epoch)
         n = self.n_real + self.n_syn
         order = torch.randperm(n, generator=sample_generator(self.seed, _LAYOUT_INDEX, epoch))
         src = torch.cat([torch.zeros(self.n_real, dtype=torch.int64), torch.ones(self.n_syn, dtype=torch.int64)])

@@ -17,6 +17,7 @@ augmentation reproduces its input exactly.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -27,7 +28,7 @@ from iaaa.structures import AnnotatedImage, CellObject, to_float
 from iaaa.errors import IaaaError
 from iaaa.ops.functional import resize_labels
 
-__all__ = ["ObjectBatch", "prepare_objects"]
+__all__ = ["ObjectBatch", "object_size", "prepare_objects"]
 
 
 @dataclass
@@ -108,6 +109,19 @@ def _background_level(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return image.flatten(1).amin(1)
 
 
+def object_size(size: Any) -> tuple[int, int]:
+    """``(H, W)`` of an object batch from an int (square) or a pair of integers (NumPy ones
+    too), each >= 1; anything else (0, 2.5, a bool, one value in a tuple) is one clear line."""
+    hw = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
+    try:
+        out = tuple(operator.index(v) for v in hw if not isinstance(v, bool))
+    except TypeError:
+        out = ()
+    if len(hw) != 2 or len(out) != 2 or min(out) < 1:
+        raise IaaaError(f"size must be a positive int or (H, W) of positive ints, got {size!r}")
+    return out
+
+
 def prepare_objects(
     objects: Sequence[Any] | ObjectBatch,
     size: int | tuple[int, int] = 32,
@@ -123,9 +137,7 @@ def prepare_objects(
         margin: canvas side over the object's longer side; ``>= 1``.
         device: where the batch lives (default: the first object's device).
     """
-    out_h, out_w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if out_h < 1 or out_w < 1:
-        raise IaaaError(f"size must be positive, got {(out_h, out_w)}")
+    out_h, out_w = object_size(size)
     if not margin >= 1.0:
         raise IaaaError(f"margin must be >= 1, got {margin}")
     if isinstance(objects, ObjectBatch):

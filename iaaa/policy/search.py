@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from iaaa.policy.batch import ObjectBatch, prepare_objects
+from iaaa.policy.batch import ObjectBatch, object_size, prepare_objects
 from iaaa.threads import torch_threads
 from iaaa.policy.policy import ApplyFn, Policy, PolicySet, SubPolicy, default_apply
 from iaaa.errors import IaaaError
@@ -184,10 +184,7 @@ class GreedyPolicySearch:
             raise IaaaError(f"min_change must be a finite number >= 0, got {min_change}")
         if max_evaluations is not None and max_evaluations < 0:
             raise IaaaError(f"max_evaluations must be >= 0, got {max_evaluations}")
-        hw = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else ()
-        if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in hw):
-            # Refused here, before a search extracts objects or fits its scorer, not at the first batch.
-            raise IaaaError(f"size must be a positive int or (H, W) of positive ints, got {size!r}")
+        object_size(size)  # refused here, before a search extracts objects or fits its scorer
         self.space = space
         self.choices = resolve_space(space, n_m)
         self.n_p, self.n_m, self.l_max, self.top_b = n_p, n_m, l_max, top_b

@@ -305,18 +305,20 @@ class CellCompositor:
             img, lab, cls = pools.objects[j][:3]  # image, labels, class_ids
             if device is not None:
                 img, lab = img.to(device), lab.to(device)
-            levels = functools.partial(_float_at_levels, source=pools.objects[j].anchors if match else None, destination=anchors)
+            source = pools.objects[j].anchors if match else None
             if fused:
                 # Both maps are elementwise: the fused warp applies them only to the part of the
                 # crop its window reads (the same values there; the crop carries the context of
                 # any scale and rotation, several times the window).
+                levels = functools.partial(_float_at_levels, source=source, destination=anchors)
                 img, lab = warp_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()), levels)
             elif default_policy:
                 # The same object as the two steps below, computed and cut to the reach (both
                 # read the labels in any integer dtype).
-                img, lab = separate_within_reach(levels(img), lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
+                img = _float_at_levels(img, source, anchors)
+                img, lab = separate_within_reach(img, lab, self.policy, self.object_scale, reach, generator, tuple(pools.mask_boxes[j].tolist()))
             else:
-                img, lab = levels(img), lab.to(torch.int64)
+                img, lab = _float_at_levels(img, source, anchors), lab.to(torch.int64)
                 if self.object_scale is not None:
                     img, lab = self.object_scale(img, lab, generator)
                 img, lab = self.policy(img, lab, generator)

@@ -6,6 +6,7 @@ import json
 import math
 from collections import namedtuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,6 +197,7 @@ def test_bad_settings_are_rejected():
     for size in (0, (0, 8), (8,), 2.5, True):
         with pytest.raises(ValueError, match="size must be a positive int"):
             make(pixel_distance, size=size)
+    make(pixel_distance, size=np.int64(16))  # NumPy integers are sizes, as prepare_objects takes them
     with pytest.raises(ValueError, match="twice"):
         make(pixel_distance, space=[TOY_SPACE[0], TOY_SPACE[0]])
     with pytest.raises(ValueError, match="at least 2"):
