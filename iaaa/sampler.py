@@ -86,3 +86,15 @@ class OwnGenerator:
             self._worker_seed = info.seed
             self._generator = torch.Generator().manual_seed(mix_seed(self.seed, info.seed, _WORKER_STREAM))
         return self._generator
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A torch.Generator pickles its state as a temporary tensor, which torch's multiprocessing
+        # pickler hands to a spawned DataLoader worker as a file descriptor that is closed again
+        # before the worker opens it ("unable to resize file" in every worker); bytes travel with
+        # the pickle itself.
+        return {"seed": self.seed, "state": self._generator.get_state().numpy().tobytes(), "worker_seed": self._worker_seed}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.seed, self._worker_seed = state["seed"], state["worker_seed"]
+        self._generator = torch.Generator()
+        self._generator.set_state(torch.frombuffer(bytearray(state["state"]), dtype=torch.uint8))

@@ -97,6 +97,30 @@ def _epoch(value: Any) -> int:
     return e
 
 
+class _SharedEpoch:
+    """The epoch number of a dataset, in a one-element tensor in shared memory: DataLoader
+    workers hold copies of the dataset, and persistent ones (``persistent_workers=True``) keep
+    theirs across epochs, so an epoch held in a plain attribute never reached them and every
+    epoch replayed the first one's samples. A forked worker maps the same memory; a spawned one
+    gets it through torch's multiprocessing pickler; a plain ``pickle`` copies the value (the
+    same sharing as Hugging Face datasets' ``set_epoch``)."""
+
+    def __init__(self, epoch: int) -> None:
+        self._cell = torch.tensor(epoch, dtype=torch.int64)
+        try:
+            self._cell.share_memory_()
+        except (RuntimeError, OSError):
+            # No shared memory here: workers then see the epoch they were started with, as a
+            # non-persistent loader's do.
+            pass
+
+    def get(self) -> int:
+        return int(self._cell)
+
+    def set(self, epoch: int) -> None:
+        self._cell.fill_(epoch)
+
+
 def _only_class(sample: AnnotatedImage) -> int | None:
     """The class id of a sample whose categories name one class (the default ``{1: "cell"}``),
     else ``None``."""
@@ -175,15 +199,21 @@ class SynthesisDataset(Dataset):
         self.seed = seed
         self.transforms = transforms
         self.target_format = target_format
-        self.set_epoch(epoch)
+        self._epoch = _SharedEpoch(_epoch(epoch))
 
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def epoch(self) -> int:
+        """The current epoch (what :meth:`set_epoch` last set)."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s samples from now on (call it before each epoch, as with
-        ``DistributedSampler.set_epoch``; with persistent workers, recreate the loader)."""
-        self.epoch = _epoch(epoch)
+        """Use epoch ``epoch``'s samples from now on, in this process and in the DataLoader
+        workers that hold copies of this dataset, persistent ones included (call it before each
+        epoch, as with ``DistributedSampler.set_epoch``, not while a loader iterates)."""
+        self._epoch.set(_epoch(epoch))
 
     def synthesize(self, index: int) -> AnnotatedImage:
         """The raw synthetic :class:`AnnotatedImage` for ``index`` (no transforms; any integer
@@ -191,9 +221,10 @@ class SynthesisDataset(Dataset):
         index = operator.index(index)
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a SynthesisDataset of length {self.length}")
-        sample = self.compositor.sample(generator=sample_generator(self.seed, index, self.epoch))
+        epoch = self.epoch
+        sample = self.compositor.sample(generator=sample_generator(self.seed, index, epoch))
         sample = as_annotated(sample)
-        sample.name = f"synth_{self.epoch:03d}_{index:06d}" if self.epoch else f"synth_{index:06d}"
+        sample.name = f"synth_{epoch:03d}_{index:06d}" if epoch else f"synth_{index:06d}"
         return sample
 
     def __getitem__(self, index: int) -> Any:
@@ -252,7 +283,7 @@ class MixedDataset(Dataset):
 
     Which sample item ``i`` is depends only on ``(seed, epoch, i)``: the same in every instance,
     worker, process and rank, whatever the global RNG. Call :meth:`set_epoch` before each epoch,
-    alongside ``DistributedSampler.set_epoch`` (with persistent workers, recreate the loader). It
+    alongside ``DistributedSampler.set_epoch``; it reaches persistent DataLoader workers too. It
     does not touch the epochs of the datasets it mixes: a :class:`SynthesisDataset`'s own
     ``set_epoch`` still decides what its index ``k`` looks like.
 
@@ -274,32 +305,47 @@ class MixedDataset(Dataset):
         self.real, self.synthetic = real, synthetic
         self.ratio, self.seed = float(ratio), int(seed)
         self.n_real, self.n_syn = n_real, n_syn
-        self.set_epoch(epoch)
+        self._epoch = _SharedEpoch(_epoch(epoch))
+        self._layout_of: tuple[int, list[int], list[int]] | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch (what :meth:`set_epoch` last set)."""
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s layout and synthetic draws from now on."""
-        self.epoch = epoch = _epoch(epoch)
-        n = self.n_real + self.n_syn
-        order = torch.randperm(n, generator=sample_generator(self.seed, _LAYOUT_INDEX, epoch))
-        src = torch.cat([torch.zeros(self.n_real, dtype=torch.int64), torch.ones(self.n_syn, dtype=torch.int64)])
-        idx = torch.cat([torch.arange(self.n_real), _dealt(len(self.synthetic), self.n_syn, self.seed, epoch)])
-        self._src, self._idx = src[order].tolist(), idx[order].tolist()
+        """Use epoch ``epoch``'s layout and synthetic draws from now on, in this process and in
+        the DataLoader workers that hold copies of this dataset, persistent ones included."""
+        self._epoch.set(_epoch(epoch))
+
+    def _layout(self) -> tuple[list[int], list[int]]:
+        """``(source, index)`` of every item of the current epoch, made once per epoch in each
+        process that reads it (a worker learns of a new epoch from the shared number alone)."""
+        epoch = self.epoch
+        if self._layout_of is None or self._layout_of[0] != epoch:
+            n = self.n_real + self.n_syn
+            order = torch.randperm(n, generator=sample_generator(self.seed, _LAYOUT_INDEX, epoch))
+            src = torch.cat([torch.zeros(self.n_real, dtype=torch.int64), torch.ones(self.n_syn, dtype=torch.int64)])
+            idx = torch.cat([torch.arange(self.n_real), _dealt(len(self.synthetic), self.n_syn, self.seed, epoch)])
+            self._layout_of = (epoch, src[order].tolist(), idx[order].tolist())
+        return self._layout_of[1], self._layout_of[2]
 
     def __len__(self) -> int:
-        return len(self._src)
+        return self.n_real + self.n_syn
 
     def is_synthetic(self, index: int) -> bool:
         """Whether item ``index`` of the current epoch comes from the synthetic dataset."""
-        return bool(self._src[index])
+        return bool(self._layout()[0][index])
 
     def locate(self, index: int) -> tuple[bool, int]:
         """``(synthetic, k)``: item ``index`` of the current epoch is item ``k`` of the synthetic
         (``True``) or the real dataset."""
-        return bool(self._src[index]), self._idx[index]
+        src, idx = self._layout()
+        return bool(src[index]), idx[index]
 
     def __getitem__(self, index: int) -> Any:
-        ds = self.synthetic if self._src[index] else self.real
-        return ds[self._idx[index]]
+        synthetic, k = self.locate(index)
+        return (self.synthetic if synthetic else self.real)[k]
 
 
 def collate_fn(batch: Sequence[Any]) -> tuple:

@@ -109,6 +109,37 @@ def test_own_generators_do_not_replay_across_workers_and_epochs(compositor, sim_
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_persistent_workers_follow_set_epoch_under_both_start_methods(compositor, sim_small, context):
+    # Persistent workers keep their copies of the datasets across epochs: before the epoch was
+    # shared, every epoch replayed epoch 0's layout and samples there. Under "spawn" (the default
+    # on macOS and Windows) the datasets travel through torch's multiprocessing pickler, where a
+    # compositor's own torch.Generator failed to load in every worker.
+    import multiprocessing
+
+    if context not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {context!r} start method on this platform")
+    from iaaa import PasteCells
+
+    real = RealDataset(sim_small, transforms=v2.Compose([PasteCells(compositor, p=1.0, n=2)]), target_format="label_map")
+    syn = SynthesisDataset(compositor, 6, seed=5, target_format="label_map")
+    mixed = MixedDataset(real, syn, ratio=1.0)
+    loader = DataLoader(mixed, batch_size=len(mixed), num_workers=1, persistent_workers=True, collate_fn=collate_fn, multiprocessing_context=context)
+    seen = []
+    for epoch in (0, 1, 2):
+        mixed.set_epoch(epoch)
+        syn.set_epoch(3 * epoch)
+        _, labels = next(iter(loader))
+        for k, lab in enumerate(labels):
+            synthetic, j = mixed.locate(k)
+            if synthetic:
+                assert torch.equal(lab, syn[j][1])  # epoch `epoch`'s sample, as in this process
+                seen.append(lab)
+            else:  # pasted in the worker: the real cells and more
+                assert len(torch.unique(lab)) - 1 > sim_small[j].num_instances
+    assert not torch.equal(seen[0], seen[len(seen) // 3])
+
+
 def test_distributed_ranks_cover_every_index_once(compositor):
     ds = SynthesisDataset(compositor, 7, seed=0)
     seen = []
