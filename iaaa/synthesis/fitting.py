@@ -87,11 +87,13 @@ def fit_image(
     border = 0 if cfg.objects.keep_border else int(groups.border.sum())
     contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
     out = FittedImage(objs, cells, border, int(groups.fragments.numel()), contacts, anchors, cleaned, None)
-    if bg is not None:
+    # A real image cannot be mirror-tiled (its cells would repeat): one smaller than the output
+    # keeps its cleaned background instead. A real image kept whole needs no cleaned background,
+    # so a fully tiled field (every pixel a cell) still takes pastes, on top of its cells.
+    onto_real = cfg.onto == "image" and (cfg.size is None or (cfg.size[0] <= s.size[0] and cfg.size[1] <= s.size[1]))
+    if bg is not None or onto_real:
         real = None
-        if cfg.onto == "image" and (cfg.size is None or (cfg.size[0] <= s.size[0] and cfg.size[1] <= s.size[1])):
-            # A real image cannot be mirror-tiled (its cells would repeat): one smaller than the
-            # output keeps its cleaned background instead.
+        if onto_real:
             bg, real = s.image, real_cells(s, cfg.size)
         bg = tile(bg, cfg.size)
         # Corner scores read a smoothed background; float16 halves the pool's memory and is

@@ -408,7 +408,10 @@ class PoolBuilder:
         if st.n_images == 0:
             raise IaaaError("fit: no samples given")
         if not self.backgrounds:
-            raise IaaaError(f"fit: no image has background pixels to build a background from ({', '.join(st.no_background[:5])})")
+            raise IaaaError(
+                f"fit: no image has background pixels to build a background from ({', '.join(st.no_background[:5])}); "
+                "onto='image' (the default) with an output size within the images' pastes onto the real images instead"
+            )
         if dtype is None and len(self.dtypes) > 1:
             raise IaaaError(f"fit: the samples mix image dtypes {sorted(str(d) for d in self.dtypes)}; pass CellCompositor(dtype=...) to choose the output dtype")
         objects = self.objects

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iaaa.errors import IaaaError
 from iaaa.structures import AnnotatedImage, from_float, to_float
 from iaaa.synthesis import CellCompositor, CompositorConfig
 from iaaa.synthesis.halo import grow_masks
@@ -31,10 +32,10 @@ def confluent_labels(h: int, w: int, n: int, seed: int, gap: bool = True) -> np.
     return lab
 
 
-def confluent_image(h: int, w: int, n: int, seed: int) -> AnnotatedImage:
+def confluent_image(h: int, w: int, n: int, seed: int, gap: bool = True) -> AnnotatedImage:
     """Two classes (odd / even ids), so class ids can be followed through occlusion."""
     rng = np.random.default_rng(seed + 1000)
-    lab = confluent_labels(h, w, n, seed)
+    lab = confluent_labels(h, w, n, seed, gap)
     img = np.where(lab > 0, 140.0, 90.0) + rng.normal(0, 6, (h, w))
     ids = np.unique(lab[lab > 0])
     return AnnotatedImage(torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8))[None], torch.from_numpy(lab),
@@ -88,9 +89,26 @@ def test_clusters_that_are_not_most_of_the_image_are_not_cut():
     assert int(whole.max()) == 2 and torch.equal(whole, cut)
 
 
-@pytest.fixture(scope="module")
-def confluent():
-    return [confluent_image(192, 192, 45, s) for s in range(4)]
+@pytest.fixture(scope="module", params=[True, False], ids=["gaps", "tiled"])
+def confluent(request):
+    # "tiled": every pixel a cell (a segmented epithelium or tissue): no background to clean,
+    # the real images themselves take the pastes.
+    return [confluent_image(192, 192, 45, s, gap=request.param) for s in range(4)]
+
+
+def test_a_fully_tiled_field_needs_the_real_image_as_canvas():
+    tiled = [confluent_image(96, 96, 20, s, gap=False) for s in range(2)]
+    assert all(int((t.labels == 0).sum()) == 0 for t in tiled)
+    with pytest.raises(IaaaError, match=r"no image has background pixels .*\(conf0, conf1\)"):
+        CellCompositor(CompositorConfig().replace(onto="background")).fit(tiled, progress=False)
+    comp = CellCompositor().fit(tiled, progress=False)
+    out = comp.sample(torch.Generator().manual_seed(0))
+    assert out.meta["objects"] and int((out.labels == 0).sum()) == 0
+    from iaaa import PasteCells
+
+    pasted = PasteCells(comp, p=1.0).apply(tiled[0], torch.Generator().manual_seed(0))
+    n = int(pasted.labels.max())
+    assert pasted.meta["paste"]["pasted"] and n == pasted.class_ids.numel() and set(pasted.labels.unique().tolist()) == set(range(1, n + 1))
 
 
 def test_a_confluent_field_gives_objects_and_new_images(confluent):
