@@ -107,8 +107,9 @@ def _read_tiff(path: Path) -> np.ndarray:
     return arr
 
 
-def _read_array(path: Path) -> tuple[np.ndarray, bool]:
-    """The decoded pixels and whether they are channel-last by construction (PIL: always)."""
+def _read_array(path: Path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
+    """The decoded pixels and whether they are channel-last by construction (PIL: always).
+    A palette (``P`` mode) image gives its colours, or with ``palette_indices`` its indices."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
@@ -128,7 +129,7 @@ def _read_array(path: Path) -> tuple[np.ndarray, bool]:
                 _check_declared_size(path, h, w)
             if im.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(im, dtype=np.uint16), True
-            if im.mode == "P":
+            if im.mode == "P" and not palette_indices:
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             return np.asarray(im), True
     except (DataError, IaaaError):
@@ -154,12 +155,14 @@ def _to_chw(arr: np.ndarray, path: Path, channel_last: bool) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image as ``(C, H, W)``: uint8 and uint16 are kept, other integer types become
-    int32-safe uint16 when they fit, floats become float32. A fully opaque alpha channel is dropped."""
+    int32-safe uint16 when they fit, floats become float32. A fully opaque alpha channel (RGBA,
+    grey + alpha) is dropped."""
     path = Path(path)
     raw, channel_last = _read_array(path)
     arr = _to_chw(raw, path, channel_last)
-    if arr.shape[0] == 4 and arr.dtype == np.uint8 and path.suffix.lower() not in _TIFF and bool((arr[3] == 255).all()):
-        arr = arr[:3]
+    # Outside TIFF, 2 and 4 channels are grey and RGB with alpha (PNG has no other kinds).
+    if arr.shape[0] in (2, 4) and arr.dtype == np.uint8 and path.suffix.lower() not in _TIFF and bool((arr[-1] == 255).all()):
+        arr = arr[:-1]
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype in (np.uint8, np.uint16):
@@ -187,11 +190,13 @@ def read_label_map(path: str | os.PathLike) -> torch.Tensor:
 
     Raises :class:`~iaaa.errors.DataError` for JPEG files (lossy: compression changes label
     values along every cell edge), multi-channel maps (unless every channel is equal),
-    non-integer values, negative labels and labels beyond int64."""
+    non-integer values, negative labels and labels beyond int64. A palette PNG (labelme's and
+    Pascal VOC's label maps) gives its palette indices, which are the labels; its colours are
+    only for display."""
     path = Path(path)
     if path.suffix.lower() in _JPEG:
         raise DataError(f"{path}: JPEG label maps are lossy (compression invents label values along cell edges); save label maps as PNG or TIFF")
-    arr, channel_last = _read_array(path)
+    arr, channel_last = _read_array(path, palette_indices=True)
     if arr.ndim == 3:
         axis = -1 if channel_last or (arr.shape[-1] <= 4 and arr.shape[0] > 4) else 0
         first = np.take(arr, 0, axis=axis)

@@ -64,6 +64,28 @@ def test_tiff_hwc_and_chw(tmp_path):
     assert torch.equal(read_image(tmp_path / "hwc.tif"), torch.from_numpy(arr))
 
 
+def test_palette_label_maps_give_their_indices_and_opaque_alpha_is_dropped(tmp_path):
+    # labelme and Pascal VOC store label maps as palette PNGs: the indices are the labels, the
+    # colours only show them (read as colours, every such map was refused as 3-channel).
+    rng = np.random.default_rng(0)
+    lab = np.zeros((12, 16), np.uint8)
+    lab[1:5, 2:7], lab[6:11, 3:9], lab[2:6, 10:15] = 1, 2, 7
+    pal = Image.fromarray(lab, mode="P")
+    pal.putpalette(rng.integers(0, 256, 768).astype(np.uint8).tolist())
+    img = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    _save_png(tmp_path / "i" / "a.png", np.stack([img, np.full_like(img, 255)], -1))  # grey + opaque alpha
+    (tmp_path / "m").mkdir()
+    pal.save(tmp_path / "m" / "a.png")
+    (s,) = read_label_folder(tmp_path / "i", tmp_path / "m")
+    assert s.image.shape == (1, 12, 16) and torch.equal(s.image[0], torch.from_numpy(img))
+    assert torch.equal(s.labels, torch.from_numpy(lab).to(torch.int64))
+    # an image in palette mode still gives its colours, and a translucent alpha is kept
+    pal.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").shape == (3, 12, 16)
+    _save_png(tmp_path / "la.png", np.stack([img, np.full_like(img, 128)], -1))
+    assert read_image(tmp_path / "la.png").shape == (2, 12, 16)
+
+
 def test_mask_suffixes_are_matched(tmp_path):
     _save_png(tmp_path / "i" / "a.png", np.zeros((8, 8), np.uint8))
     _save_png(tmp_path / "m" / "a_masks.png", np.ones((8, 8), np.uint16))
