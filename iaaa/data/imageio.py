@@ -99,6 +99,16 @@ def _read_tiff(path: Path) -> np.ndarray:
             raise DataError(f"{path}: corrupt TIFF (no image pages)")
         series = tf.series[0]
         shape = tuple(int(v) for v in series.shape)
+        axes = str(getattr(series, "axes", ""))
+        # Only files that say so (ImageJ hyperstacks, OME): a plain stack's axes read "QYX" and
+        # its planes are taken as channels. A z-stack or time series taken as channels would
+        # give cells a different look in every channel, silently.
+        for axis, what in (("Z", "z-stack"), ("T", "time series")):
+            if axis in axes and len(axes) == len(shape) and shape[axes.index(axis)] > 1:
+                raise DataError(
+                    f"{path}: a {what} (TIFF axes {axes}, shape {shape}); iaaa reads 2-D images with channels: "
+                    "save one plane or a projection per image"
+                )
         page = tf.pages[0]
         _check_declared_size(path, int(getattr(page, "imagelength", 0) or 0), int(getattr(page, "imagewidth", 0) or 0), int(np.prod(shape)) if shape else 0)
         arr = np.asarray(series.asarray())

@@ -86,6 +86,16 @@ def test_palette_label_maps_give_their_indices_and_opaque_alpha_is_dropped(tmp_p
     assert read_image(tmp_path / "la.png").shape == (2, 12, 16)
 
 
+def test_z_stacks_and_time_series_are_refused_not_taken_as_channels(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 255, (5, 16, 24), dtype=np.uint8)
+    for axes, what in (("ZYX", "z-stack"), ("TYX", "time series")):
+        tifffile.imwrite(tmp_path / "s.tif", arr, imagej=True, metadata={"axes": axes})
+        with pytest.raises(DataError, match=f"s.tif: a {what} \\(TIFF axes {axes}, shape \\(5, 16, 24\\)\\)"):
+            read_image(tmp_path / "s.tif")
+    tifffile.imwrite(tmp_path / "c.tif", arr, imagej=True, metadata={"axes": "CYX"})  # channels say so
+    assert torch.equal(read_image(tmp_path / "c.tif"), torch.from_numpy(arr))
+
+
 def test_mask_suffixes_are_matched(tmp_path):
     _save_png(tmp_path / "i" / "a.png", np.zeros((8, 8), np.uint8))
     _save_png(tmp_path / "m" / "a_masks.png", np.ones((8, 8), np.uint16))
