@@ -159,11 +159,21 @@ class AnnotatedImage:
 
 def as_annotated(sample: Any, name: str = "") -> AnnotatedImage:
     """Accept an :class:`AnnotatedImage`, an ``(image, labels)`` or ``(image, labels, class_ids)``
-    tuple, or a ``{"image", "labels"}`` dict, and return an :class:`AnnotatedImage`."""
+    tuple, torchvision's detection pair ``(image, target dict)`` (what a Mask R-CNN dataset and
+    :class:`~iaaa.data.dataset.RealDataset` return: see :func:`from_tv_tensors`), or a
+    ``{"image", "labels"}`` dict, and return an :class:`AnnotatedImage`."""
     if isinstance(sample, AnnotatedImage):
         return sample
     if isinstance(sample, dict):
+        missing = [k for k in ("image", "labels") if k not in sample]
+        if missing:
+            raise IaaaError(f"{name or 'sample'}: a sample dict needs 'image' and 'labels' keys; it lacks {missing} (has {sorted(map(str, sample))})")
         return AnnotatedImage(sample["image"], sample["labels"], sample.get("class_ids"), sample.get("name", name))
+    if isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict):
+        target = sample[1]
+        if "label_map" not in target and "masks" not in target:
+            raise IaaaError(f"{name or 'sample'}: a detection target needs 'masks' or 'label_map' (instance masks); it has {sorted(map(str, target))}")
+        return from_tv_tensors(sample[0], target, name)
     if isinstance(sample, (tuple, list)) and len(sample) in (2, 3):
         return AnnotatedImage(sample[0], sample[1], sample[2] if len(sample) == 3 else None, name)
     raise TypeError(f"{name or 'sample'}: expected an AnnotatedImage or an (image, labels) pair, got {type(sample).__name__}")

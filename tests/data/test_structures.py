@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torchvision import tv_tensors
 from torchvision.ops import masks_to_boxes as tv_masks_to_boxes
 
+from iaaa.errors import IaaaError
 from iaaa.structures import (
     AnnotatedImage,
     as_annotated,
@@ -162,6 +163,25 @@ def test_annotated_image_unpacks_and_validates():
         as_annotated(42)
 
 
+def test_detection_pairs_are_samples_too():
+    # What a torchvision Mask R-CNN dataset (and RealDataset) returns: fit(dataset) took such
+    # pairs as (image, labels) and failed on the dict with a NumPy TypeError.
+    from iaaa import CellCompositor, RealDataset, simulate_cells
+
+    real = simulate_cells(3, seed=4, size=(64, 72))
+    for i, item in enumerate(RealDataset(real)):
+        s = as_annotated(item)
+        assert torch.equal(s.labels, real[i].labels) and torch.equal(s.class_ids, real[i].class_ids)
+        image, target = item
+        masks_only = as_annotated((image, {"masks": target["masks"], "labels": target["labels"] + 1}))
+        assert torch.equal(masks_only.labels, real[i].labels) and torch.equal(masks_only.class_ids, real[i].class_ids + 1)
+    assert CellCompositor().fit(RealDataset(real), progress=False).pools.stats.n_images == 3
+    with pytest.raises(IaaaError, match="a detection target needs 'masks' or 'label_map'.*'boxes'"):
+        as_annotated((image, {"boxes": target["boxes"]}))
+    with pytest.raises(IaaaError, match=r"a sample dict needs 'image' and 'labels' keys; it lacks \['labels'\]"):
+        as_annotated({"image": image, "mask": target["label_map"]})
+
+
 def test_huge_sparse_ids_take_the_fallback_path():
     labels = torch.zeros(4, 4, dtype=torch.int64)
     labels[0, 0] = 10**12
@@ -235,7 +255,6 @@ def test_split_instances_counts_separate_regions_of_one_value(k, side, seed):
 def test_check_instance_maps_refuses_binary_masks_and_warns_on_one():
     import warnings
 
-    from iaaa.errors import IaaaError
     from iaaa.label_maps import check_instance_maps
 
     binary = torch.zeros(40, 40, dtype=torch.int64)
@@ -252,7 +271,6 @@ def test_check_instance_maps_refuses_binary_masks_and_warns_on_one():
 
 
 def test_check_instance_maps_refuses_a_labelled_background():
-    from iaaa.errors import IaaaError
     from iaaa.label_maps import check_instance_maps
 
     cells = torch.zeros(40, 50, dtype=torch.int64)
@@ -288,7 +306,6 @@ def test_boxes_of_more_instances_than_the_tables_hold(h, w, seed):
 
 
 def test_check_instance_maps_refuses_an_image_read_as_labels():
-    from iaaa.errors import IaaaError
     from iaaa.label_maps import check_instance_maps
 
     g = torch.Generator().manual_seed(0)
