@@ -109,12 +109,13 @@ def test_own_generators_do_not_replay_across_workers_and_epochs(compositor, sim_
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_persistent_workers_follow_set_epoch_under_both_start_methods(compositor, sim_small, context):
+@pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
+def test_persistent_workers_follow_set_epoch_under_every_start_method(compositor, sim_small, context):
     # Persistent workers keep their copies of the datasets across epochs: before the epoch was
     # shared, every epoch replayed epoch 0's layout and samples there. Under "spawn" (the default
-    # on macOS and Windows) the datasets travel through torch's multiprocessing pickler, where a
-    # compositor's own torch.Generator failed to load in every worker.
+    # on macOS and Windows) and "forkserver" (Linux's from Python 3.14) the datasets travel
+    # through torch's multiprocessing pickler, where a compositor's own torch.Generator failed
+    # to load in every worker.
     import multiprocessing
 
     if context not in multiprocessing.get_all_start_methods():
