@@ -117,6 +117,19 @@ def _read_tiff(path: Path) -> np.ndarray:
     return arr
 
 
+def _refuse_wide_colour_png(path: Path) -> None:
+    """Pillow decodes a 16-bit colour or grey + alpha PNG to 8 bits, keeping each value's high
+    byte: refuse it rather than hand on a quarter of its precision. The bit depth is byte 24 of
+    the file (the IHDR chunk comes first in every PNG)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16:
+        raise DataError(
+            f"{path}: a 16-bit colour PNG, which the PNG decoder (Pillow) reads as 8-bit; save it as a TIFF "
+            "(e.g. tifffile.imwrite), which keeps all 16 bits"
+        )
+
+
 def _read_array(path: Path, palette_indices: bool = False) -> tuple[np.ndarray, bool]:
     """The decoded pixels and whether they are channel-last by construction (PIL: always).
     A palette (``P`` mode) image gives its colours, or with ``palette_indices`` its indices."""
@@ -139,6 +152,8 @@ def _read_array(path: Path, palette_indices: bool = False) -> tuple[np.ndarray, 
                 _check_declared_size(path, h, w)
             if im.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(im, dtype=np.uint16), True
+            if im.format == "PNG" and im.mode in ("RGB", "RGBA", "LA"):
+                _refuse_wide_colour_png(path)
             if im.mode == "P" and not palette_indices:
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
             return np.asarray(im), True

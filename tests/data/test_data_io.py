@@ -96,6 +96,31 @@ def test_z_stacks_and_time_series_are_refused_not_taken_as_channels(tmp_path):
     assert torch.equal(read_image(tmp_path / "c.tif"), torch.from_numpy(arr))
 
 
+def _png16(path, arr, colour_type):
+    """A 16-bit PNG written by hand (Pillow cannot write 16-bit colour)."""
+    import struct
+    import zlib
+
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[i].astype(">u2").tobytes() for i in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_colour_png_is_refused_not_cut_to_eight_bits(tmp_path):
+    arr = (np.arange(4 * 5 * 3).reshape(4, 5, 3) * 1000).astype(np.uint16)
+    _png16(tmp_path / "rgb16.png", arr, 2)
+    with pytest.raises(DataError, match="rgb16.png: a 16-bit colour PNG"):
+        read_image(tmp_path / "rgb16.png")
+    _png16(tmp_path / "grey16.png", arr[..., 0], 0)  # 16-bit grey: read whole
+    assert torch.equal(read_image(tmp_path / "grey16.png")[0].to(torch.int32), torch.from_numpy(arr[..., 0].astype(np.int32)))
+    _save_png(tmp_path / "rgb8.png", (arr // 256).astype(np.uint8))
+    assert read_image(tmp_path / "rgb8.png").shape == (3, 4, 5)
+
+
 def test_mask_suffixes_are_matched(tmp_path):
     _save_png(tmp_path / "i" / "a.png", np.zeros((8, 8), np.uint8))
     _save_png(tmp_path / "m" / "a_masks.png", np.ones((8, 8), np.uint16))
