@@ -170,10 +170,7 @@ def as_annotated(sample: Any, name: str = "") -> AnnotatedImage:
             raise IaaaError(f"{name or 'sample'}: a sample dict needs 'image' and 'labels' keys; it lacks {missing} (has {sorted(map(str, sample))})")
         return AnnotatedImage(sample["image"], sample["labels"], sample.get("class_ids"), sample.get("name", name))
     if isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[1], dict):
-        target = sample[1]
-        if "label_map" not in target and "masks" not in target:
-            raise IaaaError(f"{name or 'sample'}: a detection target needs 'masks' or 'label_map' (instance masks); it has {sorted(map(str, target))}")
-        return from_tv_tensors(sample[0], target, name)
+        return from_tv_tensors(sample[0], sample[1], name)
     if isinstance(sample, (tuple, list)) and len(sample) in (2, 3):
         return AnnotatedImage(sample[0], sample[1], sample[2] if len(sample) == 3 else None, name)
     raise TypeError(f"{name or 'sample'}: expected an AnnotatedImage or an (image, labels) pair, got {type(sample).__name__}")
@@ -205,6 +202,8 @@ def from_tv_tensors(image: torch.Tensor, target: dict[str, Any] | torch.Tensor, 
     if present, else ``masks`` + ``labels``), a ``Mask`` of shape ``(H, W)`` (a label map) or
     ``(N, H, W)`` (stacked masks)."""
     img = image.as_subclass(torch.Tensor) if isinstance(image, torch.Tensor) else torch.as_tensor(np.asarray(image))
+    if isinstance(target, dict) and "label_map" not in target and "masks" not in target:
+        raise IaaaError(f"{name or 'target'}: a detection target needs 'masks' or 'label_map' (stacked (N, H, W) masks or an (H, W) label map); it has {sorted(map(str, target))}")
     if isinstance(target, dict):
         if "label_map" in target:
             labels = torch.as_tensor(target["label_map"]).as_subclass(torch.Tensor)

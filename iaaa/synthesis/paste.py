@@ -391,9 +391,7 @@ class PasteCells(v2.Transform):
     def _target(self, image: torch.Tensor, target: dict[str, Any], g: torch.Generator) -> tuple[Any, dict[str, Any]]:
         from torchvision import tv_tensors
 
-        if "masks" not in target and "label_map" not in target:
-            raise IaaaError("target: needs 'masks' (N, H, W) or 'label_map' (H, W)")
-        s = from_tv_tensors(image, target)
+        s = from_tv_tensors(image, target, "target")
         r = paste_cells(self.compositor, s.image, s.labels, s.class_ids, p=self.p, n=self.n, generator=g, sample=s)
         if not r.meta["pasted"]:
             return image, target
