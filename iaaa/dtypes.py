@@ -90,15 +90,20 @@ def to_float(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return (x.sub_(lo) if lo else x).div_(hi - lo)
 
 
-def from_float(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Inverse of :func:`to_float`: clamp to ``[0, 1]``, scale to ``dtype``'s range and round."""
+def from_float(image: torch.Tensor, dtype: torch.dtype, *, inplace: bool = False) -> torch.Tensor:
+    """Inverse of :func:`to_float`: clamp to ``[0, 1]``, scale to ``dtype``'s range and round.
+
+    ``inplace``: scale ``image`` itself, for a caller's own float temporary that it does not
+    read again (a composite about to be returned as integers): the same values without a
+    full-size float temporary, whose fresh pages cost more than the arithmetic on a 1024 px
+    image. ``image`` is left scaled; float ``dtype`` ignores it."""
     if dtype.is_floating_point:
         return image.to(dtype)
     lo, hi = dtype_range(dtype)
     # Scaled first, then from_work rounds and clamps to the dtype's range (its fast uint8 route
     # included): the same values as clamping to [0, 1] first (the scaled value lies in the range
     # exactly when x lies in [0, 1]), with one full-size pass fewer.
-    x = image.mul(hi - lo)
+    x = image.mul_(hi - lo) if inplace else image.mul(hi - lo)
     return from_work(x.add_(lo) if lo else x, dtype)
 
 

@@ -424,7 +424,7 @@ class CellCompositor:
         g = self._generator(generator)
         out, labels, extra = self._sample_into(g)
         return AnnotatedImage.trusted(
-            image=from_float(out, pools.dtype), labels=labels.to(self.device), class_ids=extra["class_ids"].to(self.device),
+            image=from_float(out, pools.dtype, inplace=True), labels=labels.to(self.device), class_ids=extra["class_ids"].to(self.device),
             name="synthetic", categories=dict(pools.categories), meta=extra["meta"],
         )
 
@@ -446,7 +446,7 @@ class CellCompositor:
                 labels = torch.empty((n, *lab.shape), dtype=torch.int64, device=self.device)
             if tuple(out.shape) != tuple(images.shape[1:]):
                 raise IaaaError(f"sample_batch(stack=True): image {i} is {tuple(out.shape[-2:])}, image 0 {tuple(images.shape[-2:])}; pass CompositorConfig(size=...) to stack")
-            images[i] = from_float(out, pools.dtype)
+            images[i] = from_float(out, pools.dtype, inplace=True)
             labels[i] = lab
             extra["meta"]["class_ids"] = extra["class_ids"]
             metas.append(extra["meta"])

@@ -304,7 +304,7 @@ def paste_cells(
         b = res.boxes.numpy()
         x0, y0 = max(int(b[:, 0].min()) - r, 0), max(int(b[:, 1].min()) - r, 0)
         x1, y1 = min(int(b[:, 2].max()) + r + 1, w), min(int(b[:, 3].max()) + r + 1, h)
-        out_img[:, y0:y1, x0:x1] = from_float(canvas.out[:, y0:y1, x0:x1], image.dtype)
+        out_img[:, y0:y1, x0:x1] = from_float(canvas.out[:, y0:y1, x0:x1], image.dtype, inplace=True)
     meta = {
         "pasted": bool(len(res.placed)),
         "group": key,

@@ -453,6 +453,6 @@ def place_objects(
         check(len(lr) == 2 and lr[0].size == c and lr[1].size == c and bool(np.isfinite(np.concatenate(lr)).all()), "level_range", f"must be (median, scale) of {c} finite values each", level_range)
         level_range = lr
     result = place(canvas, imgs, labs, clss, config, generator, grid, rim=rim, touch_share=touch_share, level_range=level_range)
-    result.image = from_float(result.image, bg.dtype)
+    result.image = from_float(result.image, bg.dtype, inplace=True)  # the canvas's own copy
     result.labels = result.labels.to(bg.device)
     return result

@@ -72,6 +72,12 @@ def test_uint8_rounding_by_addition_equals_round_and_cast(values, halves):
     assert torch.equal(from_work(x.clone(), torch.uint8, saturate=False)[(x >= 0) & (x <= 255)], want[(x >= 0) & (x <= 255)])
     unit = x / 255.0
     assert torch.equal(from_float(unit, torch.uint8), (unit.clamp(0, 1) * 255.0).round_().to(torch.uint8))
+    # In place on the caller's temporary (the compositor's composite): the same values; the
+    # default leaves its input as it was.
+    before = unit.clone()
+    for dtype in (torch.uint8, torch.uint16):
+        assert torch.equal(from_float(unit.clone(), dtype, inplace=True), from_float(unit, dtype))
+    assert torch.equal(unit, before)
 
 
 # ----------------------------------------------------------------------------- single values
