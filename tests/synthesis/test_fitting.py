@@ -72,6 +72,32 @@ def test_map_images_keeps_order_and_reports_each_result():
         assert seen == [i * i + 100 for i in range(7)]
 
 
+def _tensors(i: int) -> dict:
+    base = torch.arange(64, dtype=torch.int32).reshape(8, 8) + i
+    return {
+        "u16": (torch.arange(6, dtype=torch.int32) * 10_000).to(torch.uint16),
+        "view": base[2:5, 1:7:2],  # a strided view of a larger storage
+        "same": [base, base],  # one tensor twice
+        "bf16": torch.tensor([1.5, -2.0], dtype=torch.bfloat16),  # no NumPy dtype: the usual pickling
+        "array": np.full((3, 2), i, dtype=np.float16),
+    }
+
+
+def test_map_images_sends_results_by_value():
+    # Worker results cross as values, not as shared-memory storages (one socket handshake per
+    # tensor made receiving them the serial part of fit(workers=...)): same dtypes, shapes and
+    # values, nothing left in shared memory, arrays writable.
+    serial = map_images(_tensors, [(i,) for i in range(3)], 0)
+    parallel = map_images(_tensors, [(i,) for i in range(3)], 2)
+    for a, b in zip(serial, parallel):
+        for key in ("u16", "view", "bf16"):
+            assert b[key].dtype == a[key].dtype and torch.equal(b[key], a[key]) and not b[key].is_shared()
+        assert b["view"].shape == (3, 3) and b["view"].untyped_storage().nbytes() == 9 * 4  # its own elements only
+        assert b["same"][0] is b["same"][1] and torch.equal(b["same"][0], a["same"][0]) and not b["same"][0].is_shared()
+        assert np.array_equal(b["array"], a["array"]) and b["array"].flags.writeable
+        b["u16"][0] = 1  # writable, as a serial result is
+
+
 def test_halo_width_needs_cells_and_background_and_keeps_the_table_on_request():
     img = torch.zeros(1, 32, 32, dtype=torch.uint8)
     assert halo_width(AnnotatedImage(img, torch.zeros(32, 32, dtype=torch.int64)), True) == (None, None)
