@@ -51,9 +51,10 @@ class FittedImage:
     fragments: int
     contacts: ContactStats
     anchors: np.ndarray | None
-    cleaned: torch.Tensor
+    cleaned: torch.Tensor | None
     """The image with its cells removed (the image itself when it has no background pixel):
-    what the border fallback cuts objects from."""
+    what the border fallback cuts objects from. ``None`` where the fallback cannot run: the image
+    gave objects (the fallback runs only when no image did) or ``keep_border`` is set."""
     background: PooledBackground | None
     """The pooled background (``None``: no background pixel)."""
     level: np.ndarray | None = None
@@ -88,7 +89,9 @@ def fit_image(
     cells = int(groups.ids.numel())
     border = 0 if cfg.objects.keep_border else int(groups.border.sum())
     contacts = measure_contacts(s.labels, cfg.placement.contact_reach)
-    out = FittedImage(objs, cells, border, int(groups.fragments.numel()), contacts, anchors, cleaned, None)
+    # A full-size image less to send back from a worker and to hold until fit ends.
+    keep_cleaned = not objs and not cfg.objects.keep_border
+    out = FittedImage(objs, cells, border, int(groups.fragments.numel()), contacts, anchors, cleaned if keep_cleaned else None, None)
     # A real image cannot be mirror-tiled (its cells would repeat): one smaller than the output
     # keeps its cleaned background instead. A real image kept whole needs no cleaned background,
     # so a fully tiled field (every pixel a cell) still takes pastes, on top of its cells.
