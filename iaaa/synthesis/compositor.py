@@ -212,7 +212,7 @@ class CellCompositor:
                 builder.add(s, key, f.objects, f.cells, f.border, f.fragments, halo=halo, rim=rim, context=context, contacts=f.contacts, anchors=f.anchors)
                 pending.append((s, key, halo, context, f.cleaned, f.anchors))
                 if f.background is not None:
-                    builder.add_level(key, f.level, f.free)
+                    builder.add_level(key, f.level_summary)
                 builder.add_background(f.background, s.name)
             if not builder.objects and not cfg.objects.keep_border:
                 # Small images whose every object touches the frame: pool the border objects

@@ -32,7 +32,7 @@ from iaaa.synthesis.layout import layout_grid
 from iaaa.synthesis.levels import intensity_anchors, level_map
 from iaaa.synthesis.mirror import tile
 from iaaa.synthesis.objects import extract
-from iaaa.synthesis.pools import PooledBackground, real_cells
+from iaaa.synthesis.pools import PooledBackground, level_summary, real_cells
 from iaaa.threads import torch_threads
 
 __all__ = ["FittedImage", "fit_image", "map_images"]
@@ -57,10 +57,9 @@ class FittedImage:
     gave objects (the fallback runs only when no image did) or ``keep_border`` is set."""
     background: PooledBackground | None
     """The pooled background (``None``: no background pixel)."""
-    level: np.ndarray | None = None
-    """``(C, H, W)`` float16 smoothed level of the pooled background, for ``add_level``."""
-    free: np.ndarray | None = None
-    """``(H, W)`` bool: its background pixels."""
+    level_summary: np.ndarray | None = None
+    """:func:`~iaaa.synthesis.pools.level_summary` of the pooled background's level at its
+    background pixels, for ``add_level`` (``None``: no background pixel)."""
 
 
 def fit_image(
@@ -104,7 +103,7 @@ def fit_image(
         # Corner scores read a smoothed background; float16 halves the pool's memory and is
         # ample to rank candidates.
         level = level_map(bg, cfg.placement.match_sigma).astype(np.float16)
-        out.level, out.free = level, tile((s.labels == 0)[None], cfg.size)[0].cpu().numpy()
+        out.level_summary = level_summary(level, tile((s.labels == 0)[None], cfg.size)[0].cpu().numpy())
         grid = layout_grid(tile((s.labels > 0).to(torch.float32)[None], cfg.size)[0], cfg.layout.layout_sigma) if cfg.layout.layout == "source" else None
         out.background = PooledBackground(bg, level, s.name, key, cells, float(s.size[0] * s.size[1]), grid, real, anchors)
     return out

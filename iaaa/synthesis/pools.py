@@ -28,6 +28,7 @@ from iaaa.synthesis.levels import exposure_spread, mixed_exposures
 
 __all__ = [
     "CompositorStats", "PooledObject", "PooledBackground", "RealCells", "GroupPool", "Pools", "PoolBuilder", "mode", "real_cells", "crop_real_cells",
+    "level_summary",
 ]
 
 
@@ -305,6 +306,22 @@ class Pools:
         return self
 
 
+def level_summary(level: np.ndarray, background: np.ndarray) -> np.ndarray | None:
+    """``(2, C)``: per channel the median and the median absolute deviation of the smoothed
+    ``level`` ``(C, H, W)`` at the ``background`` ``(H, W)`` bool pixels (``None``: none), what
+    :meth:`PoolBuilder.add_level` pools per group. Computed where the image is fitted (a worker
+    process with ``fit(workers=...)``), so only these few numbers travel."""
+    v = level[:, background].astype(np.float32)
+    if v.shape[1] == 0:
+        return None
+    if v.shape[1] > 65536:
+        # A regular subsample: a median needs no more, and fit stays cheap on large images.
+        v = v[:, :: v.shape[1] // 65536]
+    med = np.median(v, axis=1)
+    mad = np.median(np.abs(v - med[:, None]), axis=1)
+    return np.stack([med, mad])
+
+
 class PoolBuilder:
     """Collects the objects, backgrounds and statistics of the fitted images, one at a time."""
 
@@ -378,18 +395,11 @@ class PoolBuilder:
             )
         self.stats.cells_pooled += sum(o.num_cells for o in objects)
 
-    def add_level(self, group: Any, level: np.ndarray, background: np.ndarray) -> None:
-        """Record the smoothed ``level`` ``(C, H, W)`` of an image of ``group`` at its background
-        pixels (``background``: ``(H, W)`` bool): per channel its median and robust spread."""
-        v = level[:, background].astype(np.float32)
-        if v.shape[1] == 0:
-            return
-        if v.shape[1] > 65536:
-            # A regular subsample: a median needs no more, and fit stays cheap on large images.
-            v = v[:, :: v.shape[1] // 65536]
-        med = np.median(v, axis=1)
-        mad = np.median(np.abs(v - med[:, None]), axis=1)
-        self.levels.setdefault(group, []).append(np.stack([med, mad]))
+    def add_level(self, group: Any, summary: np.ndarray | None) -> None:
+        """Record the :func:`level_summary` of an image of ``group`` (``None``: it had no
+        background pixel)."""
+        if summary is not None:
+            self.levels.setdefault(group, []).append(summary)
 
     def add_background(self, background: PooledBackground | None, name: str) -> None:
         """Record the image's background (``None``: it had no background pixel)."""
