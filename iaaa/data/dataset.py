@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from iaaa.errors import IaaaError
 from iaaa.dtypes import to_float
-from iaaa.label_maps import labels_to_masks, masks_to_boxes
+from iaaa.label_maps import labels_to_boxes, labels_to_masks
 from iaaa.sampler import Sampler, check_sampler, mix_seed
 from iaaa.structures import AnnotatedImage, PastedWindows, as_annotated
 
@@ -35,8 +35,8 @@ def sample_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
 
 
 def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -> tuple[Any, dict[str, Any]]:
-    """Detection-format ``(image, target)`` of a sample. Boxes and masks are derived from the
-    label map, so ``boxes == masks_to_boxes(masks)`` holds by construction. ``label_map``
+    """Detection-format ``(image, target)`` of a sample. Boxes and masks are both derived from
+    the label map, so ``boxes == masks_to_boxes(masks)`` holds. ``label_map``
     overrides the sample's (used after geometric transforms); instances absent from it are
     dropped together with their class ids, and instances new in it (added by a transform such as
     :class:`~iaaa.synthesis.paste.PasteCells`) take the sample's one category (refused when it
@@ -70,7 +70,9 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     h, w = labels.shape
     image = sample.image.as_subclass(torch.Tensor)
     target = {
-        "boxes": tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(h, w)),
+        # From the label map (the same boxes as the masks give: tests hold labels_to_boxes to
+        # torchvision's masks_to_boxes) in one pass over H x W instead of two over N x H x W.
+        "boxes": tv_tensors.BoundingBoxes(labels_to_boxes(labels, ids), format="XYXY", canvas_size=(h, w)),
         "labels": class_ids.to(torch.int64),
         "masks": tv_tensors.Mask(masks),
         "label_map": tv_tensors.Mask(labels),
