@@ -140,7 +140,10 @@ def instance_ids(labels: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- label map <-> masks / boxes
 
 
-def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, windows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def labels_to_masks(
+    labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, windows: torch.Tensor | None = None,
+    *, shared: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a label map ``(H, W)`` into stacked masks ``(N, H, W)`` of ``dtype`` (bool, or
     uint8 as torchvision's ``Mask`` targets use).
 
@@ -148,7 +151,13 @@ def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype
     :func:`instance_ids`. Each mask is compared only inside its instance's box: comparing every
     pixel against every id costs N full passes, which dominated building detection targets.
     ``windows`` (``(N, 4)`` inclusive XYXY, with ``ids``) are boxes already known to contain
-    each instance, e.g. where a compositor pasted it; they save computing the boxes."""
+    each instance, e.g. where a compositor pasted it; they save computing the boxes.
+
+    ``shared``: CPU masks are allocated in shared memory, as ``default_collate`` allocates a
+    batch in a DataLoader worker: the worker then sends them without copying them there first.
+    (N full-size masks are the largest part of a detection target: 161 MB for 161 cells at
+    1024 px, whose zeroing and copy cost several times the synthesis of the image.) A fresh
+    shared-memory file reads as zeros, so only the instances' boxes are written."""
     if labels.ndim != 2:
         raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
     labels = check_labels(labels)
@@ -161,12 +170,22 @@ def labels_to_masks(labels: torch.Tensor, ids: torch.Tensor | None = None, dtype
         ids, boxes = ids.to(labels.device, torch.int64), torch.as_tensor(windows, dtype=torch.int64)
     else:
         ids, boxes = _ids_and_boxes(labels, ids)
-    masks = torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device)
+    masks = _zero_masks((ids.numel(), *labels.shape), dtype, labels.device, shared)
     for i, (value, (x0, y0, x1, y1)) in enumerate(zip(ids.tolist(), boxes.tolist())):
         if x1 >= x0:  # absent ids keep an all-zero mask (their box is all zeros, x1 == x0 == 0)
             window = labels[y0 : y1 + 1, x0 : x1 + 1]
             masks[i, y0 : y1 + 1, x0 : x1 + 1] = window == value
     return masks, ids
+
+
+def _zero_masks(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, shared: bool) -> torch.Tensor:
+    if not shared or device.type != "cpu":
+        return torch.zeros(shape, dtype=dtype, device=device)
+    numel = int(np.prod(shape))
+    # torch's own way (default_collate): a new storage in shared memory, a fresh file whose
+    # pages read as zero until written.
+    storage = torch.UntypedStorage._new_shared(numel * torch.empty((), dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def masks_to_labels(masks: torch.Tensor, ids: torch.Tensor | Sequence[int] | None = None, overlap: str = "error") -> torch.Tensor:

@@ -51,6 +51,14 @@ def test_labels_masks_roundtrip(labels):
     assert torch.equal(masks_to_labels(masks, ids), labels)
 
 
+@settings(max_examples=30, deadline=None)
+@given(label_maps())
+def test_masks_in_shared_memory_equal_the_plain_ones(labels):
+    masks, ids = labels_to_masks(labels, dtype=torch.uint8)
+    shared, ids2 = labels_to_masks(labels, dtype=torch.uint8, shared=True)
+    assert shared.is_shared() and shared.dtype == torch.uint8 and torch.equal(ids2, ids) and torch.equal(shared, masks)
+
+
 @settings(max_examples=60, deadline=None)
 @given(label_maps())
 def test_boxes_match_torchvision(labels):
