@@ -1,6 +1,6 @@
 """Images/s delivered by a DataLoader over SynthesisDataset, and export images/s to disk.
 
-    python benchmarks/dataloader.py [--size 512] [--cells 20] [--n 200]
+    python benchmarks/dataloader.py [--size 512] [--cells 20] [--n 200] [--formats detection label_map] [--no-export]
 
 Fits a CellCompositor on simulated 512x512 fluorescence images with about ``--cells`` cells
 each, then times (a) iterating a DataLoader (detection targets, batch 8) for num_workers
@@ -48,6 +48,8 @@ def main() -> None:
     p.add_argument("--n", type=int, default=200, help="samples per measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1: see benchmarks/README.md)")
+    p.add_argument("--formats", nargs="+", default=["detection"], choices=["detection", "label_map", "sample"], help="SynthesisDataset target formats to time")
+    p.add_argument("--no-export", action="store_true", help="skip export_synthetic")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     lo = max(1, args.cells - 4)
@@ -60,10 +62,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; fit on 16 images: {fit_s:.2f} s; ~{cells:.1f} cells per synthetic image")
     print(f"| what | {args.size}x{args.size} images/s (median of {args.repeats}) |")
     print("| --- | --- |")
-    for workers in (0, 1, 2):
-        rates = [time_loader(ds, workers) for _ in range(args.repeats)]
-        print(f"| DataLoader, num_workers={workers}, batch 8 | {statistics.median(rates):.1f} |")
-    for workers in (0, 2):
+    for fmt in args.formats:
+        ds = SynthesisDataset(comp, args.n, seed=0, target_format=fmt)
+        for workers in (0, 1, 2):
+            rates = [time_loader(ds, workers) for _ in range(args.repeats)]
+            print(f"| DataLoader, {fmt} targets, num_workers={workers}, batch 8 | {statistics.median(rates):.1f} |")
+    for workers in (() if args.no_export else (0, 2)):
         rates = []
         for r in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
