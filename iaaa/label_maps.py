@@ -142,7 +142,7 @@ def instance_ids(labels: torch.Tensor) -> torch.Tensor:
 
 def labels_to_masks(
     labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, windows: torch.Tensor | None = None,
-    *, shared: bool = False,
+    *, shared: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a label map ``(H, W)`` into stacked masks ``(N, H, W)`` of ``dtype`` (bool, or
     uint8 as torchvision's ``Mask`` targets use).
@@ -153,11 +153,12 @@ def labels_to_masks(
     ``windows`` (``(N, 4)`` inclusive XYXY, with ``ids``) are boxes already known to contain
     each instance, e.g. where a compositor pasted it; they save computing the boxes.
 
-    ``shared``: CPU masks are allocated in shared memory, as ``default_collate`` allocates a
-    batch in a DataLoader worker: the worker then sends them without copying them there first.
-    (N full-size masks are the largest part of a detection target: 161 MB for 161 cells at
-    1024 px, whose zeroing and copy cost several times the synthesis of the image.) A fresh
-    shared-memory file reads as zeros, so only the instances' boxes are written."""
+    ``shared``: allocate CPU masks in shared memory; ``None`` (default): when called in a
+    DataLoader worker, the rule ``default_collate`` follows for its batches, since the worker
+    then sends them without copying them there first. (N full-size masks are the largest part of
+    a detection target: 161 MB for 161 cells at 1024 px, whose zeroing and copy cost several
+    times the synthesis of the image.) A fresh shared-memory file reads as zeros, so only the
+    instances' boxes are written."""
     if labels.ndim != 2:
         raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
     labels = check_labels(labels)
@@ -178,7 +179,9 @@ def labels_to_masks(
     return masks, ids
 
 
-def _zero_masks(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, shared: bool) -> torch.Tensor:
+def _zero_masks(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, shared: bool | None) -> torch.Tensor:
+    if shared is None:
+        shared = torch.utils.data.get_worker_info() is not None
     if not shared or device.type != "cpu":
         return torch.zeros(shape, dtype=dtype, device=device)
     numel = int(np.prod(shape))

@@ -186,11 +186,11 @@ def to_tv_tensors(sample: Any) -> tuple[Any, dict[str, Any]]:
     from torchvision import tv_tensors
 
     s = as_annotated(sample)
-    masks, _ = labels_to_masks(s.labels)
+    masks, ids = labels_to_masks(s.labels, dtype=torch.uint8)
     h, w = s.size
     target = {
-        "boxes": tv_tensors.BoundingBoxes(masks_to_boxes(masks), format="XYXY", canvas_size=(h, w)),
-        "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+        "boxes": tv_tensors.BoundingBoxes(labels_to_boxes(s.labels, ids), format="XYXY", canvas_size=(h, w)),
+        "masks": tv_tensors.Mask(masks),
         "labels": s.class_ids.clone(),
         "label_map": s.labels,
     }

@@ -45,13 +45,11 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
 
     labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
     known = _pasted_windows(sample) if label_map is None else None
-    # In a DataLoader worker the masks go straight to shared memory, where the worker would
-    # otherwise copy them to send them (default_collate's rule for its batches).
-    shared = torch.utils.data.get_worker_info() is not None
+    # (In a DataLoader worker the masks are made in shared memory: labels_to_masks' default.)
     if known is not None:
-        masks, ids = labels_to_masks(labels, known[0], dtype=torch.uint8, windows=known[1], shared=shared)
+        masks, ids = labels_to_masks(labels, known[0], dtype=torch.uint8, windows=known[1])
     else:
-        masks, ids = labels_to_masks(labels, dtype=torch.uint8, shared=shared)
+        masks, ids = labels_to_masks(labels, dtype=torch.uint8)
     if label_map is None:
         class_ids = sample.class_ids
     else:
