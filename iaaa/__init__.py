@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "CellObject": "iaaa.structures",
     "as_annotated": "iaaa.structures",
     "labels_to_masks": "iaaa.structures",
+    "labels_to_masks_and_boxes": "iaaa.structures",
     "masks_to_labels": "iaaa.structures",
     "labels_to_boxes": "iaaa.structures",
     "masks_to_boxes": "iaaa.structures",

@@ -34,6 +34,7 @@ __all__ = [
     "instance_ids",
     "instance_areas",
     "labels_to_masks",
+    "labels_to_masks_and_boxes",
     "masks_to_labels",
     "labels_to_boxes",
     "masks_to_boxes",
@@ -162,21 +163,48 @@ def labels_to_masks(
     if labels.ndim != 2:
         raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
     labels = check_labels(labels)
-    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
-        ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
-        return torch.zeros((ids.numel(), *labels.shape), dtype=dtype, device=labels.device), ids
-    if windows is not None:
+    if windows is not None and labels.numel() and (ids is None or ids.numel()):
         if ids is None or len(windows) != ids.numel():
             raise IaaaError(f"windows: need one window per id, got {len(windows)} windows for {None if ids is None else ids.numel()} ids")
         ids, boxes = ids.to(labels.device, torch.int64), torch.as_tensor(windows, dtype=torch.int64)
     else:
-        ids, boxes = _ids_and_boxes(labels, ids)
+        ids, boxes = _ids_and_boxes_of(labels, ids)
+    return _split(labels, ids, boxes, dtype, shared), ids
+
+
+def labels_to_masks_and_boxes(
+    labels: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype = torch.bool, *, shared: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(masks, ids, boxes)``: :func:`labels_to_masks` and :func:`labels_to_boxes` (float32
+    XYXY) together, from one search of the label map for every instance's box: what a detection
+    target needs (the search costs as much as writing the masks at 512 px)."""
+    if labels.ndim != 2:
+        raise IaaaError(f"labels: expected a (H, W) label map, got shape {tuple(labels.shape)}")
+    labels = check_labels(labels)
+    ids, boxes = _ids_and_boxes_of(labels, ids)
+    return _split(labels, ids, boxes, dtype, shared), ids, boxes.float()
+
+
+def _ids_and_boxes_of(labels: torch.Tensor, ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_ids_and_boxes` of a checked label map, an empty map or empty ``ids`` included
+    (every asked id then gets a zero box)."""
+    if labels.numel() == 0 or (ids is not None and ids.numel() == 0):
+        ids = torch.zeros(0, dtype=torch.int64, device=labels.device) if ids is None else ids.to(labels.device, torch.int64)
+        return ids, torch.zeros((ids.numel(), 4), dtype=torch.int64, device=labels.device)
+    return _ids_and_boxes(labels, ids)
+
+
+def _split(labels: torch.Tensor, ids: torch.Tensor, boxes: torch.Tensor, dtype: torch.dtype, shared: bool | None) -> torch.Tensor:
+    """The stacked masks of ``ids``, each compared only inside its box (``boxes``: int64 XYXY
+    containing the instance; a zero box for an absent id)."""
     masks = _zero_masks((ids.numel(), *labels.shape), dtype, labels.device, shared)
+    if labels.numel() == 0:
+        return masks
     for i, (value, (x0, y0, x1, y1)) in enumerate(zip(ids.tolist(), boxes.tolist())):
         if x1 >= x0:  # absent ids keep an all-zero mask (their box is all zeros, x1 == x0 == 0)
             window = labels[y0 : y1 + 1, x0 : x1 + 1]
             masks[i, y0 : y1 + 1, x0 : x1 + 1] = window == value
-    return masks, ids
+    return masks
 
 
 def _zero_masks(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, shared: bool | None) -> torch.Tensor:

@@ -25,6 +25,7 @@ from iaaa.label_maps import (
     instance_ids,
     labels_to_boxes,
     labels_to_masks,
+    labels_to_masks_and_boxes,
     masks_to_boxes,
     masks_to_labels,
     relabel_sequential,
@@ -39,6 +40,7 @@ __all__ = [
     "instance_ids",
     "instance_areas",
     "labels_to_masks",
+    "labels_to_masks_and_boxes",
     "masks_to_labels",
     "labels_to_boxes",
     "masks_to_boxes",
@@ -186,10 +188,10 @@ def to_tv_tensors(sample: Any) -> tuple[Any, dict[str, Any]]:
     from torchvision import tv_tensors
 
     s = as_annotated(sample)
-    masks, ids = labels_to_masks(s.labels, dtype=torch.uint8)
+    masks, _, boxes = labels_to_masks_and_boxes(s.labels, dtype=torch.uint8)
     h, w = s.size
     target = {
-        "boxes": tv_tensors.BoundingBoxes(labels_to_boxes(s.labels, ids), format="XYXY", canvas_size=(h, w)),
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
         "masks": tv_tensors.Mask(masks),
         "labels": s.class_ids.clone(),
         "label_map": s.labels,

@@ -19,9 +19,9 @@ from torch.utils.data import Dataset
 
 from iaaa.errors import IaaaError
 from iaaa.dtypes import to_float
-from iaaa.label_maps import labels_to_boxes, labels_to_masks
+from iaaa.label_maps import labels_to_masks_and_boxes
 from iaaa.sampler import Sampler, check_sampler, mix_seed
-from iaaa.structures import AnnotatedImage, PastedWindows, as_annotated
+from iaaa.structures import AnnotatedImage, as_annotated
 
 __all__ = ["SynthesisDataset", "RealDataset", "MixedDataset", "collate_fn", "make_target", "sample_generator", "TARGET_FORMATS"]
 
@@ -44,12 +44,9 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     from torchvision import tv_tensors
 
     labels = sample.labels if label_map is None else label_map.as_subclass(torch.Tensor).to(torch.int64)
-    known = _pasted_windows(sample) if label_map is None else None
-    # (In a DataLoader worker the masks are made in shared memory: labels_to_masks' default.)
-    if known is not None:
-        masks, ids = labels_to_masks(labels, known[0], dtype=torch.uint8, windows=known[1])
-    else:
-        masks, ids = labels_to_masks(labels, dtype=torch.uint8)
+    # One search of the label map gives each instance's box, which bounds its mask and is its
+    # target box (in a DataLoader worker the masks are made in shared memory).
+    masks, ids, boxes = labels_to_masks_and_boxes(labels, dtype=torch.uint8)
     if label_map is None:
         class_ids = sample.class_ids
     else:
@@ -71,9 +68,7 @@ def make_target(sample: AnnotatedImage, label_map: torch.Tensor | None = None) -
     h, w = labels.shape
     image = sample.image.as_subclass(torch.Tensor)
     target = {
-        # From the label map (the same boxes as the masks give: tests hold labels_to_boxes to
-        # torchvision's masks_to_boxes) in one pass over H x W instead of two over N x H x W.
-        "boxes": tv_tensors.BoundingBoxes(labels_to_boxes(labels, ids), format="XYXY", canvas_size=(h, w)),
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
         "labels": class_ids.to(torch.int64),
         "masks": tv_tensors.Mask(masks),
         "label_map": tv_tensors.Mask(labels),
@@ -128,17 +123,6 @@ def _only_class(sample: AnnotatedImage) -> int | None:
     """The class id of a sample whose categories name one class (the default ``{1: "cell"}``),
     else ``None``."""
     return next(iter(sample.categories)) if len(sample.categories) == 1 else None
-
-
-def _pasted_windows(sample: AnnotatedImage) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(ids, boxes)`` of every instance from a compositor's typed record of where it pasted
-    each object (``meta["windows"]``, a :class:`~iaaa.structures.PastedWindows`), or
-    None when the sample has none. Saves two passes over the label map per sample."""
-    rec = sample.meta.get("windows")
-    if not isinstance(rec, PastedWindows) or rec.ids.numel() != sample.class_ids.numel():
-        return None
-    order = torch.argsort(rec.ids)
-    return rec.ids[order].cpu(), rec.boxes[order].cpu()
 
 
 def _apply_transforms(sample: AnnotatedImage, transforms: Callable | None) -> tuple[Any, torch.Tensor | None]:

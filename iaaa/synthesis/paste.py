@@ -65,7 +65,7 @@ from torchvision.transforms import v2
 from iaaa.dtypes import check_unit_range, from_float, to_float
 from iaaa.errors import IaaaError
 from iaaa.sampler import OwnGenerator
-from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_boxes, labels_to_masks
+from iaaa.structures import AnnotatedImage, from_tv_tensors, labels_to_masks_and_boxes
 from iaaa.synthesis.canvas import surviving_ids
 from iaaa.synthesis.checks import bounded, check, validate
 from iaaa.synthesis.image_groups import median_diameter
@@ -397,11 +397,10 @@ class PasteCells(v2.Transform):
             return image, target
         h, w = r.labels.shape
         mdtype = target["masks"].dtype if "masks" in target else torch.uint8
-        masks, ids = labels_to_masks(r.labels, dtype=mdtype)
+        masks, _, boxes = labels_to_masks_and_boxes(r.labels, dtype=mdtype)
         out = dict(target)
         out["masks"] = tv_tensors.Mask(masks)
-        # From the label map: the masks' boxes without two passes over N x H x W.
-        out["boxes"] = tv_tensors.BoundingBoxes(labels_to_boxes(r.labels, ids), format="XYXY", canvas_size=(h, w))
+        out["boxes"] = tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w))
         out["labels"] = r.class_ids.to(torch.int64)
         if "label_map" in target:
             out["label_map"] = _wrap_like(target["label_map"], r.labels)
